@@ -1,0 +1,51 @@
+# The two commands: `make run` (the main job) and `make test` (set up everything, run the suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test check lint format typecheck bench notebooks clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 >/dev/null
+	touch $(STAMP)
+
+## run: the local stack on 127.0.0.1 (service, Prometheus, Alertmanager, workbench) on ./data
+run: $(STAMP)
+	$(BIN)/jamey stack
+
+## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium)
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## check: lint, types, tests: run before every commit
+check: lint typecheck test
+
+## bench: the benchmarks in bench/ (numbers go into the README)
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+## notebooks: JupyterLab on notebooks/ with the project's environment as the kernel
+notebooks: $(STAMP)
+	$(BIN)/pip install --quiet jupyterlab
+	$(BIN)/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

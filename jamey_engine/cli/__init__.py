@@ -1,0 +1,93 @@
+"""The ``jamey`` command. Each command group lives in its own module beside this one.
+
+Errors from the engine become one line on stderr and a non-zero exit code; no traceback
+reaches the user (set JAMEY_LOG_LEVEL=debug to log one).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from jamey_engine import __version__
+from jamey_engine.config import Settings
+from jamey_engine.engine import Engine
+from jamey_engine.errors import JameyError
+
+log = logging.getLogger("jamey_engine.cli")
+
+# Internal-error exit code, as sysexits' EX_SOFTWARE.
+EXIT_INTERNAL = 70
+
+
+class JameyGroup(click.Group):
+    """A click group that turns JameyError (and anything unexpected) into one clean line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JameyError as err:
+            click.echo(f"error: {err.message}", err=True)
+            ctx.exit(err.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as err:  # the last line of defence: no traceback for users
+            log.debug("internal error", exc_info=True)
+            click.echo(
+                f"error: internal error ({type(err).__name__}: {err}); "
+                "run with JAMEY_LOG_LEVEL=debug for the details",
+                err=True,
+            )
+            ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=JameyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jamey")
+@click.option("--data-dir", metavar="DIR", help="Data directory [env: JAMEY_DATA_DIR; default ./data]")
+@click.option("--database-url", metavar="URL", help="SQLAlchemy URL [env: JAMEY_DATABASE_URL]")
+@click.option("--backup-dir", metavar="DIR", help="Backup directory [env: JAMEY_BACKUP_DIR]")
+@click.pass_context
+def cli(
+    ctx: click.Context, data_dir: str | None, database_url: str | None, backup_dir: str | None
+) -> None:
+    """Jamey: memory store, API keys, backups and the HTTP service."""
+    try:
+        settings = Settings.from_env(
+            data_dir=data_dir, database_url=database_url, backup_dir=backup_dir
+        )
+    except JameyError as err:
+        click.echo(f"error: {err.message}", err=True)
+        ctx.exit(err.exit_code)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    engine = Engine(settings)
+    ctx.obj = engine
+    ctx.call_on_close(engine.close)
+
+
+# Each module defines ``group`` (a click command or group) that is added here.
+_COMMAND_MODULES = ("status", "memory", "db", "keys", "backup", "serve", "stack")
+
+for _name in _COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"jamey_engine.cli.{_name}")
+    except ModuleNotFoundError as _err:
+        if _err.name != f"jamey_engine.cli.{_name}":
+            raise
+        continue  # that command group has not been built yet
+    cli.add_command(_module.group)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="jamey")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

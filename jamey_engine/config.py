@@ -1,0 +1,224 @@
+"""Settings: every environment variable declared once, with its default and help.
+
+``Settings.from_env(environ)`` parses a mapping (``os.environ`` by default, a dict in
+tests) and fails fast with a ConfigError naming the variable and the bad value.
+CLI flags override by passing ``overrides``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jamey_engine.durations import parse_duration
+from jamey_engine.errors import ConfigError, InvalidInput
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: its attribute, default (as text) and help."""
+
+    env: str
+    attr: str
+    default: str
+    help: str
+    parse: Callable[[str], Any]
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 < port < 65536:
+        raise ValueError("not a port between 1 and 65535")
+    return port
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a whole number above zero")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be a whole number, zero or above")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be a number above zero")
+    return number
+
+
+def _optional_duration(value: str) -> timedelta | None:
+    if not value.strip():
+        return None
+    try:
+        return parse_duration(value)
+    except InvalidInput as err:
+        raise ValueError(err.message) from None
+
+
+def _duration(value: str) -> timedelta:
+    result = _optional_duration(value)
+    if result is None:
+        raise ValueError("must not be empty")
+    return result
+
+
+def _rate_limit(value: str) -> str:
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError:
+        raise ValueError("not a rate limit such as 60/minute or 10/second") from None
+    return value
+
+
+def _storage_url(value: str) -> str:
+    scheme = urlsplit(value).scheme
+    if scheme not in {"memory", "redis", "rediss", "redis+unix"}:
+        raise ValueError("must be memory:// or a redis:// URL")
+    return value
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value.lower() not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return value.lower()
+
+    return parse
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _optional_mqtt_url(value: str) -> str:
+    if value and urlsplit(value).scheme not in {"mqtt", "mqtts"}:
+        raise ValueError("must be empty (off) or an mqtt:// URL such as mqtt://127.0.0.1:1883")
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("JAMEY_DATA_DIR", "data_dir", "./data", "Where the memory indexes, the SQLite database and (by default) backups live.", _text),
+    Setting("JAMEY_DATABASE_URL", "database_url", "", "SQLAlchemy URL of the key and audit database; empty means sqlite:///$JAMEY_DATA_DIR/jamey.db. PostgreSQL: postgresql+psycopg://user@host/db.", _text),
+    Setting("JAMEY_BACKUP_DIR", "backup_dir", "", "Where PhoenixVault writes backup archives; empty means $JAMEY_DATA_DIR/backups.", _text),
+    Setting("JAMEY_BACKUP_INTERVAL", "backup_interval", "", "How often the service takes a scheduled backup (e.g. 24h); empty turns the schedule off.", _optional_duration),
+    Setting("JAMEY_BACKUP_KEEP", "backup_keep", "7", "Retention after a scheduled backup: keep this many newest backups (0 keeps all).", _non_negative_int),
+    Setting("JAMEY_BACKUP_KEEP_DAYS", "backup_keep_days", "0", "Retention after a scheduled backup: also keep every backup younger than this many days (0: no age rule).", _non_negative_int),
+    Setting("JAMEY_HOST", "host", "127.0.0.1", "Address `jamey serve` binds to.", _text),
+    Setting("JAMEY_PORT", "port", "3000", "Port `jamey serve` listens on.", _port),
+    Setting("JAMEY_DEFAULT_RATE_LIMIT", "default_rate_limit", "60/minute", "Rate limit of a key that has none of its own, and of the legacy API_KEY.", _rate_limit),
+    Setting("JAMEY_GLOBAL_RATE_LIMIT", "global_rate_limit", "6000/minute", "Limit over all keys together, checked after the key's own limit.", _rate_limit),
+    Setting("JAMEY_RATE_LIMIT_STORAGE", "rate_limit_storage", "memory://", "Where rate-limit counters live: memory:// (one process) or redis://host:6379 (shared).", _storage_url),
+    Setting("JAMEY_RATE_LIMIT_FAILURE", "rate_limit_failure", "open", "When the counter storage is unreachable: open (admit, and count it) or closed (refuse with 503).", _choice("open", "closed")),
+    Setting("JAMEY_KEY_PEPPER", "key_pepper", "", "Server secret; when set, keys are stored as HMAC-SHA256 with it instead of plain SHA-256. Changing it invalidates every key.", _text),
+    Setting("JAMEY_KEY_CACHE_SECONDS", "key_cache_seconds", "2", "How long a verified key is trusted from the in-process cache: the bound on how late a revocation takes effect.", _positive_float),
+    Setting("JAMEY_MAX_CONTENT_BYTES", "max_content_bytes", "65536", "Largest memory content accepted, in UTF-8 bytes.", _positive_int),
+    Setting("JAMEY_MAX_BODY_BYTES", "max_body_bytes", "4194304", "Largest HTTP request body the service reads.", _positive_int),
+    Setting("JAMEY_LOCK_TIMEOUT", "lock_timeout", "10", "Seconds to wait for another process's index writer lock before failing with a clear error.", _positive_float),
+    Setting("JAMEY_MQTT_URL", "mqtt_url", "", "MQTT broker for key, backup, restore and prune events (mqtt://host:1883); empty turns events off.", _optional_mqtt_url),
+    Setting("JAMEY_WORKBENCH_PORT", "workbench_port", "8501", "Port of the Streamlit workbench started by `make run`.", _port),
+    Setting("JAMEY_WORKBENCH_IDLE_TIMEOUT", "workbench_idle_timeout", "30m", "A workbench session signs out after this long without activity.", _duration),
+    Setting("JAMEY_SERVICE_URL", "service_url", "", "Base URL of the Jamey service the workbench checks for health; empty means http://$JAMEY_HOST:$JAMEY_PORT.", _text),
+    Setting("PROMETHEUS_URL", "prometheus_url", "http://127.0.0.1:9090", "Prometheus (or any PromQL-compatible store) the dashboards and notebooks query.", _http_url),
+    Setting("PROMETHEUS_TIMEOUT", "prometheus_timeout", "10", "Seconds before a Prometheus query gives up.", _positive_float),
+    Setting("JAMEY_LOG_LEVEL", "log_level", "INFO", "Log level of the service and CLI.", _choice("debug", "info", "warning", "error")),
+    Setting("API_KEY", "legacy_api_key", "", "Deprecated single key of the original service; still accepted with the default limit. Move it with `jamey keys import-legacy`.", _text),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Parsed, validated settings. Build with ``Settings.from_env``."""
+
+    data_dir: Path
+    database_url: str
+    backup_dir: Path
+    backup_interval: timedelta | None
+    backup_keep: int
+    backup_keep_days: int
+    host: str
+    port: int
+    default_rate_limit: str
+    global_rate_limit: str
+    rate_limit_storage: str
+    rate_limit_failure: str
+    key_pepper: str
+    key_cache_seconds: float
+    max_content_bytes: int
+    max_body_bytes: int
+    lock_timeout: float
+    mqtt_url: str
+    workbench_port: int
+    workbench_idle_timeout: timedelta
+    service_url: str
+    prometheus_url: str
+    prometheus_timeout: float
+    log_level: str
+    legacy_api_key: str
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Parse settings from ``environ`` (default ``os.environ``); ``overrides`` win.
+
+        Overrides are raw text keyed by attribute name (as CLI flags give them); ``None``
+        means "not given". Raises ConfigError naming the first invalid variable.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            override = overrides.get(setting.attr)
+            raw = str(override) if override is not None else env.get(setting.env, setting.default)
+            try:
+                values[setting.attr] = setting.parse(raw)
+            except (ValueError, TypeError) as err:
+                raise ConfigError(setting.env, raw, str(err)) from None
+        unknown = set(overrides) - {s.attr for s in SETTINGS}
+        if unknown:
+            raise InvalidInput(f"unknown setting override(s): {', '.join(sorted(unknown))}")
+        data_dir = Path(values["data_dir"]).expanduser().absolute()
+        values["data_dir"] = data_dir
+        if not values["database_url"]:
+            values["database_url"] = f"sqlite:///{data_dir / 'jamey.db'}"
+        values["backup_dir"] = (
+            Path(values["backup_dir"]).expanduser().absolute()
+            if values["backup_dir"]
+            else data_dir / "backups"
+        )
+        if not values["service_url"]:
+            values["service_url"] = f"http://{values['host']}:{values['port']}"
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some parsed attributes replaced (tests and front doors)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise InvalidInput(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return replace(self, **changes)
+
+    @property
+    def memory_dir(self) -> Path:
+        """Where the five layer indexes live."""
+        return self.data_dir / "memory"

@@ -1,0 +1,75 @@
+"""Parsing of human durations (``30d``, ``1h``, ``90s``) and UTC timestamps."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from jamey_engine.errors import InvalidInput
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+def parse_duration(text: str, *, field: str = "duration") -> timedelta:
+    """Parse ``30d``, ``1h30m``, ``90s`` or ``2w`` into a positive timedelta.
+
+    Raises InvalidInput naming ``field`` and the value when it is not a duration.
+    """
+    raw = str(text).strip().lower()
+    pos = 0
+    seconds = 0.0
+    for match in _PART.finditer(raw):
+        if match.start() != pos:
+            break
+        seconds += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not raw or pos != len(raw):
+        raise InvalidInput(
+            f"{field} {text!r} is not a duration; use a number and a unit (s, m, h, d, w), e.g. 30d or 1h30m"
+        )
+    if seconds <= 0:
+        raise InvalidInput(f"{field} {text!r} must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(delta: timedelta) -> str:
+    """Render a timedelta compactly, largest units first (``1d2h``)."""
+    seconds = int(delta.total_seconds())
+    if seconds <= 0:
+        return "0s"
+    parts = []
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC. The one clock the engine reads."""
+    return datetime.now(UTC)
+
+
+def parse_timestamp(value: str | datetime | None, *, field: str = "timestamp") -> datetime:
+    """Parse an ISO 8601 timestamp (or pass a datetime through) as an aware UTC datetime.
+
+    ``None`` means now. A naive value is taken as UTC. Raises InvalidInput on anything else.
+    """
+    if value is None:
+        return utcnow()
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = str(value).strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(
+                f"{field} {value!r} is not an ISO 8601 timestamp, e.g. 2026-01-31T12:00:00Z"
+            ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)

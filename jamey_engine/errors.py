@@ -1,0 +1,116 @@
+"""One error hierarchy for every front door.
+
+Each error carries a user-facing message and, where one fits, an HTTP status.
+The service turns them into ``{"error": ..., "status": N}``, the CLI into one
+line and a non-zero exit code, the workbench into ``st.error``, and notebooks
+print them plainly.
+"""
+
+from __future__ import annotations
+
+
+class JameyError(Exception):
+    """Base of every error a user may see. ``str(err)`` is the message."""
+
+    status: int = 500
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(JameyError):
+    """The caller sent something we cannot use; nothing was changed."""
+
+    status = 400
+    exit_code = 2
+
+
+class ConfigError(InvalidInput):
+    """A setting (environment variable or flag) has an invalid value."""
+
+    def __init__(self, variable: str, value: object, reason: str) -> None:
+        super().__init__(f"Setting {variable}={value!r} is invalid: {reason}")
+        self.variable = variable
+        self.value = value
+
+
+class KeyRejected(JameyError):
+    """Authentication failed. ``reason`` is one of missing, malformed, unknown, expired, revoked."""
+
+    status = 401
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or f"API key rejected: {reason}")
+        self.reason = reason
+
+
+class Forbidden(JameyError):
+    """Authenticated, but the key lacks the scope the action needs."""
+
+    status = 403
+
+
+class NotFound(JameyError):
+    """The named thing (memory, key, backup) does not exist."""
+
+    status = 404
+
+
+class Conflict(JameyError):
+    """The request clashes with the current state (a duplicate name, say)."""
+
+    status = 409
+
+
+class PayloadTooLarge(InvalidInput):
+    """A body or a field is over its configured bound."""
+
+    status = 413
+
+
+class RateLimited(JameyError):
+    """Over a rate limit; retry after ``retry_after`` seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int, scope: str = "key") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.scope = scope
+
+
+class Busy(JameyError):
+    """A resource (an index writer lock, the database) stayed busy past the bounded wait."""
+
+    status = 503
+
+
+class Unavailable(JameyError):
+    """A backend we depend on (Prometheus, Redis, a data directory) cannot be reached or used."""
+
+    status = 503
+
+
+class StorageCorrupt(JameyError):
+    """Data on disk (an index directory) is missing or damaged; ``path`` names it."""
+
+    status = 500
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class BackupCorrupt(JameyError):
+    """A backup archive failed verification; ``file`` names the damaged member."""
+
+    status = 422
+
+    def __init__(self, message: str, file: str | None = None) -> None:
+        super().__init__(message)
+        self.file = file

@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import pytest
+
+from jamey_engine.config import SETTINGS, Settings
+from jamey_engine.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_put_everything_under_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings.from_env({"JAMEY_DATA_DIR": str(tmp_path)})
+    assert settings.data_dir == tmp_path
+    assert settings.database_url == f"sqlite:///{tmp_path / 'jamey.db'}"
+    assert settings.backup_dir == tmp_path / "backups"
+    assert settings.port == 3000
+    assert settings.backup_interval is None
+
+
+def test_overrides_beat_the_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env({"JAMEY_PORT": "4000"}, port="5000", data_dir=str(tmp_path))
+    assert settings.port == 5000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("JAMEY_PORT", "eighty"),
+        ("JAMEY_PORT", "70000"),
+        ("JAMEY_DEFAULT_RATE_LIMIT", "lots"),
+        ("JAMEY_BACKUP_INTERVAL", "daily"),
+        ("JAMEY_RATE_LIMIT_STORAGE", "mongodb://x"),
+        ("PROMETHEUS_URL", "localhost:9090"),
+        ("JAMEY_MAX_CONTENT_BYTES", "-1"),
+    ],
+)
+def test_an_invalid_value_fails_fast_naming_the_variable_and_value(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        Settings.from_env({variable: value})
+    assert variable in str(excinfo.value)
+    assert repr(value) in str(excinfo.value)
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [s.env for s in SETTINGS if f"`{s.env}`" not in readme]
+    assert not missing, f"settings missing from README.md: {missing}"

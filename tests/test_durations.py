@@ -1,0 +1,36 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from jamey_engine.durations import format_duration, parse_duration, parse_timestamp
+from jamey_engine.errors import InvalidInput
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("30d", timedelta(days=30)), ("1h30m", timedelta(minutes=90)), ("90s", timedelta(seconds=90)), ("2w", timedelta(weeks=2))],
+)
+def test_it_parses_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "30", "d30", "1x", "0s", "1h 2", "-5m"])
+def test_it_rejects_what_is_not_a_duration(text: str) -> None:
+    with pytest.raises(InvalidInput, match="older_than"):
+        parse_duration(text, field="older_than")
+
+
+def test_format_duration_round_trips() -> None:
+    assert format_duration(timedelta(days=1, hours=2)) == "1d2h"
+    assert parse_duration(format_duration(timedelta(hours=5, seconds=3))) == timedelta(hours=5, seconds=3)
+
+
+def test_timestamps_are_utc_and_naive_means_utc() -> None:
+    assert parse_timestamp("2026-01-02T03:04:05Z") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert parse_timestamp("2026-01-02T05:04:05+02:00") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert parse_timestamp("2026-01-02T03:04:05").tzinfo is UTC
+
+
+def test_a_bad_timestamp_names_the_field() -> None:
+    with pytest.raises(InvalidInput, match="timestamp 'yesterday'"):
+        parse_timestamp("yesterday")
