@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import pkgutil
 import sys
@@ -30,7 +31,7 @@ def main() -> int:
         start = time.perf_counter()
         try:
             module = importlib.import_module(f"bench.{name}")
-            rows = module.main(args.quick)
+            rows = module.main(args.quick) if inspect.signature(module.main).parameters else module.main()
         except Exception:
             traceback.print_exc()
             failed.append(name)
