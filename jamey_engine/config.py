@@ -118,31 +118,169 @@ def _optional_mqtt_url(value: str) -> str:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("JAMEY_DATA_DIR", "data_dir", "./data", "Where the memory indexes, the SQLite database and (by default) backups live.", _text),
-    Setting("JAMEY_DATABASE_URL", "database_url", "", "SQLAlchemy URL of the key and audit database; empty means sqlite:///$JAMEY_DATA_DIR/jamey.db. PostgreSQL: postgresql+psycopg://user@host/db.", _text),
-    Setting("JAMEY_BACKUP_DIR", "backup_dir", "", "Where PhoenixVault writes backup archives; empty means $JAMEY_DATA_DIR/backups.", _text),
-    Setting("JAMEY_BACKUP_INTERVAL", "backup_interval", "", "How often the service takes a scheduled backup (e.g. 24h); empty turns the schedule off.", _optional_duration),
-    Setting("JAMEY_BACKUP_KEEP", "backup_keep", "7", "Retention after a scheduled backup: keep this many newest backups (0 keeps all).", _non_negative_int),
-    Setting("JAMEY_BACKUP_KEEP_DAYS", "backup_keep_days", "0", "Retention after a scheduled backup: also keep every backup younger than this many days (0: no age rule).", _non_negative_int),
+    Setting(
+        "JAMEY_DATA_DIR",
+        "data_dir",
+        "./data",
+        "Where the memory indexes, the SQLite database and (by default) backups live.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_DATABASE_URL",
+        "database_url",
+        "",
+        "SQLAlchemy URL of the key and audit database; empty means sqlite:///$JAMEY_DATA_DIR/jamey.db. PostgreSQL: postgresql+psycopg://user@host/db.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_BACKUP_DIR",
+        "backup_dir",
+        "",
+        "Where PhoenixVault writes backup archives; empty means $JAMEY_DATA_DIR/backups.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_BACKUP_INTERVAL",
+        "backup_interval",
+        "",
+        "How often the service takes a scheduled backup (e.g. 24h); empty turns the schedule off.",
+        _optional_duration,
+    ),
+    Setting(
+        "JAMEY_BACKUP_KEEP",
+        "backup_keep",
+        "7",
+        "Retention after a scheduled backup: keep this many newest backups (0 keeps all).",
+        _non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_KEEP_DAYS",
+        "backup_keep_days",
+        "0",
+        "Retention after a scheduled backup: also keep every backup younger than this many days (0: no age rule).",
+        _non_negative_int,
+    ),
     Setting("JAMEY_HOST", "host", "127.0.0.1", "Address `jamey serve` binds to.", _text),
     Setting("JAMEY_PORT", "port", "3000", "Port `jamey serve` listens on.", _port),
-    Setting("JAMEY_DEFAULT_RATE_LIMIT", "default_rate_limit", "60/minute", "Rate limit of a key that has none of its own, and of the legacy API_KEY.", _rate_limit),
-    Setting("JAMEY_GLOBAL_RATE_LIMIT", "global_rate_limit", "6000/minute", "Limit over all keys together, checked after the key's own limit.", _rate_limit),
-    Setting("JAMEY_RATE_LIMIT_STORAGE", "rate_limit_storage", "memory://", "Where rate-limit counters live: memory:// (one process) or redis://host:6379 (shared).", _storage_url),
-    Setting("JAMEY_RATE_LIMIT_FAILURE", "rate_limit_failure", "open", "When the counter storage is unreachable: open (admit, and count it) or closed (refuse with 503).", _choice("open", "closed")),
-    Setting("JAMEY_KEY_PEPPER", "key_pepper", "", "Server secret; when set, keys are stored as HMAC-SHA256 with it instead of plain SHA-256. Changing it invalidates every key.", _text),
-    Setting("JAMEY_KEY_CACHE_SECONDS", "key_cache_seconds", "2", "How long a verified key is trusted from the in-process cache: the bound on how late a revocation takes effect.", _positive_float),
-    Setting("JAMEY_MAX_CONTENT_BYTES", "max_content_bytes", "65536", "Largest memory content accepted, in UTF-8 bytes.", _positive_int),
-    Setting("JAMEY_MAX_BODY_BYTES", "max_body_bytes", "4194304", "Largest HTTP request body the service reads.", _positive_int),
-    Setting("JAMEY_LOCK_TIMEOUT", "lock_timeout", "10", "Seconds to wait for another process's index writer lock before failing with a clear error.", _positive_float),
-    Setting("JAMEY_MQTT_URL", "mqtt_url", "", "MQTT broker for key, backup, restore and prune events (mqtt://host:1883); empty turns events off.", _optional_mqtt_url),
-    Setting("JAMEY_WORKBENCH_PORT", "workbench_port", "8501", "Port of the Streamlit workbench started by `make run`.", _port),
-    Setting("JAMEY_WORKBENCH_IDLE_TIMEOUT", "workbench_idle_timeout", "30m", "A workbench session signs out after this long without activity.", _duration),
-    Setting("JAMEY_SERVICE_URL", "service_url", "", "Base URL of the Jamey service the workbench checks for health; empty means http://$JAMEY_HOST:$JAMEY_PORT.", _text),
-    Setting("PROMETHEUS_URL", "prometheus_url", "http://127.0.0.1:9090", "Prometheus (or any PromQL-compatible store) the dashboards and notebooks query.", _http_url),
-    Setting("PROMETHEUS_TIMEOUT", "prometheus_timeout", "10", "Seconds before a Prometheus query gives up.", _positive_float),
-    Setting("JAMEY_LOG_LEVEL", "log_level", "INFO", "Log level of the service and CLI.", _choice("debug", "info", "warning", "error")),
-    Setting("API_KEY", "legacy_api_key", "", "Deprecated single key of the original service; still accepted with the default limit. Move it with `jamey keys import-legacy`.", _text),
+    Setting(
+        "JAMEY_DEFAULT_RATE_LIMIT",
+        "default_rate_limit",
+        "60/minute",
+        "Rate limit of a key that has none of its own, and of the legacy API_KEY.",
+        _rate_limit,
+    ),
+    Setting(
+        "JAMEY_GLOBAL_RATE_LIMIT",
+        "global_rate_limit",
+        "6000/minute",
+        "Limit over all keys together, checked after the key's own limit.",
+        _rate_limit,
+    ),
+    Setting(
+        "JAMEY_RATE_LIMIT_STORAGE",
+        "rate_limit_storage",
+        "memory://",
+        "Where rate-limit counters live: memory:// (one process) or redis://host:6379 (shared).",
+        _storage_url,
+    ),
+    Setting(
+        "JAMEY_RATE_LIMIT_FAILURE",
+        "rate_limit_failure",
+        "open",
+        "When the counter storage is unreachable: open (admit, and count it) or closed (refuse with 503).",
+        _choice("open", "closed"),
+    ),
+    Setting(
+        "JAMEY_KEY_PEPPER",
+        "key_pepper",
+        "",
+        "Server secret; when set, keys are stored as HMAC-SHA256 with it instead of plain SHA-256. Changing it invalidates every key.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_KEY_CACHE_SECONDS",
+        "key_cache_seconds",
+        "2",
+        "How long a verified key is trusted from the in-process cache: the bound on how late a revocation takes effect.",
+        _positive_float,
+    ),
+    Setting(
+        "JAMEY_MAX_CONTENT_BYTES",
+        "max_content_bytes",
+        "65536",
+        "Largest memory content accepted, in UTF-8 bytes.",
+        _positive_int,
+    ),
+    Setting(
+        "JAMEY_MAX_BODY_BYTES",
+        "max_body_bytes",
+        "4194304",
+        "Largest HTTP request body the service reads.",
+        _positive_int,
+    ),
+    Setting(
+        "JAMEY_LOCK_TIMEOUT",
+        "lock_timeout",
+        "10",
+        "Seconds to wait for another process's index writer lock before failing with a clear error.",
+        _positive_float,
+    ),
+    Setting(
+        "JAMEY_MQTT_URL",
+        "mqtt_url",
+        "",
+        "MQTT broker for key, backup, restore and prune events (mqtt://host:1883); empty turns events off.",
+        _optional_mqtt_url,
+    ),
+    Setting(
+        "JAMEY_WORKBENCH_PORT",
+        "workbench_port",
+        "8501",
+        "Port of the Streamlit workbench started by `make run`.",
+        _port,
+    ),
+    Setting(
+        "JAMEY_WORKBENCH_IDLE_TIMEOUT",
+        "workbench_idle_timeout",
+        "30m",
+        "A workbench session signs out after this long without activity.",
+        _duration,
+    ),
+    Setting(
+        "JAMEY_SERVICE_URL",
+        "service_url",
+        "",
+        "Base URL of the Jamey service the workbench checks for health; empty means http://$JAMEY_HOST:$JAMEY_PORT.",
+        _text,
+    ),
+    Setting(
+        "PROMETHEUS_URL",
+        "prometheus_url",
+        "http://127.0.0.1:9090",
+        "Prometheus (or any PromQL-compatible store) the dashboards and notebooks query.",
+        _http_url,
+    ),
+    Setting(
+        "PROMETHEUS_TIMEOUT",
+        "prometheus_timeout",
+        "10",
+        "Seconds before a Prometheus query gives up.",
+        _positive_float,
+    ),
+    Setting(
+        "JAMEY_LOG_LEVEL",
+        "log_level",
+        "INFO",
+        "Log level of the service and CLI.",
+        _choice("debug", "info", "warning", "error"),
+    ),
+    Setting(
+        "API_KEY",
+        "legacy_api_key",
+        "",
+        "Deprecated single key of the original service; still accepted with the default limit. Move it with `jamey keys import-legacy`.",
+        _text,
+    ),
 )
 
 
@@ -177,9 +315,7 @@ class Settings:
     legacy_api_key: str
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Parse settings from ``environ`` (default ``os.environ``); ``overrides`` win.
 
         Overrides are raw text keyed by attribute name (as CLI flags give them); ``None``

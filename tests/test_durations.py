@@ -8,7 +8,12 @@ from jamey_engine.errors import InvalidInput
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("30d", timedelta(days=30)), ("1h30m", timedelta(minutes=90)), ("90s", timedelta(seconds=90)), ("2w", timedelta(weeks=2))],
+    [
+        ("30d", timedelta(days=30)),
+        ("1h30m", timedelta(minutes=90)),
+        ("90s", timedelta(seconds=90)),
+        ("2w", timedelta(weeks=2)),
+    ],
 )
 def test_it_parses_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected

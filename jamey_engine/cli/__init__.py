@@ -54,14 +54,10 @@ class JameyGroup(click.Group):
 @click.option("--database-url", metavar="URL", help="SQLAlchemy URL [env: JAMEY_DATABASE_URL]")
 @click.option("--backup-dir", metavar="DIR", help="Backup directory [env: JAMEY_BACKUP_DIR]")
 @click.pass_context
-def cli(
-    ctx: click.Context, data_dir: str | None, database_url: str | None, backup_dir: str | None
-) -> None:
+def cli(ctx: click.Context, data_dir: str | None, database_url: str | None, backup_dir: str | None) -> None:
     """Jamey: memory store, API keys, backups and the HTTP service."""
     try:
-        settings = Settings.from_env(
-            data_dir=data_dir, database_url=database_url, backup_dir=backup_dir
-        )
+        settings = Settings.from_env(data_dir=data_dir, database_url=database_url, backup_dir=backup_dir)
     except JameyError as err:
         click.echo(f"error: {err.message}", err=True)
         ctx.exit(err.exit_code)
