@@ -1,0 +1,165 @@
+"""EventPublisher against the real Mosquitto broker, and against a broker that is down."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import pytest
+from helpers import free_port
+
+from jamey_engine.errors import ConfigError
+from jamey_engine.events import EventPublisher, encode_event, topic_for
+
+MQTT_URL = os.environ.get("JAMEY_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")  # as tests/conftest.py
+
+pytestmark = pytest.mark.mqtt
+
+
+class Subscriber:
+    """A separate paho client subscribed to jamey/events/#, collecting (topic, json) pairs."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.messages: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"jamey-test-{uuid.uuid4().hex[:8]}",
+        )
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe("jamey/events/#", qos=1)
+        self.client.on_subscribe = lambda c, u, mid, rcs, p: self._subscribed.set()
+        self.client.on_message = lambda c, u, msg: self.messages.put(
+            (msg.topic, json.loads(msg.payload.decode("utf-8")))
+        )
+        self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "the test subscriber could not subscribe"
+
+    def next(self, timeout: float = 10.0) -> tuple[str, dict[str, Any]]:
+        return self.messages.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscriber() -> Iterator[Subscriber]:
+    sub = Subscriber(MQTT_URL)
+    yield sub
+    sub.close()
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+def test_published_event_arrives_as_json_on_its_topic(subscriber: Subscriber) -> None:
+    publisher = EventPublisher(MQTT_URL)
+    try:
+        assert wait_until(lambda: publisher.connected), "publisher never connected to Mosquitto"
+        marker = uuid.uuid4().hex
+        publisher.publish("backup", {"backup_id": marker, "size_bytes": 123})
+        while True:
+            topic, body = subscriber.next()
+            if body.get("backup_id") == marker:
+                break
+        assert topic == "jamey/events/backup"
+        assert body["kind"] == "backup"
+        assert body["size_bytes"] == 123
+        assert "at" in body
+        assert publisher.published >= 1
+        assert publisher.connection_failures == 0
+    finally:
+        publisher.close()
+
+
+def test_events_published_before_connecting_are_delivered_once_connected(subscriber: Subscriber) -> None:
+    publisher = EventPublisher(MQTT_URL)
+    try:
+        marker = uuid.uuid4().hex
+        publisher.publish("key", {"key_id": marker, "event": "created"})  # probably before CONNACK
+        while True:
+            topic, body = subscriber.next()
+            if body.get("key_id") == marker:
+                break
+        assert topic == "jamey/events/key"
+    finally:
+        publisher.close()
+
+
+def test_a_broker_that_is_down_never_slows_publish_and_counts_failures() -> None:
+    url = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
+    publisher = EventPublisher(url, min_delay=1, max_delay=2)
+    try:
+        started = time.perf_counter()
+        for number in range(200):
+            publisher.publish("prune", {"n": number})
+        elapsed = time.perf_counter() - started
+        assert elapsed < 0.5, f"200 publishes took {elapsed:.3f}s against a down broker"
+        assert wait_until(lambda: publisher.connection_failures >= 1), "no connection failure counted"
+        assert publisher.connected is False
+        assert publisher.pending() == 200  # held for when the broker comes back
+    finally:
+        publisher.close()
+
+
+def test_a_full_queue_drops_the_oldest_event_and_counts_it() -> None:
+    url = f"mqtt://127.0.0.1:{free_port()}"
+    publisher = EventPublisher(url, queue_size=5)
+    try:
+        for number in range(8):
+            publisher.publish("prune", {"n": number})
+        assert publisher.pending() == 5
+        assert publisher.dropped == 3
+        kept = [json.loads(body)["n"] for _, body in publisher._queue]
+        assert kept == [3, 4, 5, 6, 7]
+    finally:
+        publisher.close()
+
+
+def test_publisher_is_a_no_op_without_a_url() -> None:
+    publisher = EventPublisher("")
+    publisher.publish("key", {"x": 1})
+    assert publisher.enabled is False
+    assert publisher.pending() == 0
+    assert publisher.connected is False
+    publisher.close()
+
+
+def test_publish_never_raises_on_an_unencodable_payload() -> None:
+    publisher = EventPublisher(f"mqtt://127.0.0.1:{free_port()}")
+    try:
+        cyclic: dict[str, Any] = {}
+        cyclic["self"] = cyclic
+        publisher.publish("key", cyclic)
+        assert publisher.dropped == 1
+    finally:
+        publisher.close()
+
+
+def test_a_url_without_a_host_is_a_config_error_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match="JAMEY_MQTT_URL"):
+        EventPublisher("mqtt://")
+
+
+def test_encoded_event_keeps_payload_and_adds_kind_and_time() -> None:
+    body = json.loads(encode_event("restore", {"backup_id": "b1", "layers": ("a", "b")}))
+    assert body["kind"] == "restore"
+    assert body["layers"] == ["a", "b"]
+    assert body["at"].endswith("+00:00")
+    assert topic_for("restore") == "jamey/events/restore"
