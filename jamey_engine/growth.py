@@ -1,0 +1,256 @@
+"""Growth analysis of the memory indexes: history per day, daily growth rates, and when 1 GiB is crossed.
+
+Pure pandas functions: they take rows and frames and return frames, so the notebook
+(``notebooks/memory_growth.ipynb``), the workbench and tests share one set of rules.
+
+Frames used here:
+
+- *history*: one row per (day, layer) with ``day`` (a UTC midnight ``Timestamp``), ``layer`` and
+  one or more value columns (``documents``, ``bytes``); the pseudo-layer ``total`` may be added
+  with :func:`with_total`.
+- *current*: one row per layer with ``layer``, ``documents`` and ``bytes`` (the sizes now).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jamey_engine.errors import InvalidInput
+
+GIB = 1024**3
+#: The index-size alert fires above this many bytes (the same number as promql.INDEX_SIZE_THRESHOLD).
+ALERT_THRESHOLD_BYTES = GIB
+TOTAL = "total"
+
+_HISTORY_COLUMNS = ["day", "layer", "added", "documents", "bytes"]
+_PROJECTION_COLUMNS = ["layer", "bytes", "bytes_per_day", "days_left", "crosses_on", "status"]
+
+
+def _day(value: date | datetime | pd.Timestamp) -> pd.Timestamp:
+    """A UTC-midnight Timestamp for a date, a datetime or a Timestamp."""
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return stamp.normalize()
+
+
+def current_frame(sizes: Any) -> pd.DataFrame:
+    """The current documents and bytes per layer from a ``memory.Sizes`` (anything with ``.layers``).
+
+    Each value of ``sizes.layers`` needs ``.layer``, ``.documents`` and ``.bytes``.
+    """
+    rows = [
+        {"layer": size.layer, "documents": int(size.documents), "bytes": int(size.bytes)}
+        for size in sizes.layers.values()
+    ]
+    return pd.DataFrame(rows, columns=["layer", "documents", "bytes"])
+
+
+def index_history(
+    growth_rows: Iterable[Mapping[str, Any]],
+    current: pd.DataFrame,
+    *,
+    days: int,
+    today: date | datetime | None = None,
+) -> pd.DataFrame:
+    """Documents and bytes per layer at the end of each of the last ``days`` days, from the index.
+
+    ``growth_rows`` are ``MemoryStore.growth(days)`` rows (``day``, ``layer``, ``documents`` added
+    that day); ``current`` holds each layer's documents and bytes now. Documents at the end of a
+    day are the documents now minus those added after it; bytes are estimated from the layer's
+    bytes per document now (the index does not keep its size history; Prometheus does).
+    Returns columns day, layer, added, documents, bytes; one row per layer and day, oldest first.
+    Raises InvalidInput when ``days`` is not a positive whole number.
+    """
+    if not isinstance(days, int) or isinstance(days, bool) or days <= 0:
+        raise InvalidInput(f"days {days!r} must be a whole number above zero")
+    end = _day(today if today is not None else datetime.now(UTC))
+    calendar = pd.date_range(end - pd.Timedelta(days=days - 1), end, freq="D")
+    added = pd.DataFrame(list(growth_rows), columns=["day", "layer", "documents"])
+    if not added.empty:
+        added["day"] = [_day(value) for value in added["day"]]
+        added = added.groupby(["layer", "day"], as_index=False)["documents"].sum()
+    frames = []
+    for row in current.itertuples(index=False):
+        layer_added = (
+            added[added["layer"] == row.layer].set_index("day")["documents"]
+            if not added.empty
+            else pd.Series(dtype="int64", index=pd.DatetimeIndex([], tz=UTC))
+        )
+        per_day = layer_added.reindex(calendar, fill_value=0).astype("int64")
+        # Documents added after each day's end: a reverse cumulative sum, shifted by one day,
+        # plus anything stamped after the window (clock skew, future timestamps).
+        later = int(layer_added[layer_added.index > end].sum())
+        after_day = per_day[::-1].cumsum()[::-1].shift(-1, fill_value=0) + later
+        documents = (int(row.documents) - after_day).clip(lower=0)
+        bytes_per_document = row.bytes / row.documents if row.documents else 0.0
+        frames.append(
+            pd.DataFrame(
+                {
+                    "day": calendar,
+                    "layer": row.layer,
+                    "added": per_day.to_numpy(),
+                    "documents": documents.to_numpy().astype("int64"),
+                    "bytes": np.round(documents.to_numpy() * bytes_per_document).astype("int64"),
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=_HISTORY_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[_HISTORY_COLUMNS]
+
+
+def prometheus_daily(frame: pd.DataFrame, *, value: str = "bytes") -> pd.DataFrame:
+    """Reduce a PromQuery range frame (timestamp, value, layer) to the last sample per UTC day and layer.
+
+    Returns columns day, layer and ``value`` (the value column renamed), oldest first.
+    An empty frame gives an empty result.
+    """
+    if frame.empty:
+        return pd.DataFrame(columns=["day", "layer", value])
+    data = frame[["timestamp", "layer", "value"]].copy()
+    data["timestamp"] = pd.to_datetime(data["timestamp"], utc=True)
+    data["day"] = data["timestamp"].dt.normalize()
+    last = data.sort_values("timestamp").groupby(["day", "layer"], as_index=False).last()
+    return last[["day", "layer", "value"]].rename(columns={"value": value}).reset_index(drop=True)
+
+
+def with_total(history: pd.DataFrame, columns: Iterable[str] = ("documents", "bytes")) -> pd.DataFrame:
+    """``history`` plus one ``total`` row per day summing ``columns`` over the layers.
+
+    A day missing a layer sums what is there. A ``total`` already present is replaced.
+    """
+    cols = [c for c in columns if c in history.columns]
+    layers = history[history["layer"] != TOTAL]
+    if layers.empty:
+        return layers.copy()
+    total = layers.groupby("day", as_index=False)[cols].sum()
+    total["layer"] = TOTAL
+    return pd.concat([layers, total], ignore_index=True).sort_values(["layer", "day"], kind="stable")
+
+
+def daily_rates(history: pd.DataFrame, column: str) -> pd.Series:
+    """The growth per day of ``column`` for each layer: the least-squares slope over the days.
+
+    A fitted slope, not the last day's difference, so one bursty day does not dominate.
+    A layer with fewer than two days of history has rate NaN (unknown). Returns a Series
+    indexed by layer.
+    """
+    rates: dict[str, float] = {}
+    for layer, group in history.groupby("layer", sort=True):
+        group = group.dropna(subset=[column])
+        if group["day"].nunique() < 2:
+            rates[str(layer)] = math.nan
+            continue
+        x = (pd.to_datetime(group["day"], utc=True) - pd.Timestamp(0, tz=UTC)) / pd.Timedelta(days=1)
+        slope = np.polyfit(x.to_numpy(dtype=float), group[column].to_numpy(dtype=float), 1)[0]
+        rates[str(layer)] = float(slope)
+    return pd.Series(rates, name=f"{column}_per_day", dtype=float)
+
+
+def growth_rates(history: pd.DataFrame) -> pd.DataFrame:
+    """Documents and bytes added per day, per layer (and ``total`` when present in ``history``).
+
+    Columns: layer, documents_per_day, bytes_per_day (NaN when under two days of history).
+    """
+    frame = pd.DataFrame({"layer": sorted(history["layer"].unique(), key=_layer_order)})
+    for column in ("documents", "bytes"):
+        if column in history.columns:
+            rates = daily_rates(history, column)
+            frame[f"{column}_per_day"] = frame["layer"].map(rates)
+    return frame.reset_index(drop=True)
+
+
+def _layer_order(layer: str) -> tuple[int, str]:
+    return (1 if layer == TOTAL else 0, layer)
+
+
+def project_crossing(
+    current_bytes: Mapping[str, float],
+    bytes_per_day: Mapping[str, float],
+    *,
+    today: date | datetime | None = None,
+    threshold: float = ALERT_THRESHOLD_BYTES,
+    horizon_days: int = 3650,
+) -> pd.DataFrame:
+    """When each layer (and ``total`` when given) crosses ``threshold`` bytes at its current rate.
+
+    Linear projection: days_left = (threshold - bytes) / bytes_per_day. Status is one of
+    ``over`` (already above: the alert fires now), ``crosses`` (a date within ``horizon_days``),
+    ``not growing`` (rate zero or negative), ``beyond horizon``, or ``unknown`` (no rate).
+    Returns columns layer, bytes, bytes_per_day, days_left, crosses_on (date or None), status.
+    Raises InvalidInput when ``threshold`` is not above zero.
+    """
+    if not threshold > 0:
+        raise InvalidInput(f"threshold {threshold!r} must be above zero")
+    start = _day(today if today is not None else datetime.now(UTC)).date()
+    rows = []
+    for layer in sorted(current_bytes, key=_layer_order):
+        size = float(current_bytes[layer])
+        rate = float(bytes_per_day.get(layer, math.nan))
+        days_left: float | None = None
+        crosses_on: date | None = None
+        if size > threshold:
+            status, days_left, crosses_on = "over", 0.0, start
+        elif math.isnan(rate):
+            status = "unknown"
+        elif rate <= 0:
+            status = "not growing"
+        else:
+            days_left = (threshold - size) / rate
+            if days_left > horizon_days:
+                status = "beyond horizon"
+            else:
+                status = "crosses"
+                crosses_on = start + timedelta(days=math.ceil(days_left))
+        rows.append(
+            {
+                "layer": layer,
+                "bytes": int(size),
+                "bytes_per_day": rate,
+                "days_left": days_left,
+                "crosses_on": crosses_on,
+                "status": status,
+            }
+        )
+    return pd.DataFrame(rows, columns=_PROJECTION_COLUMNS)
+
+
+def describe_projection(projection: pd.DataFrame, *, threshold: float = ALERT_THRESHOLD_BYTES) -> list[str]:
+    """One plain sentence per row of :func:`project_crossing`, for a reader."""
+    limit = format_bytes(threshold)
+    lines = []
+    for row in projection.itertuples(index=False):
+        size = format_bytes(row.bytes)
+        if row.status == "over":
+            lines.append(f"{row.layer}: {size} is already over {limit}; the size alert fires now.")
+        elif row.status == "crosses":
+            lines.append(
+                f"{row.layer}: {size}, growing {format_bytes(row.bytes_per_day)}/day, "
+                f"crosses {limit} around {row.crosses_on} (in about {math.ceil(row.days_left)} days)."
+            )
+        elif row.status == "not growing":
+            lines.append(f"{row.layer}: {size}, not growing; it will not cross {limit} at this rate.")
+        elif row.status == "beyond horizon":
+            lines.append(
+                f"{row.layer}: {size}, growing {format_bytes(row.bytes_per_day)}/day; "
+                f"{limit} is more than ten years away."
+            )
+        else:
+            lines.append(f"{row.layer}: {size}; too little history to estimate a rate.")
+    return lines
+
+
+def format_bytes(value: float) -> str:
+    """``1536`` -> ``1.5 KiB``: binary units, one decimal."""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
