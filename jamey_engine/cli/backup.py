@@ -1,0 +1,165 @@
+"""``jamey backup``: create, list, verify, restore, delete and prune PhoenixVault backups."""
+
+from __future__ import annotations
+
+import click
+
+from jamey_engine.cli.common import emit_json, get_engine, progress_bar
+from jamey_engine.vault import BackupInfo, RestorePlan
+
+
+def _size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def _info_dict(info: BackupInfo) -> dict[str, object]:
+    return {
+        "id": info.id,
+        "created_at": info.created_at,
+        "size_bytes": info.size_bytes,
+        "status": info.status,
+        "documents": info.documents,
+        "keys": info.keys,
+        "path": info.path,
+        "label": info.label,
+        "engine_version": info.engine_version,
+        "files": info.files,
+        "verified_at": info.verified_at,
+        "problem": info.problem,
+    }
+
+
+def _plan_dict(plan: RestorePlan) -> dict[str, object]:
+    return {
+        "backup_id": plan.backup_id,
+        "dry_run": plan.dry_run,
+        "layers": {layer: {"now": now, "backup": then} for layer, (now, then) in plan.layers.items()},
+        "keys": {"now": plan.keys[0], "backup": plan.keys[1]},
+        "safety_backup_id": plan.safety_backup_id,
+    }
+
+
+def _echo_plan(plan: RestorePlan) -> None:
+    click.echo(f"{'':<12} {'now':>10} {'backup':>10} {'change':>10}")
+    rows = [(layer, now, then) for layer, (now, then) in plan.layers.items()]
+    rows.append(("keys", *plan.keys))
+    for name, now, then in rows:
+        click.echo(f"{name:<12} {now:>10} {then:>10} {then - now:>+10}")
+
+
+@click.group("backup")
+def group() -> None:
+    """PhoenixVault: backups of the memory layers and the database, and verified restores."""
+
+
+@group.command("create")
+@click.option("--json", "as_json", is_flag=True, help="Print the new backup as JSON.")
+def create(as_json: bool) -> None:
+    """Take a backup now (safe while the service runs)."""
+    engine = get_engine()
+    with progress_bar("backup") as progress:
+        info = engine.vault.create(progress)
+    if as_json:
+        emit_json(_info_dict(info))
+        return
+    total = sum(info.documents.values())
+    click.echo(f"backup {info.id} created: {_size(info.size_bytes)}, {total} documents, {info.keys} keys")
+    click.echo(f"  {info.path}")
+
+
+@group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_backups(as_json: bool) -> None:
+    """List backups, newest first, with their size and status."""
+    infos = get_engine().vault.list()
+    if as_json:
+        emit_json([_info_dict(info) for info in infos])
+        return
+    if not infos:
+        click.echo(f"no backups in {get_engine().settings.backup_dir}")
+        return
+    click.echo(f"{'ID':<24} {'CREATED (UTC)':<20} {'SIZE':>10} {'STATUS':<10} {'DOCS':>8} {'KEYS':>5}  LABEL")
+    for info in infos:
+        created = info.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        docs = sum(info.documents.values())
+        click.echo(
+            f"{info.id:<24} {created:<20} {_size(info.size_bytes):>10} {info.status:<10} "
+            f"{docs:>8} {info.keys:>5}  {info.label}"
+        )
+
+
+@group.command("verify")
+@click.argument("backup_id", metavar="ID")
+def verify(backup_id: str) -> None:
+    """Recompute every checksum of a backup; exit non-zero naming the damaged file."""
+    with progress_bar("verify") as progress:
+        info = get_engine().vault.verify(backup_id, progress)
+    click.echo(f"backup {info.id} is ok: {info.files} files, {_size(info.total_bytes)} checked")
+
+
+@group.command("restore")
+@click.argument("backup_id", metavar="ID")
+@click.option("--dry-run", is_flag=True, help="Show what would change, change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--no-safety-backup", is_flag=True, help="Skip the backup of the current state taken first.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.pass_context
+def restore(
+    ctx: click.Context, backup_id: str, dry_run: bool, yes: bool, no_safety_backup: bool, as_json: bool
+) -> None:
+    """Restore a backup: verify, safety backup, stage and check, then switch atomically."""
+    vault = get_engine().vault
+    plan = vault.plan_restore(backup_id)
+    if dry_run:
+        if as_json:
+            emit_json(_plan_dict(plan))
+        else:
+            click.echo(f"restoring {plan.backup_id} would change (nothing changed now):")
+            _echo_plan(plan)
+        return
+    if not yes:
+        _echo_plan(plan)
+        try:
+            confirmed = click.confirm(
+                f"Replace the live memories and keys with backup {plan.backup_id}?", default=False
+            )
+        except click.Abort:
+            confirmed = False
+        if not confirmed:
+            click.echo("restore cancelled; nothing changed (pass --yes to skip this question)", err=True)
+            ctx.exit(1)
+    with progress_bar("restore") as progress:
+        done = vault.restore(backup_id, progress, safety_backup=not no_safety_backup)
+    if as_json:
+        emit_json(_plan_dict(done))
+        return
+    click.echo(f"backup {done.backup_id} restored")
+    if done.safety_backup_id:
+        click.echo(f"  the previous state is in safety backup {done.safety_backup_id}")
+
+
+@group.command("delete")
+@click.argument("backup_id", metavar="ID")
+def delete(backup_id: str) -> None:
+    """Delete one backup."""
+    get_engine().vault.delete(backup_id)
+    click.echo(f"backup {backup_id} deleted")
+
+
+@group.command("prune")
+@click.option("--keep", "keep", type=click.IntRange(min=1), required=True, help="Keep the newest N backups.")
+@click.option(
+    "--keep-days", type=click.IntRange(min=0), default=None, help="Also keep backups younger than D days."
+)
+def prune(keep: int, keep_days: int | None) -> None:
+    """Delete old backups, keeping the newest N (and, with --keep-days, the recent ones)."""
+    deleted = get_engine().vault.retain(keep_last=keep, keep_days=keep_days)
+    if not deleted:
+        click.echo("nothing to prune")
+    for backup_id in deleted:
+        click.echo(f"deleted {backup_id}")

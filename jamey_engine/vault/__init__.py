@@ -1,0 +1,12 @@
+"""PhoenixVault: backups, verification, retention and verified restores.
+
+``Vault(settings, memory=, db=, events=)`` is the whole API; ``BackupInfo`` describes one
+backup and ``RestorePlan`` what a restore changes. Modules: ``archive`` (the .tar.zst format),
+``manifest`` (ids and the manifest), ``catalog`` (sidecars, listing, stale-file cleanup),
+``core`` (create, verify, delete, retention), ``restore`` (plan and restore).
+"""
+
+from jamey_engine.vault.catalog import BackupInfo
+from jamey_engine.vault.core import RestorePlan, Vault
+
+__all__ = ["BackupInfo", "RestorePlan", "Vault"]

@@ -1,0 +1,231 @@
+"""The backup catalog: where archives and their sidecars live, listing, and stale-file cleanup.
+
+Next to every archive ``<id>.tar.zst`` sits a sidecar ``<id>.json`` holding a copy of the
+manifest, the archive's size and the last verification result, so listing is one small
+read per backup and never decompresses an archive.
+
+A backup in progress writes ``.tmp-<id>.tar.zst.partial`` and holds an flock on it. Only the
+final rename makes a backup visible, so a backup killed at any point leaves nothing listed,
+and the leftovers (unlocked temporaries, orphan sidecars, snapshot staging) are removed by
+the next listing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jamey_engine.vault.files import is_held, remove_tree, write_durably
+from jamey_engine.vault.manifest import ARCHIVE_SUFFIX, Manifest, is_backup_id
+
+log = logging.getLogger("jamey_engine.vault")
+
+SIDECAR_SUFFIX = ".json"
+TEMP_PREFIX = ".tmp-"
+PARTIAL_SUFFIX = ".partial"
+BACKUP_STAGING_PREFIX = ".backup-staging-"
+RESTORE_STAGING_PREFIX = ".restore-staging-"
+RESTORE_PREVIOUS_PREFIX = ".restore-previous-"
+# A verification result being written is a short-lived temporary; older than this it is stale.
+STALE_TEMP_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """One backup as listed: identity, size, status ("ok", "corrupt" or "unverified") and contents."""
+
+    id: str
+    created_at: datetime
+    size_bytes: int
+    status: str
+    documents: dict[str, int]
+    keys: int
+    path: Path
+    label: str = ""
+    engine_version: str = ""
+    total_bytes: int = 0
+    files: int = 0
+    verified_at: datetime | None = None
+    problem: str | None = None
+    tables: dict[str, int] = field(default_factory=dict)
+
+
+def _id_time(backup_id: str) -> datetime:
+    return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+class Catalog:
+    """Paths and sidecars of the backups in one backup directory."""
+
+    def __init__(self, backup_dir: Path, data_dir: Path) -> None:
+        self.backup_dir = backup_dir
+        self.data_dir = data_dir
+
+    # -- paths -------------------------------------------------------------------------------
+    def archive_path(self, backup_id: str) -> Path:
+        """Where the finished archive of ``backup_id`` lives."""
+        return self.backup_dir / f"{backup_id}{ARCHIVE_SUFFIX}"
+
+    def sidecar_path(self, backup_id: str) -> Path:
+        """Where the catalog entry (manifest copy, size, verify result) of ``backup_id`` lives."""
+        return self.backup_dir / f"{backup_id}{SIDECAR_SUFFIX}"
+
+    def partial_path(self, backup_id: str) -> Path:
+        """The temporary archive a running backup writes (and holds locked)."""
+        return self.backup_dir / f"{TEMP_PREFIX}{backup_id}{ARCHIVE_SUFFIX}{PARTIAL_SUFFIX}"
+
+    def sidecar_temp_path(self, backup_id: str, purpose: str = "create") -> Path:
+        """A temporary for writing the sidecar durably."""
+        tag = "" if purpose == "create" else f".{purpose}-{os.getpid()}"
+        return self.backup_dir / f"{TEMP_PREFIX}{backup_id}{SIDECAR_SUFFIX}{tag}{PARTIAL_SUFFIX}"
+
+    def staging_path(self, backup_id: str) -> Path:
+        """The snapshot staging directory of a running backup (same filesystem as the data)."""
+        return self.data_dir / f"{BACKUP_STAGING_PREFIX}{backup_id}"
+
+    # -- sidecars ----------------------------------------------------------------------------
+    def write_sidecar(
+        self, manifest: Manifest, archive_size: int, verify: dict[str, Any] | None, purpose: str
+    ) -> None:
+        """Write the catalog entry of a backup durably (temporary, fsync, rename)."""
+        data = {"manifest": manifest.to_dict(), "archive_size": archive_size, "verify": verify}
+        raw = json.dumps(data, indent=1, sort_keys=True).encode()
+        write_durably(self.sidecar_path(manifest.id), raw, self.sidecar_temp_path(manifest.id, purpose))
+
+    def read_sidecar(self, backup_id: str) -> dict[str, Any] | None:
+        """The catalog entry of ``backup_id``, or None when it is missing or unreadable."""
+        try:
+            data = json.loads(self.sidecar_path(backup_id).read_bytes())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def sidecar_manifest(self, backup_id: str) -> Manifest | None:
+        """The manifest copy in the catalog entry, or None when there is no usable entry."""
+        data = self.read_sidecar(backup_id)
+        if data is None:
+            return None
+        try:
+            return Manifest.from_dict(data.get("manifest"), source=self.sidecar_path(backup_id).name)
+        except Exception:
+            return None
+
+    # -- listing -----------------------------------------------------------------------------
+    def ids(self) -> list[str]:
+        """Ids of every finished backup (an archive with the final name), oldest first."""
+        if not self.backup_dir.is_dir():
+            return []
+        found = []
+        for path in self.backup_dir.iterdir():
+            name = path.name
+            if name.startswith(".") or not name.endswith(ARCHIVE_SUFFIX):
+                continue
+            backup_id = name[: -len(ARCHIVE_SUFFIX)]
+            if is_backup_id(backup_id):  # anything else is not ours; leave it alone
+                found.append(backup_id)
+        return sorted(found)
+
+    def info(self, backup_id: str) -> BackupInfo | None:
+        """BackupInfo from the archive's size and its sidecar, or None if the archive is gone."""
+        archive = self.archive_path(backup_id)
+        try:
+            size = archive.stat().st_size
+        except FileNotFoundError:
+            return None
+        data = self.read_sidecar(backup_id)
+        manifest = self.sidecar_manifest(backup_id)
+        if data is None or manifest is None:
+            return BackupInfo(
+                id=backup_id,
+                created_at=_id_time(backup_id),
+                size_bytes=size,
+                status="unverified",
+                documents={},
+                keys=0,
+                path=archive,
+                problem="catalog entry missing or unreadable; `jamey backup verify` rebuilds it",
+            )
+        verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
+        status = "unverified"
+        verified_at = None
+        problem = None
+        if verify is not None:
+            status = "ok" if verify.get("status") == "ok" else "corrupt"
+            try:
+                verified_at = datetime.fromisoformat(str(verify.get("at")))
+            except ValueError:
+                verified_at = None
+            problem = verify.get("message") if status == "corrupt" else None
+        expected_size = data.get("archive_size")
+        if isinstance(expected_size, int) and expected_size != size:
+            status = "corrupt"
+            problem = f"archive is {size} bytes but {expected_size} bytes were written"
+        return BackupInfo(
+            id=backup_id,
+            created_at=manifest.created_at,
+            size_bytes=size,
+            status=status,
+            documents=dict(manifest.documents),
+            keys=manifest.keys,
+            path=archive,
+            label=manifest.label,
+            engine_version=manifest.engine_version,
+            total_bytes=manifest.total_bytes,
+            files=len(manifest.files),
+            verified_at=verified_at,
+            problem=problem,
+            tables=dict(manifest.tables),
+        )
+
+    # -- cleanup -----------------------------------------------------------------------------
+    def _running(self, backup_id: str) -> bool:
+        return is_held(self.partial_path(backup_id))
+
+    def clean_stale(self) -> list[Path]:
+        """Remove what killed backups left behind; return the removed paths.
+
+        Removes unlocked partial archives, their sidecar temporaries, sidecars without an
+        archive, and snapshot staging directories, but never anything of a running backup.
+        """
+        removed: list[Path] = []
+        if self.backup_dir.is_dir():
+            now = time.time()
+            for path in self.backup_dir.iterdir():
+                name = path.name
+                backup_id = None
+                if name.startswith(TEMP_PREFIX) and name.endswith(PARTIAL_SUFFIX):
+                    backup_id = name[len(TEMP_PREFIX) :].split(".", 1)[0]
+                    if self._running(backup_id):
+                        continue
+                    short_lived = ".verify-" in name or ".restore-" in name
+                    try:
+                        if short_lived and now - path.stat().st_mtime < STALE_TEMP_SECONDS:
+                            continue
+                    except FileNotFoundError:
+                        continue
+                elif name.endswith(SIDECAR_SUFFIX) and not name.startswith("."):
+                    backup_id = name[: -len(SIDECAR_SUFFIX)]
+                    if not is_backup_id(backup_id):
+                        continue
+                    if self.archive_path(backup_id).exists() or self._running(backup_id):
+                        continue
+                else:
+                    continue
+                remove_tree(path)
+                removed.append(path)
+        if self.data_dir.is_dir():
+            for path in self.data_dir.iterdir():
+                if path.name.startswith(BACKUP_STAGING_PREFIX):
+                    backup_id = path.name[len(BACKUP_STAGING_PREFIX) :]
+                    if not self._running(backup_id):
+                        remove_tree(path)
+                        removed.append(path)
+        for path in removed:
+            log.info("removed stale backup leftover %s", path)
+        return removed

@@ -1,0 +1,390 @@
+"""PhoenixVault: consistent backups while the service runs, verification, retention.
+
+A backup is one ``<id>.tar.zst`` in ``settings.backup_dir``: the database rows (a portable
+JSON dump), every memory layer's index files (hard-linked snapshot), and ``manifest.json``
+with the SHA-256 and size of every file. Restores live in ``restore.py``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jamey_engine import __version__
+from jamey_engine.config import Settings
+from jamey_engine.durations import utcnow
+from jamey_engine.errors import BackupCorrupt, InvalidInput, JameyError, NotFound, Unavailable
+from jamey_engine.progress import Progress, no_progress
+from jamey_engine.vault.archive import ArchiveWriter, ScanResult, scan_archive
+from jamey_engine.vault.catalog import BackupInfo, Catalog
+from jamey_engine.vault.files import fsync_dir, is_no_space, lock_new_file, remove_tree
+from jamey_engine.vault.manifest import (
+    DATABASE_NAME,
+    MANIFEST_NAME,
+    MEMORY_PREFIX,
+    Manifest,
+    check_backup_id,
+    new_backup_id,
+)
+
+if TYPE_CHECKING:
+    from jamey_engine.db import Database
+    from jamey_engine.events import EventPublisher
+    from jamey_engine.memory import MemoryStore
+
+log = logging.getLogger("jamey_engine.vault")
+
+KEYS_TABLE = "api_keys"
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What a restore changes: documents per layer and key count, ``(now, in the backup)``."""
+
+    backup_id: str
+    layers: dict[str, tuple[int, int]]
+    keys: tuple[int, int]
+    tables: dict[str, tuple[int, int]] | None = None
+    safety_backup_id: str | None = None
+    dry_run: bool = True
+
+
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Every regular file under ``root``, in a stable (sorted) order."""
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        for name in sorted(files):
+            yield Path(directory) / name
+
+
+def _no_space_message(where: Path) -> str:
+    return f"no space left on device while writing backup to {where}; free some space and try again"
+
+
+class Vault:
+    """Backups of one data directory and database into ``settings.backup_dir``.
+
+    Every create and restore, successful or not, is recorded in the operation log (so the
+    service's /metrics sees it whichever process ran it) and published as an event.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        memory: MemoryStore,
+        db: Database,
+        events: EventPublisher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.memory = memory
+        self.db = db
+        self.events = events
+        self.catalog = Catalog(settings.backup_dir, settings.data_dir)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _record(self, kind: str, status: str, started: float, **fields: Any) -> None:
+        duration = time.monotonic() - started
+        try:
+            from jamey_engine.oplog import record_operation
+
+            record_operation(self.db, kind, status, duration, **fields)
+        except Exception:  # the database may be what failed; never hide the real error
+            log.warning("could not record the %s %s in the operation log", kind, status, exc_info=True)
+        if self.events is not None:
+            payload = {"status": status, "duration_seconds": round(duration, 3)}
+            payload.update({k: v for k, v in fields.items() if v is not None})
+            self.events.publish(kind, payload)
+
+    # -- create --------------------------------------------------------------------------------
+    def create(self, progress: Progress | None = None, *, label: str = "") -> BackupInfo:
+        """Take a consistent backup of the memory layers and the database; return its BackupInfo.
+
+        Safe while the service writes: layers are hard-link snapshots taken under the layers'
+        locks and the rows are read in one transaction. The archive only gets its final name
+        once complete and fsynced, so a crash never leaves a listed partial backup.
+        Raises Unavailable when the backup directory is not writable or the disk is full
+        ("no space left on device while writing backup to <dir>"); nothing is left behind then.
+        """
+        started = time.monotonic()
+        try:
+            info = self._create(progress or no_progress, label)
+        except BaseException as err:
+            detail = err.message if isinstance(err, JameyError) else f"{type(err).__name__}: {err}"
+            self._record("backup", "failure", started, detail=detail)
+            raise
+        self._record("backup", "success", started, size_bytes=info.size_bytes, detail=info.id)
+        return info
+
+    def _create(self, progress: Progress, label: str) -> BackupInfo:
+        backup_dir = self.settings.backup_dir
+        try:
+            backup_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise Unavailable(f"cannot create the backup directory {backup_dir}: {err.strerror}") from None
+        self.catalog.clean_stale()
+        now = utcnow()
+        backup_id = new_backup_id(now)
+        partial = self.catalog.partial_path(backup_id)
+        staging = self.catalog.staging_path(backup_id)
+        archive = self.catalog.archive_path(backup_id)
+        where = backup_dir
+        committed = False
+        fd: int | None = None
+        try:
+            fd = lock_new_file(partial)
+            progress(0, 0, "snapshotting memory")
+            where = self.settings.data_dir
+            staging.mkdir(parents=True)
+            documents = dict(self.memory.snapshot(staging / "memory"))
+            progress(0, 0, "exporting database")
+            rows = self.db.dump()
+            database = json.dumps({"dialect": self.db.dialect, "tables": rows}, separators=(",", ":"))
+            database_bytes = database.encode()
+            sources = list(_walk_files(staging / "memory"))
+            total = len(database_bytes) + sum(path.stat().st_size for path in sources)
+            done = 0
+            where = backup_dir
+            with open(fd, "wb", closefd=False) as handle:
+                writer = ArchiveWriter(handle)
+                writer.add_bytes(DATABASE_NAME, database_bytes, now.timestamp())
+                done += len(database_bytes)
+                for source in sources:
+                    name = MEMORY_PREFIX + source.relative_to(staging / "memory").as_posix()
+                    stage = f"archiving {name}"
+
+                    def advance(count: int, stage: str = stage) -> None:
+                        nonlocal done
+                        done += count
+                        progress(done, total, stage)
+
+                    progress(done, total, stage)
+                    writer.add_file(source, name, advance)
+                manifest = Manifest(
+                    id=backup_id,
+                    created_at=now,
+                    engine_version=__version__,
+                    dialect=self.db.dialect,
+                    files=tuple(writer.entries),
+                    documents=documents,
+                    keys=len(rows.get(KEYS_TABLE, [])),
+                    tables={table: len(table_rows) for table, table_rows in rows.items()},
+                    label=label,
+                )
+                writer.add_bytes(MANIFEST_NAME, manifest.to_json(), now.timestamp())
+                writer.finish()
+                handle.flush()
+            progress(total, total, "syncing")
+            os.fsync(fd)
+            archive_size = os.fstat(fd).st_size
+            remove_tree(staging)
+            self.catalog.write_sidecar(manifest, archive_size, None, "create")
+            os.replace(partial, archive)
+            committed = True
+            fsync_dir(backup_dir)
+        except BaseException as err:
+            if not committed:
+                remove_tree(partial)
+                remove_tree(self.catalog.sidecar_temp_path(backup_id))
+                remove_tree(self.catalog.sidecar_path(backup_id))
+            remove_tree(staging)
+            if isinstance(err, OSError):
+                if is_no_space(err):
+                    raise Unavailable(_no_space_message(where)) from None
+                raise Unavailable(
+                    f"could not write backup to {where}: {err.strerror or err}"
+                    + (f" ({err.filename})" if err.filename else "")
+                ) from None
+            raise
+        finally:
+            if fd is not None:
+                os.close(fd)
+        info = self.catalog.info(backup_id)
+        assert info is not None, "the archive was just renamed into place"
+        log.info("backup %s written: %d bytes", backup_id, info.size_bytes)
+        return info
+
+    # -- listing -------------------------------------------------------------------------------
+    def list(self) -> list[BackupInfo]:
+        """Every finished backup, newest first (removes stale leftovers of killed backups first).
+
+        Never decompresses an archive: reads each catalog sidecar and the archive's size.
+        """
+        self.catalog.clean_stale()
+        infos = [info for info in map(self.catalog.info, self.catalog.ids()) if info is not None]
+        return sorted(infos, key=lambda info: (info.created_at, info.id), reverse=True)
+
+    def get(self, backup_id: str) -> BackupInfo:
+        """The BackupInfo of ``backup_id``; raises InvalidInput for a malformed id, NotFound if absent."""
+        info = self.catalog.info(check_backup_id(backup_id))
+        if info is None:
+            raise NotFound(f"backup {backup_id} does not exist in {self.settings.backup_dir}")
+        return info
+
+    def latest(self) -> BackupInfo | None:
+        """The newest backup, or None when there is none."""
+        infos = self.list()
+        return infos[0] if infos else None
+
+    # -- verify --------------------------------------------------------------------------------
+    def check_scan(self, backup_id: str, result: ScanResult) -> Manifest:
+        """Compare what a pass over the archive found against its manifest; return the manifest.
+
+        Raises BackupCorrupt naming the first damaged, missing or unexpected member.
+        """
+        catalog_manifest = self.catalog.sidecar_manifest(backup_id)
+        scanned = {member.name: member for member in result.members}
+        if result.manifest is None:
+            if catalog_manifest is not None:
+                for entry in catalog_manifest.files:
+                    member = scanned.get(entry.path)
+                    if member is None or member.sha256 != entry.sha256:
+                        raise BackupCorrupt(
+                            f"backup {backup_id}: {entry.path} is damaged or missing", file=entry.path
+                        )
+            raise BackupCorrupt(f"backup {backup_id}: {MANIFEST_NAME} is missing", file=MANIFEST_NAME)
+        manifest = Manifest.from_json(result.manifest)
+        if manifest.id != backup_id:
+            raise BackupCorrupt(
+                f"backup {backup_id}: its manifest names backup {manifest.id}", file=MANIFEST_NAME
+            )
+        for entry in manifest.files:
+            member = scanned.get(entry.path)
+            if member is None:
+                raise BackupCorrupt(f"backup {backup_id}: {entry.path} is missing", file=entry.path)
+            if member.size != entry.size or member.sha256 != entry.sha256:
+                raise BackupCorrupt(
+                    f"backup {backup_id}: {entry.path} is damaged (SHA-256 {member.sha256[:16]}…, "
+                    f"expected {entry.sha256[:16]}…)",
+                    file=entry.path,
+                )
+        listed = {entry.path for entry in manifest.files} | {MANIFEST_NAME}
+        for member in result.members:
+            if member.name not in listed:
+                raise BackupCorrupt(
+                    f"backup {backup_id}: {member.name} is not in the manifest", file=member.name
+                )
+        return manifest
+
+    def record_verify(self, backup_id: str, manifest: Manifest | None, error: BackupCorrupt | None) -> None:
+        """Store a verification result in the catalog (best effort: a full disk only logs)."""
+        manifest = manifest or self.catalog.sidecar_manifest(backup_id)
+        if manifest is None:
+            return
+        result: dict[str, Any] = {"status": "ok" if error is None else "corrupt", "at": utcnow().isoformat()}
+        if error is not None:
+            result.update(message=error.message, file=error.file)
+        try:
+            size = self.catalog.archive_path(backup_id).stat().st_size
+            self.catalog.write_sidecar(manifest, size, result, "verify")
+        except OSError:
+            log.warning("could not record the verification of backup %s", backup_id, exc_info=True)
+
+    def scan(
+        self,
+        backup_id: str,
+        progress: Progress | None = None,
+        *,
+        extract_to: Path | None = None,
+        stage: str = "verifying",
+    ) -> Manifest:
+        """Stream through a backup (optionally extracting it), check every checksum, record the result.
+
+        Raises NotFound, BackupCorrupt (naming the damaged file), or OSError from writing
+        ``extract_to``.
+        """
+        info = self.get(backup_id)
+        report = progress or no_progress
+        catalog_manifest = self.catalog.sidecar_manifest(backup_id)
+        order = [entry.path for entry in catalog_manifest.files] if catalog_manifest else []
+        try:
+            result = scan_archive(
+                info.path,
+                extract_to=extract_to,
+                keep=lambda name: name != MANIFEST_NAME,
+                expected_order=order,
+                on_progress=lambda done, total: report(done, total, stage),
+            )
+            manifest = self.check_scan(backup_id, result)
+        except BackupCorrupt as err:
+            self.record_verify(backup_id, None, err)
+            raise
+        self.record_verify(backup_id, manifest, None)
+        return manifest
+
+    def verify(self, backup_id: str, progress: Progress | None = None) -> BackupInfo:
+        """Recompute every member's SHA-256 against the manifest; return the (now "ok") BackupInfo.
+
+        Raises NotFound for an unknown backup and BackupCorrupt(file=<damaged member>) when the
+        archive does not decompress, its tar structure is broken, or a checksum differs.
+        """
+        self.scan(backup_id, progress)
+        return self.get(backup_id)
+
+    # -- delete and retention ------------------------------------------------------------------
+    def delete(self, backup_id: str) -> None:
+        """Remove a backup's archive and catalog entry; raises NotFound if it does not exist."""
+        info = self.get(backup_id)
+        info.path.unlink(missing_ok=True)
+        self.catalog.sidecar_path(backup_id).unlink(missing_ok=True)
+        fsync_dir(self.settings.backup_dir)
+        log.info("backup %s deleted", backup_id)
+
+    def retain(self, keep_last: int | None = None, keep_days: int | None = None) -> builtins.list[str]:
+        """Delete backups outside the retention rules; return the deleted ids (oldest first).
+
+        Kept: the union of the newest ``keep_last`` and those younger than ``keep_days`` days,
+        and always the newest backup. With neither rule given, the settings' rules apply
+        (JAMEY_BACKUP_KEEP, 0 keeping all, and JAMEY_BACKUP_KEEP_DAYS). Raises InvalidInput
+        naming the value when ``keep_last`` < 1 or ``keep_days`` < 0.
+        """
+        if keep_last is None and keep_days is None:
+            if self.settings.backup_keep == 0:
+                return []
+            keep_last = self.settings.backup_keep
+            keep_days = self.settings.backup_keep_days or None
+        if keep_last is not None and (isinstance(keep_last, bool) or keep_last < 1):
+            raise InvalidInput(f"keep_last {keep_last!r} must be 1 or more")
+        if keep_days is not None and (isinstance(keep_days, bool) or keep_days < 0):
+            raise InvalidInput(f"keep_days {keep_days!r} must be 0 or more")
+        infos = self.list()  # newest first
+        keep: set[str] = {infos[0].id} if infos else set()
+        if keep_last is not None:
+            keep.update(info.id for info in infos[:keep_last])
+        if keep_days is not None:
+            cutoff = utcnow() - timedelta(days=keep_days)
+            keep.update(info.id for info in infos if info.created_at > cutoff)
+        deleted = []
+        for info in reversed(infos):
+            if info.id not in keep:
+                self.delete(info.id)
+                deleted.append(info.id)
+        return deleted
+
+    # -- restore (restore.py) ------------------------------------------------------------------
+    def plan_restore(self, backup_id: str) -> RestorePlan:
+        """What restoring ``backup_id`` would change, now against the backup; changes nothing.
+
+        Raises InvalidInput for a malformed id and NotFound for an unknown backup.
+        """
+        from jamey_engine.vault.restore import plan_restore
+
+        return plan_restore(self, backup_id)
+
+    def restore(
+        self, backup_id: str, progress: Progress | None = None, safety_backup: bool = True
+    ) -> RestorePlan:
+        """Replace the live memory layers and database rows with a verified backup's.
+
+        See ``jamey_engine.vault.restore.restore`` for the steps and guarantees.
+        """
+        from jamey_engine.vault.restore import restore
+
+        return restore(self, backup_id, progress=progress, safety_backup=safety_backup)

@@ -1,0 +1,92 @@
+"""Small filesystem helpers for the vault: durable writes, advisory locks, disk-full detection."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+# Errors that mean "the filesystem has no room": disk full, or over a quota.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def is_no_space(err: BaseException) -> bool:
+    """True when ``err`` (or an error it wraps) is a disk-full or quota error."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _NO_SPACE:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry change (a create or rename) to disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durably(path: Path, data: bytes, temp: Path) -> None:
+    """Write ``data`` to ``temp``, fsync it, rename it over ``path`` and fsync the directory.
+
+    Readers see the old file or the new one, never a half-written one. On any error the
+    temporary is removed and the error re-raised.
+    """
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def lock_new_file(path: Path) -> int:
+    """Create ``path`` exclusively and hold an exclusive flock on it; return the open descriptor.
+
+    The lock lives as long as the descriptor (and so dies with the process, even on SIGKILL),
+    which is how other processes tell a live temporary from a stale one.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # A cleaner may have removed the file between open and lock: make sure it is still ours.
+        if os.stat(path).st_ino != os.fstat(fd).st_ino:
+            raise FileNotFoundError(errno.ENOENT, "temporary removed while locking", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def is_held(path: Path) -> bool:
+    """True when some live process holds the flock on ``path``; False if unlocked or missing."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the probe's lock, if it got one
+    return False
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file or directory tree if it exists; never raises for a missing path."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
