@@ -1,0 +1,150 @@
+"""The growth report behind ``notebooks/memory_growth.ipynb``: gather, then hand to jamey_engine.growth.
+
+Reads the index (``MemoryStore.sizes`` and ``growth``) and, when it answers, Prometheus'
+history (``PromQuery.index_size`` and ``index_documents``). Prometheus being down is a note,
+not an error.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from jamey_engine import growth
+from jamey_engine.durations import utcnow
+from jamey_engine.errors import InvalidInput, JameyError
+from jamey_engine.runbooks.common import NotebookRunbook, Say, engine_for
+
+if TYPE_CHECKING:
+    from jamey_engine.engine import Engine
+
+
+class GrowthReport(NotebookRunbook):
+    """Documents and bytes per layer over time, daily growth rates, and when 1 GiB is crossed."""
+
+    def __init__(
+        self, engine: Engine | None, *, days: int = 30, prometheus_url: str | None = None, say: Say = print
+    ) -> None:
+        super().__init__(engine, say=say)
+        self.days = days
+        self.prometheus_url = prometheus_url
+        self.today = utcnow()
+        self.current: pd.DataFrame | None = None
+        self.history: pd.DataFrame | None = None
+        self.prometheus: pd.DataFrame | None = None
+        self.prometheus_note: str | None = None
+        self.rates: pd.DataFrame | None = None
+        self.rate_source: str | None = None
+        self.projection: pd.DataFrame | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        data_dir: str | Path | None = None,
+        days: int = 30,
+        prometheus_url: str | None = None,
+        say: Say = print,
+    ) -> GrowthReport:
+        """Check the parameters and open the engine; a bad parameter stops the report with its message."""
+        report = cls(None, days=days, prometheus_url=prometheus_url, say=say)
+
+        def setup() -> None:
+            if not isinstance(days, int) or isinstance(days, bool) or days <= 0:
+                raise InvalidInput(f"days {days!r} must be a whole number above zero")
+            report.engine = engine_for(data_dir)
+            if not prometheus_url:
+                report.prometheus_url = report.engine.settings.prometheus_url
+            say(f"Memory growth over the last {days} days in {report.engine.settings.data_dir}.")
+
+        report._step("parameters", setup)
+        return report
+
+    @property
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
+
+    def index_history(self) -> pd.DataFrame | None:
+        """Documents and (estimated) bytes per layer and day, counted from the index now, with a total."""
+
+        def body() -> pd.DataFrame:
+            memory = self._engine.memory
+            self.current = growth.current_frame(memory.sizes())
+            history = growth.index_history(
+                memory.growth(self.days), self.current, days=self.days, today=self.today
+            )
+            self.history = growth.with_total(history)
+            total = self.current["documents"].sum()
+            self.say(
+                f"{total} documents, {growth.format_bytes(self.current['bytes'].sum())} in the index now. "
+                "History is counted from the documents' timestamps; bytes are estimated from each layer's "
+                "bytes per document now (Prometheus, below, has the measured sizes)."
+            )
+            return self.history
+
+        return self._step("index history", body)
+
+    def prometheus_history(self) -> pd.DataFrame | None:
+        """Measured index bytes and documents per layer and day from Prometheus, or a note why not."""
+
+        def body() -> pd.DataFrame | None:
+            from jamey_engine.promql import PromQuery
+
+            settings = self._engine.settings
+            query = PromQuery(self.prometheus_url or settings.prometheus_url, settings.prometheus_timeout)
+            end = self.today
+            start = end - timedelta(days=self.days)
+            try:
+                sizes = growth.prometheus_daily(query.index_size(start, end), value="bytes")
+                documents = growth.prometheus_daily(query.index_documents(start, end), value="documents")
+            except JameyError as err:
+                self.prometheus_note = err.message
+                self.say(f"Note: no Prometheus history ({err.message}). The index-based figures stand alone.")
+                return None
+            merged = sizes.merge(documents, on=["day", "layer"], how="outer").sort_values(["layer", "day"])
+            self.prometheus = growth.with_total(merged)
+            self.say(f"Prometheus history from {self.prometheus_url}: {merged['day'].nunique()} day(s).")
+            return self.prometheus
+
+        return self._step("prometheus history", body)
+
+    def growth_rates(self) -> pd.DataFrame | None:
+        """Documents and bytes per day for each layer and the total (fitted over the window).
+
+        Bytes come from Prometheus when it has at least two days, else from the index estimate.
+        """
+
+        def body() -> pd.DataFrame:
+            if self.history is None:
+                raise InvalidInput("there is no index history; run index_history first")
+            rates = growth.growth_rates(self.history)
+            self.rate_source = "the index (estimated bytes)"
+            if self.prometheus is not None and self.prometheus["day"].nunique() >= 2:
+                measured = growth.daily_rates(self.prometheus.dropna(subset=["bytes"]), "bytes")
+                rates["bytes_per_day"] = rates["layer"].map(measured).fillna(rates["bytes_per_day"])
+                self.rate_source = "Prometheus (measured bytes)"
+            self.rates = rates
+            self.say(f"Daily growth rates; bytes per day from {self.rate_source}.")
+            return rates
+
+        return self._step("growth rates", body)
+
+    def crossing(self) -> pd.DataFrame | None:
+        """When each layer and the total cross the 1 GiB alert threshold at the current rate."""
+
+        def body() -> pd.DataFrame:
+            if self.current is None or self.rates is None:
+                raise InvalidInput("there are no rates; run growth_rates first")
+            now = dict(zip(self.current["layer"], self.current["bytes"], strict=True))
+            now[growth.TOTAL] = int(self.current["bytes"].sum())
+            per_day = dict(zip(self.rates["layer"], self.rates["bytes_per_day"], strict=True))
+            projection = growth.project_crossing(now, per_day, today=self.today)
+            self.projection = projection
+            self._say_all(growth.describe_projection(projection))
+            return projection
+
+        return self._step("projection", body)

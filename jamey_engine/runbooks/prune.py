@@ -1,0 +1,536 @@
+"""The prune runbook: preflight, plan, apply (backup, prune), verify, summarize.
+
+``notebooks/prune_memories.ipynb`` calls :class:`PruneRunbook`; the functions below hold the
+rules and raise JameyError subclasses, so the CLI or the workbench can reuse them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from jamey_engine.durations import parse_duration, utcnow
+from jamey_engine.errors import InvalidInput, JameyError
+from jamey_engine.growth import format_bytes
+from jamey_engine.progress import Progress
+from jamey_engine.runbooks.common import Check, Checks, Decision, NotebookRunbook, Say, decide, engine_for
+
+if TYPE_CHECKING:
+    from jamey_engine.engine import Engine
+    from jamey_engine.memory import PruneResult
+    from jamey_engine.vault import BackupInfo
+
+
+def parse_layers(layer: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``"all"`` -> every layer; ``"working"`` or ``"working,episodic"`` (or a list) -> those layers.
+
+    Raises InvalidInput naming the field ``layer``, the value and the known layers.
+    """
+    from jamey_engine.memory import LAYERS
+
+    names = [layer] if isinstance(layer, str) else list(layer)
+    parts = [p.strip() for name in names for p in str(name).split(",") if p.strip()]
+    if not parts:
+        raise InvalidInput(f"layer {layer!r} is empty; use all or one of: {', '.join(LAYERS)}")
+    if "all" in parts:
+        return tuple(LAYERS)
+    unknown = [p for p in parts if p not in LAYERS]
+    if unknown:
+        raise InvalidInput(f"layer {unknown[0]!r} is not a layer; use all or one of: {', '.join(LAYERS)}")
+    return tuple(dict.fromkeys(parts))
+
+
+def _check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} {value!r} must be True or False")
+    return value
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What a prune would do to one layer."""
+
+    layer: str
+    documents: int
+    bytes: int
+    to_delete: int
+    bytes_to_free: int
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """The documents and bytes a prune would remove, and the phrase that confirms it."""
+
+    older_than: str
+    older_than_delta: timedelta
+    cutoff: datetime
+    layers: tuple[LayerPlan, ...]
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(plan.layer for plan in self.layers)
+
+    @property
+    def total_to_delete(self) -> int:
+        return sum(plan.to_delete for plan in self.layers)
+
+    @property
+    def total_bytes_to_free(self) -> int:
+        return sum(plan.bytes_to_free for plan in self.layers)
+
+    @property
+    def phrase(self) -> str:
+        """The exact text ``confirm`` must hold to apply this plan."""
+        return f"prune {self.total_to_delete} memories older than {self.older_than}"
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.total_to_delete == 0
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer: documents now, to delete, bytes now, bytes to free (an estimate)."""
+        return pd.DataFrame(
+            [
+                {
+                    "layer": p.layer,
+                    "documents": p.documents,
+                    "to_delete": p.to_delete,
+                    "bytes": p.bytes,
+                    "bytes_to_free (est.)": p.bytes_to_free,
+                }
+                for p in self.layers
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class PruneOutcome:
+    """What the apply step did: the decision, the backup taken, and the prune results."""
+
+    decision: Decision
+    plan: PrunePlan
+    backup: BackupInfo | None = None
+    results: tuple[PruneResult, ...] = ()
+    duration_seconds: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def applied(self) -> bool:
+        return self.decision.go
+
+    @property
+    def deleted(self) -> int:
+        return sum(result.deleted for result in self.results)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer pruned: deleted, bytes before and after."""
+        return pd.DataFrame(
+            [
+                {
+                    "layer": r.layer,
+                    "deleted": r.deleted,
+                    "bytes_before": r.bytes_before,
+                    "bytes_after": r.bytes_after,
+                }
+                for r in self.results
+            ],
+            columns=["layer", "deleted", "bytes_before", "bytes_after"],
+        )
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _writer_check(engine: Engine, layer: str, wait: float) -> Check:
+    """Ask the store whether the layer's writer can be taken within ``wait`` seconds."""
+    memory: Any = engine.memory
+    probe = getattr(memory, "check_writer", None)
+    if probe is None:
+        return Check(f"{layer}: writer lock", True, "not checked: the store offers no writer probe")
+    try:
+        probe(layer, timeout=wait)
+    except JameyError as err:
+        return Check(f"{layer}: writer lock", False, err.message)
+    return Check(f"{layer}: writer lock", True, f"free (taken and released within {wait:g}s)")
+
+
+def prune_preflight(
+    engine: Engine, layers: tuple[str, ...], *, backup_first: bool = True, lock_wait: float = 2.0
+) -> Checks:
+    """Check, changing nothing, that a prune of ``layers`` can run now.
+
+    Each index opens and answers a count; the disk holding the indexes has room for a rewrite
+    of the layers (their size now), and the backup disk room for a backup (the total index size)
+    when ``backup_first``; no other process holds a layer's writer for longer than ``lock_wait``.
+    Problems become failed checks, not exceptions.
+    """
+    checks: list[Check] = []
+    sizes: dict[str, int] = {}
+    for layer in layers:
+        try:
+            size = engine.memory.layer_size(layer)
+        except JameyError as err:
+            checks.append(Check(f"{layer}: index opens", False, err.message))
+            continue
+        sizes[layer] = size.bytes
+        checks.append(
+            Check(
+                f"{layer}: index opens",
+                True,
+                f"{size.documents} documents, {format_bytes(size.bytes)} in {size.segments} segment(s)",
+            )
+        )
+    settings = engine.settings
+    needs: dict[int, tuple[Path, int, list[str]]] = {}
+
+    def need(path: Path, amount: int, why: str) -> None:
+        where = _existing(path)
+        device = os.stat(where).st_dev
+        old_path, old_amount, old_why = needs.get(device, (where, 0, []))
+        needs[device] = (old_path, old_amount + amount, [*old_why, why])
+
+    need(settings.memory_dir, sum(sizes.values()), "rewriting the pruned layers")
+    if backup_first:
+        try:
+            total = engine.memory.sizes().total_bytes
+        except JameyError:
+            total = sum(sizes.values())
+        need(settings.backup_dir, total, "the backup taken first")
+    for where, amount, why in needs.values():
+        free = shutil.disk_usage(where).free
+        checks.append(
+            Check(
+                f"free disk at {where}",
+                free >= amount,
+                f"{format_bytes(free)} free, {format_bytes(amount)} needed for {' and '.join(why)}",
+            )
+        )
+    for layer in layers:
+        checks.append(_writer_check(engine, layer, lock_wait))
+    return Checks("Preflight", tuple(checks))
+
+
+def plan_prune(engine: Engine, layers: tuple[str, ...], older_than: str) -> PrunePlan:
+    """What a prune of memories older than ``older_than`` in ``layers`` would remove; changes nothing.
+
+    Raises InvalidInput for a bad duration (field ``older_than``); StorageCorrupt or Busy from the store.
+    """
+    delta = parse_duration(older_than, field="older_than")
+    cutoff = utcnow() - delta
+    results = {r.layer: r for r in engine.memory.prune(delta, list(layers), dry_run=True)}
+    plans = []
+    for layer in layers:
+        size = engine.memory.layer_size(layer)
+        result = results.get(layer)
+        to_delete = result.deleted if result else 0
+        if result and result.bytes_after < result.bytes_before:
+            to_free = result.bytes_before - result.bytes_after
+        else:
+            to_free = round(size.bytes * to_delete / size.documents) if size.documents else 0
+        plans.append(LayerPlan(layer, size.documents, size.bytes, to_delete, to_free))
+    return PrunePlan(str(older_than).strip().lower(), delta, cutoff, tuple(plans))
+
+
+def apply_prune(
+    engine: Engine,
+    plan: PrunePlan,
+    *,
+    dry_run: bool,
+    confirm: object,
+    backup_first: bool = True,
+    progress: Progress | None = None,
+) -> PruneOutcome:
+    """Prune as planned, only when not ``dry_run`` and ``confirm`` equals the plan's phrase.
+
+    The plan is made again first: when nothing is left to prune it is a no-op; when the count
+    changed since ``plan`` the old phrase no longer matches and it refuses. Then a backup (when
+    ``backup_first``), the prune, and one oplog record per layer (kind ``prune``) plus a
+    ``prune`` event. A refusal, a dry run and a no-op change nothing. Raises Busy,
+    StorageCorrupt or vault errors from the steps; a failed prune is recorded as a failure.
+    """
+    fresh = plan_prune(engine, plan.layer_names, plan.older_than) if not dry_run else plan
+    decision = decide(
+        action="prune",
+        phrase=fresh.phrase,
+        dry_run=dry_run,
+        confirm=confirm,
+        nothing_to_do=(
+            f"no memory in {', '.join(fresh.layer_names)} is older than {fresh.older_than}."
+            if fresh.nothing_to_do
+            else None
+        ),
+    )
+    notes: tuple[str, ...] = ()
+    if decision.verdict == "refused" and fresh.phrase != plan.phrase:
+        notes = (f"The plan changed since it was shown: it now says {fresh.phrase!r}.",)
+    if not decision.go:
+        return PruneOutcome(decision, fresh, notes=notes)
+    started = time.monotonic()
+    backup = engine.vault.create(progress=progress) if backup_first else None
+    try:
+        results = engine.memory.prune(
+            fresh.older_than_delta, list(fresh.layer_names), dry_run=False, progress=progress
+        )
+    except JameyError as err:
+        _record(engine, [], time.monotonic() - started, failure=err.message)
+        raise
+    duration = time.monotonic() - started
+    _record(engine, results, duration)
+    return PruneOutcome(decision, fresh, backup, tuple(results), duration)
+
+
+def _record(engine: Engine, results: list[PruneResult], duration: float, failure: str | None = None) -> None:
+    from jamey_engine.oplog import record_operation
+
+    if failure is not None:
+        record_operation(engine.db, "prune", "failure", duration, detail=failure)
+        engine.events.publish("prune", {"status": "failure", "detail": failure})
+        return
+    for result in results:
+        record_operation(
+            engine.db,
+            "prune",
+            "success",
+            duration,
+            size_bytes=max(result.bytes_before - result.bytes_after, 0),
+            layer=result.layer,
+            count=result.deleted,
+        )
+    engine.events.publish(
+        "prune",
+        {"status": "success", "deleted": {r.layer: r.deleted for r in results}, "source": "runbook"},
+    )
+
+
+def verify_prune(engine: Engine, outcome: PruneOutcome, *, sample_query: str = "*") -> Checks:
+    """Check the store after the apply step, changing nothing.
+
+    Applied: per layer, documents now are at most the planned count minus those deleted (more
+    only if memories were written meanwhile), nothing older than the cutoff is left (a fresh
+    dry run finds 0), and a sample search answers. Not applied: the counts are unchanged.
+    """
+    plan = outcome.plan
+    checks: list[Check] = []
+    deleted = {r.layer: r.deleted for r in outcome.results}
+    left = {
+        r.layer: r.deleted
+        for r in engine.memory.prune(plan.older_than_delta, list(plan.layer_names), dry_run=True)
+    }
+    for layer_plan in plan.layers:
+        layer = layer_plan.layer
+        size = engine.memory.layer_size(layer)
+        if outcome.applied:
+            expected = layer_plan.documents - deleted.get(layer, 0)
+            # A surplus is explained by writes made meanwhile; a shortfall (more gone than reported) is not.
+            ok = size.documents >= expected
+            extra = size.documents - expected
+            detail = (
+                f"{layer_plan.documents} before, {deleted.get(layer, 0)} deleted, {size.documents} now"
+                + (f" ({extra} written meanwhile)" if extra > 0 else "")
+                + f"; {format_bytes(layer_plan.bytes)} -> {format_bytes(size.bytes)}"
+            )
+            checks.append(Check(f"{layer}: documents and size", ok, detail))
+            checks.append(
+                Check(
+                    f"{layer}: nothing older than {plan.older_than} left",
+                    left.get(layer, 0) == 0,
+                    f"a dry run now finds {left.get(layer, 0)} to prune",
+                )
+            )
+            try:
+                hits = engine.memory.search(layer, sample_query, limit=3, order="newest")
+            except JameyError as err:
+                checks.append(Check(f"{layer}: sample search", False, err.message))
+            else:
+                checks.append(
+                    Check(
+                        f"{layer}: sample search",
+                        len(hits) == min(3, size.documents),
+                        f"{len(hits)} hit(s) for {sample_query!r}, newest first",
+                    )
+                )
+        else:
+            checks.append(
+                Check(
+                    f"{layer}: unchanged",
+                    size.documents >= layer_plan.documents,
+                    f"{layer_plan.documents} documents at the plan, {size.documents} now",
+                )
+            )
+    return Checks("Verification", tuple(checks))
+
+
+class PruneRunbook(NotebookRunbook):
+    """The steps of ``notebooks/prune_memories.ipynb``; each prints plainly and returns a table."""
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        layers: tuple[str, ...] = (),
+        older_than: str = "30d",
+        dry_run: bool = True,
+        backup_first: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> None:
+        super().__init__(engine, say=say)
+        self.layers = layers
+        self.older_than = older_than
+        self.dry_run = dry_run
+        self.backup_first = backup_first
+        self.confirm = confirm
+        self.preflight_checks: Checks | None = None
+        self.current_plan: PrunePlan | None = None
+        self.outcome: PruneOutcome | None = None
+        self.verification: Checks | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        data_dir: str | Path | None = None,
+        layer: str = "all",
+        older_than: str = "30d",
+        dry_run: bool = True,
+        backup_first: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> PruneRunbook:
+        """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
+        runbook = cls(None, say=say)
+
+        def setup() -> None:
+            runbook.layers = parse_layers(layer)
+            parse_duration(older_than, field="older_than")
+            runbook.older_than = str(older_than).strip().lower()
+            runbook.dry_run = _check_bool(dry_run, "dry_run")
+            runbook.backup_first = _check_bool(backup_first, "backup_first")
+            runbook.confirm = "" if confirm is None else str(confirm)
+            runbook.engine = engine_for(data_dir)
+            mode = "DRY RUN (changes nothing)" if runbook.dry_run else "APPLY (when confirmed)"
+            say(
+                f"Prune memories older than {runbook.older_than} from {', '.join(runbook.layers)} "
+                f"in {runbook.engine.settings.data_dir}: {mode}."
+            )
+
+        runbook._step("parameters", setup)
+        return runbook
+
+    @property
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
+
+    def preflight(self) -> pd.DataFrame | None:
+        """Run the preflight checks; any failure stops the runbook."""
+
+        def body() -> pd.DataFrame:
+            checks = prune_preflight(self._engine, self.layers, backup_first=self.backup_first)
+            self.preflight_checks = checks
+            if not checks.ok:
+                names = "; ".join(f"{c.name}: {c.detail}" for c in checks.failures)
+                self.say("Preflight failed.")
+                raise _Stop(f"preflight failed ({names}); nothing was changed")
+            self.say("Preflight passed.")
+            return checks.to_frame()
+
+        return self._step("preflight", body)
+
+    def plan(self) -> pd.DataFrame | None:
+        """Show what would be pruned per layer and the confirmation phrase."""
+
+        def body() -> pd.DataFrame:
+            plan = plan_prune(self._engine, self.layers, self.older_than)
+            self.current_plan = plan
+            self.say(
+                f"Would prune {plan.total_to_delete} memories older than {plan.older_than} "
+                f"(before {plan.cutoff:%Y-%m-%d %H:%M} UTC), about {format_bytes(plan.total_bytes_to_free)}."
+            )
+            if plan.nothing_to_do:
+                self.say("Nothing to prune.")
+            else:
+                self.say(f"To apply: dry_run=False and confirm={plan.phrase!r}")
+            return plan.to_frame()
+
+        return self._step("plan", body)
+
+    def apply(self) -> pd.DataFrame | None:
+        """Back up and prune when confirmed; otherwise say why nothing changed."""
+
+        def body() -> pd.DataFrame | None:
+            if self.current_plan is None:
+                raise _Stop("there is no plan; run the plan step first")
+            outcome = apply_prune(
+                self._engine,
+                self.current_plan,
+                dry_run=self.dry_run,
+                confirm=self.confirm,
+                backup_first=self.backup_first,
+            )
+            self.outcome = outcome
+            self._say_all(outcome.notes)
+            self.say(outcome.decision.message)
+            if not outcome.applied:
+                return None
+            if outcome.backup is not None:
+                self.say(
+                    f"Backup taken first: {outcome.backup.id} ({format_bytes(outcome.backup.size_bytes)})."
+                )
+            self.say(f"Pruned {outcome.deleted} memories in {outcome.duration_seconds:.1f}s.")
+            return outcome.to_frame()
+
+        return self._step("apply", body)
+
+    def verify(self) -> pd.DataFrame | None:
+        """Check counts and sizes afterwards, and a sample search; a failed check stops the runbook."""
+
+        def body() -> pd.DataFrame:
+            if self.outcome is None:
+                raise _Stop("there is nothing to verify; the apply step did not run")
+            checks = verify_prune(self._engine, self.outcome)
+            self.verification = checks
+            if not checks.ok:
+                raise _Stop("verification failed: " + "; ".join(c.detail for c in checks.failures))
+            self.say("Verified." if self.outcome.applied else "Verified: nothing changed.")
+            return checks.to_frame()
+
+        return self._step("verify", body)
+
+    def summary(self) -> dict[str, Any]:
+        """One closing line, and the facts of the run as a dict (the record papermill leaves behind)."""
+        facts: dict[str, Any] = {
+            "layers": list(self.layers),
+            "older_than": self.older_than,
+            "dry_run": self.dry_run,
+            "outcome": self.outcome.decision.verdict if self.outcome else None,
+            "deleted": self.outcome.deleted if self.outcome else 0,
+            "backup": self.outcome.backup.id if self.outcome and self.outcome.backup else None,
+            "verified": self.verification.ok if self.verification else None,
+            "error": self.error,
+        }
+        if self.error:
+            self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
+        elif self.outcome and self.outcome.applied:
+            self.say(
+                f"Summary: pruned {facts['deleted']} memories older than {self.older_than}"
+                + (f" after backup {facts['backup']}" if facts["backup"] else " (no backup first)")
+                + "; verified."
+            )
+        elif self.outcome:
+            self.say(f"Summary: {self.outcome.decision.message}")
+        return facts
+
+
+class _Stop(JameyError):
+    """A runbook step decided to stop (a failed preflight or verification)."""

@@ -1,0 +1,333 @@
+"""The restore runbook: list and verify backups, diff against now, restore when confirmed, verify.
+
+``notebooks/restore_backup.ipynb`` calls :class:`RestoreRunbook`. The vault's restore takes the
+safety backup itself; this module decides whether to call it and checks the result.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from jamey_engine.errors import BackupCorrupt, InvalidInput, JameyError, NotFound
+from jamey_engine.growth import format_bytes
+from jamey_engine.progress import Progress
+from jamey_engine.runbooks.common import Check, Checks, Decision, NotebookRunbook, Say, decide, engine_for
+
+if TYPE_CHECKING:
+    from jamey_engine.engine import Engine
+    from jamey_engine.vault import BackupInfo, RestorePlan
+
+
+def backups_frame(backups: list[BackupInfo]) -> pd.DataFrame:
+    """One row per backup, newest first: id, created_at, size, status, documents, keys."""
+    rows = [
+        {
+            "id": b.id,
+            "created_at": b.created_at,
+            "size": format_bytes(b.size_bytes),
+            "status": b.status,
+            "documents": sum(b.documents.values()),
+            "keys": b.keys,
+        }
+        for b in sorted(backups, key=lambda b: b.created_at, reverse=True)
+    ]
+    return pd.DataFrame(rows, columns=["id", "created_at", "size", "status", "documents", "keys"])
+
+
+def choose_backup(engine: Engine, backup_id: str = "") -> BackupInfo:
+    """The backup named ``backup_id``, or the latest when it is empty.
+
+    Raises NotFound when there is no such backup (or none at all), InvalidInput for a malformed id.
+    """
+    wanted = (backup_id or "").strip()
+    if wanted:
+        return engine.vault.get(wanted)
+    latest = engine.vault.latest()
+    if latest is None:
+        raise NotFound(
+            f"there are no backups in {engine.settings.backup_dir}; take one with `jamey backup create`"
+        )
+    return latest
+
+
+@dataclass(frozen=True)
+class RestoreRunPlan:
+    """The backup chosen, whether it verified, and how it differs from now."""
+
+    backup: BackupInfo
+    verified: bool
+    problem: str | None
+    damaged_file: str | None
+    diff: RestorePlan | None
+
+    @property
+    def phrase(self) -> str:
+        """The exact text ``confirm`` must hold to restore this backup."""
+        return f"restore {self.backup.id}"
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer (and ``keys``): now, in the backup, and the change a restore makes."""
+        if self.diff is None:
+            return pd.DataFrame(columns=["what", "now", "backup", "change"])
+        rows = [
+            {"what": layer, "now": now, "backup": then, "change": then - now}
+            for layer, (now, then) in self.diff.layers.items()
+        ]
+        now_keys, backup_keys = self.diff.keys
+        rows.append(
+            {"what": "keys", "now": now_keys, "backup": backup_keys, "change": backup_keys - now_keys}
+        )
+        return pd.DataFrame(rows, columns=["what", "now", "backup", "change"])
+
+
+def plan_restore(engine: Engine, backup_id: str = "", progress: Progress | None = None) -> RestoreRunPlan:
+    """Choose the backup, verify it, and diff it against now; changes nothing.
+
+    A damaged backup is not an exception here: the plan says so (``verified`` False, the
+    ``problem`` and the ``damaged_file``) and the apply step refuses it. Raises NotFound
+    when there is no such backup.
+    """
+    backup = choose_backup(engine, backup_id)
+    try:
+        verified = engine.vault.verify(backup.id, progress=progress)
+    except BackupCorrupt as err:
+        return RestoreRunPlan(backup, False, err.message, err.file, None)
+    return RestoreRunPlan(verified, True, None, None, engine.vault.plan_restore(backup.id))
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    """What the apply step did: the decision, the safety backup, and the restore's plan."""
+
+    decision: Decision
+    plan: RestoreRunPlan
+    safety_backups: tuple[str, ...] = ()
+    duration_seconds: float = 0.0
+
+    @property
+    def applied(self) -> bool:
+        return self.decision.go
+
+
+def apply_restore(
+    engine: Engine,
+    plan: RestoreRunPlan,
+    *,
+    dry_run: bool,
+    confirm: object,
+    progress: Progress | None = None,
+) -> RestoreOutcome:
+    """Restore the planned backup, only when it verified, not ``dry_run`` and ``confirm`` matches.
+
+    The vault takes a safety backup of now first and records the restore in the oplog. A
+    refusal and a dry run change nothing. Raises BackupCorrupt (the vault checks again),
+    Busy or StorageCorrupt from the restore.
+    """
+    blocked = None
+    if not plan.verified:
+        where = f" ({plan.damaged_file})" if plan.damaged_file else ""
+        blocked = f"backup {plan.backup.id} is damaged{where}: {plan.problem}."
+    decision = decide(action="restore", phrase=plan.phrase, dry_run=dry_run, confirm=confirm, blocked=blocked)
+    if not decision.go:
+        return RestoreOutcome(decision, plan)
+    before = {b.id for b in engine.vault.list()}
+    started = time.monotonic()
+    engine.vault.restore(plan.backup.id, progress=progress, safety_backup=True)
+    duration = time.monotonic() - started
+    safety = tuple(sorted(b.id for b in engine.vault.list() if b.id not in before))
+    return RestoreOutcome(decision, plan, safety, duration)
+
+
+def verify_restore(engine: Engine, outcome: RestoreOutcome) -> Checks:
+    """Check, changing nothing, that the data now matches the backup (applied) or is unchanged (not).
+
+    Applied: every layer's documents and the key count equal the backup's. Not applied: they
+    equal what the plan saw as now.
+    """
+    plan = outcome.plan
+    if plan.diff is None:
+        return Checks("Verification", (Check("nothing restored", True, "the backup did not verify"),))
+    now = engine.vault.plan_restore(plan.backup.id)
+    checks: list[Check] = []
+    for layer, (current, in_backup) in now.layers.items():
+        target = in_backup if outcome.applied else plan.diff.layers[layer][0]
+        checks.append(
+            Check(
+                f"{layer}: documents",
+                current == target,
+                f"{current} now, {in_backup} in the backup"
+                + ("" if outcome.applied else f", {plan.diff.layers[layer][0]} before"),
+            )
+        )
+    keys_now, keys_backup = now.keys
+    target = keys_backup if outcome.applied else plan.diff.keys[0]
+    checks.append(Check("keys", keys_now == target, f"{keys_now} now, {keys_backup} in the backup"))
+    return Checks("Verification", tuple(checks))
+
+
+class RestoreRunbook(NotebookRunbook):
+    """The steps of ``notebooks/restore_backup.ipynb``; each prints plainly and returns a table."""
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        backup_id: str = "",
+        dry_run: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> None:
+        super().__init__(engine, say=say)
+        self.backup_id = backup_id
+        self.dry_run = dry_run
+        self.confirm = confirm
+        self.current_plan: RestoreRunPlan | None = None
+        self.outcome: RestoreOutcome | None = None
+        self.verification: Checks | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        data_dir: str | Path | None = None,
+        backup_id: str = "",
+        dry_run: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> RestoreRunbook:
+        """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
+        runbook = cls(None, say=say)
+
+        def setup() -> None:
+            if not isinstance(dry_run, bool):
+                raise InvalidInput(f"dry_run {dry_run!r} must be True or False")
+            runbook.backup_id = "" if backup_id is None else str(backup_id).strip()
+            runbook.dry_run = dry_run
+            runbook.confirm = "" if confirm is None else str(confirm)
+            runbook.engine = engine_for(data_dir)
+            mode = "DRY RUN (changes nothing)" if dry_run else "APPLY (when confirmed)"
+            which = runbook.backup_id or "the latest backup"
+            say(f"Restore {which} into {runbook.engine.settings.data_dir}: {mode}.")
+
+        runbook._step("parameters", setup)
+        return runbook
+
+    @property
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
+
+    def backups(self) -> pd.DataFrame | None:
+        """List the backups, newest first."""
+
+        def body() -> pd.DataFrame:
+            backups = self._engine.vault.list()
+            self.say(f"{len(backups)} backup(s) in {self._engine.settings.backup_dir}.")
+            return backups_frame(backups)
+
+        return self._step("list", body)
+
+    def plan(self) -> pd.DataFrame | None:
+        """Verify the chosen backup and diff it against now; state the confirmation phrase."""
+
+        def body() -> pd.DataFrame:
+            plan = plan_restore(self._engine, self.backup_id)
+            self.current_plan = plan
+            backup = plan.backup
+            self.say(
+                f"Backup {backup.id} from {backup.created_at:%Y-%m-%d %H:%M} UTC, {format_bytes(backup.size_bytes)}."
+            )
+            if not plan.verified:
+                where = f" in {plan.damaged_file}" if plan.damaged_file else ""
+                self.say(f"Verification FAILED{where}: {plan.problem}")
+                self.say("This backup cannot be restored.")
+            else:
+                self.say("Verified: every file matches its checksum.")
+                self.say(f"To apply: dry_run=False and confirm={plan.phrase!r}")
+            return plan.to_frame()
+
+        return self._step("plan", body)
+
+    def apply(self) -> None:
+        """Restore when confirmed (the vault takes a safety backup first); otherwise say why not."""
+
+        def body() -> None:
+            if self.current_plan is None:
+                raise _Stop("there is no plan; run the plan step first")
+            outcome = apply_restore(
+                self._engine, self.current_plan, dry_run=self.dry_run, confirm=self.confirm
+            )
+            self.outcome = outcome
+            self.say(outcome.decision.message)
+            if outcome.applied:
+                if outcome.safety_backups:
+                    self.say(
+                        f"Safety backup of the data before the restore: {', '.join(outcome.safety_backups)}."
+                    )
+                self.say(f"Restored {outcome.plan.backup.id} in {outcome.duration_seconds:.1f}s.")
+
+        self._step("apply", body)
+
+    def verify(self) -> pd.DataFrame | None:
+        """Check the counts against the backup; a failed check stops the runbook."""
+
+        def body() -> pd.DataFrame:
+            if self.outcome is None:
+                raise _Stop("there is nothing to verify; the apply step did not run")
+            checks = verify_restore(self._engine, self.outcome)
+            self.verification = checks
+            if not checks.ok:
+                raise _Stop(
+                    "verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in checks.failures)
+                )
+            self.say(
+                "Verified: the data matches the backup."
+                if self.outcome.applied
+                else "Verified: nothing changed."
+            )
+            return checks.to_frame()
+
+        return self._step("verify", body)
+
+    def summary(self) -> dict[str, Any]:
+        """One closing line, and the facts of the run as a dict."""
+        plan = self.current_plan
+        facts: dict[str, Any] = {
+            "backup": plan.backup.id if plan else (self.backup_id or None),
+            "verified_backup": plan.verified if plan else None,
+            "dry_run": self.dry_run,
+            "outcome": self.outcome.decision.verdict if self.outcome else None,
+            "safety_backups": list(self.outcome.safety_backups) if self.outcome else [],
+            "verified": self.verification.ok if self.verification else None,
+            "error": self.error,
+        }
+        if self.error:
+            self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
+        elif self.outcome and self.outcome.applied:
+            self.say(
+                f"Summary: restored {facts['backup']}; safety backup {', '.join(facts['safety_backups']) or 'none'}; verified."
+            )
+        elif self.outcome:
+            self.say(f"Summary: {self.outcome.decision.message}")
+        return facts
+
+
+class _Stop(JameyError):
+    """A runbook step decided to stop (a failed verification)."""
+
+
+__all__ = [
+    "RestoreOutcome",
+    "RestoreRunPlan",
+    "RestoreRunbook",
+    "apply_restore",
+    "backups_frame",
+    "choose_backup",
+    "plan_restore",
+    "verify_restore",
+]
