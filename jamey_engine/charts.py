@@ -1,0 +1,219 @@
+"""Plotly figures for the workbench dashboards, built from the DataFrames of ``promql``.
+
+Pure functions, no Streamlit: each figure has a legend entry per series, and a threshold
+(from the alert rules) is drawn as a dashed line that is always inside the y-range, so an
+operator sees how far a series is from alerting even when the data sits far below it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import pandas as pd
+import plotly.graph_objects as go
+
+Unit = Literal["ratio", "seconds", "bytes", "per_second", "count"]
+Level = Literal["ok", "warning", "critical", "unknown"]
+
+THRESHOLD_COLOR = "#d62728"
+LEVEL_COLORS: dict[str, str] = {"ok": "green", "warning": "orange", "critical": "red", "unknown": "gray"}
+# A headline number is "warning" from this fraction of its threshold on.
+WARNING_FRACTION = 0.8
+_BASE_COLUMNS = ("timestamp", "value")
+
+
+def label_columns(frame: pd.DataFrame) -> list[str]:
+    """The label columns of a promql DataFrame: every column but timestamp and value."""
+    return [c for c in frame.columns if c not in _BASE_COLUMNS]
+
+
+def format_value(value: float | None, unit: Unit) -> str:
+    """A human rendering of one number in its unit (``4.2%``, ``350 ms``, ``1.5 GiB``)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if unit == "ratio":
+        return f"{value * 100:.2f}%"
+    if unit == "seconds":
+        if abs(value) < 1:
+            return f"{value * 1000:.0f} ms"
+        if abs(value) < 120:
+            return f"{value:.2f} s"
+        if abs(value) < 7200:
+            return f"{value / 60:.1f} min"
+        return f"{value / 3600:.1f} h"
+    if unit == "bytes":
+        size = float(value)
+        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if abs(size) < 1024 or suffix == "TiB":
+                return f"{size:.0f} {suffix}" if suffix == "B" else f"{size:.1f} {suffix}"
+            size /= 1024
+    if unit == "per_second":
+        return f"{value:.3g}/s"
+    return f"{value:.4g}"
+
+
+def threshold_level(value: float | None, threshold: float | None) -> Level:
+    """How a headline number stands against its alert threshold.
+
+    ``critical`` at or above it, ``warning`` from WARNING_FRACTION of it, ``ok`` below,
+    ``unknown`` without a value (or without a threshold, ``ok``).
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "unknown"
+    if threshold is None:
+        return "ok"
+    if value >= threshold:
+        return "critical"
+    if value >= threshold * WARNING_FRACTION:
+        return "warning"
+    return "ok"
+
+
+def _series_name(key: object, columns: Sequence[str]) -> str:
+    values = key if isinstance(key, tuple) else (key,)
+    parts = [f"{col}={val}" for col, val in zip(columns, values, strict=False) if str(val) != ""]
+    return ", ".join(parts) if parts else "value"
+
+
+def series(frame: pd.DataFrame, by: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Split a promql DataFrame into named series (sorted by timestamp, NaN values dropped).
+
+    ``by`` picks the label columns that name a series; rows sharing those labels and a
+    timestamp are summed (e.g. request rate by status sums over routes). By default every
+    label column names a series. Raises ValueError when ``by`` names a missing column.
+    """
+    if frame.empty:
+        return {}
+    labels = label_columns(frame) if by is None else list(by)
+    missing = [c for c in labels if c not in frame.columns]
+    if missing:
+        raise ValueError(f"no label column {', '.join(missing)} in {list(frame.columns)}")
+    data = frame.dropna(subset=["value"])
+    data = data[data["value"].map(lambda v: not math.isinf(float(v)))]
+    if data.empty:
+        return {}
+    if not labels:
+        single = data.groupby("timestamp", as_index=False)["value"].sum().sort_values("timestamp")
+        return {"value": single}
+    result: dict[str, pd.DataFrame] = {}
+    grouped = data.groupby([*labels, "timestamp"], as_index=False, dropna=False)["value"].sum()
+    for key, part in grouped.groupby(labels if len(labels) > 1 else labels[0], dropna=False, sort=True):
+        result[_series_name(key, labels)] = part[["timestamp", "value"]].sort_values("timestamp")
+    return result
+
+
+def y_range(values: Sequence[float], threshold: float | None = None) -> tuple[float, float]:
+    """A y-axis range holding every value and the threshold, starting at zero (or below for
+    negative data), with headroom on top so the threshold line is never on the edge."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if threshold is not None and math.isfinite(threshold):
+        finite.append(float(threshold))
+    if not finite:
+        return (0.0, 1.0)
+    low = min(0.0, min(finite))
+    high = max(finite)
+    if high <= low:
+        high = low + (abs(low) or 1.0)
+    return (low, high + (high - low) * 0.1)
+
+
+_AXIS_FORMATS: dict[str, dict[str, str]] = {
+    "ratio": {"tickformat": ".1%"},
+    "seconds": {"ticksuffix": " s"},
+    "bytes": {"tickformat": "~s", "ticksuffix": "B"},
+    "per_second": {"ticksuffix": "/s"},
+    "count": {},
+}
+
+
+def time_series_figure(
+    frame: pd.DataFrame,
+    *,
+    title: str,
+    unit: Unit = "count",
+    by: Sequence[str] | None = None,
+    threshold: float | None = None,
+    threshold_label: str | None = None,
+    stacked: bool = False,
+) -> go.Figure:
+    """A line chart of every series in ``frame`` with one legend entry per series.
+
+    When ``threshold`` is given it is drawn as a dashed horizontal line across the whole
+    time range, listed in the legend, and the y-range always includes it. Raises ValueError
+    when ``by`` names a missing column.
+    """
+    figure = go.Figure()
+    all_values: list[float] = []
+    named = series(frame, by)
+    for name, part in named.items():
+        all_values.extend(part["value"].tolist())
+        figure.add_trace(
+            go.Scatter(
+                x=part["timestamp"],
+                y=part["value"],
+                name=name,
+                mode="lines",
+                showlegend=True,
+                stackgroup="one" if stacked else None,
+            )
+        )
+    if stacked and named:
+        totals = pd.concat(named.values()).groupby("timestamp")["value"].sum()
+        all_values.extend(totals.tolist())
+    if threshold is not None:
+        if named:
+            stamps = pd.concat([part["timestamp"] for part in named.values()])
+            x_bounds = [stamps.min(), stamps.max()]
+        else:
+            x_bounds = [None, None]
+        label = threshold_label or f"alert threshold {format_value(threshold, unit)}"
+        figure.add_trace(
+            go.Scatter(
+                x=x_bounds,
+                y=[threshold, threshold],
+                name=label,
+                mode="lines",
+                line={"color": THRESHOLD_COLOR, "dash": "dash", "width": 2},
+                showlegend=True,
+                hoverinfo="name",
+            )
+        )
+    low, high = y_range(all_values, threshold)
+    figure.update_layout(
+        title={"text": title},
+        showlegend=True,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.15, "x": 0},
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        height=320,
+        hovermode="x unified",
+    )
+    figure.update_yaxes(range=[low, high], rangemode="tozero", **_AXIS_FORMATS[unit])
+    figure.update_xaxes(title=None)
+    return figure
+
+
+def to_csv(frame: pd.DataFrame) -> bytes:
+    """The DataFrame as UTF-8 CSV bytes (timestamps in ISO 8601 UTC), for a download button."""
+    return frame.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%SZ").encode("utf-8")
+
+
+def growth_figure(rows: Sequence[dict], *, title: str = "Documents added per day") -> go.Figure:
+    """A stacked bar chart of documents added per day, one legend entry per layer, from
+    ``MemoryStore.growth()`` rows (``day``, ``layer``, ``documents``)."""
+    figure = go.Figure()
+    frame = pd.DataFrame(list(rows), columns=["day", "layer", "documents"])
+    for layer, part in frame.groupby("layer", sort=True):
+        part = part.sort_values("day")
+        figure.add_trace(go.Bar(x=part["day"], y=part["documents"], name=str(layer), showlegend=True))
+    figure.update_layout(
+        title={"text": title},
+        barmode="stack",
+        showlegend=True,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.15, "x": 0},
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        height=320,
+    )
+    figure.update_yaxes(rangemode="tozero")
+    return figure

@@ -1,0 +1,54 @@
+"""Alerts: firing and pending alerts with their labels and annotations, each linked to the
+matching dashboard and its runbook."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import workbench_ui as ui
+from jamey_engine.workbench import chart_for_alert
+
+st.title("Alerts")
+SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
+
+
+def _as_dict(value: object) -> dict:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+with ui.shown_errors("Reading the alerts"):
+    alerts = ui.prom_query("alerts")
+    for state, heading in (("firing", "Firing"), ("pending", "Pending")):
+        subset = alerts[alerts["state"] == state] if not alerts.empty else alerts
+        st.subheader(f"{heading} ({len(subset)})")
+        if subset.empty:
+            st.caption(f"No {state} alerts.")
+            continue
+        for alert in subset.itertuples(index=False):
+            labels = _as_dict(alert.labels)
+            annotations = _as_dict(alert.annotations)
+            color = SEVERITY_COLORS.get(str(alert.severity), "gray")
+            with st.container(border=True):
+                st.markdown(
+                    f"**{alert.alertname}** :{color}-badge[{alert.severity}] :gray-badge[{state} since {alert.active_at}]"
+                )
+                if annotations.get("summary"):
+                    st.write(annotations["summary"])
+                if annotations.get("description"):
+                    st.caption(annotations["description"])
+                links = st.columns(2)
+                chart = chart_for_alert(str(alert.alertname), annotations)
+                if chart:
+                    links[0].page_link(
+                        "pages/dashboards.py",
+                        label="Matching dashboard",
+                        icon=":material/monitoring:",
+                        query_params={"chart": chart, "range": "6h"},
+                    )
+                runbook = str(annotations.get("runbook_url", ""))
+                if runbook.startswith(("http://", "https://")):
+                    links[1].link_button("Runbook", runbook, icon=":material/menu_book:")
+                elif runbook:
+                    links[1].markdown(f":material/menu_book: Runbook: `{runbook}` in the repository")
+                with st.expander("Labels and annotations"):
+                    st.json({"labels": labels, "annotations": annotations}, expanded=True)

@@ -1,0 +1,153 @@
+"""Dashboards: the service's metrics from Prometheus over a time range, with threshold lines
+from the alert rules, a CSV download and a Prometheus link per chart. The range (and an
+optional single chart) live in the URL, so a link can be shared."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+import streamlit as st
+
+import workbench_ui as ui
+from jamey_engine import charts, promql
+from jamey_engine.durations import parse_duration
+from jamey_engine.errors import InvalidInput, JameyError, NotFound
+from jamey_engine.workbench import (
+    CUSTOM,
+    DEFAULT_PRESET,
+    PRESETS,
+    ChartSpec,
+    TimeRange,
+    chart_specs,
+    resolve_range,
+)
+
+REFRESH_CHOICES = ("off", "10s", "30s", "1m", "5m")
+CHART_SPECS = chart_specs()
+
+st.title("Dashboards")
+params = st.query_params
+
+# --- the range, from the URL on first load, then from the widgets ---------------------------
+if "dash_range" not in st.session_state:
+    wanted = params.get("range", DEFAULT_PRESET)
+    st.session_state["dash_range"] = wanted if wanted in (*PRESETS, CUSTOM) else DEFAULT_PRESET
+    st.session_state["dash_start"] = params.get("start", "")
+    st.session_state["dash_end"] = params.get("end", "")
+    refresh = params.get("refresh", "off")
+    st.session_state["dash_refresh"] = refresh if refresh in REFRESH_CHOICES else "off"
+    if wanted not in (*PRESETS, CUSTOM):
+        st.warning(
+            f"Range {wanted!r} from the link is not one of {', '.join(PRESETS)} or custom; showing {DEFAULT_PRESET}."
+        )
+
+controls = st.columns([4, 3, 3, 2], vertical_alignment="bottom")
+preset = (
+    controls[0].segmented_control("Time range", [*PRESETS, CUSTOM], key="dash_range", selection_mode="single")
+    or DEFAULT_PRESET
+)
+if preset == CUSTOM:
+    controls[1].text_input("Start (UTC, ISO 8601)", key="dash_start", placeholder="2026-01-31T12:00:00Z")
+    controls[2].text_input("End (UTC, ISO 8601)", key="dash_end", placeholder="2026-01-31T18:00:00Z")
+refresh = controls[3].selectbox("Auto-refresh", REFRESH_CHOICES, key="dash_refresh")
+
+chart_names = [spec.name for spec in CHART_SPECS]
+only = params.get("chart")
+if only and only not in chart_names:
+    st.warning(f"No chart named {only!r}; showing them all.")
+    only = None
+
+try:
+    time_range: TimeRange | None = resolve_range(
+        preset, st.session_state.get("dash_start"), st.session_state.get("dash_end")
+    )
+except InvalidInput as err:
+    st.error(err.message)
+    time_range = None
+
+if time_range is not None:
+    wanted_params = {**time_range.query_params(), **({"chart": only} if only else {})}
+    if refresh != "off":
+        wanted_params["refresh"] = refresh
+    if dict(params) != wanted_params:
+        params.from_dict(wanted_params)
+
+if only and st.button("Show all charts", key="show_all"):
+    del params["chart"]
+    st.rerun()
+
+
+def _render_chart(spec: ChartSpec, window: TimeRange) -> bool:
+    """Draw one chart; False when Prometheus is unreachable (the caller stops then)."""
+    with st.container(border=True):
+        st.markdown(f"#### {spec.title}")
+        try:
+            frame = ui.prom_frame(spec.name, window.start, window.end)
+        except promql.PrometheusUnreachable as err:
+            st.error(err.message)
+            return False
+        except NotFound:  # NoData
+            st.info(
+                f"No data for {spec.title.lower()} between {window.start:%Y-%m-%d %H:%M} and {window.end:%Y-%m-%d %H:%M} UTC."
+            )
+            frame = None
+        except JameyError as err:
+            st.error(err.message)
+            frame = None
+        if frame is not None and frame.empty:
+            st.info(f"No data for {spec.title.lower()} in this range.")
+            frame = None
+        if frame is not None:
+            try:
+                figure = charts.time_series_figure(
+                    frame,
+                    title="",
+                    unit=spec.unit,
+                    by=spec.by,
+                    threshold=spec.threshold,
+                    threshold_label=spec.threshold_label,
+                    stacked=spec.stacked,
+                )
+                st.plotly_chart(figure, key=f"chart_{spec.name}")
+            except ValueError as err:
+                st.error(f"Cannot draw {spec.title}: {err}")
+        left, right = st.columns(2)
+        if frame is not None:
+            left.download_button(
+                "Download CSV",
+                data=charts.to_csv(frame),
+                file_name=f"{spec.name}_{window.start:%Y%m%dT%H%M}_{window.end:%Y%m%dT%H%M}.csv",
+                mime="text/csv",
+                key=f"csv_{spec.name}",
+                on_click="ignore",
+                icon=":material/download:",
+            )
+        with contextlib.suppress(JameyError):
+            right.link_button(
+                "Open in Prometheus",
+                ui.prom().query_link(spec.name, window.start, window.end),
+                icon=":material/open_in_new:",
+            )
+    return True
+
+
+def _render_all() -> None:
+    if time_range is None:
+        return
+    window = time_range
+    if time_range.preset != CUSTOM:  # a refresh moves a preset range forward
+        window = resolve_range(time_range.preset)
+    specs = [s for s in CHART_SPECS if not only or s.name == only]
+    st.caption(
+        f"{window.start:%Y-%m-%d %H:%M:%S} → {window.end:%Y-%m-%d %H:%M:%S} UTC · {ui.settings().prometheus_url}"
+    )
+    columns = st.columns(2)
+    for index, spec in enumerate(specs):
+        with columns[index % 2] if len(specs) > 1 else st.container():
+            if not _render_chart(spec, window):
+                return
+
+
+interval: timedelta | None = None if refresh == "off" else parse_duration(refresh)
+st.fragment(_render_all, run_every=interval)()

@@ -1,0 +1,130 @@
+"""Dashboard time ranges, the health probe and the alert-to-dashboard links (no Streamlit)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from helpers import free_port
+
+from jamey_engine.errors import InvalidInput
+from jamey_engine.workbench import CUSTOM, chart_for_alert, check_health, resolve_range
+
+NOW = datetime(2026, 3, 1, 12, 0, 7, tzinfo=UTC)
+
+
+def test_a_preset_range_ends_now_rounded_down_so_renders_share_cached_queries() -> None:
+    window = resolve_range("6h", now=NOW)
+    assert window.end == datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    assert window.end - window.start == timedelta(hours=6)
+    assert window.query_params() == {"range": "6h"}
+
+
+def test_no_preset_means_the_last_hour() -> None:
+    window = resolve_range(None, now=NOW)
+    assert window.preset == "1h"
+    assert window.end - window.start == timedelta(hours=1)
+
+
+def test_a_custom_range_round_trips_through_the_url() -> None:
+    window = resolve_range(CUSTOM, "2026-02-01T00:00:00Z", "2026-02-02T06:00:00Z", now=NOW)
+    assert window.end - window.start == timedelta(hours=30)
+    params = window.query_params()
+    assert params == {"range": "custom", "start": "2026-02-01T00:00:00Z", "end": "2026-02-02T06:00:00Z"}
+    assert resolve_range(params["range"], params["start"], params["end"]) == window
+
+
+def test_a_duration_works_as_a_range() -> None:
+    assert resolve_range("3h", now=NOW).end - resolve_range("3h", now=NOW).start == timedelta(hours=3)
+
+
+@pytest.mark.parametrize(
+    ("preset", "start", "end", "message"),
+    [
+        ("custom", "", "2026-02-01T00:00:00Z", "needs both a start and an end"),
+        ("custom", "yesterday", "2026-02-01T00:00:00Z", "start 'yesterday' is not an ISO 8601"),
+        ("custom", "2026-02-02T00:00:00Z", "2026-02-01T00:00:00Z", "must be after start"),
+        ("custom", "2025-01-01T00:00:00Z", "2026-02-01T00:00:00Z", "longer than the longest allowed"),
+        ("fortnight", None, None, "range 'fortnight' is not one of 15m, 1h, 6h, 24h, 7d or custom"),
+        ("365d", None, None, "longer than the longest allowed"),
+    ],
+)
+def test_a_bad_range_names_the_field_and_value(
+    preset: str, start: str | None, end: str | None, message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        resolve_range(preset, start, end, now=NOW)
+
+
+class _Health(BaseHTTPRequestHandler):
+    status = 200
+    body: object = {"status": "ok", "memory": "ok"}
+
+    def do_GET(self) -> None:
+        payload = json.dumps(self.body).encode()
+        self.send_response(self.status if self.path == "/health" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[str, type[_Health]]]:
+    handler = type("Handler", (_Health,), {})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_health_is_ok_when_the_service_answers_200_ok(health_server: tuple[str, type[_Health]]) -> None:
+    url, _ = health_server
+    health = check_health(url + "/")
+    assert health.ok, health
+    assert health.url == url + "/health"
+    assert health.body == {"status": "ok", "memory": "ok"}
+
+
+def test_health_is_not_ok_when_the_service_reports_trouble(health_server: tuple[str, type[_Health]]) -> None:
+    url, handler = health_server
+    handler.status = 503
+    handler.body = {"status": "degraded", "memory": "busy"}
+    health = check_health(url)
+    assert not health.ok
+    assert health.detail == "HTTP 503, status degraded"
+
+
+def test_health_of_a_closed_port_says_how_to_start_the_service() -> None:
+    health = check_health(f"http://127.0.0.1:{free_port()}", timeout=1.0)
+    assert not health.ok
+    assert health.status_code is None
+    assert "cannot reach" in health.detail and "jamey serve" in health.detail
+
+
+@pytest.mark.parametrize(
+    ("alertname", "annotations", "chart"),
+    [
+        ("JameyHighErrorRate", {}, "error_rate"),
+        ("JameyHighLatency", {}, "latency_quantiles"),
+        ("JameyMemoryIndexTooLarge", {}, "index_size"),
+        ("JameyBackupTooOld", {}, "backup_counts"),
+        ("JameyRateLimitSurge", {}, "rate_limited"),
+        ("SomethingElse", {"dashboard": "backup_size"}, "backup_size"),
+        ("OtherTeamRestoreSlow", {}, "backup_counts"),
+        ("JameyMqttDisconnected", {}, None),
+    ],
+)
+def test_alerts_link_to_the_dashboard_that_shows_them(
+    alertname: str, annotations: dict, chart: str | None
+) -> None:
+    assert chart_for_alert(alertname, annotations) == chart

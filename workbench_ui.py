@@ -1,0 +1,167 @@
+"""Streamlit plumbing shared by the workbench pages: the cached engine, the session guard,
+error display and progress bars. Business rules live in ``jamey_engine``; this module only
+connects them to Streamlit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from jamey_engine.config import Settings
+from jamey_engine.engine import Engine
+from jamey_engine.errors import Forbidden, JameyError, KeyRejected
+from jamey_engine.progress import Progress
+from jamey_engine.workbench import WorkbenchSession
+
+log = logging.getLogger("jamey.workbench")
+
+SESSION_KEY = "workbench_session"
+NOTICE_KEY = "signin_notice"
+PROMETHEUS_TTL_SECONDS = 10
+
+
+class _Stop(Exception):
+    """Raised after an error was shown, to end the current section quietly."""
+
+
+def settings() -> Settings:
+    """The settings from the environment; a bad setting stops the page with its message."""
+    try:
+        return Settings.from_env()
+    except JameyError as err:
+        st.error(err.message)
+        st.stop()
+        raise  # unreachable: st.stop raises
+
+
+def _release_engine(engine: Engine) -> None:
+    engine.close()
+
+
+@st.cache_resource(show_spinner=False, on_release=_release_engine)
+def _engine_for(settings_key: str, _settings: Settings) -> Engine:
+    return Engine(_settings)
+
+
+def engine() -> Engine:
+    """One Engine per distinct settings, shared by every session of this process."""
+    current = settings()
+    return _engine_for(repr(current), current)
+
+
+@st.cache_resource(show_spinner=False)
+def _prom_for(url: str, timeout: float) -> Any:
+    from jamey_engine.promql import PromQuery
+
+    return PromQuery(url, timeout)
+
+
+def prom() -> Any:
+    """The PromQuery for the configured Prometheus."""
+    current = settings()
+    return _prom_for(current.prometheus_url, current.prometheus_timeout)
+
+
+@st.cache_data(ttl=PROMETHEUS_TTL_SECONDS, show_spinner=False, max_entries=256)
+def _prom_call(url: str, timeout: float, method: str, args: tuple[Any, ...]) -> Any:
+    return getattr(_prom_for(url, timeout), method)(*args)
+
+
+def prom_query(method: str, *args: Any) -> Any:
+    """Call ``PromQuery.<method>(*args)``, cached for PROMETHEUS_TTL_SECONDS.
+
+    Errors (NoData, PrometheusUnreachable, BadQuery) are raised, never cached.
+    """
+    current = settings()
+    return _prom_call(current.prometheus_url, current.prometheus_timeout, method, args)
+
+
+def prom_frame(method: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """A range query of PromQuery by its method name, cached for a short TTL."""
+    frame: pd.DataFrame = prom_query(method, start, end)
+    return frame
+
+
+# --- the session -------------------------------------------------------------------------
+
+
+def current_session() -> WorkbenchSession | None:
+    """The signed-in session of this browser tab, if any."""
+    value = st.session_state.get(SESSION_KEY)
+    return value if isinstance(value, WorkbenchSession) else None
+
+
+def sign_out(notice: str | None = None) -> None:
+    """Forget the session (and its key); ``notice`` is shown on the sign-in page."""
+    st.session_state.pop(SESSION_KEY, None)
+    if notice:
+        st.session_state[NOTICE_KEY] = notice
+
+
+def authorize() -> str:
+    """Check the session and its key again before an admin action; return the actor name.
+
+    A key revoked, expired or stripped of the admin scope since sign-in (or an idle session)
+    signs the session out and reruns to the sign-in page with the reason.
+    """
+    session = current_session()
+    if session is None:
+        sign_out("Sign in with an admin API key.")
+        st.rerun()
+    assert session is not None
+    try:
+        return session.authorize(engine().keys)
+    except (KeyRejected, Forbidden) as err:
+        sign_out(f"Signed out: {err.message}")
+        st.rerun()
+        raise  # unreachable: st.rerun raises
+
+
+@contextmanager
+def shown_errors(what: str) -> Iterator[None]:
+    """Run a section of a page; a JameyError shows as ``st.error`` and the rest of the page
+    goes on. Any other exception is logged and shown as a one-line message, never a traceback."""
+    try:
+        yield
+    except _Stop:
+        pass
+    except JameyError as err:
+        st.error(err.message)
+    except Exception:
+        log.exception("workbench: %s failed", what)
+        st.error(f"{what} failed unexpectedly; the details are in the workbench log.")
+
+
+def stop_section() -> None:
+    """End the enclosing ``shown_errors`` section without an error of its own."""
+    raise _Stop()
+
+
+def progress_bar(text: str) -> Progress:
+    """An ``st.progress`` bar driven by the engine's ``progress(done, total, stage)`` callback."""
+    bar = st.progress(0.0, text=text)
+
+    def update(done: int, total: int, stage: str) -> None:
+        fraction = 1.0 if total <= 0 else max(0.0, min(1.0, done / total))
+        bar.progress(fraction, text=f"{stage} ({done}/{total})" if total > 0 else stage)
+
+    return update
+
+
+def age(moment: datetime | None, now: datetime) -> str:
+    """``3h ago`` style age of a timestamp (``never`` for None)."""
+    from jamey_engine.durations import format_duration
+
+    if moment is None:
+        return "never"
+    delta = now - moment
+    if delta.total_seconds() < 1:
+        return "just now"
+    return f"{format_duration(delta)} ago"
