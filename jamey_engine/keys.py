@@ -1,0 +1,650 @@
+"""API keys: create, list, verify, rotate, revoke, limit, and the audit trail of all of it.
+
+* Tokens look like ``jmy_<lookup id>_<secret>_<checksum>`` (see :mod:`jamey_engine.keyformat`);
+  a malformed token or a failed checksum is rejected before any database query.
+* Only a hash is stored: SHA-256 of the token, or HMAC-SHA256 with ``JAMEY_KEY_PEPPER``. The
+  plaintext is returned once by ``create``/``rotate`` and never stored or logged.
+* ``verify`` answers from an in-process cache for ``settings.key_cache_seconds`` (default 2 s).
+  A revocation, rotation or limit change committed by ANY process is honoured by every other
+  process at most ``key_cache_seconds`` later (the process that made it: at once). A key's own
+  expiry and grace period end exactly on time, cache or not.
+* Last-used times are kept in memory and written in one batch at most every
+  ``LAST_USED_FLUSH_SECONDS`` and when the database closes: never a write per request.
+* The deprecated ``API_KEY`` variable still authenticates (memory:read and memory:write, the
+  default limit, one deprecation warning per process) until ``import_legacy`` moves its hash
+  into the database, after which the database row governs it (revoke it there).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from jamey_engine import keyformat
+from jamey_engine.config import Settings
+from jamey_engine.db import Database
+from jamey_engine.durations import format_duration, utcnow
+from jamey_engine.errors import Conflict, InvalidInput, KeyRejected, NotFound
+from jamey_engine.models import TABLES, ApiKey, KeyEvent
+from jamey_engine.ratelimit import parse_limit
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("memory:read", "memory:write", "admin")
+STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
+EVENTS = ("created", "rotated", "revoked", "expired", "rate_limit_changed", "legacy_imported")
+LEGACY_SCOPES = ("memory:read", "memory:write")
+EXPIRING_WITHIN = timedelta(days=7)
+LAST_USED_FLUSH_SECONDS = 5.0
+CACHE_MAX_ENTRIES = 10_000
+NAME_MAX = 100
+
+_KEYS = TABLES[0]
+_legacy_warned = False  # one deprecation warning per process
+
+
+class EventSink(Protocol):
+    """What KeyManager needs from jamey_engine.events.EventPublisher."""
+
+    def publish(self, kind: str, payload: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown about a key: never its secret or hash.
+
+    ``status`` is one of active, expiring (expires within 7 days), rotating (replaced, still
+    accepted until ``grace_until``), expired, revoked. ``revoked_at`` is when it stopped working
+    (a rotated key's grace end, once passed). ``rate_limit`` is the effective limit.
+    """
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    rate_limit: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    status: str
+    rotated_to: str | None
+    rotated_from: str | None = None
+    grace_until: datetime | None = None
+    custom_rate_limit: bool = False
+    legacy: bool = False
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    """A new key: ``key`` is the plaintext, shown once and never again."""
+
+    key: str
+    info: KeyInfo
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    def __repr__(self) -> str:  # never let the plaintext reach a log line by accident
+        return f"CreatedKey(key=<hidden>, info={self.info!r})"
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    """Who a verified request is: key id and name, its scopes and effective rate limit."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    rate_limit: str
+    legacy: bool = False
+
+    def has_scope(self, scope: str) -> bool:
+        """True when the key carries ``scope``."""
+        return scope in self.scopes
+
+
+@dataclass
+class _CacheEntry:
+    fresh_until: float  # time.monotonic(): when the database must be asked again
+    stops_at: float | None  # time.time(): the key's own expiry or grace end
+    key: VerifiedKey | None
+    reason: str  # why it is refused when key is None
+
+
+def normalize_scopes(scopes: Iterable[str] | str) -> tuple[str, ...]:
+    """Scopes in canonical order, without duplicates.
+
+    Raises InvalidInput naming the unknown scope, or when there is none.
+    """
+    given = [scopes] if isinstance(scopes, str) else list(scopes)
+    for scope in given:
+        if scope not in SCOPES:
+            raise InvalidInput(f"scope {scope!r} is unknown; use one of {', '.join(SCOPES)}")
+    if not given:
+        raise InvalidInput(f"a key needs at least one scope: {', '.join(SCOPES)}")
+    return tuple(scope for scope in SCOPES if scope in given)
+
+
+def _clean_name(name: str, field: str = "key name") -> str:
+    text = str(name).strip()
+    if not text:
+        raise InvalidInput(f"{field} must not be empty")
+    if len(text) > NAME_MAX:
+        raise InvalidInput(f"{field} {text[:20]!r}… is longer than {NAME_MAX} characters")
+    if not text.isprintable():
+        raise InvalidInput(f"{field} {text!r} contains control characters")
+    return text
+
+
+def key_status(row: ApiKey, now: datetime) -> str:
+    """The status of ``row`` at ``now`` (see KeyInfo)."""
+    if (row.revoked_at is not None and row.revoked_at <= now) or (
+        row.grace_until is not None and row.grace_until <= now
+    ):
+        return "revoked"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "expired"
+    if row.grace_until is not None:
+        return "rotating"
+    if row.expires_at is not None and row.expires_at - now <= EXPIRING_WITHIN:
+        return "expiring"
+    return "active"
+
+
+class KeyManager:
+    """Every operation on API keys. Thread-safe; one per process is enough.
+
+    ``events`` (an EventPublisher or None) receives ``publish("key", {...})`` on create, rotate,
+    revoke, set-limit and import-legacy, without secrets.
+    """
+
+    def __init__(self, db: Database, settings: Settings, events: EventSink | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.events = events
+        self.cache_seconds = settings.key_cache_seconds
+        self._pepper = settings.key_pepper.encode() if settings.key_pepper else b""
+        self._cache: dict[bytes, _CacheEntry] = {}
+        self._legacy_rows: dict[str, str] = {}  # hash -> key id of imported legacy keys
+        self._legacy_fresh_until = 0.0
+        self._pending_last_used: dict[str, datetime] = {}
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self.verification_counts: Counter[str] = Counter()  # result -> count, for metrics
+        db.on_close(self.flush_last_used)
+
+    # -- hashing ------------------------------------------------------------------------
+
+    def hash_key(self, plaintext: str) -> str:
+        """The stored form of a key: hex HMAC-SHA256 with the pepper, or SHA-256 without one."""
+        data = plaintext.encode()
+        if self._pepper:
+            return hmac.new(self._pepper, data, hashlib.sha256).hexdigest()
+        return hashlib.sha256(data).hexdigest()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _info(self, row: ApiKey, now: datetime) -> KeyInfo:
+        status = key_status(row, now)
+        revoked_at = row.revoked_at
+        if revoked_at is None and row.grace_until is not None and row.grace_until <= now:
+            revoked_at = row.grace_until
+        return KeyInfo(
+            id=row.id,
+            name=row.name,
+            scopes=tuple(row.scopes.split()),
+            rate_limit=row.rate_limit or self.settings.default_rate_limit,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            revoked_at=revoked_at,
+            last_used_at=self._pending_last_used.get(row.id, row.last_used_at),
+            status=status,
+            rotated_to=row.rotated_to,
+            rotated_from=row.rotated_from,
+            grace_until=row.grace_until,
+            custom_rate_limit=row.rate_limit is not None,
+            legacy=row.legacy,
+        )
+
+    def list(self) -> builtins.list[KeyInfo]:
+        """Every key, newest first, with its current status (never a secret)."""
+        self._record_expiries()
+        now = utcnow()
+        with self.db.session() as session:
+            rows = session.scalars(sa.select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id))
+            return [self._info(row, now) for row in rows]
+
+    def show(self, key_id: str) -> KeyInfo:
+        """One key by its id. Raises NotFound."""
+        with self.db.session() as session:
+            return self._info(self._get(session, key_id), utcnow())
+
+    def count(self) -> int:
+        """How many keys the database holds (of any status)."""
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(ApiKey)).scalar_one())
+
+    def audit(self, limit: int = 200, key_id: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The newest ``limit`` audit events (of one key when ``key_id`` is given), newest first.
+
+        Each is dict(at, event, key_id, key_name, actor, detail).
+        """
+        if limit <= 0:
+            raise InvalidInput(f"audit limit {limit!r} must be above zero")
+        self._record_expiries()
+        query = sa.select(KeyEvent).order_by(KeyEvent.id.desc()).limit(limit)
+        if key_id is not None:
+            query = query.where(KeyEvent.key_id == key_id)
+        with self.db.session() as session:
+            return [
+                {
+                    "at": event.at,
+                    "event": event.event,
+                    "key_id": event.key_id,
+                    "key_name": event.key_name,
+                    "actor": event.actor,
+                    "detail": event.detail,
+                }
+                for event in session.scalars(query)
+            ]
+
+    def _get(self, session: Any, key_id: str) -> ApiKey:
+        row = session.get(ApiKey, str(key_id).strip())
+        if row is None:
+            raise NotFound(f"no API key with id {key_id!r}; `jamey keys list` shows the ids")
+        return row
+
+    # -- changing -------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        scopes: Iterable[str] | str = ("memory:read",),
+        rate_limit: str | None = None,
+        expires_in: timedelta | None = None,
+        actor: str = "cli",
+    ) -> CreatedKey:
+        """Create a key and return its plaintext (once) with its info.
+
+        Names are unique among keys still in use (active or expiring). Raises InvalidInput
+        (bad name, scope, limit or expiry) or Conflict (duplicate name); nothing is written then.
+        """
+        name = _clean_name(name)
+        actor = _clean_name(actor, "actor")
+        scope_tuple = normalize_scopes(scopes)
+        limit_text = self._check_limit(rate_limit) if rate_limit is not None else None
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise InvalidInput(f"expiry {format_duration(expires_in)!r} must be in the future")
+        now = utcnow()
+        with self.db.session() as session:
+            self._check_name_free(session, name, now)
+            plaintext, token = self._fresh_token(session)
+            row = ApiKey(
+                id=token.lookup_id,
+                name=name,
+                secret_hash=self.hash_key(plaintext),
+                scopes=" ".join(scope_tuple),
+                rate_limit=limit_text,
+                created_at=now,
+                expires_at=now + expires_in if expires_in else None,
+                legacy=False,
+            )
+            session.add(row)
+            detail = f"scopes={','.join(scope_tuple)} rate_limit={limit_text or 'default'}"
+            if row.expires_at:
+                detail += f" expires_at={row.expires_at.isoformat()}"
+            self._event(session, now, "created", row, actor, detail)
+            info = self._info(row, now)
+        log.info("API key %s (%s) created by %s", info.id, info.name, actor)
+        self._changed("created", info, actor)
+        return CreatedKey(plaintext, info)
+
+    def rotate(self, key_id: str, grace: timedelta | None = None, actor: str = "cli") -> CreatedKey:
+        """Replace a key with a new one of the same name, scopes, limit and expiry time.
+
+        The old key stops at once, or after ``grace``. Raises NotFound, InvalidInput (bad grace)
+        or Conflict (the key is revoked, expired or already rotated).
+        """
+        actor = _clean_name(actor, "actor")
+        if grace is not None and grace <= timedelta(0):
+            raise InvalidInput(f"grace {format_duration(grace)!r} must be longer than zero")
+        now = utcnow()
+        with self.db.session() as session:
+            old = self._get(session, key_id)
+            status = key_status(old, now)
+            if status not in ("active", "expiring"):
+                raise Conflict(f"API key {old.id} is {status}; only an active key can be rotated")
+            plaintext, token = self._fresh_token(session)
+            new = ApiKey(
+                id=token.lookup_id,
+                name=old.name,
+                secret_hash=self.hash_key(plaintext),
+                scopes=old.scopes,
+                rate_limit=old.rate_limit,
+                created_at=now,
+                expires_at=old.expires_at,
+                rotated_from=old.id,
+                legacy=False,
+            )
+            session.add(new)
+            old.rotated_to = new.id
+            if grace is None:
+                old.revoked_at = now
+                stops = "at once"
+            else:
+                old.grace_until = now + grace
+                stops = f"at {old.grace_until.isoformat()} (grace {format_duration(grace)})"
+            self._event(session, now, "rotated", old, actor, f"replaced by {new.id}; old key stops {stops}")
+            self._event(session, now, "created", new, actor, f"rotation of {old.id}")
+            info = self._info(new, now)
+            old_info = self._info(old, now)
+        self._forget_cache()
+        log.info("API key %s rotated to %s by %s", old_info.id, info.id, actor)
+        self._changed("rotated", old_info, actor, new_id=info.id)
+        return CreatedKey(plaintext, info)
+
+    def revoke(self, key_id: str, actor: str = "cli") -> KeyInfo:
+        """Stop a key now (also a rotating one). Raises NotFound, or Conflict when already revoked."""
+        actor = _clean_name(actor, "actor")
+        now = utcnow()
+        with self.db.session() as session:
+            row = self._get(session, key_id)
+            if key_status(row, now) == "revoked":
+                raise Conflict(f"API key {row.id} is already revoked")
+            row.revoked_at = now
+            self._event(session, now, "revoked", row, actor, None)
+            info = self._info(row, now)
+        self._forget_cache()
+        log.info("API key %s (%s) revoked by %s", info.id, info.name, actor)
+        self._changed("revoked", info, actor)
+        return info
+
+    def set_limit(self, key_id: str, limit: str, actor: str = "cli") -> KeyInfo:
+        """Change a key's rate limit (``60/minute`` style).
+
+        Raises InvalidInput (bad limit), NotFound, or Conflict (the key is revoked).
+        """
+        actor = _clean_name(actor, "actor")
+        text = self._check_limit(limit)
+        now = utcnow()
+        with self.db.session() as session:
+            row = self._get(session, key_id)
+            if key_status(row, now) == "revoked":
+                raise Conflict(f"API key {row.id} is revoked; its limit can no longer change")
+            before = row.rate_limit or f"default ({self.settings.default_rate_limit})"
+            row.rate_limit = text
+            self._event(session, now, "rate_limit_changed", row, actor, f"{before} -> {text}")
+            info = self._info(row, now)
+        self._forget_cache()
+        log.info("API key %s rate limit set to %s by %s", info.id, text, actor)
+        self._changed("rate_limit_changed", info, actor)
+        return info
+
+    def import_legacy(self, actor: str = "cli", name: str = "legacy API_KEY") -> KeyInfo:
+        """Store the hash of the ``API_KEY`` variable as a database key (memory:read, memory:write).
+
+        From then on the database row decides (revoke it to stop the old key). Raises
+        InvalidInput when API_KEY is not set, Conflict when it was already imported.
+        """
+        actor = _clean_name(actor, "actor")
+        name = _clean_name(name)
+        legacy = self.settings.legacy_api_key
+        if not legacy:
+            raise InvalidInput("API_KEY is not set, so there is no legacy key to import")
+        digest = self.hash_key(legacy)
+        now = utcnow()
+        with self.db.session() as session:
+            existing = session.scalars(
+                sa.select(ApiKey).where(ApiKey.legacy.is_(True), ApiKey.secret_hash == digest)
+            ).first()
+            if existing is not None:
+                raise Conflict(f"API_KEY was already imported as key {existing.id}")
+            self._check_name_free(session, name, now)
+            row = ApiKey(
+                id=keyformat.new_lookup_id(),
+                name=name,
+                secret_hash=digest,
+                scopes=" ".join(LEGACY_SCOPES),
+                rate_limit=None,
+                created_at=now,
+                legacy=True,
+            )
+            session.add(row)
+            self._event(
+                session, now, "legacy_imported", row, actor, "hash of API_KEY moved into the database"
+            )
+            info = self._info(row, now)
+        self._forget_cache()
+        log.info("legacy API_KEY imported as key %s by %s", info.id, actor)
+        self._changed("legacy_imported", info, actor)
+        return info
+
+    def _check_limit(self, limit: str) -> str:
+        parse_limit(limit)
+        return str(limit).strip()
+
+    def _check_name_free(self, session: Any, name: str, now: datetime) -> None:
+        for row in session.scalars(sa.select(ApiKey).where(ApiKey.name == name)):
+            if key_status(row, now) in ("active", "expiring"):
+                raise Conflict(f"an active API key named {name!r} already exists ({row.id})")
+
+    def _fresh_token(self, session: Any) -> tuple[str, keyformat.Token]:
+        while True:
+            plaintext, token = keyformat.new_token()
+            if session.get(ApiKey, token.lookup_id) is None:
+                return plaintext, token
+
+    def _event(
+        self, session: Any, now: datetime, event: str, row: ApiKey, actor: str, detail: str | None
+    ) -> None:
+        session.add(
+            KeyEvent(at=now, event=event, key_id=row.id, key_name=row.name, actor=actor, detail=detail)
+        )
+
+    def _changed(self, action: str, info: KeyInfo, actor: str, **extra: Any) -> None:
+        if self.events is None:
+            return
+        payload = {
+            "action": action,
+            "id": info.id,
+            "name": info.name,
+            "status": info.status,
+            "scopes": list(info.scopes),
+            "rate_limit": info.rate_limit,
+            "actor": actor,
+            **extra,
+        }
+        try:
+            self.events.publish("key", payload)
+        except Exception:  # events are best effort: a key change never fails on them
+            log.warning("publishing the key event failed", exc_info=True)
+
+    def _record_expiries(self) -> None:
+        """Write one "expired" audit event per key whose expiry has passed (once, across processes)."""
+        now = utcnow()
+        with self.db.session() as session:
+            due = session.scalars(
+                sa.select(ApiKey).where(
+                    ApiKey.expires_at <= now,
+                    ApiKey.expiry_recorded_at.is_(None),
+                    ApiKey.revoked_at.is_(None),
+                )
+            ).all()
+            for row in due:
+                claimed = session.execute(
+                    sa.update(ApiKey)
+                    .where(ApiKey.id == row.id, ApiKey.expiry_recorded_at.is_(None))
+                    .values(expiry_recorded_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    self._event(session, now, "expired", row, "system", f"expired at {row.expires_at}")
+
+    # -- verifying ------------------------------------------------------------------------
+
+    def verify(self, plaintext: str | None) -> VerifiedKey:
+        """Who ``plaintext`` is, or KeyRejected(reason) with reason in missing, malformed,
+        unknown, expired, revoked.
+
+        Answers from the cache for up to ``key_cache_seconds``; malformed tokens never reach the
+        database. Records the last-used time in memory (flushed in batches).
+        """
+        if not plaintext:
+            return self._reject("missing")
+        cache_key = hashlib.sha256(plaintext.encode()).digest()
+        entry = self._cache.get(cache_key)
+        if entry is not None and time.monotonic() < entry.fresh_until:
+            if entry.key is not None and (entry.stops_at is None or time.time() < entry.stops_at):
+                return self._accept(entry.key, cached=True)
+            if entry.key is None:
+                return self._reject(entry.reason, cached=True)
+        if keyformat.looks_like_token(plaintext):
+            token = keyformat.parse_token(plaintext)
+            if token is None:
+                return self._reject("malformed")
+            return self._verify_token(plaintext, token.lookup_id, cache_key)
+        return self._verify_legacy(plaintext, cache_key)
+
+    def _verify_token(self, plaintext: str, lookup_id: str, cache_key: bytes) -> VerifiedKey:
+        asked_at = time.monotonic()
+        with self.db.engine.connect() as conn:
+            row = conn.execute(sa.select(_KEYS).where(_KEYS.c.id == lookup_id)).first()
+        return self._judge(row, plaintext, cache_key, asked_at, legacy=False)
+
+    def _verify_legacy(self, plaintext: str, cache_key: bytes) -> VerifiedKey:
+        asked_at = time.monotonic()
+        digest = self.hash_key(plaintext)
+        if asked_at >= self._legacy_fresh_until:
+            with self.db.engine.connect() as conn:
+                rows = conn.execute(sa.select(ApiKey.secret_hash, ApiKey.id).where(ApiKey.legacy.is_(True)))
+                self._legacy_rows = {secret_hash: key_id for secret_hash, key_id in rows}
+            self._legacy_fresh_until = asked_at + self.cache_seconds
+        key_id = self._legacy_rows.get(digest)
+        if key_id is not None:
+            with self.db.engine.connect() as conn:
+                row = conn.execute(sa.select(_KEYS).where(_KEYS.c.id == key_id)).first()
+            return self._judge(row, plaintext, cache_key, asked_at, legacy=True)
+        legacy = self.settings.legacy_api_key
+        if legacy and hmac.compare_digest(plaintext.encode(), legacy.encode()):
+            _warn_legacy()
+            key = VerifiedKey(
+                id="legacy",
+                name="legacy API_KEY",
+                scopes=LEGACY_SCOPES,
+                rate_limit=self.settings.default_rate_limit,
+                legacy=True,
+            )
+            self._remember(cache_key, asked_at, key, None, "")
+            return self._accept(key, cached=False, record=False)
+        return self._reject("malformed")
+
+    def _judge(
+        self, row: Any, plaintext: str, cache_key: bytes, asked_at: float, *, legacy: bool
+    ) -> VerifiedKey:
+        if row is None or not hmac.compare_digest(row.secret_hash, self.hash_key(plaintext)):
+            self._remember(cache_key, asked_at, None, None, "unknown")
+            return self._reject("unknown")
+        now = utcnow()
+        stops = [t for t in (row.expires_at, row.grace_until) if t is not None]
+        if (row.revoked_at is not None and row.revoked_at <= now) or (
+            row.grace_until is not None and row.grace_until <= now
+        ):
+            reason = "revoked"
+        elif row.expires_at is not None and row.expires_at <= now:
+            reason = "expired"
+        else:
+            key = VerifiedKey(
+                id=row.id,
+                name=row.name,
+                scopes=tuple(row.scopes.split()),
+                rate_limit=row.rate_limit or self.settings.default_rate_limit,
+                legacy=legacy,
+            )
+            if legacy:
+                _warn_legacy()
+            self._remember(cache_key, asked_at, key, min(stops).timestamp() if stops else None, "")
+            return self._accept(key, cached=False)
+        self._remember(cache_key, asked_at, None, None, reason)
+        if reason == "expired" and row.expiry_recorded_at is None:
+            self._record_expiries()
+        return self._reject(reason)
+
+    def _remember(
+        self, cache_key: bytes, asked_at: float, key: VerifiedKey | None, stops_at: float | None, reason: str
+    ) -> None:
+        if len(self._cache) >= CACHE_MAX_ENTRIES:
+            try:
+                del self._cache[next(iter(self._cache))]
+            except (StopIteration, KeyError, RuntimeError):
+                self._cache.clear()
+        # Fresh from when the question was ASKED: a revocation committed during the query is
+        # then still honoured within cache_seconds of its commit.
+        self._cache[cache_key] = _CacheEntry(asked_at + self.cache_seconds, stops_at, key, reason)
+
+    def _forget_cache(self) -> None:
+        self._cache.clear()
+        self._legacy_fresh_until = 0.0
+
+    def _accept(self, key: VerifiedKey, *, cached: bool, record: bool = True) -> VerifiedKey:
+        self.verification_counts["ok"] += 1
+        if record:
+            self._pending_last_used[key.id] = utcnow()
+            if time.monotonic() - self._last_flush >= LAST_USED_FLUSH_SECONDS:
+                self.flush_last_used()
+        return key
+
+    def _reject(self, reason: str, *, cached: bool = False) -> VerifiedKey:
+        self.verification_counts[reason] += 1
+        raise KeyRejected(reason)
+
+    def flush_last_used(self) -> None:
+        """Write the batched last-used times (one statement for all keys). Never raises."""
+        if not self._flush_lock.acquire(blocking=False):
+            return  # another thread is flushing right now
+        try:
+            self._last_flush = time.monotonic()
+            pending, self._pending_last_used = self._pending_last_used, {}
+            if not pending:
+                return
+            statement = (
+                sa.update(ApiKey)
+                .where(
+                    ApiKey.id == sa.bindparam("key_id"),
+                    sa.or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < sa.bindparam("used_at")),
+                )
+                .values(last_used_at=sa.bindparam("used_at"))
+            )
+            try:
+                with self.db.engine.begin() as conn:
+                    conn.execute(statement, [{"key_id": k, "used_at": t} for k, t in pending.items()])
+            except Exception:
+                log.warning("could not record when %d API key(s) were last used", len(pending), exc_info=True)
+        finally:
+            self._flush_lock.release()
+
+    def close(self) -> None:
+        """Flush the last-used times."""
+        self.flush_last_used()
+
+
+def _warn_legacy() -> None:
+    global _legacy_warned
+    if not _legacy_warned:
+        _legacy_warned = True
+        log.warning(
+            "a request used the deprecated API_KEY variable; create database keys "
+            "(`jamey keys create`) or move it with `jamey keys import-legacy`"
+        )

@@ -1,0 +1,106 @@
+"""SQLAlchemy 2 models of the Jamey database: API keys, their audit trail, and the operation log.
+
+The schema itself is owned by the Alembic migrations in ``jamey_engine/migrations``; a test
+checks that these models and the migrations agree (autogenerate finds no difference).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import BigInteger, DateTime, Dialect, Float, Index, Integer, String, Table, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, on every database.
+
+    PostgreSQL stores ``timestamptz``. SQLite has no time zones, so the value is stored as
+    naive UTC and the zone is put back when it is read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given where an aware UTC time is required")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Jamey table."""
+
+
+class ApiKey(Base):
+    """One API key. Only a hash of its secret is kept; ``id`` is the public lookup id."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[str] = mapped_column(String(200))  # space-separated, in SCOPES order
+    rate_limit: Mapped[str | None] = mapped_column(String(64))  # None: the configured default
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    grace_until: Mapped[datetime | None] = mapped_column(UTCDateTime())  # rotated: stops working then
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rotated_from: Mapped[str | None] = mapped_column(String(32))
+    rotated_to: Mapped[str | None] = mapped_column(String(32))
+    legacy: Mapped[bool] = mapped_column(default=False)  # imported from the API_KEY variable
+    expiry_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # audit "expired" written
+
+
+class KeyEvent(Base):
+    """One entry of the key audit trail: who did what to which key, and when."""
+
+    __tablename__ = "key_events"
+    __table_args__ = (Index("ix_key_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    event: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    key_name: Mapped[str] = mapped_column(String(100))
+    actor: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Operation(Base):
+    """One backup, restore or prune run, by any process (read by the service's /metrics)."""
+
+    __tablename__ = "operations"
+    __table_args__ = (Index("ix_operations_kind_status_at", "kind", "status", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    layer: Mapped[str | None] = mapped_column(String(32))
+    count: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+TABLES: tuple[Table, ...] = (
+    cast(Table, ApiKey.__table__),
+    cast(Table, KeyEvent.__table__),
+    cast(Table, Operation.__table__),
+)

@@ -1,0 +1,216 @@
+"""Per-key and global rate limits on the ``limits`` library, in memory or in Redis.
+
+Strategy: the **moving window** (``MovingWindowRateLimiter``). It keeps one timestamp per
+admitted request and admits a request only when fewer than N were admitted in the last window,
+so "5/minute" never lets 10 through across a window edge, as a fixed window can; and its check
+and insert are one atomic step (a lock in memory, one Lua script in Redis), so 100 racing
+threads, or several processes sharing Redis, admit exactly 5. It costs O(limit) memory per
+key, which is fine for API-key limits of up to a few thousand per window.
+
+When the counter storage (Redis) cannot be reached, ``settings.rate_limit_failure`` decides:
+
+* ``open``: admit the request; ``Decision.allowed`` is True, ``Decision.scope`` is None and
+  ``Decision.degraded`` is True;
+* ``closed``: raise :class:`~jamey_engine.errors.Unavailable` (HTTP 503), not a 429: the
+  client did nothing wrong.
+
+Either way ``storage_failures`` counts it (the service exports it as a metric). After a failure
+the storage is not tried again for ``RETRY_AFTER_FAILURE`` seconds, so an outage does not add a
+connection attempt to every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit, urlunsplit
+
+import limits
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from jamey_engine.config import Settings
+from jamey_engine.errors import InvalidInput, Unavailable
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "jamey"
+RETRY_AFTER_FAILURE = 1.0
+REDIS_TIMEOUT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one request's check, with what the response headers need.
+
+    ``scope`` names the limit that refused ("key" or "global"), None when admitted.
+    ``limit``/``remaining``/``reset_at`` describe the key's limit when admitted, the refusing
+    limit otherwise; ``reset_at`` is epoch seconds; ``retry_after`` is whole seconds (0 when
+    admitted). ``degraded`` is True when the storage failed and the request was admitted
+    anyway (fail open).
+    """
+
+    allowed: bool
+    scope: str | None
+    limit: int
+    remaining: int
+    reset_at: float
+    retry_after: int
+    degraded: bool = False
+
+    def headers(self) -> dict[str, str]:
+        """The conventional ``X-RateLimit-*`` (and, when refused, ``Retry-After``) headers."""
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
+
+
+def parse_limit(text: str, *, field: str = "rate limit") -> limits.RateLimitItem:
+    """Parse ``60/minute``-style text into one limit.
+
+    Raises InvalidInput naming ``field`` and the value when it is not exactly one limit with an
+    amount above zero.
+    """
+    raw = str(text).strip()
+    try:
+        items = limits.parse_many(raw)
+    except ValueError:
+        items = []
+    if len(items) != 1:
+        raise InvalidInput(
+            f"{field} {text!r} is not a rate limit; use an amount and a period, e.g. 60/minute or 10/second"
+        )
+    if items[0].amount <= 0:
+        raise InvalidInput(f"{field} {text!r} must allow at least one request")
+    return items[0]
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+class RateLimiter:
+    """Checks each request against its key's limit, then the global limit.
+
+    Thread-safe. Build with :meth:`from_settings`.
+    """
+
+    def __init__(self, storage_url: str, global_limit: str, failure_mode: str = "open") -> None:
+        if failure_mode not in ("open", "closed"):
+            raise InvalidInput(f"rate-limit failure mode {failure_mode!r} must be open or closed")
+        self.storage_url = storage_url
+        self.failure_mode = failure_mode
+        self.global_limit = parse_limit(global_limit, field="global rate limit")
+        self.storage_failures = 0
+        self._parsed: dict[str, limits.RateLimitItem] = {}
+        self._failed_until = 0.0
+        self._lock = threading.Lock()
+        self._storage: Storage = self._make_storage(storage_url)
+        self._in_memory = isinstance(self._storage, MemoryStorage)
+        self._strategy = MovingWindowRateLimiter(self._storage)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        """A limiter on ``settings.rate_limit_storage`` with the global limit and failure mode."""
+        return cls(settings.rate_limit_storage, settings.global_rate_limit, settings.rate_limit_failure)
+
+    @staticmethod
+    def _make_storage(url: str) -> Storage:
+        options: dict[str, float | str | bool] = {}
+        scheme = urlsplit(url).scheme
+        if scheme.startswith("redis"):
+            options = {
+                "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                "socket_timeout": REDIS_TIMEOUT_SECONDS,
+                "key_prefix": KEY_PREFIX,
+            }
+        elif scheme != "memory":
+            raise InvalidInput(f"rate-limit storage {_redact(url)!r} must be memory:// or a redis:// URL")
+        return cast(Storage, storage_from_string(url, wrap_exceptions=True, **options))
+
+    @property
+    def storage_name(self) -> str:
+        """The storage URL with any password hidden."""
+        return _redact(self.storage_url)
+
+    def _limit(self, text: str) -> limits.RateLimitItem:
+        item = self._parsed.get(text)
+        if item is None:
+            item = parse_limit(text)
+            self._parsed[text] = item
+        return item
+
+    def hit(self, key_id: str, limit: str) -> Decision:
+        """Count one request of ``key_id`` against ``limit`` (e.g. ``60/minute``), then the global limit.
+
+        A request refused by its key's limit does not count against the global limit. Raises
+        InvalidInput on a bad limit string, and Unavailable when the storage is unreachable
+        and the failure mode is ``closed``.
+        """
+        item = self._limit(limit)
+        if self._failed_until and time.monotonic() < self._failed_until:
+            return self._storage_failed(item, None)
+        try:
+            if self._in_memory:
+                # limits' MemoryStorage drops per-key locks while other threads may hold them;
+                # one lock here keeps "exactly N of many racing threads" true.
+                with self._lock:
+                    return self._decide(item, key_id)
+            return self._decide(item, key_id)
+        except limits.errors.StorageError as err:
+            return self._storage_failed(item, err)
+
+    def _decide(self, item: limits.RateLimitItem, key_id: str) -> Decision:
+        if not self._strategy.hit(item, "key", key_id):
+            return self._refused(item, "key", key_id)
+        if not self._strategy.hit(self.global_limit, "global"):
+            return self._refused(self.global_limit, "global")
+        self._failed_until = 0.0
+        stats = self._strategy.get_window_stats(item, "key", key_id)
+        return Decision(True, None, item.amount, max(0, stats.remaining), stats.reset_time, 0)
+
+    def _refused(self, item: limits.RateLimitItem, scope: str, *identifiers: str) -> Decision:
+        stats = self._strategy.get_window_stats(item, scope, *identifiers)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        return Decision(False, scope, item.amount, 0, stats.reset_time, retry_after)
+
+    def _storage_failed(self, item: limits.RateLimitItem, err: Exception | None) -> Decision:
+        with self._lock:
+            self.storage_failures += 1
+            if err is not None:
+                self._failed_until = time.monotonic() + RETRY_AFTER_FAILURE
+                log.warning(
+                    "rate-limit storage %s unreachable (%s); failing %s",
+                    self.storage_name,
+                    type(getattr(err, "storage_error", err)).__name__,
+                    self.failure_mode,
+                )
+        if self.failure_mode == "closed":
+            raise Unavailable(
+                f"rate-limit storage {self.storage_name} is unreachable and JAMEY_RATE_LIMIT_FAILURE=closed"
+            )
+        now = time.time()
+        return Decision(True, None, item.amount, item.amount, now + item.get_expiry(), 0, degraded=True)
+
+    def reset(self, key_id: str, limit: str) -> None:
+        """Forget ``key_id``'s counted requests under ``limit`` (tests and admin tools)."""
+        self._strategy.clear(self._limit(limit), "key", key_id)
+
+    def close(self) -> None:
+        """Release the storage's connections."""
+        close = getattr(getattr(self._storage, "storage", None), "close", None)
+        if callable(close) and not self._in_memory:
+            close()
