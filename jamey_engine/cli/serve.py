@@ -1,0 +1,54 @@
+"""``jamey serve``: run the HTTP service under uvicorn (and the backup schedule, when set)."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from jamey_engine.cli.common import get_engine
+from jamey_engine.config import Settings
+
+log = logging.getLogger("jamey_engine.cli.serve")
+
+
+@click.command("serve")
+@click.option("--host", metavar="ADDR", help="Address to bind [env: JAMEY_HOST; default 127.0.0.1]")
+@click.option("--port", metavar="PORT", help="Port to listen on [env: JAMEY_PORT; default 3000]")
+def group(host: str | None, port: str | None) -> None:
+    """Serve the Jamey HTTP API (memories, keys, /health, /metrics) until interrupted."""
+    import uvicorn
+
+    from jamey_engine.engine import Engine
+    from jamey_engine.service import create_app
+    from jamey_engine.service.scheduler import BackupScheduler
+
+    engine = get_engine()
+    if host is not None or port is not None:
+        # Parse the flags exactly as the variables they override (same validation, same errors).
+        flags = Settings.from_env(
+            {"JAMEY_HOST": host or engine.settings.host, "JAMEY_PORT": port or str(engine.settings.port)}
+        )
+        engine.settings = engine.settings.with_overrides(host=flags.host, port=flags.port)
+    settings = engine.settings
+    assert isinstance(engine, Engine)
+    scheduler = None
+    if settings.backup_interval is not None:
+        scheduler = BackupScheduler(engine, settings.backup_interval).start()
+        log.info("scheduled backups every %s", settings.backup_interval)
+    app = create_app(engine)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep the CLI's logging setup
+        access_log=False,  # our access log names the key, never its secret
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=10,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        if scheduler is not None:
+            scheduler.stop()

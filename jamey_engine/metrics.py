@@ -1,0 +1,179 @@
+"""Prometheus metrics of the service, on a registry passed in (never the global default).
+
+Two kinds live here:
+- live counters the service updates as requests pass (``http_requests_total``,
+  ``http_request_duration_seconds``, ``rate_limited_requests_total``,
+  ``api_key_verifications_total``);
+- facts read from persisted state at scrape time by ``EngineCollector``: index sizes from the
+  memory store, backup/restore/prune history from the operation log in the database (so an
+  operation run by the CLI, a notebook or the workbench shows here too), the MQTT publisher's
+  state and the data dir's free space.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from jamey_engine.engine import Engine
+
+log = logging.getLogger("jamey_engine.metrics")
+
+VERIFICATION_RESULTS = ("ok", "missing", "malformed", "unknown", "expired", "revoked")
+RATE_LIMIT_SCOPES = ("key", "global")
+OPERATION_STATUSES = ("success", "failure")
+# Buckets from 5 ms to 10 s: the seed's p95 alert threshold (1 s) sits inside the range.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class ServiceMetrics:
+    """The registry and the live metric objects the service updates."""
+
+    registry: CollectorRegistry
+    http_requests: Counter
+    http_duration: Histogram
+    rate_limited: Counter
+    key_verifications: Counter
+
+
+class EngineCollector(Collector):
+    """Reads persisted state at scrape time; one failing source never fails the whole scrape."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the memory, operation-log, MQTT and disk families (skipping any source that fails)."""
+        for source in (self._memory, self._operations, self._mqtt, self._disk):
+            try:
+                families = list(source())
+            except Exception as err:
+                log.warning(
+                    "metrics: %s unavailable (%s: %s)", source.__name__.strip("_"), type(err).__name__, err
+                )
+                continue
+            yield from families
+
+    def _memory(self) -> Iterator[Metric]:
+        sizes = self.engine.memory.sizes()
+        size = GaugeMetricFamily(
+            "memory_index_size_bytes", "Bytes on disk of each memory layer's index.", labels=["layer"]
+        )
+        docs = GaugeMetricFamily("memory_documents", "Documents in each memory layer.", labels=["layer"])
+        for layer, layer_size in sizes.layers.items():
+            size.add_metric([layer], float(layer_size.bytes))
+            docs.add_metric([layer], float(layer_size.documents))
+        yield size
+        yield docs
+
+    def _operations(self) -> Iterator[Metric]:
+        from jamey_engine.oplog import operation_summary
+
+        summary = operation_summary(self.engine.db)
+        pruned = CounterMetricFamily(
+            "memory_pruned_documents", "Documents deleted by prune, by any process.", labels=["layer"]
+        )
+        from jamey_engine.memory import LAYERS
+
+        for layer in sorted(set(LAYERS) | set(summary.pruned_documents)):
+            pruned.add_metric([layer], float(summary.pruned_documents.get(layer, 0)))
+        yield pruned
+        for kind, help_text in (("backup", "Backups taken"), ("restore", "Restores run")):
+            family = CounterMetricFamily(
+                f"{kind}_operations", f"{help_text}, by any process, by outcome.", labels=["status"]
+            )
+            for status in OPERATION_STATUSES:
+                family.add_metric([status], float(summary.counts.get((kind, status), 0)))
+            yield family
+        duration = summary.last_duration_seconds.get("backup")
+        if duration is not None:
+            yield GaugeMetricFamily("backup_duration_seconds", "Duration of the last backup.", value=duration)
+        size = summary.last_size_bytes.get("backup")
+        if size is not None:
+            yield GaugeMetricFamily(
+                "backup_size_bytes", "Size of the last backup archive.", value=float(size)
+            )
+        last = summary.last_success_timestamp.get("backup")
+        if last is not None:  # absent until the first backup succeeds
+            yield GaugeMetricFamily(
+                "backup_last_success_timestamp_seconds",
+                "Unix time of the last successful backup.",
+                value=float(last),
+            )
+
+    def _mqtt(self) -> Iterator[Metric]:
+        events = self.engine.events
+        yield CounterMetricFamily(
+            "mqtt_connection_failures",
+            "Failed MQTT connection attempts and lost connections.",
+            value=float(events.connection_failures),
+        )
+        yield CounterMetricFamily(
+            "mqtt_events_dropped", "Events dropped (queue full or unencodable).", value=float(events.dropped)
+        )
+        if events.enabled:  # with events off there is no connection to alert on
+            yield GaugeMetricFamily(
+                "mqtt_connected",
+                "1 while connected to the MQTT broker.",
+                value=1.0 if events.connected else 0.0,
+            )
+
+    def _disk(self) -> Iterator[Metric]:
+        usage = shutil.disk_usage(self.engine.settings.data_dir)
+        yield GaugeMetricFamily(
+            "jamey_data_dir_free_bytes", "Free bytes on the data dir's filesystem.", value=usage.free
+        )
+        yield GaugeMetricFamily(
+            "jamey_data_dir_total_bytes", "Size in bytes of the data dir's filesystem.", value=usage.total
+        )
+
+
+def build_metrics(engine: Engine) -> ServiceMetrics:
+    """A fresh registry with every service metric, the engine collector and process metrics."""
+    registry = CollectorRegistry()
+    http_requests = Counter(
+        "http_requests",
+        "HTTP requests answered, by method, route template and status.",
+        ["method", "route", "status"],
+        registry=registry,
+    )
+    http_duration = Histogram(
+        "http_request_duration_seconds",
+        "Time to answer an HTTP request, by method and route template.",
+        ["method", "route"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    rate_limited = Counter(
+        "rate_limited_requests",
+        "Requests refused by a rate limit, by scope (key or global).",
+        ["scope"],
+        registry=registry,
+    )
+    key_verifications = Counter(
+        "api_key_verifications", "API key checks, by result.", ["result"], registry=registry
+    )
+    for scope in RATE_LIMIT_SCOPES:
+        rate_limited.labels(scope)
+    for result in VERIFICATION_RESULTS:
+        key_verifications.labels(result)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    registry.register(EngineCollector(engine))
+    return ServiceMetrics(registry, http_requests, http_duration, rate_limited, key_verifications)
+
+
+def build_registry(engine: Engine) -> CollectorRegistry:
+    """The contract's entry point: ``build_metrics(engine).registry``."""
+    return build_metrics(engine).registry

@@ -1,0 +1,157 @@
+"""The FastAPI application: ``create_app(engine)`` wires routes, auth, metrics and middleware.
+
+Unkeyed: ``GET /health`` and ``GET /metrics`` (no key, no rate limit). Keyed: ``/whoami``,
+``/memories/...`` and ``/admin/...``. The app does not own the engine: whoever built the engine
+closes it (the CLI, or a test fixture).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from jamey_engine import __version__
+from jamey_engine.metrics import build_metrics
+from jamey_engine.service.auth import Authenticator, require
+from jamey_engine.service.errors import ERROR_RESPONSES, install_error_handler
+from jamey_engine.service.middleware import BodySizeLimit, RateLimitDefaults, ServiceMiddleware
+
+if TYPE_CHECKING:
+    from jamey_engine.engine import Engine
+
+log = logging.getLogger("jamey_engine.service")
+
+common = APIRouter()
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    data_dir: Check
+    database: Check
+
+
+class WhoAmI(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    rate_limit: str
+    legacy: bool
+
+
+def check_data_dir(engine: Engine) -> Check:
+    """Can we create and remove a file in the data dir? (No path in the answer: /health is public.)"""
+    try:
+        engine.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".health-", dir=engine.settings.data_dir)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        return Check(ok=False, detail=f"not writable ({err.strerror or type(err).__name__})")
+    return Check(ok=True, detail="writable")
+
+
+def check_database(engine: Engine) -> Check:
+    """Does ``SELECT 1`` succeed? (The error class only: URLs may hold passwords.)"""
+    import sqlalchemy as sa
+
+    try:
+        with engine.db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as err:
+        return Check(ok=False, detail=f"unusable ({type(err).__name__})")
+    return Check(ok=True, detail="ok")
+
+
+@common.get("/health", response_model=Health, responses={503: {"model": Health}}, tags=["service"])
+def health(request: Request) -> Any:
+    """Status and version, and whether the data dir and the database are usable (503 if not)."""
+    engine: Engine = request.app.state.engine
+    body = Health(
+        status="ok", version=__version__, data_dir=check_data_dir(engine), database=check_database(engine)
+    )
+    if body.data_dir.ok and body.database.ok:
+        return body
+    body.status = "unavailable"
+    return JSONResponse(body.model_dump(), status_code=503)
+
+
+@common.get("/metrics", response_class=Response, tags=["service"])
+def metrics(request: Request) -> Response:
+    """Prometheus exposition (text format 0.0.4)."""
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@common.get("/whoami", response_model=WhoAmI, responses=ERROR_RESPONSES, tags=["service"])
+async def whoami(key: Annotated[Any, Depends(require(None))]) -> WhoAmI:
+    """The calling key's public id, name, scopes and limit: a cheap way to test a key."""
+    return WhoAmI(
+        id=key.id, name=key.name, scopes=list(key.scopes), rate_limit=key.rate_limit, legacy=key.legacy
+    )
+
+
+def _warm_up(engine: Engine) -> None:
+    """Open the database (running migrations) before the first request, so failures show early."""
+    try:
+        engine.keys.count()
+    except Exception as err:
+        log.warning("database not ready at startup (%s: %s); /health will say so", type(err).__name__, err)
+
+
+def _flush(engine: Engine) -> None:
+    keys = engine.__dict__.get("keys")
+    if keys is not None:
+        try:
+            keys.flush_last_used()
+        except Exception:
+            log.warning("could not flush key last-used times at shutdown", exc_info=True)
+
+
+def create_app(engine: Engine) -> FastAPI:
+    """The service app for ``engine``: a fresh metrics registry, so tests can build many apps."""
+    from jamey_engine.service.routes_admin import router as admin_router
+    from jamey_engine.service.routes_memory import router as memory_router
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(_warm_up, engine)
+        yield
+        await run_in_threadpool(_flush, engine)
+
+    app = FastAPI(
+        title="Jamey",
+        version=__version__,
+        summary="Memory store behind API keys, with per-key and global rate limits.",
+        lifespan=lifespan,
+    )
+    service_metrics = build_metrics(engine)
+    app.state.engine = engine
+    app.state.metrics = service_metrics
+    app.state.authenticator = Authenticator(engine, service_metrics)
+    install_error_handler(app)
+    app.include_router(common)
+    app.include_router(memory_router)
+    app.include_router(admin_router)
+    app.add_middleware(BodySizeLimit, max_bytes=engine.settings.max_body_bytes)
+    app.add_middleware(
+        ServiceMiddleware,
+        metrics=service_metrics,
+        defaults=RateLimitDefaults.from_limit(engine.settings.default_rate_limit),
+        fastapi_app=app,
+    )
+    return app

@@ -1,0 +1,184 @@
+"""ASGI middleware: request metrics, security and rate-limit headers, the access log, the body bound.
+
+Pure ASGI (no BaseHTTPMiddleware) so streaming bodies and the threadpool are untouched.
+``ServiceMiddleware`` sits outermost: it sees every answer, including the 500 it builds
+itself for an unexpected exception, so headers and metrics cover errors too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jamey_engine.metrics import ServiceMetrics
+from jamey_engine.service.errors import error_response, handle_error
+
+access_log = logging.getLogger("jamey_engine.access")
+log = logging.getLogger("jamey_engine.service")
+
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class RateLimitDefaults:
+    """Header values for answers that consumed no rate-limit budget (unkeyed or rejected early)."""
+
+    def __init__(self, limit: int, window_seconds: int) -> None:
+        self.limit = limit
+        self.window_seconds = window_seconds
+
+    @classmethod
+    def from_limit(cls, text: str) -> RateLimitDefaults:
+        """Defaults from a limit such as ``60/minute``: full budget, reset after one window."""
+        from limits import parse
+
+        item = parse(text)
+        return cls(int(item.amount), int(item.get_expiry()))
+
+
+def rate_limit_headers(decision: Any, defaults: RateLimitDefaults) -> list[tuple[str, str]]:
+    """``RateLimit-Limit/Remaining/Reset`` from a Decision, or from the defaults when there is none."""
+    if decision is None:
+        return [
+            ("RateLimit-Limit", str(defaults.limit)),
+            ("RateLimit-Remaining", str(defaults.limit)),
+            ("RateLimit-Reset", str(defaults.window_seconds)),
+        ]
+    reset = max(0, math.ceil(float(decision.reset_at) - time.time()))
+    return [
+        ("RateLimit-Limit", str(int(decision.limit))),
+        ("RateLimit-Remaining", str(max(0, int(decision.remaining)))),
+        ("RateLimit-Reset", str(reset)),
+    ]
+
+
+def route_template(app: Any, scope: Scope) -> str:
+    """The matched route's path template, or "unmatched" (keeps label cardinality bounded)."""
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    # Answered before routing (413 on Content-Length) or by a 405: find the template anyway.
+    router = getattr(app, "router", None)
+    for candidate in getattr(router, "routes", ()):
+        try:
+            match, _ = candidate.matches(scope)
+        except Exception:  # a malformed path must not break the metrics
+            log.debug("route matching failed for the metrics label", exc_info=True)
+            continue
+        if match in (Match.FULL, Match.PARTIAL) and hasattr(candidate, "path"):
+            return str(candidate.path)
+    return "unmatched"
+
+
+class ServiceMiddleware:
+    """Counts and times every request, adds the headers every answer carries, logs one line each."""
+
+    def __init__(
+        self, app: ASGIApp, metrics: ServiceMetrics, defaults: RateLimitDefaults, fastapi_app: Any
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.defaults = defaults
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state: dict[str, Any] = {"status": 500, "started": False}
+        scope.setdefault("state", {})
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+                state["status"] = message["status"]
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS:
+                    headers[name] = value
+                request_state = scope.get("state") or {}
+                for name, value in rate_limit_headers(request_state.get("ratelimit"), self.defaults):
+                    headers[name] = value
+                if scope["path"].startswith("/admin"):
+                    headers["Cache-Control"] = "no-store"
+                key = request_state.get("key")
+                if key is not None and getattr(key, "legacy", False):
+                    headers["Deprecation"] = "true"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            if state["started"]:
+                raise
+            response = await handle_error(Request(scope), exc)
+            await response(scope, receive, send_with_headers)
+        finally:
+            self._record(scope, state["status"], time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
+        route = route_template(self.fastapi_app, scope)
+        self.metrics.http_requests.labels(method, route, str(status)).inc()
+        self.metrics.http_duration.labels(method, route).observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            key = (scope.get("state") or {}).get("key")
+            client = scope.get("client")
+            # The raw path without the query string, the key's public name: never a secret.
+            access_log.info(
+                '%s "%s %s" %d %.1fms key=%s',
+                client[0] if client else "-",
+                method,
+                scope["path"],
+                status,
+                elapsed * 1000,
+                getattr(key, "name", "-") if key is not None else "-",
+            )
+
+
+class BodySizeLimit:
+    """Refuse bodies over ``max_bytes`` with 413: at once from Content-Length, or while reading."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"body: larger than the {self.max_bytes}-byte limit (JAMEY_MAX_BODY_BYTES)"
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await error_response(400, "Content-Length: not a number")(scope, receive, send)
+                    return
+                if declared > self.max_bytes:
+                    await error_response(413, message)(scope, receive, send)
+                    return
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, message)
+            return msg
+
+        await self.app(scope, bounded_receive, send)

@@ -1,0 +1,154 @@
+"""Memory routes: store, batch store, search, get, delete and sizes.
+
+Endpoints are plain ``def``: FastAPI runs them in its worker threads, so tantivy work never
+stalls the event loop. Layer and content rules live in the memory store; its InvalidInput
+messages (unknown layer listing the five, empty or oversized content, bad query) reach the
+client unchanged through the one error handler.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from jamey_engine.service.auth import require
+from jamey_engine.service.errors import ERROR_RESPONSES
+
+Layer = Literal["short_term", "long_term", "working", "episodic", "semantic"]
+MAX_BATCH_ITEMS = 10_000
+MAX_QUERY_CHARS = 2_000
+
+router = APIRouter(prefix="/memories", tags=["memories"], responses=ERROR_RESPONSES)
+
+
+class StoreBody(BaseModel):
+    layer: Layer = Field(description="The memory layer.")
+    content: str = Field(description="The memory's text (not empty; at most JAMEY_MAX_CONTENT_BYTES bytes).")
+    timestamp: datetime | None = Field(default=None, description="When it happened (ISO 8601); default now.")
+
+
+class BatchItem(BaseModel):
+    content: str
+    timestamp: datetime | None = None
+
+
+class BatchBody(BaseModel):
+    layer: Layer
+    items: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class StoredId(BaseModel):
+    id: str
+
+
+class StoredIds(BaseModel):
+    ids: list[str]
+
+
+class MemoryOut(BaseModel):
+    id: str
+    layer: str
+    content: str
+    timestamp: datetime
+    score: float | None = None
+
+
+class SearchResults(BaseModel):
+    results: list[MemoryOut]
+
+
+class LayerSizeOut(BaseModel):
+    bytes: int
+    documents: int
+    segments: int
+
+
+class SizesOut(BaseModel):
+    layers: dict[str, LayerSizeOut]
+    total_bytes: int
+    total_documents: int
+
+
+def _engine(request: Request) -> Any:
+    return request.app.state.engine
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Naive timestamps are taken as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _memory_out(memory: Any) -> MemoryOut:
+    return MemoryOut(
+        id=memory.id,
+        layer=memory.layer,
+        content=memory.content,
+        timestamp=memory.timestamp,
+        score=memory.score,
+    )
+
+
+@router.post("", status_code=201, response_model=StoredId, dependencies=[Depends(require("memory:write"))])
+def store_memory(body: StoreBody, request: Request) -> StoredId:
+    """Store one memory; durable when the answer arrives."""
+    memory = _engine(request).memory.store(body.layer, body.content, timestamp=_aware(body.timestamp))
+    return StoredId(id=memory.id)
+
+
+@router.post(
+    "/batch", status_code=201, response_model=StoredIds, dependencies=[Depends(require("memory:write"))]
+)
+def store_batch(body: BatchBody, request: Request) -> StoredIds:
+    """Store many memories in one layer, all or none; ids in the order given."""
+    items = [{"content": item.content, "timestamp": _aware(item.timestamp)} for item in body.items]
+    ids = _engine(request).memory.store_batch(body.layer, items)
+    return StoredIds(ids=list(ids))
+
+
+@router.get("/search", response_model=SearchResults, dependencies=[Depends(require("memory:read"))])
+def search_memories(
+    request: Request,
+    layer: Annotated[Layer, Query(description="The memory layer to search.")],
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="tantivy query text.")],
+    limit: Annotated[int, Query(ge=1, le=1000, description="Most results to return.")] = 10,
+    order: Annotated[Literal["score", "newest"], Query(description="Rank by relevance or time.")] = "score",
+    since: Annotated[datetime | None, Query(description="Only memories at or after this time.")] = None,
+    until: Annotated[datetime | None, Query(description="Only memories before this time.")] = None,
+) -> SearchResults:
+    """Search one layer; results best first (or newest first)."""
+    found = _engine(request).memory.search(
+        layer, q, limit=limit, order=order, since=_aware(since), until=_aware(until)
+    )
+    return SearchResults(results=[_memory_out(m) for m in found])
+
+
+@router.get("/sizes", response_model=SizesOut, dependencies=[Depends(require("memory:read"))])
+def memory_sizes(request: Request) -> SizesOut:
+    """Bytes, documents and segments per layer, and the totals."""
+    sizes = _engine(request).memory.sizes()
+    return SizesOut(
+        layers={
+            layer: LayerSizeOut(bytes=s.bytes, documents=s.documents, segments=s.segments)
+            for layer, s in sizes.layers.items()
+        },
+        total_bytes=sizes.total_bytes,
+        total_documents=sizes.total_documents,
+    )
+
+
+@router.get("/{layer}/{memory_id}", response_model=MemoryOut, dependencies=[Depends(require("memory:read"))])
+def get_memory(layer: Layer, memory_id: str, request: Request) -> MemoryOut:
+    """One memory by layer and id (404 when it does not exist)."""
+    return _memory_out(_engine(request).memory.get(layer, memory_id))
+
+
+@router.delete("/{layer}/{memory_id}", status_code=204, dependencies=[Depends(require("memory:write"))])
+def delete_memory(layer: Layer, memory_id: str, request: Request) -> Response:
+    """Delete one memory (404 when it does not exist)."""
+    _engine(request).memory.delete(layer, memory_id)
+    return Response(status_code=204)

@@ -1,0 +1,150 @@
+"""Helpers for the service tests: key personas, metric samples and real `jamey serve` processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from jamey_engine.config import Settings
+from jamey_engine.durations import utcnow
+from jamey_engine.engine import Engine
+from jamey_engine.models import ApiKey
+
+with warnings.catch_warnings():
+    # starlette asks for httpx2; the pinned httpx works the same for the test client.
+    warnings.simplefilter("ignore", UserWarning)
+    from starlette.testclient import TestClient
+
+from helpers import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[2]
+BIG_LIMIT = "100000/minute"
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A real key: its plaintext ``key``, public ``id`` and ``name``."""
+
+    key: str
+    id: str
+    name: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    @property
+    def secret(self) -> str:
+        """The secret part of the token (between the lookup id and the checksum)."""
+        return self.key.split("_")[2]
+
+
+def service_settings(data_dir: Path, **env: str) -> Settings:
+    """Settings for a service test in ``data_dir`` (global limit high unless given)."""
+    base = {"JAMEY_DATA_DIR": str(data_dir), "JAMEY_GLOBAL_RATE_LIMIT": "1000000/minute"}
+    return Settings.from_env({**base, **env})
+
+
+def make_persona(engine: Engine, name: str, scopes: tuple[str, ...], rate_limit: str = BIG_LIMIT) -> Persona:
+    created = engine.keys.create(name, scopes=scopes, rate_limit=rate_limit, actor="test")
+    return Persona(created.key, created.id, name)
+
+
+def age_key(engine: Engine, key_id: str) -> None:
+    """Move a key's expiry into the past, as if its lifetime had run out."""
+    with engine.db.session() as session:
+        row = session.get(ApiKey, key_id)
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(hours=1)
+
+
+def test_client(app: Any, **kwargs: Any) -> TestClient:
+    """A TestClient that returns 500s (instead of raising) like a real server."""
+    return TestClient(app, raise_server_exceptions=False, **kwargs)
+
+
+test_client.__test__ = False  # type: ignore[attr-defined]
+
+
+def sample(app_or_client: Any, name: str, labels: dict[str, str] | None = None) -> float:
+    """The current value of one sample in the app's registry (0.0 when absent)."""
+    app = getattr(app_or_client, "app", app_or_client)
+    value = app.state.metrics.registry.get_sample_value(name, labels or {})
+    return float(value) if value is not None else 0.0
+
+
+@dataclass
+class RunningServer:
+    """A real ``jamey serve`` subprocess."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+    log_path: Path
+
+    def jamey(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the ``jamey`` CLI against the same data dir and database (another process)."""
+        return subprocess.run(
+            [sys.executable, "-m", "jamey_engine", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(data_dir: Path, log_path: Path, **env: str) -> RunningServer:
+    """Start ``jamey serve`` on a free loopback port and wait until it listens."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "JAMEY_DATA_DIR": str(data_dir),
+        "JAMEY_GLOBAL_RATE_LIMIT": "1000000/minute",
+        "JAMEY_LOG_LEVEL": "info",
+        **env,
+    }
+    full_env.pop("API_KEY", None)
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jamey_engine", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    server = RunningServer(process, f"http://127.0.0.1:{port}", data_dir, full_env, log_path)
+    try:
+        wait_for_port(port, timeout=30)
+    except TimeoutError:
+        stop_server(server)
+        raise AssertionError(f"jamey serve did not start:\n{server.log()}") from None
+    return server
+
+
+def stop_server(server: RunningServer) -> None:
+    """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=5)
+
+
+def count_rows(engine: Engine, table: str) -> int:
+    with engine.db.engine.connect() as conn:
+        return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
