@@ -32,8 +32,8 @@ _HISTORY_COLUMNS = ["day", "layer", "added", "documents", "bytes"]
 _PROJECTION_COLUMNS = ["layer", "bytes", "bytes_per_day", "days_left", "crosses_on", "status"]
 
 
-def _day(value: date | datetime | pd.Timestamp) -> pd.Timestamp:
-    """A UTC-midnight Timestamp for a date, a datetime or a Timestamp."""
+def utc_day(value: date | datetime | pd.Timestamp) -> pd.Timestamp:
+    """The UTC midnight starting the day of a date, a datetime or a Timestamp (naive means UTC)."""
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
     return stamp.normalize()
@@ -69,11 +69,11 @@ def index_history(
     """
     if not isinstance(days, int) or isinstance(days, bool) or days <= 0:
         raise InvalidInput(f"days {days!r} must be a whole number above zero")
-    end = _day(today if today is not None else datetime.now(UTC))
+    end = utc_day(today if today is not None else datetime.now(UTC))
     calendar = pd.date_range(end - pd.Timedelta(days=days - 1), end, freq="D")
     added = pd.DataFrame(list(growth_rows), columns=["day", "layer", "documents"])
     if not added.empty:
-        added["day"] = [_day(value) for value in added["day"]]
+        added["day"] = [utc_day(value) for value in added["day"]]
         added = added.groupby(["layer", "day"], as_index=False)["documents"].sum()
     frames = []
     for row in current.itertuples(index=False):
@@ -188,7 +188,7 @@ def project_crossing(
     """
     if not threshold > 0:
         raise InvalidInput(f"threshold {threshold!r} must be above zero")
-    start = _day(today if today is not None else datetime.now(UTC)).date()
+    start = utc_day(today if today is not None else datetime.now(UTC)).date()
     rows = []
     for layer in sorted(current_bytes, key=_layer_order):
         size = float(current_bytes[layer])

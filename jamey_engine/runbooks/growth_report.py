@@ -19,6 +19,8 @@ from jamey_engine.errors import InvalidInput, JameyError
 from jamey_engine.runbooks.common import NotebookRunbook, Say, engine_for
 
 if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
     from jamey_engine.engine import Engine
 
 
@@ -148,3 +150,45 @@ class GrowthReport(NotebookRunbook):
             return projection
 
         return self._step("projection", body)
+
+    def chart(self, frame: pd.DataFrame | None, *, y: str, title: str) -> go.Figure | None:
+        """A plotly line chart of ``y`` per day, one line per layer; None when there is nothing to draw."""
+        import plotly.express as px
+
+        if frame is None or frame.empty or y not in frame.columns:
+            return None
+        data = frame.dropna(subset=[y])
+        return px.line(data, x="day", y=y, color="layer", markers=True, title=title)
+
+    def crossing_chart(self) -> go.Figure | None:
+        """Projected size of each layer and the total up to the crossing (or the window ahead), with 1 GiB."""
+        import plotly.express as px
+
+        if self.projection is None or self.projection.empty:
+            return None
+        ahead = self.days
+        crossing_days = self.projection["days_left"].dropna()
+        if not crossing_days.empty:
+            ahead = max(ahead, min(int(crossing_days.max()) + 1, 3650))
+        rows = []
+        start = growth.utc_day(self.today)
+        for row in self.projection.itertuples(index=False):
+            rate = 0.0 if pd.isna(row.bytes_per_day) else max(float(row.bytes_per_day), 0.0)
+            for offset in (0, ahead):
+                rows.append(
+                    {
+                        "day": start + pd.Timedelta(days=offset),
+                        "layer": row.layer,
+                        "bytes": row.bytes + rate * offset,
+                    }
+                )
+        fig = px.line(
+            pd.DataFrame(rows), x="day", y="bytes", color="layer", title="Projected size at the current rate"
+        )
+        fig.add_hline(
+            y=growth.ALERT_THRESHOLD_BYTES,
+            line_dash="dash",
+            line_color="#d62728",
+            annotation_text="1 GiB alert",
+        )
+        return fig

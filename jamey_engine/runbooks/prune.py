@@ -276,7 +276,8 @@ def apply_prune(
     if not decision.go:
         return PruneOutcome(decision, fresh, notes=notes)
     started = time.monotonic()
-    backup = engine.vault.create(progress=progress) if backup_first else None
+    label = f"before pruning memories older than {fresh.older_than}"
+    backup = engine.vault.create(progress=progress, label=label) if backup_first else None
     try:
         results = engine.memory.prune(
             fresh.older_than_delta, list(fresh.layer_names), dry_run=False, progress=progress

@@ -33,10 +33,11 @@ def backups_frame(backups: list[BackupInfo]) -> pd.DataFrame:
             "status": b.status,
             "documents": sum(b.documents.values()),
             "keys": b.keys,
+            "label": b.label,
         }
         for b in sorted(backups, key=lambda b: b.created_at, reverse=True)
     ]
-    return pd.DataFrame(rows, columns=["id", "created_at", "size", "status", "documents", "keys"])
+    return pd.DataFrame(rows, columns=["id", "created_at", "size", "status", "documents", "keys", "label"])
 
 
 def choose_backup(engine: Engine, backup_id: str = "") -> BackupInfo:
@@ -135,11 +136,10 @@ def apply_restore(
     decision = decide(action="restore", phrase=plan.phrase, dry_run=dry_run, confirm=confirm, blocked=blocked)
     if not decision.go:
         return RestoreOutcome(decision, plan)
-    before = {b.id for b in engine.vault.list()}
     started = time.monotonic()
-    engine.vault.restore(plan.backup.id, progress=progress, safety_backup=True)
+    result = engine.vault.restore(plan.backup.id, progress=progress, safety_backup=True)
     duration = time.monotonic() - started
-    safety = tuple(sorted(b.id for b in engine.vault.list() if b.id not in before))
+    safety = (result.safety_backup_id,) if result.safety_backup_id else ()
     return RestoreOutcome(decision, plan, safety, duration)
 
 
@@ -167,6 +167,14 @@ def verify_restore(engine: Engine, outcome: RestoreOutcome) -> Checks:
     keys_now, keys_backup = now.keys
     target = keys_backup if outcome.applied else plan.diff.keys[0]
     checks.append(Check("keys", keys_now == target, f"{keys_now} now, {keys_backup} in the backup"))
+    before_tables = plan.diff.tables or {}
+    for table, (rows_now, rows_backup) in (now.tables or {}).items():
+        if table not in before_tables:
+            continue
+        # The restore itself adds oplog rows after loading the backup's, so that table only grows.
+        target = rows_backup if outcome.applied else before_tables[table][0]
+        ok = rows_now >= target if table == "operations" or not outcome.applied else rows_now == target
+        checks.append(Check(f"table {table}", ok, f"{rows_now} rows now, {rows_backup} in the backup"))
     return Checks("Verification", tuple(checks))
 
 

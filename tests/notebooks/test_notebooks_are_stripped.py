@@ -1,0 +1,66 @@
+"""Notebooks live in git as source only: no outputs, no execution counts, no run metadata."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+strip_tool = runpy.run_path(str(ROOT / "tools" / "strip_notebooks.py"))
+
+
+def test_the_three_runbook_notebooks_exist() -> None:
+    assert {path.name for path in NOTEBOOKS} >= {
+        "memory_growth.ipynb",
+        "prune_memories.ipynb",
+        "restore_backup.ipynb",
+    }
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_notebook_is_stripped(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    assert strip_tool["problems"](notebook) == [], (
+        f"{path.name} is not stripped; run .venv/bin/python tools/strip_notebooks.py"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
+def test_notebook_has_one_parameters_cell(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    tagged = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert "data_dir = None" in tagged[0].source
+
+
+def test_strip_removes_outputs_and_counts() -> None:
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "1 + 1",
+                execution_count=3,
+                outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)],
+                metadata={"execution": {"iopub.status.busy": "x"}},
+            )
+        ],
+        metadata={"papermill": {"parameters": {}}},
+    )
+    assert strip_tool["problems"](notebook)
+    assert strip_tool["strip"](notebook) is True
+    assert strip_tool["problems"](notebook) == []
+    assert notebook.cells[0].source == "1 + 1"
+    assert strip_tool["strip"](notebook) is False
+
+
+def test_check_mode_fails_on_an_executed_notebook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "executed.ipynb"
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1", execution_count=1)])
+    nbformat.write(notebook, path)
+    assert strip_tool["main"](["--check", str(path)]) == 1
+    assert "not stripped" in capsys.readouterr().out
+    assert strip_tool["main"]([str(path)]) == 0
+    assert strip_tool["main"](["--check", str(path)]) == 0
