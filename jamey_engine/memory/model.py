@@ -1,0 +1,139 @@
+"""The memory store's public records and the checks every entry point applies to input.
+
+Each check raises InvalidInput (or PayloadTooLarge) naming the field and the bad value,
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from jamey_engine.durations import parse_timestamp
+from jamey_engine.errors import InvalidInput, PayloadTooLarge
+
+LAYERS: tuple[str, ...] = ("short_term", "long_term", "working", "episodic", "semantic")
+ORDERS: tuple[str, ...] = ("score", "newest")
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One stored memory. ``score`` is set by a search ordered by score."""
+
+    id: str
+    layer: str
+    content: str
+    timestamp: datetime
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class LayerSize:
+    """Disk use of one layer's current generation."""
+
+    layer: str
+    bytes: int
+    documents: int
+    segments: int
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Disk use of every layer, and the totals."""
+
+    layers: dict[str, LayerSize]
+    total_bytes: int
+    total_documents: int
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What a prune removed (or, with ``dry_run``, would remove) from one layer.
+
+    On a dry run ``bytes_after`` is an estimate: the current size scaled by the share of
+    documents that would stay.
+    """
+
+    layer: str
+    deleted: int
+    bytes_before: int
+    bytes_after: int
+    dry_run: bool
+
+
+def check_layer(layer: object) -> str:
+    """Return ``layer`` if it names one of LAYERS; raise InvalidInput listing them otherwise."""
+    if not isinstance(layer, str) or layer not in LAYERS:
+        raise InvalidInput(f"layer {layer!r} is not one of: {', '.join(LAYERS)}")
+    return layer
+
+
+def check_layers(layers: object) -> tuple[str, ...]:
+    """Validate a sequence of layer names (None means all of them)."""
+    if layers is None:
+        return LAYERS
+    if isinstance(layers, str):
+        return (check_layer(layers),)
+    checked = tuple(check_layer(layer) for layer in layers)  # type: ignore[attr-defined]
+    if not checked:
+        raise InvalidInput("layers must name at least one layer (or be omitted for all)")
+    return tuple(dict.fromkeys(checked))
+
+
+def check_content(content: object, max_bytes: int, *, field: str = "content") -> str:
+    """Return ``content`` if it is non-blank text of at most ``max_bytes`` UTF-8 bytes."""
+    if not isinstance(content, str):
+        raise InvalidInput(f"{field} must be text, not {type(content).__name__}")
+    if not content.strip():
+        raise InvalidInput(f"{field} must not be empty")
+    size = len(content.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise PayloadTooLarge(f"{field} is {size} bytes; the limit is {max_bytes} (JAMEY_MAX_CONTENT_BYTES)")
+    return content
+
+
+def check_timestamp(value: object, *, field: str = "timestamp") -> datetime:
+    """Parse an ISO 8601 text or datetime (None means now) as aware UTC; InvalidInput otherwise."""
+    if value is not None and not isinstance(value, str | datetime):
+        raise InvalidInput(f"{field} {value!r} is not an ISO 8601 timestamp, e.g. 2026-01-31T12:00:00Z")
+    parsed = parse_timestamp(value, field=field)
+    if not 1970 <= parsed.year <= 9999:
+        raise InvalidInput(f"{field} {value!r} is outside the years 1970 to 9999")
+    return parsed
+
+
+def check_limit(limit: object) -> int:
+    """Return ``limit`` if it is a whole number from 1 to MAX_LIMIT."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit {limit!r} must be a whole number from 1 to {MAX_LIMIT}")
+    return limit
+
+
+def check_order(order: object) -> str:
+    """Return ``order`` if it is "score" or "newest"."""
+    if order not in ORDERS:
+        raise InvalidInput(f"order {order!r} must be one of: {', '.join(ORDERS)}")
+    return str(order)
+
+
+def check_memory_id(memory_id: object) -> str:
+    """Return the canonical text of a UUID memory id; InvalidInput if it is not a UUID."""
+    try:
+        return str(uuid.UUID(str(memory_id)))
+    except ValueError:
+        raise InvalidInput(f"memory id {memory_id!r} is not a UUID") from None
+
+
+def new_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as text, faster than calling uuid4 in a loop."""
+    raw = bytearray(os.urandom(16 * count))
+    ids = []
+    for start in range(0, 16 * count, 16):
+        raw[start + 6] = (raw[start + 6] & 0x0F) | 0x40
+        raw[start + 8] = (raw[start + 8] & 0x3F) | 0x80
+        h = raw[start : start + 16].hex()
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids

@@ -1,0 +1,144 @@
+"""Moving whole layers in and out: snapshots for backups, staged restores, validation.
+
+tantivy writes every segment file once and never changes it; only meta.json and
+.managed.json are replaced (atomically) by commits and merges. So a consistent copy of a
+live index is: read meta.json once, then hard-link exactly the segment files it names. If a
+merge removed one of them meanwhile, start again from a newer meta.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import tantivy
+
+from jamey_engine.errors import InvalidInput, StorageCorrupt
+from jamey_engine.memory.generations import fsync_path, link_or_copy
+from jamey_engine.memory.model import LAYERS
+from jamey_engine.memory.schema import (
+    LOCK_FILES,
+    live_documents,
+    open_index,
+    segment_file_prefixes,
+    to_memory,
+)
+
+if TYPE_CHECKING:
+    from jamey_engine.memory.store import MemoryStore
+
+COPY_ATTEMPTS = 20
+
+
+def copy_index(source: Path, target: Path, layer: str) -> int:
+    """Copy (hard links where possible) a consistent version of the index at ``source``.
+
+    Returns the documents it holds. Raises StorageCorrupt if ``source`` is unreadable.
+    """
+    for _ in range(COPY_ATTEMPTS):
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        try:
+            raw = (source / "meta.json").read_bytes()
+            meta = json.loads(raw)
+        except (OSError, ValueError) as err:
+            raise StorageCorrupt(
+                f"layer {layer!r}: {source / 'meta.json'} is unreadable ({err})", str(source)
+            ) from None
+        prefixes = segment_file_prefixes(meta)
+        names = sorted(
+            entry.name
+            for entry in source.iterdir()
+            if entry.name.split(".", 1)[0] in prefixes and entry.name not in LOCK_FILES
+        )
+        try:
+            for name in names:
+                link_or_copy(source / name, target / name)
+        except FileNotFoundError:
+            continue  # a merge replaced segments between reading meta.json and linking
+        (target / "meta.json").write_bytes(raw)
+        (target / ".managed.json").write_text(json.dumps([*names, "meta.json"]))
+        return live_documents(meta)
+    raise StorageCorrupt(
+        f"layer {layer!r}: {source} kept changing; no consistent copy after {COPY_ATTEMPTS} tries",
+        str(source),
+    )
+
+
+def snapshot(store: MemoryStore, dest: Path) -> dict[str, int]:
+    """Copy every layer's current generation into dest/<layer>/ as of one moment.
+
+    Queued writes of this process are committed first; the copy is taken under the SHARED
+    switch lock, so no prune or restore replaces a generation meanwhile. Returns docs per layer.
+    """
+    store.flush()
+    mapping = store.generations.ensure()
+    dest.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    with store.generations.shared("snapshot"):
+        mapping = store.generations.read()
+        for layer in LAYERS:
+            counts[layer] = copy_index(
+                store.generations.layer_path(layer, mapping[layer]), dest / layer, layer
+            )
+    return counts
+
+
+def validate_layers(src: Path) -> dict[str, int]:
+    """Open each staged index src/<layer>/, run a query and read its first documents.
+
+    Returns documents per layer. Raises StorageCorrupt naming the layer and path of the first
+    index that is missing or unusable.
+    """
+    counts = {}
+    for layer in LAYERS:
+        path = src / layer
+        index = open_index(path, layer)
+        try:
+            searcher = index.searcher()
+            hits = searcher.search(tantivy.Query.all_query(), 10, count=True)
+            for _, address in hits.hits:
+                to_memory(searcher.doc(address), layer)
+            counts[layer] = int(searcher.num_docs)
+        except (OSError, ValueError, TypeError) as err:
+            raise StorageCorrupt(
+                f"layer {layer!r}: index at {path} cannot be read ({err})", str(path)
+            ) from None
+    return counts
+
+
+def restore_layers(store: MemoryStore, src: Path) -> None:
+    """Install src/<layer>/ as new generations of all five layers and switch to them at once.
+
+    The staged indexes are validated first (StorageCorrupt, nothing changed), then linked (or
+    copied) and flushed to disk, then the pointer names all five in one atomic rename under
+    the EXCLUSIVE lock. Every process picks the new generations up on its next operation.
+    """
+    if not src.is_dir():
+        raise InvalidInput(f"restore source {src} is not a directory")
+    validate_layers(src)
+    gens = store.generations
+    gens.ensure()
+    staged: dict[str, str] = {}
+    try:
+        for layer in LAYERS:
+            name, path = gens.new_generation(layer)
+            staged[layer] = name
+            for entry in sorted((src / layer).iterdir()):
+                if entry.is_file() and entry.name not in LOCK_FILES:
+                    link_or_copy(entry, path / entry.name)
+                    fsync_path(path / entry.name)
+            fsync_path(path)
+            open_index(path, layer)
+        with gens.exclusive("restore"):
+            previous = gens.read()
+            gens.write({**previous, **staged})
+    except BaseException:
+        for layer, name in staged.items():
+            gens.remove_generation(layer, name)
+        raise
+    for layer in LAYERS:
+        if previous.get(layer) and previous[layer] != staged[layer]:
+            gens.remove_generation(layer, previous[layer])

@@ -1,0 +1,185 @@
+"""Prune by compaction: rewrite a layer's surviving memories into a new generation, then switch.
+
+tantivy's deletes only mark documents, and tantivy-py exposes no merge policy, so deleting
+in place frees no disk. Instead:
+
+1. Under the EXCLUSIVE switch lock (held for an instant, so no commit is in flight) take a
+   snapshot searcher of the current generation and a clock reading ``t0``.
+2. Without any lock, copy the snapshot's documents with timestamp >= cutoff into a new
+   generation (one writer, one commit), reusing their stored fields. Writers carry on.
+3. Under the EXCLUSIVE lock again, bring the new generation up to date: documents whose
+   ``added`` stamp is from ``t0`` on were committed during the copy and are added (if young
+   enough); recent ids that vanished were deleted and are deleted. If an older document was
+   deleted meanwhile (counts disagree) or the generation was switched by someone else, the
+   attempt is abandoned and the next one copies again, the last attempt wholly under the lock.
+4. Write the pointer, release the lock, remove the old generation directory.
+
+Every writer stamps ``added`` while holding the SHARED lock, so a document committed after
+step 1 carries a stamp >= ``t0``; a small margin covers clock jitter between processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import tantivy
+
+from jamey_engine.memory.generations import dir_size
+from jamey_engine.memory.model import PruneResult
+from jamey_engine.memory.schema import ADDED, ID, SCHEMA, TIMESTAMP, create_index, open_index
+from jamey_engine.progress import Progress, no_progress
+
+if TYPE_CHECKING:
+    from jamey_engine.memory.store import MemoryStore
+
+log = logging.getLogger("jamey_engine.memory")
+
+COPY_HEAP = 1_000_000_000  # an upper bound: the arena grows only as documents arrive
+COPY_THREADS = 2
+CLOCK_MARGIN_NS = 2_000_000_000
+ATTEMPTS = 3
+PROGRESS_EVERY = 20_000
+
+
+def _before(cutoff: datetime) -> tantivy.Query:
+    return tantivy.Query.range_query(
+        SCHEMA, TIMESTAMP, tantivy.FieldType.Date, None, cutoff, include_upper=False
+    )
+
+
+def _from(cutoff: datetime) -> tantivy.Query:
+    return tantivy.Query.range_query(SCHEMA, TIMESTAMP, tantivy.FieldType.Date, cutoff, None)
+
+
+def _added_since(stamp: int) -> tantivy.Query:
+    return tantivy.Query.range_query(SCHEMA, ADDED, tantivy.FieldType.Integer, stamp, None)
+
+
+def _all_hits(searcher: Any, query: tantivy.Query) -> list[Any]:
+    total = int(searcher.num_docs)
+    if total == 0:
+        return []
+    return list(searcher.search(query, total, count=False).hits)
+
+
+def prune_layer(
+    store: MemoryStore, layer: str, cutoff: datetime, *, dry_run: bool, progress: Progress | None
+) -> PruneResult:
+    """Remove ``layer``'s memories with timestamp < ``cutoff`` and free their disk.
+
+    A dry run, or a layer with nothing to remove, changes nothing. Raises Busy when the switch
+    lock stays taken past the lock timeout, StorageCorrupt for a damaged layer.
+    """
+    searcher = store.index(layer).searcher()
+    doomed = int(searcher.search(_before(cutoff), 1, count=True).count)  # type: ignore[attr-defined]
+    bytes_before = dir_size(store.layer_path(layer))
+    if dry_run or doomed == 0:
+        total = int(searcher.num_docs)
+        estimate = bytes_before if not doomed else round(bytes_before * (total - doomed) / total)
+        return PruneResult(layer, doomed, bytes_before, estimate, dry_run)
+    for attempt in range(1, ATTEMPTS + 1):
+        result = _compact(store, layer, cutoff, progress or no_progress, locked=attempt == ATTEMPTS)
+        if result is not None:
+            return result
+        log.info("layer %s changed during compaction; copying again (attempt %d)", layer, attempt + 1)
+    raise AssertionError("the last attempt holds the lock and cannot be abandoned")
+
+
+def _compact(
+    store: MemoryStore, layer: str, cutoff: datetime, report: Progress, *, locked: bool
+) -> PruneResult | None:
+    gens = store.generations
+    what = f"prune of layer {layer!r}"
+    outer: AbstractContextManager[Any] = gens.exclusive(what) if locked else nullcontext()
+    with outer:
+        inner = nullcontext if locked else (lambda: gens.exclusive(what))
+        with inner():
+            generation = gens.read()[layer]
+            old_index = open_index(gens.layer_path(layer, generation), layer)
+            old_index.reload()
+            snapshot = old_index.searcher()
+            t0 = time.time_ns() - CLOCK_MARGIN_NS
+        new_generation, new_path = gens.new_generation(layer)
+        try:
+            recent = _copy(snapshot, new_path, cutoff, t0, report)
+            with inner():
+                if gens.read()[layer] != generation:
+                    shutil.rmtree(new_path, ignore_errors=True)
+                    return None
+                old_index.reload()
+                fresh = old_index.searcher()
+                if not _catch_up(fresh, snapshot, recent, new_path, cutoff, t0, layer):
+                    shutil.rmtree(new_path, ignore_errors=True)
+                    return None
+                old_path = gens.layer_path(layer, generation)
+                bytes_before = dir_size(old_path)
+                before = int(fresh.num_docs)
+                after_index = open_index(new_path, layer)
+                after = int(after_index.searcher().num_docs)
+                mapping = gens.read()
+                mapping[layer] = new_generation
+                gens.write(mapping)
+        except BaseException:
+            shutil.rmtree(new_path, ignore_errors=True)
+            raise
+    gens.remove_generation(layer, generation)
+    report(1, 1, "switched")
+    return PruneResult(layer, before - after, bytes_before, dir_size(new_path), False)
+
+
+def _copy(snapshot: Any, new_path: Any, cutoff: datetime, t0: int, report: Progress) -> set[str]:
+    """Copy the snapshot's young documents into a new index; return the ids stamped since t0."""
+    index = create_index(new_path)
+    writer = index.writer(COPY_HEAP, COPY_THREADS)
+    try:
+        survivors = _all_hits(snapshot, _from(cutoff))
+        total = len(survivors)
+        doc, add = snapshot.doc, writer.add_document
+        for done, (_, address) in enumerate(survivors, start=1):
+            add(doc(address))
+            if done % PROGRESS_EVERY == 0:
+                report(done, total, "copying")
+        report(total, total, "committing")
+        writer.commit()
+    except BaseException:
+        writer.rollback()
+        raise
+    finally:
+        writer.wait_merging_threads()
+    return {snapshot.doc(address).get_first(ID) for _, address in _all_hits(snapshot, _added_since(t0))}
+
+
+def _catch_up(
+    fresh: Any, snapshot: Any, recent: set[str], new_path: Any, cutoff: datetime, t0: int, layer: str
+) -> bool:
+    """Apply commits made during the copy to the new generation; False if it cannot be done safely."""
+    latest = _all_hits(fresh, _added_since(t0))
+    if int(fresh.num_docs) - len(latest) != int(snapshot.num_docs) - len(recent):
+        return False  # an older document was deleted meanwhile: copy again
+    latest_docs = [fresh.doc(address) for _, address in latest]
+    latest_ids = {doc.get_first(ID) for doc in latest_docs}
+    additions = [
+        doc for doc in latest_docs if doc.get_first(ID) not in recent and doc.get_first(TIMESTAMP) >= cutoff
+    ]
+    removals = recent - latest_ids
+    if not additions and not removals:
+        return True
+    index = open_index(new_path, layer)
+    writer = index.writer(64_000_000, 1)
+    try:
+        for doc in additions:
+            writer.add_document(doc)
+        for memory_id in removals:
+            writer.delete_documents_by_term(ID, memory_id)
+        writer.commit()
+    except BaseException:
+        writer.rollback()
+        raise
+    finally:
+        writer.wait_merging_threads()
+    return True

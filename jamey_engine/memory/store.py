@@ -1,0 +1,388 @@
+"""MemoryStore: five tantivy layers behind one API (see CONTRACTS.md and the package docstring)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tantivy
+
+from jamey_engine.durations import utcnow
+from jamey_engine.errors import InvalidInput, NotFound, StorageCorrupt
+from jamey_engine.memory.generations import Generations, dir_size
+from jamey_engine.memory.model import (
+    LAYERS,
+    LayerSize,
+    Memory,
+    PruneResult,
+    Sizes,
+    check_content,
+    check_layer,
+    check_layers,
+    check_limit,
+    check_memory_id,
+    check_order,
+    check_timestamp,
+    new_ids,
+)
+from jamey_engine.memory.schema import (
+    CONTENT,
+    ID,
+    SCHEMA,
+    TIMESTAMP,
+    live_documents,
+    open_index,
+    read_meta,
+    to_memory,
+)
+from jamey_engine.memory.writer import LayerWriter
+from jamey_engine.progress import Progress
+
+if TYPE_CHECKING:
+    from jamey_engine.config import Settings
+
+MAX_QUERY_CHARS = 10_000
+MAX_GROWTH_DAYS = 3660
+# Batches up to this size share group commits; larger ones get a bulk writer of their own.
+SMALL_BATCH = 256
+
+
+def _date_range(since: datetime | None, until: datetime | None) -> tantivy.Query:
+    return tantivy.Query.range_query(
+        SCHEMA,
+        TIMESTAMP,
+        tantivy.FieldType.Date,
+        since,
+        until,
+        include_lower=True,
+        include_upper=until is None,
+    )
+
+
+class MemoryStore:
+    """Five tantivy layer indexes under one ``memory/`` directory, safe to share among processes.
+
+    Thread-safe. Writes go through one group-commit writer thread per layer; reads reopen a
+    layer whose generation changed and reload to see other processes' commits.
+    """
+
+    def __init__(self, root: Path, *, max_content_bytes: int = 65536, lock_timeout: float = 10.0) -> None:
+        self.root = Path(root)
+        self.max_content_bytes = max_content_bytes
+        self.lock_timeout = lock_timeout
+        self.generations = Generations(self.root, lock_timeout)
+        self._lock = threading.Lock()
+        self._writers: dict[str, LayerWriter] = {}
+        self._readers: dict[str, tuple[str, tantivy.Index]] = {}
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MemoryStore:
+        """The store in ``settings.memory_dir`` with the configured content bound and lock timeout."""
+        return cls(
+            settings.memory_dir,
+            max_content_bytes=settings.max_content_bytes,
+            lock_timeout=settings.lock_timeout,
+        )
+
+    # -- plumbing -------------------------------------------------------------------------
+    def writer(self, layer: str) -> LayerWriter:
+        """This process's group-commit writer of ``layer`` (created on first use)."""
+        with self._lock:
+            if self._closed:
+                raise InvalidInput("the memory store is closed")
+            writer = self._writers.get(layer)
+            if writer is None:
+                self.generations.ensure()
+                writer = self._writers[layer] = LayerWriter(layer, self.generations, self.lock_timeout)
+            return writer
+
+    def index(self, layer: str) -> tantivy.Index:
+        """The reloaded index of ``layer``'s current generation (reopened after a switch)."""
+        for attempt in range(3):
+            generation = self.generations.ensure()[layer]
+            path = self.generations.layer_path(layer, generation)
+            with self._lock:
+                cached = self._readers.get(layer)
+            try:
+                if cached is not None and cached[0] == generation:
+                    index = cached[1]
+                else:
+                    index = open_index(path, layer)
+                    with self._lock:
+                        self._readers[layer] = (generation, index)
+                index.reload()
+                return index
+            except (StorageCorrupt, OSError, ValueError) as err:
+                # The generation may have been replaced (and removed) between the two steps.
+                if attempt < 2 and self.generations.read().get(layer) != generation:
+                    continue
+                if isinstance(err, StorageCorrupt):
+                    raise
+                raise StorageCorrupt(
+                    f"layer {layer!r}: index at {path} cannot be read ({err})", str(path)
+                ) from None
+        raise AssertionError("unreachable")
+
+    def layer_path(self, layer: str) -> Path:
+        """The directory of ``layer``'s current generation."""
+        check_layer(layer)
+        return self.generations.layer_path(layer, self.generations.ensure()[layer])
+
+    def flush(self) -> None:
+        """Wait until every write queued in this process is committed."""
+        with self._lock:
+            writers = list(self._writers.values())
+        for writer in writers:
+            writer.flush()
+
+    # -- writing ------------------------------------------------------------------------
+    def store(self, layer: str, content: str, timestamp: str | datetime | None = None) -> Memory:
+        """Store one memory; it is committed (durable, visible to every process) when this returns.
+
+        Raises InvalidInput (bad layer, empty content, bad timestamp), PayloadTooLarge, Busy.
+        """
+        check_layer(layer)
+        check_content(content, self.max_content_bytes)
+        when = check_timestamp(timestamp)
+        memory_id = new_ids(1)[0]
+        self.writer(layer).add([(memory_id, content, when)]).result()
+        return Memory(id=memory_id, layer=layer, content=content, timestamp=when)
+
+    def store_batch(self, layer: str, items: Sequence[dict[str, Any] | tuple[Any, ...] | str]) -> list[str]:
+        """Store many memories in one commit; returns their ids in order. All or nothing.
+
+        Each item is {"content": ..., "timestamp": ... (optional)}, a (content[, timestamp])
+        tuple, or the content text. Raises InvalidInput naming the first bad item; nothing is
+        stored then.
+        """
+        check_layer(layer)
+        if isinstance(items, str | bytes) or not isinstance(items, Sequence):
+            raise InvalidInput("items must be a list of {content, timestamp} objects")
+        ids = new_ids(len(items))
+        docs: list[tuple[str, str, datetime]] = []
+        for position, item in enumerate(items):
+            content, stamp = _unpack(item, f"items[{position}]")
+            docs.append(
+                (
+                    ids[position],
+                    check_content(content, self.max_content_bytes, field=f"items[{position}].content"),
+                    check_timestamp(stamp, field=f"items[{position}].timestamp"),
+                )
+            )
+        if not docs:
+            return []
+        if len(docs) <= SMALL_BATCH:
+            self.writer(layer).add(docs).result()
+        else:
+
+            def job(sink: Any) -> None:
+                for memory_id, content, when in docs:
+                    sink.add(memory_id, content, when)
+
+            self.writer(layer).bulk(job).result()
+        return ids
+
+    def import_jsonl(self, layer: str, path: str | Path, progress: Progress | None = None) -> int:
+        """Import a JSON Lines file ({"content", "timestamp"?} per line) in one commit; returns the count.
+
+        Raises InvalidInput naming the file and line of the first bad line (nothing is stored).
+        """
+        from jamey_engine.memory.jsonl import import_jsonl
+
+        return import_jsonl(self, check_layer(layer), Path(path), progress)
+
+    def export_jsonl(self, layer: str, path: str | Path, progress: Progress | None = None) -> int:
+        """Write every memory of ``layer``, oldest first, as JSON Lines; returns the count."""
+        from jamey_engine.memory.jsonl import export_jsonl
+
+        return export_jsonl(self, check_layer(layer), Path(path), progress)
+
+    def delete(self, layer: str, memory_id: str) -> None:
+        """Delete one memory (committed when this returns). Raises NotFound, InvalidInput, Busy."""
+        memory = self.get(layer, memory_id)
+        self.writer(layer).delete(memory.id).result()
+
+    # -- reading ------------------------------------------------------------------------
+    def search(
+        self,
+        layer: str,
+        query: str,
+        *,
+        limit: int = 10,
+        order: str = "score",
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+    ) -> list[Memory]:
+        """Search ``layer`` with tantivy query syntax (``*`` matches all).
+
+        ``order`` is "score" (best first, with scores) or "newest". ``since`` is inclusive and
+        ``until`` exclusive, to the second. Raises InvalidInput for a malformed query, a limit
+        outside 1..1000, a bad order or time.
+        """
+        check_layer(layer)
+        check_limit(limit)
+        check_order(order)
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInput("query must not be empty; use * to match every memory")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidInput(f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
+        start = check_timestamp(since, field="since") if since is not None else None
+        end = check_timestamp(until, field="until") if until is not None else None
+        if start is not None and end is not None and start >= end:
+            raise InvalidInput(f"since {start.isoformat()} must be before until {end.isoformat()}")
+        index = self.index(layer)
+        try:
+            parsed = index.parse_query(query, [CONTENT])
+        except ValueError as err:
+            raise InvalidInput(f"query {query!r} is malformed: {err}") from None
+        if start is not None or end is not None:
+            parsed = tantivy.Query.boolean_query(
+                [(tantivy.Occur.Must, parsed), (tantivy.Occur.Must, _date_range(start, end))]
+            )
+        searcher = index.searcher()
+        try:
+            if order == "newest":
+                result = searcher.search(
+                    parsed, limit, count=False, order_by_field=TIMESTAMP, order=tantivy.Order.Desc
+                )
+                return [to_memory(searcher.doc(address), layer) for _, address in result.hits]
+            result = searcher.search(parsed, limit, count=False)
+        except ValueError as err:
+            raise InvalidInput(f"query {query!r} cannot run: {err}") from None
+        return [to_memory(searcher.doc(address), layer, score) for score, address in result.hits]
+
+    def get(self, layer: str, memory_id: str) -> Memory:
+        """The memory with ``memory_id`` in ``layer``. Raises NotFound, InvalidInput."""
+        check_layer(layer)
+        canonical = check_memory_id(memory_id)
+        searcher = self.index(layer).searcher()
+        hits = searcher.search(tantivy.Query.term_query(SCHEMA, ID, canonical), 1, count=False).hits
+        if not hits:
+            raise NotFound(f"memory {canonical} not found in layer {layer!r}")
+        return to_memory(searcher.doc(hits[0][1]), layer)
+
+    def count(self, layer: str) -> int:
+        """Documents in ``layer`` now."""
+        check_layer(layer)
+        return int(self.index(layer).searcher().num_docs)
+
+    # -- monitoring ---------------------------------------------------------------------
+    def layer_size(self, layer: str) -> LayerSize:
+        """Bytes on disk, documents and segments of ``layer``'s current generation."""
+        path = self.layer_path(layer)
+        try:
+            meta = read_meta(path)
+        except FileNotFoundError:
+            raise StorageCorrupt(
+                f"layer {layer!r}: index directory {path} is missing or damaged", str(path)
+            ) from None
+        except (OSError, ValueError) as err:
+            raise StorageCorrupt(
+                f"layer {layer!r}: {path / 'meta.json'} is unreadable ({err})", str(path)
+            ) from None
+        return LayerSize(layer, dir_size(path), live_documents(meta), len(meta.get("segments", [])))
+
+    def sizes(self) -> Sizes:
+        """Disk use of every layer and the totals (the seed's get_all_index_sizes)."""
+        layers = {layer: self.layer_size(layer) for layer in LAYERS}
+        return Sizes(
+            layers=layers,
+            total_bytes=sum(s.bytes for s in layers.values()),
+            total_documents=sum(s.documents for s in layers.values()),
+        )
+
+    def growth(self, days: int = 30) -> list[dict[str, Any]]:
+        """Documents per day (by memory timestamp, UTC) per layer over the last ``days`` days.
+
+        One row {"day": date, "layer": str, "documents": int} per day and layer, zeros included,
+        oldest first. Raises InvalidInput unless 1 <= days <= 3660.
+        """
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_GROWTH_DAYS:
+            raise InvalidInput(f"days {days!r} must be a whole number from 1 to {MAX_GROWTH_DAYS}")
+        today = utcnow().date()
+        first = today - timedelta(days=days - 1)
+        start = datetime(first.year, first.month, first.day, tzinfo=UTC)
+        spec = {"per_day": {"date_histogram": {"field": TIMESTAMP, "fixed_interval": "1d"}}}
+        rows: list[dict[str, Any]] = []
+        for layer in LAYERS:
+            counts: dict[date, int] = {}
+            searcher = self.index(layer).searcher()
+            if searcher.num_docs:
+                result = searcher.aggregate(_date_range(start, None), spec)
+                for bucket in result["per_day"]["buckets"]:
+                    day = datetime.fromtimestamp(bucket["key"] / 1000, UTC).date()
+                    counts[day] = int(bucket["doc_count"])
+            for offset in range(days):
+                day = first + timedelta(days=offset)
+                rows.append({"day": day, "layer": layer, "documents": counts.get(day, 0)})
+        rows.sort(key=lambda row: (row["day"], LAYERS.index(row["layer"])))
+        return rows
+
+    # -- maintenance --------------------------------------------------------------------
+    def prune(
+        self,
+        older_than: timedelta,
+        layers: Sequence[str] | None = None,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> list[PruneResult]:
+        """Delete memories older than ``older_than`` and reclaim their disk (see memory.prune).
+
+        With ``dry_run`` nothing changes and the results say what would go. A layer with
+        nothing old enough is left untouched. Raises InvalidInput, Busy.
+        """
+        from jamey_engine.memory.prune import prune_layer
+
+        if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
+            raise InvalidInput(f"older_than {older_than!r} must be a duration longer than zero")
+        chosen = check_layers(layers)
+        cutoff = utcnow() - older_than
+        return [prune_layer(self, layer, cutoff, dry_run=dry_run, progress=progress) for layer in chosen]
+
+    def snapshot(self, dest: Path) -> dict[str, int]:
+        """A consistent point-in-time copy (hard links) of every layer into dest/<layer>/."""
+        from jamey_engine.memory.portable import snapshot
+
+        return snapshot(self, Path(dest))
+
+    def restore_layers(self, src: Path) -> None:
+        """Install src/<layer>/ as the new generation of every layer, switching all five at once."""
+        from jamey_engine.memory.portable import restore_layers
+
+        restore_layers(self, Path(src))
+
+    def validate_layers(self, src: Path) -> dict[str, int]:
+        """Open each staged index src/<layer>/, run a query; docs per layer. Raises StorageCorrupt."""
+        from jamey_engine.memory.portable import validate_layers
+
+        return validate_layers(Path(src))
+
+    def close(self) -> None:
+        """Commit queued writes, release every writer and reader. Idempotent."""
+        with self._lock:
+            self._closed = True
+            writers = list(self._writers.values())
+            self._writers.clear()
+            self._readers.clear()
+        for writer in writers:
+            writer.close()
+
+
+def _unpack(item: object, field: str) -> tuple[object, object]:
+    if isinstance(item, str):
+        return item, None
+    if isinstance(item, dict):
+        unknown = set(item) - {"content", "timestamp", "id", "layer"}
+        if unknown:
+            raise InvalidInput(f"{field} has unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+        if "content" not in item:
+            raise InvalidInput(f"{field} has no content")
+        return item["content"], item.get("timestamp")
+    if isinstance(item, tuple | list) and 1 <= len(item) <= 2:
+        return item[0], item[1] if len(item) == 2 else None
+    raise InvalidInput(f"{field} must be an object with content (and timestamp), not {type(item).__name__}")
