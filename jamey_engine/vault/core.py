@@ -55,6 +55,7 @@ class RestorePlan:
     tables: dict[str, tuple[int, int]] | None = None
     safety_backup_id: str | None = None
     dry_run: bool = True
+    switched_at: float | None = None  # epoch seconds when the new layers were installed
 
 
 def _walk_files(root: Path) -> Iterator[Path]:

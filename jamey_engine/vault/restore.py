@@ -115,8 +115,10 @@ def _check_layers(vault: Vault, layers_dir: Path, manifest: Manifest) -> None:
             )
 
 
-def _switch(vault: Vault, rows: dict[str, list[dict[str, Any]]], layers_dir: Path, previous: Path) -> None:
+def _switch(vault: Vault, rows: dict[str, list[dict[str, Any]]], layers_dir: Path, previous: Path) -> float:
     """Load the rows and install the layers in one transaction; undo the layers if the commit fails.
+
+    Returns the time (epoch seconds) the new layers were installed.
 
     The operation log is kept as it is: it is the history of what happened (it feeds the
     /metrics counters), so a restore brings back keys and their audit trail, not old history.
@@ -135,6 +137,7 @@ def _switch(vault: Vault, rows: dict[str, list[dict[str, Any]]], layers_dir: Pat
             vault.db.load(rows, connection=conn)
             vault.memory.restore_layers(layers_dir)
             switched = True
+            switched_at = time.time()
     except BaseException as err:
         if not switched:
             raise
@@ -149,6 +152,7 @@ def _switch(vault: Vault, rows: dict[str, list[dict[str, Any]]], layers_dir: Pat
             f"restore failed while committing the database ({err}); the memory layers were "
             "switched back, nothing changed"
         ) from None
+    return switched_at
 
 
 def restore(
@@ -193,7 +197,7 @@ def _restore(vault: Vault, backup_id: str, progress: Progress, safety_backup: bo
                 safety = vault.create(progress, label=f"safety backup before restoring {backup_id}")
                 safety_id = safety.id
             progress(0, 0, "switching")
-            _switch(vault, rows, staging / "memory", previous)
+            switched_at = _switch(vault, rows, staging / "memory", previous)
         except OSError as err:
             if is_no_space(err):
                 raise Unavailable(
@@ -206,4 +210,4 @@ def _restore(vault: Vault, backup_id: str, progress: Progress, safety_backup: bo
         finally:
             remove_tree(staging)
             remove_tree(previous)
-    return replace(plan, safety_backup_id=safety_id, dry_run=False)
+    return replace(plan, safety_backup_id=safety_id, dry_run=False, switched_at=switched_at)

@@ -1,0 +1,83 @@
+"""Restore while another process writes: no write acknowledged after the switch is lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from jamey_engine.engine import Engine
+
+from .support import fill, state
+
+# Another process storing memories in a loop, one line per acknowledged write: id, start, end.
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from jamey_engine.config import Settings
+    from jamey_engine.engine import Engine
+
+    stop = Path(sys.argv[1])
+    engine = Engine(Settings.from_env())
+    n = 0
+    while not stop.exists():
+        started = time.time()
+        try:
+            memory = engine.memory.store("working", f"live write {n}")
+        except Exception as err:
+            print(f"ERR {type(err).__name__}: {err}", flush=True)
+            continue
+        print(f"{memory.id} {started} {time.time()}", flush=True)
+        n += 1
+    engine.close()
+    """
+)
+
+
+def test_writes_acknowledged_after_the_switch_survive_the_restore(engine: Engine, tmp_path: Path) -> None:
+    fill(engine, per_layer=20)
+    backup = engine.vault.create()
+    before = state(engine, tmp_path)
+    stop = tmp_path / "stop"
+    output = tmp_path / "writes.txt"
+    env = {**os.environ, "JAMEY_DATA_DIR": str(engine.settings.data_dir)}
+    with open(output, "w") as sink:
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(stop)], env=env, stdout=sink)
+        try:
+            _wait_for_lines(output, 5, writer)
+            plan = engine.vault.restore(backup.id, safety_backup=True)
+            assert plan.switched_at is not None
+            written_before = len(output.read_text().splitlines())
+            _wait_for_lines(output, written_before + 10, writer)
+        finally:
+            stop.touch()
+            writer.wait(timeout=60)
+    assert writer.returncode == 0
+    acknowledged = [line.split() for line in output.read_text().splitlines() if not line.startswith("ERR")]
+    after = [memory_id for memory_id, started, _ in acknowledged if float(started) > plan.switched_at]
+    assert len(after) >= 10
+    for memory_id in after:
+        assert engine.memory.get("working", memory_id).content.startswith("live write")
+    # Everything else is exactly the backup: the other layers, and the keys.
+    now = state(engine, tmp_path)
+    assert now["keys"] == before["keys"]
+    for layer, rows in before["memories"].items():
+        if layer != "working":
+            assert now["memories"][layer] == rows
+    kept_ids = {row["id"] for row in now["memories"]["working"]}
+    assert {row["id"] for row in before["memories"]["working"]} <= kept_ids
+    # The safety backup holds the writes made before the switch.
+    assert plan.safety_backup_id is not None
+    assert engine.vault.verify(plan.safety_backup_id).documents["working"] > 20
+
+
+def _wait_for_lines(path: Path, count: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while len([line for line in path.read_text().splitlines() if not line.startswith("ERR")]) < count:
+        assert process.poll() is None, "the writer process died"
+        assert time.monotonic() < deadline, f"fewer than {count} writes within 60 s"
+        time.sleep(0.02)

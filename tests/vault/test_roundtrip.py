@@ -1,0 +1,88 @@
+"""Nothing lost: a restore brings back every memory and every key exactly, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import make_settings
+
+from jamey_engine.engine import Engine
+from jamey_engine.memory import LAYERS
+from jamey_engine.oplog import operation_summary
+
+from .support import change_everything, fill, state
+
+
+def test_restore_brings_back_every_memory_and_key_exactly(db_engine: Engine, tmp_path: Path) -> None:
+    fill(db_engine)
+    before = state(db_engine, tmp_path)
+    backup = db_engine.vault.create()
+    assert backup.documents == {layer: 12 for layer in LAYERS}
+    assert backup.keys == 4
+    change_everything(db_engine)
+    assert state(db_engine, tmp_path) != before
+
+    plan = db_engine.vault.restore(backup.id)
+
+    assert state(db_engine, tmp_path) == before
+    assert plan.safety_backup_id is not None
+    assert plan.dry_run is False
+    safety = db_engine.vault.verify(plan.safety_backup_id)
+    assert safety.status == "ok"
+    assert safety.documents["working"] == 12  # one deleted, one added
+    assert safety.keys == 5
+    summary = operation_summary(db_engine.db)
+    assert summary.counts[("restore", "success")] == 1
+    assert summary.counts[("backup", "success")] == 2  # the backup and the safety backup
+
+
+def test_a_restored_key_verifies_and_a_restored_revocation_holds(db_engine: Engine, tmp_path: Path) -> None:
+    kept = db_engine.keys.create("kept", scopes=("memory:read",))
+    revoked = db_engine.keys.create("revoked", scopes=("memory:read",))
+    db_engine.keys.revoke(revoked.id)
+    backup = db_engine.vault.create()
+    db_engine.keys.revoke(kept.id)
+    db_engine.vault.restore(backup.id, safety_backup=False)
+    fresh = Engine(db_engine.settings)  # no verification cache carried over
+    try:
+        assert fresh.keys.verify(kept.key).name == "kept"
+        assert fresh.keys.show(revoked.id).status == "revoked"
+    finally:
+        fresh.close()
+
+
+def test_a_sqlite_backup_restores_into_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    backups = tmp_path / "backups"
+    source = Engine(make_settings(tmp_path / "source", JAMEY_BACKUP_DIR=str(backups)))
+    target = Engine(
+        make_settings(tmp_path / "target", JAMEY_BACKUP_DIR=str(backups), JAMEY_DATABASE_URL=postgres_url)
+    )
+    try:
+        fill(source)
+        before = state(source, tmp_path)
+        backup = source.vault.create()
+        assert source.vault.get(backup.id).status == "unverified"
+        target.memory.store("working", "only in the target, replaced by the restore")
+        target.vault.restore(backup.id)
+        assert state(target, tmp_path) == before
+        assert target.db.dialect == "postgresql"
+    finally:
+        source.close()
+        target.close()
+
+
+def test_dry_run_reports_the_difference_and_changes_nothing(engine: Engine, tmp_path: Path) -> None:
+    fill(engine)
+    backup = engine.vault.create()
+    change_everything(engine)
+    before = state(engine, tmp_path)
+    listed = [info.id for info in engine.vault.list()]
+
+    plan = engine.vault.plan_restore(backup.id)
+
+    assert plan.layers["working"] == (12, 12)  # one deleted, one added: same count
+    assert plan.layers["long_term"] == (13, 12)
+    assert plan.keys == (5, 4)
+    assert plan.dry_run is True
+    assert state(engine, tmp_path) == before
+    assert [info.id for info in engine.vault.list()] == listed
