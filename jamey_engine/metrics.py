@@ -55,7 +55,7 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Yield the memory, operation-log, MQTT and disk families (skipping any source that fails)."""
-        for source in (self._memory, self._operations, self._mqtt, self._disk):
+        for source in (self._memory, self._operations, self._mqtt, self._limiter, self._disk):
             try:
                 families = list(source())
             except Exception as err:
@@ -128,6 +128,15 @@ class EngineCollector(Collector):
                 "1 while connected to the MQTT broker.",
                 value=1.0 if events.connected else 0.0,
             )
+
+    def _limiter(self) -> Iterator[Metric]:
+        limiter = self.engine.__dict__.get("limiter")  # only once the service has built it
+        failures = getattr(limiter, "storage_failures", 0)
+        yield CounterMetricFamily(
+            "rate_limit_storage_failures",
+            "Rate-limit checks that could not reach the counter storage (Redis).",
+            value=float(failures),
+        )
 
     def _disk(self) -> Iterator[Metric]:
         usage = shutil.disk_usage(self.engine.settings.data_dir)

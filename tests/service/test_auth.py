@@ -1,0 +1,179 @@
+"""Key authentication, scopes and rate limits through the real app and real keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from service_support import Persona, TestClient, make_persona, sample
+
+from jamey_engine.engine import Engine
+from jamey_engine.service.auth import has_scope
+
+RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+
+
+def test_a_bearer_key_is_accepted(client: TestClient, reader_key: Persona) -> None:
+    response = client.get("/whoami", headers={"Authorization": f"Bearer {reader_key.key}"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "id": reader_key.id,
+        "name": reader_key.name,
+        "scopes": ["memory:read"],
+        "rate_limit": "100000/minute",
+        "legacy": False,
+    }
+
+
+def test_an_x_api_key_header_is_accepted(client: TestClient, reader_key: Persona) -> None:
+    response = client.get("/whoami", headers={"X-API-Key": reader_key.key})
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == reader_key.name
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "missing"),
+        ({"X-API-Key": "  "}, "missing"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "malformed"),
+        ({"Authorization": "Bearer"}, "malformed"),
+        ({"X-API-Key": "not-a-jamey-key"}, "malformed"),
+        ({"X-API-Key": "jmy_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBB_CCCCCC"}, "malformed"),
+    ],
+)
+def test_a_missing_or_malformed_key_gets_401_and_is_counted(
+    client: TestClient, headers: dict[str, str], reason: str
+) -> None:
+    before = sample(client, "api_key_verifications_total", {"result": reason})
+    response = client.get("/whoami", headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert sample(client, "api_key_verifications_total", {"result": reason}) == before + 1
+
+
+def test_an_unknown_well_formed_key_gets_401(client: TestClient, service_engine: Engine) -> None:
+    persona = make_persona(service_engine, "frank-deleted-soon", ("memory:read",))
+    # Same lookup id, different secret: well formed (checksum recomputed), unknown to the database.
+    from jamey_engine import keyformat
+
+    forged = keyformat.build_token(persona.id, "Z" * keyformat.SECRET_LENGTH)
+    before = sample(client, "api_key_verifications_total", {"result": "unknown"})
+    response = client.get("/whoami", headers={"X-API-Key": forged})
+    assert response.status_code == 401
+    assert sample(client, "api_key_verifications_total", {"result": "unknown"}) == before + 1
+
+
+def test_a_revoked_key_gets_401(client: TestClient, revoked_key: Persona) -> None:
+    before = sample(client, "api_key_verifications_total", {"result": "revoked"})
+    response = client.get("/whoami", headers=revoked_key.headers)
+    assert response.status_code == 401
+    assert "revoked" in response.json()["error"]
+    assert sample(client, "api_key_verifications_total", {"result": "revoked"}) == before + 1
+
+
+def test_an_expired_key_gets_401(client: TestClient, expired_key: Persona) -> None:
+    before = sample(client, "api_key_verifications_total", {"result": "expired"})
+    response = client.get("/whoami", headers=expired_key.headers)
+    assert response.status_code == 401
+    assert "expired" in response.json()["error"]
+    assert sample(client, "api_key_verifications_total", {"result": "expired"}) == before + 1
+
+
+def test_a_good_key_is_counted_as_ok(client: TestClient, reader_key: Persona) -> None:
+    before = sample(client, "api_key_verifications_total", {"result": "ok"})
+    client.get("/whoami", headers=reader_key.headers)
+    assert sample(client, "api_key_verifications_total", {"result": "ok"}) == before + 1
+
+
+def test_a_reader_cannot_use_admin_routes(client: TestClient, reader_key: Persona) -> None:
+    response = client.post("/admin/keys", json={"name": "x", "scopes": ["admin"]}, headers=reader_key.headers)
+    assert response.status_code == 403
+    assert "'admin'" in response.json()["error"]
+
+
+def test_a_writer_cannot_search(client: TestClient, writer_key: Persona) -> None:
+    response = client.get(
+        "/memories/search", params={"layer": "working", "q": "x"}, headers=writer_key.headers
+    )
+    assert response.status_code == 403
+    assert "memory:read" in response.json()["error"]
+
+
+def test_admin_implies_every_scope() -> None:
+    assert has_scope(("admin",), "memory:read")
+    assert has_scope(("admin",), "memory:write")
+    assert not has_scope(("memory:read",), "memory:write")
+    assert has_scope(("memory:read",), None)
+
+
+def test_going_over_a_keys_limit_gets_429_with_retry_after(
+    client: TestClient, service_engine: Engine
+) -> None:
+    persona = make_persona(service_engine, "grace-limited", ("memory:read",), rate_limit="3/minute")
+    before = sample(client, "rate_limited_requests_total", {"scope": "key"})
+    remaining = [
+        client.get("/whoami", headers=persona.headers).headers["RateLimit-Remaining"] for _ in range(3)
+    ]
+    assert remaining == ["2", "1", "0"]
+    refused = client.get("/whoami", headers=persona.headers)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["RateLimit-Limit"] == "3"
+    assert refused.headers["RateLimit-Remaining"] == "0"
+    assert 0 < int(refused.headers["RateLimit-Reset"]) <= 60
+    assert "rate limit" in refused.json()["error"]
+    assert sample(client, "rate_limited_requests_total", {"scope": "key"}) == before + 1
+
+
+def test_the_global_limit_refuses_with_scope_global(
+    make_client: Callable[..., tuple[TestClient, Engine]],
+) -> None:
+    client, engine = make_client(JAMEY_GLOBAL_RATE_LIMIT="2/minute")
+    first = make_persona(engine, "first", ("memory:read",))
+    second = make_persona(engine, "second", ("memory:read",))
+    assert client.get("/whoami", headers=first.headers).status_code == 200
+    assert client.get("/whoami", headers=second.headers).status_code == 200
+    refused = client.get("/whoami", headers=first.headers)
+    assert refused.status_code == 429
+    assert "global" in refused.json()["error"]
+    assert sample(client, "rate_limited_requests_total", {"scope": "global"}) == 1
+
+
+def test_rate_limit_headers_are_on_every_answer(
+    client: TestClient, reader_key: Persona, revoked_key: Persona
+) -> None:
+    answers = {
+        "ok": client.get("/whoami", headers=reader_key.headers),
+        "unauthenticated": client.get("/whoami"),
+        "revoked": client.get("/whoami", headers=revoked_key.headers),
+        "forbidden": client.get("/admin/keys", headers=reader_key.headers),
+        "health": client.get("/health"),
+        "metrics": client.get("/metrics"),
+        "unmatched": client.get("/nowhere"),
+    }
+    for what, response in answers.items():
+        for header in RATE_HEADERS:
+            assert header in response.headers, f"{header} missing on the {what} answer"
+            assert int(response.headers[header]) >= 0
+    assert answers["ok"].headers["RateLimit-Limit"] == "100000"
+    assert answers["forbidden"].headers["RateLimit-Limit"] == "100000"  # charged before the scope check
+
+
+def test_health_and_metrics_need_no_key_and_are_never_limited(
+    make_client: Callable[..., tuple[TestClient, Engine]],
+) -> None:
+    client, _ = make_client(JAMEY_GLOBAL_RATE_LIMIT="1/minute")
+    for _ in range(5):
+        assert client.get("/health").status_code == 200
+        assert client.get("/metrics").status_code == 200
+
+
+def test_the_legacy_api_key_still_works_and_is_marked_deprecated(
+    make_client: Callable[..., tuple[TestClient, Engine]],
+) -> None:
+    client, _ = make_client(API_KEY="legacy-secret-value-1234")
+    response = client.get("/whoami", headers={"X-API-Key": "legacy-secret-value-1234"})
+    assert response.status_code == 200, response.text
+    assert response.json()["legacy"] is True
+    assert response.headers["Deprecation"] == "true"
