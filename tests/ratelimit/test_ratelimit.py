@@ -1,0 +1,227 @@
+"""Rate limits on real storage: in memory and in the real Redis, racing threads and processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import REDIS_URL, make_settings
+
+from jamey_engine.errors import InvalidInput, Unavailable
+from jamey_engine.ratelimit import Decision, RateLimiter, parse_limit
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def storage_url(request: pytest.FixtureRequest) -> str:
+    return "memory://" if request.param == "memory" else REDIS_URL
+
+
+def unique_key() -> str:
+    """A key id no other test (or earlier run) used, so shared Redis counters never collide."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+def race(limiter: RateLimiter, key_id: str, limit: str, threads: int) -> list[Decision]:
+    decisions: list[Decision] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads)
+
+    def one() -> None:
+        barrier.wait()
+        decision = limiter.hit(key_id, limit)
+        with lock:
+            decisions.append(decision)
+
+    workers = [threading.Thread(target=one) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return decisions
+
+
+def test_100_racing_threads_on_a_5_per_minute_key_admit_exactly_5(storage_url: str) -> None:
+    limiter = RateLimiter(storage_url, "100000/minute")
+    try:
+        decisions = race(limiter, unique_key(), "5/minute", threads=100)
+    finally:
+        limiter.close()
+    assert len(decisions) == 100
+    assert sum(d.allowed for d in decisions) == 5
+    refused = [d for d in decisions if not d.allowed]
+    assert all(d.scope == "key" and d.remaining == 0 and 1 <= d.retry_after <= 60 for d in refused)
+    assert limiter.storage_failures == 0
+
+
+def test_two_processes_sharing_redis_admit_exactly_the_limit_between_them(tmp_path: Path) -> None:
+    key_id = unique_key()
+    start_at = time.time() + 3.0  # both processes start hitting at the same moment
+    script = textwrap.dedent(
+        f"""
+        import threading, time
+        from jamey_engine.ratelimit import RateLimiter
+        limiter = RateLimiter({REDIS_URL!r}, "100000/minute")
+        admitted = []
+        def one():
+            time.sleep(max(0.0, {start_at!r} - time.time()))
+            admitted.append(limiter.hit({key_id!r}, "7/minute").allowed)
+        threads = [threading.Thread(target=one) for _ in range(40)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print(sum(admitted), limiter.storage_failures)
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        admitted, failures = map(int, out.split())
+        assert failures == 0
+        results.append(admitted)
+    assert sum(results) == 7, results
+
+
+def test_a_decision_carries_limit_remaining_and_reset(storage_url: str) -> None:
+    limiter = RateLimiter(storage_url, "100000/minute")
+    key_id = unique_key()
+    try:
+        before = time.time()
+        first = limiter.hit(key_id, "3/minute")
+        second = limiter.hit(key_id, "3/minute")
+        third = limiter.hit(key_id, "3/minute")
+        fourth = limiter.hit(key_id, "3/minute")
+    finally:
+        limiter.close()
+    assert (first.allowed, first.scope, first.limit, first.remaining, first.retry_after) == (
+        True,
+        None,
+        3,
+        2,
+        0,
+    )
+    assert (second.remaining, third.remaining) == (1, 0)
+    assert before + 59 <= first.reset_at <= time.time() + 61
+    assert not fourth.allowed and fourth.scope == "key" and fourth.remaining == 0
+    headers = fourth.headers()
+    assert headers["X-RateLimit-Limit"] == "3" and headers["X-RateLimit-Remaining"] == "0"
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    assert "Retry-After" not in first.headers()
+
+
+def test_keys_have_separate_counters(storage_url: str) -> None:
+    limiter = RateLimiter(storage_url, "100000/minute")
+    one, two = unique_key(), unique_key()
+    try:
+        assert limiter.hit(one, "1/minute").allowed
+        assert not limiter.hit(one, "1/minute").allowed
+        assert limiter.hit(two, "1/minute").allowed
+    finally:
+        limiter.close()
+
+
+def test_the_global_limit_applies_after_the_key_limit(storage_url: str) -> None:
+    limiter = RateLimiter(storage_url, "3/hour")
+    limiter._strategy.clear(limiter.global_limit, "global")  # Redis outlives earlier runs
+    try:
+        keys = [unique_key() for _ in range(4)]
+        decisions = [limiter.hit(key_id, "10/minute") for key_id in keys]
+    finally:
+        limiter.close()
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert decisions[3].scope == "global" and decisions[3].limit == 3
+
+
+def test_reset_forgets_a_keys_counted_requests(storage_url: str) -> None:
+    limiter = RateLimiter(storage_url, "100000/minute")
+    key_id = unique_key()
+    try:
+        assert limiter.hit(key_id, "1/minute").allowed
+        assert not limiter.hit(key_id, "1/minute").allowed
+        limiter.reset(key_id, "1/minute")
+        assert limiter.hit(key_id, "1/minute").allowed
+    finally:
+        limiter.close()
+
+
+def test_a_refused_key_request_does_not_use_up_the_global_limit() -> None:
+    limiter = RateLimiter("memory://", "2/hour")
+    noisy, quiet = unique_key(), unique_key()
+    assert limiter.hit(noisy, "1/hour").allowed
+    for _ in range(5):
+        assert limiter.hit(noisy, "1/hour").scope == "key"
+    assert limiter.hit(quiet, "1/hour").allowed
+
+
+def test_unreachable_redis_failing_open_admits_and_counts() -> None:
+    limiter = RateLimiter(UNREACHABLE_REDIS, "100/minute", "open")
+    first = limiter.hit(unique_key(), "5/minute")
+    second = limiter.hit(unique_key(), "5/minute")
+    assert first.allowed and first.scope is None and first.degraded
+    assert second.allowed and second.degraded
+    assert limiter.storage_failures == 2
+    assert "127.0.0.1:1" in limiter.storage_name
+
+
+def test_unreachable_redis_failing_closed_refuses_with_unavailable() -> None:
+    limiter = RateLimiter(UNREACHABLE_REDIS, "100/minute", "closed")
+    with pytest.raises(Unavailable, match=r"127\.0\.0\.1:1") as info:
+        limiter.hit(unique_key(), "5/minute")
+    assert info.value.status == 503
+    with pytest.raises(Unavailable):
+        limiter.hit(unique_key(), "5/minute")
+    assert limiter.storage_failures == 2
+
+
+def test_a_redis_password_never_appears_in_errors() -> None:
+    limiter = RateLimiter("redis://:hunter2@127.0.0.1:1/0", "100/minute", "closed")
+    with pytest.raises(Unavailable) as info:
+        limiter.hit(unique_key(), "5/minute")
+    assert "hunter2" not in str(info.value) and "hunter2" not in limiter.storage_name
+
+
+@pytest.mark.redis
+def test_from_settings_uses_the_configured_storage_and_failure_mode(data_dir: Path) -> None:
+    settings = make_settings(
+        data_dir,
+        JAMEY_RATE_LIMIT_STORAGE=REDIS_URL,
+        JAMEY_GLOBAL_RATE_LIMIT="50/second",
+        JAMEY_RATE_LIMIT_FAILURE="closed",
+    )
+    limiter = RateLimiter.from_settings(settings)
+    try:
+        assert limiter.failure_mode == "closed"
+        assert limiter.global_limit.amount == 50
+        assert limiter.hit(unique_key(), "1/second").allowed
+    finally:
+        limiter.close()
+
+
+@pytest.mark.parametrize("text", ["fast", "", "0/minute", "5/minute;10/hour", "10 per fortnight"])
+def test_a_bad_limit_string_is_invalid_input_naming_it(text: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_limit(text)
+    assert repr(text) in str(info.value)
+    limiter = RateLimiter("memory://", "100/minute")
+    with pytest.raises(InvalidInput):
+        limiter.hit(unique_key(), text)
+
+
+def test_a_bad_storage_url_or_failure_mode_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="memory:// or a redis://"):
+        RateLimiter("mongodb://x", "1/second")
+    with pytest.raises(InvalidInput, match="open or closed"):
+        RateLimiter("memory://", "1/second", "maybe")
