@@ -1,7 +1,9 @@
 """The Jamey ops workbench: `streamlit run app.py` (or `make run`).
 
-Every page but sign-in needs an admin-scoped API key. The session signs out after
-JAMEY_WORKBENCH_IDLE_TIMEOUT without activity, and each admin action checks the key again.
+Every page but sign-in needs an admin-scoped API key: each page starts with
+``workbench_ui.require_session()``, which shows the sign-in form instead of the page until
+an admin key is entered. The session signs out after JAMEY_WORKBENCH_IDLE_TIMEOUT without
+activity, and each admin action checks the key again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ if str(_HERE) not in sys.path:
 import streamlit as st  # noqa: E402
 
 import workbench_ui as ui  # noqa: E402
-from jamey_engine.workbench import SessionExpired  # noqa: E402
 
 st.set_page_config(page_title="Jamey ops workbench", page_icon=":material/memory:", layout="wide")
 
@@ -29,37 +30,27 @@ def _page(name: str, title: str, icon: str, *, default: bool = False) -> st.Page
     )
 
 
-session = ui.current_session()
-if session is not None:
-    try:
-        session.touch()
-    except SessionExpired as err:
-        ui.sign_out(err.message)
-        session = None
-
+session = ui.active_session()
+signin = _page("signin", "Sign in", ":material/login:", default=session is None)
+sections = {
+    "Operations": [
+        _page("overview", "Overview", ":material/monitor_heart:", default=session is not None),
+        _page("dashboards", "Dashboards", ":material/monitoring:"),
+        _page("alerts", "Alerts", ":material/notifications_active:"),
+    ],
+    "Administration": [
+        _page("keys", "API keys", ":material/key:"),
+        _page("memory", "Memory", ":material/database:"),
+        _page("backups", "Backups", ":material/backup:"),
+    ],
+}
 if session is None:
+    # Signed out: no menu. A deep link still resolves to its page, whose guard shows the
+    # sign-in form and, once signed in, the page itself.
     navigation = st.navigation(
-        [_page("signin", "Sign in", ":material/login:", default=True)], position="hidden"
+        [signin, *sections["Operations"], *sections["Administration"]], position="hidden"
     )
 else:
-    navigation = st.navigation(
-        {
-            "Operations": [
-                _page("overview", "Overview", ":material/monitor_heart:", default=True),
-                _page("dashboards", "Dashboards", ":material/monitoring:"),
-                _page("alerts", "Alerts", ":material/notifications_active:"),
-            ],
-            "Administration": [
-                _page("keys", "API keys", ":material/key:"),
-                _page("memory", "Memory", ":material/database:"),
-                _page("backups", "Backups", ":material/backup:"),
-            ],
-        }
-    )
-    with st.sidebar:
-        st.caption(f"Signed in as **{session.actor}**")
-        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
-            ui.sign_out("Signed out.")
-            st.rerun()
+    navigation = st.navigation(sections)
 
 navigation.run()

@@ -18,7 +18,7 @@ from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Forbidden, JameyError, KeyRejected
 from jamey_engine.progress import Progress
-from jamey_engine.workbench import WorkbenchSession
+from jamey_engine.workbench import SessionExpired, WorkbenchSession
 
 log = logging.getLogger("jamey.workbench")
 
@@ -96,6 +96,70 @@ def current_session() -> WorkbenchSession | None:
     """The signed-in session of this browser tab, if any."""
     value = st.session_state.get(SESSION_KEY)
     return value if isinstance(value, WorkbenchSession) else None
+
+
+def active_session() -> WorkbenchSession | None:
+    """The session if it is signed in and not idle too long; this run counts as activity.
+
+    An idle session is signed out here, with a notice for the sign-in form.
+    """
+    session = current_session()
+    if session is None:
+        return None
+    try:
+        session.touch()
+    except SessionExpired as err:
+        sign_out(err.message)
+        return None
+    return session
+
+
+def require_session() -> WorkbenchSession:
+    """Every page but sign-in starts with this: without a live session it shows the sign-in
+    form in place of the page and stops, so no page is reachable without an admin key, however
+    it was requested."""
+    session = active_session()
+    if session is None:
+        sign_in_form()
+        st.stop()
+    assert session is not None
+    with st.sidebar:
+        st.caption(f"Signed in as **{session.actor}**")
+        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+            sign_out("Signed out.")
+            st.rerun()
+    return session
+
+
+def sign_in_form(after: str | None = None) -> None:
+    """The sign-in form. On success the page reruns (so a deep link lands where it pointed),
+    or switches to ``after`` (a page path such as ``pages/overview.py``)."""
+    st.title("Jamey ops workbench")
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if notice:
+        st.warning(notice)
+    st.write(
+        "Sign in with an **admin** API key: the first-run key printed by `make run`, or one from "
+        "`jamey keys create --name <you> --scope admin`."
+    )
+    with st.form("signin"):
+        plaintext = st.text_input("API key", type="password", key="signin_key", placeholder="jmy_…")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if not submitted:
+        return
+    try:
+        session = WorkbenchSession.sign_in(engine().keys, plaintext, settings().workbench_idle_timeout)
+    except JameyError as err:
+        st.error(err.message)
+        return
+    except Exception:
+        log.exception("workbench: sign-in failed")
+        st.error("Sign-in failed unexpectedly; the details are in the workbench log.")
+        return
+    st.session_state[SESSION_KEY] = session
+    if after:
+        st.switch_page(after)
+    st.rerun()
 
 
 def sign_out(notice: str | None = None) -> None:

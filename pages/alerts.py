@@ -8,6 +8,7 @@ import streamlit as st
 import workbench_ui as ui
 from jamey_engine.workbench import chart_for_alert
 
+ui.require_session()
 st.title("Alerts")
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 

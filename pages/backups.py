@@ -15,6 +15,7 @@ FLASH = "backups_flash"  # a success message to show after a rerun
 PLAN = "backups_restore_plan"  # (backup_id, rows) of the last restore dry run
 PENDING_DELETE = "backups_pending_delete"
 
+ui.require_session()
 st.title("Backups")
 engine = ui.engine()
 

@@ -26,6 +26,7 @@ from jamey_engine.workbench import (
 REFRESH_CHOICES = ("off", "10s", "30s", "1m", "5m")
 CHART_SPECS = chart_specs()
 
+ui.require_session()
 st.title("Dashboards")
 params = st.query_params
 

@@ -15,6 +15,7 @@ LAYERS = ("short_term", "long_term", "working", "episodic", "semantic")
 PLAN = "memory_prune_plan"  # (older_than text, layers tuple, rows) of the last dry run
 DONE = "memory_prune_done"  # rows of the last real prune, shown after the rerun
 
+ui.require_session()
 st.title("Memory")
 engine = ui.engine()
 

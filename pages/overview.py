@@ -11,6 +11,7 @@ import workbench_ui as ui
 from jamey_engine import charts
 from jamey_engine.workbench import check_health
 
+ui.require_session()
 st.title("Overview")
 current = ui.settings()
 
