@@ -1,0 +1,128 @@
+"""Prune: compaction into a new generation frees disk; dry runs and repeats change nothing."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from jamey_engine.durations import utcnow
+from jamey_engine.errors import InvalidInput
+from jamey_engine.memory import MemoryStore
+
+
+def _half_old(store: MemoryStore, layer: str = "working", count: int = 4000) -> None:
+    now = utcnow()
+    items = []
+    for i in range(count):
+        age = timedelta(days=60) if i % 2 else timedelta(hours=1)
+        items.append(
+            {"content": f"memory {i} about disk and latency on node {i % 97}", "timestamp": now - age}
+        )
+    store.store_batch(layer, items)
+
+
+def test_prune_deletes_old_memories_and_shrinks_the_directory(store: MemoryStore) -> None:
+    _half_old(store)
+    before = store.layer_size("working")
+    [result] = store.prune(timedelta(days=30), ["working"])
+    assert result.deleted == 2000
+    assert result.dry_run is False
+    assert result.bytes_before == before.bytes
+    after = store.layer_size("working")
+    assert after.documents == 2000
+    assert result.bytes_after == after.bytes
+    assert after.bytes <= 0.6 * before.bytes, (before, after)
+    assert all(m.timestamp > utcnow() - timedelta(days=30) for m in store.search("working", "*", limit=1000))
+
+
+def test_prune_removes_the_old_generation_directory(store: MemoryStore) -> None:
+    _half_old(store, count=100)
+    old = store.layer_path("working")
+    store.prune(timedelta(days=30), ["working"])
+    assert not old.exists()
+    assert store.layer_path("working") != old
+    assert [p.name for p in (store.root / "working").iterdir()] == [store.layer_path("working").name]
+
+
+def test_prune_dry_run_changes_nothing(store: MemoryStore) -> None:
+    _half_old(store, count=200)
+    path, before = store.layer_path("working"), store.layer_size("working")
+    [result] = store.prune(timedelta(days=30), ["working"], dry_run=True)
+    assert (result.deleted, result.dry_run, result.bytes_before) == (100, True, before.bytes)
+    assert result.bytes_after < result.bytes_before
+    assert store.layer_path("working") == path
+    assert store.layer_size("working") == before
+
+
+def test_prune_twice_is_a_no_op_the_second_time(store: MemoryStore) -> None:
+    _half_old(store, count=200)
+    store.prune(timedelta(days=30))
+    path, size = store.layer_path("working"), store.layer_size("working")
+    results = store.prune(timedelta(days=30))
+    assert [r.deleted for r in results] == [0] * 5
+    assert all(r.bytes_before == r.bytes_after for r in results)
+    assert store.layer_path("working") == path
+    assert store.layer_size("working") == size
+
+
+def test_prune_of_all_layers_reports_each(store: MemoryStore) -> None:
+    _half_old(store, "episodic", count=10)
+    results = {r.layer: r.deleted for r in store.prune(timedelta(days=30))}
+    assert results == {"short_term": 0, "long_term": 0, "working": 0, "episodic": 5, "semantic": 0}
+
+
+def test_writes_made_during_a_prune_are_never_lost(store: MemoryStore) -> None:
+    _half_old(store, count=20_000)
+    stop = threading.Event()
+    stored: list[str] = []
+
+    def writer() -> None:
+        while not stop.is_set():
+            stored.append(store.store("working", f"written during prune {len(stored)}").id)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        [result] = store.prune(timedelta(days=30), ["working"])
+    finally:
+        stop.set()
+        thread.join()
+    assert result.deleted == 10_000
+    assert len(stored) > 0
+    assert store.count("working") == 10_000 + len(stored)
+    for memory_id in stored[:: max(1, len(stored) // 20)] + stored[-1:]:
+        store.get("working", memory_id)
+
+
+def test_a_delete_during_a_prune_stays_deleted(store: MemoryStore) -> None:
+    _half_old(store, count=6000)
+    keep = store.search("working", "*", limit=5, order="newest")
+    done = threading.Event()
+
+    def deleter() -> None:
+        for memory in keep:
+            store.delete("working", memory.id)
+        done.set()
+
+    thread = threading.Thread(target=deleter)
+    thread.start()
+    store.prune(timedelta(days=30), ["working"])
+    thread.join()
+    assert done.is_set()
+    assert store.count("working") == 3000 - len(keep)
+    assert not any(store.search("working", f'id:"{m.id}"') for m in keep)
+
+
+@pytest.mark.parametrize("older_than", [timedelta(0), timedelta(days=-1), "30d"])
+def test_prune_refuses_a_bad_duration(store: MemoryStore, older_than: object) -> None:
+    with pytest.raises(InvalidInput, match="older_than"):
+        store.prune(older_than)  # type: ignore[arg-type]
+
+
+def test_prune_refuses_an_unknown_layer_and_changes_nothing(store: MemoryStore) -> None:
+    _half_old(store, count=10)
+    with pytest.raises(InvalidInput, match="layer 'nope'"):
+        store.prune(timedelta(days=30), ["working", "nope"])
+    assert store.count("working") == 10
