@@ -120,7 +120,9 @@ def prometheus_daily(frame: pd.DataFrame, *, value: str = "bytes") -> pd.DataFra
     return last[["day", "layer", "value"]].rename(columns={"value": value}).reset_index(drop=True)
 
 
-def with_total(history: pd.DataFrame, columns: Iterable[str] = ("documents", "bytes")) -> pd.DataFrame:
+def with_total(
+    history: pd.DataFrame, columns: Iterable[str] = ("added", "documents", "bytes")
+) -> pd.DataFrame:
     """``history`` plus one ``total`` row per day summing ``columns`` over the layers.
 
     A day missing a layer sums what is there. A ``total`` already present is replaced.
@@ -131,7 +133,10 @@ def with_total(history: pd.DataFrame, columns: Iterable[str] = ("documents", "by
         return layers.copy()
     total = layers.groupby("day", as_index=False)[cols].sum()
     total["layer"] = TOTAL
-    return pd.concat([layers, total], ignore_index=True).sort_values(["layer", "day"], kind="stable")
+    combined = pd.concat([layers, total], ignore_index=True)
+    order = combined["layer"].map(lambda layer: _layer_order(str(layer)))
+    combined = combined.assign(_order=order).sort_values(["_order", "day"], kind="stable")
+    return combined.drop(columns="_order").reset_index(drop=True)
 
 
 def daily_rates(history: pd.DataFrame, column: str) -> pd.Series:
@@ -166,8 +171,13 @@ def growth_rates(history: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _layer_order(layer: str) -> tuple[int, str]:
-    return (1 if layer == TOTAL else 0, layer)
+def _layer_order(layer: str) -> str:
+    # The memory layers in their usual order, then anything unknown, then the total.
+    from jamey_engine.memory.model import LAYERS
+
+    if layer in LAYERS:
+        return f"0{LAYERS.index(layer)}"
+    return f"2{layer}" if layer == TOTAL else f"1{layer}"
 
 
 def project_crossing(

@@ -48,7 +48,8 @@ def test_with_total_sums_the_layers_per_day() -> None:
     history = growth.index_history(rows, _current(working=(4, 400), episodic=(6, 60)), days=2, today=TODAY)
     total = growth.with_total(history)
     last = total[(total["layer"] == "total") & (total["day"].dt.date == TODAY)].iloc[0]
-    assert (last["documents"], last["bytes"]) == (10, 460)
+    assert (last["added"], last["documents"], last["bytes"]) == (1, 10, 460)
+    assert list(total["layer"].unique()) == ["working", "episodic", "total"]
 
 
 def test_daily_rates_fit_a_slope_per_layer() -> None:
@@ -109,7 +110,8 @@ def test_describe_projection_speaks_plainly() -> None:
 
 
 def test_threshold_matches_the_alert_rule_constant() -> None:
-    promql = pytest.importorskip("jamey_engine.promql")
+    from jamey_engine import promql
+
     assert promql.INDEX_SIZE_THRESHOLD == growth.ALERT_THRESHOLD_BYTES
 
 

@@ -20,7 +20,6 @@ from jamey_engine.runbooks.prune import (
     LayerPlan,
     PruneOutcome,
     PrunePlan,
-    PruneRunbook,
     apply_prune,
     parse_layers,
     plan_prune,
@@ -29,7 +28,6 @@ from jamey_engine.runbooks.prune import (
 )
 from jamey_engine.runbooks.restore import (
     RestoreOutcome,
-    RestoreRunbook,
     RestoreRunPlan,
     apply_restore,
     backups_frame,
@@ -37,6 +35,7 @@ from jamey_engine.runbooks.restore import (
     plan_restore,
     verify_restore,
 )
+from jamey_engine.runbooks.steps import PruneRunbook, RestoreRunbook
 
 __all__ = [
     "Check",

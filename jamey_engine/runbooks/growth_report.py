@@ -37,6 +37,7 @@ class GrowthReport(NotebookRunbook):
         self.current: pd.DataFrame | None = None
         self.history: pd.DataFrame | None = None
         self.prometheus: pd.DataFrame | None = None
+        self.prometheus_samples: pd.DataFrame | None = None
         self.prometheus_note: str | None = None
         self.rates: pd.DataFrame | None = None
         self.rate_source: str | None = None
@@ -101,15 +102,26 @@ class GrowthReport(NotebookRunbook):
             end = self.today
             start = end - timedelta(days=self.days)
             try:
-                sizes = growth.prometheus_daily(query.index_size(start, end), value="bytes")
-                documents = growth.prometheus_daily(query.index_documents(start, end), value="documents")
+                sizes = query.index_size(start, end)
+                documents = query.index_documents(start, end)
             except JameyError as err:
                 self.prometheus_note = err.message
                 self.say(f"Note: no Prometheus history ({err.message}). The index-based figures stand alone.")
                 return None
-            merged = sizes.merge(documents, on=["day", "layer"], how="outer").sort_values(["layer", "day"])
-            self.prometheus = growth.with_total(merged)
-            self.say(f"Prometheus history from {self.prometheus_url}: {merged['day'].nunique()} day(s).")
+            # Rates are fitted on every sample (exact times), the table and charts show one per day.
+            self.prometheus_samples = growth.with_total(
+                sizes.rename(columns={"timestamp": "day", "value": "bytes"})[["day", "layer", "bytes"]],
+                ["bytes"],
+            )
+            daily = growth.prometheus_daily(sizes, value="bytes").merge(
+                growth.prometheus_daily(documents, value="documents"), on=["day", "layer"], how="outer"
+            )
+            self.prometheus = growth.with_total(daily, ["bytes", "documents"])
+            span = sizes["timestamp"].max() - sizes["timestamp"].min()
+            self.say(
+                f"Prometheus history from {self.prometheus_url}: {len(sizes)} samples over "
+                f"{span.total_seconds() / 86400:.1f} day(s)."
+            )
             return self.prometheus
 
         return self._step("prometheus history", body)
@@ -117,7 +129,7 @@ class GrowthReport(NotebookRunbook):
     def growth_rates(self) -> pd.DataFrame | None:
         """Documents and bytes per day for each layer and the total (fitted over the window).
 
-        Bytes come from Prometheus when it has at least two days, else from the index estimate.
+        Bytes come from Prometheus' samples when they span at least a day, else from the index estimate.
         """
 
         def body() -> pd.DataFrame:
@@ -125,8 +137,9 @@ class GrowthReport(NotebookRunbook):
                 raise InvalidInput("there is no index history; run index_history first")
             rates = growth.growth_rates(self.history)
             self.rate_source = "the index (estimated bytes)"
-            if self.prometheus is not None and self.prometheus["day"].nunique() >= 2:
-                measured = growth.daily_rates(self.prometheus.dropna(subset=["bytes"]), "bytes")
+            samples = self.prometheus_samples
+            if samples is not None and samples["day"].max() - samples["day"].min() >= pd.Timedelta(days=1):
+                measured = growth.daily_rates(samples, "bytes")
                 rates["bytes_per_day"] = rates["layer"].map(measured).fillna(rates["bytes_per_day"])
                 self.rate_source = "Prometheus (measured bytes)"
             self.rates = rates

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -20,7 +20,7 @@ from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput, JameyError
 from jamey_engine.growth import format_bytes
 from jamey_engine.progress import Progress
-from jamey_engine.runbooks.common import Check, Checks, Decision, NotebookRunbook, Say, decide, engine_for
+from jamey_engine.runbooks.common import Check, Checks, Decision, decide
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -45,12 +45,6 @@ def parse_layers(layer: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if unknown:
         raise InvalidInput(f"layer {unknown[0]!r} is not a layer; use all or one of: {', '.join(LAYERS)}")
     return tuple(dict.fromkeys(parts))
-
-
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{name} {value!r} must be True or False")
-    return value
 
 
 @dataclass(frozen=True)
@@ -151,17 +145,20 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def _writer_check(engine: Engine, layer: str, wait: float) -> Check:
-    """Ask the store whether the layer's writer can be taken within ``wait`` seconds."""
-    memory: Any = engine.memory
-    probe = getattr(memory, "check_writer", None)
-    if probe is None:
-        return Check(f"{layer}: writer lock", True, "not checked: the store offers no writer probe")
+def _switch_lock_check(engine: Engine, wait: float) -> Check:
+    """Take and release the store's switch lock (what a prune needs) within ``wait`` seconds.
+
+    Writers hold this lock shared while they commit; a writer that holds it for longer than
+    ``wait`` (a long import, a stuck process) would make the prune wait and fail with Busy.
+    Holding it exclusively for an instant pauses other writers for that instant only.
+    """
+    name = "writer lock"
     try:
-        probe(layer, timeout=wait)
+        with engine.memory.generations.exclusive("prune preflight", timeout=wait):
+            pass
     except JameyError as err:
-        return Check(f"{layer}: writer lock", False, err.message)
-    return Check(f"{layer}: writer lock", True, f"free (taken and released within {wait:g}s)")
+        return Check(name, False, f"not free within {wait:g}s: {err.message}")
+    return Check(name, True, f"free: no writer held it longer than {wait:g}s")
 
 
 def prune_preflight(
@@ -171,13 +168,14 @@ def prune_preflight(
 
     Each index opens and answers a count; the disk holding the indexes has room for a rewrite
     of the layers (their size now), and the backup disk room for a backup (the total index size)
-    when ``backup_first``; no other process holds a layer's writer for longer than ``lock_wait``.
+    when ``backup_first``; no writer holds the store's switch lock for longer than ``lock_wait``.
     Problems become failed checks, not exceptions.
     """
     checks: list[Check] = []
     sizes: dict[str, int] = {}
     for layer in layers:
         try:
+            engine.memory.count(layer)  # opens the index and a searcher, not just its meta.json
             size = engine.memory.layer_size(layer)
         except JameyError as err:
             checks.append(Check(f"{layer}: index opens", False, err.message))
@@ -215,8 +213,7 @@ def prune_preflight(
                 f"{format_bytes(free)} free, {format_bytes(amount)} needed for {' and '.join(why)}",
             )
         )
-    for layer in layers:
-        checks.append(_writer_check(engine, layer, lock_wait))
+    checks.append(_switch_lock_check(engine, lock_wait))
     return Checks("Preflight", tuple(checks))
 
 
@@ -369,169 +366,3 @@ def verify_prune(engine: Engine, outcome: PruneOutcome, *, sample_query: str = "
                 )
             )
     return Checks("Verification", tuple(checks))
-
-
-class PruneRunbook(NotebookRunbook):
-    """The steps of ``notebooks/prune_memories.ipynb``; each prints plainly and returns a table."""
-
-    def __init__(
-        self,
-        engine: Engine | None,
-        *,
-        layers: tuple[str, ...] = (),
-        older_than: str = "30d",
-        dry_run: bool = True,
-        backup_first: bool = True,
-        confirm: str = "",
-        say: Say = print,
-    ) -> None:
-        super().__init__(engine, say=say)
-        self.layers = layers
-        self.older_than = older_than
-        self.dry_run = dry_run
-        self.backup_first = backup_first
-        self.confirm = confirm
-        self.preflight_checks: Checks | None = None
-        self.current_plan: PrunePlan | None = None
-        self.outcome: PruneOutcome | None = None
-        self.verification: Checks | None = None
-
-    @classmethod
-    def open(
-        cls,
-        *,
-        data_dir: str | Path | None = None,
-        layer: str = "all",
-        older_than: str = "30d",
-        dry_run: bool = True,
-        backup_first: bool = True,
-        confirm: str = "",
-        say: Say = print,
-    ) -> PruneRunbook:
-        """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
-        runbook = cls(None, say=say)
-
-        def setup() -> None:
-            runbook.layers = parse_layers(layer)
-            parse_duration(older_than, field="older_than")
-            runbook.older_than = str(older_than).strip().lower()
-            runbook.dry_run = _check_bool(dry_run, "dry_run")
-            runbook.backup_first = _check_bool(backup_first, "backup_first")
-            runbook.confirm = "" if confirm is None else str(confirm)
-            runbook.engine = engine_for(data_dir)
-            mode = "DRY RUN (changes nothing)" if runbook.dry_run else "APPLY (when confirmed)"
-            say(
-                f"Prune memories older than {runbook.older_than} from {', '.join(runbook.layers)} "
-                f"in {runbook.engine.settings.data_dir}: {mode}."
-            )
-
-        runbook._step("parameters", setup)
-        return runbook
-
-    @property
-    def _engine(self) -> Engine:
-        assert self.engine is not None
-        return self.engine
-
-    def preflight(self) -> pd.DataFrame | None:
-        """Run the preflight checks; any failure stops the runbook."""
-
-        def body() -> pd.DataFrame:
-            checks = prune_preflight(self._engine, self.layers, backup_first=self.backup_first)
-            self.preflight_checks = checks
-            if not checks.ok:
-                names = "; ".join(f"{c.name}: {c.detail}" for c in checks.failures)
-                self.say("Preflight failed.")
-                raise _Stop(f"preflight failed ({names}); nothing was changed")
-            self.say("Preflight passed.")
-            return checks.to_frame()
-
-        return self._step("preflight", body)
-
-    def plan(self) -> pd.DataFrame | None:
-        """Show what would be pruned per layer and the confirmation phrase."""
-
-        def body() -> pd.DataFrame:
-            plan = plan_prune(self._engine, self.layers, self.older_than)
-            self.current_plan = plan
-            self.say(
-                f"Would prune {plan.total_to_delete} memories older than {plan.older_than} "
-                f"(before {plan.cutoff:%Y-%m-%d %H:%M} UTC), about {format_bytes(plan.total_bytes_to_free)}."
-            )
-            if plan.nothing_to_do:
-                self.say("Nothing to prune.")
-            else:
-                self.say(f"To apply: dry_run=False and confirm={plan.phrase!r}")
-            return plan.to_frame()
-
-        return self._step("plan", body)
-
-    def apply(self) -> pd.DataFrame | None:
-        """Back up and prune when confirmed; otherwise say why nothing changed."""
-
-        def body() -> pd.DataFrame | None:
-            if self.current_plan is None:
-                raise _Stop("there is no plan; run the plan step first")
-            outcome = apply_prune(
-                self._engine,
-                self.current_plan,
-                dry_run=self.dry_run,
-                confirm=self.confirm,
-                backup_first=self.backup_first,
-            )
-            self.outcome = outcome
-            self._say_all(outcome.notes)
-            self.say(outcome.decision.message)
-            if not outcome.applied:
-                return None
-            if outcome.backup is not None:
-                self.say(
-                    f"Backup taken first: {outcome.backup.id} ({format_bytes(outcome.backup.size_bytes)})."
-                )
-            self.say(f"Pruned {outcome.deleted} memories in {outcome.duration_seconds:.1f}s.")
-            return outcome.to_frame()
-
-        return self._step("apply", body)
-
-    def verify(self) -> pd.DataFrame | None:
-        """Check counts and sizes afterwards, and a sample search; a failed check stops the runbook."""
-
-        def body() -> pd.DataFrame:
-            if self.outcome is None:
-                raise _Stop("there is nothing to verify; the apply step did not run")
-            checks = verify_prune(self._engine, self.outcome)
-            self.verification = checks
-            if not checks.ok:
-                raise _Stop("verification failed: " + "; ".join(c.detail for c in checks.failures))
-            self.say("Verified." if self.outcome.applied else "Verified: nothing changed.")
-            return checks.to_frame()
-
-        return self._step("verify", body)
-
-    def summary(self) -> dict[str, Any]:
-        """One closing line, and the facts of the run as a dict (the record papermill leaves behind)."""
-        facts: dict[str, Any] = {
-            "layers": list(self.layers),
-            "older_than": self.older_than,
-            "dry_run": self.dry_run,
-            "outcome": self.outcome.decision.verdict if self.outcome else None,
-            "deleted": self.outcome.deleted if self.outcome else 0,
-            "backup": self.outcome.backup.id if self.outcome and self.outcome.backup else None,
-            "verified": self.verification.ok if self.verification else None,
-            "error": self.error,
-        }
-        if self.error:
-            self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
-        elif self.outcome and self.outcome.applied:
-            self.say(
-                f"Summary: pruned {facts['deleted']} memories older than {self.older_than}"
-                + (f" after backup {facts['backup']}" if facts["backup"] else " (no backup first)")
-                + "; verified."
-            )
-        elif self.outcome:
-            self.say(f"Summary: {self.outcome.decision.message}")
-        return facts
-
-
-class _Stop(JameyError):
-    """A runbook step decided to stop (a failed preflight or verification)."""

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from jamey_engine.errors import BackupCorrupt, InvalidInput, JameyError, NotFound
+from jamey_engine.errors import BackupCorrupt, NotFound
 from jamey_engine.growth import format_bytes
 from jamey_engine.progress import Progress
-from jamey_engine.runbooks.common import Check, Checks, Decision, NotebookRunbook, Say, decide, engine_for
+from jamey_engine.runbooks.common import Check, Checks, Decision, decide
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -176,166 +175,3 @@ def verify_restore(engine: Engine, outcome: RestoreOutcome) -> Checks:
         ok = rows_now >= target if table == "operations" or not outcome.applied else rows_now == target
         checks.append(Check(f"table {table}", ok, f"{rows_now} rows now, {rows_backup} in the backup"))
     return Checks("Verification", tuple(checks))
-
-
-class RestoreRunbook(NotebookRunbook):
-    """The steps of ``notebooks/restore_backup.ipynb``; each prints plainly and returns a table."""
-
-    def __init__(
-        self,
-        engine: Engine | None,
-        *,
-        backup_id: str = "",
-        dry_run: bool = True,
-        confirm: str = "",
-        say: Say = print,
-    ) -> None:
-        super().__init__(engine, say=say)
-        self.backup_id = backup_id
-        self.dry_run = dry_run
-        self.confirm = confirm
-        self.current_plan: RestoreRunPlan | None = None
-        self.outcome: RestoreOutcome | None = None
-        self.verification: Checks | None = None
-
-    @classmethod
-    def open(
-        cls,
-        *,
-        data_dir: str | Path | None = None,
-        backup_id: str = "",
-        dry_run: bool = True,
-        confirm: str = "",
-        say: Say = print,
-    ) -> RestoreRunbook:
-        """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
-        runbook = cls(None, say=say)
-
-        def setup() -> None:
-            if not isinstance(dry_run, bool):
-                raise InvalidInput(f"dry_run {dry_run!r} must be True or False")
-            runbook.backup_id = "" if backup_id is None else str(backup_id).strip()
-            runbook.dry_run = dry_run
-            runbook.confirm = "" if confirm is None else str(confirm)
-            runbook.engine = engine_for(data_dir)
-            mode = "DRY RUN (changes nothing)" if dry_run else "APPLY (when confirmed)"
-            which = runbook.backup_id or "the latest backup"
-            say(f"Restore {which} into {runbook.engine.settings.data_dir}: {mode}.")
-
-        runbook._step("parameters", setup)
-        return runbook
-
-    @property
-    def _engine(self) -> Engine:
-        assert self.engine is not None
-        return self.engine
-
-    def backups(self) -> pd.DataFrame | None:
-        """List the backups, newest first."""
-
-        def body() -> pd.DataFrame:
-            backups = self._engine.vault.list()
-            self.say(f"{len(backups)} backup(s) in {self._engine.settings.backup_dir}.")
-            return backups_frame(backups)
-
-        return self._step("list", body)
-
-    def plan(self) -> pd.DataFrame | None:
-        """Verify the chosen backup and diff it against now; state the confirmation phrase."""
-
-        def body() -> pd.DataFrame:
-            plan = plan_restore(self._engine, self.backup_id)
-            self.current_plan = plan
-            backup = plan.backup
-            self.say(
-                f"Backup {backup.id} from {backup.created_at:%Y-%m-%d %H:%M} UTC, {format_bytes(backup.size_bytes)}."
-            )
-            if not plan.verified:
-                where = f" in {plan.damaged_file}" if plan.damaged_file else ""
-                self.say(f"Verification FAILED{where}: {plan.problem}")
-                self.say("This backup cannot be restored.")
-            else:
-                self.say("Verified: every file matches its checksum.")
-                self.say(f"To apply: dry_run=False and confirm={plan.phrase!r}")
-            return plan.to_frame()
-
-        return self._step("plan", body)
-
-    def apply(self) -> None:
-        """Restore when confirmed (the vault takes a safety backup first); otherwise say why not."""
-
-        def body() -> None:
-            if self.current_plan is None:
-                raise _Stop("there is no plan; run the plan step first")
-            outcome = apply_restore(
-                self._engine, self.current_plan, dry_run=self.dry_run, confirm=self.confirm
-            )
-            self.outcome = outcome
-            self.say(outcome.decision.message)
-            if outcome.applied:
-                if outcome.safety_backups:
-                    self.say(
-                        f"Safety backup of the data before the restore: {', '.join(outcome.safety_backups)}."
-                    )
-                self.say(f"Restored {outcome.plan.backup.id} in {outcome.duration_seconds:.1f}s.")
-
-        self._step("apply", body)
-
-    def verify(self) -> pd.DataFrame | None:
-        """Check the counts against the backup; a failed check stops the runbook."""
-
-        def body() -> pd.DataFrame:
-            if self.outcome is None:
-                raise _Stop("there is nothing to verify; the apply step did not run")
-            checks = verify_restore(self._engine, self.outcome)
-            self.verification = checks
-            if not checks.ok:
-                raise _Stop(
-                    "verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in checks.failures)
-                )
-            self.say(
-                "Verified: the data matches the backup."
-                if self.outcome.applied
-                else "Verified: nothing changed."
-            )
-            return checks.to_frame()
-
-        return self._step("verify", body)
-
-    def summary(self) -> dict[str, Any]:
-        """One closing line, and the facts of the run as a dict."""
-        plan = self.current_plan
-        facts: dict[str, Any] = {
-            "backup": plan.backup.id if plan else (self.backup_id or None),
-            "verified_backup": plan.verified if plan else None,
-            "dry_run": self.dry_run,
-            "outcome": self.outcome.decision.verdict if self.outcome else None,
-            "safety_backups": list(self.outcome.safety_backups) if self.outcome else [],
-            "verified": self.verification.ok if self.verification else None,
-            "error": self.error,
-        }
-        if self.error:
-            self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
-        elif self.outcome and self.outcome.applied:
-            self.say(
-                f"Summary: restored {facts['backup']}; safety backup {', '.join(facts['safety_backups']) or 'none'}; verified."
-            )
-        elif self.outcome:
-            self.say(f"Summary: {self.outcome.decision.message}")
-        return facts
-
-
-class _Stop(JameyError):
-    """A runbook step decided to stop (a failed verification)."""
-
-
-__all__ = [
-    "RestoreOutcome",
-    "RestoreRunPlan",
-    "RestoreRunbook",
-    "apply_restore",
-    "backups_frame",
-    "choose_backup",
-    "plan_restore",
-    "verify_restore",
-]

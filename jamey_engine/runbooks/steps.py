@@ -1,0 +1,361 @@
+"""The notebook-facing runbooks: each step prints plainly, returns a table, and never raises a JameyError.
+
+``notebooks/prune_memories.ipynb`` drives :class:`PruneRunbook` and
+``notebooks/restore_backup.ipynb`` drives :class:`RestoreRunbook`; the rules they follow live in
+``runbooks.prune`` and ``runbooks.restore``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from jamey_engine.durations import parse_duration
+from jamey_engine.errors import InvalidInput, JameyError
+from jamey_engine.growth import format_bytes
+from jamey_engine.runbooks.common import Checks, NotebookRunbook, Say, engine_for
+from jamey_engine.runbooks.prune import (
+    PruneOutcome,
+    PrunePlan,
+    apply_prune,
+    parse_layers,
+    plan_prune,
+    prune_preflight,
+    verify_prune,
+)
+from jamey_engine.runbooks.restore import (
+    RestoreOutcome,
+    RestoreRunPlan,
+    apply_restore,
+    backups_frame,
+    plan_restore,
+    verify_restore,
+)
+
+if TYPE_CHECKING:
+    from jamey_engine.engine import Engine
+
+
+class _Stop(JameyError):
+    """A runbook step decided to stop (a failed preflight or verification)."""
+
+
+def _check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} {value!r} must be True or False")
+    return value
+
+
+class PruneRunbook(NotebookRunbook):
+    """The steps of ``notebooks/prune_memories.ipynb``; each prints plainly and returns a table."""
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        layers: tuple[str, ...] = (),
+        older_than: str = "30d",
+        dry_run: bool = True,
+        backup_first: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> None:
+        super().__init__(engine, say=say)
+        self.layers = layers
+        self.older_than = older_than
+        self.dry_run = dry_run
+        self.backup_first = backup_first
+        self.confirm = confirm
+        self.preflight_checks: Checks | None = None
+        self.current_plan: PrunePlan | None = None
+        self.outcome: PruneOutcome | None = None
+        self.verification: Checks | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        data_dir: str | Path | None = None,
+        layer: str = "all",
+        older_than: str = "30d",
+        dry_run: bool = True,
+        backup_first: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> PruneRunbook:
+        """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
+        runbook = cls(None, say=say)
+
+        def setup() -> None:
+            runbook.layers = parse_layers(layer)
+            parse_duration(older_than, field="older_than")
+            runbook.older_than = str(older_than).strip().lower()
+            runbook.dry_run = _check_bool(dry_run, "dry_run")
+            runbook.backup_first = _check_bool(backup_first, "backup_first")
+            runbook.confirm = "" if confirm is None else str(confirm)
+            runbook.engine = engine_for(data_dir)
+            mode = "DRY RUN (changes nothing)" if runbook.dry_run else "APPLY (when confirmed)"
+            say(
+                f"Prune memories older than {runbook.older_than} from {', '.join(runbook.layers)} "
+                f"in {runbook.engine.settings.data_dir}: {mode}."
+            )
+
+        runbook._step("parameters", setup)
+        return runbook
+
+    @property
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
+
+    def preflight(self) -> pd.DataFrame | None:
+        """Run the preflight checks; any failure stops the runbook."""
+
+        def body() -> pd.DataFrame:
+            checks = prune_preflight(self._engine, self.layers, backup_first=self.backup_first)
+            self.preflight_checks = checks
+            if not checks.ok:
+                names = "; ".join(f"{c.name}: {c.detail}" for c in checks.failures)
+                self.say("Preflight failed.")
+                raise _Stop(f"preflight failed ({names}); nothing was changed")
+            self.say("Preflight passed.")
+            return checks.to_frame()
+
+        return self._step("preflight", body)
+
+    def plan(self) -> pd.DataFrame | None:
+        """Show what would be pruned per layer and the confirmation phrase."""
+
+        def body() -> pd.DataFrame:
+            plan = plan_prune(self._engine, self.layers, self.older_than)
+            self.current_plan = plan
+            self.say(
+                f"Would prune {plan.total_to_delete} memories older than {plan.older_than} "
+                f"(before {plan.cutoff:%Y-%m-%d %H:%M} UTC), about {format_bytes(plan.total_bytes_to_free)}."
+            )
+            if plan.nothing_to_do:
+                self.say("Nothing to prune.")
+            else:
+                self.say(f"To apply: dry_run=False and confirm={plan.phrase!r}")
+            return plan.to_frame()
+
+        return self._step("plan", body)
+
+    def apply(self) -> pd.DataFrame | None:
+        """Back up and prune when confirmed; otherwise say why nothing changed."""
+
+        def body() -> pd.DataFrame | None:
+            if self.current_plan is None:
+                raise _Stop("there is no plan; run the plan step first")
+            outcome = apply_prune(
+                self._engine,
+                self.current_plan,
+                dry_run=self.dry_run,
+                confirm=self.confirm,
+                backup_first=self.backup_first,
+            )
+            self.outcome = outcome
+            self._say_all(outcome.notes)
+            self.say(outcome.decision.message)
+            if not outcome.applied:
+                return None
+            if outcome.backup is not None:
+                self.say(
+                    f"Backup taken first: {outcome.backup.id} ({format_bytes(outcome.backup.size_bytes)})."
+                )
+            self.say(f"Pruned {outcome.deleted} memories in {outcome.duration_seconds:.1f}s.")
+            return outcome.to_frame()
+
+        return self._step("apply", body)
+
+    def verify(self) -> pd.DataFrame | None:
+        """Check counts and sizes afterwards, and a sample search; a failed check stops the runbook."""
+
+        def body() -> pd.DataFrame:
+            if self.outcome is None:
+                raise _Stop("there is nothing to verify; the apply step did not run")
+            checks = verify_prune(self._engine, self.outcome)
+            self.verification = checks
+            if not checks.ok:
+                raise _Stop("verification failed: " + "; ".join(c.detail for c in checks.failures))
+            self.say("Verified." if self.outcome.applied else "Verified: nothing changed.")
+            return checks.to_frame()
+
+        return self._step("verify", body)
+
+    def summary(self) -> dict[str, Any]:
+        """One closing line, and the facts of the run as a dict (the record papermill leaves behind)."""
+        facts: dict[str, Any] = {
+            "layers": list(self.layers),
+            "older_than": self.older_than,
+            "dry_run": self.dry_run,
+            "outcome": _outcome_name(self.outcome.decision.verdict) if self.outcome else None,
+            "deleted": self.outcome.deleted if self.outcome else 0,
+            "backup": self.outcome.backup.id if self.outcome and self.outcome.backup else None,
+            "verified": self.verification.ok if self.verification else None,
+            "error": self.error,
+        }
+        if self.error:
+            self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
+        elif self.outcome and self.outcome.applied:
+            self.say(
+                f"Summary: pruned {facts['deleted']} memories older than {self.older_than}"
+                + (f" after backup {facts['backup']}" if facts["backup"] else " (no backup first)")
+                + "; verified."
+            )
+        elif self.outcome:
+            self.say(f"Summary: {self.outcome.decision.message}")
+        return facts
+
+
+class RestoreRunbook(NotebookRunbook):
+    """The steps of ``notebooks/restore_backup.ipynb``; each prints plainly and returns a table."""
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        backup_id: str = "",
+        dry_run: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> None:
+        super().__init__(engine, say=say)
+        self.backup_id = backup_id
+        self.dry_run = dry_run
+        self.confirm = confirm
+        self.current_plan: RestoreRunPlan | None = None
+        self.outcome: RestoreOutcome | None = None
+        self.verification: Checks | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        data_dir: str | Path | None = None,
+        backup_id: str = "",
+        dry_run: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> RestoreRunbook:
+        """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
+        runbook = cls(None, say=say)
+
+        def setup() -> None:
+            if not isinstance(dry_run, bool):
+                raise InvalidInput(f"dry_run {dry_run!r} must be True or False")
+            runbook.backup_id = "" if backup_id is None else str(backup_id).strip()
+            runbook.dry_run = dry_run
+            runbook.confirm = "" if confirm is None else str(confirm)
+            runbook.engine = engine_for(data_dir)
+            mode = "DRY RUN (changes nothing)" if dry_run else "APPLY (when confirmed)"
+            which = runbook.backup_id or "the latest backup"
+            say(f"Restore {which} into {runbook.engine.settings.data_dir}: {mode}.")
+
+        runbook._step("parameters", setup)
+        return runbook
+
+    @property
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
+
+    def backups(self) -> pd.DataFrame | None:
+        """List the backups, newest first."""
+
+        def body() -> pd.DataFrame:
+            backups = self._engine.vault.list()
+            self.say(f"{len(backups)} backup(s) in {self._engine.settings.backup_dir}.")
+            return backups_frame(backups)
+
+        return self._step("list", body)
+
+    def plan(self) -> pd.DataFrame | None:
+        """Verify the chosen backup and diff it against now; state the confirmation phrase."""
+
+        def body() -> pd.DataFrame:
+            plan = plan_restore(self._engine, self.backup_id)
+            self.current_plan = plan
+            backup = plan.backup
+            self.say(
+                f"Backup {backup.id} from {backup.created_at:%Y-%m-%d %H:%M} UTC, {format_bytes(backup.size_bytes)}."
+            )
+            if not plan.verified:
+                where = f" in {plan.damaged_file}" if plan.damaged_file else ""
+                self.say(f"Verification FAILED{where}: {plan.problem}")
+                self.say("This backup cannot be restored.")
+            else:
+                self.say("Verified: every file matches its checksum.")
+                self.say(f"To apply: dry_run=False and confirm={plan.phrase!r}")
+            return plan.to_frame()
+
+        return self._step("plan", body)
+
+    def apply(self) -> None:
+        """Restore when confirmed (the vault takes a safety backup first); otherwise say why not."""
+
+        def body() -> None:
+            if self.current_plan is None:
+                raise _Stop("there is no plan; run the plan step first")
+            outcome = apply_restore(
+                self._engine, self.current_plan, dry_run=self.dry_run, confirm=self.confirm
+            )
+            self.outcome = outcome
+            self.say(outcome.decision.message)
+            if outcome.applied:
+                if outcome.safety_backups:
+                    self.say(
+                        f"Safety backup of the data before the restore: {', '.join(outcome.safety_backups)}."
+                    )
+                self.say(f"Restored {outcome.plan.backup.id} in {outcome.duration_seconds:.1f}s.")
+
+        self._step("apply", body)
+
+    def verify(self) -> pd.DataFrame | None:
+        """Check the counts against the backup; a failed check stops the runbook."""
+
+        def body() -> pd.DataFrame:
+            if self.outcome is None:
+                raise _Stop("there is nothing to verify; the apply step did not run")
+            checks = verify_restore(self._engine, self.outcome)
+            self.verification = checks
+            if not checks.ok:
+                raise _Stop(
+                    "verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in checks.failures)
+                )
+            self.say(
+                "Verified: the data matches the backup."
+                if self.outcome.applied
+                else "Verified: nothing changed."
+            )
+            return checks.to_frame()
+
+        return self._step("verify", body)
+
+    def summary(self) -> dict[str, Any]:
+        """One closing line, and the facts of the run as a dict."""
+        plan = self.current_plan
+        facts: dict[str, Any] = {
+            "backup": plan.backup.id if plan else (self.backup_id or None),
+            "verified_backup": plan.verified if plan else None,
+            "dry_run": self.dry_run,
+            "outcome": _outcome_name(self.outcome.decision.verdict) if self.outcome else None,
+            "safety_backups": list(self.outcome.safety_backups) if self.outcome else [],
+            "verified": self.verification.ok if self.verification else None,
+            "error": self.error,
+        }
+        if self.error:
+            self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
+        elif self.outcome and self.outcome.applied:
+            self.say(
+                f"Summary: restored {facts['backup']}; safety backup {', '.join(facts['safety_backups']) or 'none'}; verified."
+            )
+        elif self.outcome:
+            self.say(f"Summary: {self.outcome.decision.message}")
+        return facts
+
+
+def _outcome_name(verdict: str) -> str:
+    return "applied" if verdict == "go" else verdict
