@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,7 +83,7 @@ class Catalog:
 
     def sidecar_temp_path(self, backup_id: str, purpose: str = "create") -> Path:
         """A temporary for writing the sidecar durably."""
-        tag = "" if purpose == "create" else f".{purpose}-{os.getpid()}"
+        tag = "" if purpose == "create" else f".{purpose}-{os.getpid()}-{secrets.token_hex(4)}"
         return self.backup_dir / f"{TEMP_PREFIX}{backup_id}{SIDECAR_SUFFIX}{tag}{PARTIAL_SUFFIX}"
 
     def staging_path(self, backup_id: str) -> Path:

@@ -6,8 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
+from helpers import free_port, wait_for_port
 
 from jamey_engine.engine import Engine
 
@@ -80,4 +85,76 @@ def _wait_for_lines(path: Path, count: int, process: subprocess.Popen[bytes]) ->
     while len([line for line in path.read_text().splitlines() if not line.startswith("ERR")]) < count:
         assert process.poll() is None, "the writer process died"
         assert time.monotonic() < deadline, f"fewer than {count} writes within 60 s"
+        time.sleep(0.02)
+
+
+def test_writes_through_a_running_jamey_serve_after_the_switch_survive_the_restore(
+    engine: Engine, tmp_path: Path
+) -> None:
+    fill(engine, per_layer=5)
+    writer_key = engine.keys.create(
+        "service-writer", scopes=("memory:write",), rate_limit="100000/minute"
+    ).key
+    backup = engine.vault.create()
+    port = free_port()
+    env = {
+        **os.environ,
+        "JAMEY_DATA_DIR": str(engine.settings.data_dir),
+        "JAMEY_GLOBAL_RATE_LIMIT": "1000000/minute",
+    }
+    env.pop("API_KEY", None)
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "jamey_engine", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    acknowledged: list[tuple[str, float]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def write_loop() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            n = 0
+            while not stop.is_set():
+                started = time.time()
+                answer = client.post(
+                    "/memories",
+                    json={"layer": "episodic", "content": f"served write {n}"},
+                    headers={"Authorization": f"Bearer {writer_key}"},
+                )
+                if answer.status_code == 201:
+                    acknowledged.append((answer.json()["id"], started))
+                else:
+                    failures.append(f"{answer.status_code} {answer.text}")
+                n += 1
+
+    thread = threading.Thread(target=write_loop)
+    try:
+        wait_for_port(port, timeout=30)
+        thread.start()
+        _wait_until(lambda: len(acknowledged) >= 5, server)
+        plan = engine.vault.restore(backup.id)
+        assert plan.switched_at is not None
+        switched_at = plan.switched_at
+        _wait_until(lambda: sum(1 for _, t in acknowledged if t > switched_at) >= 10, server)
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=60)
+        server.terminate()
+        server.wait(timeout=30)
+    assert failures == [], failures
+    after = [memory_id for memory_id, started in acknowledged if started > switched_at]
+    for memory_id in after:
+        assert engine.memory.get("episodic", memory_id).content.startswith("served write")
+
+
+def _wait_until(condition: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert process.poll() is None, "the service process died"
+        assert time.monotonic() < deadline, "the condition did not hold within 60 s"
         time.sleep(0.02)
