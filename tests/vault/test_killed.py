@@ -10,7 +10,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from jamey_engine.engine import Engine
+from jamey_engine.memory import LAYERS
 
 from .support import fill
 
@@ -65,3 +68,43 @@ def test_a_backup_killed_mid_way_leaves_earlier_backups_valid_and_no_partial_lis
     assert leftovers == []
     assert not [p for p in engine.settings.data_dir.iterdir() if p.name.startswith(".backup-staging-")]
     assert engine.vault.create().status == "unverified"  # and the next backup works
+
+
+@pytest.mark.slow
+def test_jamey_backup_create_killed_mid_way_leaves_no_partial_listed(engine: Engine, tmp_path: Path) -> None:
+    # Grow the data dir until one backup takes over half a second here, so the kill lands mid-way.
+    earlier: list[str] = []
+    for round_number in range(12):
+        engine.memory.store_batch(
+            LAYERS[round_number % 5], [{"content": _bulky(round_number, n)} for n in range(150)]
+        )
+        started = time.monotonic()
+        earlier.append(engine.vault.create().id)
+        if time.monotonic() - started > 0.5:
+            break
+    env = {**os.environ, "JAMEY_DATA_DIR": str(engine.settings.data_dir)}
+    backups = engine.settings.backup_dir
+    child = subprocess.Popen(
+        [sys.executable, "-m", "jamey_engine", "backup", "create", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.endswith(".partial") for p in backups.iterdir()):
+            assert child.poll() is None, "the backup ended before it was killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        out, _ = child.communicate()
+    assert child.returncode == -signal.SIGKILL and out == b""
+    assert {info.id for info in engine.vault.list()} == set(earlier)
+    assert engine.vault.verify(earlier[-1]).status == "ok"
+    assert [p.name for p in backups.iterdir() if p.name.startswith(".")] == []
+
+
+def _bulky(round_number: int, n: int) -> str:
+    words = [f"w{(round_number * 7919 + n * 104729 + i * 31) % 50021:x}" for i in range(4000)]
+    return f"bulk {round_number} {n} " + " ".join(words)
