@@ -20,6 +20,7 @@ from jamey_engine.memory.generations import fsync_path, link_or_copy
 from jamey_engine.memory.model import LAYERS
 from jamey_engine.memory.schema import (
     LOCK_FILES,
+    is_tantivy_failure,
     live_documents,
     open_index,
     segment_file_prefixes,
@@ -102,7 +103,9 @@ def validate_layers(src: Path) -> dict[str, int]:
             for _, address in hits.hits:
                 to_memory(searcher.doc(address), layer)
             counts[layer] = int(searcher.num_docs)
-        except (OSError, ValueError, TypeError) as err:
+        except BaseException as err:
+            if not (is_tantivy_failure(err) or isinstance(err, TypeError)):
+                raise
             raise StorageCorrupt(
                 f"layer {layer!r}: index at {path} cannot be read ({err})", str(path)
             ) from None

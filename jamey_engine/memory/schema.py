@@ -93,11 +93,22 @@ def open_index(path: Path, layer: str) -> tantivy.Index:
         index = tantivy.Index.open(str(path))
         index.reload()
         index.searcher()
-    except (OSError, ValueError) as err:
+    except BaseException as err:
+        if not is_tantivy_failure(err):
+            raise
         raise StorageCorrupt(
             f"layer {layer!r}: index at {path} cannot be opened ({err})", str(path)
         ) from None
     return index
+
+
+def is_tantivy_failure(err: BaseException) -> bool:
+    """True for the errors tantivy raises on damaged files, including a Rust panic.
+
+    A panic surfaces as ``pyo3_runtime.PanicException``, a BaseException subclass that cannot
+    be imported by name, so it is recognised by its type's name.
+    """
+    return isinstance(err, OSError | ValueError) or type(err).__name__ == "PanicException"
 
 
 def read_meta(path: Path) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from jamey_engine.memory.schema import (
     ID,
     SCHEMA,
     TIMESTAMP,
+    is_tantivy_failure,
     live_documents,
     open_index,
     read_meta,
@@ -116,7 +117,9 @@ class MemoryStore:
                         self._readers[layer] = (generation, index)
                 index.reload()
                 return index
-            except (StorageCorrupt, OSError, ValueError) as err:
+            except BaseException as err:
+                if not (isinstance(err, StorageCorrupt) or is_tantivy_failure(err)):
+                    raise
                 # The generation may have been replaced (and removed) between the two steps.
                 if attempt < 2 and self.generations.read().get(layer) != generation:
                     continue

@@ -1,0 +1,137 @@
+"""The ``jamey memory`` commands through click's runner: output, JSON shapes and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from jamey_engine.cli import cli
+from jamey_engine.memory import LAYERS
+
+
+@pytest.fixture
+def run(data_dir: Path):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+
+    def invoke(*args: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(cli, ["--data-dir", str(data_dir), "memory", *args])
+
+    return invoke
+
+
+def test_store_then_search_and_get(run) -> None:  # type: ignore[no-untyped-def]
+    stored = run("store", "--layer", "working", "the cache hit rate dropped")
+    assert stored.exit_code == 0, stored.output
+    memory_id = stored.stdout.strip()
+    found = run("search", "--layer", "working", "--json", "cache")
+    assert found.exit_code == 0, found.output
+    rows = json.loads(found.stdout)
+    assert [r["id"] for r in rows] == [memory_id] and rows[0]["score"] > 0
+    shown = run("get", "--layer", "working", "--json", memory_id)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["content"] == "the cache hit rate dropped"
+    deleted = run("delete", "--layer", "working", memory_id)
+    assert deleted.exit_code == 0, deleted.output
+    missing = run("get", "--layer", "working", memory_id)
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == f"error: memory {memory_id} not found in layer 'working'"
+
+
+def test_store_with_a_timestamp_and_json(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("store", "--layer", "episodic", "--timestamp", "2025-05-05T05:05:05Z", "--json", "old news")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["timestamp"] == "2025-05-05T05:05:05+00:00"
+
+
+def test_a_bad_layer_exits_2_with_one_line_and_no_traceback(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("store", "--layer", "nope", "text")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        "error: layer 'nope' is not one of: short_term, long_term, working, episodic, semantic"
+    ]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("store", "--layer", "working", " "), "content must not be empty"),
+        (("store", "--layer", "working", "--timestamp", "soon", "x"), "timestamp 'soon'"),
+        (("search", "--layer", "working", "content:("), "malformed"),
+        (("search", "--layer", "working", "--limit", "5000", "x"), "limit 5000"),
+        (("growth", "--days", "0"), "days 0"),
+        (("prune", "--all", "--older-than", "soon"), "--older-than 'soon'"),
+        (("prune", "--older-than", "30d"), "--layer"),
+        (("prune", "--all", "--layer", "working", "--older-than", "30d"), "not both"),
+        (("import", "--layer", "working", "/no/such/file.jsonl"), "does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_line(run, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_sizes_json_is_keyed_by_layer_with_bytes_and_documents(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("store", "--layer", "semantic", "fact").exit_code == 0
+    result = run("sizes", "--json")
+    assert result.exit_code == 0, result.output
+    sizes = json.loads(result.stdout)
+    assert list(sizes) == list(LAYERS)
+    assert sizes["semantic"]["documents"] == 1 and sizes["semantic"]["bytes"] > 0
+    assert sizes["working"]["documents"] == 0
+    table = run("sizes")
+    assert table.exit_code == 0, table.output
+    assert "semantic" in table.stdout and "total" in table.stdout
+
+
+def test_import_export_round_trip(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"content": f"line {i}"}) + "\n" for i in range(5)))
+    imported = run("import", "--layer", "long_term", "--json", str(source))
+    assert imported.exit_code == 0, imported.output
+    assert json.loads(imported.stdout) == {"layer": "long_term", "imported": 5}
+    out = tmp_path / "out.jsonl"
+    exported = run("export", "--layer", "long_term", str(out))
+    assert exported.exit_code == 0, exported.output
+    assert len(out.read_text().splitlines()) == 5
+
+
+def test_growth_json_lists_days_and_layers(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("store", "--layer", "working", "today").exit_code == 0
+    result = run("growth", "--days", "2", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 2 * len(LAYERS)
+    assert sum(r["documents"] for r in rows if r["layer"] == "working") == 1
+    table = run("growth", "--days", "2")
+    assert table.exit_code == 0, table.output
+
+
+def test_prune_json_reports_deleted_and_bytes_per_layer(run) -> None:  # type: ignore[no-untyped-def]
+    for i in range(20):
+        stamp = "2020-01-01T00:00:00Z" if i % 2 else "2099-01-01T00:00:00Z"
+        assert run("store", "--layer", "working", "--timestamp", stamp, f"memory {i}").exit_code == 0
+    dry = run("prune", "--layer", "working", "--older-than", "30d", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["working"]["deleted"] == 10
+    assert json.loads(run("sizes", "--json").stdout)["working"]["documents"] == 20
+    result = run("prune", "--all", "--older-than", "30d", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert list(report) == list(LAYERS)
+    assert report["working"]["deleted"] == 10
+    assert report["working"]["bytes_after"] < report["working"]["bytes_before"]
+    assert report["episodic"] == {
+        "deleted": 0,
+        "bytes_before": report["episodic"]["bytes_before"],
+        "bytes_after": report["episodic"]["bytes_before"],
+        "dry_run": False,
+    }
+    again = run("prune", "--layer", "working", "--older-than", "30d")
+    assert again.exit_code == 0, again.output
+    assert "deleted          0" in again.stdout

@@ -1,0 +1,121 @@
+"""Several processes on one data dir: concurrent writers, visibility, lock waits, prune."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from jamey_engine.errors import Busy
+from jamey_engine.memory import MemoryStore
+from memory.workers import hold_writer, store_many
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jamey_engine", "--data-dir", str(data_dir), "memory", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_two_processes_writing_to_one_layer_lose_nothing(store: MemoryStore, memory_root: Path) -> None:
+    store.sizes()
+    start_at = time.time() + 2.0
+    with SPAWN.Pool(2) as pool:
+        pending = [
+            pool.apply_async(store_many, (str(memory_root), "working", name, 40, start_at))
+            for name in ("alpha", "beta")
+        ]
+        time.sleep(max(0.0, start_at - time.time()))
+        mine = [store.store("working", f"parent number {i}").id for i in range(40)]
+        theirs = [memory_id for result in pending for memory_id in result.get(timeout=120)]
+    assert store.count("working") == 120
+    for memory_id in mine + theirs:
+        store.get("working", memory_id)
+
+
+def test_a_commit_by_another_process_is_visible_to_a_reader_at_once(
+    store: MemoryStore, data_dir: Path
+) -> None:
+    assert store.search("working", "*") == []
+    result = _cli(data_dir, "store", "--layer", "working", "remembered elsewhere")
+    assert result.returncode == 0, result.stderr
+    memory_id = result.stdout.strip()
+    assert [m.id for m in store.search("working", "elsewhere")] == [memory_id]
+
+
+def test_a_writer_held_by_another_process_makes_store_wait_then_fail_busy(
+    memory_root: Path, tmp_path: Path
+) -> None:
+    store = MemoryStore(memory_root, lock_timeout=0.5)
+    store.store("working", "before")
+    store.writer("working").flush()
+    time.sleep(0.6)  # our own writer closes after a short idle
+    ready = tmp_path / "ready"
+    holder = SPAWN.Process(target=hold_writer, args=(str(store.layer_path("working")), str(ready), 4.0))
+    holder.start()
+    try:
+        deadline = time.time() + 30
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(Busy, match="layer 'working' is being written by another process; try again"):
+            store.store("working", "refused")
+        assert time.monotonic() - started >= 0.45
+        assert store.count("working") == 1
+    finally:
+        holder.join(timeout=30)
+    store.store("working", "after the other process let go")
+    assert store.count("working") == 2
+    store.close()
+
+
+def test_a_store_waits_for_a_short_lock_and_then_succeeds(memory_root: Path, tmp_path: Path) -> None:
+    store = MemoryStore(memory_root, lock_timeout=20.0)
+    store.sizes()
+    ready = tmp_path / "ready"
+    holder = SPAWN.Process(target=hold_writer, args=(str(store.layer_path("working")), str(ready), 1.0))
+    holder.start()
+    try:
+        while not ready.exists():
+            time.sleep(0.05)
+        store.store("working", "waited for the lock")
+    finally:
+        holder.join(timeout=30)
+    assert store.count("working") == 1
+    store.close()
+
+
+def test_a_prune_in_another_process_loses_none_of_our_writes(store: MemoryStore, data_dir: Path) -> None:
+    store.store_batch(
+        "working", [{"content": f"old {i}", "timestamp": "2020-01-01T00:00:00Z"} for i in range(3000)]
+    )
+    stop = threading.Event()
+    written: list[str] = []
+
+    def writer() -> None:
+        while not stop.is_set():
+            written.append(store.store("working", f"fresh {len(written)}").id)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        result = _cli(data_dir, "prune", "--layer", "working", "--older-than", "30d", "--json")
+    finally:
+        stop.set()
+        thread.join()
+    assert result.returncode == 0, result.stderr
+    assert written
+    assert store.count("working") == len(written)
+    for memory_id in written:
+        store.get("working", memory_id)
