@@ -66,8 +66,9 @@ def _walk_files(root: Path) -> Iterator[Path]:
             yield Path(directory) / name
 
 
-def _no_space_message(where: Path) -> str:
-    return f"no space left on device while writing backup to {where}; free some space and try again"
+def _no_space_message(where: Path, snapshot: bool) -> str:
+    doing = "taking the memory snapshot in" if snapshot else "writing backup to"
+    return f"no space left on device while {doing} {where}; free some space and try again"
 
 
 class Vault:
@@ -198,7 +199,7 @@ class Vault:
             remove_tree(staging)
             if isinstance(err, OSError):
                 if is_no_space(err):
-                    raise Unavailable(_no_space_message(where)) from None
+                    raise Unavailable(_no_space_message(where, where != backup_dir)) from None
                 raise Unavailable(
                     f"could not write backup to {where}: {err.strerror or err}"
                     + (f" ({err.filename})" if err.filename else "")
