@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from jamey_engine.config import Settings
-from jamey_engine.errors import InvalidInput, StorageCorrupt, Unavailable
+from jamey_engine.errors import Busy, InvalidInput, StorageCorrupt, Unavailable
 from jamey_engine.models import TABLES, ApiKey, Base, KeyEvent, Operation, UTCDateTime
 
 __all__ = ["ApiKey", "Base", "Database", "KeyEvent", "Operation"]
@@ -131,7 +131,7 @@ class Database:
             with self._engine.connect() as conn:
                 return MigrationContext.configure(conn).get_current_revision()
         except sa.exc.OperationalError as err:
-            raise Unavailable(f"database {self.safe_url} cannot be opened: {err.orig}") from None
+            raise self._unavailable(err) from None
 
     def upgrade(self) -> str:
         """Apply every pending migration (safe when several processes do it at once).
@@ -152,7 +152,7 @@ class Database:
                         log.info("upgrading database %s from %s to %s", self.safe_url, current, head)
                         command.upgrade(alembic_config(conn), "head")
             except sa.exc.OperationalError as err:
-                raise Unavailable(f"database {self.safe_url} cannot be opened: {err.orig}") from None
+                raise self._unavailable(err) from None
         self._ready = True
         return head
 
@@ -190,13 +190,38 @@ class Database:
 
         Objects stay usable after the block (``expire_on_commit=False``).
         """
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self._translated(), Session(self.engine, expire_on_commit=False) as session:
             try:
                 yield session
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A Connection (no implicit commit) with driver errors turned into Busy/Unavailable."""
+        with self._translated(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A Connection in a transaction committed when the block succeeds (errors translated)."""
+        with self._translated(), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.OperationalError as err:
+            raise self._unavailable(err) from None
+
+    def _unavailable(self, err: sa.exc.OperationalError) -> Busy | Unavailable:
+        reason = _one_line(err.orig)
+        if "locked" in reason or "busy" in reason:
+            return Busy(f"database {self.safe_url} stayed busy: {reason}")
+        return Unavailable(f"database {self.safe_url} cannot be used: {reason}")
 
     def on_close(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` when the database is closed (before the pool is disposed)."""
@@ -220,7 +245,7 @@ class Database:
 
     def count_rows(self) -> dict[str, int]:
         """How many rows each Jamey table holds."""
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             return {
                 table.name: int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
                 for table in TABLES
@@ -232,7 +257,7 @@ class Database:
         ``load()`` of the result restores the same rows exactly, on SQLite or PostgreSQL.
         """
         result: dict[str, list[dict[str, Any]]] = {}
-        with self.engine.connect() as conn:
+        with self.connect() as conn:
             for table in TABLES:
                 rows = conn.execute(sa.select(table).order_by(*table.primary_key)).mappings()
                 result[table.name] = [
@@ -252,10 +277,10 @@ class Database:
             if connection is not None:
                 self._replace_rows(connection, prepared)
                 return
-            with self.engine.begin() as conn:
+            with self.begin() as conn:
                 self._replace_rows(conn, prepared)
         except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.StatementError) as err:
-            raise InvalidInput(f"the rows do not fit the database schema: {err.orig}") from None
+            raise InvalidInput(f"the rows do not fit the database schema: {_one_line(err.orig)}") from None
 
     def _replace_rows(self, conn: Connection, prepared: dict[str, list[dict[str, Any]]]) -> None:
         for table in reversed(TABLES):
@@ -274,6 +299,12 @@ class Database:
                                 f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"
                             )
                         )
+
+
+def _one_line(error: object) -> str:
+    """The first line of a driver's message (psycopg adds hints on further lines)."""
+    lines = str(error).strip().splitlines()
+    return " ".join(lines[0].split()) if lines else type(error).__name__
 
 
 def _to_portable(value: Any) -> Any:

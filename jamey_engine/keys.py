@@ -234,7 +234,7 @@ class KeyManager:
 
     def count(self) -> int:
         """How many keys the database holds (of any status)."""
-        with self.db.engine.connect() as conn:
+        with self.db.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(ApiKey)).scalar_one())
 
     def audit(self, limit: int = 200, key_id: str | None = None) -> builtins.list[dict[str, Any]]:
@@ -520,7 +520,7 @@ class KeyManager:
 
     def _verify_token(self, plaintext: str, lookup_id: str, cache_key: bytes) -> VerifiedKey:
         asked_at = time.monotonic()
-        with self.db.engine.connect() as conn:
+        with self.db.connect() as conn:
             row = conn.execute(sa.select(_KEYS).where(_KEYS.c.id == lookup_id)).first()
         return self._judge(row, plaintext, cache_key, asked_at, legacy=False)
 
@@ -528,13 +528,13 @@ class KeyManager:
         asked_at = time.monotonic()
         digest = self.hash_key(plaintext)
         if asked_at >= self._legacy_fresh_until:
-            with self.db.engine.connect() as conn:
+            with self.db.connect() as conn:
                 rows = conn.execute(sa.select(ApiKey.secret_hash, ApiKey.id).where(ApiKey.legacy.is_(True)))
                 self._legacy_rows = {secret_hash: key_id for secret_hash, key_id in rows}
             self._legacy_fresh_until = asked_at + self.cache_seconds
         key_id = self._legacy_rows.get(digest)
         if key_id is not None:
-            with self.db.engine.connect() as conn:
+            with self.db.connect() as conn:
                 row = conn.execute(sa.select(_KEYS).where(_KEYS.c.id == key_id)).first()
             return self._judge(row, plaintext, cache_key, asked_at, legacy=True)
         legacy = self.settings.legacy_api_key
@@ -628,7 +628,7 @@ class KeyManager:
                 .values(last_used_at=sa.bindparam("used_at"))
             )
             try:
-                with self.db.engine.begin() as conn:
+                with self.db.begin() as conn:
                     conn.execute(statement, [{"key_id": k, "used_at": t} for k, t in pending.items()])
             except Exception:
                 log.warning("could not record when %d API key(s) were last used", len(pending), exc_info=True)

@@ -84,7 +84,7 @@ def operation_summary(db: Database) -> OperationSummary:
     last_duration: dict[str, float | None] = dict.fromkeys(KINDS)
     last_size: dict[str, int | None] = dict.fromkeys(KINDS)
     pruned: dict[str, int] = {}
-    with db.engine.connect() as conn:
+    with db.connect() as conn:
         for kind, status, number in conn.execute(
             sa.select(ops.c.kind, ops.c.status, sa.func.count()).group_by(ops.c.kind, ops.c.status)
         ):
