@@ -132,6 +132,9 @@ def _switch(vault: Vault, rows: dict[str, list[dict[str, Any]]], layers_dir: Pat
     try:
         with vault.db.engine.begin() as conn:
             rows = dict(rows)
+            # Take the write lock first: on SQLite (WAL) a transaction that read before writing
+            # fails at once if another process committed in between, instead of waiting its turn.
+            conn.execute(sa.update(Operation).where(sa.false()).values(kind="restore"))
             for name, table in kept.items():
                 rows[name] = [dict(row) for row in conn.execute(sa.select(*table.c)).mappings()]
             vault.db.load(rows, connection=conn)
