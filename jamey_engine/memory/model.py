@@ -100,8 +100,10 @@ def check_timestamp(value: object, *, field: str = "timestamp") -> datetime:
     if value is not None and not isinstance(value, str | datetime):
         raise InvalidInput(f"{field} {value!r} is not an ISO 8601 timestamp, e.g. 2026-01-31T12:00:00Z")
     parsed = parse_timestamp(value, field=field)
-    if not 1970 <= parsed.year <= 9999:
-        raise InvalidInput(f"{field} {value!r} is outside the years 1970 to 9999")
+    if not 1970 <= parsed.year <= 2261:
+        raise InvalidInput(
+            f"{field} {value!r} is outside the years 1970 to 2261 (the index stores dates up to 2262)"
+        )
     return parsed
 
 
