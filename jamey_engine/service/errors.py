@@ -104,10 +104,12 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, message, headers or None)
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": HTTPStatus(status).phrase}
-    for status in (400, 401, 403, 404, 413, 422, 429, 503)
-}
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting the error shape for ``statuses``."""
+    return {status: {"model": ErrorBody, "description": HTTPStatus(status).phrase} for status in statuses}
+
+
+ERROR_RESPONSES = error_responses(400, 401, 403, 404, 413, 422, 429, 503)
 
 
 def install_error_handler(app: FastAPI) -> None:

@@ -16,12 +16,12 @@ from pydantic import BaseModel, Field
 
 from jamey_engine.durations import parse_duration
 from jamey_engine.service.auth import require
-from jamey_engine.service.errors import ERROR_RESPONSES
+from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
 
 Scope = Literal["memory:read", "memory:write", "admin"]
 KeyId = Annotated[str, Path(min_length=1, max_length=64, description="The key's public lookup id.")]
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/admin", tags=["admin"], responses={**ERROR_RESPONSES, **error_responses(409)})
 
 
 class CreateKeyBody(BaseModel):
