@@ -32,9 +32,13 @@ from jamey_engine.models import TABLES, ApiKey, Base, KeyEvent, Operation, UTCDa
 __all__ = ["ApiKey", "Base", "Database", "KeyEvent", "Operation"]
 
 log = logging.getLogger(__name__)
+# Alembic announces its context ("Context impl SQLiteImpl.") each time the revision is read,
+# which is every command; upgrade() logs what it does itself.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_CONNECT_TIMEOUT = 10
 # Any constant will do: it only has to be the same in every process that migrates.
 _PG_MIGRATION_LOCK = 0x4A414D4559  # "JAMEY"
 
@@ -84,7 +88,10 @@ class Database:
         if self.dialect == "sqlite" and self.sqlite_path is not None:
             self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         if self.dialect == "postgresql":
+            # A server that restarted leaves dead pooled connections: test each on checkout.
+            # A host that does not answer fails after PG_CONNECT_TIMEOUT s instead of hanging.
             kwargs["pool_pre_ping"] = True
+            kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT}
         self._engine = sa.create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             sa.event.listen(self._engine, "connect", _set_sqlite_pragmas)

@@ -161,7 +161,7 @@ def revoke(key_id: str, as_json: bool) -> None:
 @click.argument("limit")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def set_limit(key_id: str, limit: str, as_json: bool) -> None:
-    """Change a key's rate limit, e.g. 100/minute."""
+    """Change a key's rate limit, such as 100/minute."""
     info = get_engine().keys.set_limit(key_id, limit, actor=ACTOR)
     if as_json:
         emit_json(_info_json(info))
