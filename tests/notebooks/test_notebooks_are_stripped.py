@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import runpy
 from pathlib import Path
 
@@ -64,3 +65,26 @@ def test_check_mode_fails_on_an_executed_notebook(tmp_path: Path, capsys: pytest
     assert "not stripped" in capsys.readouterr().out
     assert strip_tool["main"]([str(path)]) == 0
     assert strip_tool["main"](["--check", str(path)]) == 0
+
+
+def test_alert_runbook_links_to_notebooks_point_at_files_that_exist() -> None:
+    alerts = (ROOT / "prometheus" / "rules" / "alerts.yml").read_text()
+    linked = set(re.findall(r"runbook_url:\s*(notebooks/\S+)", alerts))
+    assert "notebooks/prune_memories.ipynb" in linked
+    for link in linked:
+        assert (ROOT / link.split("#")[0]).is_file(), f"alerts.yml links to {link}, which does not exist"
+
+
+def test_the_kernel_runs_the_projects_python(tmp_path: Path) -> None:
+    import sys
+
+    import papermill
+
+    source = tmp_path / "probe.ipynb"
+    nbformat.write(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import sys; print(sys.prefix)")]), source
+    )
+    out = tmp_path / "probe-out.ipynb"
+    papermill.execute_notebook(str(source), str(out), kernel_name="python3", progress_bar=False)
+    printed = nbformat.read(out, as_version=4).cells[0].outputs[0].text.strip()
+    assert printed == sys.prefix, "the python3 kernel must be the project's .venv: make venv installs it"
