@@ -104,6 +104,18 @@ def series(frame: pd.DataFrame, by: Sequence[str] | None = None) -> dict[str, pd
     return result
 
 
+def latest_by(frame: pd.DataFrame, label: str) -> dict[str, float]:
+    """The most recent finite value of each series named by ``label`` (e.g. each layer's
+    current index size). Raises ValueError when the column is missing."""
+    if frame.empty:
+        return {}
+    if label not in frame.columns:
+        raise ValueError(f"no label column {label} in {list(frame.columns)}")
+    data = frame[frame["value"].map(lambda v: math.isfinite(float(v)))]
+    last = data.sort_values("timestamp").groupby(label, sort=True)["value"].last()
+    return {str(key): float(value) for key, value in last.items()}
+
+
 def y_range(values: Sequence[float], threshold: float | None = None) -> tuple[float, float]:
     """A y-axis range holding every value and the threshold, starting at zero (or below for
     negative data), with headroom on top so the threshold line is never on the edge."""

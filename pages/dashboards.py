@@ -49,6 +49,11 @@ preset = (
     or DEFAULT_PRESET
 )
 if preset == CUSTOM:
+    if not st.session_state.get("dash_start") and not st.session_state.get("dash_end"):
+        # Switching to custom starts from the range shown so far, ready to edit.
+        shown = st.session_state.get("dash_last_window") or resolve_range(DEFAULT_PRESET)
+        bounds = TimeRange(CUSTOM, shown.start, shown.end).query_params()
+        st.session_state["dash_start"], st.session_state["dash_end"] = bounds["start"], bounds["end"]
     controls[1].text_input("Start (UTC, ISO 8601)", key="dash_start", placeholder="2026-01-31T12:00:00Z")
     controls[2].text_input("End (UTC, ISO 8601)", key="dash_end", placeholder="2026-01-31T18:00:00Z")
 refresh = controls[3].selectbox("Auto-refresh", REFRESH_CHOICES, key="dash_refresh")
@@ -68,6 +73,7 @@ except InvalidInput as err:
     time_range = None
 
 if time_range is not None:
+    st.session_state["dash_last_window"] = time_range
     wanted_params = {**time_range.query_params(), **({"chart": only} if only else {})}
     if refresh != "off":
         wanted_params["refresh"] = refresh

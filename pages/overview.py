@@ -8,7 +8,9 @@ from datetime import timedelta
 import streamlit as st
 
 import workbench_ui as ui
-from jamey_engine import charts
+from jamey_engine import charts, promql
+from jamey_engine.durations import utcnow
+from jamey_engine.errors import NotFound
 from jamey_engine.workbench import check_health
 
 ui.require_session()
@@ -27,42 +29,63 @@ with ui.shown_errors("The health check"):
             st.json(health.body)
 
 
-def _threshold(value: object) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)  # type: ignore[arg-type]
+def _card(label: str, text: str, level: charts.Level, note: str) -> None:
+    with st.container(border=True):
+        st.caption(label)
+        st.markdown(f"### :{charts.LEVEL_COLORS[level]}[{text}]")
+        st.caption(f"{level} · {note}")
+
+
+def _largest_layer() -> tuple[str, float] | None:
+    """The biggest layer's index now: the per-layer size alert compares each layer with 1 GiB."""
+    end = utcnow()
+    try:
+        latest = charts.latest_by(ui.prom_frame("index_size", end - timedelta(minutes=10), end), "layer")
+    except NotFound:
+        return None
+    return max(latest.items(), key=lambda item: item[1]) if latest else None
 
 
 # --- headline numbers -----------------------------------------------------------------------
 with ui.shown_errors("The headline numbers"):
-    from jamey_engine import promql
-
     st.subheader("Headline numbers")
     headline = ui.prom_query("headline")
-    cards = (
-        ("Error rate", headline.get("error_rate"), "ratio", _threshold(promql.ERROR_RATE_THRESHOLD)),
-        ("p95 latency", headline.get("p95_latency"), "seconds", _threshold(promql.P95_LATENCY_THRESHOLD)),
-        (
+    error_rate, p95 = headline.get("error_rate"), headline.get("p95_latency")
+    backup_age, total_bytes = headline.get("backup_age_seconds"), headline.get("total_index_bytes")
+    largest = _largest_layer()
+    cards = st.columns(4)
+    with cards[0]:
+        _card(
+            "Error rate",
+            charts.format_value(error_rate, "ratio"),
+            charts.threshold_level(error_rate, promql.ERROR_RATE_THRESHOLD),
+            f"alert at {charts.format_value(promql.ERROR_RATE_THRESHOLD, 'ratio')}",
+        )
+    with cards[1]:
+        _card(
+            "p95 latency",
+            charts.format_value(p95, "seconds"),
+            charts.threshold_level(p95, promql.P95_LATENCY_THRESHOLD),
+            f"alert at {charts.format_value(promql.P95_LATENCY_THRESHOLD, 'seconds')}",
+        )
+    with cards[2]:
+        _card(
             "Last good backup",
-            headline.get("backup_age_seconds"),
-            "seconds",
-            _threshold(promql.BACKUP_AGE_THRESHOLD),
-        ),
-        (
+            "none yet" if backup_age is None else charts.format_value(backup_age, "seconds") + " ago",
+            # No successful backup at all is as bad as one too old.
+            "critical"
+            if backup_age is None
+            else charts.threshold_level(backup_age, promql.BACKUP_AGE_THRESHOLD),
+            f"alert after {charts.format_value(promql.BACKUP_AGE_THRESHOLD, 'seconds')}",
+        )
+    with cards[3]:
+        _card(
             "Total index size",
-            headline.get("total_index_bytes"),
-            "bytes",
-            _threshold(promql.INDEX_SIZE_THRESHOLD),
-        ),
-    )
-    for column, (label, value, unit, limit) in zip(st.columns(4), cards, strict=True):
-        level = charts.threshold_level(value, limit)
-        color = charts.LEVEL_COLORS[level]
-        text = charts.format_value(value, unit)  # type: ignore[arg-type]
-        if label == "Last good backup" and value is not None:
-            text += " ago"
-        with column.container(border=True):
-            st.caption(label)
-            st.markdown(f"### :{color}[{text}]")
-            st.caption(f"{level} · alert at {charts.format_value(limit, unit)}")  # type: ignore[arg-type]
+            charts.format_value(total_bytes, "bytes"),
+            charts.threshold_level(largest[1] if largest else total_bytes, promql.INDEX_SIZE_THRESHOLD),
+            (f"largest layer {largest[0]} {charts.format_value(largest[1], 'bytes')}; " if largest else "")
+            + f"alert at {charts.format_value(promql.INDEX_SIZE_THRESHOLD, 'bytes')} per layer",
+        )
 
 # --- firing alerts --------------------------------------------------------------------------
 with ui.shown_errors("The alerts"):

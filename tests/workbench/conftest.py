@@ -3,16 +3,20 @@ database and real indexes, and personas' keys (admin, reader)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import promserver
 import pytest
 import streamlit as st
 from helpers import free_port
+from promserver import PromServer
 from streamlit.testing.v1 import AppTest
 
 from jamey_engine.engine import Engine
 
+backfilled_prometheus = promserver.backfilled_prometheus  # the session-wide Prometheus
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
 TIMEOUT = 60
@@ -90,3 +94,16 @@ def open_page(at: AppTest, name: str) -> AppTest:
 
 
 Opener = Callable[[str], AppTest]
+
+
+@pytest.fixture
+def prom_env(wb_env: Path, backfilled_prometheus: PromServer, monkeypatch: pytest.MonkeyPatch) -> PromServer:
+    """The app pointed at the session's real Prometheus with 7 days of Scenario data."""
+    monkeypatch.setenv("PROMETHEUS_URL", backfilled_prometheus.url)
+    monkeypatch.setenv("PROMETHEUS_TIMEOUT", "10")
+    return backfilled_prometheus
+
+
+def figures(at: AppTest) -> list[dict]:
+    """The plotly figures on the page, as their JSON specs."""
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]

@@ -156,3 +156,18 @@ def test_growth_figure_stacks_one_bar_trace_per_layer() -> None:
     figure = charts.growth_figure(rows)
     assert [t.name for t in figure.data] == ["semantic", "working"]
     assert figure.layout.barmode == "stack"
+
+
+def test_latest_by_gives_each_series_its_newest_finite_value() -> None:
+    data = frame(
+        [
+            (0, 5.0, {"layer": "working"}),
+            (2, 7.0, {"layer": "working"}),
+            (3, float("nan"), {"layer": "working"}),
+            (1, 9.0, {"layer": "semantic"}),
+        ]
+    )
+    assert charts.latest_by(data, "layer") == {"semantic": 9.0, "working": 7.0}
+    assert charts.latest_by(pd.DataFrame(columns=["timestamp", "value"]), "layer") == {}
+    with pytest.raises(ValueError, match="scope"):
+        charts.latest_by(data, "scope")

@@ -1,0 +1,112 @@
+"""The overview (health, headline numbers, firing alerts) and the alerts page, against a real
+Prometheus with data, a live health endpoint, and both of them down."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from promserver import PromServer
+from streamlit.testing.v1 import AppTest
+
+from .conftest import open_page, texts
+
+
+class _Healthy(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"status": "ok", "database": "ok"}).encode()
+        self.send_response(200 if self.path == "/health" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def healthy_service(wb_env: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("JAMEY_SERVICE_URL", url)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def wait_for_alert(server: PromServer, name: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.query(f'ALERTS{{alertname="{name}"}}'):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{name} never became pending or firing")
+
+
+def test_overview_shows_health_and_headline_numbers_colored(
+    prom_env: PromServer, healthy_service: str, admin_app: AppTest
+) -> None:
+    open_page(admin_app, "overview")
+    assert not admin_app.exception, admin_app.exception
+    assert not admin_app.error, [e.value for e in admin_app.error]
+    assert admin_app.success[0].value.startswith(f"Service healthy at {healthy_service}/health")
+    page = texts(admin_app)
+    cards = [m.value for m in admin_app.markdown if m.value.startswith("### ")]
+    assert len(cards) == 4, cards
+    assert cards[0] == "### :red[8.00%]", "8% errors is over the 5% threshold"
+    assert cards[1] == "### :green[750 ms]", "p95 0.75 s is under 80% of the 1 s threshold"
+    assert re.fullmatch(r"### :green\[\d+\.\d (h|min) ago\]", cards[2]), "the daily backup is recent"
+    # 2.x GiB in all, colored by the largest layer (semantic, ~850 MiB: over 80% of 1 GiB)
+    assert re.fullmatch(r"### :orange\[2\.\d GiB\]", cards[3]), cards[3]
+    assert re.search(r"warning · largest layer semantic 8\d\d\.\d MiB; alert at 1.0 GiB per layer", page)
+    assert "critical · alert at 5.00%" in page
+
+
+def test_overview_lists_firing_alerts_or_says_none(prom_env: PromServer, admin_app: AppTest) -> None:
+    open_page(admin_app, "overview")
+    page = texts(admin_app)
+    assert "No alert is firing." in page or admin_app.dataframe
+
+
+@pytest.mark.usefixtures("wb_env")
+def test_overview_with_everything_down_says_so_and_still_renders(admin_app: AppTest) -> None:
+    open_page(admin_app, "overview")
+    assert not admin_app.exception, admin_app.exception
+    errors = [e.value for e in admin_app.error]
+    assert errors[0].startswith("Service unhealthy at http://127.0.0.1:")
+    assert "jamey serve" in errors[0]
+    assert sum("Prometheus unreachable at" in e for e in errors) == 2, errors  # headline and alerts
+    assert [s.value for s in admin_app.subheader] == ["Headline numbers", "Firing alerts"]
+
+
+def test_alerts_page_shows_labels_annotations_and_links(prom_env: PromServer, admin_app: AppTest) -> None:
+    wait_for_alert(prom_env, "JameyHighErrorRate")
+    open_page(admin_app, "alerts")
+    assert not admin_app.exception, admin_app.exception
+    page = texts(admin_app)
+    assert "**JameyHighErrorRate** :orange-badge[warning]" in page
+    assert "8% of Jamey API requests fail with 5xx" in page
+    assert "Runbook: `README.md#runbook-high-error-rate`" in page
+    links = admin_app.get("page_link")
+    assert any(
+        "dashboards" in link.proto.page and "chart=error_rate" in link.proto.query_string for link in links
+    ), [(link.proto.page, link.proto.query_string) for link in links]
+    labels = [json.loads(j.proto.body) for j in admin_app.json]
+    assert any(
+        d["labels"].get("alertname") == "JameyHighErrorRate" and d["labels"]["job"] == "jamey" for d in labels
+    )
+
+
+@pytest.mark.usefixtures("wb_env")
+def test_alerts_page_with_prometheus_down_says_how_to_start_it(admin_app: AppTest) -> None:
+    open_page(admin_app, "alerts")
+    assert not admin_app.exception, admin_app.exception
+    assert len(admin_app.error) == 1
+    assert "Prometheus unreachable" in admin_app.error[0].value
