@@ -1,0 +1,543 @@
+"""Every PromQL expression the workbench, the notebooks and the runbooks use, in one place.
+
+``PromQuery`` asks Prometheus (or anything speaking its HTTP API: Thanos, Mimir,
+VictoriaMetrics) through prometheus-api-client and returns tidy pandas DataFrames: one row per
+sample, columns ``timestamp`` (UTC), ``value`` (float) and one column per label that names a
+series (``layer``, ``status``...).
+
+The policy lives here too:
+- every request has a timeout (the client's default is none), PROMETHEUS_TIMEOUT seconds;
+- a range never asks for more than ``MAX_POINTS`` points per series (``choose_step``);
+  Prometheus refuses over 11,000;
+- failures are told apart: ``NoData`` (the query ran, nothing matched), ``PrometheusUnreachable``
+  (nothing answered, or it was not Prometheus) and ``BadQuery`` (Prometheus refused the query);
+- rates use a window of at least 5 minutes and at least one step, so a long range at a coarse
+  step still counts every request (what Grafana calls ``$__rate_interval``).
+
+The charts compute from the raw series rather than from the recording rules, so they also
+cover history recorded before the rules were loaded and work on stores without our rules.
+The alert thresholds are constants here; a test checks they match prometheus/rules/alerts.yml.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import pandas as pd
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from jamey_engine.errors import InvalidInput, NotFound, Unavailable
+
+if TYPE_CHECKING:
+    from jamey_engine.config import Settings
+
+#: Alert thresholds, the same numbers as prometheus/rules/alerts.yml (warning level).
+ERROR_RATE_THRESHOLD = 0.05
+P95_LATENCY_THRESHOLD = 1.0
+INDEX_SIZE_THRESHOLD = 1024**3
+#: Seconds since the last successful backup before JameyBackupTooOld fires (26 h).
+BACKUP_AGE_THRESHOLD = 26 * 3600.0
+
+#: At most this many points per series in a range query.
+MAX_POINTS = 1000
+#: Steps ``choose_step`` picks from, in seconds: round numbers, so cached ranges line up.
+STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+#: The shortest window a rate is taken over.
+DEFAULT_RATE_WINDOW = timedelta(minutes=5)
+#: Backups are rare: count them over at least an hour.
+BACKUP_COUNT_WINDOW = timedelta(hours=1)
+QUANTILES = ("0.5", "0.95", "0.99")
+
+
+class NoData(NotFound):
+    """The query ran, but Prometheus has no samples for it in the range asked."""
+
+
+class PrometheusUnreachable(Unavailable):
+    """Prometheus did not answer (refused, timed out) or answered like something else."""
+
+
+class BadQuery(InvalidInput):
+    """Prometheus refused the query (HTTP 400 or 422): ``detail`` is its reason."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """One named query: its PromQL (built from a selector and a rate window) and label columns."""
+
+    name: str
+    description: str
+    labels: tuple[str, ...]
+    build: Callable[[str, str, str], str]  # (selector, rate window, count window) -> PromQL
+
+
+def _error_rate(sel: str, w: str, _cw: str) -> str:
+    api = f'{{{sel},route!="/metrics"}}'
+    errors = f'{{{sel},route!="/metrics",status=~"5.."}}'
+    return (
+        f"sum(rate(http_requests_total{errors}[{w}])) / sum(rate(http_requests_total{api}[{w}]))"
+        f" or sum(rate(http_requests_total{api}[{w}])) * 0"
+    )
+
+
+def _latency_quantiles(sel: str, w: str, _cw: str) -> str:
+    buckets = f'sum by (le) (rate(http_request_duration_seconds_bucket{{{sel},route!="/metrics"}}[{w}]))'
+    return " or ".join(
+        f'label_replace(histogram_quantile({q}, {buckets}), "quantile", "{q}", "", "")' for q in QUANTILES
+    )
+
+
+SERIES: dict[str, SeriesSpec] = {
+    spec.name: spec
+    for spec in (
+        SeriesSpec("error_rate", "Share of API requests answered 5xx", (), _error_rate),
+        SeriesSpec(
+            "latency_quantiles", "API latency p50/p95/p99 in seconds", ("quantile",), _latency_quantiles
+        ),
+        SeriesSpec(
+            "request_rate",
+            "Requests per second by route and status",
+            ("route", "status"),
+            lambda sel, w, _cw: f"sum by (route, status) (rate(http_requests_total{{{sel}}}[{w}]))",
+        ),
+        SeriesSpec(
+            "backup_counts",
+            "Backups by outcome in the preceding window (at least an hour)",
+            ("status",),
+            lambda sel, _w, cw: f"sum by (status) (increase(backup_operations_total{{{sel}}}[{cw}]))",
+        ),
+        SeriesSpec(
+            "backup_duration",
+            "Duration of the last backup in seconds",
+            (),
+            lambda sel, _w, _cw: f"max(backup_duration_seconds{{{sel}}})",
+        ),
+        SeriesSpec(
+            "backup_size",
+            "Size of the last backup archive in bytes",
+            (),
+            lambda sel, _w, _cw: f"max(backup_size_bytes{{{sel}}})",
+        ),
+        SeriesSpec(
+            "backup_age",
+            "Seconds since the last successful backup",
+            (),
+            lambda sel, _w, _cw: f"time() - max(backup_last_success_timestamp_seconds{{{sel}}})",
+        ),
+        SeriesSpec(
+            "index_size",
+            "Bytes on disk of each memory layer's index",
+            ("layer",),
+            lambda sel, _w, _cw: f"sum by (layer) (memory_index_size_bytes{{{sel}}})",
+        ),
+        SeriesSpec(
+            "total_index_size",
+            "Bytes on disk of all memory indexes",
+            (),
+            lambda sel, _w, _cw: f"sum(memory_index_size_bytes{{{sel}}})",
+        ),
+        SeriesSpec(
+            "index_documents",
+            "Documents in each memory layer",
+            ("layer",),
+            lambda sel, _w, _cw: f"sum by (layer) (memory_documents{{{sel}}})",
+        ),
+        SeriesSpec(
+            "rate_limited",
+            "Requests refused by a rate limit per second, by scope",
+            ("scope",),
+            lambda sel, w, _cw: f"sum by (scope) (rate(rate_limited_requests_total{{{sel}}}[{w}]))",
+        ),
+    )
+}
+
+
+def choose_step(start: datetime, end: datetime) -> timedelta:
+    """The smallest step in ``STEPS`` that keeps ``[start, end]`` within ``MAX_POINTS`` points.
+
+    Raises InvalidInput when ``end`` is not after ``start``.
+    """
+    seconds = (_utc(end, "end") - _utc(start, "start")).total_seconds()
+    if seconds <= 0:
+        raise InvalidInput(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
+    for step in STEPS:
+        if math.floor(seconds / step) + 1 <= MAX_POINTS:
+            return timedelta(seconds=step)
+    return timedelta(seconds=math.ceil(seconds / (MAX_POINTS - 1)))
+
+
+def format_duration(delta: timedelta) -> str:
+    """A Prometheus duration (``5m``, ``1h``, ``90s``...) for a whole number of seconds."""
+    seconds = max(1, round(delta.total_seconds()))
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _utc(value: datetime, field: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{field} must be a datetime, got {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class PromQuery:
+    """Queries the Jamey series in Prometheus at ``url``; every request gives up after ``timeout`` s.
+
+    ``job`` is the scrape job of the service (``jamey`` in prometheus/prometheus.yml).
+    ``rate_window`` is the shortest window rates are taken over (5 minutes; tests with a 1 s
+    scrape interval may shorten it).
+    """
+
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:9090",
+        timeout: float = 10.0,
+        *,
+        job: str = "jamey",
+        rate_window: timedelta = DEFAULT_RATE_WINDOW,
+    ) -> None:
+        if timeout <= 0:
+            raise InvalidInput(f"timeout must be above zero, got {timeout!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_.:-]+", job):
+            raise InvalidInput(f"job must be a plain scrape job name, got {job!r}")
+        self.url = url.rstrip("/")
+        self.timeout = float(timeout)
+        self.job = job
+        self.rate_window = rate_window
+        self._session = requests.Session()
+        # One quick retry of a refused connection; none on HTTP statuses (we map those).
+        # One quick retry of a refused connection; a read timeout raises at once (read=False) and
+        # HTTP statuses are mapped by _call, never retried.
+        retry = Retry(
+            total=1, connect=1, read=False, status=0, other=0, backoff_factor=0.1, raise_on_status=False
+        )
+        self._client = PrometheusConnect(
+            url=self.url, session=self._session, retry=retry, timeout=self.timeout
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PromQuery:
+        """A PromQuery on PROMETHEUS_URL with PROMETHEUS_TIMEOUT."""
+        return cls(settings.prometheus_url, settings.prometheus_timeout)
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> PromQuery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- building queries --------------------------------------------------------------------
+
+    @property
+    def selector(self) -> str:
+        """The label matcher every query starts from."""
+        return f'job="{self.job}"'
+
+    def windows(self, step: timedelta) -> tuple[str, str]:
+        """The rate window and backup-count window for a query at ``step``."""
+        rate = max(self.rate_window, step)
+        count = max(BACKUP_COUNT_WINDOW, step)
+        return format_duration(rate), format_duration(count)
+
+    def expression(self, name: str, step: timedelta | None = None) -> str:
+        """The PromQL of the named series (a key of ``SERIES``) at ``step``.
+
+        Raises InvalidInput for an unknown name, listing the known ones.
+        """
+        spec = self._spec(name)
+        rate_window, count_window = self.windows(step or timedelta(0))
+        return spec.build(self.selector, rate_window, count_window)
+
+    def query_link(self, name: str, start: datetime, end: datetime) -> str:
+        """The URL of the same query, range and step in Prometheus' graph page."""
+        step = choose_step(start, end)
+        params = {
+            "g0.expr": self.expression(name, step),
+            "g0.tab": "0",
+            "g0.range_input": format_duration(_utc(end, "end") - _utc(start, "start")),
+            "g0.end_input": _utc(end, "end").strftime("%Y-%m-%d %H:%M:%S"),
+            "g0.step_input": str(int(step.total_seconds())),
+        }
+        return f"{self.url}/graph?{urlencode(params)}"
+
+    # --- range series ------------------------------------------------------------------------
+
+    def range(self, name: str, start: datetime, end: datetime) -> pd.DataFrame:
+        """The named series over ``[start, end]`` at ``choose_step``; see the class for errors."""
+        spec = self._spec(name)
+        expr = self.expression(name, choose_step(start, end))
+        return self._range(expr, start, end, spec.labels, spec.description.lower())
+
+    def custom_range(
+        self, expr: str, start: datetime, end: datetime, labels: Sequence[str] = ()
+    ) -> pd.DataFrame:
+        """Any PromQL over ``[start, end]`` (for analysts' notebooks), same step policy and
+        errors as the named series; ``labels`` become columns. Raises BadQuery for bad PromQL."""
+        return self._range(expr, start, end, tuple(labels), f"`{expr}`")
+
+    def _range(
+        self, expr: str, start: datetime, end: datetime, labels: tuple[str, ...], what: str
+    ) -> pd.DataFrame:
+        step = choose_step(start, end)
+        start, end = _utc(start, "start"), _utc(end, "end")
+        raw = self._call(
+            lambda: self._client.custom_query_range(
+                expr,
+                start_time=start,
+                end_time=end,
+                step=f"{int(step.total_seconds())}s",
+                params={"timeout": f"{self.timeout:g}s"},
+            )
+        )
+        frame = _tidy(raw, labels)
+        if frame.empty:
+            raise NoData(
+                f"No data for {what} between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC "
+                f"in Prometheus at {self.url}"
+            )
+        return frame
+
+    def error_rate(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Share of API requests (scrapes of /metrics left out) answered 5xx: 0.05 is 5%."""
+        return self.range("error_rate", start, end)
+
+    def latency_quantiles(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """API latency p50, p95 and p99 in seconds; column ``quantile`` is "0.5", "0.95", "0.99"."""
+        return self.range("latency_quantiles", start, end)
+
+    def request_rate(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Requests per second by ``route`` and ``status`` (every route, /metrics included)."""
+        return self.range("request_rate", start, end)
+
+    def backup_counts(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Backups by ``status`` (success, failure) in the hour (or step) before each point."""
+        return self.range("backup_counts", start, end)
+
+    def backup_duration(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Duration in seconds of the last backup, as reported at each point."""
+        return self.range("backup_duration", start, end)
+
+    def backup_size(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Size in bytes of the last backup archive, as reported at each point."""
+        return self.range("backup_size", start, end)
+
+    def index_size(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Bytes on disk of each memory layer's index; column ``layer``."""
+        return self.range("index_size", start, end)
+
+    def index_documents(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Documents in each memory layer; column ``layer``."""
+        return self.range("index_documents", start, end)
+
+    def rate_limited(self, start: datetime, end: datetime) -> pd.DataFrame:
+        """Requests refused by a rate limit per second; column ``scope`` (key, global)."""
+        return self.range("rate_limited", start, end)
+
+    # --- instant values ----------------------------------------------------------------------
+
+    def instant(self, name: str, at: datetime | None = None) -> pd.DataFrame:
+        """The named series at one moment (now by default), with the 5-minute rate window.
+
+        Returns a DataFrame like ``range`` (one row per series); raises NoData when empty.
+        """
+        spec = self._spec(name)
+        expr = self.expression(name)
+        params = {"timeout": f"{self.timeout:g}s"}
+        if at is not None:
+            params["time"] = f"{_utc(at, 'at').timestamp():.3f}"
+        raw = self._call(lambda: self._client.custom_query(expr, params=params))
+        frame = _tidy(raw, spec.labels)
+        if frame.empty:
+            raise NoData(f"No current data for {spec.description.lower()} in Prometheus at {self.url}")
+        return frame
+
+    def _scalar(self, name: str, at: datetime | None, where: dict[str, str] | None = None) -> float | None:
+        try:
+            frame = self.instant(name, at)
+        except NoData:
+            return None
+        for column, value in (where or {}).items():
+            frame = frame[frame[column] == value]
+        return float(frame["value"].iloc[0]) if not frame.empty else None
+
+    def backup_age_seconds(self, at: datetime | None = None) -> float | None:
+        """Seconds since the last successful backup, or None when no backup ever succeeded
+        (or the service is not scraped). Raises PrometheusUnreachable / BadQuery."""
+        return self._scalar("backup_age", at)
+
+    def headline(self, at: datetime | None = None) -> dict[str, float | None]:
+        """The overview's four numbers: error_rate, p95_latency (s), backup_age_seconds and
+        total_index_bytes; each None when Prometheus has no data for it."""
+        return {
+            "error_rate": self._scalar("error_rate", at),
+            "p95_latency": self._scalar("latency_quantiles", at, {"quantile": "0.95"}),
+            "backup_age_seconds": self._scalar("backup_age", at),
+            "total_index_bytes": self._scalar("total_index_size", at),
+        }
+
+    def alerts(self) -> pd.DataFrame:
+        """Pending and firing alerts from ``/api/v1/alerts``, one row each.
+
+        Columns: alertname, state, severity, labels (dict), annotations (dict), active_at (UTC),
+        value (float or NaN), summary, runbook_url. An empty frame (same columns) when none fire.
+        """
+        url = f"{self.url}/api/v1/alerts"
+
+        def fetch() -> Any:
+            response = self._session.get(url, timeout=self.timeout)
+            if response.status_code != 200:
+                raise PrometheusApiClientException(
+                    f"HTTP Status Code {response.status_code} ({response.content!r})"
+                )
+            return response.json()["data"]["alerts"]
+
+        rows = []
+        for alert in self._call(fetch):
+            labels = dict(alert.get("labels", {}))
+            annotations = dict(alert.get("annotations", {}))
+            rows.append(
+                {
+                    "alertname": labels.get("alertname", ""),
+                    "state": alert.get("state", ""),
+                    "severity": labels.get("severity", ""),
+                    "labels": labels,
+                    "annotations": annotations,
+                    "active_at": pd.to_datetime(alert.get("activeAt"), utc=True, errors="coerce"),
+                    "value": _float(alert.get("value")),
+                    "summary": annotations.get("summary", ""),
+                    "runbook_url": annotations.get("runbook_url", ""),
+                }
+            )
+        columns = [
+            "alertname",
+            "state",
+            "severity",
+            "labels",
+            "annotations",
+            "active_at",
+            "value",
+            "summary",
+            "runbook_url",
+        ]
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["active_at"] = pd.to_datetime(frame["active_at"], utc=True)
+        return frame.sort_values(["state", "severity", "alertname"], ignore_index=True)
+
+    def ping(self) -> None:
+        """Return when Prometheus answers its readiness check; raise PrometheusUnreachable otherwise."""
+
+        def ready() -> None:
+            response = self._session.get(f"{self.url}/-/ready", timeout=self.timeout)
+            if response.status_code != 200:
+                raise PrometheusApiClientException(
+                    f"HTTP Status Code {response.status_code} ({response.content!r})"
+                )
+
+        self._call(ready)
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _spec(self, name: str) -> SeriesSpec:
+        try:
+            return SERIES[name]
+        except KeyError:
+            raise InvalidInput(f"unknown series {name!r}; known: {', '.join(SERIES)}") from None
+
+    def _unreachable(self, why: str) -> PrometheusUnreachable:
+        return PrometheusUnreachable(
+            f"Prometheus unreachable at {self.url} ({why}); start it with `make run` "
+            "or `prometheus --config.file=prometheus/prometheus.yml`"
+        )
+
+    def _call(self, request: Callable[[], Any]) -> Any:
+        """Run one request, turning every failure into NoData/PrometheusUnreachable/BadQuery."""
+        try:
+            return request()
+        except requests.JSONDecodeError:  # a 200 that is not Prometheus' JSON
+            raise self._unreachable("the answer was not Prometheus' API") from None
+        except requests.Timeout:
+            raise self._unreachable(f"no answer within {self.timeout:g}s") from None
+        except requests.ConnectionError:
+            raise self._unreachable("connection refused or reset") from None
+        except requests.RequestException as err:
+            raise self._unreachable(type(err).__name__) from None
+        except PrometheusApiClientException as err:
+            status, detail = _parse_client_error(str(err))
+            if status in (400, 422):
+                raise BadQuery(f"Prometheus refused the query: {detail}", detail) from None
+            if status == 503 and "timeout" in detail.lower():
+                raise self._unreachable(f"the query timed out: {detail}") from None
+            raise self._unreachable(f"HTTP {status}: {detail[:200]}") from None
+        except (ValueError, KeyError, TypeError):  # a 200 that is not Prometheus' JSON
+            raise self._unreachable("the answer was not Prometheus' API") from None
+
+
+def _parse_client_error(message: str) -> tuple[int, str]:
+    """(status, Prometheus' error text) from prometheus-api-client's exception message."""
+    match = re.match(r"HTTP Status Code (\d+) \((.*)\)$", message, re.DOTALL)
+    if not match:
+        return 0, message
+    status, body = int(match.group(1)), match.group(2)
+    try:
+        raw = ast.literal_eval(body)
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    except (ValueError, SyntaxError):
+        text = body
+    try:
+        payload = json.loads(text)
+        return status, str(payload.get("error") or text)
+    except (ValueError, AttributeError):
+        return status, text.strip()
+
+
+def _float(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _tidy(result: Sequence[dict[str, Any]], labels: tuple[str, ...]) -> pd.DataFrame:
+    """Prometheus' vector or matrix result as rows (timestamp, value, *labels); non-finite
+    values (0/0 ratios, quantiles without traffic) are dropped."""
+    timestamps: list[float] = []
+    values: list[float] = []
+    label_values: dict[str, list[str]] = {label: [] for label in labels}
+    for series in result:
+        metric = series.get("metric", {})
+        points = series.get("values") or ([series["value"]] if "value" in series else [])
+        for timestamp, raw in points:
+            value = _float(raw)
+            if not math.isfinite(value):
+                continue
+            timestamps.append(float(timestamp))
+            values.append(value)
+            for label in labels:
+                label_values[label].append(str(metric.get(label, "")))
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(pd.Series(timestamps, dtype="float64"), unit="s", utc=True),
+            "value": pd.Series(values, dtype="float64"),
+            **{label: pd.Series(column, dtype="object") for label, column in label_values.items()},
+        }
+    )
+    return frame.sort_values([*labels, "timestamp"], ignore_index=True)
