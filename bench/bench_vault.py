@@ -38,8 +38,15 @@ def _text_pool(seed: int = 7, words: int = 2_000_000) -> str:
 
 
 def _data_bytes(data_dir: Path) -> int:
-    files = [p for p in (data_dir / "memory").rglob("*") if p.is_file()]
-    return sum(p.stat().st_size for p in files) + (data_dir / "jamey.db").stat().st_size
+    """Bytes of the files tar archives: memory/ and jamey.db (tantivy may drop temporaries meanwhile)."""
+    total = 0
+    for path in [*(data_dir / "memory").rglob("*"), data_dir / "jamey.db"]:
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except FileNotFoundError:
+            continue
+    return total
 
 
 def build_data_dir(engine: Engine, target_bytes: int) -> int:

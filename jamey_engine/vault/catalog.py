@@ -90,6 +90,21 @@ class Catalog:
         """The snapshot staging directory of a running backup (same filesystem as the data)."""
         return self.data_dir / f"{BACKUP_STAGING_PREFIX}{backup_id}"
 
+    def staging_owner_path(self, backup_id: str) -> Path:
+        """A file in the staging directory that the running backup holds locked."""
+        return self.staging_path(backup_id) / ".owner"
+
+    def _staging_is_stale(self, path: Path, now: float) -> bool:
+        owner = path / ".owner"
+        if is_held(owner):
+            return False
+        if owner.exists():
+            return True  # its backup died (the lock dies with the process)
+        try:  # just created, not yet locked: give it a moment
+            return now - path.stat().st_mtime > STALE_TEMP_SECONDS
+        except FileNotFoundError:
+            return False
+
     # -- sidecars ----------------------------------------------------------------------------
     def write_sidecar(
         self, manifest: Manifest, archive_size: int, verify: dict[str, Any] | None, purpose: str
@@ -221,12 +236,12 @@ class Catalog:
                 remove_tree(path)
                 removed.append(path)
         if self.data_dir.is_dir():
+            now = time.time()
             for path in self.data_dir.iterdir():
-                if path.name.startswith(BACKUP_STAGING_PREFIX):
-                    backup_id = path.name[len(BACKUP_STAGING_PREFIX) :]
-                    if not self._running(backup_id):
-                        remove_tree(path)
-                        removed.append(path)
+                # Judged by the lock inside it: a backup into another backup dir may own it.
+                if path.name.startswith(BACKUP_STAGING_PREFIX) and self._staging_is_stale(path, now):
+                    remove_tree(path)
+                    removed.append(path)
         for path in removed:
             log.info("removed stale backup leftover %s", path)
         return removed

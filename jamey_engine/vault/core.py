@@ -140,11 +140,13 @@ class Vault:
         where = backup_dir
         committed = False
         fd: int | None = None
+        owner: int | None = None
         try:
             fd = lock_new_file(partial)
             progress(0, 0, "snapshotting memory")
             where = self.settings.data_dir
             staging.mkdir(parents=True)
+            owner = lock_new_file(self.catalog.staging_owner_path(backup_id))
             documents = dict(self.memory.snapshot(staging / "memory"))
             progress(0, 0, "exporting database")
             rows = self.db.dump()
@@ -206,8 +208,9 @@ class Vault:
                 ) from None
             raise
         finally:
-            if fd is not None:
-                os.close(fd)
+            for descriptor in (owner, fd):
+                if descriptor is not None:
+                    os.close(descriptor)
         info = self.catalog.info(backup_id)
         assert info is not None, "the archive was just renamed into place"
         log.info("backup %s written: %d bytes", backup_id, info.size_bytes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -73,7 +74,12 @@ def test_listing_removes_stale_temporaries_but_not_those_of_a_running_backup(eng
     catalog = engine.vault.catalog
     dead = catalog.partial_path("20200101T000000Z-dead00")
     dead.write_bytes(b"half an archive")
-    (engine.settings.data_dir / ".backup-staging-20200101T000000Z-dead00").mkdir()
+    dead_staging = engine.settings.data_dir / ".backup-staging-20200101T000000Z-dead00"
+    dead_staging.mkdir()
+    (dead_staging / ".owner").touch()  # its owner died: nobody holds the lock
+    live_staging = engine.settings.data_dir / ".backup-staging-20200101T000000Z-a11ce0"
+    live_staging.mkdir()
+    owner = lock_new_file(live_staging / ".owner")
     orphan = catalog.sidecar_path("20200101T000000Z-dead00")
     orphan.write_text("{}")
     running = catalog.partial_path("20200101T000000Z-a11ce0")
@@ -81,11 +87,10 @@ def test_listing_removes_stale_temporaries_but_not_those_of_a_running_backup(eng
     try:
         assert [info.id for info in engine.vault.list()] == [backup_id]
         assert not dead.exists() and not orphan.exists()
-        assert not (engine.settings.data_dir / ".backup-staging-20200101T000000Z-dead00").exists()
-        assert running.exists()
+        assert not dead_staging.exists()
+        assert running.exists() and live_staging.exists()
     finally:
-        import os
-
         os.close(fd)
+        os.close(owner)
     engine.vault.list()
-    assert not running.exists()
+    assert not running.exists() and not live_staging.exists()
