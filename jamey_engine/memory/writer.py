@@ -8,19 +8,23 @@ document, and 32 concurrent callers pay for a handful of commits instead of 32.
 
 tantivy allows one writer per index across processes and fails at once with LockBusy; the
 thread retries with backoff up to ``lock_timeout`` and then fails the waiting callers with
-Busy. It keeps the writer only while work flows (closing it after a short idle, or after
-holding it for ``max_hold`` seconds) so other processes get their turn.
+Busy. It keeps the writer only while work flows: it closes it after a short idle, and hands
+it over after the current commit when another process is waiting (a waiter holds a shared
+flock on ``memory/.<layer>.writers-waiting``; the holder probes it after each commit).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import tantivy
@@ -34,24 +38,67 @@ log = logging.getLogger("jamey_engine.memory")
 SMALL_HEAP = 64_000_000  # group commits: one indexing thread, a modest arena
 BULK_HEAP = 512_000_000  # imports and batches: the arena is allocated only as it fills
 BULK_THREADS = 2
+COALESCE_STEP = 0.0005  # stop gathering once no caller arrived for this long...
+COALESCE_MAX = 0.003  # ...or after this long in all
+COALESCE_LIMIT = 1024
+YIELD_AFTER_HOLD = 0.025
+LOCK_POLL_MAX = 0.01
 
 
-def open_writer(index: tantivy.Index, heap: int, threads: int, deadline: float, layer: str) -> Any:
+def open_writer(
+    index: tantivy.Index, heap: int, threads: int, deadline: float, layer: str, waiting: Path | None = None
+) -> Any:
     """Open a tantivy writer, retrying while another process holds the index lock.
 
-    Raises Busy naming the layer once ``deadline`` (monotonic seconds) has passed.
+    While it waits it holds a SHARED flock on ``waiting``, which tells the holder (see
+    ``others_waiting``) to hand the lock over after its current commit. Raises Busy naming
+    the layer once ``deadline`` (monotonic seconds) has passed.
     """
     delay = 0.002
-    while True:
+    signal: int | None = None
+    try:
+        while True:
+            try:
+                return index.writer(heap, threads)
+            except ValueError as err:
+                if "LockBusy" not in str(err) and "lock" not in str(err).lower():
+                    raise
+                if time.monotonic() >= deadline:
+                    raise Busy(f"layer {layer!r} is being written by another process; try again") from None
+                if signal is None and waiting is not None:
+                    signal = _flag_waiting(waiting)
+                time.sleep(delay)
+                delay = min(delay * 1.5, LOCK_POLL_MAX)
+    finally:
+        if signal is not None:
+            os.close(signal)
+
+
+def _flag_waiting(waiting: Path) -> int | None:
+    fd = os.open(waiting, os.O_RDWR | os.O_CREAT, 0o644)
+    for _ in range(50):  # the holder's probe takes the lock for microseconds only
         try:
-            return index.writer(heap, threads)
-        except ValueError as err:
-            if "LockBusy" not in str(err) and "lock" not in str(err).lower():
-                raise
-            if time.monotonic() >= deadline:
-                raise Busy(f"layer {layer!r} is being written by another process; try again") from None
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            time.sleep(0.0005)
+    os.close(fd)
+    return None
+
+
+def others_waiting(waiting: Path) -> bool:
+    """True when another process is waiting for this layer's writer lock."""
+    try:
+        fd = os.open(waiting, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the probe's lock
+    return False
 
 
 class BulkSink:
@@ -86,21 +133,21 @@ class LayerWriter:
         generations: Generations,
         lock_timeout: float,
         idle_close: float = 0.3,
-        max_hold: float = 1.0,
     ) -> None:
         self.layer = layer
         self.generations = generations
         self.lock_timeout = lock_timeout
         self.idle_close = idle_close
-        self.max_hold = max_hold
         self.commits = 0
+        self._last_batch = 0
+        self._yield_until = 0.0
+        self._waiting = generations.root / f".{layer}.writers-waiting"
         self._queue: list[_Op] = []
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._writer: Any = None
         self._writer_mode = ""
-        self._writer_since = 0.0
         self._generation = ""
         self._index: tantivy.Index | None = None
 
@@ -159,9 +206,30 @@ class LayerWriter:
                     self._cond.wait()
             if self._queue[0].kind == "bulk":
                 return [self._queue.pop(0)]
+            self._coalesce()
             count = next((i for i, op in enumerate(self._queue) if op.kind == "bulk"), len(self._queue))
             ops, self._queue = self._queue[:count], self._queue[count:]
             return ops
+
+    def _coalesce(self) -> None:
+        """With concurrent callers, wait a moment while the queue still grows (lock held).
+
+        Callers released by the previous commit come back within a millisecond or so; without
+        this pause they would split into two half-size commits. A lone caller (last batch of
+        one) never waits.
+        """
+        if self._last_batch <= 1:
+            return
+        deadline = time.monotonic() + COALESCE_MAX
+        seen = len(self._queue)
+        while seen < COALESCE_LIMIT:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._cond.wait(min(COALESCE_STEP, remaining))
+            if len(self._queue) == seen:
+                return
+            seen = len(self._queue)
 
     def _run(self) -> None:
         while True:
@@ -198,6 +266,7 @@ class LayerWriter:
                             writer.delete_documents_by_term(ID, op.memory_id)
                 writer.commit()
                 self.commits += 1
+                self._last_batch = len(ops)
         except BaseException as err:
             self._discard_writer()
             for op in ops:
@@ -208,8 +277,12 @@ class LayerWriter:
             return
         for op in ops:
             op.future.set_result(result if bulk else None)
-        if bulk or time.monotonic() - self._writer_since > self.max_hold:
+        if bulk:
             self._release_writer()
+        elif others_waiting(self._waiting):
+            self._release_writer()
+            # Step aside briefly, so the process polling for the lock takes its turn.
+            self._yield_until = time.monotonic() + YIELD_AFTER_HOLD
 
     def _acquire(self, mode: str) -> Any:
         generation = self.generations.read()[self.layer]
@@ -219,11 +292,11 @@ class LayerWriter:
             self._index = open_index(self.generations.layer_path(self.layer, generation), self.layer)
             self._generation = generation
         if self._writer is None:
+            time.sleep(max(0.0, self._yield_until - time.monotonic()))
             heap, threads = (BULK_HEAP, BULK_THREADS) if mode == "bulk" else (SMALL_HEAP, 1)
             deadline = time.monotonic() + self.lock_timeout
-            self._writer = open_writer(self._index, heap, threads, deadline, self.layer)
+            self._writer = open_writer(self._index, heap, threads, deadline, self.layer, self._waiting)
             self._writer_mode = mode
-            self._writer_since = time.monotonic()
         return self._writer
 
     def _release_writer(self) -> None:
