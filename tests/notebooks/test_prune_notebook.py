@@ -63,3 +63,17 @@ def test_a_bad_layer_is_a_plain_message_not_a_traceback(seeded_dir: Path, tmp_pa
     run = run_notebook(NOTEBOOK, tmp_path, data_dir=str(seeded_dir), layer="workng")
     assert "error: layer 'workng' is not a layer; use all or one of:" in run.text
     assert "Skipped preflight" in run.text
+
+
+def test_a_writer_holding_the_lock_stops_it_at_preflight(seeded_dir: Path, tmp_path: Path) -> None:
+    before = fingerprint(seeded_dir)
+    engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(seeded_dir)}))
+    try:
+        with engine.memory.generations.shared("a long import in another process"):
+            run = run_notebook(NOTEBOOK, tmp_path, data_dir=str(seeded_dir), dry_run=False, confirm=PHRASE)
+    finally:
+        engine.close()
+    assert "Preflight failed." in run.text
+    assert "error: preflight failed (writer lock: not free within 2s" in run.text
+    assert "Skipped apply" in run.text
+    assert fingerprint(seeded_dir) == before
