@@ -59,7 +59,7 @@ def bench_verification(quick: bool, data_dir: Path) -> list[Row]:
     try:
 
         def uncached(i: int) -> None:
-            keys._forget_cache()
+            keys.forget_cache()
             keys.verify(plaintexts[i % n_keys])
 
         def cached(i: int) -> None:
@@ -152,7 +152,7 @@ def bench_postgres_verification(quick: bool, data_dir: Path) -> list[Row]:
         db, keys, plaintexts = _keys_on(url, data_dir, 10)
 
         def uncached(i: int) -> None:
-            keys._forget_cache()
+            keys.forget_cache()
             keys.verify(plaintexts[i % 10])
 
         try:

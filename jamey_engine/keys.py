@@ -4,12 +4,11 @@
   a malformed token or a failed checksum is rejected before any database query.
 * Only a hash is stored: SHA-256 of the token, or HMAC-SHA256 with ``JAMEY_KEY_PEPPER``. The
   plaintext is returned once by ``create``/``rotate`` and never stored or logged.
-* ``verify`` answers from an in-process cache for ``settings.key_cache_seconds`` (default 2 s).
-  A revocation, rotation or limit change committed by ANY process is honoured by every other
-  process at most ``key_cache_seconds`` later (the process that made it: at once). A key's own
-  expiry and grace period end exactly on time, cache or not.
-* Last-used times are kept in memory and written in one batch at most every
-  ``LAST_USED_FLUSH_SECONDS`` and when the database closes: never a write per request.
+* ``verify`` (the hot path, in :mod:`jamey_engine.keyverify`) answers from an in-process
+  cache for ``settings.key_cache_seconds`` (default 2 s): a revocation, rotation or limit change
+  committed by ANY process is honoured by every other process at most that long after its
+  commit (by the process that made it: at once). Expiry and grace end apply exactly on time.
+  Last-used times are written in batches, never once per request.
 * The deprecated ``API_KEY`` variable still authenticates (memory:read and memory:write, the
   default limit, one deprecation warning per process) until ``import_legacy`` moves its hash
   into the database, after which the database row governs it (revoke it there).
@@ -18,12 +17,7 @@
 from __future__ import annotations
 
 import builtins
-import hashlib
-import hmac
 import logging
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,23 +29,29 @@ from jamey_engine import keyformat
 from jamey_engine.config import Settings
 from jamey_engine.db import Database
 from jamey_engine.durations import format_duration, utcnow
-from jamey_engine.errors import Conflict, InvalidInput, KeyRejected, NotFound
-from jamey_engine.models import TABLES, ApiKey, KeyEvent
+from jamey_engine.errors import Conflict, InvalidInput, NotFound
+from jamey_engine.keyverify import LEGACY_SCOPES, KeyVerifier, VerifiedKey
+from jamey_engine.models import ApiKey, KeyEvent
 from jamey_engine.ratelimit import parse_limit
+
+__all__ = [
+    "SCOPES",
+    "STATUSES",
+    "CreatedKey",
+    "KeyInfo",
+    "KeyManager",
+    "VerifiedKey",
+    "key_status",
+    "normalize_scopes",
+]
 
 log = logging.getLogger(__name__)
 
 SCOPES = ("memory:read", "memory:write", "admin")
 STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
 EVENTS = ("created", "rotated", "revoked", "expired", "rate_limit_changed", "legacy_imported")
-LEGACY_SCOPES = ("memory:read", "memory:write")
 EXPIRING_WITHIN = timedelta(days=7)
-LAST_USED_FLUSH_SECONDS = 5.0
-CACHE_MAX_ENTRIES = 10_000
 NAME_MAX = 100
-
-_KEYS = TABLES[0]
-_legacy_warned = False  # one deprecation warning per process
 
 
 class EventSink(Protocol):
@@ -98,29 +98,6 @@ class CreatedKey:
 
     def __repr__(self) -> str:  # never let the plaintext reach a log line by accident
         return f"CreatedKey(key=<hidden>, info={self.info!r})"
-
-
-@dataclass(frozen=True)
-class VerifiedKey:
-    """Who a verified request is: key id and name, its scopes and effective rate limit."""
-
-    id: str
-    name: str
-    scopes: tuple[str, ...]
-    rate_limit: str
-    legacy: bool = False
-
-    def has_scope(self, scope: str) -> bool:
-        """True when the key carries ``scope``."""
-        return scope in self.scopes
-
-
-@dataclass
-class _CacheEntry:
-    fresh_until: float  # time.monotonic(): when the database must be asked again
-    stops_at: float | None  # time.time(): the key's own expiry or grace end
-    key: VerifiedKey | None
-    reason: str  # why it is refused when key is None
 
 
 def normalize_scopes(scopes: Iterable[str] | str) -> tuple[str, ...]:
@@ -174,26 +151,36 @@ class KeyManager:
         self.db = db
         self.settings = settings
         self.events = events
+        self.verifier = KeyVerifier(db, settings, on_expired=self._record_expiries)
         self.cache_seconds = settings.key_cache_seconds
-        self._pepper = settings.key_pepper.encode() if settings.key_pepper else b""
-        self._cache: dict[bytes, _CacheEntry] = {}
-        self._legacy_rows: dict[str, str] = {}  # hash -> key id of imported legacy keys
-        self._legacy_fresh_until = 0.0
-        self._pending_last_used: dict[str, datetime] = {}
-        self._last_flush = time.monotonic()
-        self._lock = threading.Lock()
-        self._flush_lock = threading.Lock()
-        self.verification_counts: Counter[str] = Counter()  # result -> count, for metrics
-        db.on_close(self.flush_last_used)
+        self.verification_counts = self.verifier.verification_counts  # result -> count, for metrics
 
-    # -- hashing ------------------------------------------------------------------------
+    # -- verifying (see keyverify) ------------------------------------------------------
+
+    def verify(self, plaintext: str | None) -> VerifiedKey:
+        """Who ``plaintext`` is, or KeyRejected(reason) with reason in missing, malformed,
+        unknown, expired, revoked.
+
+        Answers from the in-process cache for up to ``key_cache_seconds``; malformed tokens never
+        reach the database; last-used times are batched.
+        """
+        return self.verifier.verify(plaintext)
 
     def hash_key(self, plaintext: str) -> str:
-        """The stored form of a key: hex HMAC-SHA256 with the pepper, or SHA-256 without one."""
-        data = plaintext.encode()
-        if self._pepper:
-            return hmac.new(self._pepper, data, hashlib.sha256).hexdigest()
-        return hashlib.sha256(data).hexdigest()
+        """The stored form of a key (SHA-256, or HMAC-SHA256 with the pepper), hex."""
+        return self.verifier.hash_key(plaintext)
+
+    def flush_last_used(self) -> None:
+        """Write the batched last-used times now (also done every few seconds and on close)."""
+        self.verifier.flush_last_used()
+
+    def forget_cache(self) -> None:
+        """Drop this process's cached verification answers."""
+        self.verifier.forget()
+
+    def close(self) -> None:
+        """Flush the last-used times."""
+        self.verifier.flush_last_used()
 
     # -- reading --------------------------------------------------------------------------
 
@@ -210,7 +197,7 @@ class KeyManager:
             created_at=row.created_at,
             expires_at=row.expires_at,
             revoked_at=revoked_at,
-            last_used_at=self._pending_last_used.get(row.id, row.last_used_at),
+            last_used_at=self.verifier.pending_last_used(row.id) or row.last_used_at,
             status=status,
             rotated_to=row.rotated_to,
             rotated_from=row.rotated_from,
@@ -351,7 +338,7 @@ class KeyManager:
             self._event(session, now, "created", new, actor, f"rotation of {old.id}")
             info = self._info(new, now)
             old_info = self._info(old, now)
-        self._forget_cache()
+        self.forget_cache()
         log.info("API key %s rotated to %s by %s", old_info.id, info.id, actor)
         self._changed("rotated", old_info, actor, new_id=info.id)
         return CreatedKey(plaintext, info)
@@ -367,7 +354,7 @@ class KeyManager:
             row.revoked_at = now
             self._event(session, now, "revoked", row, actor, None)
             info = self._info(row, now)
-        self._forget_cache()
+        self.forget_cache()
         log.info("API key %s (%s) revoked by %s", info.id, info.name, actor)
         self._changed("revoked", info, actor)
         return info
@@ -388,7 +375,7 @@ class KeyManager:
             row.rate_limit = text
             self._event(session, now, "rate_limit_changed", row, actor, f"{before} -> {text}")
             info = self._info(row, now)
-        self._forget_cache()
+        self.forget_cache()
         log.info("API key %s rate limit set to %s by %s", info.id, text, actor)
         self._changed("rate_limit_changed", info, actor)
         return info
@@ -427,7 +414,7 @@ class KeyManager:
                 session, now, "legacy_imported", row, actor, "hash of API_KEY moved into the database"
             )
             info = self._info(row, now)
-        self._forget_cache()
+        self.forget_cache()
         log.info("legacy API_KEY imported as key %s by %s", info.id, actor)
         self._changed("legacy_imported", info, actor)
         return info
@@ -492,159 +479,3 @@ class KeyManager:
                 )
                 if claimed.rowcount == 1:  # type: ignore[attr-defined]
                     self._event(session, now, "expired", row, "system", f"expired at {row.expires_at}")
-
-    # -- verifying ------------------------------------------------------------------------
-
-    def verify(self, plaintext: str | None) -> VerifiedKey:
-        """Who ``plaintext`` is, or KeyRejected(reason) with reason in missing, malformed,
-        unknown, expired, revoked.
-
-        Answers from the cache for up to ``key_cache_seconds``; malformed tokens never reach the
-        database. Records the last-used time in memory (flushed in batches).
-        """
-        if not plaintext:
-            return self._reject("missing")
-        cache_key = hashlib.sha256(plaintext.encode()).digest()
-        entry = self._cache.get(cache_key)
-        if entry is not None and time.monotonic() < entry.fresh_until:
-            if entry.key is not None and (entry.stops_at is None or time.time() < entry.stops_at):
-                return self._accept(entry.key, cached=True)
-            if entry.key is None:
-                return self._reject(entry.reason, cached=True)
-        if keyformat.looks_like_token(plaintext):
-            token = keyformat.parse_token(plaintext)
-            if token is None:
-                return self._reject("malformed")
-            return self._verify_token(plaintext, token.lookup_id, cache_key)
-        return self._verify_legacy(plaintext, cache_key)
-
-    def _verify_token(self, plaintext: str, lookup_id: str, cache_key: bytes) -> VerifiedKey:
-        asked_at = time.monotonic()
-        with self.db.connect() as conn:
-            row = conn.execute(sa.select(_KEYS).where(_KEYS.c.id == lookup_id)).first()
-        return self._judge(row, plaintext, cache_key, asked_at, legacy=False)
-
-    def _verify_legacy(self, plaintext: str, cache_key: bytes) -> VerifiedKey:
-        asked_at = time.monotonic()
-        digest = self.hash_key(plaintext)
-        if asked_at >= self._legacy_fresh_until:
-            with self.db.connect() as conn:
-                rows = conn.execute(sa.select(ApiKey.secret_hash, ApiKey.id).where(ApiKey.legacy.is_(True)))
-                self._legacy_rows = {secret_hash: key_id for secret_hash, key_id in rows}
-            self._legacy_fresh_until = asked_at + self.cache_seconds
-        key_id = self._legacy_rows.get(digest)
-        if key_id is not None:
-            with self.db.connect() as conn:
-                row = conn.execute(sa.select(_KEYS).where(_KEYS.c.id == key_id)).first()
-            return self._judge(row, plaintext, cache_key, asked_at, legacy=True)
-        legacy = self.settings.legacy_api_key
-        if legacy and hmac.compare_digest(plaintext.encode(), legacy.encode()):
-            _warn_legacy()
-            key = VerifiedKey(
-                id="legacy",
-                name="legacy API_KEY",
-                scopes=LEGACY_SCOPES,
-                rate_limit=self.settings.default_rate_limit,
-                legacy=True,
-            )
-            self._remember(cache_key, asked_at, key, None, "")
-            return self._accept(key, cached=False, record=False)
-        return self._reject("malformed")
-
-    def _judge(
-        self, row: Any, plaintext: str, cache_key: bytes, asked_at: float, *, legacy: bool
-    ) -> VerifiedKey:
-        if row is None or not hmac.compare_digest(row.secret_hash, self.hash_key(plaintext)):
-            self._remember(cache_key, asked_at, None, None, "unknown")
-            return self._reject("unknown")
-        now = utcnow()
-        stops = [t for t in (row.expires_at, row.grace_until) if t is not None]
-        if (row.revoked_at is not None and row.revoked_at <= now) or (
-            row.grace_until is not None and row.grace_until <= now
-        ):
-            reason = "revoked"
-        elif row.expires_at is not None and row.expires_at <= now:
-            reason = "expired"
-        else:
-            key = VerifiedKey(
-                id=row.id,
-                name=row.name,
-                scopes=tuple(row.scopes.split()),
-                rate_limit=row.rate_limit or self.settings.default_rate_limit,
-                legacy=legacy,
-            )
-            if legacy:
-                _warn_legacy()
-            self._remember(cache_key, asked_at, key, min(stops).timestamp() if stops else None, "")
-            return self._accept(key, cached=False)
-        self._remember(cache_key, asked_at, None, None, reason)
-        if reason == "expired" and row.expiry_recorded_at is None:
-            self._record_expiries()
-        return self._reject(reason)
-
-    def _remember(
-        self, cache_key: bytes, asked_at: float, key: VerifiedKey | None, stops_at: float | None, reason: str
-    ) -> None:
-        if len(self._cache) >= CACHE_MAX_ENTRIES:
-            try:
-                del self._cache[next(iter(self._cache))]
-            except (StopIteration, KeyError, RuntimeError):
-                self._cache.clear()
-        # Fresh from when the question was ASKED: a revocation committed during the query is
-        # then still honoured within cache_seconds of its commit.
-        self._cache[cache_key] = _CacheEntry(asked_at + self.cache_seconds, stops_at, key, reason)
-
-    def _forget_cache(self) -> None:
-        self._cache.clear()
-        self._legacy_fresh_until = 0.0
-
-    def _accept(self, key: VerifiedKey, *, cached: bool, record: bool = True) -> VerifiedKey:
-        self.verification_counts["ok"] += 1
-        if record:
-            self._pending_last_used[key.id] = utcnow()
-            if time.monotonic() - self._last_flush >= LAST_USED_FLUSH_SECONDS:
-                self.flush_last_used()
-        return key
-
-    def _reject(self, reason: str, *, cached: bool = False) -> VerifiedKey:
-        self.verification_counts[reason] += 1
-        raise KeyRejected(reason)
-
-    def flush_last_used(self) -> None:
-        """Write the batched last-used times (one statement for all keys). Never raises."""
-        if not self._flush_lock.acquire(blocking=False):
-            return  # another thread is flushing right now
-        try:
-            self._last_flush = time.monotonic()
-            pending, self._pending_last_used = self._pending_last_used, {}
-            if not pending:
-                return
-            statement = (
-                sa.update(ApiKey)
-                .where(
-                    ApiKey.id == sa.bindparam("key_id"),
-                    sa.or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < sa.bindparam("used_at")),
-                )
-                .values(last_used_at=sa.bindparam("used_at"))
-            )
-            try:
-                with self.db.begin() as conn:
-                    conn.execute(statement, [{"key_id": k, "used_at": t} for k, t in pending.items()])
-            except Exception:
-                log.warning("could not record when %d API key(s) were last used", len(pending), exc_info=True)
-        finally:
-            self._flush_lock.release()
-
-    def close(self) -> None:
-        """Flush the last-used times."""
-        self.flush_last_used()
-
-
-def _warn_legacy() -> None:
-    global _legacy_warned
-    if not _legacy_warned:
-        _legacy_warned = True
-        log.warning(
-            "a request used the deprecated API_KEY variable; create database keys "
-            "(`jamey keys create`) or move it with `jamey keys import-legacy`"
-        )

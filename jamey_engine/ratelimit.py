@@ -30,7 +30,7 @@ from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import limits
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import MemoryStorage, MovingWindowSupport, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from jamey_engine.config import Settings
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "jamey"
 RETRY_AFTER_FAILURE = 1.0
 REDIS_TIMEOUT_SECONDS = 0.5
+_COUNTER_KEY_CACHE = 100_000
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,10 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._storage: Storage = self._make_storage(storage_url)
         self._in_memory = isinstance(self._storage, MemoryStorage)
-        self._strategy = MovingWindowRateLimiter(self._storage)
+        self._strategy = MovingWindowRateLimiter(self._storage)  # checks moving-window support
+        self._window_storage = cast(MovingWindowSupport, self._storage)
+        self._global_counter = self.global_limit.key_for("global")
+        self._counter_keys: dict[tuple[str, str], str] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -153,6 +157,18 @@ class RateLimiter:
             self._parsed[text] = item
         return item
 
+    def _counter_key(self, item: limits.RateLimitItem, limit: str, key_id: str) -> str:
+        # limits derives the storage key anew on every hit; deriving it once per (limit, key)
+        # takes a third off an in-memory decision.
+        cache_key = (limit, key_id)
+        counter = self._counter_keys.get(cache_key)
+        if counter is None:
+            if len(self._counter_keys) >= _COUNTER_KEY_CACHE:
+                self._counter_keys.clear()
+            counter = item.key_for("key", key_id)
+            self._counter_keys[cache_key] = counter
+        return counter
+
     def hit(self, key_id: str, limit: str) -> Decision:
         """Count one request of ``key_id`` against ``limit`` (e.g. ``60/minute``), then the global limit.
 
@@ -163,29 +179,35 @@ class RateLimiter:
         item = self._limit(limit)
         if self._failed_until and time.monotonic() < self._failed_until:
             return self._storage_failed(item, None)
+        counter = self._counter_key(item, limit, key_id)
         try:
             if self._in_memory:
                 # limits' MemoryStorage drops per-key locks while other threads may hold them;
                 # one lock here keeps "exactly N of many racing threads" true.
                 with self._lock:
-                    return self._decide(item, key_id)
-            return self._decide(item, key_id)
+                    return self._decide(item, counter)
+            return self._decide(item, counter)
         except limits.errors.StorageError as err:
             return self._storage_failed(item, err)
 
-    def _decide(self, item: limits.RateLimitItem, key_id: str) -> Decision:
-        if not self._strategy.hit(item, "key", key_id):
-            return self._refused(item, "key", key_id)
-        if not self._strategy.hit(self.global_limit, "global"):
-            return self._refused(self.global_limit, "global")
-        self._failed_until = 0.0
-        stats = self._strategy.get_window_stats(item, "key", key_id)
-        return Decision(True, None, item.amount, max(0, stats.remaining), stats.reset_time, 0)
+    def _decide(self, item: limits.RateLimitItem, counter: str) -> Decision:
+        # What MovingWindowRateLimiter.hit/get_window_stats do, on precomputed counter keys.
+        storage = self._window_storage
+        if not storage.acquire_entry(counter, item.amount, item.get_expiry()):
+            return self._refused(item, "key", counter)
+        glob = self.global_limit
+        if not storage.acquire_entry(self._global_counter, glob.amount, glob.get_expiry()):
+            return self._refused(glob, "global", self._global_counter)
+        if self._failed_until:
+            self._failed_until = 0.0
+        start, used = storage.get_moving_window(counter, item.amount, item.get_expiry())
+        return Decision(True, None, item.amount, max(0, item.amount - used), start + item.get_expiry(), 0)
 
-    def _refused(self, item: limits.RateLimitItem, scope: str, *identifiers: str) -> Decision:
-        stats = self._strategy.get_window_stats(item, scope, *identifiers)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        return Decision(False, scope, item.amount, 0, stats.reset_time, retry_after)
+    def _refused(self, item: limits.RateLimitItem, scope: str, counter: str) -> Decision:
+        start, _ = self._window_storage.get_moving_window(counter, item.amount, item.get_expiry())
+        reset_at = start + item.get_expiry()
+        retry_after = max(1, math.ceil(reset_at - time.time()))
+        return Decision(False, scope, item.amount, 0, reset_at, retry_after)
 
     def _storage_failed(self, item: limits.RateLimitItem, err: Exception | None) -> Decision:
         with self._lock:

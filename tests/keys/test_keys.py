@@ -313,14 +313,14 @@ def test_a_pepper_makes_hashes_depend_on_the_server_secret(db_engine: Engine) ->
 def test_the_legacy_api_key_still_works_with_a_warning_once(
     db_engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import jamey_engine.keys as keys_module
+    import jamey_engine.keyverify as verify_module
 
-    keys_module._legacy_warned = False
+    verify_module._legacy_warned = False
     keys = KeyManager(db_engine.db, db_engine.settings.with_overrides(legacy_api_key="old-shared-secret"))
     with caplog.at_level(logging.WARNING, logger="jamey_engine.keys"):
         for _ in range(3):
             verified = keys.verify("old-shared-secret")
-            keys._cache.clear()
+            keys.forget_cache()
     assert verified.legacy and verified.id == "legacy"
     assert verified.scopes == ("memory:read", "memory:write")
     assert verified.rate_limit == keys.settings.default_rate_limit
