@@ -155,7 +155,7 @@ class KeyVerifier:
                 row = conn.execute(sa.select(_KEYS).where(_KEYS.c.id == key_id)).first()
             return self._judge(row, plaintext, cache_key, asked_at, legacy=True)
         legacy = self.settings.legacy_api_key
-        if legacy and hmac.compare_digest(plaintext.encode(), legacy.encode()):
+        if legacy and hmac.compare_digest(digest, self.hash_key(legacy)):  # equal lengths: no length leak
             _warn_legacy()
             key = VerifiedKey(
                 id="legacy",
