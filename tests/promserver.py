@@ -226,9 +226,18 @@ class PromServer:
         self.exporter.server_close()
 
 
-def prometheus_config(exporter_port: int, *, interval: str = "1s") -> str:
-    """A Prometheus config scraping the exporter as job "jamey" with the project's rules."""
+def prometheus_config(port: int, *, interval: str = "1s", instance: str | None = INSTANCE) -> str:
+    """A Prometheus config scraping 127.0.0.1:``port`` as job "jamey" every ``interval``, with
+    the project's rules; ``instance`` renames the target (None keeps host:port)."""
     rules = "\n".join(f"  - {path}" for path in RULES)
+    relabel = (
+        f"""    relabel_configs:
+      - target_label: instance
+        replacement: {instance}
+"""
+        if instance
+        else ""
+    )
     return f"""global:
   scrape_interval: {interval}
   evaluation_interval: {interval}
@@ -237,16 +246,13 @@ rule_files:
 scrape_configs:
   - job_name: jamey
     static_configs:
-      - targets: ["127.0.0.1:{exporter_port}"]
-    relabel_configs:
-      - target_label: instance
-        replacement: {INSTANCE}
-"""
+      - targets: ["127.0.0.1:{port}"]
+{relabel}"""
 
 
 def start_prometheus(workdir: Path, *, days: float = 7.0, interval: float = 60.0) -> PromServer:
     """Backfill ``days`` of Scenario data, start the exporter and Prometheus; return when ready."""
-    prometheus = require_binary("prometheus")
+    require_binary("prometheus")
     promtool = require_binary("promtool")
     workdir.mkdir(parents=True, exist_ok=True)
     # The backfill ends now, a sample every ``interval`` s and, for the last 10 minutes, every
@@ -281,24 +287,8 @@ def start_prometheus(workdir: Path, *, days: float = 7.0, interval: float = 60.0
     exporter = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=exporter.serve_forever, name="jamey-exporter", daemon=True)
     thread.start()
-    config = workdir / "prometheus.yml"
-    config.write_text(prometheus_config(exporter.server_address[1]))
-    port = free_port()
-    log = (workdir / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tsdb}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=30d",
-            "--web.enable-lifecycle",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = PromServer(f"http://127.0.0.1:{port}", scenario, end, workdir, process, exporter, [thread])
-    wait_ready(server.url, process, workdir / "prometheus.log")
+    url, process = launch_prometheus(workdir, prometheus_config(exporter.server_address[1]), tsdb)
+    server = PromServer(url, scenario, end, workdir, process, exporter, [thread])
     # Live from here: two scrapes, then rules evaluated on them (rates over the junction
     # between backfill and scrapes settle once live samples exist).
     deadline = time.monotonic() + 30
@@ -306,6 +296,30 @@ def start_prometheus(workdir: Path, *, days: float = 7.0, interval: float = 60.0
         time.sleep(0.1)
     time.sleep(2.0)
     return server
+
+
+def launch_prometheus(workdir: Path, config_text: str, tsdb: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start Prometheus with ``config_text`` on ``tsdb`` and a free loopback port; return its URL
+    and process once it is ready (log in workdir/prometheus.log). Fails if the binary is missing."""
+    prometheus = require_binary("prometheus")
+    config = workdir / "prometheus.yml"
+    config.write_text(config_text)
+    port = free_port()
+    with (workdir / "prometheus.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tsdb}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=30d",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, process, workdir / "prometheus.log")
+    return url, process
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
