@@ -14,18 +14,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from helpers import MQTT_URL, POSTGRES_URL, REDIS_URL, make_settings
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 
-POSTGRES_URL = os.environ.get("JAMEY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-MQTT_URL = os.environ.get("JAMEY_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
-
-
-def make_settings(data_dir: Path, **env: str) -> Settings:
-    """Settings for a test: only what the test passes, on top of the defaults, in ``data_dir``."""
-    return Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), **env})
+__all__ = ["MQTT_URL", "POSTGRES_URL", "REDIS_URL", "make_settings"]
 
 
 @pytest.fixture

@@ -1,9 +1,22 @@
-"""Helpers for tests that start real servers: free ports and readiness waits."""
+"""Helpers shared by the tests: the servers' URLs, settings on a data dir, free ports and readiness waits."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
+from pathlib import Path
+
+from jamey_engine.config import Settings
+
+POSTGRES_URL = os.environ.get("JAMEY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+MQTT_URL = os.environ.get("JAMEY_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+def make_settings(data_dir: Path, **env: str) -> Settings:
+    """Settings for a test: only what the test passes, on top of the defaults, in ``data_dir``."""
+    return Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), **env})
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
+from helpers import make_settings
 
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Unavailable

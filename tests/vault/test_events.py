@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import MQTT_URL, make_settings
+from helpers import MQTT_URL, make_settings
 
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Unavailable

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import make_settings
+from helpers import make_settings
 
 from jamey_engine.engine import Engine
 from jamey_engine.memory import LAYERS
