@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from jamey_engine.config import Settings
 from jamey_engine.db import Database, head_revision
 from jamey_engine.errors import InvalidInput, StorageCorrupt, Unavailable
 from jamey_engine.keys import KeyManager
@@ -241,9 +242,8 @@ def test_close_runs_the_close_hooks_once(db: Database) -> None:
 
 
 def test_key_rows_survive_a_round_trip_and_still_verify(db: Database, data_dir: Path) -> None:
-    from conftest import make_settings
-
-    settings = make_settings(data_dir, JAMEY_DATABASE_URL=str(db.url.render_as_string(hide_password=False)))
+    url = db.url.render_as_string(hide_password=False)
+    settings = Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), "JAMEY_DATABASE_URL": url})
     keys = KeyManager(db, settings)
     created = keys.create("survivor")
     dumped = db.dump()

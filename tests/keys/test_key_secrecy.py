@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import uuid
 from datetime import timedelta
@@ -13,10 +14,13 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import MQTT_URL, make_settings
 
+from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.keys import KeyManager
+
+# As tests/conftest.py (not imported: another directory's conftest module may shadow it).
+MQTT_URL = os.environ.get("JAMEY_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 
 
 def exercise(keys: KeyManager) -> list[str]:
@@ -78,7 +82,7 @@ def test_key_events_reach_mqtt_without_secrets(data_dir: Path) -> None:
     client.on_message = lambda c, u, msg: received.put(json.loads(msg.payload))
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
     client.loop_start()
-    engine = Engine(make_settings(data_dir, JAMEY_MQTT_URL=MQTT_URL))
+    engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), "JAMEY_MQTT_URL": MQTT_URL}))
     try:
         assert subscribed.get(timeout=10)
         created = engine.keys.create(f"mqtt-{uuid.uuid4().hex[:6]}", actor="alice")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,11 +12,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import REDIS_URL, make_settings
 
+from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
 from jamey_engine.ratelimit import Decision, RateLimiter, parse_limit
 
+# As tests/conftest.py (not imported: another directory's conftest module may shadow it).
+REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
 
@@ -195,11 +198,13 @@ def test_a_redis_password_never_appears_in_errors() -> None:
 
 @pytest.mark.redis
 def test_from_settings_uses_the_configured_storage_and_failure_mode(data_dir: Path) -> None:
-    settings = make_settings(
-        data_dir,
-        JAMEY_RATE_LIMIT_STORAGE=REDIS_URL,
-        JAMEY_GLOBAL_RATE_LIMIT="50/second",
-        JAMEY_RATE_LIMIT_FAILURE="closed",
+    settings = Settings.from_env(
+        {
+            "JAMEY_DATA_DIR": str(data_dir),
+            "JAMEY_RATE_LIMIT_STORAGE": REDIS_URL,
+            "JAMEY_GLOBAL_RATE_LIMIT": "50/second",
+            "JAMEY_RATE_LIMIT_FAILURE": "closed",
+        }
     )
     limiter = RateLimiter.from_settings(settings)
     try:
