@@ -1,12 +1,10 @@
-"""The growth report on a real index, with Prometheus down and with a real backfilled Prometheus."""
+"""The growth report on a real index with Prometheus down (with a real one: tests/notebooks/test_growth_notebook.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from helpers import free_port
-from promserver import MIB, PromServer
 from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, Lines
 
 from jamey_engine.runbooks import GrowthReport
@@ -41,26 +39,3 @@ def test_unreachable_prometheus_is_a_note_and_the_index_figures_stand(seeded_dir
     assert list(projection["layer"])[-1] == "total"
     assert report.chart(history, y="documents", title="t") is not None
     assert report.crossing_chart() is not None
-
-
-def test_prometheus_history_gives_measured_rates_and_a_crossing_date(
-    seeded_dir: Path, backfilled_prometheus: PromServer
-) -> None:
-    lines = Lines()
-    report = _report(seeded_dir, backfilled_prometheus.url, lines)
-    try:
-        measured = report.prometheus_history()
-        rates = report.growth_rates()
-        projection = report.crossing()
-    finally:
-        report.close()
-    assert measured is not None, lines.text
-    assert report.rate_source == "Prometheus (measured bytes)"
-    assert rates is not None and projection is not None
-    by_layer = rates.set_index("layer")["bytes_per_day"]
-    # The scenario grows layer i (1-based) by 10 MiB * i a day: working is the third layer.
-    assert by_layer["working"] == pytest.approx(30 * MIB, rel=0.02)
-    assert by_layer["total"] == pytest.approx(150 * MIB, rel=0.02)
-    total = projection.set_index("layer").loc["total"]
-    assert total["status"] == "crosses"
-    assert total["days_left"] == pytest.approx(1024 / 150, rel=0.02)
