@@ -79,6 +79,9 @@ class Database:
             self.url = sa.make_url(url)
         except sa.exc.ArgumentError:
             raise InvalidInput(f"database URL {url!r} is not an SQLAlchemy URL") from None
+        if self.url.drivername in ("postgresql", "postgres"):
+            # psycopg 3 is the driver we ship; SQLAlchemy's default for postgresql:// is psycopg2.
+            self.url = self.url.set(drivername="postgresql+psycopg")
         self.dialect = self.url.get_backend_name()
         if self.dialect not in {"sqlite", "postgresql"}:
             raise InvalidInput(

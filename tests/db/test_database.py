@@ -250,3 +250,14 @@ def test_key_rows_survive_a_round_trip_and_still_verify(db: Database, data_dir: 
     keys.revoke(created.id)
     db.load(dumped)
     assert KeyManager(db, settings).verify(created.key).id == created.id
+
+
+@pytest.mark.postgres
+def test_a_plain_postgresql_url_uses_the_psycopg_driver(postgres_url: str) -> None:
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    db = Database(plain)
+    try:
+        assert db.safe_url.startswith("postgresql+psycopg://")
+        assert db.upgrade() == head_revision()
+    finally:
+        db.close()
