@@ -134,7 +134,7 @@ def with_total(
     total = layers.groupby("day", as_index=False)[cols].sum()
     total["layer"] = TOTAL
     combined = pd.concat([layers, total], ignore_index=True)
-    order = combined["layer"].map(lambda layer: _layer_order(str(layer)))
+    order = combined["layer"].map(lambda layer: layer_sort_key(str(layer)))
     combined = combined.assign(_order=order).sort_values(["_order", "day"], kind="stable")
     return combined.drop(columns="_order").reset_index(drop=True)
 
@@ -163,7 +163,7 @@ def growth_rates(history: pd.DataFrame) -> pd.DataFrame:
 
     Columns: layer, documents_per_day, bytes_per_day (NaN when under two days of history).
     """
-    frame = pd.DataFrame({"layer": sorted(history["layer"].unique(), key=_layer_order)})
+    frame = pd.DataFrame({"layer": sorted(history["layer"].unique(), key=layer_sort_key)})
     for column in ("documents", "bytes"):
         if column in history.columns:
             rates = daily_rates(history, column)
@@ -171,8 +171,8 @@ def growth_rates(history: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _layer_order(layer: str) -> str:
-    # The memory layers in their usual order, then anything unknown, then the total.
+def layer_sort_key(layer: str) -> str:
+    """Sorts the memory layers in their usual order, then any other name, then ``total``."""
     from jamey_engine.memory.model import LAYERS
 
     if layer in LAYERS:
@@ -200,7 +200,7 @@ def project_crossing(
         raise InvalidInput(f"threshold {threshold!r} must be above zero")
     start = utc_day(today if today is not None else datetime.now(UTC)).date()
     rows = []
-    for layer in sorted(current_bytes, key=_layer_order):
+    for layer in sorted(current_bytes, key=layer_sort_key):
         size = float(current_bytes[layer])
         rate = float(bytes_per_day.get(layer, math.nan))
         days_left: float | None = None

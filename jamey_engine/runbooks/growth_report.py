@@ -205,3 +205,15 @@ class GrowthReport(NotebookRunbook):
             annotation_text="1 GiB alert",
         )
         return fig
+
+    def wide(self, frame: pd.DataFrame | None, value: str) -> pd.DataFrame | None:
+        """``value`` as a table with a row per day and a column per layer (total last), for reading."""
+        if frame is None or frame.empty or value not in frame.columns:
+            return None
+        table = frame.pivot_table(index="day", columns="layer", values=value, aggfunc="last")
+        order = sorted(table.columns, key=lambda layer: growth.layer_sort_key(str(layer)))
+        table = table[order]
+        table.index = [day.date() for day in table.index]
+        table.index.name = "day"
+        table.columns.name = None
+        return table

@@ -37,5 +37,10 @@ def test_unreachable_prometheus_is_a_note_and_the_index_figures_stand(seeded_dir
     assert working["documents"].iloc[0] == OLD_PER_LAYER
     assert rates.set_index("layer").loc["working", "documents_per_day"] > 0
     assert list(projection["layer"])[-1] == "total"
+    table = report.wide(history, "documents")
+    assert table is not None
+    assert list(table.columns) == ["short_term", "long_term", "working", "episodic", "semantic", "total"]
+    assert table.iloc[-1]["total"] == 2 * (OLD_PER_LAYER + NEW_PER_LAYER)
+    assert report.wide(None, "bytes") is None
     assert report.chart(history, y="documents", title="t") is not None
     assert report.crossing_chart() is not None
