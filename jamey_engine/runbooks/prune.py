@@ -313,17 +313,13 @@ def _record(engine: Engine, results: list[PruneResult], duration: float, failure
 def verify_prune(engine: Engine, outcome: PruneOutcome, *, sample_query: str = "*") -> Checks:
     """Check the store after the apply step, changing nothing.
 
-    Applied: per layer, documents now are at most the planned count minus those deleted (more
-    only if memories were written meanwhile), nothing older than the cutoff is left (a fresh
-    dry run finds 0), and a sample search answers. Not applied: the counts are unchanged.
+    Applied, per layer: documents now are the planned count minus those deleted (more only if
+    memories were written meanwhile), no memory older than the plan's cutoff is left, and a
+    sample search answers. Not applied: no layer lost documents.
     """
     plan = outcome.plan
     checks: list[Check] = []
     deleted = {r.layer: r.deleted for r in outcome.results}
-    left = {
-        r.layer: r.deleted
-        for r in engine.memory.prune(plan.older_than_delta, list(plan.layer_names), dry_run=True)
-    }
     for layer_plan in plan.layers:
         layer = layer_plan.layer
         size = engine.memory.layer_size(layer)
@@ -338,11 +334,13 @@ def verify_prune(engine: Engine, outcome: PruneOutcome, *, sample_query: str = "
                 + f"; {format_bytes(layer_plan.bytes)} -> {format_bytes(size.bytes)}"
             )
             checks.append(Check(f"{layer}: documents and size", ok, detail))
+            # The plan's cutoff is earlier than the one the prune used, so nothing may be left before it.
+            left = engine.memory.search(layer, "*", limit=1, until=plan.cutoff)
             checks.append(
                 Check(
                     f"{layer}: nothing older than {plan.older_than} left",
-                    left.get(layer, 0) == 0,
-                    f"a dry run now finds {left.get(layer, 0)} to prune",
+                    not left,
+                    f"{'a' if left else 'no'} memory from before {plan.cutoff:%Y-%m-%d %H:%M:%S} UTC found",
                 )
             )
             try:

@@ -10,7 +10,14 @@ from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, SEEDED_LAYERS, Lines
 from jamey_engine.engine import Engine
 from jamey_engine.errors import InvalidInput
 from jamey_engine.oplog import operation_summary
-from jamey_engine.runbooks import PruneRunbook, apply_prune, parse_layers, plan_prune, prune_preflight
+from jamey_engine.runbooks import (
+    PruneRunbook,
+    apply_prune,
+    parse_layers,
+    plan_prune,
+    prune_preflight,
+    verify_prune,
+)
 
 ALL_OLD = OLD_PER_LAYER * len(SEEDED_LAYERS)
 PHRASE = f"prune {ALL_OLD} memories older than 30d"
@@ -158,3 +165,12 @@ def test_dry_run_must_be_a_boolean(seeded_dir: Path) -> None:
     lines = Lines()
     PruneRunbook.open(data_dir=seeded_dir, dry_run="no", say=lines)  # type: ignore[arg-type]
     assert lines[0] == "error: dry_run 'no' must be True or False"
+
+
+def test_verification_fails_when_an_old_memory_is_left(seeded: Engine) -> None:
+    plan = plan_prune(seeded, ("working",), "30d")
+    outcome = apply_prune(seeded, plan, dry_run=False, confirm=plan.phrase, backup_first=False)
+    assert verify_prune(seeded, outcome).ok
+    seeded.memory.store("working", "an old memory imported meanwhile", "2020-01-01T00:00:00Z")
+    checks = verify_prune(seeded, outcome)
+    assert [c.name for c in checks.failures] == ["working: nothing older than 30d left"]
