@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -135,7 +136,7 @@ def bench_concurrent_stores(work: Path, quick: bool) -> list[Row]:
 
 # -- 2. bulk import ----------------------------------------------------------------------------
 def bench_bulk_import(work: Path, quick: bool) -> list[Row]:
-    count = 5_000 if quick else 200_000
+    count = 5_000 if quick else 100_000
     rounds = 1 if quick else 3
     texts = make_texts(count, seed=5)
     stamps = make_timestamps(count)
@@ -301,14 +302,23 @@ def main(quick: bool = False) -> list[Row]:
     """Run the four memory benchmarks (medians where repeated) and return their rows."""
     work = Path(tempfile.mkdtemp(prefix="bench-memory-", dir=os.environ.get("JAMEY_BENCH_TMP")))
     rows: list[Row] = []
+    started = time.perf_counter()
+
+    def note(stage: str, new_rows: list[Row]) -> None:
+        rows.extend(new_rows)
+        for r in new_rows:
+            print(f"   {stage}: {r['metric']} = {r['value']:.4g} (baseline {r['baseline']})", file=sys.stderr)
+        print(f"   {stage} done at {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+
     try:
-        rows += bench_concurrent_stores(work, quick)
-        rows += bench_bulk_import(work, quick)
+        note("concurrent stores", bench_concurrent_stores(work, quick))
+        note("bulk import", bench_bulk_import(work, quick))
         store = MemoryStore(work / "million", lock_timeout=60)
         try:
-            build_layer(store, 20_000 if quick else 1_000_000)
-            rows += bench_search(store, quick)
-            rows += bench_prune(store, work)
+            rate = build_layer(store, 20_000 if quick else 1_000_000)
+            note(f"built the layer at {rate:,.0f} docs/s", [])
+            note("search", bench_search(store, quick))
+            note("prune", bench_prune(store, work))
         finally:
             store.close()
     finally:

@@ -146,6 +146,30 @@ class Generations:
         """Delete a replaced generation directory (open files stay readable until closed)."""
         shutil.rmtree(self.layer_path(layer, generation), ignore_errors=True)
 
+    def sweep(self, layer: str, min_age: float = 3600.0) -> list[str]:
+        """Remove leftovers of ``layer`` older than ``min_age`` seconds that the pointer does not name.
+
+        Leftovers come from a crash mid-prune, or from a merge thread in another process still
+        writing into a replaced generation while it was removed. Younger directories may be a
+        compaction in progress elsewhere, so they stay. Returns the names removed.
+        """
+        current = self.read().get(layer)
+        removed = []
+        cutoff = time.time() - min_age
+        try:
+            children = list((self.root / layer).iterdir())
+        except FileNotFoundError:
+            return []
+        for child in children:
+            try:
+                stale = child.name != current and child.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if stale:
+                shutil.rmtree(child, ignore_errors=True)
+                removed.append(child.name)
+        return removed
+
     # -- initialisation ----------------------------------------------------------------
     def ensure(self) -> dict[str, str]:
         """Return the pointer, first creating an empty generation for any layer that has none.

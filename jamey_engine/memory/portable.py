@@ -145,3 +145,4 @@ def restore_layers(store: MemoryStore, src: Path) -> None:
     for layer in LAYERS:
         if previous.get(layer) and previous[layer] != staged[layer]:
             gens.remove_generation(layer, previous[layer])
+        gens.sweep(layer)

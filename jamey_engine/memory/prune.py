@@ -128,6 +128,7 @@ def _compact(
             shutil.rmtree(new_path, ignore_errors=True)
             raise
     gens.remove_generation(layer, generation)
+    gens.sweep(layer)
     report(1, 1, "switched")
     return PruneResult(layer, before - after, bytes_before, dir_size(new_path), False)
 

@@ -126,3 +126,20 @@ def test_prune_refuses_an_unknown_layer_and_changes_nothing(store: MemoryStore) 
     with pytest.raises(InvalidInput, match="layer 'nope'"):
         store.prune(timedelta(days=30), ["working", "nope"])
     assert store.count("working") == 10
+
+
+def test_prune_sweeps_stale_leftover_generations_but_not_young_ones(store: MemoryStore) -> None:
+    import os
+    import time
+
+    _half_old(store, count=10)
+    stale = store.root / "working" / "g20200101T000000-deadbeef"
+    young = store.root / "working" / "g20990101T000000-cafebabe"
+    for leftover in (stale, young):
+        leftover.mkdir()
+        (leftover / "meta.json").write_text("{}")
+    old_time = time.time() - 7200
+    os.utime(stale, (old_time, old_time))
+    store.prune(timedelta(days=30), ["working"])
+    assert not stale.exists()
+    assert young.exists()
