@@ -9,13 +9,15 @@ import textwrap
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port, wait_for_port
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
-from jamey_engine.ratelimit import Decision, RateLimiter, parse_limit
+from jamey_engine.ratelimit import RETRY_AFTER_FAILURE, Decision, RateLimiter, parse_limit
 
 # As tests/conftest.py (not imported: another directory's conftest module may shadow it).
 REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -230,3 +232,66 @@ def test_a_bad_storage_url_or_failure_mode_is_invalid_input() -> None:
         RateLimiter("mongodb://x", "1/second")
     with pytest.raises(InvalidInput, match="open or closed"):
         RateLimiter("memory://", "1/second", "maybe")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[int, Callable[[], None], Callable[[], None]]]:
+    """A redis-server of this test's own on a free port: (port, start, stop)."""
+    port = free_port()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        procs.append(
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                cwd=tmp_path,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        wait_for_port(port)
+
+    def stop() -> None:
+        proc = procs.pop()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+    start()
+    try:
+        yield port, start, stop
+    finally:
+        while procs:
+            stop()
+
+
+@pytest.mark.redis
+def test_limits_resume_when_redis_comes_back(
+    private_redis: tuple[int, Callable[[], None], Callable[[], None]],
+) -> None:
+    port, start, stop = private_redis
+    limiter = RateLimiter(f"redis://127.0.0.1:{port}/0", "1000/minute", "open")
+    key_id = unique_key()
+    try:
+        assert limiter.hit(key_id, "2/minute").allowed
+        stop()
+        outage = limiter.hit(key_id, "2/minute")
+        assert outage.allowed and outage.degraded
+        assert limiter.storage_failures == 1
+        start()  # a fresh, empty Redis
+        time.sleep(RETRY_AFTER_FAILURE + 0.1)
+        decisions = [limiter.hit(key_id, "2/minute") for _ in range(3)]
+        assert [d.allowed for d in decisions] == [True, True, False]
+        assert not any(d.degraded for d in decisions)
+        assert limiter.storage_failures == 1
+    finally:
+        limiter.close()
