@@ -1,0 +1,60 @@
+"""The small helpers under the store: ids, input checks, the switch lock's bounded wait."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from jamey_engine.errors import Busy, InvalidInput
+from jamey_engine.memory import MemoryStore
+from jamey_engine.memory.generations import Generations
+from jamey_engine.memory.model import check_layers, check_memory_id, new_ids
+
+
+def test_new_ids_are_distinct_version_4_uuids() -> None:
+    ids = new_ids(1000)
+    assert len(set(ids)) == 1000
+    for text in ids[:50]:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and str(parsed) == text
+
+
+def test_memory_ids_are_canonicalised() -> None:
+    text = "1B4E28BA-2FA1-41D2-883F-0016D3CCA427"
+    assert check_memory_id(text) == text.lower()
+
+
+def test_layer_lists_are_checked_and_deduplicated() -> None:
+    assert check_layers(None)[0] == "short_term"
+    assert check_layers(["working", "working"]) == ("working",)
+    assert check_layers("episodic") == ("episodic",)
+    with pytest.raises(InvalidInput, match="at least one layer"):
+        check_layers([])
+
+
+def test_a_switch_held_elsewhere_makes_writes_fail_busy_after_the_timeout(memory_root: Path) -> None:
+    store = MemoryStore(memory_root, lock_timeout=0.3)
+    store.sizes()
+    other = Generations(memory_root, lock_timeout=5)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with other.exclusive("test"):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        held.wait(5)
+        with pytest.raises(Busy, match="being switched to a new generation"):
+            store.store("working", "waits for the switch")
+    finally:
+        release.set()
+        thread.join()
+    store.store("working", "after the switch")
+    assert store.count("working") == 1
+    store.close()
