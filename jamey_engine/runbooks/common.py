@@ -6,7 +6,8 @@ A runbook step either changes nothing (preflight, plan, verify) or changes data 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -125,14 +126,22 @@ def decide(
     return Decision("go", f"Confirmed: {phrase!r}.")
 
 
-def engine_for(data_dir: str | Path | None = None) -> Engine:
+def engine_for(data_dir: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Engine:
     """An Engine on ``data_dir``, or on the settings from the environment when it is None or empty.
 
-    Raises ConfigError when an environment variable is invalid.
+    A notebook's kernel runs in ``notebooks/``, where the default ``./data`` would name a
+    directory nobody uses; so when JAMEY_DATA_DIR is unset and the working directory is the
+    repository's ``notebooks/``, the repository's ``data/`` (the one ``make run`` uses) is
+    taken instead. Raises ConfigError when an environment variable is invalid.
     """
+    env = os.environ if environ is None else environ
     if data_dir is None or str(data_dir).strip() == "":
-        return Engine(Settings.from_env())
-    return Engine(Settings.from_env(data_dir=str(data_dir)))
+        here = Path.cwd()
+        in_notebooks = here.name == "notebooks" and (here.parent / "pyproject.toml").is_file()
+        if "JAMEY_DATA_DIR" not in env and in_notebooks:
+            return Engine(Settings.from_env(env, data_dir=str(here.parent / "data")))
+        return Engine(Settings.from_env(env))
+    return Engine(Settings.from_env(env, data_dir=str(data_dir)))
 
 
 class NotebookRunbook:

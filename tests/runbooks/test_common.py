@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from seed_data import Lines
 
@@ -80,7 +82,24 @@ def test_a_bug_is_not_hidden() -> None:
         runbook._step("plan", lambda: 1 / 0)
 
 
-def test_engine_for_uses_the_given_data_dir(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_engine_for_uses_the_given_data_dir(tmp_path: Path) -> None:
     engine = engine_for(tmp_path / "d")
     assert engine.settings.data_dir == tmp_path / "d"
     assert engine.settings.backup_dir == tmp_path / "d" / "backups"
+
+
+def test_engine_for_in_the_notebooks_dir_defaults_to_the_repositorys_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert engine_for(None, environ={}).settings.data_dir == tmp_path / "data"
+    assert engine_for("", environ={"JAMEY_DATA_DIR": "/srv/jamey"}).settings.data_dir == Path("/srv/jamey")
+
+
+def test_engine_for_elsewhere_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert engine_for(None, environ={}).settings.data_dir == tmp_path / "data"
