@@ -12,9 +12,9 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -22,7 +22,14 @@ from starlette.concurrency import run_in_threadpool
 
 from jamey_engine import __version__
 from jamey_engine.metrics import build_metrics
-from jamey_engine.service.auth import Authenticator, require
+from jamey_engine.service.auth import (
+    SECURITY_SCHEMES,
+    Authenticator,
+    KeyedRoute,
+    current_key,
+    flush_in_background,
+    needs,
+)
 from jamey_engine.service.errors import ERROR_RESPONSES, install_error_handler
 from jamey_engine.service.middleware import BodySizeLimit, RateLimitDefaults, ServiceMiddleware
 
@@ -32,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("jamey_engine.service")
 
 common = APIRouter()
+# More often than the keys' own in-verify flush (every 5 s), so that write stays off the event loop.
+LAST_USED_FLUSH_EVERY = 2.0
 
 
 class Check(BaseModel):
@@ -97,9 +106,15 @@ def metrics(request: Request) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@common.get("/whoami", response_model=WhoAmI, responses=ERROR_RESPONSES, tags=["service"])
-async def whoami(key: Annotated[Any, Depends(require(None))]) -> WhoAmI:
+keyed = APIRouter(route_class=KeyedRoute)
+
+
+@keyed.get(
+    "/whoami", response_model=WhoAmI, responses=ERROR_RESPONSES, tags=["service"], openapi_extra=needs(None)
+)
+async def whoami(request: Request) -> WhoAmI:
     """The calling key's public id, name, scopes and limit: a cheap way to test a key."""
+    key = current_key(request)
     return WhoAmI(
         id=key.id, name=key.name, scopes=list(key.scopes), rate_limit=key.rate_limit, legacy=key.legacy
     )
@@ -129,8 +144,13 @@ def create_app(engine: Engine) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio
+
         await run_in_threadpool(_warm_up, engine)
-        yield
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(flush_in_background, engine, LAST_USED_FLUSH_EVERY)
+            yield
+            tasks.cancel_scope.cancel()
         await run_in_threadpool(_flush, engine)
 
     app = FastAPI(
@@ -145,6 +165,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.state.authenticator = Authenticator(engine, service_metrics)
     install_error_handler(app)
     app.include_router(common)
+    app.include_router(keyed)
     app.include_router(memory_router)
     app.include_router(admin_router)
     app.add_middleware(BodySizeLimit, max_bytes=engine.settings.max_body_bytes)
@@ -154,4 +175,19 @@ def create_app(engine: Engine) -> FastAPI:
         defaults=RateLimitDefaults.from_limit(engine.settings.default_rate_limit),
         fastapi_app=app,
     )
+    _document_security(app)
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Add the key schemes to the OpenAPI components (operations name them via ``needs``)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -11,17 +11,22 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from jamey_engine.durations import parse_duration
-from jamey_engine.service.auth import require
+from jamey_engine.service.auth import KeyedRoute, current_key, needs
 from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
 
 Scope = Literal["memory:read", "memory:write", "admin"]
 KeyId = Annotated[str, Path(min_length=1, max_length=64, description="The key's public lookup id.")]
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses={**ERROR_RESPONSES, **error_responses(409)})
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    responses={**ERROR_RESPONSES, **error_responses(409)},
+    route_class=KeyedRoute,
+)
 
 
 class CreateKeyBody(BaseModel):
@@ -82,7 +87,7 @@ def _keys(request: Request) -> Any:
 
 
 def _actor(request: Request) -> str:
-    return str(request.state.key.name)
+    return str(current_key(request).name)
 
 
 def _key_out(info: Any) -> KeyOut:
@@ -95,10 +100,10 @@ def _created_out(created: Any) -> CreatedKeyOut:
     return CreatedKeyOut(key=created.key, **_key_out(created.info).model_dump())
 
 
-ADMIN = [Depends(require("admin"))]
+ADMIN = needs("admin")
 
 
-@router.post("/keys", status_code=201, response_model=CreatedKeyOut, dependencies=ADMIN)
+@router.post("/keys", status_code=201, response_model=CreatedKeyOut, openapi_extra=ADMIN)
 def create_key(body: CreateKeyBody, request: Request) -> CreatedKeyOut:
     """Create a key; the answer holds its plaintext, once."""
     expires_in = parse_duration(body.expires_in, field="expires_in") if body.expires_in else None
@@ -112,19 +117,19 @@ def create_key(body: CreateKeyBody, request: Request) -> CreatedKeyOut:
     return _created_out(created)
 
 
-@router.get("/keys", response_model=KeyList, dependencies=ADMIN)
+@router.get("/keys", response_model=KeyList, openapi_extra=ADMIN)
 def list_keys(request: Request) -> KeyList:
     """Every key with its status (never a secret)."""
     return KeyList(keys=[_key_out(info) for info in _keys(request).list()])
 
 
-@router.get("/keys/{key_id}", response_model=KeyOut, dependencies=ADMIN)
+@router.get("/keys/{key_id}", response_model=KeyOut, openapi_extra=ADMIN)
 def show_key(request: Request, key_id: KeyId) -> KeyOut:
     """One key by its public id (404 when unknown)."""
     return _key_out(_keys(request).show(key_id))
 
 
-@router.post("/keys/{key_id}/rotate", status_code=201, response_model=CreatedKeyOut, dependencies=ADMIN)
+@router.post("/keys/{key_id}/rotate", status_code=201, response_model=CreatedKeyOut, openapi_extra=ADMIN)
 def rotate_key(
     request: Request, key_id: KeyId, body: Annotated[RotateBody | None, Body()] = None
 ) -> CreatedKeyOut:
@@ -134,13 +139,13 @@ def rotate_key(
     return _created_out(_keys(request).rotate(key_id, grace=grace, actor=_actor(request)))
 
 
-@router.post("/keys/{key_id}/revoke", response_model=KeyOut, dependencies=ADMIN)
+@router.post("/keys/{key_id}/revoke", response_model=KeyOut, openapi_extra=ADMIN)
 def revoke_key(request: Request, key_id: KeyId) -> KeyOut:
     """Revoke a key; it stops working within JAMEY_KEY_CACHE_SECONDS."""
     return _key_out(_keys(request).revoke(key_id, actor=_actor(request)))
 
 
-@router.get("/audit", response_model=AuditList, dependencies=ADMIN)
+@router.get("/audit", response_model=AuditList, openapi_extra=ADMIN)
 def audit_trail(request: Request, limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> AuditList:
     """The newest key events first: who did what to which key."""
     return AuditList(events=[AuditEntry(**entry) for entry in _keys(request).audit(limit=limit)])

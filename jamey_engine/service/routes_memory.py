@@ -11,17 +11,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from jamey_engine.service.auth import require
+from jamey_engine.service.auth import KeyedRoute, needs
 from jamey_engine.service.errors import ERROR_RESPONSES
 
 Layer = Literal["short_term", "long_term", "working", "episodic", "semantic"]
 MAX_BATCH_ITEMS = 10_000
 MAX_QUERY_CHARS = 2_000
 
-router = APIRouter(prefix="/memories", tags=["memories"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/memories", tags=["memories"], responses=ERROR_RESPONSES, route_class=KeyedRoute)
 
 
 class StoreBody(BaseModel):
@@ -93,16 +93,14 @@ def _memory_out(memory: Any) -> MemoryOut:
     )
 
 
-@router.post("", status_code=201, response_model=StoredId, dependencies=[Depends(require("memory:write"))])
+@router.post("", status_code=201, response_model=StoredId, openapi_extra=needs("memory:write"))
 def store_memory(body: StoreBody, request: Request) -> StoredId:
     """Store one memory; durable when the answer arrives."""
     memory = _engine(request).memory.store(body.layer, body.content, timestamp=_aware(body.timestamp))
     return StoredId(id=memory.id)
 
 
-@router.post(
-    "/batch", status_code=201, response_model=StoredIds, dependencies=[Depends(require("memory:write"))]
-)
+@router.post("/batch", status_code=201, response_model=StoredIds, openapi_extra=needs("memory:write"))
 def store_batch(body: BatchBody, request: Request) -> StoredIds:
     """Store many memories in one layer, all or none; ids in the order given."""
     items = [{"content": item.content, "timestamp": _aware(item.timestamp)} for item in body.items]
@@ -110,7 +108,7 @@ def store_batch(body: BatchBody, request: Request) -> StoredIds:
     return StoredIds(ids=list(ids))
 
 
-@router.get("/search", response_model=SearchResults, dependencies=[Depends(require("memory:read"))])
+@router.get("/search", response_model=SearchResults, openapi_extra=needs("memory:read"))
 def search_memories(
     request: Request,
     layer: Annotated[Layer, Query(description="The memory layer to search.")],
@@ -127,7 +125,7 @@ def search_memories(
     return SearchResults(results=[_memory_out(m) for m in found])
 
 
-@router.get("/sizes", response_model=SizesOut, dependencies=[Depends(require("memory:read"))])
+@router.get("/sizes", response_model=SizesOut, openapi_extra=needs("memory:read"))
 def memory_sizes(request: Request) -> SizesOut:
     """Bytes, documents and segments per layer, and the totals."""
     sizes = _engine(request).memory.sizes()
@@ -141,13 +139,13 @@ def memory_sizes(request: Request) -> SizesOut:
     )
 
 
-@router.get("/{layer}/{memory_id}", response_model=MemoryOut, dependencies=[Depends(require("memory:read"))])
+@router.get("/{layer}/{memory_id}", response_model=MemoryOut, openapi_extra=needs("memory:read"))
 def get_memory(layer: Layer, memory_id: str, request: Request) -> MemoryOut:
     """One memory by layer and id (404 when it does not exist)."""
     return _memory_out(_engine(request).memory.get(layer, memory_id))
 
 
-@router.delete("/{layer}/{memory_id}", status_code=204, dependencies=[Depends(require("memory:write"))])
+@router.delete("/{layer}/{memory_id}", status_code=204, openapi_extra=needs("memory:write"))
 def delete_memory(layer: Layer, memory_id: str, request: Request) -> Response:
     """Delete one memory (404 when it does not exist)."""
     _engine(request).memory.delete(layer, memory_id)

@@ -177,3 +177,47 @@ def test_the_legacy_api_key_still_works_and_is_marked_deprecated(
     assert response.status_code == 200, response.text
     assert response.json()["legacy"] is True
     assert response.headers["Deprecation"] == "true"
+
+
+def test_every_route_but_health_metrics_and_docs_requires_a_key(service_app: object) -> None:
+    from fastapi.routing import APIRoute
+
+    from jamey_engine.service.auth import KeyedRoute
+
+    public = {"/health", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    for route in service_app.routes:  # type: ignore[attr-defined]
+        if isinstance(route, APIRoute) and route.path not in public:
+            assert isinstance(route, KeyedRoute), f"{route.path} is not keyed"
+
+
+def test_the_key_is_checked_before_the_body_is_parsed(client: TestClient) -> None:
+    response = client.post("/memories", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert response.status_code == 401
+
+
+def test_the_openapi_document_declares_both_key_headers(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert set(schema["components"]["securitySchemes"]) == {"bearerKey", "headerKey"}
+    assert schema["paths"]["/memories"]["post"]["x-jamey-scope"] == "memory:write"
+    assert "security" not in schema["paths"]["/health"]["get"]
+
+
+def _threads_created_so_far() -> int:
+    # Every unnamed Thread (threading.Timer included) takes the next number of one counter.
+    import threading
+
+    return int(threading.Thread().name.split("-")[1].split()[0])
+
+
+def test_the_in_memory_limiter_starts_no_thread_while_counting(
+    make_client: Callable[..., tuple[TestClient, Engine]],
+) -> None:
+    import time
+
+    _, engine = make_client()
+    engine.limiter.hit("warm-up", "100/second")
+    before = _threads_created_so_far()
+    for _ in range(20):  # spaced past the stock 10 ms expiry timer, which would restart each time
+        engine.limiter.hit("spaced", "1000/second")
+        time.sleep(0.015)
+    assert _threads_created_so_far() == before + 1  # only the probe thread of the line above
