@@ -12,6 +12,9 @@ from seed_data import Lines
 
 from jamey_engine.runbooks import GrowthReport
 
+# Each test starts a kernel (2-3 s) per notebook run.
+pytestmark = pytest.mark.slow
+
 NOTEBOOK = "memory_growth.ipynb"
 PLOTLY = "application/vnd.plotly.v1+json"
 

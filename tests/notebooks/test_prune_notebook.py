@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from notebook_runner import counts, fingerprint, run_notebook
 from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, SEEDED_LAYERS
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.oplog import operation_summary
+
+# Each test starts a kernel (2-3 s) per notebook run.
+pytestmark = pytest.mark.slow
 
 NOTEBOOK = "prune_memories.ipynb"
 PHRASE = f"prune {OLD_PER_LAYER * len(SEEDED_LAYERS)} memories older than 30d"

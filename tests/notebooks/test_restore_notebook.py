@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from notebook_runner import counts, fingerprint, run_notebook
 from seed_data import NEW_PER_LAYER, OLD_PER_LAYER
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
+
+# Each test starts a kernel (2-3 s) per notebook run.
+pytestmark = pytest.mark.slow
 
 NOTEBOOK = "restore_backup.ipynb"
 
