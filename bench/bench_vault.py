@@ -13,6 +13,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -64,7 +65,13 @@ def build_data_dir(engine: Engine, target_bytes: int) -> int:
     return _data_bytes(engine.settings.data_dir)
 
 
-def _timed(fn: Callable[[], object], repeat: int, between: Callable[[], object] | None = None) -> float:
+def _stage(name: str, seconds: float) -> None:
+    print(f"   {name}: {seconds:.2f}s", file=sys.stderr, flush=True)
+
+
+def _timed(
+    name: str, fn: Callable[[], object], repeat: int, between: Callable[[], object] | None = None
+) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -72,6 +79,7 @@ def _timed(fn: Callable[[], object], repeat: int, between: Callable[[], object] 
         times.append(time.perf_counter() - start)
         if between is not None:
             between()
+    _stage(name, statistics.median(times))
     return statistics.median(times)
 
 
@@ -90,7 +98,9 @@ def main(quick: bool = False) -> list[Row]:
     data_dir = work / "data"
     engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), "JAMEY_BACKUP_DIR": str(work / "b")}))
     try:
+        started = time.perf_counter()
         size = build_data_dir(engine, target)
+        _stage(f"built a {size / 1e6:,.0f} MB data dir", time.perf_counter() - started)
         mb = size / 1e6
         vault = engine.vault
         engine.memory.flush()
@@ -104,8 +114,9 @@ def main(quick: bool = False) -> list[Row]:
             vault.delete(created.pop())
 
         tarball = work / "baseline.tar.gz"
-        ours_backup = _timed(backup, repeat, forget_backup)
+        ours_backup = _timed("vault backup", backup, repeat, forget_backup)
         tar_backup = _timed(
+            "tar -czf",
             lambda: subprocess.run(
                 ["tar", "-czf", str(tarball), "-C", str(data_dir), "memory", "jamey.db"], check=True
             ),
@@ -113,15 +124,15 @@ def main(quick: bool = False) -> list[Row]:
         )
         backup_id = vault.create().id
         archive = vault.get(backup_id).size_bytes
-        ours_verify = _timed(lambda: vault.verify(backup_id), repeat)
-        ours_restore = _timed(lambda: vault.restore(backup_id, safety_backup=False), repeat)
+        ours_verify = _timed("vault verify", lambda: vault.verify(backup_id), repeat)
+        ours_restore = _timed("vault restore", lambda: vault.restore(backup_id, safety_backup=False), repeat)
         out = work / "untar"
 
         def untar() -> None:
             out.mkdir()
             subprocess.run(["tar", "-xzf", str(tarball), "-C", str(out)], check=True)
 
-        tar_restore = _timed(untar, repeat, lambda: _drop(out))
+        tar_restore = _timed("tar -xzf", untar, repeat, lambda: _drop(out))
         gzip_size = tarball.stat().st_size
     finally:
         engine.close()

@@ -13,6 +13,7 @@ import hashlib
 import os
 import tarfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -169,6 +170,40 @@ def scan_archive(
     structure fails; OSError from reading the archive or writing the staging files
     propagates unchanged (disk full while extracting is not damage of the backup).
     """
+    # Extracted files are flushed to disk by a helper thread while decompression goes on, so
+    # the caller's later fsync (before it switches to them) finds them already clean.
+    syncer = ThreadPoolExecutor(1, thread_name_prefix="vault-fsync") if extract_to is not None else None
+    pending: list[Future[None]] = []
+    try:
+        result = _scan(path, extract_to, keep, expected_order, on_progress, syncer, pending)
+    except BaseException:
+        if syncer is not None:
+            syncer.shutdown(wait=True, cancel_futures=True)
+        raise
+    if syncer is not None:
+        syncer.shutdown(wait=True)
+        for future in pending:
+            future.result()  # an fsync error (disk full, say) surfaces here
+    return result
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _scan(
+    path: Path,
+    extract_to: Path | None,
+    keep: Callable[[str], bool],
+    expected_order: Sequence[str],
+    on_progress: Callable[[int, int], None] | None,
+    syncer: ThreadPoolExecutor | None,
+    pending: list[Future[None]],
+) -> ScanResult:
     members: list[ScannedMember] = []
     manifest: bytearray | None = None
     current: str | None = None
@@ -197,6 +232,7 @@ def scan_archive(
                     target = None
                     if extract_to is not None and keep(member.name):
                         destination = extract_to.joinpath(*relative.parts)
+                        written = destination
                         destination.parent.mkdir(parents=True, exist_ok=True)
                         target = open(destination, "wb")  # noqa: SIM115
                     try:
@@ -214,6 +250,8 @@ def scan_archive(
                     finally:
                         if target is not None:
                             target.close()
+                            if syncer is not None:
+                                pending.append(syncer.submit(_fsync_file, written))
                     members.append(ScannedMember(member.name, member.size, digest.hexdigest()))
                     current = None
                 # Read to the end of the zstd stream so its content checksum is checked too.
