@@ -92,6 +92,23 @@ def prom_frame(method: str, start: datetime, end: datetime) -> pd.DataFrame:
 # --- the session -------------------------------------------------------------------------
 
 
+def leave_pages_directory_mode() -> None:
+    """Make sure app.py's ``st.navigation`` governs every run.
+
+    Streamlit runs the very first script run of a server process in its legacy "pages/
+    directory" mode (because ``pages/`` exists): it shows a raw menu of every file in pages/
+    and may run a page file without app.py. ``st.navigation`` switches that mode off for later
+    runs; this reruns at once so the first visitor never sees the legacy menu. (AppTest
+    resets the mode before every run, so there it is left alone: the page guards hold.)
+    """
+    from streamlit import config
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory and not config.get_option("global.appTest"):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def current_session() -> WorkbenchSession | None:
     """The signed-in session of this browser tab, if any."""
     value = st.session_state.get(SESSION_KEY)
@@ -118,6 +135,7 @@ def require_session() -> WorkbenchSession:
     """Every page but sign-in starts with this: without a live session it shows the sign-in
     form in place of the page and stops, so no page is reachable without an admin key, however
     it was requested."""
+    leave_pages_directory_mode()
     session = active_session()
     if session is None:
         sign_in_form()

@@ -22,6 +22,8 @@ LEVEL_COLORS: dict[str, str] = {"ok": "green", "warning": "orange", "critical": 
 # A headline number is "warning" from this fraction of its threshold on.
 WARNING_FRACTION = 0.8
 _BASE_COLUMNS = ("timestamp", "value")
+# Legends sit above the plot, clear of the x-axis date labels.
+_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}
 
 
 def label_columns(frame: pd.DataFrame) -> list[str]:
@@ -194,11 +196,11 @@ def time_series_figure(
         )
     low, high = y_range(all_values, threshold)
     figure.update_layout(
-        title={"text": title},
+        title={"text": title, "y": 0.98} if title else None,
         showlegend=True,
-        legend={"orientation": "h", "yanchor": "top", "y": -0.15, "x": 0},
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        height=320,
+        legend=_LEGEND,
+        margin={"l": 10, "r": 10, "t": 70 if title else 30, "b": 10},
+        height=340,
         hovermode="x unified",
     )
     figure.update_yaxes(range=[low, high], rangemode="tozero", **_AXIS_FORMATS[unit])
@@ -223,9 +225,9 @@ def growth_figure(rows: Sequence[dict], *, title: str = "Documents added per day
         title={"text": title},
         barmode="stack",
         showlegend=True,
-        legend={"orientation": "h", "yanchor": "top", "y": -0.15, "x": 0},
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        height=320,
+        legend=_LEGEND,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        height=340,
     )
     figure.update_yaxes(rangemode="tozero")
     return figure

@@ -43,7 +43,7 @@ if "dash_range" not in st.session_state:
             f"Range {wanted!r} from the link is not one of {', '.join(PRESETS)} or custom; showing {DEFAULT_PRESET}."
         )
 
-controls = st.columns([4, 3, 3, 2], vertical_alignment="bottom")
+controls = st.columns([5, 3, 3, 2], vertical_alignment="bottom")
 preset = (
     controls[0].segmented_control("Time range", [*PRESETS, CUSTOM], key="dash_range", selection_mode="single")
     or DEFAULT_PRESET

@@ -1,0 +1,83 @@
+"""WorkbenchSession against the real KeyManager: admin-only sign-in, idle expiry, and a fresh
+key check before every action."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+
+from jamey_engine.config import Settings
+from jamey_engine.durations import utcnow
+from jamey_engine.engine import Engine
+from jamey_engine.errors import Forbidden, KeyRejected
+from jamey_engine.workbench import SessionExpired, WorkbenchSession
+
+IDLE = timedelta(minutes=30)
+
+
+@pytest.fixture
+def fast_engine(data_dir: Path) -> Iterator[Engine]:
+    """An engine whose key cache is too short to hide a revocation."""
+    eng = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), "JAMEY_KEY_CACHE_SECONDS": "0.001"}))
+    yield eng
+    eng.close()
+
+
+def test_sign_in_takes_the_actor_from_the_key_name(fast_engine: Engine) -> None:
+    key = fast_engine.keys.create("alice", scopes=("admin",), actor="test").key
+    session = WorkbenchSession.sign_in(fast_engine.keys, f"  {key}\n", IDLE)
+    assert session.actor == "alice"
+    assert session.key == key
+    assert key not in repr(session), "the plaintext never reaches a log line through repr"
+
+
+def test_sign_in_refuses_a_key_without_admin_naming_it(fast_engine: Engine) -> None:
+    key = fast_engine.keys.create("bob", scopes=("memory:read", "memory:write"), actor="test").key
+    with pytest.raises(Forbidden, match="'bob' has scopes memory:read, memory:write"):
+        WorkbenchSession.sign_in(fast_engine.keys, key, IDLE)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "jmy_nonsense", "sk-live-123"])
+def test_sign_in_refuses_missing_and_malformed_keys(fast_engine: Engine, text: str) -> None:
+    with pytest.raises(KeyRejected):
+        WorkbenchSession.sign_in(fast_engine.keys, text, IDLE)
+
+
+def test_authorize_checks_the_key_again(fast_engine: Engine) -> None:
+    created = fast_engine.keys.create("alice", scopes=("admin",), actor="test")
+    session = WorkbenchSession.sign_in(fast_engine.keys, created.key, IDLE)
+    assert session.authorize(fast_engine.keys) == "alice"
+    fast_engine.keys.revoke(created.id, actor="charlie")
+    with pytest.raises(KeyRejected) as caught:
+        session.authorize(fast_engine.keys)
+    assert caught.value.reason == "revoked"
+
+
+def test_authorize_refuses_an_expired_key(fast_engine: Engine) -> None:
+    created = fast_engine.keys.create(
+        "short", scopes=("admin",), expires_in=timedelta(minutes=5), actor="test"
+    )
+    session = WorkbenchSession.sign_in(fast_engine.keys, created.key, IDLE)
+    with (
+        time_machine.travel(utcnow() + timedelta(minutes=6), tick=False),
+        pytest.raises(KeyRejected) as caught,
+    ):
+        session.authorize(fast_engine.keys)
+    assert caught.value.reason == "expired"
+
+
+def test_idle_sessions_expire_and_activity_extends_them(fast_engine: Engine) -> None:
+    key = fast_engine.keys.create("alice", scopes=("admin",), actor="test").key
+    start = utcnow()
+    session = WorkbenchSession.sign_in(fast_engine.keys, key, IDLE, now=start)
+    session.touch(start + timedelta(minutes=29))
+    assert not session.expired(start + timedelta(minutes=58))
+    assert session.expired(start + timedelta(minutes=60))
+    with pytest.raises(SessionExpired, match="Signed out after 30m without activity"):
+        session.authorize(fast_engine.keys, now=start + timedelta(minutes=60))
+    with pytest.raises(SessionExpired):
+        session.touch(start + timedelta(minutes=60))
