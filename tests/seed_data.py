@@ -14,6 +14,12 @@ SEEDED_LAYERS = ("working", "episodic")
 
 def seed(engine: Engine) -> None:
     """Old memories (40+ days) and new ones (under a week) in two layers, one admin key."""
+    seed_memories(engine)
+    engine.keys.create("ops", scopes=("admin",))
+
+
+def seed_memories(engine: Engine) -> None:
+    """Old memories (40+ days) and new ones (one a day, today first) in two layers."""
     now = utcnow()
     for layer in SEEDED_LAYERS:
         old = [
@@ -25,7 +31,6 @@ def seed(engine: Engine) -> None:
             for i in range(NEW_PER_LAYER)
         ]
         engine.memory.store_batch(layer, old + new)
-    engine.keys.create("ops", scopes=("admin",))
 
 
 class Lines(list[str]):

@@ -6,6 +6,7 @@ rules and raise JameyError subclasses, so the CLI or the workbench can reuse the
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from jamey_engine.engine import Engine
     from jamey_engine.memory import PruneResult
     from jamey_engine.vault import BackupInfo
+
+
+log = logging.getLogger("jamey_engine.runbooks")
 
 
 def parse_layers(layer: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -283,11 +287,27 @@ def apply_prune(
         _record(engine, [], time.monotonic() - started, failure=err.message)
         raise
     duration = time.monotonic() - started
-    _record(engine, results, duration)
-    return PruneOutcome(decision, fresh, backup, tuple(results), duration)
+    notes = _record(engine, results, duration)
+    return PruneOutcome(decision, fresh, backup, tuple(results), duration, notes)
 
 
-def _record(engine: Engine, results: list[PruneResult], duration: float, failure: str | None = None) -> None:
+def _record(
+    engine: Engine, results: list[PruneResult], duration: float, failure: str | None = None
+) -> tuple[str, ...]:
+    """Record the prune in the operation log and publish an event; best effort, as the prune is done.
+
+    Returns a note for the reader when the record could not be written.
+    """
+    try:
+        _write_record(engine, results, duration, failure)
+    except Exception as err:  # the database being down must not hide a finished prune
+        log.warning("could not record the prune in the operation log", exc_info=True)
+        message = err.message if isinstance(err, JameyError) else type(err).__name__
+        return (f"The prune is done, but recording it in the operation log failed ({message}).",)
+    return ()
+
+
+def _write_record(engine: Engine, results: list[PruneResult], duration: float, failure: str | None) -> None:
     from jamey_engine.oplog import record_operation
 
     if failure is not None:

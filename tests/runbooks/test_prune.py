@@ -174,3 +174,21 @@ def test_verification_fails_when_an_old_memory_is_left(seeded: Engine) -> None:
     seeded.memory.store("working", "an old memory imported meanwhile", "2020-01-01T00:00:00Z")
     checks = verify_prune(seeded, outcome)
     assert [c.name for c in checks.failures] == ["working: nothing older than 30d left"]
+
+
+def test_a_database_that_is_down_does_not_hide_a_finished_prune(data_dir: Path) -> None:
+    from conftest import make_settings
+    from helpers import free_port
+    from seed_data import seed_memories
+
+    down = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/jamey"
+    engine = Engine(make_settings(data_dir, JAMEY_DATABASE_URL=down))
+    try:
+        seed_memories(engine)
+        plan = plan_prune(engine, ("working",), "30d")
+        outcome = apply_prune(engine, plan, dry_run=False, confirm=plan.phrase, backup_first=False)
+        assert outcome.applied and outcome.deleted == OLD_PER_LAYER
+        assert outcome.notes and "recording it in the operation log failed" in outcome.notes[0]
+        assert verify_prune(engine, outcome).ok
+    finally:
+        engine.close()
