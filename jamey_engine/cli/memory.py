@@ -168,7 +168,10 @@ def prune_command(
     """Delete memories older than a duration and reclaim their disk space."""
     if bool(layers) == all_layers:
         raise InvalidInput("name the layers to prune with --layer, or pass --all (not both)")
-    delta = parse_duration(older_than, field="--older-than")
+    try:
+        delta = parse_duration(older_than, field="--older-than")
+    except OverflowError:
+        raise InvalidInput(f"--older-than {older_than!r} is too long") from None
     engine = get_engine()
     started = time.monotonic()
     try:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from jamey_engine.config import Settings
 
 MAX_QUERY_CHARS = 10_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_GROWTH_DAYS = 3660
 # Batches up to this size share group commits; larger ones get a bulk writer of their own.
 SMALL_BATCH = 256
@@ -344,7 +345,10 @@ class MemoryStore:
         if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
             raise InvalidInput(f"older_than {older_than!r} must be a duration longer than zero")
         chosen = check_layers(layers)
-        cutoff = utcnow() - older_than
+        try:
+            cutoff = max(utcnow() - older_than, EPOCH)
+        except OverflowError:
+            cutoff = EPOCH  # older than the calendar: nothing can be that old
         return [prune_layer(self, layer, cutoff, dry_run=dry_run, progress=progress) for layer in chosen]
 
     def snapshot(self, dest: Path) -> dict[str, int]:

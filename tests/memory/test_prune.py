@@ -143,3 +143,10 @@ def test_prune_sweeps_stale_leftover_generations_but_not_young_ones(store: Memor
     store.prune(timedelta(days=30), ["working"])
     assert not stale.exists()
     assert young.exists()
+
+
+def test_prune_older_than_anything_possible_is_a_no_op(store: MemoryStore) -> None:
+    _half_old(store, count=10)
+    [result] = store.prune(timedelta(days=999_999), ["working"])
+    assert result.deleted == 0
+    assert store.count("working") == 10
