@@ -3,13 +3,16 @@ matching dashboard and its runbook."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 import workbench_ui as ui
-from jamey_engine.workbench import chart_for_alert
+from jamey_engine.workbench import chart_for_alert, runbook_section
 
 ui.require_session()
 st.title("Alerts")
+REPO = Path(ui.__file__).resolve().parent
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 
 
@@ -51,5 +54,9 @@ with ui.shown_errors("Reading the alerts"):
                     links[1].link_button("Runbook", runbook, icon=":material/menu_book:")
                 elif runbook:
                     links[1].markdown(f":material/menu_book: Runbook: `{runbook}` in the repository")
+                    section = runbook_section(runbook, REPO)
+                    if section:
+                        with st.expander("Runbook"):
+                            st.markdown(section)
                 with st.expander("Labels and annotations"):
                     st.json({"labels": labels, "annotations": annotations}, expanded=True)

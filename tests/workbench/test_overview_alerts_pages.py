@@ -94,6 +94,7 @@ def test_alerts_page_shows_labels_annotations_and_links(prom_env: PromServer, ad
     assert "**JameyHighErrorRate** :orange-badge[warning]" in page
     assert "8% of Jamey API requests fail with 5xx" in page
     assert "Runbook: `README.md#runbook-high-error-rate`" in page
+    assert "### Runbook: high error rate" in page, "the README section opens right there"
     links = admin_app.get("page_link")
     assert any(
         "dashboards" in link.proto.page and "chart=error_rate" in link.proto.query_string for link in links

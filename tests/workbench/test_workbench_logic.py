@@ -7,12 +7,13 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from helpers import free_port
 
 from jamey_engine.errors import InvalidInput
-from jamey_engine.workbench import CUSTOM, chart_for_alert, check_health, resolve_range
+from jamey_engine.workbench import CUSTOM, chart_for_alert, check_health, resolve_range, runbook_section
 
 NOW = datetime(2026, 3, 1, 12, 0, 7, tzinfo=UTC)
 
@@ -128,3 +129,64 @@ def test_alerts_link_to_the_dashboard_that_shows_them(
     alertname: str, annotations: dict, chart: str | None
 ) -> None:
     assert chart_for_alert(alertname, annotations) == chart
+
+
+RUNBOOKS = """# Project
+
+## Runbooks
+
+### Runbook: high error rate
+Check the log.
+
+```sh
+# not a heading
+jamey status
+```
+
+### Runbook: backups
+Take one now.
+
+## Next part
+"""
+
+
+def test_a_runbook_link_opens_its_readme_section(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text(RUNBOOKS)
+    section = runbook_section("README.md#runbook-high-error-rate", tmp_path)
+    assert section is not None
+    assert section.startswith("### Runbook: high error rate")
+    assert "# not a heading" in section and "jamey status" in section
+    assert "Take one now" not in section
+    assert runbook_section("README.md#runbook-backups", tmp_path) == "### Runbook: backups\nTake one now."
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "README.md#no-such-heading",
+        "notebooks/prune.ipynb",
+        "../outside.md#x",
+        "https://example.org/run.md#a",
+        "GONE.md",
+    ],
+)
+def test_runbook_links_outside_the_repo_or_not_markdown_give_nothing(tmp_path: Path, link: str) -> None:
+    (tmp_path / "README.md").write_text(RUNBOOKS)
+    (tmp_path.parent / "outside.md").write_text("# X\nsecret")
+    assert runbook_section(link, tmp_path) is None
+
+
+def test_the_real_readme_has_every_runbook_the_alert_rules_link() -> None:
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    rules = yaml.safe_load((repo / "prometheus" / "rules" / "alerts.yml").read_text())
+    links = {
+        rule["annotations"]["runbook_url"]
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    for link in sorted(links):
+        if link.startswith("README.md#"):
+            assert runbook_section(link, repo), f"{link} names no README section"
