@@ -188,6 +188,17 @@ class _Exporter(BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A scrape Prometheus gave up on (a busy machine) is not worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 @dataclass
 class PromServer:
     """A running Prometheus with backfilled Jamey data; ``url``, ``scenario`` and the backfill's end."""
@@ -284,7 +295,7 @@ def start_prometheus(workdir: Path, *, days: float = 7.0, interval: float = 60.0
 
     scrapes: list[float] = []
     handler = type("Exporter", (_Exporter,), {"scenario": scenario, "scrapes": scrapes})
-    exporter = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    exporter = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=exporter.serve_forever, name="jamey-exporter", daemon=True)
     thread.start()
     url, process = launch_prometheus(workdir, prometheus_config(exporter.server_address[1]), tsdb)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +93,6 @@ def nginx(
     tmp_path_factory: pytest.TempPathFactory, certificate: Certificate, upstream: int
 ) -> Iterator[Nginx]:
     """nginx running nginx/jamey.conf.template rendered for loopback ports and the test cert."""
-    binary = require_binary("nginx")
     prefix = tmp_path_factory.mktemp("nginx")
     settings = NginxSettings(
         server_name="localhost 127.0.0.1",
@@ -109,34 +107,42 @@ def nginx(
         rate="10r/s",
         burst=5,
     )
+    process = start_nginx(prefix, settings)
+    server = Nginx(settings, certificate, prefix, upstream)
+    try:
+        yield server
+    finally:
+        stop_nginx(process)
+
+
+def start_nginx(prefix: Path, settings: NginxSettings) -> subprocess.Popen[bytes]:
+    """Render ``settings`` under ``prefix``, check it with ``nginx -t``, start nginx in the
+    foreground and wait until its three ports listen."""
+    binary = require_binary("nginx")
     site = prefix / "jamey.conf"
     site.write_text(render(settings))
     main = prefix / "nginx.conf"
     main.write_text(render_standalone(site, prefix))
-    command = [
-        binary,
-        "-p",
-        str(prefix),
-        "-c",
-        str(main),
-        "-e",
-        str(prefix / "error.log"),
-        "-g",
-        "daemon off;",
-    ]
-    check = subprocess.run([*command[:-2], "-t"], capture_output=True, text=True, timeout=30)
+    command = [binary, "-p", str(prefix), "-c", str(main), "-e", str(prefix / "error.log")]
+    check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = Nginx(settings, certificate, prefix, upstream)
+    process = subprocess.Popen(
+        [*command, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         for port in (settings.http_port, settings.https_port, settings.workbench_port):
             wait_for_port(port)
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        time.sleep(0.1)
+    except TimeoutError:
+        stop_nginx(process)
+        raise AssertionError((prefix / "error.log").read_text(errors="replace")[-3000:]) from None
+    return process
+
+
+def stop_nginx(process: subprocess.Popen[bytes]) -> None:
+    """Stop nginx (SIGTERM, then SIGKILL after 20 s)."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,132 @@
+"""The real workbench (streamlit run app.py) behind the real nginx config, in headless Chromium:
+signing in needs Streamlit's websocket through the proxy, and the dashboards must draw under
+the workbench's Content-Security-Policy without a single violation."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import free_port, wait_for_port
+from playwright.sync_api import expect, sync_playwright
+from promserver import REPO, PromServer, backfilled_prometheus
+
+from jamey_engine.config import Settings
+from jamey_engine.engine import Engine
+from jamey_engine.nginxconf import NginxSettings
+
+from .conftest import Certificate, start_nginx, stop_nginx
+
+backfilled_prometheus = backfilled_prometheus  # the session fixture, shared with this module
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+RECORD_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI);
+});
+"""
+
+
+@pytest.fixture
+def proxied_workbench(
+    tmp_path: Path, certificate: Certificate, backfilled_prometheus: PromServer
+) -> Iterator[tuple[str, str]]:
+    """Streamlit on a loopback port, nginx in front of it; yields (https URL, admin key)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith("JAMEY_") and key != "API_KEY"
+    }
+    env.update(
+        JAMEY_DATA_DIR=str(data),
+        PROMETHEUS_URL=backfilled_prometheus.url,
+        JAMEY_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    engine = Engine(Settings.from_env(env))
+    key = engine.keys.create("proxied-admin", scopes=("admin",), actor="test").key
+    engine.close()
+    port = free_port()
+    log_path = tmp_path / "streamlit.log"
+    with log_path.open("wb") as log:
+        streamlit = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    settings = NginxSettings(
+        server_name="localhost 127.0.0.1",
+        listen_address="127.0.0.1",
+        http_port=free_port(),
+        https_port=free_port(),
+        workbench_port=free_port(),
+        certificate=str(certificate.cert),
+        certificate_key=str(certificate.key),
+        service_upstream=f"127.0.0.1:{free_port()}",
+        workbench_upstream=f"127.0.0.1:{port}",
+    )
+    nginx = None
+    try:
+        wait_for_port(port, timeout=60)
+        nginx = start_nginx(prefix, settings)
+        yield f"https://127.0.0.1:{settings.workbench_port}", key
+    finally:
+        if nginx is not None:
+            stop_nginx(nginx)
+        streamlit.terminate()
+        try:
+            streamlit.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            streamlit.kill()
+            streamlit.wait()
+        text = log_path.read_text(errors="replace")
+        assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_workbench_works_through_nginx_with_its_csp(proxied_workbench: tuple[str, str]) -> None:
+    url, key = proxied_workbench
+    expect.set_options(timeout=60_000)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(ignore_https_errors=True, viewport={"width": 1400, "height": 1000})
+            context.add_init_script(RECORD_VIOLATIONS)
+            page = context.new_page()
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+            responses: list[tuple[str, str | None]] = []
+            page.on("response", lambda r: responses.append((r.url, r.headers.get("content-security-policy"))))
+            page.goto(url)
+            expect(page.get_by_role("heading", name="Jamey ops workbench")).to_be_visible()
+            # signing in is a round trip over Streamlit's websocket, through nginx
+            page.get_by_label("API key").fill(key)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+            page.get_by_test_id("stSidebarNav").get_by_text("Dashboards", exact=True).click()
+            expect(page.locator(".js-plotly-plot")).to_have_count(8)
+            page.wait_for_timeout(1500)
+            violations = page.evaluate("window.__cspViolations")
+        finally:
+            browser.close()
+    # Third-party origins stay blocked by design (the workbench must work on a closed network).
+    # Streamlit fetches a ":material/..." page icon from fonts.gstatic.com: only a favicon is lost.
+    favicon = "img-src https://fonts.gstatic.com/"
+    assert [v for v in violations if not v.startswith(favicon)] == [], violations
+    assert not [
+        line for line in console if "Content Security Policy" in line and "fonts.gstatic.com" not in line
+    ], console
+    document = next(csp for address, csp in responses if address.rstrip("/") == url)
+    assert document is not None and "frame-ancestors 'self'" in document
