@@ -21,8 +21,6 @@ The alert thresholds are constants here; a test checks they match prometheus/rul
 
 from __future__ import annotations
 
-import ast
-import json
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -37,6 +35,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
+from jamey_engine.promresult import parse_client_error, tidy, to_float
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
@@ -308,7 +307,7 @@ class PromQuery:
                 params={"timeout": f"{self.timeout:g}s"},
             )
         )
-        frame = _tidy(raw, labels)
+        frame = tidy(raw, labels)
         if frame.empty:
             raise NoData(
                 f"No data for {what} between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC "
@@ -365,7 +364,7 @@ class PromQuery:
         if at is not None:
             params["time"] = f"{_utc(at, 'at').timestamp():.3f}"
         raw = self._call(lambda: self._client.custom_query(expr, params=params))
-        frame = _tidy(raw, spec.labels)
+        frame = tidy(raw, spec.labels)
         if frame.empty:
             raise NoData(f"No current data for {spec.description.lower()} in Prometheus at {self.url}")
         return frame
@@ -422,7 +421,7 @@ class PromQuery:
                     "labels": labels,
                     "annotations": annotations,
                     "active_at": pd.to_datetime(alert.get("activeAt"), utc=True, errors="coerce"),
-                    "value": _float(alert.get("value")),
+                    "value": to_float(alert.get("value")),
                     "summary": annotations.get("summary", ""),
                     "runbook_url": annotations.get("runbook_url", ""),
                 }
@@ -481,7 +480,7 @@ class PromQuery:
         except requests.RequestException as err:
             raise self._unreachable(type(err).__name__) from None
         except PrometheusApiClientException as err:
-            status, detail = _parse_client_error(str(err))
+            status, detail = parse_client_error(str(err))
             if status in (400, 422):
                 raise BadQuery(f"Prometheus refused the query: {detail}", detail) from None
             if status == 503 and "timeout" in detail.lower():
@@ -489,55 +488,3 @@ class PromQuery:
             raise self._unreachable(f"HTTP {status}: {detail[:200]}") from None
         except (ValueError, KeyError, TypeError):  # a 200 that is not Prometheus' JSON
             raise self._unreachable("the answer was not Prometheus' API") from None
-
-
-def _parse_client_error(message: str) -> tuple[int, str]:
-    """(status, Prometheus' error text) from prometheus-api-client's exception message."""
-    match = re.match(r"HTTP Status Code (\d+) \((.*)\)$", message, re.DOTALL)
-    if not match:
-        return 0, message
-    status, body = int(match.group(1)), match.group(2)
-    try:
-        raw = ast.literal_eval(body)
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    except (ValueError, SyntaxError):
-        text = body
-    try:
-        payload = json.loads(text)
-        return status, str(payload.get("error") or text)
-    except (ValueError, AttributeError):
-        return status, text.strip()
-
-
-def _float(value: object) -> float:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _tidy(result: Sequence[dict[str, Any]], labels: tuple[str, ...]) -> pd.DataFrame:
-    """Prometheus' vector or matrix result as rows (timestamp, value, *labels); non-finite
-    values (0/0 ratios, quantiles without traffic) are dropped."""
-    timestamps: list[float] = []
-    values: list[float] = []
-    label_values: dict[str, list[str]] = {label: [] for label in labels}
-    for series in result:
-        metric = series.get("metric", {})
-        points = series.get("values") or ([series["value"]] if "value" in series else [])
-        for timestamp, raw in points:
-            value = _float(raw)
-            if not math.isfinite(value):
-                continue
-            timestamps.append(float(timestamp))
-            values.append(value)
-            for label in labels:
-                label_values[label].append(str(metric.get(label, "")))
-    frame = pd.DataFrame(
-        {
-            "timestamp": pd.to_datetime(pd.Series(timestamps, dtype="float64"), unit="s", utc=True),
-            "value": pd.Series(values, dtype="float64"),
-            **{label: pd.Series(column, dtype="object") for label, column in label_values.items()},
-        }
-    )
-    return frame.sort_values([*labels, "timestamp"], ignore_index=True)

@@ -1,0 +1,66 @@
+"""Prometheus HTTP API answers as Python values: the error text of a refused query, and vector
+or matrix results as tidy pandas DataFrames. Used by ``jamey_engine.promql``."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+
+def parse_client_error(message: str) -> tuple[int, str]:
+    """(status, Prometheus' error text) from prometheus-api-client's exception message."""
+    match = re.match(r"HTTP Status Code (\d+) \((.*)\)$", message, re.DOTALL)
+    if not match:
+        return 0, message
+    status, body = int(match.group(1)), match.group(2)
+    try:
+        raw = ast.literal_eval(body)
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    except (ValueError, SyntaxError):
+        text = body
+    try:
+        payload = json.loads(text)
+        return status, str(payload.get("error") or text)
+    except (ValueError, AttributeError):
+        return status, text.strip()
+
+
+def to_float(value: object) -> float:
+    """``float(value)``, or NaN when it is not a number (Prometheus sends values as strings)."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def tidy(result: Sequence[dict[str, Any]], labels: tuple[str, ...]) -> pd.DataFrame:
+    """Prometheus' vector or matrix result as rows (timestamp, value, *labels); non-finite
+    values (0/0 ratios, quantiles without traffic) are dropped."""
+    timestamps: list[float] = []
+    values: list[float] = []
+    label_values: dict[str, list[str]] = {label: [] for label in labels}
+    for series in result:
+        metric = series.get("metric", {})
+        points = series.get("values") or ([series["value"]] if "value" in series else [])
+        for timestamp, raw in points:
+            value = to_float(raw)
+            if not math.isfinite(value):
+                continue
+            timestamps.append(float(timestamp))
+            values.append(value)
+            for label in labels:
+                label_values[label].append(str(metric.get(label, "")))
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(pd.Series(timestamps, dtype="float64"), unit="s", utc=True),
+            "value": pd.Series(values, dtype="float64"),
+            **{label: pd.Series(column, dtype="object") for label, column in label_values.items()},
+        }
+    )
+    return frame.sort_values([*labels, "timestamp"], ignore_index=True)
