@@ -8,6 +8,7 @@ import click
 
 from jamey_engine.cli.common import get_engine
 from jamey_engine.config import Settings
+from jamey_engine.errors import ConfigError, InvalidInput
 
 log = logging.getLogger("jamey_engine.cli.serve")
 
@@ -26,9 +27,12 @@ def group(host: str | None, port: str | None) -> None:
     engine = get_engine()
     if host is not None or port is not None:
         # Parse the flags exactly as the variables they override (same validation, same errors).
-        flags = Settings.from_env(
-            {"JAMEY_HOST": host or engine.settings.host, "JAMEY_PORT": port or str(engine.settings.port)}
-        )
+        raw = {"JAMEY_HOST": host or engine.settings.host, "JAMEY_PORT": port or str(engine.settings.port)}
+        try:
+            flags = Settings.from_env(raw)
+        except ConfigError as err:
+            flag = "--port" if err.variable == "JAMEY_PORT" else "--host"
+            raise InvalidInput(f"{flag} {err.value!r} is invalid: {err.message.split(': ', 1)[-1]}") from None
         engine.settings = engine.settings.with_overrides(host=flags.host, port=flags.port)
     settings = engine.settings
     assert isinstance(engine, Engine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -116,3 +117,15 @@ def test_a_down_mqtt_broker_never_slows_or_fails_requests(serve: Callable[..., R
             time.sleep(0.2)
         assert failures >= 1
         assert "mqtt_connected 0.0" in client.get("/metrics").text
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--port", "abc"), ("--port", "70000")])
+def test_a_bad_flag_is_one_line_naming_the_flag(tmp_path: Path, flag: str, value: str) -> None:
+    from click.testing import CliRunner
+
+    from jamey_engine.cli import cli
+
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "serve", flag, value])
+    assert result.exit_code == 2, result.output
+    assert f"error: {flag} {value!r} is invalid" in result.output
+    assert "Traceback" not in result.output
