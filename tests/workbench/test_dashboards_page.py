@@ -108,3 +108,11 @@ def test_unreachable_prometheus_says_where_and_how_to_start_it(admin_app: AppTes
     assert "make run" in errors[0]
     assert "No data" not in texts(admin_app)
     assert admin_app.get("button_group"), "the range controls still work"
+
+
+def test_auto_refresh_is_kept_in_the_url(prom_env: PromServer, admin_app: AppTest) -> None:
+    open_page(admin_app, "dashboards")
+    admin_app.selectbox(key="dash_refresh").set_value("30s").run()
+    assert not admin_app.exception, admin_app.exception
+    assert admin_app.query_params["refresh"] == "30s"
+    assert len(figures(admin_app)) == CHARTS

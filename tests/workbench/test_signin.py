@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import time_machine
 from streamlit.testing.v1 import AppTest
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 
-from .conftest import open_page, sign_in, texts
+from .conftest import APP, open_page, sign_in, texts
 
 
 def test_without_a_key_only_the_sign_in_page_exists(app: AppTest) -> None:
@@ -85,3 +86,20 @@ def test_activity_keeps_the_session_alive(admin_app: AppTest) -> None:
         with time_machine.travel(start + timedelta(minutes=minutes), tick=False):
             open_page(admin_app, "overview")
             assert [t.value for t in admin_app.title] == ["Overview"]
+
+
+@pytest.mark.parametrize("page", ["overview", "dashboards", "alerts", "keys", "memory", "backups"])
+def test_a_deep_link_without_a_session_shows_only_the_sign_in_form(wb_env: Path, page: str) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.title] == ["Jamey ops workbench"]
+    assert len(at.text_input) == 1 and at.text_input[0].key == "signin_key"
+    assert not at.dataframe and not at.get("plotly_chart")
+
+
+def test_after_signing_in_from_a_deep_link_the_page_itself_shows(wb_env: Path, admin_key: str) -> None:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.switch_page("pages/backups.py").run()
+    sign_in(at, admin_key)
+    assert [t.value for t in at.title] == ["Backups"]
