@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
-from service_support import Persona, TestClient
+import pytest
+from service_support import Persona, TestClient, make_persona
 
 from jamey_engine.engine import Engine
 
@@ -125,3 +127,20 @@ def test_admin_answers_are_never_cached(client: TestClient, admin_key: Persona, 
         client.get("/admin/keys"),
     ):
         assert response.headers["Cache-Control"] == "no-store", response.status_code
+
+
+@pytest.mark.postgres
+def test_the_whole_key_flow_works_on_postgresql(
+    make_client: Callable[..., tuple[TestClient, Engine]], postgres_url: str
+) -> None:
+    client, engine = make_client(JAMEY_DATABASE_URL=postgres_url)
+    assert client.get("/health").json()["database"]["ok"] is True
+    admin = make_persona(engine, "pg-admin", ("admin",))
+    created = create(client, admin, name="pg-user", scopes=["memory:read", "memory:write"])
+    headers = {"X-API-Key": str(created["key"])}
+    stored = client.post("/memories", json={"layer": "working", "content": "on postgres"}, headers=headers)
+    assert stored.status_code == 201, stored.text
+    assert client.post(f"/admin/keys/{created['id']}/revoke", headers=admin.headers).status_code == 200
+    assert client.get("/whoami", headers=headers).status_code == 401
+    assert [e["actor"] for e in engine.keys.audit(key_id=str(created["id"]))] == ["pg-admin", "pg-admin"]
+    assert "backup_operations_total" in client.get("/metrics").text
