@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from service_support import Persona, TestClient, make_persona, sample
@@ -212,8 +215,6 @@ def _threads_created_so_far() -> int:
 def test_the_in_memory_limiter_starts_no_thread_while_counting(
     make_client: Callable[..., tuple[TestClient, Engine]],
 ) -> None:
-    import time
-
     _, engine = make_client()
     engine.limiter.hit("warm-up", "100/second")
     before = _threads_created_so_far()
@@ -221,3 +222,19 @@ def test_the_in_memory_limiter_starts_no_thread_while_counting(
         engine.limiter.hit("spaced", "1000/second")
         time.sleep(0.015)
     assert _threads_created_so_far() == before + 1  # only the probe thread of the line above
+
+
+@pytest.mark.redis
+def test_two_service_processes_share_a_keys_limit_through_redis(
+    make_client: Callable[..., tuple[TestClient, Engine]], tmp_path: Path
+) -> None:
+    redis_url = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    first, engine = make_client(JAMEY_RATE_LIMIT_STORAGE=redis_url, JAMEY_DATABASE_URL=database)
+    second, _ = make_client(JAMEY_RATE_LIMIT_STORAGE=redis_url, JAMEY_DATABASE_URL=database)
+    persona = make_persona(
+        engine, f"shared-{os.getpid()}-{time.time_ns()}", ("memory:read",), rate_limit="3/minute"
+    )
+    statuses = [c.get("/whoami", headers=persona.headers).status_code for c in (first, second, first, second)]
+    assert statuses == [200, 200, 200, 429]
+    assert second.get("/whoami", headers=persona.headers).headers["RateLimit-Remaining"] == "0"
