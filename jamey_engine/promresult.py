@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -39,28 +40,44 @@ def to_float(value: object) -> float:
         return math.nan
 
 
+def _numbers(column: Sequence[object]) -> np.ndarray:
+    """Prometheus' sample values (strings such as "1.5", "NaN", "+Inf") as float64."""
+    try:
+        return np.asarray(column, dtype=np.float64)
+    except (TypeError, ValueError):  # something that is not a number: NaN, one by one
+        return np.fromiter((to_float(item) for item in column), dtype=np.float64, count=len(column))
+
+
 def tidy(result: Sequence[dict[str, Any]], labels: tuple[str, ...]) -> pd.DataFrame:
     """Prometheus' vector or matrix result as rows (timestamp, value, *labels); non-finite
     values (0/0 ratios, quantiles without traffic) are dropped."""
-    timestamps: list[float] = []
-    values: list[float] = []
-    label_values: dict[str, list[str]] = {label: [] for label in labels}
+    timestamps: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    label_values: dict[str, list[np.ndarray]] = {label: [] for label in labels}
     for series in result:
         metric = series.get("metric", {})
         points = series.get("values") or ([series["value"]] if "value" in series else [])
-        for timestamp, raw in points:
-            value = to_float(raw)
-            if not math.isfinite(value):
-                continue
-            timestamps.append(float(timestamp))
-            values.append(value)
-            for label in labels:
-                label_values[label].append(str(metric.get(label, "")))
+        if not points:
+            continue
+        stamps = _numbers([point[0] for point in points])
+        numbers = _numbers([point[1] for point in points])
+        finite = np.isfinite(numbers)
+        timestamps.append(stamps[finite])
+        values.append(numbers[finite])
+        for label in labels:
+            label_values[label].append(np.full(int(finite.sum()), str(metric.get(label, "")), dtype=object))
+
+    def joined(parts: list[np.ndarray], dtype: type | str) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+
     frame = pd.DataFrame(
         {
-            "timestamp": pd.to_datetime(pd.Series(timestamps, dtype="float64"), unit="s", utc=True),
-            "value": pd.Series(values, dtype="float64"),
-            **{label: pd.Series(column, dtype="object") for label, column in label_values.items()},
+            "timestamp": pd.to_datetime(pd.Series(joined(timestamps, "float64")), unit="s", utc=True),
+            "value": pd.Series(joined(values, "float64"), dtype="float64"),
+            **{
+                label: pd.Series(joined(parts, object), dtype="object")
+                for label, parts in label_values.items()
+            },
         }
     )
     return frame.sort_values([*labels, "timestamp"], ignore_index=True)
