@@ -199,7 +199,9 @@ class PromQuery:
 
     ``job`` is the scrape job of the service (``jamey`` in prometheus/prometheus.yml).
     ``rate_window`` is the shortest window rates are taken over (5 minutes; tests with a 1 s
-    scrape interval may shorten it).
+    scrape interval may shorten it). Naive datetimes are taken as UTC.
+    Every query method raises NoData (nothing matched), PrometheusUnreachable (refused, timed
+    out, or not Prometheus) or BadQuery (Prometheus refused the PromQL); never a client error.
     """
 
     def __init__(
