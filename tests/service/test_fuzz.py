@@ -1,7 +1,9 @@
 """Schemathesis fuzzes every operation of /openapi.json with an admin key: never a 5xx.
 
 Beyond "no server error" it checks that answers match the documented status codes and
-schemas. Examples per operation are bounded so the run stays well under a minute.
+schemas. Examples per operation are bounded (and derandomized) so the run stays well under a
+minute and is the same on every run; raise MAX_EXAMPLES locally to explore (150 found the
+timestamp-range 500s fixed in the memory store).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ with warnings.catch_warnings():
 
 pytestmark = pytest.mark.slow
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 30
 
 
 # schemathesis' from_fixture does not work with pytest 9, so the app is built at import. Building it
@@ -55,6 +57,7 @@ def admin_headers() -> Iterator[dict[str, str]]:
     max_examples=MAX_EXAMPLES,
     deadline=None,
     database=None,
+    derandomize=True,  # the same examples on every run, so CI is reproducible
     suppress_health_check=list(HealthCheck),
 )
 def test_no_operation_answers_with_a_server_error(case: Any, admin_headers: dict[str, str]) -> None:
