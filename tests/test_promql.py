@@ -479,3 +479,29 @@ def test_rate_windows_grow_with_the_step_and_never_drop_below_five_minutes() -> 
     assert "[15m]" in prom.expression("error_rate", timedelta(minutes=15))
     assert not math.isnan(promql.BACKUP_AGE_THRESHOLD)
     prom.close()
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(minutes=5), "5m"),
+        (timedelta(hours=1), "1h"),
+        (timedelta(minutes=90), "90m"),
+        (timedelta(days=7), "1w"),
+        (timedelta(days=2), "2d"),
+        (timedelta(seconds=45), "45s"),
+        (timedelta(0), "1s"),
+    ],
+)
+def test_format_duration_writes_prometheus_durations(delta: timedelta, text: str) -> None:
+    assert promql.format_duration(delta) == text
+
+
+def test_naive_datetimes_are_taken_as_utc() -> None:
+    naive = datetime(2026, 1, 1, 12, 0)
+    assert choose_step(naive, naive + timedelta(hours=1)) == choose_step(
+        naive.replace(tzinfo=UTC), naive.replace(tzinfo=UTC) + timedelta(hours=1)
+    )
+    with PromQuery("http://127.0.0.1:9090") as prom:
+        link = prom.query_link("error_rate", naive, naive + timedelta(hours=1))
+    assert "g0.end_input=2026-01-01+13%3A00%3A00" in link
