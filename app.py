@@ -20,6 +20,7 @@ if str(_HERE) not in sys.path:
 import streamlit as st  # noqa: E402
 
 import workbench_ui as ui  # noqa: E402
+from jamey_engine.errors import JameyError  # noqa: E402
 
 ui.leave_pages_directory_mode()
 st.set_page_config(page_title="Jamey ops workbench", page_icon=":material/memory:", layout="wide")
@@ -31,7 +32,10 @@ def _page(name: str, title: str, icon: str, *, default: bool = False) -> st.Page
     )
 
 
-session = ui.active_session()
+try:
+    session = ui.active_session()
+except JameyError:  # the page's own guard says what failed; the menu simply stays hidden
+    session = None
 signin = _page("signin", "Sign in", ":material/login:", default=session is None)
 sections = {
     "Operations": [

@@ -116,17 +116,19 @@ def current_session() -> WorkbenchSession | None:
 
 
 def active_session() -> WorkbenchSession | None:
-    """The session if it is signed in and not idle too long; this run counts as activity.
+    """The session if it is signed in, not idle too long, and its key still valid and admin;
+    this run counts as activity. Otherwise the session is signed out (with the reason as a
+    notice for the sign-in form) and None is returned.
 
-    An idle session is signed out here, with a notice for the sign-in form.
+    Raises Busy/Unavailable when the key database cannot be read: no page opens unverified.
     """
     session = current_session()
     if session is None:
         return None
     try:
-        session.touch()
-    except SessionExpired as err:
-        sign_out(err.message)
+        session.authorize(engine().keys)
+    except (KeyRejected, Forbidden) as err:
+        sign_out(err.message if isinstance(err, SessionExpired) else f"Signed out: {err.message}")
         return None
     return session
 
@@ -134,9 +136,15 @@ def active_session() -> WorkbenchSession | None:
 def require_session() -> WorkbenchSession:
     """Every page but sign-in starts with this: without a live session it shows the sign-in
     form in place of the page and stops, so no page is reachable without an admin key, however
-    it was requested."""
+    it was requested. The key is checked again on every page run, so a revoked key stops at
+    the next click."""
     leave_pages_directory_mode()
-    session = active_session()
+    try:
+        session = active_session()
+    except JameyError as err:
+        st.error(f"Cannot check your API key: {err.message}")
+        st.stop()
+        raise  # unreachable: st.stop raises
     if session is None:
         sign_in_form()
         st.stop()
@@ -147,6 +155,20 @@ def require_session() -> WorkbenchSession:
             sign_out("Signed out.")
             st.rerun()
     return session
+
+
+def still_signed_in() -> None:
+    """For fragments that rerun on their own (auto-refresh): when the session went idle or its
+    key stopped working, rerun the whole page, whose guard then shows the sign-in form. Does
+    not count as activity."""
+    session = current_session()
+    try:
+        if session is not None:
+            session.check(engine().keys)
+            return
+    except (KeyRejected, Forbidden):
+        pass
+    st.rerun(scope="app")
 
 
 def sign_in_form(after: str | None = None) -> None:

@@ -104,20 +104,27 @@ class WorkbenchSession:
             raise SessionExpired(self.idle_timeout)
         self.last_active = moment
 
+    def check(self, keys: KeyVerifier, now: datetime | None = None) -> str:
+        """Check the session and its key without counting as activity (an auto-refresh);
+        return the actor name. Raises like :meth:`authorize`."""
+        if self.expired(now or utcnow()):
+            raise SessionExpired(self.idle_timeout)
+        verified = keys.verify(self.key)
+        _require_admin(verified)
+        self.actor = str(verified.name)
+        return self.actor
+
     def authorize(self, keys: KeyVerifier, now: datetime | None = None) -> str:
-        """Check the session and the key again before an admin action; return the actor name.
+        """Check the session and the key again before an admin action (or a page view), count
+        it as activity, and return the actor name.
 
         Raises SessionExpired when idle too long, KeyRejected when the key was revoked or has
         expired since sign-in, and Forbidden when it no longer has the admin scope.
         """
         moment = now or utcnow()
-        if self.expired(moment):
-            raise SessionExpired(self.idle_timeout)
-        verified = keys.verify(self.key)
-        _require_admin(verified)
-        self.actor = str(verified.name)
+        actor = self.check(keys, moment)
         self.last_active = moment
-        return self.actor
+        return actor
 
 
 # --- time ranges of the dashboards -------------------------------------------------------

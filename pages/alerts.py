@@ -30,18 +30,18 @@ with ui.shown_errors("Reading the alerts"):
             continue
         for alert in subset.itertuples(index=False):
             labels = _as_dict(alert.labels)
-            annotations = _as_dict(alert.annotations)
+            notes = _as_dict(alert.annotations)
             color = SEVERITY_COLORS.get(str(alert.severity), "gray")
             with st.container(border=True):
                 st.markdown(
                     f"**{alert.alertname}** :{color}-badge[{alert.severity}] :gray-badge[{state} since {alert.active_at}]"
                 )
-                if annotations.get("summary"):
-                    st.write(annotations["summary"])
-                if annotations.get("description"):
-                    st.caption(annotations["description"])
+                if notes.get("summary"):
+                    st.write(notes["summary"])
+                if notes.get("description"):
+                    st.caption(notes["description"])
                 links = st.columns(2)
-                chart = chart_for_alert(str(alert.alertname), annotations)
+                chart = chart_for_alert(str(alert.alertname), notes)
                 if chart:
                     links[0].page_link(
                         "pages/dashboards.py",
@@ -49,7 +49,7 @@ with ui.shown_errors("Reading the alerts"):
                         icon=":material/monitoring:",
                         query_params={"chart": chart, "range": "6h"},
                     )
-                runbook = str(annotations.get("runbook_url", ""))
+                runbook = str(notes.get("runbook_url", ""))
                 if runbook.startswith(("http://", "https://")):
                     links[1].link_button("Runbook", runbook, icon=":material/menu_book:")
                 elif runbook:
@@ -59,4 +59,4 @@ with ui.shown_errors("Reading the alerts"):
                         with st.expander("Runbook"):
                             st.markdown(section)
                 with st.expander("Labels and annotations"):
-                    st.json({"labels": labels, "annotations": annotations}, expanded=True)
+                    st.json({"labels": labels, "annotations": notes}, expanded=True)

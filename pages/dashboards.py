@@ -140,6 +140,7 @@ def _render_chart(spec: ChartSpec, window: TimeRange) -> bool:
 
 
 def _render_all() -> None:
+    ui.still_signed_in()
     if time_range is None:
         return
     window = time_range

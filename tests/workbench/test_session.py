@@ -81,3 +81,14 @@ def test_idle_sessions_expire_and_activity_extends_them(fast_engine: Engine) -> 
         session.authorize(fast_engine.keys, now=start + timedelta(minutes=60))
     with pytest.raises(SessionExpired):
         session.touch(start + timedelta(minutes=60))
+
+
+def test_check_verifies_without_counting_as_activity(fast_engine: Engine) -> None:
+    created = fast_engine.keys.create("alice", scopes=("admin",), actor="test")
+    start = utcnow()
+    session = WorkbenchSession.sign_in(fast_engine.keys, created.key, IDLE, now=start)
+    assert session.check(fast_engine.keys, now=start + timedelta(minutes=20)) == "alice"
+    assert session.last_active == start, "an auto-refresh does not keep a session alive"
+    fast_engine.keys.revoke(created.id, actor="test")
+    with pytest.raises(KeyRejected):
+        session.check(fast_engine.keys, now=start + timedelta(minutes=21))

@@ -103,3 +103,25 @@ def test_after_signing_in_from_a_deep_link_the_page_itself_shows(wb_env: Path, a
     at.switch_page("pages/backups.py").run()
     sign_in(at, admin_key)
     assert [t.value for t in at.title] == ["Backups"]
+
+
+def test_a_key_revoked_mid_session_is_stopped_at_the_next_page_view(
+    admin_app: AppTest, admin_key: str, engine: Engine
+) -> None:
+    engine.keys.revoke(engine.keys.verify(admin_key).id, actor="other-admin")
+    open_page(admin_app, "dashboards")
+    assert [t.value for t in admin_app.title] == ["Jamey ops workbench"]
+    assert "Signed out: API key rejected: revoked" in texts(admin_app)
+    assert admin_app.session_state.get("workbench_session") is None
+
+
+def test_a_key_stripped_of_admin_is_refused_too(admin_app: AppTest, wb_env: Path) -> None:
+    import sqlalchemy as sa
+
+    with sa.create_engine(f"sqlite:///{wb_env / 'jamey.db'}").begin() as conn:
+        tables = sa.inspect(conn).get_table_names()
+        assert "api_keys" in tables, tables
+        conn.execute(sa.text("UPDATE api_keys SET scopes = 'memory:read'"))
+    open_page(admin_app, "overview")
+    assert [t.value for t in admin_app.title] == ["Jamey ops workbench"]
+    assert "needs an admin key" in texts(admin_app)
