@@ -268,6 +268,11 @@ class Database:
         """
         result: dict[str, list[dict[str, Any]]] = {}
         with self.connect() as conn:
+            # One snapshot for all tables, so a backup taken while keys change is consistent.
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            elif conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN")  # pysqlite would run each SELECT on its own
             for table in TABLES:
                 rows = conn.execute(sa.select(table).order_by(*table.primary_key)).mappings()
                 result[table.name] = [

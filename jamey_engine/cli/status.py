@@ -14,16 +14,16 @@ def group(as_json: bool) -> None:
     engine = get_engine()
     settings = engine.settings
     sizes = engine.memory.sizes()
+    layers = {layer: {"bytes": s.bytes, "documents": s.documents} for layer, s in sizes.layers.items()}
     payload = {
         "data_dir": str(settings.data_dir),
-        "database_url": settings.database_url.split("@")[-1],
         "backup_dir": str(settings.backup_dir),
-        "layers": {layer: {"bytes": s.bytes, "documents": s.documents} for layer, s in sizes.layers.items()},
+        "layers": layers,
     }
     if as_json:
         emit_json(payload)
         return
     click.echo(f"data dir:   {payload['data_dir']}")
     click.echo(f"backup dir: {payload['backup_dir']}")
-    for layer, size in payload["layers"].items():
+    for layer, size in layers.items():
         click.echo(f"  {layer:<11} {size['documents']:>10} documents {size['bytes']:>14} bytes")
