@@ -166,6 +166,10 @@ class KeyManager:
         """
         return self.verifier.verify(plaintext)
 
+    def verify_cached(self, plaintext: str) -> VerifiedKey | None:
+        """``verify`` answered from the cache alone (no database at all), or None when it cannot."""
+        return self.verifier.verify_cached(plaintext)
+
     def hash_key(self, plaintext: str) -> str:
         """The stored form of a key (SHA-256, or HMAC-SHA256 with the pepper), hex."""
         return self.verifier.hash_key(plaintext)

@@ -135,6 +135,26 @@ class KeyVerifier:
             return self._verify_token(plaintext, token.lookup_id, cache_key)
         return self._verify_legacy(plaintext, cache_key)
 
+    def verify_cached(self, plaintext: str) -> VerifiedKey | None:
+        """Who ``plaintext`` is when the cache can answer alone, else None (call ``verify`` then).
+
+        Never touches the database, not even for the batched last-used write: for callers that
+        must not block, such as the service's event loop. A cached rejection raises KeyRejected
+        as ``verify`` would. (Added by the service helper.)
+        """
+        if not plaintext:
+            return None
+        entry = self._cache.get(hashlib.sha256(plaintext.encode()).digest())
+        if entry is None or time.monotonic() >= entry.fresh_until:
+            return None
+        if entry.key is None:
+            return self._reject(entry.reason, cached=True)
+        if entry.stops_at is not None and time.time() >= entry.stops_at:
+            return None
+        self.verification_counts["ok"] += 1
+        self._pending_last_used[entry.key.id] = utcnow()
+        return entry.key
+
     def _verify_token(self, plaintext: str, lookup_id: str, cache_key: bytes) -> VerifiedKey:
         asked_at = time.monotonic()
         with self.db.connect() as conn:
