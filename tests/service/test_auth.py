@@ -238,3 +238,25 @@ def test_two_service_processes_share_a_keys_limit_through_redis(
     statuses = [c.get("/whoami", headers=persona.headers).status_code for c in (first, second, first, second)]
     assert statuses == [200, 200, 200, 429]
     assert second.get("/whoami", headers=persona.headers).headers["RateLimit-Remaining"] == "0"
+
+
+def test_verify_cached_answers_only_from_the_cache(
+    make_client: Callable[..., tuple[TestClient, Engine]],
+) -> None:
+    from jamey_engine.errors import KeyRejected
+
+    _, engine = make_client(JAMEY_KEY_CACHE_SECONDS="0.3")
+    persona = make_persona(engine, "cached", ("memory:read",))
+    assert engine.keys.verify_cached(persona.key) is None  # never verified: the database must answer
+    assert engine.keys.verify(persona.key).id == persona.id
+    assert engine.keys.verify_cached(persona.key).id == persona.id  # type: ignore[union-attr]
+    time.sleep(0.35)
+    assert engine.keys.verify_cached(persona.key) is None  # stale: back to the database
+    from jamey_engine import keyformat
+
+    bogus = keyformat.build_token(persona.id, "Z" * keyformat.SECRET_LENGTH)  # well formed, wrong secret
+    with pytest.raises(KeyRejected):
+        engine.keys.verify(bogus)
+    engine.keys.verify(persona.key)
+    with pytest.raises(KeyRejected):
+        engine.keys.verify_cached(bogus)  # a cached rejection is a rejection
