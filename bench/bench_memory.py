@@ -78,49 +78,58 @@ def make_timestamps(count: int, days: int = 60) -> list[datetime]:
 
 
 # -- 1. concurrent durable single stores ------------------------------------------------------
+def _store_round(store: MemoryStore, threads: int, per_thread: int) -> float:
+    """memories/s of ``threads`` threads each storing ``per_thread`` memories one by one."""
+    barrier = threading.Barrier(threads + 1)
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        for i in range(per_thread):
+            store.store("working", f"writer {n} remembers item {i} about disk latency")
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    return threads * per_thread / (time.perf_counter() - start)
+
+
+def _per_memory_commit_round(index: tantivy.Index, count: int) -> float:
+    """memories/s of the original pattern: open a writer, add, commit, close, per memory."""
+    now = utcnow()
+    start = time.perf_counter()
+    for i in range(count):
+        writer = index.writer()
+        writer.add_document(
+            tantivy.Document(id=str(uuid.uuid4()), content=f"memory {i}", timestamp=now, added=0)
+        )
+        writer.commit()
+        writer.wait_merging_threads()
+    return count / (time.perf_counter() - start)
+
+
 def bench_concurrent_stores(work: Path, quick: bool) -> list[Row]:
+    """Rounds of ours and of the baseline alternate, so both see the same (noisy) machine."""
     threads, per_thread = 32, (5 if quick else 40)
-    baseline_count = 10 if quick else 60
-    rounds = 1 if quick else 3
+    baseline_count = 10 if quick else 40
+    rounds = 1 if quick else 5
     store = MemoryStore(work / "concurrent", lock_timeout=60)
-    ours = []
+    index_path = work / "per-memory-commit"
+    index_path.mkdir()
+    index = tantivy.Index(SCHEMA, path=str(index_path))
+    ours, base = [], []
     try:
         store.sizes()
         for _ in range(rounds):
-            barrier = threading.Barrier(threads + 1)
-
-            def worker(n: int, barrier: threading.Barrier = barrier) -> None:
-                barrier.wait()
-                for i in range(per_thread):
-                    store.store("working", f"writer {n} remembers item {i} about disk latency")
-
-            pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
-            for thread in pool:
-                thread.start()
-            barrier.wait()
-            start = time.perf_counter()
-            for thread in pool:
-                thread.join()
-            ours.append(threads * per_thread / (time.perf_counter() - start))
+            ours.append(_store_round(store, threads, per_thread))
+            base.append(_per_memory_commit_round(index, baseline_count))
         commits = store.writer("working").commits
         stored = store.count("working")
     finally:
         store.close()
-
-    index_path = work / "per-memory-commit"
-    index_path.mkdir()
-    index = tantivy.Index(SCHEMA, path=str(index_path))
-    now = utcnow()
-    base = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for i in range(baseline_count):
-            writer = index.writer()
-            doc = tantivy.Document(id=str(uuid.uuid4()), content=f"memory {i}", timestamp=now, added=0)
-            writer.add_document(doc)
-            writer.commit()
-            writer.wait_merging_threads()
-        base.append(baseline_count / (time.perf_counter() - start))
     value, baseline = statistics.median(ours), statistics.median(base)
     assert stored == rounds * threads * per_thread, "a store was lost"
     return [

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from jamey_engine.durations import parse_timestamp
 from jamey_engine.errors import InvalidInput, PayloadTooLarge
@@ -139,3 +139,35 @@ def new_ids(count: int) -> list[str]:
         h = raw[start : start + 16].hex()
         ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
     return ids
+
+
+def quick_timestamp(value: object) -> datetime | None:
+    """The fast path of check_timestamp for bulk input: the parsed UTC time, or None.
+
+    None means "not obviously valid": the caller then runs check_timestamp, which either
+    accepts the value (None means now) or raises the proper InvalidInput.
+    """
+    if type(value) is str:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    elif type(value) is datetime:
+        parsed = value
+    else:
+        return None
+    zone = parsed.tzinfo
+    if zone is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    elif zone is not UTC:
+        parsed = parsed.astimezone(UTC)
+    if not 1970 <= parsed.year <= 9999:
+        return None
+    return parsed
+
+
+def quick_content_ok(content: object, max_bytes: int) -> bool:
+    """True when ``content`` is surely valid (non-blank text, short enough in any encoding)."""
+    return (
+        type(content) is str and len(content) > 0 and len(content) * 4 <= max_bytes and not content.isspace()
+    )

@@ -27,6 +27,8 @@ from jamey_engine.memory.model import (
     check_order,
     check_timestamp,
     new_ids,
+    quick_content_ok,
+    quick_timestamp,
 )
 from jamey_engine.memory.schema import (
     CONTENT,
@@ -168,15 +170,13 @@ class MemoryStore:
             raise InvalidInput("items must be a list of {content, timestamp} objects")
         ids = new_ids(len(items))
         docs: list[tuple[str, str, datetime]] = []
+        max_bytes = self.max_content_bytes
         for position, item in enumerate(items):
-            content, stamp = _unpack(item, f"items[{position}]")
-            docs.append(
-                (
-                    ids[position],
-                    check_content(content, self.max_content_bytes, field=f"items[{position}].content"),
-                    check_timestamp(stamp, field=f"items[{position}].timestamp"),
-                )
-            )
+            content, stamp = _unpack(item, position)
+            if not quick_content_ok(content, max_bytes):
+                content = check_content(content, max_bytes, field=f"items[{position}].content")
+            when = quick_timestamp(stamp) or check_timestamp(stamp, field=f"items[{position}].timestamp")
+            docs.append((ids[position], str(content), when))
         if not docs:
             return []
         if len(docs) <= SMALL_BATCH:
@@ -380,7 +380,15 @@ class MemoryStore:
             writer.close()
 
 
-def _unpack(item: object, field: str) -> tuple[object, object]:
+def _unpack(item: object, position: int) -> tuple[object, object]:
+    if (
+        type(item) is dict
+        and "content" in item
+        and len(item) <= 2
+        and (len(item) == 1 or "timestamp" in item)
+    ):
+        return item["content"], item.get("timestamp")  # the common shape, checked cheaply
+    field = f"items[{position}]"
     if isinstance(item, str):
         return item, None
     if isinstance(item, dict):
