@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
@@ -32,9 +33,10 @@ with ui.shown_errors("Reading the alerts"):
             labels = _as_dict(alert.labels)
             notes = _as_dict(alert.annotations)
             color = SEVERITY_COLORS.get(str(alert.severity), "gray")
+            since = f"{alert.active_at:%Y-%m-%d %H:%M:%S} UTC" if not pd.isna(alert.active_at) else "unknown"
             with st.container(border=True):
                 st.markdown(
-                    f"**{alert.alertname}** :{color}-badge[{alert.severity}] :gray-badge[{state} since {alert.active_at}]"
+                    f"**{alert.alertname}** :{color}-badge[{alert.severity}] :gray-badge[{state} since {since}]"
                 )
                 if notes.get("summary"):
                     st.write(notes["summary"])
@@ -53,7 +55,7 @@ with ui.shown_errors("Reading the alerts"):
                 if runbook.startswith(("http://", "https://")):
                     links[1].link_button("Runbook", runbook, icon=":material/menu_book:")
                 elif runbook:
-                    links[1].markdown(f":material/menu_book: Runbook: `{runbook}` in the repository")
+                    links[1].caption(f":material/menu_book: Runbook: `{runbook}` in the repository")
                     section = runbook_section(runbook, REPO)
                     if section:
                         with st.expander("Runbook"):

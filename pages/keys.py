@@ -18,7 +18,7 @@ STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
 PENDING = "keys_pending"  # ("rotate" | "revoke", key_id, name, grace text)
 NEW_SECRET = "keys_new_secret"  # noqa: S105 -- a session-state key; (label, plaintext) to show once after a rerun
 
-ui.require_session()
+session = ui.require_session()
 st.title("API keys")
 engine = ui.engine()
 
@@ -124,6 +124,10 @@ def _confirm(action: str, key_id: str, key_name: str, grace_text: str) -> None:
         )
     else:
         st.write(f"Revoke **{key_name}** (`{key_id}`)? Clients using it are refused from now on.")
+    if session.key_id == key_id:
+        st.warning(
+            "This is the key you are signed in with: the workbench signs you out once it stops working."
+        )
     yes, no = st.columns(2)
     if no.button("Cancel", key="confirm_cancel"):
         _clear_pending()

@@ -23,7 +23,8 @@ with ui.shown_errors("The health check"):
     if health.ok:
         st.success(f"Service healthy at {health.url} ({health.detail}).", icon=":material/check_circle:")
     else:
-        st.error(f"Service unhealthy at {health.url}: {health.detail}.", icon=":material/error:")
+        detail = health.detail if health.url in health.detail else f"{health.url}: {health.detail}"
+        st.error(f"Service unhealthy: {detail}.", icon=":material/error:")
     if health.body:
         with st.expander("Health details"):
             st.json(health.body)
@@ -92,8 +93,12 @@ with ui.shown_errors("The alerts"):
     st.subheader("Firing alerts")
     alerts = ui.prom_query("alerts")
     firing = alerts[alerts["state"] == "firing"] if not alerts.empty else alerts
+    pending = int((alerts["state"] == "pending").sum()) if not alerts.empty else 0
     if firing.empty:
-        st.success("No alert is firing.", icon=":material/notifications_off:")
+        st.success(
+            "No alert is firing." + (f" {pending} pending (see Alerts)." if pending else ""),
+            icon=":material/notifications_off:",
+        )
     else:
         st.dataframe(
             firing[["alertname", "severity", "active_at"]],

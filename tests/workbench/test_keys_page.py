@@ -172,3 +172,13 @@ def test_a_bad_grace_period_is_an_inline_error_and_nothing_rotates(
     assert any("grace 'soon' is not a duration" in e.value for e in admin_app.error)
     assert engine.keys.show(old.id).status == "active"
     assert "Yes, rotate" not in [b.label for b in admin_app.button]
+
+
+def test_revoking_your_own_key_warns_first(admin_app: AppTest, engine: Engine) -> None:
+    open_page(admin_app, "keys")
+    choose(admin_app, "ops-admin")
+    admin_app.button(key="revoke").click().run()
+    assert any("the key you are signed in with" in w.value for w in admin_app.warning)
+    admin_app.button(key="confirm_yes").click().run()
+    assert not admin_app.exception, admin_app.exception
+    assert [t.value for t in admin_app.title] == ["Jamey ops workbench"], "signed out at once"

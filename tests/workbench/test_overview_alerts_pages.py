@@ -80,7 +80,8 @@ def test_overview_with_everything_down_says_so_and_still_renders(admin_app: AppT
     open_page(admin_app, "overview")
     assert not admin_app.exception, admin_app.exception
     errors = [e.value for e in admin_app.error]
-    assert errors[0].startswith("Service unhealthy at http://127.0.0.1:")
+    assert errors[0].startswith("Service unhealthy: cannot reach http://127.0.0.1:")
+    assert errors[0].count("http://") == 1, "the URL is said once"
     assert "jamey serve" in errors[0]
     assert sum("Prometheus unreachable at" in e for e in errors) == 2, errors  # headline and alerts
     assert [s.value for s in admin_app.subheader] == ["Headline numbers", "Firing alerts"]
@@ -91,7 +92,8 @@ def test_alerts_page_shows_labels_annotations_and_links(prom_env: PromServer, ad
     open_page(admin_app, "alerts")
     assert not admin_app.exception, admin_app.exception
     page = texts(admin_app)
-    assert "**JameyHighErrorRate** :orange-badge[warning]" in page
+    assert "**JameyHighErrorRate** :orange-badge[warning] :gray-badge[" in page
+    assert re.search(r"(pending|firing) since 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC\]", page)
     assert "8% of Jamey API requests fail with 5xx" in page
     assert "Runbook: `README.md#runbook-high-error-rate`" in page
     assert "### Runbook: high error rate" in page, "the README section opens right there"
