@@ -22,7 +22,7 @@ import streamlit as st  # noqa: E402
 import workbench_ui as ui  # noqa: E402
 from jamey_engine.errors import JameyError  # noqa: E402
 
-ui.leave_pages_directory_mode()
+ui.prepare_run()
 st.set_page_config(page_title="Jamey ops workbench", page_icon=":material/memory:", layout="wide")
 
 

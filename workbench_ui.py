@@ -92,8 +92,13 @@ def prom_frame(method: str, start: datetime, end: datetime) -> pd.DataFrame:
 # --- the session -------------------------------------------------------------------------
 
 
-def leave_pages_directory_mode() -> None:
-    """Make sure app.py's ``st.navigation`` governs every run.
+def prepare_run() -> None:
+    """Settings every script run needs, whichever file Streamlit runs first.
+
+    No traceback reaches a page: ``client.showErrorDetails`` is "none" in .streamlit/config.toml,
+    and set here too, since Streamlit reads that file from the working directory only.
+
+    And app.py's ``st.navigation`` governs every run:
 
     Streamlit runs the very first script run of a server process in its legacy "pages/
     directory" mode (because ``pages/`` exists): it shows a raw menu of every file in pages/
@@ -104,6 +109,7 @@ def leave_pages_directory_mode() -> None:
     from streamlit import config
     from streamlit.runtime.pages_manager import PagesManager
 
+    st.set_option("client.showErrorDetails", "none")
     if PagesManager.uses_pages_directory and not config.get_option("global.appTest"):
         PagesManager.uses_pages_directory = False
         st.rerun()
@@ -138,7 +144,7 @@ def require_session() -> WorkbenchSession:
     form in place of the page and stops, so no page is reachable without an admin key, however
     it was requested. The key is checked again on every page run, so a revoked key stops at
     the next click."""
-    leave_pages_directory_mode()
+    prepare_run()
     try:
         session = active_session()
     except JameyError as err:

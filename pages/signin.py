@@ -6,7 +6,7 @@ import streamlit as st
 
 import workbench_ui as ui
 
-ui.leave_pages_directory_mode()
+ui.prepare_run()
 if ui.active_session() is not None:
     st.switch_page("pages/overview.py")
 ui.sign_in_form(after="pages/overview.py")
