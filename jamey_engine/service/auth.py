@@ -34,13 +34,17 @@ def extract_token(request: Request) -> str:
 
     ``Authorization`` wins when both headers are sent; its scheme must be Bearer.
     """
-    authorization = request.headers.get("authorization")
+    authorization = api_key = None
+    for name, value in request.scope["headers"]:  # raw headers: cheaper than building Headers
+        if name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
     if authorization is not None:
-        scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
             raise KeyRejected("malformed", "Authorization header: expected 'Bearer <key>'")
-        return value.strip()
-    api_key = request.headers.get("x-api-key")
+        return token.strip()
     if api_key is not None and api_key.strip():
         return api_key.strip()
     raise KeyRejected("missing", "API key required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")

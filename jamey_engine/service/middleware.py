@@ -92,6 +92,8 @@ class ServiceMiddleware:
         self.metrics = metrics
         self.defaults = defaults
         self.fastapi_app = fastapi_app
+        # Bounded: methods x route templates (plus "unmatched") x statuses.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,8 +133,15 @@ class ServiceMiddleware:
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
         route = route_template(self.fastapi_app, scope)
-        self.metrics.http_requests.labels(method, route, str(status)).inc()
-        self.metrics.http_duration.labels(method, route).observe(elapsed)
+        children = self._children.get((method, route, status))
+        if children is None:  # label lookups cost more than the update: keep the children
+            children = (
+                self.metrics.http_requests.labels(method, route, str(status)),
+                self.metrics.http_duration.labels(method, route),
+            )
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(elapsed)
         if access_log.isEnabledFor(logging.INFO):
             key = (scope.get("state") or {}).get("key")
             client = scope.get("client")
