@@ -215,14 +215,15 @@ class LayerWriter:
         """With concurrent callers, wait a moment while the queue still grows (lock held).
 
         Callers released by the previous commit come back within a millisecond or so; without
-        this pause they would split into two half-size commits. A lone caller (last batch of
-        one) never waits.
+        this pause they would split into two half-size commits. It stops as soon as the queue
+        is as long as the last batch, or when no caller came for COALESCE_STEP. A lone caller
+        (last batch of one) never waits.
         """
         if self._last_batch <= 1:
             return
         deadline = time.monotonic() + COALESCE_MAX
         seen = len(self._queue)
-        while seen < COALESCE_LIMIT:
+        while seen < min(self._last_batch, COALESCE_LIMIT):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
