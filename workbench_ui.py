@@ -5,6 +5,7 @@ connects them to Streamlit.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Forbidden, JameyError, KeyRejected
 from jamey_engine.progress import Progress
+from jamey_engine.promql import PromQuery
 from jamey_engine.workbench import SessionExpired, WorkbenchSession
 
 log = logging.getLogger("jamey.workbench")
@@ -28,7 +30,7 @@ PROMETHEUS_TTL_SECONDS = 10
 
 
 class _Stop(Exception):
-    """Raised after an error was shown, to end the current section quietly."""
+    """Raised by stop_section() to end the current section quietly."""
 
 
 def settings() -> Settings:
@@ -53,17 +55,20 @@ def _engine_for(settings_key: str, _settings: Settings) -> Engine:
 def engine() -> Engine:
     """One Engine per distinct settings, shared by every session of this process."""
     current = settings()
-    return _engine_for(repr(current), current)
+    # The cache key is a digest: the settings hold the key pepper, which no cache should keep.
+    return _engine_for(hashlib.sha256(repr(current).encode()).hexdigest(), current)
 
 
-@st.cache_resource(show_spinner=False)
-def _prom_for(url: str, timeout: float) -> Any:
-    from jamey_engine.promql import PromQuery
+def _release_prom(query: PromQuery) -> None:
+    query.close()
 
+
+@st.cache_resource(show_spinner=False, on_release=_release_prom)
+def _prom_for(url: str, timeout: float) -> PromQuery:
     return PromQuery(url, timeout)
 
 
-def prom() -> Any:
+def prom() -> PromQuery:
     """The PromQuery for the configured Prometheus."""
     current = settings()
     return _prom_for(current.prometheus_url, current.prometheus_timeout)
