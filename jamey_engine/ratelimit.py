@@ -26,6 +26,7 @@ import math
 import threading
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit, urlunsplit
@@ -76,35 +77,85 @@ class Decision:
         return headers
 
 
-EXPIRE_EVERY = 1.0
+SWEEP_EVERY = 5.0
 
 
 class SteadyMemoryStorage(MemoryStorage):
-    """limits' MemoryStorage, trimming expired entries from ONE long-lived daemon thread.
+    """limits' MemoryStorage with a leaner moving window, and no timer threads on the request path.
 
-    The stock class starts a new 10 ms ``threading.Timer`` whenever the last one has ended, so
-    about every 10 ms under steady traffic, and ``Thread.start`` blocks the caller until the new
-    thread runs: milliseconds on a busy machine, on the service's event loop. Trimming only
-    reclaims memory (the moving window reads entry times itself), so doing it every
-    ``EXPIRE_EVERY`` seconds decides exactly the same. (Added by the service helper.)
+    The stock class keeps each key's entries in a newest-first list (an insert at the front per
+    hit, a bisect with a Python key function per check) and starts a new 10 ms
+    ``threading.Timer`` whenever the last one has ended, so about every 10 ms under traffic;
+    ``Thread.start`` blocks the caller until the new thread runs (milliseconds on a busy
+    machine, on the service's event loop). Here each key has a deque of hit times, oldest first:
+    a hit trims the expired head and appends, both O(1), and one daemon thread drops idle keys
+    every ``SWEEP_EVERY`` seconds. The decisions are the stock moving window's: admit when fewer
+    than ``limit`` hits fall within the last ``expiry`` seconds. (Added by the service helper.)
     """
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        # A live thread in ``timer`` stops the stock class from starting timers of its own.
+        self.windows: dict[str, tuple[float, deque[float]]] = {}  # key -> (expiry, hit times)
+        self._windows_lock = threading.Lock()
+        # A live thread in ``timer`` also stops the stock class from starting timers of its own.
         self.timer = threading.Thread(  # type: ignore[assignment]
-            target=_expire_forever, args=(weakref.ref(self),), name="jamey-ratelimit-expiry", daemon=True
+            target=_sweep_forever, args=(weakref.ref(self),), name="jamey-ratelimit-sweep", daemon=True
         )
         self.timer.start()
 
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Record ``amount`` hits of ``key`` if that keeps it within ``limit`` per ``expiry`` s."""
+        if amount > limit:
+            return False
+        now = time.time()
+        with self._windows_lock:
+            window = self.windows.get(key)
+            if window is None:
+                window = self.windows[key] = (float(expiry), deque())
+            hits = window[1]
+            floor = now - expiry
+            while hits and hits[0] <= floor:
+                hits.popleft()
+            if len(hits) + amount > limit:
+                return False
+            hits.extend([now] * amount)
+            return True
 
-def _expire_forever(ref: weakref.ReferenceType[SteadyMemoryStorage]) -> None:
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        """(time of the oldest hit still in the window, hits in the window); (now, 0) when none."""
+        now = time.time()
+        with self._windows_lock:
+            window = self.windows.get(key)
+            if window is None:
+                return now, 0
+            hits = window[1]
+            floor = now - expiry
+            while hits and hits[0] <= floor:
+                hits.popleft()
+            return (hits[0], len(hits)) if hits else (now, 0)
+
+    def clear(self, key: str) -> None:
+        """Forget every hit of ``key``."""
+        with self._windows_lock:
+            self.windows.pop(key, None)
+        super().clear(key)
+
+    def sweep(self) -> None:
+        """Drop keys with no hit inside their window (idle keys), so memory stays bounded."""
+        now = time.time()
+        with self._windows_lock:
+            for key, (expiry, hits) in list(self.windows.items()):
+                if not hits or hits[-1] <= now - expiry:
+                    del self.windows[key]
+
+
+def _sweep_forever(ref: weakref.ReferenceType[SteadyMemoryStorage]) -> None:
     while True:
-        time.sleep(EXPIRE_EVERY)
+        time.sleep(SWEEP_EVERY)
         storage = ref()
         if storage is None:
             return
-        storage._MemoryStorage__expire_events()  # type: ignore[attr-defined]
+        storage.sweep()
         del storage
 
 
