@@ -79,12 +79,15 @@ def _series_name(key: object, columns: Sequence[str]) -> str:
     return ", ".join(parts) if parts else "value"
 
 
-def series(frame: pd.DataFrame, by: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+def series(
+    frame: pd.DataFrame, by: Sequence[str] | None = None, *, name: str = "value"
+) -> dict[str, pd.DataFrame]:
     """Split a promql DataFrame into named series (sorted by timestamp, NaN values dropped).
 
     ``by`` picks the label columns that name a series; rows sharing those labels and a
     timestamp are summed (e.g. request rate by status sums over routes). By default every
-    label column names a series. Raises ValueError when ``by`` names a missing column.
+    label column names a series; a frame without labels is one series called ``name``.
+    Raises ValueError when ``by`` names a missing column.
     """
     if frame.empty:
         return {}
@@ -98,7 +101,7 @@ def series(frame: pd.DataFrame, by: Sequence[str] | None = None) -> dict[str, pd
         return {}
     if not labels:
         single = data.groupby("timestamp", as_index=False)["value"].sum().sort_values("timestamp")
-        return {"value": single}
+        return {name: single}
     result: dict[str, pd.DataFrame] = {}
     grouped = data.groupby([*labels, "timestamp"], as_index=False, dropna=False)["value"].sum()
     for key, part in grouped.groupby(labels if len(labels) > 1 else labels[0], dropna=False, sort=True):
@@ -133,10 +136,30 @@ def y_range(values: Sequence[float], threshold: float | None = None) -> tuple[fl
     return (low, high + (high - low) * 0.1)
 
 
+def byte_ticks(low: float, high: float, most: int = 6) -> tuple[list[float], list[str]]:
+    """Tick positions and labels for a bytes axis in binary units (KiB, MiB, GiB), so a
+    1 GiB threshold sits on a "1 GiB" tick rather than near "1.07GB". At most ``most`` ticks."""
+    span = max(high, abs(low), 1.0)
+    unit = 1.0
+    for size in (1024.0, 1024.0**2, 1024.0**3, 1024.0**4):
+        if span >= size:
+            unit = size
+    names = {1.0: "B", 1024.0: "KiB", 1024.0**2: "MiB", 1024.0**3: "GiB", 1024.0**4: "TiB"}
+    step = unit
+    for factor in (0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500):
+        step = factor * unit
+        if (high - min(low, 0.0)) / step <= most:
+            break
+    first = math.floor(min(low, 0.0) / step)
+    values = [i * step for i in range(first, math.floor(high / step) + 1)]
+    labels = [f"{v / unit:g} {names[unit]}" for v in values]
+    return values, labels
+
+
 _AXIS_FORMATS: dict[str, dict[str, str]] = {
     "ratio": {"tickformat": ".1%"},
     "seconds": {"ticksuffix": " s"},
-    "bytes": {"tickformat": "~s", "ticksuffix": "B"},
+    "bytes": {},
     "per_second": {"ticksuffix": "/s"},
     "count": {},
 }
@@ -151,23 +174,24 @@ def time_series_figure(
     threshold: float | None = None,
     threshold_label: str | None = None,
     stacked: bool = False,
+    name: str = "value",
 ) -> go.Figure:
     """A line chart of every series in ``frame`` with one legend entry per series.
 
     When ``threshold`` is given it is drawn as a dashed horizontal line across the whole
-    time range, listed in the legend, and the y-range always includes it. Raises ValueError
-    when ``by`` names a missing column.
+    time range, listed in the legend, and the y-range always includes it. A series without
+    labels is called ``name`` in the legend. Raises ValueError when ``by`` names a missing column.
     """
     figure = go.Figure()
     all_values: list[float] = []
-    named = series(frame, by)
-    for name, part in named.items():
+    named = series(frame, by, name=name)
+    for series_name, part in named.items():
         all_values.extend(part["value"].tolist())
         figure.add_trace(
             go.Scatter(
                 x=part["timestamp"],
                 y=part["value"],
-                name=name,
+                name=series_name,
                 mode="lines",
                 showlegend=True,
                 stackgroup="one" if stacked else None,
@@ -204,6 +228,9 @@ def time_series_figure(
         hovermode="x unified",
     )
     figure.update_yaxes(range=[low, high], rangemode="tozero", **_AXIS_FORMATS[unit])
+    if unit == "bytes":
+        values, labels = byte_ticks(low, high)
+        figure.update_yaxes(tickvals=values, ticktext=labels)
     figure.update_xaxes(title=None)
     return figure
 

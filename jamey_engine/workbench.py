@@ -267,6 +267,7 @@ class ChartSpec:
     threshold: float | None = None
     threshold_label: str | None = None
     stacked: bool = False
+    series_name: str = "value"  # the legend entry of a series without labels
 
 
 def chart_specs() -> tuple[ChartSpec, ...]:
@@ -280,6 +281,7 @@ def chart_specs() -> tuple[ChartSpec, ...]:
             "ratio",
             threshold=promql.ERROR_RATE_THRESHOLD,
             threshold_label="error-rate alert threshold",
+            series_name="5xx share",
         ),
         ChartSpec(
             "latency_quantiles",
@@ -292,8 +294,8 @@ def chart_specs() -> tuple[ChartSpec, ...]:
         ChartSpec("request_rate", "Request rate by status", "per_second", by=("status",)),
         ChartSpec("rate_limited", "Rate-limit rejections", "per_second"),
         ChartSpec("backup_counts", "Backups: successes and failures", "count"),
-        ChartSpec("backup_duration", "Backup duration", "seconds"),
-        ChartSpec("backup_size", "Backup size", "bytes"),
+        ChartSpec("backup_duration", "Backup duration", "seconds", series_name="last backup's duration"),
+        ChartSpec("backup_size", "Backup size", "bytes", series_name="last backup's size"),
         ChartSpec(
             "index_size",
             "Memory index size by layer",

@@ -115,6 +115,7 @@ def _render_chart(spec: ChartSpec, window: TimeRange) -> bool:
                     threshold=spec.threshold,
                     threshold_label=spec.threshold_label,
                     stacked=spec.stacked,
+                    name=spec.series_name,
                 )
                 st.plotly_chart(figure, key=f"chart_{spec.name}")
             except ValueError as err:

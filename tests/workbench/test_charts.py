@@ -171,3 +171,23 @@ def test_latest_by_gives_each_series_its_newest_finite_value() -> None:
     assert charts.latest_by(pd.DataFrame(columns=["timestamp", "value"]), "layer") == {}
     with pytest.raises(ValueError, match="scope"):
         charts.latest_by(data, "scope")
+
+
+def test_a_series_without_labels_takes_the_given_legend_name() -> None:
+    figure = charts.time_series_figure(frame([(0, 1.0, {})]), title="x", name="5xx share")
+    assert figure.data[0].name == "5xx share"
+
+
+def test_byte_ticks_use_binary_units_so_one_gib_is_a_round_tick() -> None:
+    values, labels = charts.byte_ticks(0, 1.2 * 1024**3)
+    assert 1024**3 in values
+    assert labels[values.index(1024**3)] == "1 GiB"
+    assert len(values) <= 7
+    values, labels = charts.byte_ticks(0, 300 * 1024**2)
+    assert labels[0] == "0 MiB" and all(label.endswith(" MiB") for label in labels)
+
+
+def test_a_bytes_figure_labels_its_ticks_in_binary_units() -> None:
+    data = frame([(0, 600 * 1024**2, {"layer": "a"})])
+    figure = charts.time_series_figure(data, title="x", unit="bytes", threshold=1024**3)
+    assert "1 GiB" in figure.layout.yaxis.ticktext

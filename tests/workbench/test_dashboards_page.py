@@ -37,7 +37,7 @@ def test_threshold_lines_sit_inside_the_y_range(prom_env: PromServer, admin_app:
     error_rate = next(
         spec
         for names, spec in by_first_trace.items()
-        if names[0] == "value" and len(names) == 2 and "error-rate" in names[1]
+        if names[0] == "5xx share" and len(names) == 2 and "error-rate" in names[1]
     )
     low, high = error_rate["layout"]["yaxis"]["range"]
     assert low <= promql.ERROR_RATE_THRESHOLD < high
