@@ -162,7 +162,10 @@ class LayerWriter:
                     target=self._run, name=f"jamey-memory-writer-{self.layer}", daemon=True
                 )
                 self._thread.start()
-            self._cond.notify()
+            # Wake the thread for the first operation and once a batch is as big as the last
+            # one; in between it polls (see _coalesce), so 32 callers do not wake it 32 times.
+            if len(self._queue) == 1 or len(self._queue) >= self._last_batch or op.kind != "add":
+                self._cond.notify()
         return op.future
 
     def add(self, docs: list[tuple[str, str, datetime]]) -> Future[Any]:
