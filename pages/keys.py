@@ -12,9 +12,8 @@ import streamlit as st
 import workbench_ui as ui
 from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput
-from jamey_engine.keys import SCOPES
+from jamey_engine.keys import SCOPES, STATUSES
 
-STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
 PENDING = "keys_pending"  # ("rotate" | "revoke", key_id, name, grace text)
 NEW_SECRET = "keys_new_secret"  # noqa: S105 -- a session-state key; (label, plaintext) to show once after a rerun
 

@@ -10,8 +10,8 @@ import workbench_ui as ui
 from jamey_engine import charts
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import InvalidInput
+from jamey_engine.memory import LAYERS
 
-LAYERS = ("short_term", "long_term", "working", "episodic", "semantic")
 PLAN = "memory_prune_plan"  # (older_than text, layers tuple, rows) of the last dry run
 DONE = "memory_prune_done"  # rows of the last real prune, shown after the rerun
 
