@@ -125,7 +125,8 @@ def _compact(
                 mapping[layer] = new_generation
                 gens.write(mapping)
         except BaseException:
-            shutil.rmtree(new_path, ignore_errors=True)
+            if gens.read().get(layer) != new_generation:  # not switched yet: leave no trace
+                shutil.rmtree(new_path, ignore_errors=True)
             raise
     gens.remove_generation(layer, generation)
     gens.sweep(layer)
