@@ -139,8 +139,10 @@ def restore_layers(store: MemoryStore, src: Path) -> None:
             previous = gens.read()
             gens.write({**previous, **staged})
     except BaseException:
+        named = gens.read()
         for layer, name in staged.items():
-            gens.remove_generation(layer, name)
+            if named.get(layer) != name:  # not switched: leave no trace
+                gens.remove_generation(layer, name)
         raise
     for layer in LAYERS:
         if previous.get(layer) and previous[layer] != staged[layer]:
