@@ -248,7 +248,14 @@ def check_health(service_url: str, timeout: float = 2.0) -> Health:
     status = str(body.get("status", "")) if body else ""
     if ok and status and status.lower() not in {"ok", "healthy", "up", "pass"}:
         ok = False
+    failing = [
+        f"{name.replace('_', ' ')} {check.get('detail', 'failing')}"
+        for name, check in (body or {}).items()
+        if isinstance(check, dict) and check.get("ok") is False
+    ]
     detail = f"HTTP {response.status_code}" + (f", status {status}" if status else "")
+    if failing:
+        detail += f" ({'; '.join(failing)})"
     return Health(url, ok, response.status_code, detail, body)
 
 

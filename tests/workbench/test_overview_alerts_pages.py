@@ -8,37 +8,40 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from helpers import free_port, wait_for_port
 from promserver import PromServer
 from streamlit.testing.v1 import AppTest
+
+from jamey_engine.config import Settings
+from jamey_engine.engine import Engine
 
 from .conftest import open_page, texts
 
 
-class _Healthy(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps({"status": "ok", "database": "ok"}).encode()
-        self.send_response(200 if self.path == "/health" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def healthy_service(wb_env: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Healthy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+def healthy_service(wb_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The real Jamey service (uvicorn in a thread) on the app's data dir."""
+    import uvicorn
+
+    from jamey_engine.service.app import create_app
+
+    engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(wb_env)}))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_port(port)
+    url = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("JAMEY_SERVICE_URL", url)
     yield url
-    server.shutdown()
-    server.server_close()
+    server.should_exit = True
+    thread.join(timeout=10)
+    engine.close()
 
 
 def wait_for_alert(server: PromServer, name: str, timeout: float = 30) -> None:
@@ -56,7 +59,7 @@ def test_overview_shows_health_and_headline_numbers_colored(
     open_page(admin_app, "overview")
     assert not admin_app.exception, admin_app.exception
     assert not admin_app.error, [e.value for e in admin_app.error]
-    assert admin_app.success[0].value.startswith(f"Service healthy at {healthy_service}/health")
+    assert admin_app.success[0].value == f"Service healthy at {healthy_service}/health (HTTP 200, status ok)."
     page = texts(admin_app)
     cards = [m.value for m in admin_app.markdown if m.value.startswith("### ")]
     assert len(cards) == 4, cards

@@ -99,10 +99,14 @@ def test_health_is_ok_when_the_service_answers_200_ok(health_server: tuple[str, 
 def test_health_is_not_ok_when_the_service_reports_trouble(health_server: tuple[str, type[_Health]]) -> None:
     url, handler = health_server
     handler.status = 503
-    handler.body = {"status": "degraded", "memory": "busy"}
+    handler.body = {
+        "status": "unavailable",
+        "data_dir": {"ok": True, "detail": "writable"},
+        "database": {"ok": False, "detail": "unusable (OperationalError)"},
+    }
     health = check_health(url)
     assert not health.ok
-    assert health.detail == "HTTP 503, status degraded"
+    assert health.detail == "HTTP 503, status unavailable (database unusable (OperationalError))"
 
 
 def test_health_of_a_closed_port_says_how_to_start_the_service() -> None:
