@@ -12,7 +12,6 @@ import math
 import time
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Match
@@ -25,9 +24,9 @@ access_log = logging.getLogger("jamey_engine.access")
 log = logging.getLogger("jamey_engine.service")
 
 SECURITY_HEADERS = (
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
 )
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -38,6 +37,11 @@ class RateLimitDefaults:
     def __init__(self, limit: int, window_seconds: int) -> None:
         self.limit = limit
         self.window_seconds = window_seconds
+        self.headers = [
+            (b"ratelimit-limit", str(limit).encode()),
+            (b"ratelimit-remaining", str(limit).encode()),
+            (b"ratelimit-reset", str(window_seconds).encode()),
+        ]
 
     @classmethod
     def from_limit(cls, text: str) -> RateLimitDefaults:
@@ -48,19 +52,15 @@ class RateLimitDefaults:
         return cls(int(item.amount), int(item.get_expiry()))
 
 
-def rate_limit_headers(decision: Any, defaults: RateLimitDefaults) -> list[tuple[str, str]]:
-    """``RateLimit-Limit/Remaining/Reset`` from a Decision, or from the defaults when there is none."""
+def rate_limit_headers(decision: Any, defaults: RateLimitDefaults) -> list[tuple[bytes, bytes]]:
+    """``RateLimit-Limit/Remaining/Reset`` (raw ASGI headers) from a Decision, or the defaults."""
     if decision is None:
-        return [
-            ("RateLimit-Limit", str(defaults.limit)),
-            ("RateLimit-Remaining", str(defaults.limit)),
-            ("RateLimit-Reset", str(defaults.window_seconds)),
-        ]
+        return defaults.headers
     reset = max(0, math.ceil(float(decision.reset_at) - time.time()))
     return [
-        ("RateLimit-Limit", str(int(decision.limit))),
-        ("RateLimit-Remaining", str(max(0, int(decision.remaining)))),
-        ("RateLimit-Reset", str(reset)),
+        (b"ratelimit-limit", str(int(decision.limit)).encode()),
+        (b"ratelimit-remaining", str(max(0, int(decision.remaining))).encode()),
+        (b"ratelimit-reset", str(reset).encode()),
     ]
 
 
@@ -107,17 +107,18 @@ class ServiceMiddleware:
             if message["type"] == "http.response.start":
                 state["started"] = True
                 state["status"] = message["status"]
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS:
-                    headers[name] = value
                 request_state = scope.get("state") or {}
-                for name, value in rate_limit_headers(request_state.get("ratelimit"), self.defaults):
-                    headers[name] = value
+                # Appended raw: the app itself never sets these, and it is cheaper than MutableHeaders.
+                extra = [
+                    *SECURITY_HEADERS,
+                    *rate_limit_headers(request_state.get("ratelimit"), self.defaults),
+                ]
                 if scope["path"].startswith("/admin"):
-                    headers["Cache-Control"] = "no-store"
+                    extra.append((b"cache-control", b"no-store"))
                 key = request_state.get("key")
                 if key is not None and getattr(key, "legacy", False):
-                    headers["Deprecation"] = "true"
+                    extra.append((b"deprecation", b"true"))
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         try:
