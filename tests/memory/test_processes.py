@@ -28,7 +28,8 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_two_processes_writing_to_one_layer_lose_nothing(store: MemoryStore, memory_root: Path) -> None:
+def test_two_processes_writing_to_one_layer_lose_nothing(memory_root: Path) -> None:
+    store = MemoryStore(memory_root, lock_timeout=60.0)  # waits are the point here, not Busy
     store.sizes()
     start_at = time.time() + 2.0
     with SPAWN.Pool(2) as pool:
@@ -42,6 +43,7 @@ def test_two_processes_writing_to_one_layer_lose_nothing(store: MemoryStore, mem
     assert store.count("working") == 90
     for memory_id in mine + theirs:
         store.get("working", memory_id)
+    store.close()
 
 
 def test_a_commit_by_another_process_is_visible_to_a_reader_at_once(
