@@ -218,11 +218,13 @@ def _queries(store: MemoryStore, exclude: set[str], picks: int = 40) -> list[str
     searcher = store.index("long_term").searcher()
     total = int(searcher.num_docs)
     rng = np.random.default_rng(17)
-    queries = []
-    for _ in range(picks):
+    queries: list[str] = []
+    while len(queries) < picks * len(QUERIES):
         address = searcher.search(tantivy.Query.all_query(), 1, offset=int(rng.integers(0, total - 1))).hits
         text = str(searcher.doc(address[0][1]).get_first("content"))
-        words = [w for w in text.split() if w not in exclude and not w[1:].isdigit()] or text.split()
+        words = [w for w in text.split() if w not in exclude and not w[1:].isdigit()]
+        if not words:
+            continue  # a memory of stop words only: pick another
         while len(words) < 8:
             words = words + words
         queries.extend(q.format(**{f"w{i}": words[i] for i in range(8)}) for q in QUERIES)
