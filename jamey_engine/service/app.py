@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("jamey_engine.service")
 
 common = APIRouter()
-# More often than the keys' own in-verify flush (every 5 s), so that write stays off the event loop.
+# The event-loop path (verify_cached) never writes, so last-used times are written from here.
 LAST_USED_FLUSH_EVERY = 2.0
 
 

@@ -127,8 +127,8 @@ class Authenticator:
 async def flush_in_background(engine: Engine, every: float) -> None:
     """Write the keys' batched last-used times from a worker thread every ``every`` seconds.
 
-    KeyManager flushes from inside ``verify`` once LAST_USED_FLUSH_SECONDS have passed; flushing
-    more often here means that write never happens on the event loop. Runs until cancelled.
+    Keys checked on the event loop (``verify_cached``) only note their last use in memory; this
+    writes it, off the loop. Runs until cancelled.
     """
     import anyio
 

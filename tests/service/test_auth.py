@@ -260,3 +260,22 @@ def test_verify_cached_answers_only_from_the_cache(
     engine.keys.verify(persona.key)
     with pytest.raises(KeyRejected):
         engine.keys.verify_cached(bogus)  # a cached rejection is a rejection
+
+
+def test_last_used_times_reach_the_database_while_the_app_runs(
+    make_client: Callable[..., tuple[TestClient, Engine]],
+) -> None:
+    import sqlalchemy as sa
+
+    client, engine = make_client()
+    persona = make_persona(engine, "used", ("memory:read",))
+    for _ in range(3):  # the first through the database, the rest from the cache on the event loop
+        assert client.get("/whoami", headers=persona.headers).status_code == 200
+    query = sa.text("SELECT last_used_at FROM api_keys WHERE id = :id")
+    deadline = time.monotonic() + 6
+    stored = None
+    while stored is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with engine.db.engine.connect() as conn:
+            stored = conn.execute(query, {"id": persona.id}).scalar_one()
+    assert stored is not None
