@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from helpers import MQTT_URL, POSTGRES_URL, REDIS_URL, make_settings
+from promserver import backfilled_prometheus  # one backfilled Prometheus for the whole session
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 
-__all__ = ["MQTT_URL", "POSTGRES_URL", "REDIS_URL", "make_settings"]
+__all__ = ["MQTT_URL", "POSTGRES_URL", "REDIS_URL", "backfilled_prometheus", "make_settings"]
 
 
 @pytest.fixture

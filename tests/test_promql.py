@@ -24,8 +24,6 @@ from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
 from jamey_engine.promql import BadQuery, NoData, PrometheusUnreachable, PromQuery, choose_step
 
-backfilled_prometheus = promserver.backfilled_prometheus
-
 
 @pytest.fixture
 def prom(backfilled_prometheus: PromServer) -> Iterator[PromQuery]:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from promserver import backfilled_prometheus  # noqa: F401  (a session fixture for the growth notebook)
 from seed_data import seed
 
 from jamey_engine.config import Settings

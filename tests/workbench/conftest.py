@@ -7,7 +7,6 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import promserver
 import pytest
 import streamlit as st
 from helpers import free_port
@@ -16,7 +15,6 @@ from streamlit.testing.v1 import AppTest
 
 from jamey_engine.engine import Engine
 
-backfilled_prometheus = promserver.backfilled_prometheus  # the session-wide Prometheus
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
 TIMEOUT = 60
