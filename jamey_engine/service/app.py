@@ -121,7 +121,9 @@ async def whoami(request: Request) -> WhoAmI:
 
 
 def _warm_up(engine: Engine) -> None:
-    """Open the database (running migrations) before the first request, so failures show early."""
+    """Build the key manager and limiter and open the database (running migrations) before the
+    first request, so neither happens on the event loop and failures show early."""
+    engine.limiter  # noqa: B018 (building it is the point)
     try:
         engine.keys.count()
     except Exception as err:
