@@ -17,6 +17,8 @@ from jamey_engine.errors import InvalidInput, PayloadTooLarge
 LAYERS: tuple[str, ...] = ("short_term", "long_term", "working", "episodic", "semantic")
 ORDERS: tuple[str, ...] = ("score", "newest")
 MAX_LIMIT = 1000
+# tantivy stores dates as i64 nanoseconds since the epoch: up to 2262-04-11.
+MIN_YEAR, MAX_YEAR = 1970, 2261
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def check_timestamp(value: object, *, field: str = "timestamp") -> datetime:
     if value is not None and not isinstance(value, str | datetime):
         raise InvalidInput(f"{field} {value!r} is not an ISO 8601 timestamp, e.g. 2026-01-31T12:00:00Z")
     parsed = parse_timestamp(value, field=field)
-    if not 1970 <= parsed.year <= 2261:
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise InvalidInput(
             f"{field} {value!r} is outside the years 1970 to 2261 (the index stores dates up to 2262)"
         )
@@ -161,7 +163,7 @@ def quick_timestamp(value: object) -> datetime | None:
         parsed = parsed.replace(tzinfo=UTC)
     elif zone is not UTC:
         parsed = parsed.astimezone(UTC)
-    if not 1970 <= parsed.year <= 9999:
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         return None
     return parsed
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +123,17 @@ def test_a_closed_store_refuses_writes(memory_root) -> None:  # type: ignore[no-
     reopened = MemoryStore(memory_root)
     assert reopened.count("working") == 1
     reopened.close()
+
+
+def test_timestamps_beyond_what_the_index_can_hold_are_refused_on_every_path(
+    store: MemoryStore, tmp_path: Path
+) -> None:
+    with pytest.raises(InvalidInput, match="2261"):
+        store.store("working", "far future", timestamp="3000-01-01T00:00:00Z")
+    with pytest.raises(InvalidInput, match=r"items\[0\]\.timestamp"):
+        store.store_batch("working", [{"content": "far", "timestamp": "2300-01-01T00:00:00Z"}])
+    source = tmp_path / "future.jsonl"
+    source.write_text('{"content": "far", "timestamp": "2262-06-01T00:00:00Z"}\n')
+    with pytest.raises(InvalidInput, match="line 1: timestamp"):
+        store.import_jsonl("working", source)
+    assert store.count("working") == 0
