@@ -91,7 +91,12 @@ def check_content(content: object, max_bytes: int, *, field: str = "content") ->
         raise InvalidInput(f"{field} must be text, not {type(content).__name__}")
     if not content.strip():
         raise InvalidInput(f"{field} must not be empty")
-    size = len(content.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(content.encode("utf-8"))
+    except UnicodeEncodeError as err:
+        raise InvalidInput(
+            f"{field} is not valid Unicode text (a lone surrogate at position {err.start})"
+        ) from None
     if size > max_bytes:
         raise PayloadTooLarge(f"{field} is {size} bytes; the limit is {max_bytes} (JAMEY_MAX_CONTENT_BYTES)")
     return content
@@ -169,7 +174,7 @@ def quick_timestamp(value: object) -> datetime | None:
 
 
 def quick_content_ok(content: object, max_bytes: int) -> bool:
-    """True when ``content`` is surely valid (non-blank text, short enough in any encoding)."""
+    """True when ``content`` is surely valid: non-blank ASCII text within the bound (else check fully)."""
     return (
-        type(content) is str and len(content) > 0 and len(content) * 4 <= max_bytes and not content.isspace()
+        type(content) is str and content.isascii() and 0 < len(content) <= max_bytes and not content.isspace()
     )

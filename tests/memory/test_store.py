@@ -137,3 +137,15 @@ def test_timestamps_beyond_what_the_index_can_hold_are_refused_on_every_path(
     with pytest.raises(InvalidInput, match="line 1: timestamp"):
         store.import_jsonl("working", source)
     assert store.count("working") == 0
+
+
+def test_text_with_a_lone_surrogate_is_refused_on_every_path(store: MemoryStore, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="lone surrogate"):
+        store.store("working", "broken \ud800 text")
+    with pytest.raises(InvalidInput, match=r"items\[1\]\.content is not valid Unicode"):
+        store.store_batch("working", ["fine", "broken \udfff"])
+    source = tmp_path / "surrogate.jsonl"
+    source.write_text('{"content": "ok"}\n{"content": "bad \\ud800"}\n')
+    with pytest.raises(InvalidInput, match="line 2: content is not valid Unicode"):
+        store.import_jsonl("working", source)
+    assert store.count("working") == 0
