@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from jamey_engine.config import Settings
@@ -36,3 +39,26 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listened on {host}:{port} within {timeout}s")
+
+
+@contextmanager
+def threads_started_by_this_thread() -> Iterator[list[threading.Thread]]:
+    """Record every thread (Timers included) that the calling thread starts inside the block.
+
+    Threads that other threads start meanwhile (a fixture's server, a background flush) are
+    not counted, so the record shows only what the code under test did.
+    """
+    caller = threading.current_thread()
+    started: list[threading.Thread] = []
+    original = threading.Thread.start
+
+    def recording_start(thread: threading.Thread) -> None:
+        if threading.current_thread() is caller:
+            started.append(thread)
+        original(thread)
+
+    threading.Thread.start = recording_start  # type: ignore[method-assign]
+    try:
+        yield started
+    finally:
+        threading.Thread.start = original  # type: ignore[method-assign]

@@ -5,11 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
+from helpers import threads_started_by_this_thread
+
 from jamey_engine.ratelimit import SteadyMemoryStorage
-
-
-def _threads_created_so_far() -> int:
-    return int(threading.Thread().name.split("-")[1].split()[0])
 
 
 def test_it_admits_up_to_the_limit_within_the_window_then_slides() -> None:
@@ -50,11 +48,11 @@ def test_sweep_drops_idle_keys_only() -> None:
 
 def test_counting_starts_no_threads() -> None:
     storage = SteadyMemoryStorage()
-    before = _threads_created_so_far()
-    for _ in range(20):  # spaced past the stock 10 ms expiry timer, which would restart each time
-        storage.acquire_entry("spaced", 1000, 1)
-        time.sleep(0.015)
-    assert _threads_created_so_far() == before + 1  # only the probe thread of the line above
+    with threads_started_by_this_thread() as started:
+        for _ in range(20):  # spaced past the stock 10 ms expiry timer, which would restart each time
+            storage.acquire_entry("spaced", 1000, 1)
+            time.sleep(0.015)
+    assert started == []
 
 
 def test_racing_threads_admit_exactly_the_limit() -> None:

@@ -1,7 +1,7 @@
 """The scheduled backup loop that ``jamey serve`` runs when JAMEY_BACKUP_INTERVAL is set.
 
 Each run takes a backup (``vault.create``) and then applies retention (``vault.retain`` with
-JAMEY_BACKUP_KEEP / JAMEY_BACKUP_KEEP_DAYS; 0 means "no such rule"). The vault records every
+the settings' rules: JAMEY_BACKUP_KEEP, 0 keeping all, and JAMEY_BACKUP_KEEP_DAYS). The vault records every
 backup, failed or not, in the operation log, so the run shows in /metrics and alerts; a failure
 here is also logged, and the loop tries again after a shorter delay.
 """
@@ -53,12 +53,9 @@ class BackupScheduler:
 
     def run_once(self) -> bool:
         """One backup plus retention; True on success. Never raises (failures are logged)."""
-        settings = self.engine.settings
         try:
             info = self.engine.vault.create()
-            deleted = self.engine.vault.retain(
-                keep_last=settings.backup_keep or None, keep_days=settings.backup_keep_days or None
-            )
+            deleted = self.engine.vault.retain()  # the settings' rules (JAMEY_BACKUP_KEEP=0 keeps all)
         except Exception as err:
             self.failures += 1
             log.error("scheduled backup failed: %s: %s", type(err).__name__, err)

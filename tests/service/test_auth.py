@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import threads_started_by_this_thread
 from service_support import Persona, TestClient, make_persona, sample
 
 from jamey_engine.engine import Engine
@@ -205,23 +206,16 @@ def test_the_openapi_document_declares_both_key_headers(client: TestClient) -> N
     assert "security" not in schema["paths"]["/health"]["get"]
 
 
-def _threads_created_so_far() -> int:
-    # Every unnamed Thread (threading.Timer included) takes the next number of one counter.
-    import threading
-
-    return int(threading.Thread().name.split("-")[1].split()[0])
-
-
 def test_the_in_memory_limiter_starts_no_thread_while_counting(
     make_client: Callable[..., tuple[TestClient, Engine]],
 ) -> None:
     _, engine = make_client()
     engine.limiter.hit("warm-up", "100/second")
-    before = _threads_created_so_far()
-    for _ in range(20):  # spaced past the stock 10 ms expiry timer, which would restart each time
-        engine.limiter.hit("spaced", "1000/second")
-        time.sleep(0.015)
-    assert _threads_created_so_far() == before + 1  # only the probe thread of the line above
+    with threads_started_by_this_thread() as started:
+        for _ in range(20):  # spaced past the stock 10 ms expiry timer, which would restart each time
+            engine.limiter.hit("spaced", "1000/second")
+            time.sleep(0.015)
+    assert started == []
 
 
 @pytest.mark.redis
