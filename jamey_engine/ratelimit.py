@@ -121,6 +121,40 @@ class SteadyMemoryStorage(MemoryStorage):
             hits.extend([now] * amount)
             return True
 
+    def acquire_pair(
+        self, key: str, limit: int, expiry: int, other: str, other_limit: int, other_expiry: int
+    ) -> tuple[int, float, int]:
+        """One hit of ``key`` and then of ``other`` (the global counter), under one lock.
+
+        Returns (0 when both admitted it, 1 when ``key``'s limit refused it, 2 when ``other``'s
+        did) and the window of the counter that decided:
+        (oldest hit time, hits), as ``get_moving_window`` gives it. What two ``acquire_entry``
+        calls and a ``get_moving_window`` do, for the service's per-request decision.
+        """
+        now = time.time()
+        with self._windows_lock:
+            windows = self.windows
+            first = windows.get(key)
+            if first is None:
+                first = windows[key] = (float(expiry), deque())
+            second = windows.get(other)
+            if second is None:
+                second = windows[other] = (float(other_expiry), deque())
+            hits, other_hits = first[1], second[1]
+            floor = now - expiry
+            while hits and hits[0] <= floor:
+                hits.popleft()
+            if len(hits) >= limit:
+                return 1, hits[0], len(hits)
+            hits.append(now)  # counted even if the global limit refuses it, as the Redis path does
+            floor = now - other_expiry
+            while other_hits and other_hits[0] <= floor:
+                other_hits.popleft()
+            if len(other_hits) >= other_limit:
+                return 2, other_hits[0], len(other_hits)
+            other_hits.append(now)
+            return 0, hits[0], len(hits)
+
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(time of the oldest hit still in the window, hits in the window); (now, 0) when none."""
         now = time.time()
@@ -205,6 +239,8 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._storage: Storage = self._make_storage(storage_url)
         self._in_memory = isinstance(self._storage, MemoryStorage)
+        self._memory = self._storage if isinstance(self._storage, SteadyMemoryStorage) else None
+        self._global_expiry = self.global_limit.get_expiry()
         self._strategy = MovingWindowRateLimiter(self._storage)  # checks moving-window support
         self._window_storage = cast(MovingWindowSupport, self._storage)
         self._global_counter = self.global_limit.key_for("global")
@@ -266,15 +302,28 @@ class RateLimiter:
         if self._failed_until and time.monotonic() < self._failed_until:
             return self._storage_failed(item, None)
         counter = self._counter_key(item, limit, key_id)
+        if self._memory is not None:
+            return self._decide_in_memory(self._memory, item, counter)
         try:
-            if self._in_memory:
-                # limits' MemoryStorage drops per-key locks while other threads may hold them;
-                # one lock here keeps "exactly N of many racing threads" true.
-                with self._lock:
-                    return self._decide(item, counter)
             return self._decide(item, counter)
         except limits.errors.StorageError as err:
             return self._storage_failed(item, err)
+
+    def _decide_in_memory(
+        self, storage: SteadyMemoryStorage, item: limits.RateLimitItem, counter: str
+    ) -> Decision:
+        # Both limits under the storage's one lock: "exactly N of many racing threads" holds,
+        # at about half the cost of the three calls _decide makes.
+        glob = self.global_limit
+        expiry = item.get_expiry()
+        verdict, start, used = storage.acquire_pair(
+            counter, item.amount, expiry, self._global_counter, glob.amount, self._global_expiry
+        )
+        if verdict == 0:
+            return Decision(True, None, item.amount, max(0, item.amount - used), start + expiry, 0)
+        refused, scope = (item, "key") if verdict == 1 else (glob, "global")
+        reset_at = start + refused.get_expiry()
+        return Decision(False, scope, refused.amount, 0, reset_at, max(1, math.ceil(reset_at - time.time())))
 
     def _decide(self, item: limits.RateLimitItem, counter: str) -> Decision:
         # What MovingWindowRateLimiter.hit/get_window_stats do, on precomputed counter keys.

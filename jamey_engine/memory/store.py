@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,12 +152,26 @@ class MemoryStore:
 
         Raises InvalidInput (bad layer, empty content, bad timestamp), PayloadTooLarge, Busy.
         """
+        memory, committed = self.store_nowait(layer, content, timestamp)
+        committed.result()
+        return memory
+
+    def store_nowait(
+        self, layer: str, content: str, timestamp: str | datetime | None = None
+    ) -> tuple[Memory, Future[None]]:
+        """Check and queue one memory without waiting: the memory, and a future that resolves
+        once the commit holding it is done (or fails with Busy or the commit's error).
+
+        For an event loop (``await asyncio.wrap_future(committed)``): it blocks only for the
+        queue's lock, so callers need no thread each while the commit runs. Bad input raises
+        here, before anything is queued, as ``store`` does.
+        """
         check_layer(layer)
         check_content(content, self.max_content_bytes)
         when = check_timestamp(timestamp)
         memory_id = new_ids(1)[0]
-        self.writer(layer).add([(memory_id, content, when)]).result()
-        return Memory(id=memory_id, layer=layer, content=content, timestamp=when)
+        committed = self.writer(layer).add([(memory_id, content, when)])
+        return Memory(id=memory_id, layer=layer, content=content, timestamp=when), committed
 
     def store_batch(self, layer: str, items: Sequence[dict[str, Any] | tuple[Any, ...] | str]) -> list[str]:
         """Store many memories in one commit; returns their ids in order. All or nothing.

@@ -107,8 +107,10 @@ class Authenticator:
             key, decision = cached, self.engine.limiter.hit(cached.id, cached.rate_limit)
         else:
             key, decision = await run_in_threadpool(self._verify_and_charge, token)
-        request.state.key = key
-        request.state.ratelimit = decision
+        # Into the request's state dict directly (what request.state wraps; the middleware reads it).
+        state = request.scope.setdefault("state", {})
+        state["key"] = key
+        state["ratelimit"] = decision
         if not decision.allowed:
             limit_scope = decision.scope or "key"
             self.metrics.rate_limited.labels(limit_scope).inc()
@@ -177,4 +179,4 @@ class KeyedRoute(APIRoute):
 
 def current_key(request: Request) -> VerifiedKey:
     """The verified key of a request to a keyed route."""
-    return request.state.key
+    return request.scope["state"]["key"]

@@ -2,13 +2,16 @@
 
 Endpoints are ``async`` and hand each store call to a worker thread (``run_in_threadpool``), so
 tantivy work never stalls the event loop, with one thread hop per request (a plain ``def``
-endpoint costs two: FastAPI also serializes its answer in a worker thread). Layer and content rules live in the memory store; its InvalidInput
+endpoint costs two: FastAPI also serializes its answer in a worker thread). A single store is
+the exception: it is queued to the layer's group-commit writer from the loop and its commit
+awaited, with no thread of its own. Layer and content rules live in the memory store; its InvalidInput
 messages (unknown layer listing the five, empty or oversized content, bad query) reach the
 client unchanged through the one error handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -106,9 +109,12 @@ def _json(payload: Any, status: int = 200) -> Response:
 @router.post("", status_code=201, response_model=StoredId, openapi_extra=needs("memory:write"))
 async def store_memory(body: StoreBody, request: Request) -> Response:
     """Store one memory; durable when the answer arrives."""
-    memory = await run_in_threadpool(
-        _engine(request).memory.store, body.layer, body.content, timestamp=_aware(body.timestamp)
+    # Queued from the loop and awaited, not run in a worker thread: 32 concurrent stores would
+    # otherwise park 32 threads on one commit and fight over the GIL when it wakes them.
+    memory, committed = _engine(request).memory.store_nowait(
+        body.layer, body.content, timestamp=_aware(body.timestamp)
     )
+    await asyncio.wrap_future(committed)
     return _json({"id": memory.id}, 201)
 
 

@@ -150,6 +150,25 @@ def test_the_global_limit_applies_after_the_key_limit(storage_url: str) -> None:
     assert decisions[3].scope == "global" and decisions[3].limit == 3
 
 
+def test_memory_and_redis_agree_on_what_a_refusal_counts(storage_url: str) -> None:
+    # Refused by its key: counted nowhere. Refused by the global limit: counted against its key.
+    limiter = RateLimiter(storage_url, "2/hour")
+    limiter._strategy.clear(limiter.global_limit, "global")  # Redis outlives earlier runs
+    first, second = unique_key(), unique_key()
+    try:
+        assert limiter.hit(first, "1/hour").allowed
+        assert limiter.hit(first, "1/hour").scope == "key"
+        assert limiter.hit(second, "2/hour").allowed
+        refused = limiter.hit(second, "2/hour")
+        assert (refused.allowed, refused.scope) == (False, "global")
+        limiter._strategy.clear(limiter.global_limit, "global")
+        assert limiter.hit(second, "2/hour").scope == "key", (
+            "the globally refused hit used its key's second slot"
+        )
+    finally:
+        limiter.close()
+
+
 def test_reset_forgets_a_keys_counted_requests(storage_url: str) -> None:
     limiter = RateLimiter(storage_url, "100000/minute")
     key_id = unique_key()
