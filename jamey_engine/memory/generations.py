@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from jamey_engine.errors import Busy, StorageCorrupt
+from jamey_engine.fsutil import write_durably
 from jamey_engine.memory.model import LAYERS
 from jamey_engine.memory.schema import create_index, live_documents, read_meta
 
@@ -52,15 +53,6 @@ def dir_size(path: Path) -> int:
     except FileNotFoundError:
         return 0
     return total
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file's (or a directory's) data and metadata to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -124,12 +116,7 @@ class Generations:
     def write(self, mapping: dict[str, str]) -> None:
         """Replace CURRENT atomically (temp file, fsync, rename, fsync dir). Hold the exclusive lock."""
         tmp = self.root / f".{POINTER}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        with open(tmp, "w") as handle:
-            json.dump(mapping, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.pointer_path)
-        fsync_path(self.root)
+        write_durably(self.pointer_path, json.dumps(mapping, indent=1, sort_keys=True).encode(), tmp)
 
     def layer_path(self, layer: str, generation: str) -> Path:
         """The index directory of ``generation`` of ``layer``."""

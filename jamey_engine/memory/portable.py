@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import tantivy
 
 from jamey_engine.errors import InvalidInput, StorageCorrupt
-from jamey_engine.memory.generations import fsync_path, link_or_copy
+from jamey_engine.fsutil import fsync_path
+from jamey_engine.memory.generations import link_or_copy
 from jamey_engine.memory.model import LAYERS
 from jamey_engine.memory.schema import (
     LOCK_FILES,

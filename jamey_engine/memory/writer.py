@@ -30,6 +30,7 @@ from typing import Any
 import tantivy
 
 from jamey_engine.errors import Busy, JameyError
+from jamey_engine.fsutil import is_held
 from jamey_engine.memory.generations import Generations
 from jamey_engine.memory.schema import ID, make_document, open_index
 
@@ -89,16 +90,9 @@ def _flag_waiting(waiting: Path) -> int | None:
 def others_waiting(waiting: Path) -> bool:
     """True when another process is waiting for this layer's writer lock."""
     try:
-        fd = os.open(waiting, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
+        return is_held(waiting)
+    except OSError:  # never let the probe stop the writer thread
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing releases the probe's lock
-    return False
 
 
 class BulkSink:

@@ -21,6 +21,7 @@ from typing import BinaryIO
 import zstandard
 
 from jamey_engine.errors import BackupCorrupt
+from jamey_engine.fsutil import fsync_path
 from jamey_engine.vault.manifest import MANIFEST_NAME, FileEntry
 
 CHUNK = 1 << 20
@@ -187,14 +188,6 @@ def scan_archive(
     return result
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _scan(
     path: Path,
     extract_to: Path | None,
@@ -251,7 +244,7 @@ def _scan(
                         if target is not None:
                             target.close()
                             if syncer is not None:
-                                pending.append(syncer.submit(_fsync_file, written))
+                                pending.append(syncer.submit(fsync_path, written))
                     members.append(ScannedMember(member.name, member.size, digest.hexdigest()))
                     current = None
                 # Read to the end of the zstd stream so its content checksum is checked too.

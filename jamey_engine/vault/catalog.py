@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jamey_engine.vault.files import is_held, remove_tree, write_durably
+from jamey_engine.fsutil import is_held, remove_tree, write_durably
 from jamey_engine.vault.manifest import ARCHIVE_SUFFIX, Manifest, is_backup_id
 
 log = logging.getLogger("jamey_engine.vault")

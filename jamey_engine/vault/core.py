@@ -22,10 +22,10 @@ from jamey_engine import __version__
 from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import BackupCorrupt, InvalidInput, JameyError, NotFound, Unavailable
+from jamey_engine.fsutil import fsync_path, is_no_space, lock_new_file, remove_tree
 from jamey_engine.progress import Progress, no_progress
 from jamey_engine.vault.archive import ArchiveWriter, ScanResult, scan_archive
 from jamey_engine.vault.catalog import BackupInfo, Catalog
-from jamey_engine.vault.files import fsync_dir, is_no_space, lock_new_file, remove_tree
 from jamey_engine.vault.manifest import (
     DATABASE_NAME,
     MANIFEST_NAME,
@@ -192,7 +192,7 @@ class Vault:
             self.catalog.write_sidecar(manifest, archive_size, None, "create")
             os.replace(partial, archive)
             committed = True
-            fsync_dir(backup_dir)
+            fsync_path(backup_dir)
         except BaseException as err:
             if not committed:
                 remove_tree(partial)
@@ -339,7 +339,7 @@ class Vault:
         info = self.get(backup_id)
         info.path.unlink(missing_ok=True)
         self.catalog.sidecar_path(backup_id).unlink(missing_ok=True)
-        fsync_dir(self.settings.backup_dir)
+        fsync_path(self.settings.backup_dir)
         log.info("backup %s deleted", backup_id)
 
     def retain(self, keep_last: int | None = None, keep_days: int | None = None) -> builtins.list[str]:

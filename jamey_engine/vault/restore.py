@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from jamey_engine.errors import BackupCorrupt, Busy, JameyError, Unavailable
+from jamey_engine.fsutil import is_no_space, remove_tree
 from jamey_engine.progress import Progress, no_progress
 from jamey_engine.vault.catalog import RESTORE_PREVIOUS_PREFIX, RESTORE_STAGING_PREFIX
-from jamey_engine.vault.files import is_no_space, remove_tree
 from jamey_engine.vault.manifest import DATABASE_NAME, Manifest, check_backup_id
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import time_machine
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.errors import InvalidInput, NotFound
-from jamey_engine.vault.files import lock_new_file
+from jamey_engine.fsutil import lock_new_file
 
 
 def make_backups(engine: Engine, count: int) -> list[str]:

@@ -1,4 +1,5 @@
-"""Small filesystem helpers for the vault: durable writes, advisory locks, disk-full detection."""
+"""Filesystem helpers shared by the memory store and the vault: fsyncs, durable writes,
+advisory-lock probes, disk-full detection."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def is_no_space(err: BaseException) -> bool:
     return False
 
 
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry change (a create or rename) to disk."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a directory's entries (a create or rename), to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -48,7 +49,7 @@ def write_durably(path: Path, data: bytes, temp: Path) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def lock_new_file(path: Path) -> int:
@@ -70,7 +71,8 @@ def lock_new_file(path: Path) -> int:
 
 
 def is_held(path: Path) -> bool:
-    """True when some live process holds the flock on ``path``; False if unlocked or missing."""
+    """True when some live process holds a flock (shared or exclusive) on ``path``; False if
+    unlocked or missing."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
