@@ -13,7 +13,7 @@ from jamey_engine.errors import InvalidInput
 from jamey_engine.memory import LAYERS
 
 PLAN = "memory_prune_plan"  # (older_than text, layers tuple, rows) of the last dry run
-DONE = "memory_prune_done"  # rows of the last real prune, shown after the rerun
+DONE = "memory_prune_done"  # (rows, note) of the last real prune, shown after the rerun
 
 ui.require_session()
 st.title("Memory")
@@ -82,8 +82,11 @@ with ui.shown_errors("Searching"):
 st.subheader("Prune")
 done = st.session_state.pop(DONE, None)
 if done:
-    st.success(f"Pruned {sum(r['documents'] for r in done):,} documents.")
-    st.dataframe(pd.DataFrame(done), hide_index=True, width="stretch")
+    rows, note = done
+    st.success(f"Pruned {sum(r['documents'] for r in rows):,} documents.")
+    if note:
+        st.warning(note)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def _rows(results: list) -> list[dict]:
@@ -128,9 +131,12 @@ with ui.shown_errors("Pruning"):
         elif st.button(f"Prune {total_docs:,} documents", type="primary", key="prune_confirm"):
             ui.authorize()
             progress = ui.progress_bar("Pruning…")
-            results = engine.memory.prune(
-                parse_duration(plan_older, field="older than"), list(plan_layers), progress=progress
+            run = engine.prune(
+                parse_duration(plan_older, field="older than"),
+                list(plan_layers),
+                source="workbench",
+                progress=progress,
             )
             st.session_state.pop(PLAN, None)
-            st.session_state[DONE] = _rows(results)
+            st.session_state[DONE] = (_rows(run.results), run.note)
             st.rerun()

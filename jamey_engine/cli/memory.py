@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
 
 from jamey_engine.cli.common import emit_json, get_engine, progress_bar
 from jamey_engine.durations import parse_duration
-from jamey_engine.engine import Engine
-from jamey_engine.errors import InvalidInput, JameyError
-from jamey_engine.memory import LAYERS, Memory, PruneResult
+from jamey_engine.errors import InvalidInput
+from jamey_engine.memory import LAYERS, Memory
 
 _LAYER_HELP = f"Memory layer: {', '.join(LAYERS)}."
 
@@ -173,18 +171,16 @@ def prune_command(
     except OverflowError:
         raise InvalidInput(f"--older-than {older_than!r} is too long") from None
     engine = get_engine()
-    started = time.monotonic()
-    try:
-        with progress_bar("prune") as progress:
-            results = engine.memory.prune(
-                delta, None if all_layers else list(layers), dry_run=dry_run, progress=progress
-            )
-    except JameyError as err:
-        if not dry_run and not isinstance(err, InvalidInput):
-            _record(engine, [], time.monotonic() - started, failure=err.message)
-        raise
-    if not dry_run:
-        _record(engine, results, time.monotonic() - started)
+    chosen = None if all_layers else list(layers)
+    note = None
+    with progress_bar("prune") as progress:
+        if dry_run:
+            results = engine.memory.prune(delta, chosen, dry_run=True, progress=progress)
+        else:  # a real prune is also recorded (operation log, /metrics, event)
+            run = engine.prune(delta, chosen, source="cli", progress=progress)
+            results, note = run.results, run.note
+    if note:
+        click.echo(f"warning: {note}", err=True)
     if as_json:
         emit_json(
             {
@@ -201,29 +197,3 @@ def prune_command(
     verb = "would delete" if dry_run else "deleted"
     for r in results:
         click.echo(f"{r.layer:<11} {verb} {r.deleted:>10}   bytes {r.bytes_before} -> {r.bytes_after}")
-
-
-def _record(engine: Engine, results: list[PruneResult], duration: float, failure: str | None = None) -> None:
-    """Persist the prune in the operation log (for /metrics) and publish an event; best effort."""
-    try:
-        from jamey_engine.oplog import record_operation
-
-        if failure is not None:
-            record_operation(engine.db, "prune", "failure", duration, detail=failure)
-            engine.events.publish("prune", {"status": "failure", "detail": failure, "source": "cli"})
-            return
-        for r in results:
-            record_operation(
-                engine.db,
-                "prune",
-                "success",
-                duration,
-                size_bytes=max(r.bytes_before - r.bytes_after, 0),
-                layer=r.layer,
-                count=r.deleted,
-            )
-        engine.events.publish(
-            "prune", {"status": "success", "deleted": {r.layer: r.deleted for r in results}, "source": "cli"}
-        )
-    except JameyError as err:  # the prune itself succeeded; say so rather than fail it
-        click.echo(f"warning: the prune was not recorded in the operation log: {err.message}", err=True)

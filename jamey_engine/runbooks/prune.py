@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -276,58 +275,11 @@ def apply_prune(
         notes = (f"The plan changed since it was shown: it now says {fresh.phrase!r}.",)
     if not decision.go:
         return PruneOutcome(decision, fresh, notes=notes)
-    started = time.monotonic()
     label = f"before pruning memories older than {fresh.older_than}"
     backup = engine.vault.create(progress=progress, label=label) if backup_first else None
-    try:
-        results = engine.memory.prune(
-            fresh.older_than_delta, list(fresh.layer_names), dry_run=False, progress=progress
-        )
-    except JameyError as err:
-        _record(engine, [], time.monotonic() - started, failure=err.message)
-        raise
-    duration = time.monotonic() - started
-    notes = _record(engine, results, duration)
-    return PruneOutcome(decision, fresh, backup, tuple(results), duration, notes)
-
-
-def _record(
-    engine: Engine, results: list[PruneResult], duration: float, failure: str | None = None
-) -> tuple[str, ...]:
-    """Record the prune in the operation log and publish an event; best effort, as the prune is done.
-
-    Returns a note for the reader when the record could not be written.
-    """
-    try:
-        _write_record(engine, results, duration, failure)
-    except Exception as err:  # the database being down must not hide a finished prune
-        log.warning("could not record the prune in the operation log", exc_info=True)
-        message = err.message if isinstance(err, JameyError) else type(err).__name__
-        return (f"The prune is done, but recording it in the operation log failed ({message}).",)
-    return ()
-
-
-def _write_record(engine: Engine, results: list[PruneResult], duration: float, failure: str | None) -> None:
-    from jamey_engine.oplog import record_operation
-
-    if failure is not None:
-        record_operation(engine.db, "prune", "failure", duration, detail=failure)
-        engine.events.publish("prune", {"status": "failure", "detail": failure})
-        return
-    for result in results:
-        record_operation(
-            engine.db,
-            "prune",
-            "success",
-            duration,
-            size_bytes=max(result.bytes_before - result.bytes_after, 0),
-            layer=result.layer,
-            count=result.deleted,
-        )
-    engine.events.publish(
-        "prune",
-        {"status": "success", "deleted": {r.layer: r.deleted for r in results}, "source": "runbook"},
-    )
+    run = engine.prune(fresh.older_than_delta, list(fresh.layer_names), source="runbook", progress=progress)
+    notes = (run.note,) if run.note else ()
+    return PruneOutcome(decision, fresh, backup, tuple(run.results), run.duration, notes)
 
 
 def verify_prune(engine: Engine, outcome: PruneOutcome, *, sample_query: str = "*") -> Checks:

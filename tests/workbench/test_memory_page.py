@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
+from jamey_engine.oplog import operation_summary
 
 from .conftest import open_page, texts
 
@@ -90,6 +91,10 @@ def test_prune_dry_run_changes_nothing_then_confirming_deletes(seeded: Engine, a
         "fresh deploy note 0",
         "fresh deploy note 1",
     }
+    # Recorded like a CLI or runbook prune, so the service's /metrics counts it.
+    summary = operation_summary(seeded.db)
+    assert summary.counts[("prune", "success")] == 5, "one row per layer of the form (all five)"
+    assert {layer: n for layer, n in summary.pruned_documents.items() if n} == {"working": 3, "semantic": 1}
 
 
 @pytest.mark.parametrize(
