@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for_port
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_port
 from playwright.sync_api import expect, sync_playwright
 from promserver import REPO, PromServer, backfilled_prometheus
 
@@ -22,13 +22,6 @@ from jamey_engine.nginxconf import NginxSettings
 from .conftest import Certificate, start_nginx, stop_nginx
 
 backfilled_prometheus = backfilled_prometheus  # the session fixture, shared with this module
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 RECORD_VIOLATIONS = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => {

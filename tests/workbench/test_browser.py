@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for_port
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_port
 from playwright.sync_api import Page, expect, sync_playwright
 from promserver import PromServer
 
@@ -22,13 +22,6 @@ from jamey_engine.engine import Engine
 from .conftest import REPO
 
 ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 
 @pytest.fixture
