@@ -23,7 +23,11 @@ import workbench_ui as ui  # noqa: E402
 from jamey_engine.errors import JameyError  # noqa: E402
 
 ui.prepare_run()
-st.set_page_config(page_title="Jamey ops workbench", page_icon=":material/memory:", layout="wide")
+# A local favicon: a ":material/..." icon would be fetched from fonts.gstatic.com, which the
+# workbench's CSP blocks (it must work on a closed network).
+st.set_page_config(
+    page_title="Jamey ops workbench", page_icon=str(_HERE / "assets" / "favicon.png"), layout="wide"
+)
 
 
 def _page(name: str, title: str, icon: str, *, default: bool = False) -> st.Page:
