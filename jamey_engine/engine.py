@@ -88,10 +88,11 @@ class Engine:
         layers: Sequence[str] | None = None,
         *,
         source: str,
+        actor: str | None = None,
         progress: Progress | None = None,
     ) -> PruneRun:
         """Prune memories older than ``older_than`` for real, and record the run, whichever front
-        door (``source``: cli, workbench, runbook) asked.
+        door (``source``: cli, workbench, runbook) asked, on behalf of ``actor`` (default: the source).
 
         The record (one operation-log row per layer, read by /metrics, and a ``prune`` event)
         is best effort: a database that is down must not hide a finished prune, so the run's
@@ -99,23 +100,24 @@ class Engine:
         error re-raised; bad input (InvalidInput) is raised with nothing recorded.
         """
         started = time.monotonic()
+        who = actor or source
         try:
             results = self.memory.prune(older_than, layers, dry_run=False, progress=progress)
         except JameyError as err:
             if not isinstance(err, InvalidInput):
-                self._record_prune([], time.monotonic() - started, source, failure=err.message)
+                self._record_prune([], time.monotonic() - started, source, who, failure=err.message)
             raise
         duration = time.monotonic() - started
-        return PruneRun(results, duration, self._record_prune(results, duration, source))
+        return PruneRun(results, duration, self._record_prune(results, duration, source, who))
 
     def _record_prune(
-        self, results: list[PruneResult], duration: float, source: str, failure: str | None = None
+        self, results: list[PruneResult], duration: float, source: str, actor: str, failure: str | None = None
     ) -> str | None:
         from jamey_engine.oplog import record_operation
 
         try:
             if failure is not None:
-                record_operation(self.db, "prune", "failure", duration, detail=failure)
+                record_operation(self.db, "prune", "failure", duration, detail=failure, actor=actor)
                 self.events.publish("prune", {"status": "failure", "detail": failure, "source": source})
                 return None
             for result in results:
@@ -127,6 +129,7 @@ class Engine:
                     size_bytes=max(result.bytes_before - result.bytes_after, 0),
                     layer=result.layer,
                     count=result.deleted,
+                    actor=actor,
                 )
             deleted = {result.layer: result.deleted for result in results}
             self.events.publish("prune", {"status": "success", "deleted": deleted, "source": source})

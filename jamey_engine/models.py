@@ -83,7 +83,7 @@ class KeyEvent(Base):
 
 
 class Operation(Base):
-    """One backup, restore or prune run, by any process (read by the service's /metrics)."""
+    """One backup, restore, prune or backup deletion, by any process (read by the service's /metrics)."""
 
     __tablename__ = "operations"
     __table_args__ = (Index("ix_operations_kind_status_at", "kind", "status", "at"),)
@@ -97,6 +97,7 @@ class Operation(Base):
     layer: Mapped[str | None] = mapped_column(String(32))
     count: Mapped[int | None] = mapped_column(Integer)
     detail: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(100))  # who ran it: a key's name, cli, schedule…
 
 
 TABLES: tuple[Table, ...] = (

@@ -16,7 +16,7 @@ from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.models import Operation
 
-KINDS = ("backup", "restore", "prune")
+KINDS = ("backup", "restore", "prune", "delete")  # delete: a backup removed (by hand or retention)
 STATUSES = ("success", "failure")
 _DETAIL_LIMIT = 2000
 
@@ -48,10 +48,12 @@ def record_operation(
     layer: str | None = None,
     count: int | None = None,
     detail: str | None = None,
+    actor: str | None = None,
 ) -> None:
-    """Persist one run of ``kind`` (backup, restore, prune) that ended in ``status`` (success, failure).
+    """Persist one run of ``kind`` (backup, restore, prune, delete) that ended in ``status``
+    (success, failure), run by ``actor`` (a key's name, ``cli``, ``schedule``…) when known.
 
-    ``detail`` is cut to 2000 characters. Raises InvalidInput naming the field on an unknown
+    ``detail`` is cut to 2000 characters, ``actor`` to 100. Raises InvalidInput naming the field on an unknown
     kind or status, or a negative duration, size or count; nothing is written then.
     """
     if kind not in KINDS:
@@ -72,6 +74,7 @@ def record_operation(
                 layer=layer,
                 count=count,
                 detail=detail[:_DETAIL_LIMIT] if detail else detail,
+                actor=actor[:100] if actor else None,
             )
         )
 
@@ -134,6 +137,7 @@ def recent_operations(db: Database, limit: int = 50, kind: str | None = None) ->
                 "layer": op.layer,
                 "count": op.count,
                 "detail": op.detail,
+                "actor": op.actor,
             }
             for op in session.scalars(query)
         ]

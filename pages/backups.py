@@ -1,5 +1,6 @@
 """Backups: list with status, size and age; create and verify with progress; restore with
-the dry-run diff and a typed confirmation; delete; retention."""
+the dry-run diff and a typed confirmation; delete; retention; and the operation log, which
+names who ran each backup, restore, prune and deletion."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import workbench_ui as ui
 from jamey_engine import charts
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput
+from jamey_engine.oplog import recent_operations
 
 FLASH = "backups_flash"  # a success message to show after a rerun
 PLAN = "backups_restore_plan"  # (backup_id, rows) of the last restore dry run
@@ -26,8 +28,8 @@ if flash:
 # --- create ---------------------------------------------------------------------------------
 with ui.shown_errors("The backup"):
     if st.button("Create a backup now", type="primary", key="backup_create", icon=":material/backup:"):
-        ui.authorize()
-        info = engine.vault.create(progress=ui.progress_bar("Backing up…"))
+        actor = ui.authorize()
+        info = engine.vault.create(progress=ui.progress_bar("Backing up…"), actor=actor)
         st.session_state[FLASH] = (
             f"Backup {info.id} created: {charts.format_value(info.size_bytes, 'bytes')}, "
             f"{sum(info.documents.values()):,} documents, {info.keys} keys."
@@ -80,8 +82,8 @@ def _confirm_delete(backup_id: str) -> None:
         st.rerun()
     if yes.button("Yes, delete", type="primary", key="delete_yes"):
         with ui.shown_errors(f"Deleting {backup_id}"):
-            ui.authorize()
-            engine.vault.delete(backup_id)
+            actor = ui.authorize()
+            engine.vault.delete(backup_id, actor=actor)
             st.session_state[FLASH] = f"Deleted backup {backup_id}."
             _clear_delete()
             st.rerun()
@@ -138,8 +140,8 @@ if ids:
                     raise InvalidInput(
                         f"Typed {typed.strip()!r}, which is not the backup id {plan_id}; nothing restored."
                     )
-                ui.authorize()
-                engine.vault.restore(plan_id, progress=ui.progress_bar("Restoring…"))
+                actor = ui.authorize()
+                engine.vault.restore(plan_id, progress=ui.progress_bar("Restoring…"), actor=actor)
                 st.session_state.pop(PLAN, None)
                 st.session_state[FLASH] = f"Restored backup {plan_id}."
                 st.rerun()
@@ -174,11 +176,34 @@ with ui.shown_errors("Retention"):
     if apply:
         if not keep_last and not keep_days:
             raise InvalidInput("Set at least one rule: keep the newest N, or keep days > 0.")
-        ui.authorize()
-        deleted = engine.vault.retain(keep_last=int(keep_last) or None, keep_days=int(keep_days) or None)
+        actor = ui.authorize()
+        deleted = engine.vault.retain(
+            keep_last=int(keep_last) or None, keep_days=int(keep_days) or None, actor=actor
+        )
         st.session_state[FLASH] = (
             f"Retention deleted {len(deleted)} backup(s): {', '.join(deleted)}."
             if deleted
             else "Retention kept every backup."
         )
         st.rerun()
+
+# --- operation log --------------------------------------------------------------------------
+with ui.shown_errors("Reading the operation log"):
+    st.subheader("Operation log")
+    st.caption("Backups, restores, prunes and deletions by any process, newest first, with who ran them.")
+    operations = recent_operations(engine.db, limit=200)
+    if operations:
+        columns = [
+            "at",
+            "kind",
+            "status",
+            "actor",
+            "detail",
+            "layer",
+            "count",
+            "size_bytes",
+            "duration_seconds",
+        ]
+        st.dataframe(pd.DataFrame(operations)[columns], hide_index=True, width="stretch")
+    else:
+        st.caption("No operation recorded yet.")

@@ -129,12 +129,13 @@ with ui.shown_errors("Pruning"):
         if total_docs == 0:
             st.info("Nothing to prune.")
         elif st.button(f"Prune {total_docs:,} documents", type="primary", key="prune_confirm"):
-            ui.authorize()
+            actor = ui.authorize()
             progress = ui.progress_bar("Pruning…")
             run = engine.prune(
                 parse_duration(plan_older, field="older than"),
                 list(plan_layers),
                 source="workbench",
+                actor=actor,
                 progress=progress,
             )
             st.session_state.pop(PLAN, None)

@@ -63,7 +63,7 @@ def create(as_json: bool) -> None:
     """Take a backup now (safe while the service runs)."""
     engine = get_engine()
     with progress_bar("backup") as progress:
-        info = engine.vault.create(progress)
+        info = engine.vault.create(progress, actor="cli")
     if as_json:
         emit_json(_info_dict(info))
         return
@@ -134,7 +134,7 @@ def restore(
             click.echo("restore cancelled; nothing changed (pass --yes to skip this question)", err=True)
             ctx.exit(1)
     with progress_bar("restore") as progress:
-        done = vault.restore(backup_id, progress, safety_backup=not no_safety_backup)
+        done = vault.restore(backup_id, progress, safety_backup=not no_safety_backup, actor="cli")
     if as_json:
         emit_json(_plan_dict(done))
         return
@@ -147,7 +147,7 @@ def restore(
 @click.argument("backup_id", metavar="ID")
 def delete(backup_id: str) -> None:
     """Delete one backup."""
-    get_engine().vault.delete(backup_id)
+    get_engine().vault.delete(backup_id, actor="cli")
     click.echo(f"backup {backup_id} deleted")
 
 
@@ -158,7 +158,7 @@ def delete(backup_id: str) -> None:
 )
 def prune(keep: int, keep_days: int | None) -> None:
     """Delete old backups, keeping the newest N (and, with --keep-days, the recent ones)."""
-    deleted = get_engine().vault.retain(keep_last=keep, keep_days=keep_days)
+    deleted = get_engine().vault.retain(keep_last=keep, keep_days=keep_days, actor="cli")
     if not deleted:
         click.echo("nothing to prune")
     for backup_id in deleted:

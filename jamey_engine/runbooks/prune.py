@@ -276,7 +276,7 @@ def apply_prune(
     if not decision.go:
         return PruneOutcome(decision, fresh, notes=notes)
     label = f"before pruning memories older than {fresh.older_than}"
-    backup = engine.vault.create(progress=progress, label=label) if backup_first else None
+    backup = engine.vault.create(progress=progress, label=label, actor="runbook") if backup_first else None
     run = engine.prune(fresh.older_than_delta, list(fresh.layer_names), source="runbook", progress=progress)
     notes = (run.note,) if run.note else ()
     return PruneOutcome(decision, fresh, backup, tuple(run.results), run.duration, notes)

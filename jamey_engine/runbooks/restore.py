@@ -136,7 +136,7 @@ def apply_restore(
     if not decision.go:
         return RestoreOutcome(decision, plan)
     started = time.monotonic()
-    result = engine.vault.restore(plan.backup.id, progress=progress, safety_backup=True)
+    result = engine.vault.restore(plan.backup.id, progress=progress, safety_backup=True, actor="runbook")
     duration = time.monotonic() - started
     safety = (result.safety_backup_id,) if result.safety_backup_id else ()
     return RestoreOutcome(decision, plan, safety, duration)

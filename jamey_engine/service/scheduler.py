@@ -54,8 +54,9 @@ class BackupScheduler:
     def run_once(self) -> bool:
         """One backup plus retention; True on success. Never raises (failures are logged)."""
         try:
-            info = self.engine.vault.create()
-            deleted = self.engine.vault.retain()  # the settings' rules (JAMEY_BACKUP_KEEP=0 keeps all)
+            info = self.engine.vault.create(actor="schedule")
+            # The settings' rules (JAMEY_BACKUP_KEEP=0 keeps all).
+            deleted = self.engine.vault.retain(actor="schedule")
         except Exception as err:
             self.failures += 1
             log.error("scheduled backup failed: %s: %s", type(err).__name__, err)

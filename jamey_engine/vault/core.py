@@ -106,7 +106,9 @@ class Vault:
             self.events.publish(kind, payload)
 
     # -- create --------------------------------------------------------------------------------
-    def create(self, progress: Progress | None = None, *, label: str = "") -> BackupInfo:
+    def create(
+        self, progress: Progress | None = None, *, label: str = "", actor: str | None = None
+    ) -> BackupInfo:
         """Take a consistent backup of the memory layers and the database; return its BackupInfo.
 
         Safe while the service writes: layers are hard-link snapshots taken under the layers'
@@ -120,9 +122,9 @@ class Vault:
             info = self._create(progress or no_progress, label)
         except BaseException as err:
             detail = err.message if isinstance(err, JameyError) else f"{type(err).__name__}: {err}"
-            self._record("backup", "failure", started, detail=detail)
+            self._record("backup", "failure", started, detail=detail, actor=actor)
             raise
-        self._record("backup", "success", started, size_bytes=info.size_bytes, detail=info.id)
+        self._record("backup", "success", started, size_bytes=info.size_bytes, detail=info.id, actor=actor)
         return info
 
     def _create(self, progress: Progress, label: str) -> BackupInfo:
@@ -334,15 +336,20 @@ class Vault:
         return self.get(backup_id)
 
     # -- delete and retention ------------------------------------------------------------------
-    def delete(self, backup_id: str) -> None:
-        """Remove a backup's archive and catalog entry; raises NotFound if it does not exist."""
+    def delete(self, backup_id: str, *, actor: str | None = None) -> None:
+        """Remove a backup's archive and catalog entry, recorded in the operation log (kind
+        ``delete``, by ``actor``); raises NotFound if it does not exist."""
+        started = time.monotonic()
         info = self.get(backup_id)
         info.path.unlink(missing_ok=True)
         self.catalog.sidecar_path(backup_id).unlink(missing_ok=True)
         fsync_path(self.settings.backup_dir)
         log.info("backup %s deleted", backup_id)
+        self._record("delete", "success", started, size_bytes=info.size_bytes, detail=backup_id, actor=actor)
 
-    def retain(self, keep_last: int | None = None, keep_days: int | None = None) -> builtins.list[str]:
+    def retain(
+        self, keep_last: int | None = None, keep_days: int | None = None, *, actor: str | None = None
+    ) -> builtins.list[str]:
         """Delete backups outside the retention rules; return the deleted ids (oldest first).
 
         Kept: the union of the newest ``keep_last`` and those younger than ``keep_days`` days,
@@ -369,7 +376,7 @@ class Vault:
         deleted = []
         for info in reversed(infos):
             if info.id not in keep:
-                self.delete(info.id)
+                self.delete(info.id, actor=actor)
                 deleted.append(info.id)
         return deleted
 
@@ -384,7 +391,12 @@ class Vault:
         return plan_restore(self, backup_id)
 
     def restore(
-        self, backup_id: str, progress: Progress | None = None, safety_backup: bool = True
+        self,
+        backup_id: str,
+        progress: Progress | None = None,
+        safety_backup: bool = True,
+        *,
+        actor: str | None = None,
     ) -> RestorePlan:
         """Replace the live memory layers and database rows with a verified backup's.
 
@@ -392,4 +404,4 @@ class Vault:
         """
         from jamey_engine.vault.restore import restore
 
-        return restore(self, backup_id, progress=progress, safety_backup=safety_backup)
+        return restore(self, backup_id, progress=progress, safety_backup=safety_backup, actor=actor)

@@ -159,7 +159,12 @@ def _switch(vault: Vault, rows: dict[str, list[dict[str, Any]]], layers_dir: Pat
 
 
 def restore(
-    vault: Vault, backup_id: str, *, progress: Progress | None = None, safety_backup: bool = True
+    vault: Vault,
+    backup_id: str,
+    *,
+    progress: Progress | None = None,
+    safety_backup: bool = True,
+    actor: str | None = None,
 ) -> RestorePlan:
     """Restore ``backup_id`` (see the module docstring); return the plan with the safety backup id.
 
@@ -169,17 +174,19 @@ def restore(
     """
     started = time.monotonic()
     try:
-        plan = _restore(vault, check_backup_id(backup_id), progress or no_progress, safety_backup)
+        plan = _restore(vault, check_backup_id(backup_id), progress or no_progress, safety_backup, actor)
     except BaseException as err:
         detail = err.message if isinstance(err, JameyError) else f"{type(err).__name__}: {err}"
-        vault._record("restore", "failure", started, detail=f"{backup_id}: {detail}")
+        vault._record("restore", "failure", started, detail=f"{backup_id}: {detail}", actor=actor)
         raise
     info = vault.get(backup_id)
-    vault._record("restore", "success", started, size_bytes=info.size_bytes, detail=backup_id)
+    vault._record("restore", "success", started, size_bytes=info.size_bytes, detail=backup_id, actor=actor)
     return plan
 
 
-def _restore(vault: Vault, backup_id: str, progress: Progress, safety_backup: bool) -> RestorePlan:
+def _restore(
+    vault: Vault, backup_id: str, progress: Progress, safety_backup: bool, actor: str | None
+) -> RestorePlan:
     from dataclasses import replace
 
     data_dir = vault.settings.data_dir
@@ -197,7 +204,9 @@ def _restore(vault: Vault, backup_id: str, progress: Progress, safety_backup: bo
             _check_layers(vault, staging / "memory", manifest)
             safety_id = None
             if safety_backup:
-                safety = vault.create(progress, label=f"safety backup before restoring {backup_id}")
+                safety = vault.create(
+                    progress, label=f"safety backup before restoring {backup_id}", actor=actor
+                )
                 safety_id = safety.id
             progress(0, 0, "switching")
             switched_at = _switch(vault, rows, staging / "memory", previous)

@@ -25,7 +25,7 @@ def test_an_empty_log_summarises_to_zeros_and_nones(db: Database) -> None:
     summary = operation_summary(db)
     assert summary.counts[("backup", "success")] == 0
     assert summary.counts[("prune", "failure")] == 0
-    assert summary.last_success_timestamp == {"backup": None, "restore": None, "prune": None}
+    assert summary.last_success_timestamp == {"backup": None, "restore": None, "prune": None, "delete": None}
     assert summary.pruned_documents == {}
 
 
@@ -80,3 +80,12 @@ def test_a_bad_record_is_refused_and_writes_nothing(
         record_operation(db, **kwargs)  # type: ignore[arg-type]
     assert needle in str(info.value)
     assert db.count_rows()["operations"] == 0
+
+
+def test_an_operation_names_who_ran_it(db: Database) -> None:
+    record_operation(db, "backup", "success", 1.0, detail="b1", actor="ops-admin")
+    record_operation(db, "delete", "success", 0.1, detail="b1", actor="schedule")
+    record_operation(db, "prune", "success", 0.5, layer="working", count=3)
+    logged = [(op["kind"], op["actor"]) for op in recent_operations(db)]
+    assert logged == [("prune", None), ("delete", "schedule"), ("backup", "ops-admin")]
+    assert operation_summary(db).counts[("delete", "success")] == 1

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from jamey_engine.engine import Engine
+from jamey_engine.oplog import recent_operations
 
 from .conftest import open_page, texts
 
@@ -73,7 +74,7 @@ def test_restore_shows_the_diff_and_needs_the_typed_id(with_memories: Engine, ad
 
     admin_app.button(key="backup_plan").click().run()
     assert not admin_app.exception, admin_app.exception
-    diff = admin_app.dataframe[-1].value.set_index("what")
+    diff = next(df.value for df in admin_app.dataframe if "what" in df.value.columns).set_index("what")
     assert diff.loc["memory: working", "now"] == 5
     assert diff.loc["memory: working", "after restore"] == 3
     assert diff.loc["memory: working", "change"] == -2
@@ -101,6 +102,16 @@ def test_deleting_asks_first(with_memories: Engine, admin_app: AppTest) -> None:
     assert not admin_app.exception, admin_app.exception
     assert with_memories.vault.list() == []
     assert f"Deleted backup {backup_id}." in texts(admin_app)
+    # Both actions are in the operation log, by the signed-in key's name, and shown on the page.
+    logged = [
+        (op["kind"], op["status"], op["actor"], op["detail"]) for op in recent_operations(with_memories.db)
+    ]
+    assert logged == [
+        ("delete", "success", "ops-admin", backup_id),
+        ("backup", "success", "ops-admin", backup_id),
+    ]
+    log_table = admin_app.dataframe[-1].value
+    assert list(log_table["kind"]) == ["delete", "backup"] and set(log_table["actor"]) == {"ops-admin"}
 
 
 def test_retention_keeps_the_newest(with_memories: Engine, admin_app: AppTest) -> None:

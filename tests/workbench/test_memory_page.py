@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
-from jamey_engine.oplog import operation_summary
+from jamey_engine.oplog import operation_summary, recent_operations
 
 from .conftest import open_page, texts
 
@@ -95,6 +95,7 @@ def test_prune_dry_run_changes_nothing_then_confirming_deletes(seeded: Engine, a
     summary = operation_summary(seeded.db)
     assert summary.counts[("prune", "success")] == 5, "one row per layer of the form (all five)"
     assert {layer: n for layer, n in summary.pruned_documents.items() if n} == {"working": 3, "semantic": 1}
+    assert {op["actor"] for op in recent_operations(seeded.db, kind="prune")} == {"ops-admin"}
 
 
 @pytest.mark.parametrize(
