@@ -34,31 +34,43 @@ def _text(value: str) -> str:
     return value
 
 
+def _whole(value: str, rule: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(rule) from None
+
+
 def _port(value: str) -> int:
-    port = int(value)
+    rule = "not a port between 1 and 65535"
+    port = _whole(value, rule)
     if not 0 < port < 65536:
-        raise ValueError("not a port between 1 and 65535")
+        raise ValueError(rule)
     return port
 
 
 def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError("must be a whole number above zero")
-    return number
+    rule = "must be a whole number above zero"
+    if _whole(value, rule) <= 0:
+        raise ValueError(rule)
+    return int(value)
 
 
 def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be a whole number, zero or above")
-    return number
+    rule = "must be a whole number, zero or above"
+    if _whole(value, rule) < 0:
+        raise ValueError(rule)
+    return int(value)
 
 
 def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("must be a number above zero")
+    rule = "must be a number above zero"
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(rule) from None
+    if not number > 0 or number == float("inf"):  # also refuses nan
+        raise ValueError(rule)
     return number
 
 

@@ -41,6 +41,24 @@ def test_an_invalid_value_fails_fast_naming_the_variable_and_value(variable: str
     assert repr(value) in str(excinfo.value)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        ("JAMEY_PORT", "eighty", "not a port between 1 and 65535"),
+        ("JAMEY_MAX_CONTENT_BYTES", "1e3", "must be a whole number above zero"),
+        ("JAMEY_BACKUP_KEEP", "some", "must be a whole number, zero or above"),
+        ("JAMEY_LOCK_TIMEOUT", "nan", "must be a number above zero"),
+    ],
+)
+def test_a_value_that_is_not_a_number_gets_the_rule_not_a_python_message(
+    variable: str, value: str, rule: str
+) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        Settings.from_env({variable: value})
+    assert str(excinfo.value).endswith(rule)
+    assert "literal" not in str(excinfo.value)
+
+
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [s.env for s in SETTINGS if f"`{s.env}`" not in readme]
