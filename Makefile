@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test check lint format typecheck bench notebooks clean
+.PHONY: system venv run test check lint format typecheck bench notebooks clean
+
+## system: the Debian packages (Prometheus, Alertmanager, nginx, Chromium), installed if missing
+system:
+	@tools/system-packages
 
 venv: $(STAMP)
 
@@ -17,11 +21,11 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 ## run: the local stack on 127.0.0.1 (service, Prometheus, Alertmanager, workbench) on ./data
-run: $(STAMP)
+run: system $(STAMP)
 	$(BIN)/jamey stack
 
 ## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium)
-test: $(STAMP)
+test: system $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
