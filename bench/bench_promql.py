@@ -24,18 +24,10 @@ from pathlib import Path
 import requests
 
 from bench.common import Row, cli, median_seconds, row
+from jamey_engine.workbench import chart_specs
 
 ROOT = Path(__file__).resolve().parents[1]
-CHARTS = (
-    "error_rate",
-    "latency_quantiles",
-    "request_rate",
-    "rate_limited",
-    "backup_counts",
-    "backup_duration",
-    "backup_size",
-    "index_size",
-)
+CHARTS = tuple(spec.name for spec in chart_specs())  # the dashboards' series
 
 
 def main(quick: bool = False) -> list[Row]:

@@ -338,16 +338,7 @@ _ALERT_WORDS: tuple[tuple[str, str], ...] = (
 def chart_for_alert(alertname: str, annotations: dict[str, Any] | None = None) -> str | None:
     """The dashboard chart that shows what an alert watches: the alert's ``dashboard``
     annotation when it names a chart, else a match on words in its name; None if none fits."""
-    names = {
-        "error_rate",
-        "latency_quantiles",
-        "request_rate",
-        "rate_limited",
-        "backup_counts",
-        "backup_duration",
-        "backup_size",
-        "index_size",
-    }
+    names = {spec.name for spec in chart_specs()}
     wanted = str((annotations or {}).get("dashboard", "")).strip()
     if wanted in names:
         return wanted
