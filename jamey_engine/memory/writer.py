@@ -241,6 +241,12 @@ class LayerWriter:
         self._release_writer()
 
     def _process(self, ops: list[_Op]) -> None:
+        # A caller may have given up on its future (an event loop cancels the future it awaits
+        # when its request is cancelled): skip those operations, and make the others running,
+        # so a late cancel() can no longer turn set_result into InvalidStateError here.
+        ops = [op for op in ops if op.future.set_running_or_notify_cancel()]
+        if not ops:
+            return
         bulk = ops[0].kind == "bulk"
         result: Any = None
         try:

@@ -19,6 +19,21 @@ def test_store_returns_a_committed_memory_visible_to_get(store: MemoryStore) -> 
     assert store.get("working", memory.id) == memory
 
 
+def test_a_store_given_up_before_its_commit_is_skipped_and_the_writer_goes_on(store: MemoryStore) -> None:
+    # An event loop cancels the future it awaits when its request is cancelled. Holding the
+    # writer's lock keeps the queued store from being taken until the cancel has happened.
+    writer = store.writer("working")
+    store.store("working", "the writer thread is up")
+    with writer._cond:
+        abandoned, committed = store.store_nowait("working", "nobody waits for this one")
+        assert committed.cancel()
+    kept, done = store.store_nowait("working", "stored after the cancelled one")
+    done.result(timeout=30)  # a writer thread killed by the cancelled future would never answer
+    assert store.get("working", kept.id) == kept
+    with pytest.raises(NotFound):
+        store.get("working", abandoned.id)
+
+
 def test_store_keeps_a_given_timestamp_to_the_microsecond(store: MemoryStore) -> None:
     memory = store.store("episodic", "deploy 42 went out", timestamp="2025-03-04T05:06:07.123456Z")
     assert store.get("episodic", memory.id).timestamp == datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
