@@ -4,11 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: system venv run test check lint format typecheck bench notebooks clean
+.PHONY: system system-or-warn venv run test check lint format typecheck bench notebooks clean
 
 ## system: the Debian packages (Prometheus, Alertmanager, nginx, Chromium), installed if missing
 system:
 	@tools/system-packages
+
+system-or-warn:
+	@tools/system-packages --warn
 
 venv: $(STAMP)
 
@@ -21,7 +24,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 ## run: the local stack on 127.0.0.1 (service, Prometheus, Alertmanager, workbench) on ./data
-run: system $(STAMP)
+run: system-or-warn $(STAMP)
 	$(BIN)/jamey stack
 
 ## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium)
