@@ -51,16 +51,18 @@ def _port(value: str) -> int:
 
 def _positive_int(value: str) -> int:
     rule = "must be a whole number above zero"
-    if _whole(value, rule) <= 0:
+    number = _whole(value, rule)
+    if number <= 0:
         raise ValueError(rule)
-    return int(value)
+    return number
 
 
 def _non_negative_int(value: str) -> int:
     rule = "must be a whole number, zero or above"
-    if _whole(value, rule) < 0:
+    number = _whole(value, rule)
+    if number < 0:
         raise ValueError(rule)
-    return int(value)
+    return number
 
 
 def _positive_float(value: str) -> float:

@@ -238,7 +238,7 @@ class RateLimiter:
         self._failed_until = 0.0
         self._lock = threading.Lock()
         self._storage: Storage = self._make_storage(storage_url)
-        self._in_memory = isinstance(self._storage, MemoryStorage)
+        # memory:// always builds a SteadyMemoryStorage (see _make_storage); None means Redis.
         self._memory = self._storage if isinstance(self._storage, SteadyMemoryStorage) else None
         self._global_expiry = self.global_limit.get_expiry()
         self._strategy = MovingWindowRateLimiter(self._storage)  # checks moving-window support
@@ -369,5 +369,5 @@ class RateLimiter:
     def close(self) -> None:
         """Release the storage's connections."""
         close = getattr(getattr(self._storage, "storage", None), "close", None)
-        if callable(close) and not self._in_memory:
+        if callable(close) and self._memory is None:
             close()
