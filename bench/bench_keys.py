@@ -26,7 +26,7 @@ from jamey_engine.config import Settings
 from jamey_engine.db import Database
 from jamey_engine.errors import KeyRejected
 from jamey_engine.keys import KeyManager
-from jamey_engine.ratelimit import RateLimiter
+from jamey_engine.keys.ratelimit import RateLimiter
 
 REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("JAMEY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

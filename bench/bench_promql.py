@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 from bench.common import Row, cli, median_seconds, row
-from jamey_engine.workbench import chart_specs
+from workbench_ui.session import chart_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 CHARTS = tuple(spec.name for spec in chart_specs())  # the dashboards' series
@@ -35,7 +35,7 @@ def main(quick: bool = False) -> list[Row]:
     sys.path.insert(0, str(ROOT / "tests"))
     import promserver
 
-    from jamey_engine.promql import PromQuery, choose_step
+    from jamey_engine.observability.promql import PromQuery, choose_step
 
     days = 0.25 if quick else 7.0
     repeat = 3 if quick else 7

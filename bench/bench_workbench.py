@@ -96,7 +96,7 @@ def _session(admin_key: str) -> Any:
     """A signed-in WorkbenchSession, as the sign-in form would store it."""
     from jamey_engine.config import Settings
     from jamey_engine.engine import Engine
-    from jamey_engine.workbench import WorkbenchSession
+    from workbench_ui.session import WorkbenchSession
 
     settings = Settings.from_env()
     engine = Engine(settings)

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from jamey_engine.db import Database
     from jamey_engine.events import EventPublisher
     from jamey_engine.keys import KeyManager
+    from jamey_engine.keys.ratelimit import RateLimiter
     from jamey_engine.memory import MemoryStore
     from jamey_engine.memory.model import PruneResult
     from jamey_engine.progress import Progress
-    from jamey_engine.ratelimit import RateLimiter
     from jamey_engine.vault import Vault
 
 
@@ -66,7 +66,7 @@ class Engine:
 
     @cached_property
     def limiter(self) -> RateLimiter:
-        from jamey_engine.ratelimit import RateLimiter
+        from jamey_engine.keys.ratelimit import RateLimiter
 
         return RateLimiter.from_settings(self.settings)
 

@@ -9,11 +9,11 @@ import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
-from jamey_engine.workbench import chart_for_alert, runbook_section
+from workbench_ui.session import chart_for_alert, runbook_section
 
 ui.require_session()
 st.title("Alerts")
-REPO = Path(ui.__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[1]
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 
 

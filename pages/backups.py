@@ -8,10 +8,10 @@ import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
-from jamey_engine import charts
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.oplog import recent_operations
+from workbench_ui import charts
 
 FLASH = "backups_flash"  # a success message to show after a rerun
 PLAN = "backups_restore_plan"  # (backup_id, rows) of the last restore dry run

@@ -10,10 +10,11 @@ from datetime import timedelta
 import streamlit as st
 
 import workbench_ui as ui
-from jamey_engine import charts, promql
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import InvalidInput, JameyError, NotFound
-from jamey_engine.workbench import (
+from jamey_engine.observability import promql
+from workbench_ui import charts
+from workbench_ui.session import (
     CUSTOM,
     DEFAULT_PRESET,
     PRESETS,

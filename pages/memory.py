@@ -7,10 +7,10 @@ import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
-from jamey_engine import charts
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import InvalidInput
 from jamey_engine.memory import LAYERS
+from workbench_ui import charts
 
 PLAN = "memory_prune_plan"  # (older_than text, layers tuple, rows) of the last dry run
 DONE = "memory_prune_done"  # (rows, note) of the last real prune, shown after the rerun

@@ -8,10 +8,11 @@ from datetime import timedelta
 import streamlit as st
 
 import workbench_ui as ui
-from jamey_engine import charts, promql
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import NotFound
-from jamey_engine.workbench import check_health
+from jamey_engine.observability import promql
+from workbench_ui import charts
+from workbench_ui.session import check_health
 
 ui.require_session()
 st.title("Overview")

@@ -212,7 +212,7 @@ class PromServer:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def query(self, expr: str) -> list[dict[str, object]]:
-        """A raw instant query (for checks independent of jamey_engine.promql)."""
+        """A raw instant query (for checks independent of jamey_engine.observability.promql)."""
         import json
         from urllib.parse import urlencode
 

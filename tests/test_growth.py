@@ -110,7 +110,7 @@ def test_describe_projection_speaks_plainly() -> None:
 
 
 def test_threshold_matches_the_alert_rule_constant() -> None:
-    from jamey_engine import promql
+    from jamey_engine.observability import promql
 
     assert promql.INDEX_SIZE_THRESHOLD == growth.ALERT_THRESHOLD_BYTES
 

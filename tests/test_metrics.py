@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
-from jamey_engine.metrics import build_metrics, build_registry
+from jamey_engine.observability.metrics import build_metrics, build_registry
 from jamey_engine.oplog import record_operation
 
 MQTT_URL = os.environ.get("JAMEY_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")

@@ -19,10 +19,10 @@ import yaml
 from helpers import free_port
 from promserver import LAYERS, PromServer
 
-from jamey_engine import promql
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
-from jamey_engine.promql import BadQuery, NoData, PrometheusUnreachable, PromQuery, choose_step
+from jamey_engine.observability import promql
+from jamey_engine.observability.promql import BadQuery, NoData, PrometheusUnreachable, PromQuery, choose_step
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from jamey_engine.promresult import parse_client_error, tidy, to_float
+from jamey_engine.observability.promresult import parse_client_error, tidy, to_float
 
 
 def test_parse_client_error_reads_prometheus_json_error_text() -> None:

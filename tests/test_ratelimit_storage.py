@@ -7,7 +7,7 @@ import time
 
 from helpers import threads_started_by_this_thread
 
-from jamey_engine.ratelimit import SteadyMemoryStorage
+from jamey_engine.keys.ratelimit import SteadyMemoryStorage
 
 
 def test_it_admits_up_to_the_limit_within_the_window_then_slides() -> None:

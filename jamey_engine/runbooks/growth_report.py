@@ -95,7 +95,7 @@ class GrowthReport(NotebookRunbook):
         """Measured index bytes and documents per layer and day from Prometheus, or a note why not."""
 
         def body() -> pd.DataFrame | None:
-            from jamey_engine.promql import PromQuery
+            from jamey_engine.observability.promql import PromQuery
 
             settings = self._engine.settings
             query = PromQuery(self.prometheus_url or settings.prometheus_url, settings.prometheus_timeout)

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from jamey_engine import __version__
-from jamey_engine.metrics import build_metrics
+from jamey_engine.observability.metrics import build_metrics
 from jamey_engine.service.auth import (
     SECURITY_SCHEMES,
     Authenticator,

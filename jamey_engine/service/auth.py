@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from jamey_engine.errors import Forbidden, KeyRejected, RateLimited
-from jamey_engine.metrics import ServiceMetrics
+from jamey_engine.observability.metrics import ServiceMetrics
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jamey_engine.metrics import ServiceMetrics
+from jamey_engine.observability.metrics import ServiceMetrics
 from jamey_engine.service.errors import error_response, handle_error
 
 access_log = logging.getLogger("jamey_engine.access")

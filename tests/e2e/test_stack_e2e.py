@@ -1,6 +1,6 @@
 """End to end: a real `jamey serve`, a real Prometheus scraping it every second with the project's
 rules, real traffic (successes, 4xx, 429s, 5xx from a layer whose index is unusable), backups run
-by the CLI, and every dashboard series read back through jamey_engine.promql with the values
+by the CLI, and every dashboard series read back through jamey_engine.observability.promql with the values
 that traffic implies."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from promserver import REPO, launch_prometheus, prometheus_config
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
-from jamey_engine.promql import PromQuery
+from jamey_engine.observability.promql import PromQuery
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from jamey_engine import keyformat
+from jamey_engine.keys import keyformat
 
 
 def test_a_new_token_parses_back_to_its_parts() -> None:

@@ -86,7 +86,7 @@ def test_show_of_an_unknown_id_is_not_found(keys: KeyManager) -> None:
 
 
 def test_verify_names_why_a_key_is_refused(keys: KeyManager, admin_key: CreatedKey) -> None:
-    from jamey_engine import keyformat
+    from jamey_engine.keys import keyformat
 
     assert rejected(keys, None) == "missing"
     assert rejected(keys, "") == "missing"
@@ -313,7 +313,7 @@ def test_a_pepper_makes_hashes_depend_on_the_server_secret(db_engine: Engine) ->
 def test_the_legacy_api_key_still_works_with_a_warning_once(
     db_engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import jamey_engine.keyverify as verify_module
+    import jamey_engine.keys.verify as verify_module
 
     verify_module._legacy_warned = False
     keys = KeyManager(db_engine.db, db_engine.settings.with_overrides(legacy_api_key="old-shared-secret"))

@@ -17,7 +17,7 @@ from helpers import free_port, wait_for_port
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
-from jamey_engine.ratelimit import RETRY_AFTER_FAILURE, Decision, RateLimiter, parse_limit
+from jamey_engine.keys.ratelimit import RETRY_AFTER_FAILURE, Decision, RateLimiter, parse_limit
 
 # As tests/conftest.py (not imported: another directory's conftest module may shadow it).
 REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -72,7 +72,7 @@ def test_two_processes_sharing_redis_admit_exactly_the_limit_between_them(tmp_pa
     script = textwrap.dedent(
         f"""
         import threading, time
-        from jamey_engine.ratelimit import RateLimiter
+        from jamey_engine.keys.ratelimit import RateLimiter
         limiter = RateLimiter({REDIS_URL!r}, "100000/minute")
         admitted = []
         def one():

@@ -59,7 +59,7 @@ def test_a_missing_or_malformed_key_gets_401_and_is_counted(
 def test_an_unknown_well_formed_key_gets_401(client: TestClient, service_engine: Engine) -> None:
     persona = make_persona(service_engine, "frank-deleted-soon", ("memory:read",))
     # Same lookup id, different secret: well formed (checksum recomputed), unknown to the database.
-    from jamey_engine import keyformat
+    from jamey_engine.keys import keyformat
 
     forged = keyformat.build_token(persona.id, "Z" * keyformat.SECRET_LENGTH)
     before = sample(client, "api_key_verifications_total", {"result": "unknown"})
@@ -246,7 +246,7 @@ def test_verify_cached_answers_only_from_the_cache(
     assert engine.keys.verify_cached(persona.key).id == persona.id  # type: ignore[union-attr]
     time.sleep(0.35)
     assert engine.keys.verify_cached(persona.key) is None  # stale: back to the database
-    from jamey_engine import keyformat
+    from jamey_engine.keys import keyformat
 
     bogus = keyformat.build_token(persona.id, "Z" * keyformat.SECRET_LENGTH)  # well formed, wrong secret
     with pytest.raises(KeyRejected):

@@ -10,7 +10,7 @@ import pytest
 from service_support import service_settings
 
 from jamey_engine.engine import Engine
-from jamey_engine.metrics import build_registry
+from jamey_engine.observability.metrics import build_registry
 from jamey_engine.service.scheduler import BackupScheduler
 
 

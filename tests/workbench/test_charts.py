@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from jamey_engine import charts
+from workbench_ui import charts
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import pytest
 from promserver import PromServer
 from streamlit.testing.v1 import AppTest
 
-from jamey_engine import promql
+from jamey_engine.observability import promql
 
 from .conftest import figures, open_page, texts
 

@@ -15,9 +15,10 @@ from helpers import free_port, wait_for_port
 from promserver import PromServer
 from streamlit.testing.v1 import AppTest
 
-from jamey_engine import charts, promql
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
+from jamey_engine.observability import promql
+from workbench_ui import charts
 
 from .conftest import open_page, texts
 

@@ -14,7 +14,7 @@ from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Forbidden, KeyRejected
-from jamey_engine.workbench import SessionExpired, WorkbenchSession
+from workbench_ui.session import SessionExpired, WorkbenchSession
 
 IDLE = timedelta(minutes=30)
 

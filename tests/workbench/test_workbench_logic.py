@@ -13,7 +13,7 @@ import pytest
 from helpers import free_port
 
 from jamey_engine.errors import InvalidInput
-from jamey_engine.workbench import CUSTOM, chart_for_alert, check_health, resolve_range, runbook_section
+from workbench_ui.session import CUSTOM, chart_for_alert, check_health, resolve_range, runbook_section
 
 NOW = datetime(2026, 3, 1, 12, 0, 7, tzinfo=UTC)
 

@@ -1,6 +1,6 @@
 """Verifying API keys: the hot path of every request.
 
-* A malformed token (shape or checksum, see :mod:`jamey_engine.keyformat`) is refused before
+* A malformed token (shape or checksum, see :mod:`jamey_engine.keys.keyformat`) is refused before
   any database query.
 * A key is found by its public lookup id and its hash compared in constant time; only a hash is
   stored (SHA-256, or HMAC-SHA256 with ``JAMEY_KEY_PEPPER``).
@@ -32,11 +32,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from jamey_engine import keyformat
 from jamey_engine.config import Settings
 from jamey_engine.db import Database
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import KeyRejected
+from jamey_engine.keys import keyformat
 from jamey_engine.models import TABLES, ApiKey
 
 log = logging.getLogger("jamey_engine.keys")

@@ -1,5 +1,5 @@
 """Prometheus HTTP API answers as Python values: the error text of a refused query, and vector
-or matrix results as tidy pandas DataFrames. Used by ``jamey_engine.promql``."""
+or matrix results as tidy pandas DataFrames. Used by ``jamey_engine.observability.promql``."""
 
 from __future__ import annotations
 

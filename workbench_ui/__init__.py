@@ -18,9 +18,9 @@ import streamlit as st
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Forbidden, JameyError, KeyRejected
+from jamey_engine.observability.promql import PromQuery
 from jamey_engine.progress import Progress
-from jamey_engine.promql import PromQuery
-from jamey_engine.workbench import SessionExpired, WorkbenchSession
+from workbench_ui.session import SessionExpired, WorkbenchSession
 
 log = logging.getLogger("jamey.workbench")
 

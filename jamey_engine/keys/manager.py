@@ -1,10 +1,10 @@
 """API keys: create, list, verify, rotate, revoke, limit, and the audit trail of all of it.
 
-* Tokens look like ``jmy_<lookup id>_<secret>_<checksum>`` (see :mod:`jamey_engine.keyformat`);
+* Tokens look like ``jmy_<lookup id>_<secret>_<checksum>`` (see :mod:`jamey_engine.keys.keyformat`);
   a malformed token or a failed checksum is rejected before any database query.
 * Only a hash is stored: SHA-256 of the token, or HMAC-SHA256 with ``JAMEY_KEY_PEPPER``. The
   plaintext is returned once by ``create``/``rotate`` and never stored or logged.
-* ``verify`` (the hot path, in :mod:`jamey_engine.keyverify`) answers from an in-process
+* ``verify`` (the hot path, in :mod:`jamey_engine.keys.verify`) answers from an in-process
   cache for ``settings.key_cache_seconds`` (default 2 s): a revocation, rotation or limit change
   committed by ANY process is honoured by every other process at most that long after its
   commit (by the process that made it: at once). Expiry and grace end apply exactly on time.
@@ -25,14 +25,14 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from jamey_engine import keyformat
 from jamey_engine.config import Settings
 from jamey_engine.db import Database
 from jamey_engine.durations import format_duration, utcnow
 from jamey_engine.errors import Conflict, InvalidInput, NotFound
-from jamey_engine.keyverify import LEGACY_SCOPES, KeyVerifier, VerifiedKey
+from jamey_engine.keys import keyformat
+from jamey_engine.keys.ratelimit import parse_limit
+from jamey_engine.keys.verify import LEGACY_SCOPES, KeyVerifier, VerifiedKey
 from jamey_engine.models import ApiKey, KeyEvent
-from jamey_engine.ratelimit import parse_limit
 
 __all__ = [
     "SCOPES",

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 import httpx
 
-from jamey_engine.charts import Unit
 from jamey_engine.durations import format_duration, parse_duration, parse_timestamp, utcnow
 from jamey_engine.errors import Forbidden, InvalidInput, KeyRejected
+from workbench_ui.charts import Unit
 
 ADMIN_SCOPE = "admin"
 
@@ -279,7 +279,7 @@ class ChartSpec:
 
 def chart_specs() -> tuple[ChartSpec, ...]:
     """The dashboard charts in display order, thresholds taken from the alert rules' constants."""
-    from jamey_engine import promql
+    from jamey_engine.observability import promql
 
     return (
         ChartSpec(

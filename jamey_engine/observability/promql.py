@@ -35,7 +35,7 @@ from prometheus_api_client import PrometheusApiClientException, PrometheusConnec
 from urllib3.util.retry import Retry
 
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
-from jamey_engine.promresult import parse_client_error, tidy, to_float
+from jamey_engine.observability.promresult import parse_client_error, tidy, to_float
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
