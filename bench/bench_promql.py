@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 from bench.common import Row, cli, median_seconds, row
-from workbench_ui.session import chart_specs
+from jamey_engine.observability.dashboards import chart_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 CHARTS = tuple(spec.name for spec in chart_specs())  # the dashboards' series

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from jamey_engine.vault import Vault
 
 
-log = logging.getLogger("jamey_engine.engine")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -99,45 +99,44 @@ class Engine:
         ``note`` says it went unrecorded. A prune that fails is recorded as a failure and its
         error re-raised; bad input (InvalidInput) is raised with nothing recorded.
         """
+        from jamey_engine import oplog
+
         started = time.monotonic()
         who = actor or source
         try:
             results = self.memory.prune(older_than, layers, dry_run=False, progress=progress)
         except JameyError as err:
             if not isinstance(err, InvalidInput):
-                self._record_prune([], time.monotonic() - started, source, who, failure=err.message)
+                failed = {"status": "failure", "detail": err.message, "source": source}
+                elapsed = time.monotonic() - started
+                oplog.record(
+                    self.db,
+                    self.events,
+                    "prune",
+                    "failure",
+                    elapsed,
+                    event=failed,
+                    detail=err.message,
+                    actor=who,
+                )
             raise
         duration = time.monotonic() - started
-        return PruneRun(results, duration, self._record_prune(results, duration, source, who))
+        rows = [
+            {"size_bytes": max(r.bytes_before - r.bytes_after, 0), "layer": r.layer, "count": r.deleted}
+            for r in results
+        ]
+        event = {"status": "success", "deleted": {r.layer: r.deleted for r in results}, "source": source}
+        note = oplog.record(
+            self.db, self.events, "prune", "success", duration, rows=rows, event=event, actor=who
+        )
+        return PruneRun(results, duration, note)
 
-    def _record_prune(
-        self, results: list[PruneResult], duration: float, source: str, actor: str, failure: str | None = None
-    ) -> str | None:
-        from jamey_engine.oplog import record_operation
-
-        try:
-            if failure is not None:
-                record_operation(self.db, "prune", "failure", duration, detail=failure, actor=actor)
-                self.events.publish("prune", {"status": "failure", "detail": failure, "source": source})
-                return None
-            for result in results:
-                record_operation(
-                    self.db,
-                    "prune",
-                    "success",
-                    duration,
-                    size_bytes=max(result.bytes_before - result.bytes_after, 0),
-                    layer=result.layer,
-                    count=result.deleted,
-                    actor=actor,
-                )
-            deleted = {result.layer: result.deleted for result in results}
-            self.events.publish("prune", {"status": "success", "deleted": deleted, "source": source})
-        except Exception as err:
-            log.warning("could not record the prune in the operation log", exc_info=True)
-            message = err.message if isinstance(err, JameyError) else type(err).__name__
-            return f"The prune is done, but recording it in the operation log failed ({message})."
-        return None
+    def flush_key_usage(self) -> None:
+        """Write the keys' pending last-used times, if the key manager was ever built (a
+        process that verified no key has none to write). Raises what the database raises."""
+        keys = self.__dict__.get("keys")
+        if keys is not None:
+            keys.flush_last_used()
 
     def close(self) -> None:
         """Release writers, connections and background threads that were opened."""

@@ -26,7 +26,7 @@ from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import ConfigError
 
-log = logging.getLogger("jamey_engine.events")
+log = logging.getLogger(__name__)
 
 TOPIC_PREFIX = "jamey/events/"
 DEFAULT_QUEUE_SIZE = 1000
@@ -134,7 +134,7 @@ class EventPublisher:
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
-        client.enable_logger(logging.getLogger("jamey_engine.events.paho"))
+        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
         self._client = client
         client.connect_async(host, port, keepalive=30)
         client.loop_start()

@@ -7,7 +7,10 @@ the metrics collector reads :func:`operation_summary` at scrape time.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -15,6 +18,8 @@ from jamey_engine.db import Database
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.models import Operation
+
+log = logging.getLogger(__name__)
 
 KINDS = ("backup", "restore", "prune", "delete")  # delete: a backup removed (by hand or retention)
 STATUSES = ("success", "failure")
@@ -77,6 +82,55 @@ def record_operation(
                 actor=actor[:100] if actor else None,
             )
         )
+
+
+class EventSink(Protocol):
+    """What the recorder needs from :class:`jamey_engine.events.EventPublisher`."""
+
+    def publish(self, kind: str, payload: dict[str, Any]) -> Any: ...
+
+
+def record(
+    db: Database,
+    events: EventSink | None,
+    kind: str,
+    status: str,
+    duration_seconds: float,
+    *,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    event: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> str | None:
+    """Record one finished operation in the log and publish its event: the one way every front
+    door, the vault and the engine leave a record.
+
+    Writes one row with ``fields`` (see :func:`record_operation`), or one row per mapping in
+    ``rows`` (each merged over ``fields``), then publishes ``event`` (default: the status, the
+    duration and the non-empty fields) as a ``kind`` event. Best effort: the database or the
+    broker may be what failed, and that must never hide the operation's own result, so this
+    never raises. It returns None when the record was written, else a one-line note saying so.
+    """
+    note = None
+    try:
+        for row in rows if rows is not None else [{}]:
+            record_operation(db, kind, status, duration_seconds, **{**fields, **row})
+    except Exception as err:
+        log.warning("could not record the %s %s in the operation log", kind, status, exc_info=True)
+        reason = getattr(err, "message", None) or type(err).__name__
+        note = f"The {kind} is done, but recording it in the operation log failed ({reason})."
+    if events is not None:
+        payload = (
+            dict(event)
+            if event is not None
+            else {"status": status, "duration_seconds": round(duration_seconds, 3)}
+        )
+        if event is None:
+            payload.update({key: value for key, value in fields.items() if value is not None})
+        try:
+            events.publish(kind, payload)
+        except Exception:
+            log.warning("could not publish the %s event", kind, exc_info=True)
+    return note
 
 
 def operation_summary(db: Database) -> OperationSummary:

@@ -9,7 +9,8 @@ import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
-from workbench_ui.session import chart_for_alert, runbook_section
+from jamey_engine.observability.dashboards import chart_for_alert
+from jamey_engine.runbooks.links import runbook_section
 
 ui.require_session()
 st.title("Alerts")

@@ -13,16 +13,9 @@ import workbench_ui as ui
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import InvalidInput, JameyError, NotFound
 from jamey_engine.observability import promql
+from jamey_engine.observability.dashboards import ChartSpec, chart_specs
 from workbench_ui import charts
-from workbench_ui.session import (
-    CUSTOM,
-    DEFAULT_PRESET,
-    PRESETS,
-    ChartSpec,
-    TimeRange,
-    chart_specs,
-    resolve_range,
-)
+from workbench_ui.timerange import CUSTOM, DEFAULT_PRESET, PRESETS, TimeRange, resolve_range
 
 REFRESH_CHOICES = ("off", "10s", "30s", "1m", "5m")
 CHART_SPECS = chart_specs()

@@ -12,7 +12,7 @@ from jamey_engine.durations import utcnow
 from jamey_engine.errors import NotFound
 from jamey_engine.observability import promql
 from workbench_ui import charts
-from workbench_ui.session import check_health
+from workbench_ui.health import check_health
 
 ui.require_session()
 st.title("Overview")

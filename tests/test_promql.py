@@ -492,7 +492,7 @@ def test_rate_windows_grow_with_the_step_and_never_drop_below_five_minutes() -> 
     ],
 )
 def test_format_duration_writes_prometheus_durations(delta: timedelta, text: str) -> None:
-    assert promql.format_duration(delta) == text
+    assert promql.promql_duration(delta) == text
 
 
 def test_naive_datetimes_are_taken_as_utc() -> None:

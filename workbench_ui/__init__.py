@@ -22,7 +22,7 @@ from jamey_engine.observability.promql import PromQuery
 from jamey_engine.progress import Progress
 from workbench_ui.session import SessionExpired, WorkbenchSession
 
-log = logging.getLogger("jamey.workbench")
+log = logging.getLogger(__name__)
 
 SESSION_KEY = "workbench_session"
 NOTICE_KEY = "signin_notice"

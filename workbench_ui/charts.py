@@ -14,7 +14,8 @@ from typing import Literal
 import pandas as pd
 import plotly.graph_objects as go
 
-Unit = Literal["ratio", "seconds", "bytes", "per_second", "count"]
+from jamey_engine.observability.dashboards import Unit
+
 Level = Literal["ok", "warning", "critical", "unknown"]
 
 THRESHOLD_COLOR = "#d62728"

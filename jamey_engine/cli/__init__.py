@@ -17,7 +17,7 @@ from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.errors import JameyError
 
-log = logging.getLogger("jamey_engine.cli")
+log = logging.getLogger(__name__)
 
 # Internal-error exit code, as sysexits' EX_SOFTWARE.
 EXIT_INTERNAL = 70

@@ -10,7 +10,7 @@ from jamey_engine.cli.common import get_engine
 from jamey_engine.config import Settings
 from jamey_engine.errors import ConfigError, InvalidInput
 
-log = logging.getLogger("jamey_engine.cli.serve")
+log = logging.getLogger(__name__)
 
 
 @click.command("serve")

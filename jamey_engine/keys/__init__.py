@@ -1,6 +1,25 @@
-"""API keys: their format, verification, management, and the rate limits charged to them."""
+"""API keys: their format, scopes, verification, management, and the rate limits charged to them.
 
-from jamey_engine.keys.manager import SCOPES, STATUSES, CreatedKey, KeyInfo, KeyManager
+Modules: ``keyformat`` (the token shape and checksum), ``scopes`` (what a key may do, one rule for
+every front door), ``verify`` (the per-request hot path), ``manager`` (create, rotate, revoke,
+audit) and ``ratelimit`` (per-key and global limits).
+"""
+
+from jamey_engine.keys.manager import STATUSES, CreatedKey, KeyInfo, KeyManager, normalize_scopes
+from jamey_engine.keys.scopes import ADMIN, SCOPE_DESCRIPTIONS, SCOPES, Scope, has_scope, require_scope
 from jamey_engine.keys.verify import VerifiedKey
 
-__all__ = ["SCOPES", "STATUSES", "CreatedKey", "KeyInfo", "KeyManager", "VerifiedKey"]
+__all__ = [
+    "ADMIN",
+    "SCOPES",
+    "SCOPE_DESCRIPTIONS",
+    "STATUSES",
+    "CreatedKey",
+    "KeyInfo",
+    "KeyManager",
+    "Scope",
+    "VerifiedKey",
+    "has_scope",
+    "normalize_scopes",
+    "require_scope",
+]

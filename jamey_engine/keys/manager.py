@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from jamey_engine.config import Settings
 from jamey_engine.db import Database
@@ -31,6 +32,7 @@ from jamey_engine.durations import format_duration, utcnow
 from jamey_engine.errors import Conflict, InvalidInput, NotFound
 from jamey_engine.keys import keyformat
 from jamey_engine.keys.ratelimit import parse_limit
+from jamey_engine.keys.scopes import SCOPES
 from jamey_engine.keys.verify import LEGACY_SCOPES, KeyVerifier, VerifiedKey
 from jamey_engine.models import ApiKey, KeyEvent
 
@@ -47,7 +49,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("memory:read", "memory:write", "admin")
 STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
 EVENTS = ("created", "rotated", "revoked", "expired", "rate_limit_changed", "legacy_imported")
 EXPIRING_WITHIN = timedelta(days=7)
@@ -252,7 +253,7 @@ class KeyManager:
                 for event in session.scalars(query)
             ]
 
-    def _get(self, session: Any, key_id: str) -> ApiKey:
+    def _get(self, session: Session, key_id: str) -> ApiKey:
         row = session.get(ApiKey, str(key_id).strip())
         if row is None:
             raise NotFound(f"no API key with id {key_id!r}; `jamey keys list` shows the ids")
@@ -427,19 +428,19 @@ class KeyManager:
         parse_limit(limit)
         return str(limit).strip()
 
-    def _check_name_free(self, session: Any, name: str, now: datetime) -> None:
+    def _check_name_free(self, session: Session, name: str, now: datetime) -> None:
         for row in session.scalars(sa.select(ApiKey).where(ApiKey.name == name)):
             if key_status(row, now) in ("active", "expiring"):
                 raise Conflict(f"an active API key named {name!r} already exists ({row.id})")
 
-    def _fresh_token(self, session: Any) -> tuple[str, keyformat.Token]:
+    def _fresh_token(self, session: Session) -> tuple[str, keyformat.Token]:
         while True:
             plaintext, token = keyformat.new_token()
             if session.get(ApiKey, token.lookup_id) is None:
                 return plaintext, token
 
     def _event(
-        self, session: Any, now: datetime, event: str, row: ApiKey, actor: str, detail: str | None
+        self, session: Session, now: datetime, event: str, row: ApiKey, actor: str, detail: str | None
     ) -> None:
         session.add(
             KeyEvent(at=now, event=event, key_id=row.id, key_name=row.name, actor=actor, detail=detail)

@@ -39,7 +39,7 @@ from jamey_engine.errors import KeyRejected
 from jamey_engine.keys import keyformat
 from jamey_engine.models import TABLES, ApiKey
 
-log = logging.getLogger("jamey_engine.keys")
+log = logging.getLogger(__name__)
 
 LEGACY_SCOPES = ("memory:read", "memory:write")
 LAST_USED_FLUSH_SECONDS = 5.0

@@ -6,7 +6,8 @@
 ``portable`` (snapshots, restores, validation).
 """
 
-from jamey_engine.memory.model import LAYERS, LayerSize, Memory, PruneResult, Sizes
+from jamey_engine.memory.layers import LAYERS, Layer
+from jamey_engine.memory.model import LayerSize, Memory, PruneResult, Sizes
 from jamey_engine.memory.store import MemoryStore
 
-__all__ = ["LAYERS", "LayerSize", "Memory", "MemoryStore", "PruneResult", "Sizes"]
+__all__ = ["LAYERS", "Layer", "LayerSize", "Memory", "MemoryStore", "PruneResult", "Sizes"]

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 
 from jamey_engine.durations import parse_timestamp
 from jamey_engine.errors import InvalidInput, PayloadTooLarge
+from jamey_engine.memory.layers import LAYERS, ORDERS, check_layer, check_layers
 
-LAYERS: tuple[str, ...] = ("short_term", "long_term", "working", "episodic", "semantic")
-ORDERS: tuple[str, ...] = ("score", "newest")
+__all__ = ["LAYERS", "ORDERS", "check_layer", "check_layers"]  # re-exported for the store's modules
+
 MAX_LIMIT = 1000
 # tantivy stores dates as i64 nanoseconds since the epoch: up to 2262-04-11.
 MIN_YEAR, MAX_YEAR = 1970, 2261
@@ -64,25 +65,6 @@ class PruneResult:
     bytes_before: int
     bytes_after: int
     dry_run: bool
-
-
-def check_layer(layer: object) -> str:
-    """Return ``layer`` if it names one of LAYERS; raise InvalidInput listing them otherwise."""
-    if not isinstance(layer, str) or layer not in LAYERS:
-        raise InvalidInput(f"layer {layer!r} is not one of: {', '.join(LAYERS)}")
-    return layer
-
-
-def check_layers(layers: object) -> tuple[str, ...]:
-    """Validate a sequence of layer names (None means all of them)."""
-    if layers is None:
-        return LAYERS
-    if isinstance(layers, str):
-        return (check_layer(layers),)
-    checked = tuple(check_layer(layer) for layer in layers)  # type: ignore[attr-defined]
-    if not checked:
-        raise InvalidInput("layers must name at least one layer (or be omitted for all)")
-    return tuple(dict.fromkeys(checked))
 
 
 def check_content(content: object, max_bytes: int, *, field: str = "content") -> str:

@@ -37,7 +37,7 @@ from jamey_engine.progress import Progress, no_progress
 if TYPE_CHECKING:
     from jamey_engine.memory.store import MemoryStore
 
-log = logging.getLogger("jamey_engine.memory")
+log = logging.getLogger(__name__)
 
 COPY_HEAP = 1_000_000_000  # an upper bound: the arena grows only as documents arrive
 COPY_THREADS = 2

@@ -1,4 +1,4 @@
-"""MemoryStore: five tantivy layers behind one API (see CONTRACTS.md and the package docstring)."""
+"""MemoryStore: five tantivy layers behind one API (see the package docstring and the README's memory section)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import tantivy
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput, NotFound, StorageCorrupt
 from jamey_engine.memory.generations import Generations, dir_size
+from jamey_engine.memory.layers import MAX_QUERY_CHARS
 from jamey_engine.memory.model import (
     LAYERS,
     LayerSize,
@@ -48,7 +49,6 @@ from jamey_engine.progress import Progress
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
 
-MAX_QUERY_CHARS = 10_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_GROWTH_DAYS = 3660
 # Batches up to this size share group commits; larger ones get a bulk writer of their own.

@@ -34,7 +34,7 @@ from jamey_engine.fsutil import is_held
 from jamey_engine.memory.generations import Generations
 from jamey_engine.memory.schema import ID, make_document, open_index
 
-log = logging.getLogger("jamey_engine.memory")
+log = logging.getLogger(__name__)
 
 SMALL_HEAP = 64_000_000  # group commits: one indexing thread, a modest arena
 BULK_HEAP = 512_000_000  # imports and batches: the arena is allocated only as it fills

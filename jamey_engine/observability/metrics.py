@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
 
-log = logging.getLogger("jamey_engine.observability.metrics")
+log = logging.getLogger(__name__)
 
 VERIFICATION_RESULTS = ("ok", "missing", "malformed", "unknown", "expired", "revoked")
 RATE_LIMIT_SCOPES = ("key", "global")

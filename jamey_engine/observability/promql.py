@@ -179,7 +179,7 @@ def choose_step(start: datetime, end: datetime) -> timedelta:
     return timedelta(seconds=math.ceil(seconds / (MAX_POINTS - 1)))
 
 
-def format_duration(delta: timedelta) -> str:
+def promql_duration(delta: timedelta) -> str:
     """A Prometheus duration (``5m``, ``1h``, ``90s``...) for a whole number of seconds."""
     seconds = max(1, round(delta.total_seconds()))
     for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
@@ -257,7 +257,7 @@ class PromQuery:
         """The rate window and backup-count window for a query at ``step``."""
         rate = max(self.rate_window, step)
         count = max(BACKUP_COUNT_WINDOW, step)
-        return format_duration(rate), format_duration(count)
+        return promql_duration(rate), promql_duration(count)
 
     def expression(self, name: str, step: timedelta | None = None) -> str:
         """The PromQL of the named series (a key of ``SERIES``) at ``step``.
@@ -274,7 +274,7 @@ class PromQuery:
         params = {
             "g0.expr": self.expression(name, step),
             "g0.tab": "0",
-            "g0.range_input": format_duration(_utc(end, "end") - _utc(start, "start")),
+            "g0.range_input": promql_duration(_utc(end, "end") - _utc(start, "start")),
             "g0.end_input": _utc(end, "end").strftime("%Y-%m-%d %H:%M:%S"),
             "g0.step_input": str(int(step.total_seconds())),
         }

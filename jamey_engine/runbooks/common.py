@@ -16,7 +16,7 @@ import pandas as pd
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
-from jamey_engine.errors import JameyError
+from jamey_engine.errors import InvalidInput, JameyError
 
 Say = Callable[[str], None]
 T = TypeVar("T")
@@ -175,6 +175,12 @@ class NotebookRunbook:
             self.say(f"The runbook stopped at {name}; the steps after it are skipped.")
             return None
 
+    @property
+    def _engine(self) -> Engine:
+        """The engine ``open`` made; steps run only after it, so it is there."""
+        assert self.engine is not None
+        return self.engine
+
     def _say_all(self, lines: Iterable[str]) -> None:
         for line in lines:
             self.say(line)
@@ -183,3 +189,31 @@ class NotebookRunbook:
         """Release the engine's writers and connections."""
         if self.engine is not None:
             self.engine.close()
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool; raise InvalidInput naming the parameter otherwise."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} {value!r} must be True or False")
+    return value
+
+
+class ChangingRunbook(NotebookRunbook):
+    """Base of the runbooks that change data: a dry run by default, applied only when ``confirm``
+    holds the plan's phrase, then verified."""
+
+    def __init__(
+        self, engine: Engine | None, *, dry_run: bool = True, confirm: str = "", say: Say = print
+    ) -> None:
+        super().__init__(engine, say=say)
+        self.dry_run = dry_run
+        self.confirm = confirm
+        self.verification: Checks | None = None
+
+    def _open_engine(self, data_dir: str | Path | None, dry_run: object, confirm: object) -> str:
+        """Check ``dry_run`` and ``confirm``, open the engine on ``data_dir``; return the mode
+        for the runbook's opening line. Raises InvalidInput or ConfigError."""
+        self.dry_run = check_bool(dry_run, "dry_run")
+        self.confirm = "" if confirm is None else str(confirm)
+        self.engine = engine_for(data_dir)
+        return "DRY RUN (changes nothing)" if self.dry_run else "APPLY (when confirmed)"

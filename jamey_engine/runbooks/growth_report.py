@@ -66,11 +66,6 @@ class GrowthReport(NotebookRunbook):
         report._step("parameters", setup)
         return report
 
-    @property
-    def _engine(self) -> Engine:
-        assert self.engine is not None
-        return self.engine
-
     def index_history(self) -> pd.DataFrame | None:
         """Documents and (estimated) bytes per layer and day, counted from the index now, with a total."""
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from jamey_engine.vault import BackupInfo
 
 
-log = logging.getLogger("jamey_engine.runbooks")
+log = logging.getLogger(__name__)
 
 
 def parse_layers(layer: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

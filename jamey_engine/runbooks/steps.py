@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from jamey_engine.durations import parse_duration
-from jamey_engine.errors import InvalidInput, JameyError
+from jamey_engine.errors import JameyError
 from jamey_engine.growth import format_bytes
-from jamey_engine.runbooks.common import Checks, NotebookRunbook, Say, engine_for
+from jamey_engine.runbooks.common import ChangingRunbook, Checks, Say, check_bool
 from jamey_engine.runbooks.prune import (
     PruneOutcome,
     PrunePlan,
@@ -42,13 +42,7 @@ class _Stop(JameyError):
     """A runbook step decided to stop (a failed preflight or verification)."""
 
 
-def _check_bool(value: object, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{name} {value!r} must be True or False")
-    return value
-
-
-class PruneRunbook(NotebookRunbook):
+class PruneRunbook(ChangingRunbook):
     """The steps of ``notebooks/prune_memories.ipynb``; each prints plainly and returns a table."""
 
     def __init__(
@@ -62,16 +56,13 @@ class PruneRunbook(NotebookRunbook):
         confirm: str = "",
         say: Say = print,
     ) -> None:
-        super().__init__(engine, say=say)
+        super().__init__(engine, dry_run=dry_run, confirm=confirm, say=say)
         self.layers = layers
         self.older_than = older_than
-        self.dry_run = dry_run
         self.backup_first = backup_first
-        self.confirm = confirm
         self.preflight_checks: Checks | None = None
         self.current_plan: PrunePlan | None = None
         self.outcome: PruneOutcome | None = None
-        self.verification: Checks | None = None
 
     @classmethod
     def open(
@@ -92,23 +83,15 @@ class PruneRunbook(NotebookRunbook):
             runbook.layers = parse_layers(layer)
             parse_duration(older_than, field="older_than")
             runbook.older_than = str(older_than).strip().lower()
-            runbook.dry_run = _check_bool(dry_run, "dry_run")
-            runbook.backup_first = _check_bool(backup_first, "backup_first")
-            runbook.confirm = "" if confirm is None else str(confirm)
-            runbook.engine = engine_for(data_dir)
-            mode = "DRY RUN (changes nothing)" if runbook.dry_run else "APPLY (when confirmed)"
+            runbook.backup_first = check_bool(backup_first, "backup_first")
+            mode = runbook._open_engine(data_dir, dry_run, confirm)
             say(
                 f"Prune memories older than {runbook.older_than} from {', '.join(runbook.layers)} "
-                f"in {runbook.engine.settings.data_dir}: {mode}."
+                f"in {runbook._engine.settings.data_dir}: {mode}."
             )
 
         runbook._step("parameters", setup)
         return runbook
-
-    @property
-    def _engine(self) -> Engine:
-        assert self.engine is not None
-        return self.engine
 
     def preflight(self) -> pd.DataFrame | None:
         """Run the preflight checks; any failure stops the runbook."""
@@ -210,7 +193,7 @@ class PruneRunbook(NotebookRunbook):
         return facts
 
 
-class RestoreRunbook(NotebookRunbook):
+class RestoreRunbook(ChangingRunbook):
     """The steps of ``notebooks/restore_backup.ipynb``; each prints plainly and returns a table."""
 
     def __init__(
@@ -222,13 +205,10 @@ class RestoreRunbook(NotebookRunbook):
         confirm: str = "",
         say: Say = print,
     ) -> None:
-        super().__init__(engine, say=say)
+        super().__init__(engine, dry_run=dry_run, confirm=confirm, say=say)
         self.backup_id = backup_id
-        self.dry_run = dry_run
-        self.confirm = confirm
         self.current_plan: RestoreRunPlan | None = None
         self.outcome: RestoreOutcome | None = None
-        self.verification: Checks | None = None
 
     @classmethod
     def open(
@@ -244,23 +224,13 @@ class RestoreRunbook(NotebookRunbook):
         runbook = cls(None, say=say)
 
         def setup() -> None:
-            if not isinstance(dry_run, bool):
-                raise InvalidInput(f"dry_run {dry_run!r} must be True or False")
             runbook.backup_id = "" if backup_id is None else str(backup_id).strip()
-            runbook.dry_run = dry_run
-            runbook.confirm = "" if confirm is None else str(confirm)
-            runbook.engine = engine_for(data_dir)
-            mode = "DRY RUN (changes nothing)" if dry_run else "APPLY (when confirmed)"
+            mode = runbook._open_engine(data_dir, dry_run, confirm)
             which = runbook.backup_id or "the latest backup"
-            say(f"Restore {which} into {runbook.engine.settings.data_dir}: {mode}.")
+            say(f"Restore {which} into {runbook._engine.settings.data_dir}: {mode}.")
 
         runbook._step("parameters", setup)
         return runbook
-
-    @property
-    def _engine(self) -> Engine:
-        assert self.engine is not None
-        return self.engine
 
     def backups(self) -> pd.DataFrame | None:
         """List the backups, newest first."""

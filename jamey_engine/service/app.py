@@ -32,11 +32,13 @@ from jamey_engine.service.auth import (
 )
 from jamey_engine.service.errors import ERROR_RESPONSES, install_error_handler
 from jamey_engine.service.middleware import BodySizeLimit, RateLimitDefaults, ServiceMiddleware
+from jamey_engine.service.routes_admin import router as admin_router
+from jamey_engine.service.routes_memory import router as memory_router
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
 
-log = logging.getLogger("jamey_engine.service")
+log = logging.getLogger(__name__)
 
 common = APIRouter()
 # The event-loop path (verify_cached) never writes, so last-used times are written from here.
@@ -131,18 +133,14 @@ def _warm_up(engine: Engine) -> None:
 
 
 def _flush(engine: Engine) -> None:
-    keys = engine.__dict__.get("keys")
-    if keys is not None:
-        try:
-            keys.flush_last_used()
-        except Exception:
-            log.warning("could not flush key last-used times at shutdown", exc_info=True)
+    try:
+        engine.flush_key_usage()
+    except Exception:
+        log.warning("could not flush key last-used times at shutdown", exc_info=True)
 
 
 def create_app(engine: Engine) -> FastAPI:
     """The service app for ``engine``: a fresh metrics registry, so tests can build many apps."""
-    from jamey_engine.service.routes_admin import router as admin_router
-    from jamey_engine.service.routes_memory import router as memory_router
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

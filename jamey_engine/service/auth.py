@@ -19,14 +19,13 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from jamey_engine.errors import Forbidden, KeyRejected, RateLimited
+from jamey_engine.errors import KeyRejected, RateLimited
+from jamey_engine.keys.scopes import has_scope, require_scope
 from jamey_engine.observability.metrics import ServiceMetrics
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
     from jamey_engine.keys import VerifiedKey
-
-ADMIN = "admin"
 
 
 def extract_token(request: Request) -> str:
@@ -48,11 +47,6 @@ def extract_token(request: Request) -> str:
     if api_key is not None and api_key.strip():
         return api_key.strip()
     raise KeyRejected("missing", "API key required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-
-
-def has_scope(scopes: tuple[str, ...] | list[str], needed: str | None) -> bool:
-    """True when ``scopes`` grant ``needed`` (``admin`` grants everything; None needs no scope)."""
-    return needed is None or needed in scopes or ADMIN in scopes
 
 
 class Authenticator:
@@ -120,9 +114,8 @@ class Authenticator:
                 retry_after=decision.retry_after,
                 scope=limit_scope,
             )
-        if not has_scope(tuple(key.scopes), scope):
-            granted = ", ".join(key.scopes) or "none"
-            raise Forbidden(f"key {key.name!r} lacks the scope {scope!r} (it has: {granted})")
+        if not has_scope(key.scopes, scope):
+            require_scope(key.name, key.scopes, scope)
         return key
 
 
@@ -180,3 +173,9 @@ class KeyedRoute(APIRoute):
 def current_key(request: Request) -> VerifiedKey:
     """The verified key of a request to a keyed route."""
     return request.scope["state"]["key"]
+
+
+def engine_of(request: Request) -> Engine:
+    """The Engine the app was created with."""
+    engine: Engine = request.app.state.engine
+    return engine

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jamey_engine.errors import Busy, JameyError, KeyRejected, RateLimited, Unavailable
 
-log = logging.getLogger("jamey_engine.service")
+log = logging.getLogger(__name__)
 
 
 class ErrorBody(BaseModel):

@@ -20,8 +20,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from jamey_engine.observability.metrics import ServiceMetrics
 from jamey_engine.service.errors import error_response, handle_error
 
-access_log = logging.getLogger("jamey_engine.access")
-log = logging.getLogger("jamey_engine.service")
+# The access log is a channel of its own (one line per request), named for its package.
+access_log = logging.getLogger("jamey_engine.service.access")
+log = logging.getLogger(__name__)
 
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from jamey_engine.durations import parse_duration
-from jamey_engine.service.auth import KeyedRoute, current_key, needs
+from jamey_engine.keys import KeyManager
+from jamey_engine.keys.scopes import SCOPES, Scope
+from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
 from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
 
-Scope = Literal["memory:read", "memory:write", "admin"]
 KeyId = Annotated[str, Path(min_length=1, max_length=64, description="The key's public lookup id.")]
 
 router = APIRouter(
@@ -33,7 +34,7 @@ class CreateKeyBody(BaseModel):
     name: str = Field(
         min_length=1, max_length=100, description="A name people recognise (shown in logs and audit)."
     )
-    scopes: list[Scope] = Field(default=["memory:read"], min_length=1, max_length=3)
+    scopes: list[Scope] = Field(default=["memory:read"], min_length=1, max_length=len(SCOPES))
     rate_limit: str | None = Field(
         default=None, max_length=64, description="Such as 120/minute; default JAMEY_DEFAULT_RATE_LIMIT."
     )
@@ -82,8 +83,8 @@ class AuditList(BaseModel):
     events: list[AuditEntry]
 
 
-def _keys(request: Request) -> Any:
-    return request.app.state.engine.keys
+def _keys(request: Request) -> KeyManager:
+    return engine_of(request).keys
 
 
 def _actor(request: Request) -> str:

@@ -14,18 +14,17 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from jamey_engine.service.auth import KeyedRoute, needs
+from jamey_engine.memory.layers import MAX_QUERY_CHARS, Layer, Order
+from jamey_engine.service.auth import KeyedRoute, engine_of, needs
 from jamey_engine.service.errors import ERROR_RESPONSES
 
-Layer = Literal["short_term", "long_term", "working", "episodic", "semantic"]
 MAX_BATCH_ITEMS = 10_000
-MAX_QUERY_CHARS = 2_000
 
 router = APIRouter(prefix="/memories", tags=["memories"], responses=ERROR_RESPONSES, route_class=KeyedRoute)
 
@@ -78,10 +77,6 @@ class SizesOut(BaseModel):
     total_documents: int
 
 
-def _engine(request: Request) -> Any:
-    return request.app.state.engine
-
-
 def _aware(value: datetime | None) -> datetime | None:
     """Naive timestamps are taken as UTC."""
     if value is not None and value.tzinfo is None:
@@ -111,7 +106,7 @@ async def store_memory(body: StoreBody, request: Request) -> Response:
     """Store one memory; durable when the answer arrives."""
     # Queued from the loop and awaited, not run in a worker thread: 32 concurrent stores would
     # otherwise park 32 threads on one commit and fight over the GIL when it wakes them.
-    memory, committed = _engine(request).memory.store_nowait(
+    memory, committed = engine_of(request).memory.store_nowait(
         body.layer, body.content, timestamp=_aware(body.timestamp)
     )
     await asyncio.wrap_future(committed)
@@ -122,7 +117,7 @@ async def store_memory(body: StoreBody, request: Request) -> Response:
 async def store_batch(body: BatchBody, request: Request) -> Response:
     """Store many memories in one layer, all or none; ids in the order given."""
     items = [{"content": item.content, "timestamp": _aware(item.timestamp)} for item in body.items]
-    ids = await run_in_threadpool(_engine(request).memory.store_batch, body.layer, items)
+    ids = await run_in_threadpool(engine_of(request).memory.store_batch, body.layer, items)
     return _json({"ids": list(ids)}, 201)
 
 
@@ -132,13 +127,13 @@ async def search_memories(
     layer: Annotated[Layer, Query(description="The memory layer to search.")],
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="tantivy query text.")],
     limit: Annotated[int, Query(ge=1, le=1000, description="Most results to return.")] = 10,
-    order: Annotated[Literal["score", "newest"], Query(description="Rank by relevance or time.")] = "score",
+    order: Annotated[Order, Query(description="Rank by relevance or time.")] = "score",
     since: Annotated[datetime | None, Query(description="Only memories at or after this time.")] = None,
     until: Annotated[datetime | None, Query(description="Only memories before this time.")] = None,
 ) -> Response:
     """Search one layer; results best first (or newest first)."""
     found = await run_in_threadpool(
-        _engine(request).memory.search,
+        engine_of(request).memory.search,
         layer,
         q,
         limit=limit,
@@ -152,7 +147,7 @@ async def search_memories(
 @router.get("/sizes", response_model=SizesOut, openapi_extra=needs("memory:read"))
 async def memory_sizes(request: Request) -> SizesOut:
     """Bytes, documents and segments per layer, and the totals."""
-    sizes = await run_in_threadpool(_engine(request).memory.sizes)
+    sizes = await run_in_threadpool(engine_of(request).memory.sizes)
     return SizesOut(
         layers={
             layer: LayerSizeOut(bytes=s.bytes, documents=s.documents, segments=s.segments)
@@ -166,11 +161,11 @@ async def memory_sizes(request: Request) -> SizesOut:
 @router.get("/{layer}/{memory_id}", response_model=MemoryOut, openapi_extra=needs("memory:read"))
 async def get_memory(layer: Layer, memory_id: str, request: Request) -> Response:
     """One memory by layer and id (404 when it does not exist)."""
-    return _json(_memory_json(await run_in_threadpool(_engine(request).memory.get, layer, memory_id)))
+    return _json(_memory_json(await run_in_threadpool(engine_of(request).memory.get, layer, memory_id)))
 
 
 @router.delete("/{layer}/{memory_id}", status_code=204, openapi_extra=needs("memory:write"))
 async def delete_memory(layer: Layer, memory_id: str, request: Request) -> Response:
     """Delete one memory (404 when it does not exist)."""
-    await run_in_threadpool(_engine(request).memory.delete, layer, memory_id)
+    await run_in_threadpool(engine_of(request).memory.delete, layer, memory_id)
     return Response(status_code=204)

@@ -18,7 +18,7 @@ from jamey_engine.durations import utcnow
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
 
-log = logging.getLogger("jamey_engine.schedule")
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = timedelta(minutes=15)
 

@@ -6,7 +6,7 @@ backup and ``RestorePlan`` what a restore changes. Modules: ``archive`` (the .ta
 ``core`` (create, verify, delete, retention), ``restore`` (plan and restore).
 """
 
-from jamey_engine.vault.catalog import BackupInfo
-from jamey_engine.vault.core import RestorePlan, Vault
+from jamey_engine.vault.catalog import BackupInfo, RestorePlan
+from jamey_engine.vault.core import Vault
 
 __all__ = ["BackupInfo", "RestorePlan", "Vault"]

@@ -25,7 +25,7 @@ from typing import Any
 from jamey_engine.fsutil import is_held, remove_tree, write_durably
 from jamey_engine.vault.manifest import ARCHIVE_SUFFIX, Manifest, is_backup_id
 
-log = logging.getLogger("jamey_engine.vault")
+log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"
 TEMP_PREFIX = ".tmp-"
@@ -35,6 +35,22 @@ RESTORE_STAGING_PREFIX = ".restore-staging-"
 RESTORE_PREVIOUS_PREFIX = ".restore-previous-"
 # A verification result being written is a short-lived temporary; older than this it is stale.
 STALE_TEMP_SECONDS = 60.0
+
+
+KEYS_TABLE = "api_keys"
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What a restore changes: documents per layer and key count, ``(now, in the backup)``."""
+
+    backup_id: str
+    layers: dict[str, tuple[int, int]]
+    keys: tuple[int, int]
+    tables: dict[str, tuple[int, int]] | None = None
+    safety_backup_id: str | None = None
+    dry_run: bool = True
+    switched_at: float | None = None  # epoch seconds when the new layers were installed
 
 
 @dataclass(frozen=True)

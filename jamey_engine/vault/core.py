@@ -13,19 +13,19 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jamey_engine import __version__
+from jamey_engine import __version__, oplog
 from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import BackupCorrupt, InvalidInput, JameyError, NotFound, Unavailable
 from jamey_engine.fsutil import fsync_path, is_no_space, lock_new_file, remove_tree
 from jamey_engine.progress import Progress, no_progress
+from jamey_engine.vault import restore as restore_steps
 from jamey_engine.vault.archive import ArchiveWriter, ScanResult, scan_archive
-from jamey_engine.vault.catalog import BackupInfo, Catalog
+from jamey_engine.vault.catalog import KEYS_TABLE, BackupInfo, Catalog, RestorePlan
 from jamey_engine.vault.manifest import (
     DATABASE_NAME,
     MANIFEST_NAME,
@@ -40,22 +40,7 @@ if TYPE_CHECKING:
     from jamey_engine.events import EventPublisher
     from jamey_engine.memory import MemoryStore
 
-log = logging.getLogger("jamey_engine.vault")
-
-KEYS_TABLE = "api_keys"
-
-
-@dataclass(frozen=True)
-class RestorePlan:
-    """What a restore changes: documents per layer and key count, ``(now, in the backup)``."""
-
-    backup_id: str
-    layers: dict[str, tuple[int, int]]
-    keys: tuple[int, int]
-    tables: dict[str, tuple[int, int]] | None = None
-    safety_backup_id: str | None = None
-    dry_run: bool = True
-    switched_at: float | None = None  # epoch seconds when the new layers were installed
+log = logging.getLogger(__name__)
 
 
 def _walk_files(root: Path) -> Iterator[Path]:
@@ -92,18 +77,10 @@ class Vault:
         self.catalog = Catalog(settings.backup_dir, settings.data_dir)
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def _record(self, kind: str, status: str, started: float, **fields: Any) -> None:
-        duration = time.monotonic() - started
-        try:
-            from jamey_engine.oplog import record_operation
-
-            record_operation(self.db, kind, status, duration, **fields)
-        except Exception:  # the database may be what failed; never hide the real error
-            log.warning("could not record the %s %s in the operation log", kind, status, exc_info=True)
-        if self.events is not None:
-            payload = {"status": status, "duration_seconds": round(duration, 3)}
-            payload.update({k: v for k, v in fields.items() if v is not None})
-            self.events.publish(kind, payload)
+    def record(self, kind: str, status: str, started: float, **fields: Any) -> None:
+        """Record one vault operation (backup, restore, delete) that began at ``started``
+        (monotonic seconds) in the operation log, and publish its event; best effort."""
+        oplog.record(self.db, self.events, kind, status, time.monotonic() - started, **fields)
 
     # -- create --------------------------------------------------------------------------------
     def create(
@@ -122,9 +99,9 @@ class Vault:
             info = self._create(progress or no_progress, label)
         except BaseException as err:
             detail = err.message if isinstance(err, JameyError) else f"{type(err).__name__}: {err}"
-            self._record("backup", "failure", started, detail=detail, actor=actor)
+            self.record("backup", "failure", started, detail=detail, actor=actor)
             raise
-        self._record("backup", "success", started, size_bytes=info.size_bytes, detail=info.id, actor=actor)
+        self.record("backup", "success", started, size_bytes=info.size_bytes, detail=info.id, actor=actor)
         return info
 
     def _create(self, progress: Progress, label: str) -> BackupInfo:
@@ -345,7 +322,7 @@ class Vault:
         self.catalog.sidecar_path(backup_id).unlink(missing_ok=True)
         fsync_path(self.settings.backup_dir)
         log.info("backup %s deleted", backup_id)
-        self._record("delete", "success", started, size_bytes=info.size_bytes, detail=backup_id, actor=actor)
+        self.record("delete", "success", started, size_bytes=info.size_bytes, detail=backup_id, actor=actor)
 
     def retain(
         self, keep_last: int | None = None, keep_days: int | None = None, *, actor: str | None = None
@@ -386,9 +363,7 @@ class Vault:
 
         Raises InvalidInput for a malformed id and NotFound for an unknown backup.
         """
-        from jamey_engine.vault.restore import plan_restore
-
-        return plan_restore(self, backup_id)
+        return restore_steps.plan_restore(self, backup_id)
 
     def restore(
         self,
@@ -402,6 +377,6 @@ class Vault:
 
         See ``jamey_engine.vault.restore.restore`` for the steps and guarantees.
         """
-        from jamey_engine.vault.restore import restore
-
-        return restore(self, backup_id, progress=progress, safety_backup=safety_backup, actor=actor)
+        return restore_steps.restore(
+            self, backup_id, progress=progress, safety_backup=safety_backup, actor=actor
+        )

@@ -25,6 +25,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,20 +33,24 @@ import sqlalchemy as sa
 
 from jamey_engine.errors import BackupCorrupt, Busy, JameyError, Unavailable
 from jamey_engine.fsutil import is_no_space, remove_tree
+from jamey_engine.models import Operation
 from jamey_engine.progress import Progress, no_progress
-from jamey_engine.vault.catalog import RESTORE_PREVIOUS_PREFIX, RESTORE_STAGING_PREFIX
+from jamey_engine.vault.catalog import (
+    KEYS_TABLE,
+    RESTORE_PREVIOUS_PREFIX,
+    RESTORE_STAGING_PREFIX,
+    RestorePlan,
+)
 from jamey_engine.vault.manifest import DATABASE_NAME, Manifest, check_backup_id
 
 if TYPE_CHECKING:
-    from jamey_engine.vault.core import RestorePlan, Vault
+    from jamey_engine.vault.core import Vault
 
 LOCK_NAME = ".restore.lock"
 
 
 def plan_restore(vault: Vault, backup_id: str) -> RestorePlan:
     """Documents per layer, keys and rows per table, now against the backup. Changes nothing."""
-    from jamey_engine.vault.core import KEYS_TABLE, RestorePlan
-
     info = vault.get(backup_id)
     sizes = vault.memory.sizes()
     now_docs = {layer: size.documents for layer, size in sizes.layers.items()}
@@ -123,8 +128,6 @@ def _switch(vault: Vault, rows: dict[str, list[dict[str, Any]]], layers_dir: Pat
     The operation log is kept as it is: it is the history of what happened (it feeds the
     /metrics counters), so a restore brings back keys and their audit trail, not old history.
     """
-    from jamey_engine.models import Operation
-
     kept = {"operations": Operation.__table__}
     # Hard links of the current layers: the way back if the database commit fails after the switch.
     vault.memory.snapshot(previous)
@@ -177,18 +180,16 @@ def restore(
         plan = _restore(vault, check_backup_id(backup_id), progress or no_progress, safety_backup, actor)
     except BaseException as err:
         detail = err.message if isinstance(err, JameyError) else f"{type(err).__name__}: {err}"
-        vault._record("restore", "failure", started, detail=f"{backup_id}: {detail}", actor=actor)
+        vault.record("restore", "failure", started, detail=f"{backup_id}: {detail}", actor=actor)
         raise
     info = vault.get(backup_id)
-    vault._record("restore", "success", started, size_bytes=info.size_bytes, detail=backup_id, actor=actor)
+    vault.record("restore", "success", started, size_bytes=info.size_bytes, detail=backup_id, actor=actor)
     return plan
 
 
 def _restore(
     vault: Vault, backup_id: str, progress: Progress, safety_backup: bool, actor: str | None
 ) -> RestorePlan:
-    from dataclasses import replace
-
     data_dir = vault.settings.data_dir
     plan = plan_restore(vault, backup_id)
     with _restore_lock(data_dir):

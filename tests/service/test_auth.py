@@ -12,7 +12,7 @@ from helpers import threads_started_by_this_thread
 from service_support import Persona, TestClient, make_persona, sample
 
 from jamey_engine.engine import Engine
-from jamey_engine.service.auth import has_scope
+from jamey_engine.keys.scopes import has_scope
 
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 

@@ -43,7 +43,7 @@ def test_a_failed_run_is_logged_and_shows_in_metrics(
     try:
         registry = build_registry(engine)
         scheduler = BackupScheduler(engine, timedelta(hours=1))
-        with caplog.at_level(logging.ERROR, logger="jamey_engine.schedule"):
+        with caplog.at_level(logging.ERROR, logger="jamey_engine.service.scheduler"):
             assert scheduler.run_once() is False
         assert scheduler.failures == 1
         assert any("scheduled backup failed" in r.getMessage() for r in caplog.records)

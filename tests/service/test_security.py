@@ -63,8 +63,8 @@ def test_no_log_line_contains_a_key_or_its_secret(
 def test_the_access_log_names_the_key_and_route_but_not_the_query(
     client: TestClient, reader_key: Persona, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="jamey_engine.access")
+    caplog.set_level(logging.INFO, logger="jamey_engine.service.access")
     client.get("/whoami?token=should-not-be-logged", headers=reader_key.headers)
-    lines = [r.getMessage() for r in caplog.records if r.name == "jamey_engine.access"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "jamey_engine.service.access"]
     assert any('"GET /whoami" 200' in line and f"key={reader_key.name}" in line for line in lines), lines
     assert not any("should-not-be-logged" in line for line in lines)

@@ -13,7 +13,10 @@ import pytest
 from helpers import free_port
 
 from jamey_engine.errors import InvalidInput
-from workbench_ui.session import CUSTOM, chart_for_alert, check_health, resolve_range, runbook_section
+from jamey_engine.observability.dashboards import chart_for_alert
+from jamey_engine.runbooks.links import runbook_section
+from workbench_ui.health import check_health
+from workbench_ui.timerange import CUSTOM, resolve_range
 
 NOW = datetime(2026, 3, 1, 12, 0, 7, tzinfo=UTC)
 

@@ -1,0 +1,60 @@
+"""Scopes: what a key may do, defined once for the engine, the CLI, the HTTP API and the workbench.
+
+``admin`` grants every scope. ``ops:write`` grants ``ops:read``. The other scopes grant only
+themselves. Front doors never compare scope strings themselves: they call :func:`has_scope` or
+:func:`require_scope`, so one rule decides everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal, get_args
+
+from jamey_engine.errors import Forbidden
+
+Scope = Literal["memory:read", "memory:write", "alerts:write", "ops:read", "ops:write", "admin"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+ADMIN: Scope = "admin"
+
+SCOPE_DESCRIPTIONS: dict[str, str] = {
+    "memory:read": "search and read memories through the HTTP API",
+    "memory:write": "store and delete memories through the HTTP API",
+    "alerts:write": "deliver Alertmanager notifications to the webhook receiver",
+    "ops:read": "sign in to the workbench and view dashboards, alerts, memory, backups and runbooks",
+    "ops:write": "ops:read, and operate: run runbooks, silence alerts, create backups, prune, apply retention",
+    "admin": "everything: keys, restores, deleting backups, retention policies, and every other scope",
+}
+
+# What each scope grants besides itself.
+_IMPLIES: dict[str, frozenset[str]] = {
+    "ops:write": frozenset({"ops:read"}),
+    "admin": frozenset(SCOPES),
+}
+
+
+def granted(scopes: Iterable[str]) -> frozenset[str]:
+    """Every scope that ``scopes`` grant, the implied ones included."""
+    result: set[str] = set()
+    for scope in scopes:
+        result.add(scope)
+        result |= _IMPLIES.get(scope, frozenset())
+    return frozenset(result)
+
+
+def has_scope(scopes: Iterable[str], needed: str | None) -> bool:
+    """True when ``scopes`` grant ``needed`` (None needs no scope). Cheap: it is on every request."""
+    if needed is None:
+        return True
+    held = scopes if isinstance(scopes, tuple | list | set | frozenset) else tuple(scopes)
+    return needed in held or ADMIN in held or any(needed in _IMPLIES.get(scope, ()) for scope in held)
+
+
+def require_scope(name: str, scopes: Iterable[str], needed: str | None) -> None:
+    """Raise Forbidden, naming the key, the scope it lacks and what it has, unless ``scopes``
+    grant ``needed``."""
+    held = tuple(scopes)
+    if not has_scope(held, needed):
+        raise Forbidden(
+            f"key {name!r} lacks the scope {needed!r} (it has: {', '.join(held) or 'none'}); "
+            f"{needed} lets a key {SCOPE_DESCRIPTIONS.get(str(needed), 'do this')}."
+        )
