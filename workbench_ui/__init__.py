@@ -18,9 +18,10 @@ import streamlit as st
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Forbidden, JameyError, KeyRejected
+from jamey_engine.keys.scopes import SCOPE_DESCRIPTIONS, require_scope
 from jamey_engine.observability.promql import PromQuery
 from jamey_engine.progress import Progress
-from workbench_ui.session import SessionExpired, WorkbenchSession
+from workbench_ui.session import ADMIN_SCOPE, SessionExpired, WorkbenchSession
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def active_session() -> WorkbenchSession | None:
     return session
 
 
-def require_session() -> WorkbenchSession:
+def require_session(needs: str | None = None) -> WorkbenchSession:
     """Every page but sign-in starts with this: without a live session it shows the sign-in
     form in place of the page and stops, so no page is reachable without an admin key, however
     it was requested. The key is checked again on every page run, so a revoked key stops at
@@ -160,6 +161,12 @@ def require_session() -> WorkbenchSession:
         sign_in_form()
         st.stop()
     assert session is not None
+    if needs is not None and not session.can(needs):
+        st.error(
+            f"This page needs the **{needs}** scope ({SCOPE_DESCRIPTIONS.get(needs, needs)}); "
+            f"your key has {', '.join(session.scopes) or 'no scope'}."
+        )
+        st.stop()
     with st.sidebar:
         st.caption(f"Signed in as **{session.actor}**")
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
@@ -220,11 +227,13 @@ def sign_out(notice: str | None = None) -> None:
         st.session_state[NOTICE_KEY] = notice
 
 
-def authorize() -> str:
-    """Check the session and its key again before an admin action; return the actor name.
+def authorize(needs: str = ADMIN_SCOPE) -> str:
+    """Check the session and its key again before an action that needs the ``needs`` scope;
+    return the actor name.
 
-    A key revoked, expired or stripped of the admin scope since sign-in (or an idle session)
-    signs the session out and reruns to the sign-in page with the reason.
+    A key revoked, expired or stripped of the sign-in scope since sign-in (or an idle session)
+    signs the session out and reruns to the sign-in page with the reason. A key that is valid
+    but lacks ``needs`` raises Forbidden (shown by :func:`shown_errors` as a one-line error).
     """
     session = current_session()
     if session is None:
@@ -232,11 +241,13 @@ def authorize() -> str:
         st.rerun()
     assert session is not None
     try:
-        return session.authorize(engine().keys)
+        actor = session.authorize(engine().keys)
     except (KeyRejected, Forbidden) as err:
         sign_out(f"Signed out: {err.message}")
         st.rerun()
         raise  # unreachable: st.rerun raises
+    require_scope(actor, session.scopes, needs)
+    return actor
 
 
 @contextmanager

@@ -14,8 +14,11 @@ from typing import Any, Protocol
 
 from jamey_engine.durations import format_duration, utcnow
 from jamey_engine.errors import Forbidden, KeyRejected
+from jamey_engine.keys.scopes import has_scope
 
 ADMIN_SCOPE = "admin"
+# The scope a key needs to sign in at all; each page and action then asks for its own.
+SIGN_IN_SCOPE = ADMIN_SCOPE
 
 
 class _Verified(Protocol):
@@ -40,11 +43,11 @@ class SessionExpired(KeyRejected):
         )
 
 
-def _require_admin(verified: _Verified) -> None:
-    if ADMIN_SCOPE not in tuple(verified.scopes):
+def _require(verified: _Verified, needs: str) -> None:
+    if not has_scope(tuple(verified.scopes), needs):
         raise Forbidden(
-            f"Key {verified.name!r} has scopes {', '.join(verified.scopes) or '(none)'}; the workbench needs "
-            "an admin key (jamey keys create --name <name> --scope admin)."
+            f"Key {verified.name!r} has scopes {', '.join(verified.scopes) or '(none)'}; this needs "
+            f"the {needs} scope (jamey keys create --name <name> --scope {needs})."
         )
 
 
@@ -62,6 +65,7 @@ class WorkbenchSession:
     idle_timeout: timedelta
     signed_in_at: datetime
     last_active: datetime
+    scopes: tuple[str, ...] = ()
 
     @classmethod
     def sign_in(
@@ -76,7 +80,7 @@ class WorkbenchSession:
         if not plaintext:
             raise KeyRejected("missing", "Enter an admin API key to sign in.")
         verified = keys.verify(plaintext)
-        _require_admin(verified)
+        _require(verified, SIGN_IN_SCOPE)
         moment = now or utcnow()
         return cls(
             key=plaintext,
@@ -85,7 +89,13 @@ class WorkbenchSession:
             idle_timeout=idle_timeout,
             signed_in_at=moment,
             last_active=moment,
+            scopes=tuple(verified.scopes),
         )
+
+    def can(self, scope: str) -> bool:
+        """True when the key held scopes granting ``scope`` when last checked (for hiding what
+        the engine would refuse; every action still checks again through :meth:`authorize`)."""
+        return has_scope(self.scopes, scope)
 
     def expired(self, now: datetime | None = None) -> bool:
         """True once the session has been idle for longer than its idle timeout."""
@@ -98,24 +108,26 @@ class WorkbenchSession:
             raise SessionExpired(self.idle_timeout)
         self.last_active = moment
 
-    def check(self, keys: VerifiesKeys, now: datetime | None = None) -> str:
+    def check(self, keys: VerifiesKeys, now: datetime | None = None, needs: str = SIGN_IN_SCOPE) -> str:
         """Check the session and its key without counting as activity (an auto-refresh);
         return the actor name. Raises like :meth:`authorize`."""
         if self.expired(now or utcnow()):
             raise SessionExpired(self.idle_timeout)
         verified = keys.verify(self.key)
-        _require_admin(verified)
+        self.scopes = tuple(verified.scopes)
         self.actor = str(verified.name)
+        _require(verified, SIGN_IN_SCOPE)
+        _require(verified, needs)
         return self.actor
 
-    def authorize(self, keys: VerifiesKeys, now: datetime | None = None) -> str:
+    def authorize(self, keys: VerifiesKeys, now: datetime | None = None, needs: str = SIGN_IN_SCOPE) -> str:
         """Check the session and the key again before an admin action (or a page view), count
         it as activity, and return the actor name.
 
         Raises SessionExpired when idle too long, KeyRejected when the key was revoked or has
-        expired since sign-in, and Forbidden when it no longer has the admin scope.
+        expired since sign-in, and Forbidden when it lacks the sign-in scope or ``needs``.
         """
         moment = now or utcnow()
-        actor = self.check(keys, moment)
+        actor = self.check(keys, moment, needs)
         self.last_active = moment
         return actor

@@ -1,9 +1,52 @@
-"""Runbook links in alert annotations: the section of the repository's Markdown they point at."""
+"""Which runbook answers an alert, and where its form is: the one mapping every front door uses
+(the Alerts page's "Run runbook", the alert rules' ``runbook_url``, notifications). Also the
+section of the repository's Markdown that an older, file-style runbook link points at."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
+
+RUNBOOKS_PAGE = "runbooks"  # the workbench page's URL path
+
+
+@dataclass(frozen=True)
+class RunbookLink:
+    """A runbook to run and the parameters to fill in its form."""
+
+    runbook: str
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+# alert name -> (runbook, {runbook parameter: alert label it is filled from})
+_ALERT_RUNBOOKS: dict[str, tuple[str, dict[str, str]]] = {
+    "JameyMemoryIndexTooLarge": ("prune_memories", {"layer": "layer"}),
+}
+
+
+def runbook_for_alert(alertname: str, labels: Mapping[str, str] | None = None) -> RunbookLink | None:
+    """The runbook that acts on ``alertname``, with parameters filled from the alert's
+    ``labels`` (a label that is missing leaves its parameter to the runbook's default); None when
+    no runbook answers this alert."""
+    found = _ALERT_RUNBOOKS.get(alertname)
+    if found is None:
+        return None
+    runbook, from_labels = found
+    given = labels or {}
+    return RunbookLink(
+        runbook, {param: str(given[label]) for param, label in from_labels.items() if label in given}
+    )
+
+
+def runbook_page_url(base_url: str, link: RunbookLink) -> str:
+    """The workbench URL that opens the Runbooks page with ``link``'s runbook chosen and its
+    parameters filled: ``<base>/runbooks?runbook=prune_memories&layer=episodic``."""
+    query = urlencode({"runbook": link.runbook, **link.parameters})
+    return f"{base_url.rstrip('/')}/{RUNBOOKS_PAGE}?{query}"
+
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 

@@ -92,3 +92,15 @@ def test_check_verifies_without_counting_as_activity(fast_engine: Engine) -> Non
     fast_engine.keys.revoke(created.id, actor="test")
     with pytest.raises(KeyRejected):
         session.check(fast_engine.keys, now=start + timedelta(minutes=21))
+
+
+
+def test_a_session_knows_its_keys_scopes_and_checks_the_one_an_action_needs(engine: Engine) -> None:
+    created = engine.keys.create("operator", scopes=("admin",), actor="test")
+    session = WorkbenchSession.sign_in(engine.keys, created.key, timedelta(minutes=5))
+    assert session.scopes == ("admin",)
+    assert session.can("ops:write") and session.can("ops:read") and session.can("admin")
+    assert session.authorize(engine.keys, needs="ops:write") == "operator"
+    reader = engine.keys.create("reader", scopes=("memory:read",), actor="test")
+    with pytest.raises(Forbidden, match="memory:read"):
+        WorkbenchSession.sign_in(engine.keys, reader.key, timedelta(minutes=5))

@@ -197,3 +197,14 @@ def test_the_real_readme_has_every_runbook_the_alert_rules_link() -> None:
     for link in sorted(links):
         if link.startswith("README.md#"):
             assert runbook_section(link, repo), f"{link} names no README section"
+
+
+def test_an_index_size_alert_opens_the_prune_runbook_for_its_layer() -> None:
+    from jamey_engine.runbooks.links import RunbookLink, runbook_for_alert, runbook_page_url
+
+    link = runbook_for_alert("JameyMemoryIndexTooLarge", {"layer": "episodic", "severity": "warning"})
+    assert link == RunbookLink("prune_memories", {"layer": "episodic"})
+    assert runbook_page_url("http://127.0.0.1:8501/", link) == (
+        "http://127.0.0.1:8501/runbooks?runbook=prune_memories&layer=episodic"
+    )
+    assert runbook_for_alert("JameyHighLatency", {}) is None
