@@ -94,7 +94,6 @@ def test_check_verifies_without_counting_as_activity(fast_engine: Engine) -> Non
         session.check(fast_engine.keys, now=start + timedelta(minutes=21))
 
 
-
 def test_a_session_knows_its_keys_scopes_and_checks_the_one_an_action_needs(engine: Engine) -> None:
     created = engine.keys.create("operator", scopes=("admin",), actor="test")
     session = WorkbenchSession.sign_in(engine.keys, created.key, timedelta(minutes=5))
