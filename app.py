@@ -1,9 +1,11 @@
 """The Jamey ops workbench: `streamlit run app.py` (or `make run`).
 
-Every page but sign-in needs an admin-scoped API key: each page starts with
-``workbench_ui.require_session()``, which shows the sign-in form instead of the page until
-an admin key is entered. The session signs out after JAMEY_WORKBENCH_IDLE_TIMEOUT without
-activity, and each admin action checks the key again.
+Every page but sign-in needs a key with ``ops:read`` (view), ``ops:write`` (view and operate)
+or ``admin`` (everything): each page starts with ``workbench_ui.require_session(scope)``, which
+shows the sign-in form until a key is entered, and says which scope the page needs when the key
+lacks it. The menu lists only the pages the key may open; a deep link to another still resolves,
+to that message. The session signs out after JAMEY_WORKBENCH_IDLE_TIMEOUT without activity, and
+each action checks the key and its scope again.
 """
 
 from __future__ import annotations
@@ -41,25 +43,30 @@ try:
 except JameyError:  # the page's own guard says what failed; the menu simply stays hidden
     session = None
 signin = _page("signin", "Sign in", ":material/login:", default=session is None)
-sections = {
+# (page, the scope it needs) by menu section; the pages check the same scope themselves.
+sections: dict[str, list[tuple[st.Page, str]]] = {
     "Operations": [
-        _page("overview", "Overview", ":material/monitor_heart:", default=session is not None),
-        _page("dashboards", "Dashboards", ":material/monitoring:"),
-        _page("alerts", "Alerts", ":material/notifications_active:"),
+        (_page("overview", "Overview", ":material/monitor_heart:", default=session is not None), "ops:read"),
+        (_page("dashboards", "Dashboards", ":material/monitoring:"), "ops:read"),
+        (_page("alerts", "Alerts", ":material/notifications_active:"), "ops:read"),
     ],
     "Administration": [
-        _page("keys", "API keys", ":material/key:"),
-        _page("memory", "Memory", ":material/database:"),
-        _page("backups", "Backups", ":material/backup:"),
+        (_page("keys", "API keys", ":material/key:"), "admin"),
+        (_page("memory", "Memory", ":material/database:"), "ops:read"),
+        (_page("backups", "Backups", ":material/backup:"), "ops:read"),
     ],
 }
-if session is None:
-    # Signed out: no menu. A deep link still resolves to its page, whose guard shows the
-    # sign-in form and, once signed in, the page itself.
-    navigation = st.navigation(
-        [signin, *sections["Operations"], *sections["Administration"]], position="hidden"
-    )
-else:
-    navigation = st.navigation(sections)
+every_page = [signin, *(page for pages in sections.values() for page, _ in pages)]
+# Every page is registered (so any deep link resolves to its page, whose guard explains), and
+# the menu is drawn by hand with only the pages this key may open.
+navigation = st.navigation(every_page, position="hidden")
+if session is not None:
+    with st.sidebar:
+        for title, pages in sections.items():
+            allowed = [page for page, needs in pages if session.can(needs)]
+            if allowed:
+                st.caption(title)
+                for page in allowed:
+                    st.page_link(page)
 
 navigation.run()

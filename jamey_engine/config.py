@@ -219,6 +219,20 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_float,
     ),
     Setting(
+        "JAMEY_KEY_STALE_DAYS",
+        "key_stale_days",
+        "90",
+        "A working key unused for this many days is flagged stale on the keys page and by `jamey keys stale`.",
+        _positive_int,
+    ),
+    Setting(
+        "JAMEY_KEY_ROTATE_DAYS",
+        "key_rotate_days",
+        "180",
+        "A working key older than this many days (since it was created or last rotated) is flagged for rotation.",
+        _positive_int,
+    ),
+    Setting(
         "JAMEY_MAX_CONTENT_BYTES",
         "max_content_bytes",
         "65536",
@@ -316,6 +330,8 @@ class Settings:
     rate_limit_failure: str
     key_pepper: str
     key_cache_seconds: float
+    key_stale_days: int
+    key_rotate_days: int
     max_content_bytes: int
     max_body_bytes: int
     lock_timeout: float

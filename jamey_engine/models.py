@@ -100,6 +100,24 @@ class Operation(Base):
     actor: Mapped[str | None] = mapped_column(String(100))  # who ran it: a key's name, cli, schedule…
 
 
+class KeyUsage(Base):
+    """Requests answered for one key in one hour, by outcome: the per-key traffic an admin reads.
+
+    Written in batches by every service process (added, never overwritten), so the totals are
+    right with the database alone, whichever worker answered.
+    """
+
+    __tablename__ = "key_usage"
+    __table_args__ = (Index("ix_key_usage_hour", "hour"),)
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    rate_limited: Mapped[int] = mapped_column(BigInteger, default=0)  # answered 429
+    client_errors: Mapped[int] = mapped_column(BigInteger, default=0)  # other 4xx
+    server_errors: Mapped[int] = mapped_column(BigInteger, default=0)  # 5xx
+
+
 TABLES: tuple[Table, ...] = (
     cast(Table, ApiKey.__table__),
     cast(Table, KeyEvent.__table__),

@@ -12,7 +12,7 @@ import workbench_ui as ui
 from jamey_engine.observability.dashboards import chart_for_alert
 from jamey_engine.runbooks.links import runbook_section
 
-ui.require_session()
+ui.require_session("ops:read")
 st.title("Alerts")
 REPO = Path(__file__).resolve().parents[1]
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}

@@ -17,7 +17,7 @@ FLASH = "backups_flash"  # a success message to show after a rerun
 PLAN = "backups_restore_plan"  # (backup_id, rows) of the last restore dry run
 PENDING_DELETE = "backups_pending_delete"
 
-ui.require_session()
+ui.require_session("ops:read")
 st.title("Backups")
 engine = ui.engine()
 
@@ -27,8 +27,10 @@ if flash:
 
 # --- create ---------------------------------------------------------------------------------
 with ui.shown_errors("The backup"):
-    if st.button("Create a backup now", type="primary", key="backup_create", icon=":material/backup:"):
-        actor = ui.authorize()
+    if ui.can("ops:write") and st.button(
+        "Create a backup now", type="primary", key="backup_create", icon=":material/backup:"
+    ):
+        actor = ui.authorize("ops:write")
         info = engine.vault.create(progress=ui.progress_bar("Backing up…"), actor=actor)
         st.session_state[FLASH] = (
             f"Backup {info.id} created: {charts.format_value(info.size_bytes, 'bytes')}, "
@@ -82,7 +84,7 @@ def _confirm_delete(backup_id: str) -> None:
         st.rerun()
     if yes.button("Yes, delete", type="primary", key="delete_yes"):
         with ui.shown_errors(f"Deleting {backup_id}"):
-            actor = ui.authorize()
+            actor = ui.authorize("admin")
             engine.vault.delete(backup_id, actor=actor)
             st.session_state[FLASH] = f"Deleted backup {backup_id}."
             _clear_delete()
@@ -94,12 +96,12 @@ if ids:
     chosen = st.selectbox("Backup", ids, key="backup_chosen")
     v, p, d = st.columns(3)
     with ui.shown_errors("Verification"):
-        if v.button("Verify", key="backup_verify", icon=":material/verified:"):
-            ui.authorize()
+        if ui.can("ops:write") and v.button("Verify", key="backup_verify", icon=":material/verified:"):
+            ui.authorize("ops:write")
             checked = engine.vault.verify(chosen, progress=ui.progress_bar("Verifying…"))
             st.success(f"Backup {checked.id} verified: {checked.status}.")
     with ui.shown_errors("The restore dry run"):
-        if p.button("Plan a restore", key="backup_plan", icon=":material/restore:"):
+        if ui.can("admin") and p.button("Plan a restore", key="backup_plan", icon=":material/restore:"):
             plan = engine.vault.plan_restore(chosen)
             rows = [
                 {
@@ -119,7 +121,7 @@ if ids:
                 }
             )
             st.session_state[PLAN] = (plan.backup_id, rows)
-    if d.button("Delete…", key="backup_delete", icon=":material/delete:"):
+    if ui.can("admin") and d.button("Delete…", key="backup_delete", icon=":material/delete:"):
         st.session_state[PENDING_DELETE] = chosen
 
     plan_state = st.session_state.get(PLAN)
@@ -140,7 +142,7 @@ if ids:
                     raise InvalidInput(
                         f"Typed {typed.strip()!r}, which is not the backup id {plan_id}; nothing restored."
                     )
-                actor = ui.authorize()
+                actor = ui.authorize("admin")
                 engine.vault.restore(plan_id, progress=ui.progress_bar("Restoring…"), actor=actor)
                 st.session_state.pop(PLAN, None)
                 st.session_state[FLASH] = f"Restored backup {plan_id}."
@@ -153,6 +155,9 @@ if pending_delete:
 # --- retention ------------------------------------------------------------------------------
 with ui.shown_errors("Retention"):
     st.subheader("Retention")
+    if not ui.can("admin"):
+        st.caption("Changing backup retention needs the admin scope.")
+        ui.stop_section()
     current = ui.settings()
     with st.form("retention"):
         r1, r2 = st.columns(2)
@@ -176,7 +181,7 @@ with ui.shown_errors("Retention"):
     if apply:
         if not keep_last and not keep_days:
             raise InvalidInput("Set at least one rule: keep the newest N, or keep days > 0.")
-        actor = ui.authorize()
+        actor = ui.authorize("admin")
         deleted = engine.vault.retain(
             keep_last=int(keep_last) or None, keep_days=int(keep_days) or None, actor=actor
         )

@@ -20,7 +20,7 @@ from workbench_ui.timerange import CUSTOM, DEFAULT_PRESET, PRESETS, TimeRange, r
 REFRESH_CHOICES = ("off", "10s", "30s", "1m", "5m")
 CHART_SPECS = chart_specs()
 
-ui.require_session()
+ui.require_session("ops:read")
 st.title("Dashboards")
 params = st.query_params
 

@@ -1,23 +1,28 @@
-"""API keys: create (shown once), list with filters, rotate and revoke behind confirmations,
-and the audit trail. Every change is checked against the signed-in key first and audited
-with its name as the actor."""
+"""API keys: create (shown once), list with usage sparklines, hygiene flags and filters, per-key
+traffic and top keys, rotate and revoke (one, or the stale ones in bulk) behind confirmations,
+and the audit trail. Every change is checked against the signed-in key first and audited with
+its name as the actor."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 import workbench_ui as ui
 from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput
-from jamey_engine.keys import SCOPES, STATUSES
+from jamey_engine.keys import SCOPE_DESCRIPTIONS, SCOPES, STATUSES
+from jamey_engine.keys.usage import FLAGS, hourly_counts, usage_series
 
 PENDING = "keys_pending"  # ("rotate" | "revoke", key_id, name, grace text)
+BULK = "keys_bulk_revoke"  # [(key_id, name)] waiting for the bulk-revoke confirmation
+RANGES = {"24 hours": 1, "7 days": 7, "30 days": 30}
 NEW_SECRET = "keys_new_secret"  # noqa: S105 -- a session-state key; (label, plaintext) to show once after a rerun
 
-session = ui.require_session()
+session = ui.require_session("admin")
 st.title("API keys")
 engine = ui.engine()
 
@@ -36,7 +41,14 @@ if shown:
 with st.expander("Create a key", expanded=True), ui.shown_errors("Creating the key"):
     with st.form("create_key", clear_on_submit=False):
         name = st.text_input("Name", key="create_name", help="Who or what uses the key, e.g. ingest-bot")
-        scopes = st.multiselect("Scopes", SCOPES, default=["memory:read"], key="create_scopes")
+        scopes = st.multiselect(
+            "Scopes",
+            SCOPES,
+            default=["memory:read"],
+            key="create_scopes",
+            format_func=lambda scope: f"{scope}: {SCOPE_DESCRIPTIONS[scope]}",
+            help="  \n".join(f"**{scope}**: {SCOPE_DESCRIPTIONS[scope]}" for scope in SCOPES),
+        )
         left, right = st.columns(2)
         rate_limit = left.text_input(
             "Rate limit",
@@ -65,7 +77,7 @@ with st.expander("Create a key", expanded=True), ui.shown_errors("Creating the k
             for problem in problems:
                 st.error(problem)
         else:
-            actor = ui.authorize()
+            actor = ui.authorize("admin")
             created = engine.keys.create(
                 clean_name,
                 scopes=tuple(scopes),
@@ -77,18 +89,33 @@ with st.expander("Create a key", expanded=True), ui.shown_errors("Creating the k
 
 # --- the table ------------------------------------------------------------------------------
 keys: list = []
+flags_by_key: dict[str, tuple[str, ...]] = {}
 with ui.shown_errors("Listing the keys"):
     keys = engine.keys.list()
+    flags_by_key = {info.id: flags for info, flags in engine.keys.hygiene()}
+    now = utcnow()
+    day_ago = now - timedelta(hours=23)
+    recent = usage_series(engine.db, day_ago, now)
     st.subheader(f"Keys ({len(keys)})")
-    f1, f2, f3 = st.columns([2, 2, 3])
+    f1, f2, f3, f4 = st.columns([2, 2, 2, 3])
     statuses = f1.multiselect("Status", STATUSES, default=[], key="filter_status", placeholder="any")
     scope_filter = f2.multiselect("Scope", SCOPES, default=[], key="filter_scope", placeholder="any")
-    text = f3.text_input("Name or id contains", key="filter_text")
+    flag_filter = f3.multiselect(
+        "Hygiene",
+        list(FLAGS),
+        default=[],
+        key="filter_flag",
+        placeholder="any",
+        format_func=FLAGS.__getitem__,
+    )
+    text = f4.text_input("Name or id contains", key="filter_text")
     rows = [
         {
             "name": k.name,
             "id": k.id,
             "status": k.status,
+            "requests, 24 h": hourly_counts(recent, k.id, day_ago, 24),
+            "hygiene": ", ".join(FLAGS[flag] for flag in flags_by_key.get(k.id, ())),
             "scopes": ", ".join(k.scopes),
             "rate limit": k.rate_limit,
             "last used": k.last_used_at,
@@ -100,12 +127,72 @@ with ui.shown_errors("Listing the keys"):
         for k in keys
         if (not statuses or k.status in statuses)
         and (not scope_filter or set(scope_filter) & set(k.scopes))
+        and (not flag_filter or set(flag_filter) & set(flags_by_key.get(k.id, ())))
         and (not text or text.lower() in k.name.lower() or text.lower() in k.id.lower())
     ]
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.dataframe(
+            pd.DataFrame(rows),
+            hide_index=True,
+            width="stretch",
+            column_config={"requests, 24 h": st.column_config.LineChartColumn("requests, 24 h", y_min=0)},
+        )
     else:
         st.info("No key matches the filters." if keys else "No keys yet. Create one above.")
+
+# --- usage ----------------------------------------------------------------------------------
+with ui.shown_errors("Reading the key usage"):
+    st.subheader("Usage")
+    range_label = st.segmented_control("Range", list(RANGES), default="24 hours", key="usage_range")
+    days = RANGES.get(str(range_label), 1)
+    usage = pd.DataFrame(engine.keys.usage_report(days))
+    if usage.empty or not usage["requests"].any():
+        st.caption("No requests counted in this range.")
+    else:
+        top1, top2 = st.columns(2)
+        columns = ["name", "id", "requests", "rate_limited", "errors"]
+        top1.markdown("**Top keys by requests**")
+        top1.dataframe(usage.nlargest(5, "requests")[columns], hide_index=True, width="stretch")
+        top2.markdown("**Top keys by 429s**")
+        throttled = usage[usage["rate_limited"] > 0]
+        if throttled.empty:
+            top2.caption("No key was rate limited in this range.")
+        else:
+            top2.dataframe(throttled.nlargest(5, "rate_limited")[columns], hide_index=True, width="stretch")
+
+    by_label = {f"{k.name} ({k.id})": k for k in keys}
+    if by_label:
+        detail_label = st.selectbox("Key detail", list(by_label), key="detail_key")
+        info = by_label[detail_label] if detail_label else None
+        if info is not None:
+            facts = {
+                "scopes": ", ".join(info.scopes),
+                "rate limit": info.rate_limit,
+                "status": info.status,
+                "created": ui.age(info.created_at, now),
+                "expires": info.expires_at.strftime("%Y-%m-%d %H:%M UTC") if info.expires_at else "never",
+                "last used": ui.age(info.last_used_at, now) if info.last_used_at else "never",
+            }
+            st.dataframe(pd.DataFrame([facts]), hide_index=True, width="stretch")
+            since = now - timedelta(days=days)
+            series = usage_series(engine.db, since, now, [info.id])
+            hours = days * 24
+            start = now - timedelta(hours=hours - 1)
+            stamps = [start + timedelta(hours=i) for i in range(hours)]
+            figure = go.Figure()
+            for column, label in (("requests", "requests"), ("rate_limited", "429s"), ("errors", "errors")):
+                figure.add_trace(
+                    go.Scatter(x=stamps, y=hourly_counts(series, info.id, start, hours, column), name=label)
+                )
+            figure.update_layout(
+                title=f"{info.name}: requests per hour",
+                height=300,
+                margin={"l": 10, "r": 10, "t": 40, "b": 10},
+            )
+            st.plotly_chart(figure, key="key_detail_chart")
+            trail = engine.keys.audit(limit=50, key_id=info.id)
+            if trail:
+                st.dataframe(pd.DataFrame(trail), hide_index=True, width="stretch")
 
 # --- rotate and revoke ----------------------------------------------------------------------
 
@@ -133,7 +220,7 @@ def _confirm(action: str, key_id: str, key_name: str, grace_text: str) -> None:
         st.rerun()
     if yes.button(f"Yes, {action}", key="confirm_yes", type="primary"):
         with ui.shown_errors(f"{action.capitalize()} of {key_name}"):
-            actor = ui.authorize()
+            actor = ui.authorize("admin")
             if action == "rotate":
                 grace = parse_duration(grace_text, field="grace") if grace_text else None
                 created = engine.keys.rotate(key_id, grace=grace, actor=actor)
@@ -167,6 +254,44 @@ if live:
 pending = st.session_state.get(PENDING)
 if pending:
     _confirm(*pending)
+
+
+# --- stale keys, in bulk --------------------------------------------------------------------
+def _clear_bulk() -> None:
+    st.session_state.pop(BULK, None)
+
+
+@st.dialog("Revoke stale keys", on_dismiss=_clear_bulk)
+def _confirm_bulk(chosen: list[tuple[str, str]]) -> None:
+    st.write(f"Revoke these {len(chosen)} key(s)? Clients using them are refused from now on.")
+    st.markdown("\n".join(f"- **{name}** (`{key_id}`)" for key_id, name in chosen))
+    if any(key_id == session.key_id for key_id, _ in chosen):
+        st.warning("This includes the key you are signed in with.")
+    yes, no = st.columns(2)
+    if no.button("Cancel", key="bulk_cancel"):
+        _clear_bulk()
+        st.rerun()
+    if yes.button(f"Yes, revoke {len(chosen)}", key="bulk_yes", type="primary"):
+        with ui.shown_errors("Revoking the stale keys"):
+            actor = ui.authorize("admin")
+            for key_id, _ in chosen:
+                engine.keys.revoke(key_id, actor=actor)
+            st.toast(f"Revoked {len(chosen)} stale key(s)")
+            _clear_bulk()
+            st.rerun()
+
+
+stale = [k for k in keys if "stale" in flags_by_key.get(k.id, ())]
+if stale:
+    st.subheader(f"Stale keys ({len(stale)})")
+    st.caption(f"Working keys unused for {ui.settings().key_stale_days} days (JAMEY_KEY_STALE_DAYS).")
+    stale_labels = {f"{k.name} ({k.id})": k for k in stale}
+    picked = st.multiselect("Select", list(stale_labels), default=list(stale_labels), key="bulk_pick")
+    if st.button("Revoke the selected stale keys…", key="bulk_revoke", disabled=not picked):
+        st.session_state[BULK] = [(stale_labels[label].id, stale_labels[label].name) for label in picked]
+bulk = st.session_state.get(BULK)
+if bulk:
+    _confirm_bulk(bulk)
 
 # --- audit ----------------------------------------------------------------------------------
 with ui.shown_errors("Reading the audit trail"):

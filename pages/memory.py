@@ -15,7 +15,7 @@ from workbench_ui import charts
 PLAN = "memory_prune_plan"  # (older_than text, layers tuple, rows) of the last dry run
 DONE = "memory_prune_done"  # (rows, note) of the last real prune, shown after the rerun
 
-ui.require_session()
+ui.require_session("ops:read")
 st.title("Memory")
 engine = ui.engine()
 
@@ -102,6 +102,9 @@ def _rows(results: list) -> list[dict]:
 
 
 with ui.shown_errors("Pruning"):
+    if not ui.can("ops:write"):
+        st.caption("Pruning needs the ops:write scope.")
+        ui.stop_section()
     with st.form("prune"):
         c1, c2 = st.columns([1, 3])
         older_text = c1.text_input("Older than", value="30d", key="prune_older", help="Such as 30d or 12h")
@@ -112,7 +115,7 @@ with ui.shown_errors("Pruning"):
         if not layers:
             raise InvalidInput("Pick at least one layer to prune.")
         older_than = parse_duration(older_text, field="older than")
-        ui.authorize()
+        ui.authorize("ops:write")
         preview = engine.memory.prune(older_than, layers, dry_run=True)
         st.session_state[PLAN] = (older_text.strip(), tuple(layers), _rows(preview))
 
@@ -129,7 +132,7 @@ with ui.shown_errors("Pruning"):
         if total_docs == 0:
             st.info("Nothing to prune.")
         elif st.button(f"Prune {total_docs:,} documents", type="primary", key="prune_confirm"):
-            actor = ui.authorize()
+            actor = ui.authorize("ops:write")
             progress = ui.progress_bar("Pruning…")
             run = engine.prune(
                 parse_duration(plan_older, field="older than"),

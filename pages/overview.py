@@ -14,7 +14,7 @@ from jamey_engine.observability import promql
 from workbench_ui import charts
 from workbench_ui.health import check_health
 
-ui.require_session()
+ui.require_session("ops:read")
 st.title("Overview")
 current = ui.settings()
 

@@ -128,7 +128,7 @@ def current_session() -> WorkbenchSession | None:
 
 
 def active_session() -> WorkbenchSession | None:
-    """The session if it is signed in, not idle too long, and its key still valid and admin;
+    """The session if it is signed in, not idle too long, and its key still valid and able to sign in (ops:read);
     this run counts as activity. Otherwise the session is signed out (with the reason as a
     notice for the sign-in form) and None is returned.
 
@@ -147,7 +147,7 @@ def active_session() -> WorkbenchSession | None:
 
 def require_session(needs: str | None = None) -> WorkbenchSession:
     """Every page but sign-in starts with this: without a live session it shows the sign-in
-    form in place of the page and stops, so no page is reachable without an admin key, however
+    form in place of the page and stops, so no page is reachable without an ops:read key (or one above it), however
     it was requested. The key is checked again on every page run, so a revoked key stops at
     the next click."""
     prepare_run()
@@ -175,6 +175,13 @@ def require_session(needs: str | None = None) -> WorkbenchSession:
     return session
 
 
+def can(scope: str) -> bool:
+    """Whether the signed-in key held ``scope`` at its last check: pages hide what the engine
+    would refuse (every action still checks again through :func:`authorize`)."""
+    session = current_session()
+    return session is not None and session.can(scope)
+
+
 def still_signed_in() -> None:
     """For fragments that rerun on their own (auto-refresh): when the session went idle or its
     key stopped working, rerun the whole page, whose guard then shows the sign-in form. Does
@@ -197,8 +204,9 @@ def sign_in_form(after: str | None = None) -> None:
     if notice:
         st.warning(notice)
     st.write(
-        "Sign in with an **admin** API key: the first-run key printed by `make run`, or one from "
-        "`jamey keys create --name <you> --scope admin`."
+        "Sign in with an API key holding **ops:read** (view), **ops:write** (view and operate) or "
+        "**admin** (everything): the first-run admin key printed by `make run`, or one from "
+        "`jamey keys create --name <you> --scope ops:read`."
     )
     with st.form("signin"):
         plaintext = st.text_input("API key", type="password", key="signin_key", placeholder="jmy_…")
@@ -237,7 +245,7 @@ def authorize(needs: str = ADMIN_SCOPE) -> str:
     """
     session = current_session()
     if session is None:
-        sign_out("Sign in with an admin API key.")
+        sign_out("Sign in with an API key.")
         st.rerun()
     assert session is not None
     try:

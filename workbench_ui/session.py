@@ -18,7 +18,7 @@ from jamey_engine.keys.scopes import has_scope
 
 ADMIN_SCOPE = "admin"
 # The scope a key needs to sign in at all; each page and action then asks for its own.
-SIGN_IN_SCOPE = ADMIN_SCOPE
+SIGN_IN_SCOPE = "ops:read"
 
 
 class _Verified(Protocol):
@@ -74,11 +74,11 @@ class WorkbenchSession:
         """Verify ``plaintext`` and start a session for it.
 
         Raises KeyRejected (missing, malformed, unknown, expired, revoked) when the key is not
-        valid, and Forbidden when it is valid but lacks the admin scope.
+        valid, and Forbidden when it is valid but lacks the sign-in scope (ops:read or above).
         """
         plaintext = (plaintext or "").strip()
         if not plaintext:
-            raise KeyRejected("missing", "Enter an admin API key to sign in.")
+            raise KeyRejected("missing", "Enter an API key to sign in.")
         verified = keys.verify(plaintext)
         _require(verified, SIGN_IN_SCOPE)
         moment = now or utcnow()
@@ -121,7 +121,7 @@ class WorkbenchSession:
         return self.actor
 
     def authorize(self, keys: VerifiesKeys, now: datetime | None = None, needs: str = SIGN_IN_SCOPE) -> str:
-        """Check the session and the key again before an admin action (or a page view), count
+        """Check the session and the key again before an action (or a page view), count
         it as activity, and return the actor name.
 
         Raises SessionExpired when idle too long, KeyRejected when the key was revoked or has

@@ -8,7 +8,8 @@ import click
 
 from jamey_engine.cli.common import emit_json, get_engine
 from jamey_engine.durations import parse_duration
-from jamey_engine.keys import SCOPES, KeyInfo
+from jamey_engine.keys import SCOPE_DESCRIPTIONS, SCOPES, KeyInfo
+from jamey_engine.keys.usage import FLAGS
 
 ACTOR = "cli"
 
@@ -73,7 +74,9 @@ def group() -> None:
     "scopes",
     multiple=True,
     metavar="SCOPE",
-    help=f"Repeatable; one of {', '.join(SCOPES)} [default: memory:read].",
+    help="Repeatable [default: memory:read]. "
+    + "; ".join(f"{scope}: {SCOPE_DESCRIPTIONS[scope]}" for scope in SCOPES)
+    + ".",
 )
 @click.option("--rate-limit", metavar="LIMIT", help="e.g. 60/minute [default: JAMEY_DEFAULT_RATE_LIMIT].")
 @click.option("--expires-in", metavar="DURATION", help="e.g. 30d or 12h [default: never].")
@@ -201,3 +204,56 @@ def audit(limit: int, key_id: str | None, as_json: bool) -> None:
             f"{_when(event['at'])}  {event['event']:<18} {event['key_id']:<12} {event['key_name'][:24]:<24} "
             f"by {event['actor']}" + (f"  {event['detail']}" if event["detail"] else "")
         )
+
+
+@group.command("scopes")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def scopes(as_json: bool) -> None:
+    """List the scopes a key can hold, with what each allows."""
+    if as_json:
+        emit_json([{"scope": scope, "description": SCOPE_DESCRIPTIONS[scope]} for scope in SCOPES])
+        return
+    for scope in SCOPES:
+        click.echo(f"{scope:<13} {SCOPE_DESCRIPTIONS[scope]}")
+
+
+@group.command("usage")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Only the last N days [default: all time].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def usage(days: float | None, as_json: bool) -> None:
+    """Requests, 429s and errors per key, counted by every service process."""
+    rows = get_engine().keys.usage_report(days)
+    if as_json:
+        emit_json(rows)
+        return
+    click.echo(f"{'ID':<12}  {'NAME':<24} {'REQUESTS':>10} {'429s':>8} {'ERRORS':>8}  LAST USED")
+    for row in rows:
+        click.echo(
+            f"{row['id']:<12}  {row['name'][:24]:<24} {row['requests']:>10,} {row['rate_limited']:>8,} "
+            f"{row['errors']:>8,}  {_when(row['last_used_at'])}"
+        )
+
+
+@group.command("stale")
+@click.option("--unused-for", metavar="DURATION", help="e.g. 90d [default: JAMEY_KEY_STALE_DAYS days].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stale(unused_for: str | None, as_json: bool) -> None:
+    """Working keys nobody has used for a while (never used: counted from creation)."""
+    period = parse_duration(unused_for, field="--unused-for") if unused_for is not None else None
+    engine = get_engine()
+    flagged = {info.id: flags for info, flags in engine.keys.hygiene()}
+    infos = engine.keys.stale(period)
+    if as_json:
+        emit_json([{**_info_json(info), "flags": list(flagged.get(info.id, ()))} for info in infos])
+        return
+    if not infos:
+        click.echo("no stale keys")
+        return
+    for info in infos:
+        notes = ", ".join(FLAGS[flag] for flag in flagged.get(info.id, ()))
+        click.echo(f"{info.id:<12}  {info.name[:24]:<24} last used {_when(info.last_used_at)}  ({notes})")

@@ -33,6 +33,7 @@ from jamey_engine.errors import Conflict, InvalidInput, NotFound
 from jamey_engine.keys import keyformat
 from jamey_engine.keys.ratelimit import parse_limit
 from jamey_engine.keys.scopes import SCOPES
+from jamey_engine.keys.usage import UsageRecorder, hygiene_flags, usage_by_key
 from jamey_engine.keys.verify import LEGACY_SCOPES, KeyVerifier, VerifiedKey
 from jamey_engine.models import ApiKey, KeyEvent
 
@@ -153,6 +154,8 @@ class KeyManager:
         self.settings = settings
         self.events = events
         self.verifier = KeyVerifier(db, settings, on_expired=self._record_expiries)
+        self.usage = UsageRecorder(db)
+        db.on_close(self.usage.flush)
         self.cache_seconds = settings.key_cache_seconds
         self.verification_counts = self.verifier.verification_counts  # result -> count, for metrics
 
@@ -176,16 +179,19 @@ class KeyManager:
         return self.verifier.hash_key(plaintext)
 
     def flush_last_used(self) -> None:
-        """Write the batched last-used times now (also done every few seconds and on close)."""
+        """Write the batched last-used times and per-key usage counts now (also done every few
+        seconds and on close). Never raises: what cannot be written now is logged (last-used times)
+        or kept for the next flush (usage counts)."""
         self.verifier.flush_last_used()
+        self.usage.flush()
 
     def forget_cache(self) -> None:
         """Drop this process's cached verification answers."""
         self.verifier.forget()
 
     def close(self) -> None:
-        """Flush the last-used times."""
-        self.verifier.flush_last_used()
+        """Flush the last-used times and usage counts."""
+        self.flush_last_used()
 
     # -- reading --------------------------------------------------------------------------
 
@@ -218,6 +224,54 @@ class KeyManager:
         with self.db.session() as session:
             rows = session.scalars(sa.select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id))
             return [self._info(row, now) for row in rows]
+
+    def usage_report(
+        self, days: float | None = None, now: datetime | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Per key: ``id``, ``name``, ``requests``, ``rate_limited``, ``errors``, ``last_used_at``
+        over the last ``days`` days (all time when None), counted by every service process;
+        this process's own pending counts are written first."""
+        self.flush_last_used()
+        return usage_by_key(self.db, days, now)
+
+    def hygiene(
+        self, now: datetime | None = None, stale_days: float | None = None
+    ) -> builtins.list[tuple[KeyInfo, tuple[str, ...]]]:
+        """Every working key (active or expiring) with its hygiene flags (see
+        ``jamey_engine.keys.usage.FLAGS``), stale after ``stale_days`` (default
+        JAMEY_KEY_STALE_DAYS) and due for rotation after JAMEY_KEY_ROTATE_DAYS."""
+        moment = now or utcnow()
+        days = self.settings.key_stale_days if stale_days is None else stale_days
+        if days < 1:
+            raise InvalidInput(f"the stale period must be at least 1 day, not {days}")
+        return [
+            (
+                info,
+                hygiene_flags(
+                    info.created_at,
+                    info.last_used_at,
+                    info.expires_at,
+                    moment,
+                    days,
+                    self.settings.key_rotate_days,
+                ),
+            )
+            for info in self.list()
+            if info.status in ("active", "expiring")
+        ]
+
+    def stale(
+        self, unused_for: timedelta | None = None, now: datetime | None = None
+    ) -> builtins.list[KeyInfo]:
+        """Working keys not used for ``unused_for`` (default JAMEY_KEY_STALE_DAYS days); a key
+        never used counts from its creation. Raises InvalidInput for a period under a day."""
+        days = None
+        if unused_for is not None:
+            days = unused_for / timedelta(days=1)
+            if days < 1:
+                raise InvalidInput(f"--unused-for must be at least 1d, not {format_duration(unused_for)}")
+        flagged = self.hygiene(now, days)
+        return [info for info, flags in flagged if "stale" in flags]
 
     def show(self, key_id: str) -> KeyInfo:
         """One key by its id. Raises NotFound."""

@@ -55,7 +55,7 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Yield the memory, operation-log, MQTT and disk families (skipping any source that fails)."""
-        for source in (self._memory, self._operations, self._mqtt, self._limiter, self._disk):
+        for source in (self._memory, self._operations, self._keys, self._mqtt, self._limiter, self._disk):
             try:
                 families = list(source())
             except Exception as err:
@@ -111,6 +111,34 @@ class EngineCollector(Collector):
                 "Unix time of the last successful backup.",
                 value=float(last),
             )
+
+    def _keys(self) -> Iterator[Metric]:
+        from jamey_engine.keys.usage import totals_for_metrics
+
+        requests = CounterMetricFamily(
+            "api_key_requests",
+            "Requests answered per API key (its public id) by outcome, by every service process.",
+            labels=["key_id", "outcome"],
+        )
+        for row in totals_for_metrics(self.engine.db):
+            failed = row.rate_limited + row.client_errors + row.server_errors
+            for outcome, value in (
+                ("ok", row.requests - failed),
+                ("rate_limited", row.rate_limited),
+                ("client_error", row.client_errors),
+                ("server_error", row.server_errors),
+            ):
+                requests.add_metric([row.key_id, outcome], float(value))
+        yield requests
+        expiry = GaugeMetricFamily(
+            "api_key_expiry_timestamp_seconds",
+            "Unix time at which a working API key expires (keys without an expiry are absent).",
+            labels=["key_id", "name"],
+        )
+        for info in self.engine.keys.list():
+            if info.status in ("active", "expiring") and info.expires_at is not None:
+                expiry.add_metric([info.id, info.name], info.expires_at.timestamp())
+        yield expiry
 
     def _mqtt(self) -> Iterator[Metric]:
         events = self.engine.events

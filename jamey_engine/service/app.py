@@ -177,6 +177,7 @@ def create_app(engine: Engine) -> FastAPI:
         metrics=service_metrics,
         defaults=RateLimitDefaults.from_limit(engine.settings.default_rate_limit),
         fastapi_app=app,
+        engine=engine,
     )
     _document_security(app)
     return app

@@ -120,7 +120,8 @@ class Authenticator:
 
 
 async def flush_in_background(engine: Engine, every: float) -> None:
-    """Write the keys' batched last-used times from a worker thread every ``every`` seconds.
+    """Write the keys' batched last-used times and usage counts from a worker thread every
+    ``every`` seconds.
 
     Keys checked on the event loop (``verify_cached``) only note their last use in memory; this
     writes it, off the loop. Runs until cancelled.
@@ -129,9 +130,7 @@ async def flush_in_background(engine: Engine, every: float) -> None:
 
     while True:
         await anyio.sleep(every)
-        keys = engine.__dict__.get("keys")
-        if keys is not None:
-            await run_in_threadpool(keys.flush_last_used)
+        await run_in_threadpool(engine.flush_key_usage)
 
 
 SCOPE_FIELD = "x-jamey-scope"

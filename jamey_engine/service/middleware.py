@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,6 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jamey_engine.observability.metrics import ServiceMetrics
 from jamey_engine.service.errors import error_response, handle_error
+
+if TYPE_CHECKING:
+    from jamey_engine.engine import Engine
 
 # The access log is a channel of its own (one line per request), named for its package.
 access_log = logging.getLogger("jamey_engine.service.access")
@@ -87,9 +90,15 @@ class ServiceMiddleware:
     """Counts and times every request, adds the headers every answer carries, logs one line each."""
 
     def __init__(
-        self, app: ASGIApp, metrics: ServiceMetrics, defaults: RateLimitDefaults, fastapi_app: Any
+        self,
+        app: ASGIApp,
+        metrics: ServiceMetrics,
+        defaults: RateLimitDefaults,
+        fastapi_app: Any,
+        engine: Engine | None = None,
     ) -> None:
         self.app = app
+        self.engine = engine
         self.metrics = metrics
         self.defaults = defaults
         self.fastapi_app = fastapi_app
@@ -144,8 +153,10 @@ class ServiceMiddleware:
             self._children[(method, route, status)] = children
         children[0].inc()
         children[1].observe(elapsed)
+        key = (scope.get("state") or {}).get("key")
+        if key is not None and self.engine is not None:  # a key was verified, so keys is built
+            self.engine.keys.usage.count(key.id, status)
         if access_log.isEnabledFor(logging.INFO):
-            key = (scope.get("state") or {}).get("key")
             client = scope.get("client")
             # The raw path without the query string, the key's public name: never a secret.
             access_log.info(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from jamey_engine.durations import parse_duration
 from jamey_engine.keys import KeyManager
-from jamey_engine.keys.scopes import SCOPES, Scope
+from jamey_engine.keys.scopes import SCOPE_DESCRIPTIONS, SCOPES, Scope
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
 from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
 
@@ -34,7 +34,14 @@ class CreateKeyBody(BaseModel):
     name: str = Field(
         min_length=1, max_length=100, description="A name people recognise (shown in logs and audit)."
     )
-    scopes: list[Scope] = Field(default=["memory:read"], min_length=1, max_length=len(SCOPES))
+    scopes: list[Scope] = Field(
+        default=["memory:read"],
+        min_length=1,
+        max_length=len(SCOPES),
+        description="What the key may do. "
+        + "; ".join(f"{scope}: {SCOPE_DESCRIPTIONS[scope]}" for scope in SCOPES)
+        + ".",
+    )
     rate_limit: str | None = Field(
         default=None, max_length=64, description="Such as 120/minute; default JAMEY_DEFAULT_RATE_LIMIT."
     )

@@ -144,3 +144,39 @@ def test_the_whole_key_flow_works_on_postgresql(
     assert client.get("/whoami", headers=headers).status_code == 401
     assert [e["actor"] for e in engine.keys.audit(key_id=str(created["id"]))] == ["pg-admin", "pg-admin"]
     assert "backup_operations_total" in client.get("/metrics").text
+
+
+@pytest.mark.parametrize("scope", ["ops:read", "ops:write", "alerts:write", "memory:write"])
+def test_only_an_admin_key_manages_keys_over_http(
+    client: TestClient, service_engine: Engine, scope: str
+) -> None:
+    person = make_persona(service_engine, f"{scope.replace(':', '-')}-person", (scope,))
+    listed = client.get("/admin/keys", headers=person.headers)
+    assert listed.status_code == 403
+    assert (
+        listed.json()
+        == {
+            "error": listed.json()["error"],
+            "status": 403,
+        }
+        and "lacks the scope 'admin'" in listed.json()["error"]
+    )
+    made = client.post("/admin/keys", json={"name": "sneaky", "scopes": ["admin"]}, headers=person.headers)
+    assert made.status_code == 403
+    assert "sneaky" not in [k.name for k in service_engine.keys.list()]
+
+
+def test_the_new_scopes_can_be_given_over_http(client: TestClient, admin_key: Persona) -> None:
+    created = create(client, admin_key, name="viewer", scopes=["ops:read", "ops:write"])
+    assert created["scopes"] == ["ops:read", "ops:write"]
+    schema = client.get("/openapi.json").json()
+    field = schema["components"]["schemas"]["CreateKeyBody"]["properties"]["scopes"]
+    assert field["items"]["enum"] == [
+        "memory:read",
+        "memory:write",
+        "alerts:write",
+        "ops:read",
+        "ops:write",
+        "admin",
+    ]
+    assert all(f"{scope}: " in field["description"] for scope in field["items"]["enum"])

@@ -36,7 +36,7 @@ def test_the_page_lists_keys_and_the_audit_trail(admin_app: AppTest) -> None:
     table = admin_app.dataframe[0].value
     assert list(table["name"]) == ["ops-admin"]
     assert list(table["status"]) == ["active"]
-    audit = admin_app.dataframe[1].value
+    audit = admin_app.dataframe[-1].value
     assert "create" in " ".join(map(str, audit["event"])).lower()
 
 
@@ -182,3 +182,51 @@ def test_revoking_your_own_key_warns_first(admin_app: AppTest, engine: Engine) -
     admin_app.button(key="confirm_yes").click().run()
     assert not admin_app.exception, admin_app.exception
     assert [t.value for t in admin_app.title] == ["Jamey ops workbench"], "signed out at once"
+
+
+def test_stale_keys_are_flagged_filtered_and_revoked_in_bulk_after_one_confirmation(
+    admin_app: AppTest, engine: Engine
+) -> None:
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from jamey_engine.models import ApiKey
+
+    idle = [engine.keys.create(f"idle-{n}", actor="test") for n in range(2)]
+    with engine.db.session() as session:  # created 100 days ago, never used
+        session.execute(
+            sa.update(ApiKey)
+            .where(ApiKey.id.in_([k.id for k in idle]))
+            .values(created_at=engine.keys.show(idle[0].id).created_at - timedelta(days=100))
+        )
+    open_page(admin_app, "keys")
+    assert not admin_app.exception, admin_app.exception
+    assert "Stale keys (2)" in texts(admin_app)
+    admin_app.multiselect(key="filter_flag").select("stale").run()
+    assert sorted(admin_app.dataframe[0].value["name"]) == ["idle-0", "idle-1"]
+    admin_app.button(key="bulk_revoke").click().run()
+    assert "**idle-0**" in texts(admin_app) and "**idle-1**" in texts(admin_app)
+    assert {engine.keys.show(k.id).status for k in idle} == {"active"}, "nothing before confirming"
+    admin_app.button(key="bulk_yes").click().run()
+    assert not admin_app.exception, admin_app.exception
+    assert {engine.keys.show(k.id).status for k in idle} == {"revoked"}
+    revoked = [e for e in engine.keys.audit() if e["event"] == "revoked"]
+    assert {e["key_name"] for e in revoked} == {"idle-0", "idle-1"} and {e["actor"] for e in revoked} == {
+        "ops-admin"
+    }
+
+
+def test_the_page_shows_each_keys_traffic_and_the_top_keys(admin_app: AppTest, engine: Engine) -> None:
+    busy = engine.keys.create("busy-bot", actor="test")
+    for status in [200] * 5 + [429] * 2:
+        engine.keys.usage.count(busy.id, status)
+    engine.keys.usage.flush()
+    open_page(admin_app, "keys")
+    assert not admin_app.exception, admin_app.exception
+    table = admin_app.dataframe[0].value
+    sparkline = dict(zip(table["name"], table["requests, 24 h"], strict=True))["busy-bot"]
+    assert sum(sparkline) == 7 and len(sparkline) == 24 and sparkline[-1] == 7
+    assert "Top keys by requests" in texts(admin_app)
+    tops = [df.value for df in admin_app.dataframe if "rate_limited" in df.value.columns]
+    assert tops[0]["name"].iloc[0] == "busy-bot" and list(tops[1]["rate_limited"]) == [2]

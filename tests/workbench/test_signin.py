@@ -1,4 +1,4 @@
-"""The sign-in gate: only an admin key opens the workbench, for as long as it stays valid."""
+"""The sign-in gate: only a key with ops:read (or above) opens the workbench, for as long as it stays valid."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_without_a_key_only_the_sign_in_page_exists(app: AppTest) -> None:
 
 def test_an_empty_key_is_refused_inline(app: AppTest) -> None:
     sign_in(app, "   ")
-    assert [e.value for e in app.error] == ["Enter an admin API key to sign in."]
+    assert [e.value for e in app.error] == ["Enter an API key to sign in."]
     assert app.session_state.get("workbench_session") is None
 
 
@@ -37,7 +37,7 @@ def test_garbage_is_refused_without_a_traceback(app: AppTest) -> None:
 def test_it_refuses_a_reader_key(app: AppTest, reader_key: str) -> None:
     sign_in(app, reader_key)
     assert not app.exception
-    assert "reader-bot" in app.error[0].value and "admin" in app.error[0].value
+    assert "reader-bot" in app.error[0].value and "ops:read" in app.error[0].value
     assert [t.value for t in app.title] == ["Jamey ops workbench"]
 
 
@@ -115,7 +115,7 @@ def test_a_key_revoked_mid_session_is_stopped_at_the_next_page_view(
     assert admin_app.session_state.get("workbench_session") is None
 
 
-def test_a_key_stripped_of_admin_is_refused_too(admin_app: AppTest, wb_env: Path) -> None:
+def test_a_key_stripped_of_its_workbench_scopes_is_refused_too(admin_app: AppTest, wb_env: Path) -> None:
     import sqlalchemy as sa
 
     with sa.create_engine(f"sqlite:///{wb_env / 'jamey.db'}").begin() as conn:
@@ -124,4 +124,4 @@ def test_a_key_stripped_of_admin_is_refused_too(admin_app: AppTest, wb_env: Path
         conn.execute(sa.text("UPDATE api_keys SET scopes = 'memory:read'"))
     open_page(admin_app, "overview")
     assert [t.value for t in admin_app.title] == ["Jamey ops workbench"]
-    assert "needs an admin key" in texts(admin_app)
+    assert "needs the ops:read scope" in texts(admin_app)
