@@ -132,8 +132,8 @@ class Engine:
         return PruneRun(results, duration, note)
 
     def flush_key_usage(self) -> None:
-        """Write the keys' pending last-used times, if the key manager was ever built (a
-        process that verified no key has none to write). Raises what the database raises."""
+        """Write the keys' pending last-used times and usage counts, if the key manager was ever
+        built (a process that verified no key has none to write). Never raises."""
         keys = self.__dict__.get("keys")
         if keys is not None:
             keys.flush_last_used()

@@ -64,7 +64,12 @@ def workbench(tmp_path: Path, backfilled_prometheus: PromServer) -> Iterator[tup
 
 
 def go_to(page: Page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    page.get_by_test_id("stSidebar").get_by_role("link", name=title, exact=True).click()
+
+
+def menu_links(page: Page) -> list[str]:
+    """The page titles the sidebar menu offers."""
+    return [text.strip() for text in page.get_by_test_id("stSidebar").get_by_role("link").all_inner_texts()]
 
 
 @pytest.mark.browser
@@ -80,7 +85,7 @@ def test_an_admin_signs_in_creates_a_key_and_opens_the_dashboards(workbench: tup
             page.set_default_timeout(30_000)
             page.goto(url)
             expect(page.get_by_role("heading", name="Jamey ops workbench")).to_be_visible()
-            expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)  # no menu before sign-in
+            expect(page.get_by_test_id("stSidebar").get_by_role("link")).to_have_count(0)  # no menu yet
 
             page.get_by_label("API key").fill(key)
             page.get_by_role("button", name="Sign in").click()
@@ -123,3 +128,53 @@ def test_an_admin_signs_in_creates_a_key_and_opens_the_dashboards(workbench: tup
         )
     finally:
         check.close()
+
+
+def sign_in(page: Page, url: str, key: str) -> None:
+    page.goto(url)
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_viewer_sees_dashboards_but_no_keys_page_and_an_operator_runs_a_prune_dry_run(
+    workbench: tuple[str, str, Path],
+) -> None:
+    url, _, data = workbench
+    engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data)}))
+    try:
+        viewer = engine.keys.create("viewer", scopes=("ops:read",), actor="test").key
+        operator = engine.keys.create("operator", scopes=("ops:write",), actor="test").key
+    finally:
+        engine.close()
+    expect.set_options(timeout=30_000)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            sign_in(page, url, viewer)
+            expect(page.get_by_test_id("stSidebar").get_by_role("link", name="Dashboards")).to_be_visible()
+            assert "API keys" not in menu_links(page), menu_links(page)
+            go_to(page, "Dashboards")
+            expect(page.locator(".js-plotly-plot")).to_have_count(8, timeout=60_000)
+            page.goto(f"{url}/keys")  # a deep link beyond the key's scope, opened afresh
+            page.get_by_label("API key").fill(viewer)
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_text("This page needs the admin scope")).to_be_visible()
+            expect(page.get_by_role("heading", name="API keys")).to_have_count(0)
+            expect(page.get_by_text("Traceback")).to_have_count(0)
+
+            operator_page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            operator_page.set_default_timeout(30_000)
+            sign_in(operator_page, url, operator)
+            go_to(operator_page, "Memory")
+            operator_page.get_by_role("button", name="Dry run").click()
+            expect(
+                operator_page.get_by_text(re.compile(r"Dry run: \*?\*?0 documents|Dry run: 0 documents"))
+            ).to_be_visible()
+            operator_page.screenshot(path=str(ARTIFACTS / "workbench_operator_dry_run.png"), full_page=True)
+        finally:
+            browser.close()
