@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from jamey_engine.keys import KeyManager
     from jamey_engine.keys.ratelimit import RateLimiter
     from jamey_engine.memory import MemoryStore
+    from jamey_engine.memory.analysis import MemoryAnalysis
+    from jamey_engine.memory.dedupe import DedupeResult
     from jamey_engine.memory.model import PruneResult
     from jamey_engine.progress import Progress
     from jamey_engine.vault import Vault
@@ -40,6 +42,15 @@ class PruneRun:
     note: str | None = None
 
 
+@dataclass(frozen=True)
+class DedupeRun:
+    """A real dedupe: each layer's result, how long it took, and a note when it went unrecorded."""
+
+    results: list[DedupeResult]
+    duration: float
+    note: str | None = None
+
+
 class Engine:
     """Holds one Settings and the components built from it."""
 
@@ -51,6 +62,13 @@ class Engine:
         from jamey_engine.memory import MemoryStore
 
         return MemoryStore.from_settings(self.settings)
+
+    @cached_property
+    def analysis(self) -> MemoryAnalysis:
+        """DataFrames, histograms, top terms and duplicates of the memory layers (read-only)."""
+        from jamey_engine.memory.analysis import MemoryAnalysis
+
+        return MemoryAnalysis(self.memory)
 
     @cached_property
     def db(self) -> Database:
@@ -138,9 +156,63 @@ class Engine:
         if keys is not None:
             keys.flush_last_used()
 
+    def dedupe(
+        self,
+        layers: Sequence[str] | None = None,
+        *,
+        source: str,
+        actor: str | None = None,
+        normalize: bool = True,
+        progress: Progress | None = None,
+    ) -> DedupeRun:
+        """Delete duplicate memories in ``layers`` (None: all) for real, keeping the oldest of each
+        group, and record the run (one ``dedupe`` operation-log row per layer and a ``dedupe``
+        event) for ``source`` on behalf of ``actor``, as :meth:`prune` does.
+
+        Recording is best effort (the run's ``note`` says when it failed); a failed dedupe is
+        recorded as a failure and re-raised; bad input (InvalidInput) records nothing.
+        """
+        from jamey_engine import oplog
+        from jamey_engine.memory.dedupe import dedupe_layer
+        from jamey_engine.memory.layers import check_layers
+
+        chosen = check_layers(layers)
+        started = time.monotonic()
+        who = actor or source
+        results: list[DedupeResult] = []
+        try:
+            for layer in chosen:
+                results.append(
+                    dedupe_layer(self.memory, layer, normalize=normalize, dry_run=False, progress=progress)
+                )
+        except JameyError as err:
+            failed = {"status": "failure", "detail": err.message, "source": source}
+            elapsed = time.monotonic() - started
+            oplog.record(
+                self.db,
+                self.events,
+                "dedupe",
+                "failure",
+                elapsed,
+                event=failed,
+                detail=err.message,
+                actor=who,
+            )
+            raise
+        duration = time.monotonic() - started
+        rows = [
+            {"size_bytes": max(r.bytes_before - r.bytes_after, 0), "layer": r.layer, "count": r.deleted}
+            for r in results
+        ]
+        event = {"status": "success", "deleted": {r.layer: r.deleted for r in results}, "source": source}
+        note = oplog.record(
+            self.db, self.events, "dedupe", "success", duration, rows=rows, event=event, actor=who
+        )
+        return DedupeRun(results, duration, note)
+
     def close(self) -> None:
         """Release writers, connections and background threads that were opened."""
-        for name in ("memory", "db", "events", "limiter"):
+        for name in ("analysis", "memory", "db", "events", "limiter"):
             component = self.__dict__.pop(name, None)
             close = getattr(component, "close", None)
             if close is not None:

@@ -21,7 +21,8 @@ from jamey_engine.models import Operation
 
 log = logging.getLogger(__name__)
 
-KINDS = ("backup", "restore", "prune", "delete")  # delete: a backup removed (by hand or retention)
+# delete: a backup removed (by hand or retention); dedupe: duplicate memories removed
+KINDS = ("backup", "restore", "prune", "delete", "dedupe")
 STATUSES = ("success", "failure")
 _DETAIL_LIMIT = 2000
 
@@ -55,7 +56,7 @@ def record_operation(
     detail: str | None = None,
     actor: str | None = None,
 ) -> None:
-    """Persist one run of ``kind`` (backup, restore, prune, delete) that ended in ``status``
+    """Persist one run of ``kind`` (backup, restore, prune, delete, dedupe) that ended in ``status``
     (success, failure), run by ``actor`` (a key's name, ``cli``, ``schedule``…) when known.
 
     ``detail`` is cut to 2000 characters, ``actor`` to 100. Raises InvalidInput naming the field on an unknown

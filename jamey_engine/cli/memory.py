@@ -1,4 +1,4 @@
-"""``jamey memory``: store, import, export, search, get, delete, sizes, growth and prune."""
+"""``jamey memory``: store, import, export, search, get, delete, sizes, growth, prune and dedupe."""
 
 from __future__ import annotations
 
@@ -197,3 +197,49 @@ def prune_command(
     verb = "would delete" if dry_run else "deleted"
     for r in results:
         click.echo(f"{r.layer:<11} {verb} {r.deleted:>10}   bytes {r.bytes_before} -> {r.bytes_after}")
+
+
+@group.command("dedupe")
+@click.option("--layer", "layers", multiple=True, help=f"{_LAYER_HELP} Repeatable.")
+@click.option("--all", "all_layers", is_flag=True, help="Dedupe every layer.")
+@click.option("--dry-run", is_flag=True, help="Report the duplicates and the bytes to free; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON keyed by layer.")
+def dedupe_command(layers: tuple[str, ...], all_layers: bool, dry_run: bool, as_json: bool) -> None:
+    """Delete exact duplicate memories (ignoring case and whitespace), keeping the oldest of each."""
+    from jamey_engine.memory.dedupe import dedupe_layer
+    from jamey_engine.memory.layers import check_layers
+
+    if bool(layers) == all_layers:
+        raise InvalidInput("name the layers to dedupe with --layer, or pass --all (not both)")
+    engine = get_engine()
+    chosen = check_layers(None if all_layers else list(layers))
+    note = None
+    with progress_bar("dedupe") as progress:
+        if dry_run:
+            results = [dedupe_layer(engine.memory, layer, dry_run=True) for layer in chosen]
+        else:  # a real dedupe is also recorded (operation log, event)
+            run = engine.dedupe(list(chosen), source="cli", progress=progress)
+            results, note = run.results, run.note
+    if note:
+        click.echo(f"warning: {note}", err=True)
+    if as_json:
+        emit_json(
+            {
+                r.layer: {
+                    "groups": r.groups,
+                    "deleted": r.deleted,
+                    "repeat_bytes": r.repeat_bytes,
+                    "bytes_before": r.bytes_before,
+                    "bytes_after": r.bytes_after,
+                    "dry_run": r.dry_run,
+                }
+                for r in results
+            }
+        )
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for r in results:
+        click.echo(
+            f"{r.layer:<11} {verb} {r.deleted:>10} duplicates in {r.groups} groups   "
+            f"bytes {r.bytes_before} -> {r.bytes_after}"
+        )

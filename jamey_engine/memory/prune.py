@@ -5,8 +5,9 @@ in place frees no disk. Instead:
 
 1. Under the EXCLUSIVE switch lock (held for an instant, so no commit is in flight) take a
    snapshot searcher of the current generation and a clock reading ``t0``.
-2. Without any lock, copy the snapshot's documents with timestamp >= cutoff into a new
-   generation (one writer, one commit), reusing their stored fields. Writers carry on.
+2. Without any lock, copy the snapshot's documents the selection keeps (for a prune, those
+   with timestamp >= cutoff) into a new generation (one writer, one commit), reusing their
+   stored fields. Writers carry on.
 3. Under the EXCLUSIVE lock again, bring the new generation up to date: documents whose
    ``added`` stamp is from ``t0`` on were committed during the copy and are added (if young
    enough); recent ids that vanished were deleted and are deleted. If an older document was
@@ -16,6 +17,10 @@ in place frees no disk. Instead:
 
 Every writer stamps ``added`` while holding the SHARED lock, so a document committed after
 step 1 carries a stamp >= ``t0``; a small margin covers clock jitter between processes.
+
+:func:`compact_layer` is the machinery, for any :class:`Selection` made from the snapshot;
+:func:`prune_layer` selects by age, and ``memory.dedupe`` selects all but the oldest copy of
+each duplicate.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +67,22 @@ def _added_since(stamp: int) -> tantivy.Query:
     return tantivy.Query.range_query(SCHEMA, ADDED, tantivy.FieldType.Integer, stamp, None)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which documents of a snapshot a compaction keeps, and which commits made meanwhile it adds.
+
+    ``query`` picks the candidates; ``keep`` (when set) tests each candidate's stored document
+    as it is copied; ``keep_new`` tests a document committed during the copy.
+    """
+
+    query: tantivy.Query
+    keep: Callable[[tantivy.Document], bool] | None
+    keep_new: Callable[[tantivy.Document], bool]
+
+
+Selector = Callable[[Any], Selection]
+
+
 def _all_hits(searcher: Any, query: tantivy.Query) -> list[Any]:
     total = int(searcher.num_docs)
     if total == 0:
@@ -82,8 +105,30 @@ def prune_layer(
         total = int(searcher.num_docs)
         estimate = bytes_before if not doomed else round(bytes_before * (total - doomed) / total)
         return PruneResult(layer, doomed, bytes_before, estimate, dry_run)
+
+    def young(doc: tantivy.Document) -> bool:
+        when = doc.get_first(TIMESTAMP)
+        return isinstance(when, datetime) and when >= cutoff
+
+    selection = Selection(_from(cutoff), None, young)
+    return compact_layer(store, layer, lambda snapshot: selection, progress, what="prune")
+
+
+def compact_layer(
+    store: MemoryStore, layer: str, select: Selector, progress: Progress | None, *, what: str
+) -> PruneResult:
+    """Rewrite ``layer`` keeping what ``select(snapshot searcher)`` selects, free the rest's disk.
+
+    ``select`` runs once per attempt on that attempt's snapshot, so a selection computed from
+    the documents (duplicates) matches exactly what is copied. Commits made during the copy
+    are carried over (``keep_new``), deletions made meanwhile are honoured, and an older
+    document deleted meanwhile makes the attempt copy again (see the module docstring).
+    ``deleted`` in the result counts documents now gone. Raises Busy, StorageCorrupt.
+    """
     for attempt in range(1, ATTEMPTS + 1):
-        result = _compact(store, layer, cutoff, progress or no_progress, locked=attempt == ATTEMPTS)
+        result = _compact(
+            store, layer, select, progress or no_progress, locked=attempt == ATTEMPTS, what=what
+        )
         if result is not None:
             return result
         log.info("layer %s changed during compaction; copying again (attempt %d)", layer, attempt + 1)
@@ -91,10 +136,10 @@ def prune_layer(
 
 
 def _compact(
-    store: MemoryStore, layer: str, cutoff: datetime, report: Progress, *, locked: bool
+    store: MemoryStore, layer: str, select: Selector, report: Progress, *, locked: bool, what: str
 ) -> PruneResult | None:
     gens = store.generations
-    what = f"prune of layer {layer!r}"
+    what = f"{what} of layer {layer!r}"
     outer: AbstractContextManager[Any] = gens.exclusive(what) if locked else nullcontext()
     with outer:
         inner = nullcontext if locked else (lambda: gens.exclusive(what))
@@ -106,14 +151,15 @@ def _compact(
             t0 = time.time_ns() - CLOCK_MARGIN_NS
         new_generation, new_path = gens.new_generation(layer)
         try:
-            recent = _copy(snapshot, new_path, cutoff, t0, report)
+            selection = select(snapshot)
+            recent = _copy(snapshot, new_path, selection, t0, report)
             with inner():
                 if gens.read()[layer] != generation:
                     shutil.rmtree(new_path, ignore_errors=True)
                     return None
                 old_index.reload()
                 fresh = old_index.searcher()
-                if not _catch_up(fresh, snapshot, recent, new_path, cutoff, t0, layer):
+                if not _catch_up(fresh, snapshot, recent, new_path, selection, t0, layer):
                     shutil.rmtree(new_path, ignore_errors=True)
                     return None
                 old_path = gens.layer_path(layer, generation)
@@ -134,16 +180,18 @@ def _compact(
     return PruneResult(layer, before - after, bytes_before, dir_size(new_path), False)
 
 
-def _copy(snapshot: Any, new_path: Any, cutoff: datetime, t0: int, report: Progress) -> set[str]:
-    """Copy the snapshot's young documents into a new index; return the ids stamped since t0."""
+def _copy(snapshot: Any, new_path: Any, selection: Selection, t0: int, report: Progress) -> set[str]:
+    """Copy the snapshot's selected documents into a new index; return the ids stamped since t0."""
     index = create_index(new_path)
     writer = index.writer(COPY_HEAP, COPY_THREADS)
     try:
-        survivors = _all_hits(snapshot, _from(cutoff))
+        survivors = _all_hits(snapshot, selection.query)
         total = len(survivors)
-        doc, add = snapshot.doc, writer.add_document
+        doc, add, keep = snapshot.doc, writer.add_document, selection.keep
         for done, (_, address) in enumerate(survivors, start=1):
-            add(doc(address))
+            document = doc(address)
+            if keep is None or keep(document):
+                add(document)
             if done % PROGRESS_EVERY == 0:
                 report(done, total, "copying")
         report(total, total, "committing")
@@ -157,7 +205,7 @@ def _copy(snapshot: Any, new_path: Any, cutoff: datetime, t0: int, report: Progr
 
 
 def _catch_up(
-    fresh: Any, snapshot: Any, recent: set[str], new_path: Any, cutoff: datetime, t0: int, layer: str
+    fresh: Any, snapshot: Any, recent: set[str], new_path: Any, selection: Selection, t0: int, layer: str
 ) -> bool:
     """Apply commits made during the copy to the new generation; False if it cannot be done safely."""
     latest = _all_hits(fresh, _added_since(t0))
@@ -165,9 +213,7 @@ def _catch_up(
         return False  # an older document was deleted meanwhile: copy again
     latest_docs = [fresh.doc(address) for _, address in latest]
     latest_ids = {doc.get_first(ID) for doc in latest_docs}
-    additions = [
-        doc for doc in latest_docs if doc.get_first(ID) not in recent and doc.get_first(TIMESTAMP) >= cutoff
-    ]
+    additions = [doc for doc in latest_docs if doc.get_first(ID) not in recent and selection.keep_new(doc)]
     removals = recent - latest_ids
     if not additions and not removals:
         return True
