@@ -67,6 +67,9 @@ def test_a_bad_layer_exits_2_with_one_line_and_no_traceback(run) -> None:  # typ
         (("prune", "--older-than", "30d"), "--layer"),
         (("prune", "--all", "--layer", "working", "--older-than", "30d"), "not both"),
         (("import", "--layer", "working", "/no/such/file.jsonl"), "does not exist"),
+        (("dedupe",), "--layer"),
+        (("dedupe", "--all", "--layer", "working"), "not both"),
+        (("dedupe", "--layer", "workng"), "layer 'workng' is not one of"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_line(run, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
@@ -135,3 +138,30 @@ def test_prune_json_reports_deleted_and_bytes_per_layer(run) -> None:  # type: i
     again = run("prune", "--layer", "working", "--older-than", "30d")
     assert again.exit_code == 0, again.output
     assert "deleted          0" in again.stdout
+
+
+def test_dedupe_dry_run_reports_then_dedupe_deletes_and_records(run, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    for i, text in enumerate(["Disk full", "disk  FULL", "disk full ", "other", "Other", "alone"]):
+        stamp = f"2026-01-0{i + 1}T00:00:00Z"
+        assert run("store", "--layer", "working", "--timestamp", stamp, text).exit_code == 0
+    dry = run("dedupe", "--layer", "working", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    report = json.loads(dry.stdout)["working"]
+    assert (report["groups"], report["deleted"], report["dry_run"]) == (2, 3, True)
+    assert json.loads(run("sizes", "--json").stdout)["working"]["documents"] == 6
+    result = run("dedupe", "--all")
+    assert result.exit_code == 0, result.output
+    assert "working     deleted          3 duplicates in 2 groups" in result.stdout
+    found = json.loads(run("search", "--layer", "working", "--json", "--limit", "10", "*").stdout)
+    assert sorted(m["content"] for m in found) == ["Disk full", "alone", "other"]  # the oldest of each
+    from jamey_engine.config import Settings
+    from jamey_engine.engine import Engine
+    from jamey_engine.oplog import recent_operations
+
+    engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir)}))
+    try:
+        rows = recent_operations(engine.db, kind="dedupe")
+        assert {(r["layer"], r["count"], r["actor"]) for r in rows if r["count"]} == {("working", 3, "cli")}
+        assert len(rows) == len(LAYERS)
+    finally:
+        engine.close()
