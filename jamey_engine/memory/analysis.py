@@ -353,6 +353,31 @@ class MemoryAnalysis:
         frame.attrs.update({"documents": documents, "method": "term statistics", "sampled": False})
         return frame
 
+    def term_counts(
+        self, layer: str, terms: Sequence[str], since: object = None, until: object = None
+    ) -> pd.DataFrame:
+        """Memories of the window holding each of ``terms`` (exact, from the term dictionary).
+
+        Terms are matched as the index stores them (lowercase tokens). Columns: ``term``,
+        ``documents``, in the order given. Raises InvalidInput for an unknown layer, a bad time
+        or more than 1000 terms.
+        """
+        layers = check_analysis_layer(layer)
+        if isinstance(terms, str) or len(terms) > MAX_TERMS:
+            raise InvalidInput(f"terms must be a list of at most {MAX_TERMS} words")
+        query = window_query(*parse_window(since, until))
+        counts = dict.fromkeys((str(term).lower() for term in terms), 0)
+        for name in layers:
+            searcher = self.store.index(name).searcher()
+            if not searcher.num_docs:
+                continue
+            for term in counts:
+                pairs = searcher.terms_with_prefix(CONTENT, term, filter_query=query)
+                counts[term] += sum(int(count) for found, count in pairs if found == term)
+        frame = pd.DataFrame(list(counts.items()), columns=["term", "documents"])
+        frame["documents"] = frame["documents"].astype("int64")
+        return frame
+
     def duplicates(self, layer: str, normalize: bool = True) -> pd.DataFrame:
         """Groups of memories with equal content (after normalization), biggest first.
 

@@ -15,6 +15,15 @@ from jamey_engine.runbooks.common import (
     engine_for,
     normalize_phrase,
 )
+from jamey_engine.runbooks.dedupe import (
+    DedupeOutcome,
+    DedupePlan,
+    DedupeRunbook,
+    apply_dedupe,
+    plan_dedupe,
+    verify_dedupe,
+)
+from jamey_engine.runbooks.explore import MemoryExplorer
 from jamey_engine.runbooks.growth_report import GrowthReport
 from jamey_engine.runbooks.prune import (
     LayerPlan,
@@ -41,8 +50,12 @@ __all__ = [
     "Check",
     "Checks",
     "Decision",
+    "DedupeOutcome",
+    "DedupePlan",
+    "DedupeRunbook",
     "GrowthReport",
     "LayerPlan",
+    "MemoryExplorer",
     "NotebookRunbook",
     "PruneOutcome",
     "PrunePlan",
@@ -50,6 +63,7 @@ __all__ = [
     "RestoreOutcome",
     "RestoreRunPlan",
     "RestoreRunbook",
+    "apply_dedupe",
     "apply_prune",
     "apply_restore",
     "backups_frame",
@@ -59,9 +73,11 @@ __all__ = [
     "engine_for",
     "normalize_phrase",
     "parse_layers",
+    "plan_dedupe",
     "plan_prune",
     "plan_restore",
     "prune_preflight",
+    "verify_dedupe",
     "verify_prune",
     "verify_restore",
 ]

@@ -1,0 +1,435 @@
+"""The dedupe runbook: preflight, plan, apply (backup, dedupe), verify, summarize.
+
+``notebooks/dedupe_memories.ipynb`` calls :class:`DedupeRunbook`; the functions hold the rules
+and raise JameyError subclasses, so the CLI or the workbench can reuse them. The safety is the
+prune runbook's: a dry run by default, a confirmation phrase naming the count, a backup first,
+the same preflight (the layers open, free disk for the rewrite and the backup, the switch lock).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from jamey_engine.errors import JameyError
+from jamey_engine.growth import format_bytes
+from jamey_engine.memory.dedupe import DedupeResult, DuplicateScan, duplicates_frame, find_duplicates
+from jamey_engine.progress import Progress
+from jamey_engine.runbooks.common import Check, Checks, Decision, NotebookRunbook, Say, decide, engine_for
+from jamey_engine.runbooks.prune import parse_layers, prune_preflight
+from jamey_engine.runbooks.steps import _check_bool, _outcome_name, _Stop
+
+if TYPE_CHECKING:
+    from jamey_engine.engine import Engine
+    from jamey_engine.vault import BackupInfo
+
+SHOWN_GROUPS = 20
+VERIFY_GROUPS = 50
+
+
+@dataclass(frozen=True)
+class LayerDedupePlan:
+    """What a dedupe would do to one layer."""
+
+    layer: str
+    documents: int
+    bytes: int
+    scan: DuplicateScan
+
+    @property
+    def to_delete(self) -> int:
+        return self.scan.repeats
+
+    @property
+    def bytes_to_free(self) -> int:
+        """An estimate: the layer's size scaled by the share of documents that go."""
+        return round(self.bytes * self.to_delete / self.documents) if self.documents else 0
+
+
+@dataclass(frozen=True)
+class DedupePlan:
+    """The duplicates a dedupe would delete, per layer, and the phrase that confirms it."""
+
+    layers: tuple[LayerDedupePlan, ...]
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(plan.layer for plan in self.layers)
+
+    @property
+    def total_to_delete(self) -> int:
+        return sum(plan.to_delete for plan in self.layers)
+
+    @property
+    def total_groups(self) -> int:
+        return sum(len(plan.scan.groups) for plan in self.layers)
+
+    @property
+    def total_bytes_to_free(self) -> int:
+        return sum(plan.bytes_to_free for plan in self.layers)
+
+    @property
+    def phrase(self) -> str:
+        """The exact text ``confirm`` must hold to apply this plan."""
+        from jamey_engine.memory import LAYERS
+
+        where = "all layers" if set(self.layer_names) == set(LAYERS) else ", ".join(self.layer_names)
+        return f"dedupe {self.total_to_delete} duplicate memories in {where}"
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.total_to_delete == 0
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer: documents, duplicate groups, to delete, bytes now, bytes to free (est.)."""
+        return pd.DataFrame(
+            [
+                {
+                    "layer": p.layer,
+                    "documents": p.documents,
+                    "groups": len(p.scan.groups),
+                    "to_delete": p.to_delete,
+                    "repeat_content_bytes": p.scan.repeat_bytes,
+                    "bytes": p.bytes,
+                    "bytes_to_free (est.)": p.bytes_to_free,
+                }
+                for p in self.layers
+            ]
+        )
+
+    def groups_frame(self, top: int = SHOWN_GROUPS) -> pd.DataFrame:
+        """The ``top`` biggest groups across the layers (see ``memory.dedupe.duplicates_frame``)."""
+        return duplicates_frame([p.scan for p in self.layers]).head(top)
+
+
+@dataclass(frozen=True)
+class DedupeOutcome:
+    """What the apply step did: the decision, the backup taken, and each layer's result."""
+
+    decision: Decision
+    plan: DedupePlan
+    backup: BackupInfo | None = None
+    results: tuple[DedupeResult, ...] = ()
+    duration_seconds: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def applied(self) -> bool:
+        return self.decision.go
+
+    @property
+    def deleted(self) -> int:
+        return sum(result.deleted for result in self.results)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(max(r.bytes_before - r.bytes_after, 0) for r in self.results)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per layer: groups, deleted, bytes before and after."""
+        return pd.DataFrame(
+            [
+                {
+                    "layer": r.layer,
+                    "groups": r.groups,
+                    "deleted": r.deleted,
+                    "bytes_before": r.bytes_before,
+                    "bytes_after": r.bytes_after,
+                }
+                for r in self.results
+            ],
+            columns=["layer", "groups", "deleted", "bytes_before", "bytes_after"],
+        )
+
+
+def plan_dedupe(engine: Engine, layers: tuple[str, ...]) -> DedupePlan:
+    """The duplicate groups of ``layers`` and what deleting their repeats would free; changes nothing.
+
+    Raises StorageCorrupt or Busy from the store.
+    """
+    plans = []
+    for layer in layers:
+        size = engine.memory.layer_size(layer)
+        scan = find_duplicates(engine.memory.index(layer).searcher(), layer)
+        plans.append(LayerDedupePlan(layer, scan.documents, size.bytes, scan))
+    return DedupePlan(tuple(plans))
+
+
+def apply_dedupe(
+    engine: Engine,
+    plan: DedupePlan,
+    *,
+    dry_run: bool,
+    confirm: object,
+    backup_first: bool = True,
+    progress: Progress | None = None,
+) -> DedupeOutcome:
+    """Dedupe as planned, only when not ``dry_run`` and ``confirm`` equals the plan's phrase.
+
+    The plan is made again first: nothing left is a no-op; a changed count changes the phrase,
+    so the old one is refused. Then a backup (when ``backup_first``), the dedupe and one
+    ``dedupe`` oplog record per layer (``Engine.dedupe``). A refusal, a dry run and a no-op
+    change nothing. Raises Busy, StorageCorrupt or vault errors from the steps.
+    """
+    fresh = plan_dedupe(engine, plan.layer_names) if not dry_run else plan
+    decision = decide(
+        action="dedupe",
+        phrase=fresh.phrase,
+        dry_run=dry_run,
+        confirm=confirm,
+        nothing_to_do=(
+            f"no duplicate memories in {', '.join(fresh.layer_names)}." if fresh.nothing_to_do else None
+        ),
+    )
+    notes: tuple[str, ...] = ()
+    if decision.verdict == "refused" and fresh.phrase != plan.phrase:
+        notes = (f"The plan changed since it was shown: it now says {fresh.phrase!r}.",)
+    if not decision.go:
+        return DedupeOutcome(decision, fresh, notes=notes)
+    backup = (
+        engine.vault.create(progress=progress, label="before removing duplicate memories", actor="runbook")
+        if backup_first
+        else None
+    )
+    run = engine.dedupe(list(fresh.layer_names), source="runbook", progress=progress)
+    notes = (run.note,) if run.note else ()
+    return DedupeOutcome(decision, fresh, backup, tuple(run.results), run.duration, notes)
+
+
+def verify_dedupe(engine: Engine, outcome: DedupeOutcome) -> Checks:
+    """Check the store after the apply step, changing nothing.
+
+    Applied, per layer: documents now are the planned count minus those deleted (more only if
+    memories were written meanwhile); duplicates left are no more than those writes; the oldest
+    memory of each planned group (up to 50) is still there. Not applied: no layer lost documents.
+    """
+    checks: list[Check] = []
+    deleted = {r.layer: r.deleted for r in outcome.results}
+    for layer_plan in outcome.plan.layers:
+        layer = layer_plan.layer
+        now = engine.memory.count(layer)
+        if not outcome.applied:
+            checks.append(
+                Check(
+                    f"{layer}: unchanged",
+                    now >= layer_plan.documents,
+                    f"{layer_plan.documents} documents at the plan, {now} now",
+                )
+            )
+            continue
+        expected = layer_plan.documents - deleted.get(layer, 0)
+        extra = now - expected
+        checks.append(
+            Check(
+                f"{layer}: documents",
+                extra >= 0,
+                f"{layer_plan.documents} before, {deleted.get(layer, 0)} deleted, {now} now"
+                + (f" ({extra} written meanwhile)" if extra > 0 else ""),
+            )
+        )
+        left = find_duplicates(engine.memory.index(layer).searcher(), layer).repeats
+        checks.append(
+            Check(
+                f"{layer}: no duplicates left",
+                left <= max(extra, 0),
+                f"{left} duplicate(s) now" + (" (written meanwhile)" if left else ""),
+            )
+        )
+        groups = layer_plan.scan.groups[:VERIFY_GROUPS]
+        missing = []
+        for group in groups:
+            try:
+                engine.memory.get(layer, group.keep_id)
+            except JameyError:
+                missing.append(group.keep_id)
+        checks.append(
+            Check(
+                f"{layer}: oldest copies kept",
+                not missing,
+                f"{len(groups) - len(missing)} of {len(groups)} checked groups keep their oldest memory"
+                + (f"; missing {', '.join(missing[:3])}" if missing else ""),
+            )
+        )
+    return Checks("Verification", tuple(checks))
+
+
+class DedupeRunbook(NotebookRunbook):
+    """The steps of ``notebooks/dedupe_memories.ipynb``; each prints plainly and returns a table."""
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        layers: tuple[str, ...] = (),
+        dry_run: bool = True,
+        backup_first: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> None:
+        super().__init__(engine, say=say)
+        self.layers = layers
+        self.dry_run = dry_run
+        self.backup_first = backup_first
+        self.confirm = confirm
+        self.preflight_checks: Checks | None = None
+        self.current_plan: DedupePlan | None = None
+        self.outcome: DedupeOutcome | None = None
+        self.verification: Checks | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        data_dir: str | Path | None = None,
+        layer: str = "all",
+        dry_run: bool = True,
+        backup_first: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> DedupeRunbook:
+        """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
+        runbook = cls(None, say=say)
+
+        def setup() -> None:
+            runbook.layers = parse_layers(layer)
+            runbook.dry_run = _check_bool(dry_run, "dry_run")
+            runbook.backup_first = _check_bool(backup_first, "backup_first")
+            runbook.confirm = "" if confirm is None else str(confirm)
+            runbook.engine = engine_for(data_dir)
+            mode = "DRY RUN (changes nothing)" if runbook.dry_run else "APPLY (when confirmed)"
+            say(
+                f"Remove duplicate memories from {', '.join(runbook.layers)} "
+                f"in {runbook.engine.settings.data_dir}: {mode}."
+            )
+
+        runbook._step("parameters", setup)
+        return runbook
+
+    @property
+    def _engine(self) -> Engine:
+        assert self.engine is not None
+        return self.engine
+
+    def preflight(self) -> pd.DataFrame | None:
+        """The prune preflight (the same rewrite): any failure stops the runbook."""
+
+        def body() -> pd.DataFrame:
+            checks = prune_preflight(self._engine, self.layers, backup_first=self.backup_first)
+            self.preflight_checks = checks
+            if not checks.ok:
+                names = "; ".join(f"{c.name}: {c.detail}" for c in checks.failures)
+                self.say("Preflight failed.")
+                raise _Stop(f"preflight failed ({names}); nothing was changed")
+            self.say("Preflight passed.")
+            return checks.to_frame()
+
+        return self._step("preflight", body)
+
+    def plan(self) -> pd.DataFrame | None:
+        """Show the duplicates per layer, the bytes to free, and the confirmation phrase."""
+
+        def body() -> pd.DataFrame:
+            plan = plan_dedupe(self._engine, self.layers)
+            self.current_plan = plan
+            self.say(
+                f"Would delete {plan.total_to_delete} duplicate memories in {plan.total_groups} groups "
+                f"(keeping the oldest of each), about {format_bytes(plan.total_bytes_to_free)}."
+            )
+            if plan.nothing_to_do:
+                self.say("No duplicates.")
+            else:
+                self.say(f"To apply: dry_run=False and confirm={plan.phrase!r}")
+            return plan.to_frame()
+
+        return self._step("plan", body)
+
+    def groups(self, top: int = SHOWN_GROUPS) -> pd.DataFrame | None:
+        """The biggest duplicate groups of the plan (content, count, first, last, bytes of repeats)."""
+
+        def body() -> pd.DataFrame:
+            if self.current_plan is None:
+                raise _Stop("there is no plan; run the plan step first")
+            return self.current_plan.groups_frame(top)
+
+        return self._step("groups", body)
+
+    def apply(self) -> pd.DataFrame | None:
+        """Back up and dedupe when confirmed; otherwise say why nothing changed."""
+
+        def body() -> pd.DataFrame | None:
+            if self.current_plan is None:
+                raise _Stop("there is no plan; run the plan step first")
+            outcome = apply_dedupe(
+                self._engine,
+                self.current_plan,
+                dry_run=self.dry_run,
+                confirm=self.confirm,
+                backup_first=self.backup_first,
+            )
+            self.outcome = outcome
+            self._say_all(outcome.notes)
+            self.say(outcome.decision.message)
+            if not outcome.applied:
+                return None
+            if outcome.backup is not None:
+                self.say(
+                    f"Backup taken first: {outcome.backup.id} ({format_bytes(outcome.backup.size_bytes)})."
+                )
+            self.say(
+                f"Deleted {outcome.deleted} duplicate memories in {outcome.duration_seconds:.1f}s, "
+                f"freeing {format_bytes(outcome.bytes_freed)}."
+            )
+            return outcome.to_frame()
+
+        return self._step("apply", body)
+
+    def verify(self) -> pd.DataFrame | None:
+        """Check counts, that no duplicate is left and the oldest copies are kept; a failure stops it."""
+
+        def body() -> pd.DataFrame:
+            if self.outcome is None:
+                raise _Stop("there is nothing to verify; the apply step did not run")
+            checks = verify_dedupe(self._engine, self.outcome)
+            self.verification = checks
+            if not checks.ok:
+                raise _Stop("verification failed: " + "; ".join(c.detail for c in checks.failures))
+            self.say("Verified." if self.outcome.applied else "Verified: nothing changed.")
+            return checks.to_frame()
+
+        return self._step("verify", body)
+
+    def summary(self) -> dict[str, Any]:
+        """One closing line, and the facts of the run as a dict (the record papermill leaves behind).
+
+        ``confirm_phrase`` is the exact text ``confirm`` must hold to apply the plan (None
+        without a plan).
+        """
+        plan = self.outcome.plan if self.outcome else self.current_plan
+        facts: dict[str, Any] = {
+            "layers": list(self.layers),
+            "dry_run": self.dry_run,
+            "outcome": _outcome_name(self.outcome.decision.verdict) if self.outcome else None,
+            "groups": plan.total_groups if plan else None,
+            "duplicates": plan.total_to_delete if plan else None,
+            "bytes_to_free": plan.total_bytes_to_free if plan else None,
+            "confirm_phrase": plan.phrase if plan and not plan.nothing_to_do else None,
+            "deleted": self.outcome.deleted if self.outcome else 0,
+            "bytes_freed": self.outcome.bytes_freed if self.outcome else 0,
+            "backup": self.outcome.backup.id if self.outcome and self.outcome.backup else None,
+            "verified": self.verification.ok if self.verification else None,
+            "error": self.error,
+        }
+        if self.error:
+            self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
+        elif self.outcome and self.outcome.applied:
+            self.say(
+                f"Summary: deleted {facts['deleted']} duplicate memories"
+                + (f" after backup {facts['backup']}" if facts["backup"] else " (no backup first)")
+                + "; verified."
+            )
+        elif self.outcome:
+            self.say(f"Summary: {self.outcome.decision.message}")
+        return facts
