@@ -49,10 +49,15 @@ check: lint typecheck test
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-## notebooks: JupyterLab on notebooks/ with the project's environment as the kernel
-notebooks: $(STAMP)
-	$(BIN)/pip install --quiet jupyterlab
-	$(BIN)/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks
+NOTEBOOKS_STAMP := $(VENV)/.notebooks-installed
+
+$(NOTEBOOKS_STAMP): requirements-notebooks.txt $(STAMP)
+	$(BIN)/pip install --quiet -r requirements-notebooks.txt
+	touch $(NOTEBOOKS_STAMP)
+
+## notebooks: JupyterLab (pinned) on notebooks/ with the project's kernel, on 127.0.0.1 (root or not)
+notebooks: $(NOTEBOOKS_STAMP)
+	@VENV=$(VENV) tools/notebooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
