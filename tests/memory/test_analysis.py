@@ -61,9 +61,13 @@ def test_memories_frame_returns_every_memory_oldest_first_with_its_columns(
 def test_memories_frame_pages_through_many_memories_in_the_same_second(
     store: MemoryStore, analysis: MemoryAnalysis
 ) -> None:
-    store.store_batch("semantic", [{"content": f"same second {i}", "timestamp": START} for i in range(250)])
+    for batch in range(5):  # five commits: five segments, all at the same second
+        store.store_batch(
+            "semantic", [{"content": f"same second {batch}-{i}", "timestamp": START} for i in range(50)]
+        )
     frame = analysis.memories_frame("semantic", chunk=40)
     assert len(frame) == 250 and frame["id"].is_unique
+    assert store.layer_size("semantic").segments > 1
 
 
 def test_memories_frame_keeps_to_the_window(analysis: MemoryAnalysis, filled: list[datetime]) -> None:
