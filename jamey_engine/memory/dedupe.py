@@ -187,6 +187,10 @@ class DedupeResult:
     dry_run: bool
 
 
+class _NoRepeats(Exception):
+    """The compaction's snapshot holds no duplicate: abandon it before copying anything."""
+
+
 def dedupe_layer(
     store: MemoryStore,
     layer: str,
@@ -197,24 +201,26 @@ def dedupe_layer(
 ) -> DedupeResult:
     """Delete every duplicate of ``layer`` but the oldest of each group, and free their disk.
 
-    A dry run, or a layer without duplicates, changes nothing. Otherwise the layer is rewritten
-    by the prune compaction, which finds the duplicates again on its own snapshot (so what it
-    deletes is exactly a set of repeats whose oldest copy stays) and carries over every memory
-    written meanwhile, duplicates included. Raises Busy, StorageCorrupt.
+    A dry run scans and changes nothing. Otherwise the layer is rewritten by the prune
+    compaction, which finds the duplicates on its own snapshot (so what it deletes is exactly
+    a set of repeats whose oldest copy stays; a layer without any is left untouched) and
+    carries over every memory written meanwhile, duplicates included. Raises Busy, StorageCorrupt.
     """
-    scan = find_duplicates(store.index(layer).searcher(), layer, normalize=normalize)
-    bytes_before = dir_size(store.layer_path(layer))
-    if dry_run or not scan.repeats:
+    if dry_run:
+        scan = find_duplicates(store.index(layer).searcher(), layer, normalize=normalize)
+        bytes_before = dir_size(store.layer_path(layer))
         kept = scan.documents - scan.repeats
         estimate = round(bytes_before * kept / scan.documents) if scan.documents else bytes_before
         return DedupeResult(
-            layer, len(scan.groups), scan.repeats, scan.repeat_bytes, bytes_before, estimate, dry_run
+            layer, len(scan.groups), scan.repeats, scan.repeat_bytes, bytes_before, estimate, True
         )
     found: list[DuplicateScan] = []
 
     def select(snapshot: Any) -> Selection:
         current = find_duplicates(snapshot, layer, normalize=normalize)
         found.append(current)
+        if not current.repeats:
+            raise _NoRepeats
         doomed = current.doomed_ids
         return Selection(
             tantivy.Query.all_query(),
@@ -222,7 +228,11 @@ def dedupe_layer(
             lambda document: True,  # memories written during the dedupe are never lost
         )
 
-    result = compact_layer(store, layer, select, progress, what="dedupe")
+    try:
+        result = compact_layer(store, layer, select, progress, what="dedupe")
+    except _NoRepeats:
+        size = dir_size(store.layer_path(layer))
+        return DedupeResult(layer, 0, 0, 0, size, size, False)
     final = found[-1]
     return DedupeResult(
         layer,

@@ -78,8 +78,11 @@ def test_dedupe_deletes_repeats_keeps_the_oldest_and_frees_disk(store: MemorySto
         assert oldest[normalize_content(row.content)] == row.id
         group = int(row.content.split()[-1])
         assert row.timestamp == START + timedelta(minutes=group)  # copy 0 was the oldest of each group
+    path = store.layer_path("working")
     again = dedupe_layer(store, "working", dry_run=False)
     assert again.deleted == 0 and store.layer_size("working") == after
+    assert store.layer_path("working") == path  # nothing to delete: no rewrite, no leftover generation
+    assert [p.name for p in (store.root / "working").iterdir()] == [path.name]
 
 
 def test_writes_made_during_a_dedupe_are_never_lost(store: MemoryStore) -> None:
