@@ -30,6 +30,9 @@ from jamey_engine.progress import Progress
 if TYPE_CHECKING:
     from jamey_engine.memory.store import MemoryStore
 
+# Addresses per page of the scan: only addresses and hashes are kept, so pages can be large
+# (fewer pages: the keyset paging re-walks the timestamp column once per page).
+SCAN_CHUNK = 100_000
 GROUP_COLUMNS = ["layer", "content", "count", "first", "last", "repeat_bytes", "keep_id"]
 
 
@@ -94,7 +97,7 @@ def find_duplicates(searcher: Any, layer: str, *, normalize: bool = True) -> Dup
     doc_ids = np.empty(documents, dtype=np.uint32)
     filled = 0
     doc = searcher.doc
-    for addresses in iter_addresses(searcher, tantivy.Query.all_query()):
+    for addresses in iter_addresses(searcher, tantivy.Query.all_query(), SCAN_CHUNK):
         end = filled + len(addresses)
         hashes[filled:end] = [hash(fold(doc(address).get_first(CONTENT))) for address in addresses]
         segments[filled:end] = [address.segment_ord for address in addresses]
@@ -104,8 +107,9 @@ def find_duplicates(searcher: Any, layer: str, *, normalize: bool = True) -> Dup
     _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
     candidates = np.flatnonzero(counts[inverse] > 1)
     by_text: dict[str, list[tuple[datetime, str, str]]] = {}
-    for position in candidates:
-        document = doc(tantivy.DocAddress(int(segments[position]), int(doc_ids[position])))
+    address = tantivy.DocAddress
+    for segment, doc_id in zip(segments[candidates].tolist(), doc_ids[candidates].tolist(), strict=True):
+        document = doc(address(segment, doc_id))
         content = str(document.get_first(CONTENT))
         by_text.setdefault(fold(content), []).append(
             (document.get_first(TIMESTAMP), str(document.get_first(ID)), content)
