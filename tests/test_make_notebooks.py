@@ -69,8 +69,14 @@ def _run_jupyterlab(
             raise AssertionError(f"no answer on port {port} within {STARTUP_SECONDS}s:\n{log.read_text()}")
     finally:
         _stop(process)
-    with socket.socket() as sock:
-        seen["port_free_after"] = sock.connect_ex(("127.0.0.1", port)) != 0
+    # runuser may exit before JupyterLab (which got the same SIGTERM) has closed its socket.
+    deadline = time.monotonic() + 20
+    while True:
+        with socket.socket() as sock:
+            seen["port_free_after"] = sock.connect_ex(("127.0.0.1", port)) != 0
+        if seen["port_free_after"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     seen["log"] = log.read_text()
     return seen
 

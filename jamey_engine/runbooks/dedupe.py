@@ -18,9 +18,9 @@ from jamey_engine.errors import JameyError
 from jamey_engine.growth import format_bytes
 from jamey_engine.memory.dedupe import DedupeResult, DuplicateScan, duplicates_frame, find_duplicates
 from jamey_engine.progress import Progress
-from jamey_engine.runbooks.common import Check, Checks, Decision, NotebookRunbook, Say, decide, engine_for
+from jamey_engine.runbooks.common import ChangingRunbook, Check, Checks, Decision, Say, check_bool, decide
 from jamey_engine.runbooks.prune import parse_layers, prune_preflight
-from jamey_engine.runbooks.steps import _check_bool, _outcome_name, _Stop
+from jamey_engine.runbooks.steps import _outcome_name, _Stop
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -256,7 +256,7 @@ def verify_dedupe(engine: Engine, outcome: DedupeOutcome) -> Checks:
     return Checks("Verification", tuple(checks))
 
 
-class DedupeRunbook(NotebookRunbook):
+class DedupeRunbook(ChangingRunbook):
     """The steps of ``notebooks/dedupe_memories.ipynb``; each prints plainly and returns a table."""
 
     def __init__(
@@ -269,15 +269,12 @@ class DedupeRunbook(NotebookRunbook):
         confirm: str = "",
         say: Say = print,
     ) -> None:
-        super().__init__(engine, say=say)
+        super().__init__(engine, dry_run=dry_run, confirm=confirm, say=say)
         self.layers = layers
-        self.dry_run = dry_run
         self.backup_first = backup_first
-        self.confirm = confirm
         self.preflight_checks: Checks | None = None
         self.current_plan: DedupePlan | None = None
         self.outcome: DedupeOutcome | None = None
-        self.verification: Checks | None = None
 
     @classmethod
     def open(
@@ -295,23 +292,15 @@ class DedupeRunbook(NotebookRunbook):
 
         def setup() -> None:
             runbook.layers = parse_layers(layer)
-            runbook.dry_run = _check_bool(dry_run, "dry_run")
-            runbook.backup_first = _check_bool(backup_first, "backup_first")
-            runbook.confirm = "" if confirm is None else str(confirm)
-            runbook.engine = engine_for(data_dir)
-            mode = "DRY RUN (changes nothing)" if runbook.dry_run else "APPLY (when confirmed)"
+            runbook.backup_first = check_bool(backup_first, "backup_first")
+            mode = runbook._open_engine(data_dir, dry_run, confirm)
             say(
                 f"Remove duplicate memories from {', '.join(runbook.layers)} "
-                f"in {runbook.engine.settings.data_dir}: {mode}."
+                f"in {runbook._engine.settings.data_dir}: {mode}."
             )
 
         runbook._step("parameters", setup)
         return runbook
-
-    @property
-    def _engine(self) -> Engine:
-        assert self.engine is not None
-        return self.engine
 
     def preflight(self) -> pd.DataFrame | None:
         """The prune preflight (the same rewrite): any failure stops the runbook."""

@@ -16,7 +16,7 @@ import pandas as pd
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.growth import format_bytes
-from jamey_engine.memory.analysis import check_analysis_layer, parse_window
+from jamey_engine.memory.analysis import MemoryAnalysis, check_analysis_layer, parse_window
 from jamey_engine.runbooks.common import NotebookRunbook, Say, engine_for
 
 if TYPE_CHECKING:
@@ -86,9 +86,8 @@ class MemoryExplorer(NotebookRunbook):
         return explorer
 
     @property
-    def _analysis(self) -> Any:
-        assert self.engine is not None
-        return self.engine.analysis
+    def _analysis(self) -> MemoryAnalysis:
+        return self._engine.analysis
 
     # -- volume ---------------------------------------------------------------------------
     def volume(self) -> pd.DataFrame | None:
@@ -320,11 +319,10 @@ class MemoryExplorer(NotebookRunbook):
         def body() -> pd.DataFrame:
             frame = self._analysis.memories_frame(self.layer, since=self.since, until=self.until, limit=count)
             newest = []
-            assert self.engine is not None
             layers = check_analysis_layer(self.layer)
             for layer in layers:
                 newest.extend(
-                    self.engine.memory.search(
+                    self._engine.memory.search(
                         layer, "*", limit=count, order="newest", since=self.since, until=self.until
                     )
                 )
