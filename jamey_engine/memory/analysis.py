@@ -247,7 +247,7 @@ class MemoryAnalysis:
             selected = window if parsed is None else _both(parsed, window)
             searcher = index.searcher()
             try:
-                matched += int(searcher.search(selected, 1, count=True).count)  # type: ignore[attr-defined]
+                matched += _matching(searcher, selected)
                 taken = 0
                 for addresses in iter_addresses(searcher, selected, min(chunk, limit or chunk)):
                     if limit is not None:
@@ -319,8 +319,9 @@ class MemoryAnalysis:
 
         Counts are document frequencies (memories holding the term at least once, as tantivy's
         tokenizer splits and lowercases them), read from the term dictionary under the window
-        filter: exact, never sampled. Numbers and one-letter terms are left out with the stop
-        words. Columns: ``term``, ``documents``, ``share`` (of the window's memories);
+        filter: exact, never sampled (across layers too: each layer's top list is widened until
+        no term outside the lists could rank). Numbers and one-letter terms are left out with the
+        stop words. Columns: ``term``, ``documents``, ``share`` (of the window's memories);
         ``attrs`` holds ``documents`` (the window's memories), ``method`` and ``sampled`` (False).
         Raises InvalidInput for an unknown layer, a bad time, or n outside 1..1000.
         """
@@ -329,23 +330,28 @@ class MemoryAnalysis:
             raise InvalidInput(f"n {n!r} must be a whole number from 1 to {MAX_TERMS}")
         start, end = parse_window(since, until)
         query = window_query(start, end)
-        counts: dict[str, int] = {}
-        documents = 0
-        for name in layers:
-            searcher = self.store.index(name).searcher()
-            documents += int(searcher.search(query, 1, count=True).count)  # type: ignore[attr-defined]
-            if not searcher.num_docs:
-                continue
-            wanted = n
-            while True:
-                # Ask for enough that n survive the stop words; widen if they did not.
-                pairs = searcher.terms_with_prefix(CONTENT, "", filter_query=query, limit=wanted + 200)
-                kept = [(term, count) for term, count in pairs if count and _is_content_term(term)]
-                if len(kept) >= wanted or len(pairs) < wanted + 200:
-                    break
-                wanted *= 4
-            for term, count in kept:
-                counts[term] = counts.get(term, 0) + int(count)
+        searchers = [self.store.index(name).searcher() for name in layers]
+        documents = sum(_matching(searcher, query) for searcher in searchers)
+        searchers = [searcher for searcher in searchers if searcher.num_docs]
+        wanted = n
+        while True:
+            # Each layer's top terms, then exact totals for every candidate. With several layers a
+            # term below every layer's cut could still add up to more than the n-th candidate, so
+            # widen until the candidates' n-th total beats the sum of the layers' cuts.
+            tops = [_layer_top_terms(searcher, query, wanted) for searcher in searchers]
+            candidates = sorted({term for top, _ in tops for term in top})
+            counts = {
+                term: sum(
+                    top[term] if term in top else _term_count(searcher, query, term) if cut else 0
+                    for searcher, (top, cut) in zip(searchers, tops, strict=True)
+                )
+                for term in candidates
+            }
+            best = sorted(counts.values(), reverse=True)
+            unseen_at_most = sum(cut for _, cut in tops)
+            if len(tops) <= 1 or (len(best) >= n and best[n - 1] >= unseen_at_most) or not unseen_at_most:
+                break
+            wanted *= 4
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:n]
         frame = pd.DataFrame(ranked, columns=["term", "documents"])
         frame["documents"] = frame["documents"].astype("int64")
@@ -372,8 +378,7 @@ class MemoryAnalysis:
             if not searcher.num_docs:
                 continue
             for term in counts:
-                pairs = searcher.terms_with_prefix(CONTENT, term, filter_query=query)
-                counts[term] += sum(int(count) for found, count in pairs if found == term)
+                counts[term] += _term_count(searcher, query, term)
         frame = pd.DataFrame(list(counts.items()), columns=["term", "documents"])
         frame["documents"] = frame["documents"].astype("int64")
         return frame
@@ -396,6 +401,34 @@ class MemoryAnalysis:
             find_duplicates(self.store.index(name).searcher(), name, normalize=normalize) for name in layers
         ]
         return duplicates_frame(found)
+
+
+def _matching(searcher: Any, query: tantivy.Query) -> int:
+    """Documents of ``searcher`` that ``query`` matches (counted by tantivy, none fetched)."""
+    return int(searcher.search(query, 1, count=True).count)
+
+
+def _layer_top_terms(searcher: Any, query: tantivy.Query, wanted: int) -> tuple[dict[str, int], int]:
+    """At least ``wanted`` content terms of one layer with their counts (fewer if it has fewer),
+    and the count at the cut (0 when every term of the window was seen)."""
+    ask = wanted + 200
+    while True:
+        pairs = searcher.terms_with_prefix(CONTENT, "", filter_query=query, limit=ask)
+        kept = {term: int(count) for term, count in pairs if count and _is_content_term(term)}
+        if len(pairs) < ask:
+            return kept, 0
+        if len(kept) >= wanted:
+            return kept, int(pairs[-1][1])
+        ask *= 4  # mostly stop words so far: ask for more
+
+
+def _term_count(searcher: Any, query: tantivy.Query, term: str) -> int:
+    """Memories of the window in one layer holding exactly ``term``."""
+    return sum(
+        int(count)
+        for found, count in searcher.terms_with_prefix(CONTENT, term, filter_query=query)
+        if found == term
+    )
 
 
 def _is_content_term(term: str) -> bool:

@@ -184,3 +184,18 @@ def test_a_duration_means_that_long_before_now(store: MemoryStore, analysis: Mem
     now = datetime.now(UTC)
     store.store_batch("working", [("recent", now - timedelta(hours=1)), ("old", now - timedelta(days=9))])
     assert analysis.memories_frame("working", since="2d")["content"].tolist() == ["recent"]
+
+
+def test_top_terms_across_layers_is_exact_when_no_single_layer_ranks_the_winner(
+    store: MemoryStore, analysis: MemoryAnalysis
+) -> None:
+    # "steady" is in 30 memories of each of four layers (120); "spike" is in 100 of one layer.
+    # Each layer also has 250 filler terms of its own in 32 memories each, above "steady", so
+    # "steady" is below every layer's first cut; only exact totals put it first.
+    for layer in ("short_term", "long_term", "working", "episodic"):
+        fillers = [" ".join(f"{layer[:2]}f{(k % 5) * 50 + j}" for j in range(50)) for k in range(160)]
+        store.store_batch(layer, ["steady"] * 30 + fillers)
+    store.store_batch("semantic", ["spike"] * 100)
+    terms = analysis.top_terms("all", n=2)
+    assert terms[["term", "documents"]].values.tolist()[0] == ["steady", 120]
+    assert analysis.top_terms("all", n=300).set_index("term").loc["spike", "documents"] == 100
