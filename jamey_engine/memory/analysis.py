@@ -17,7 +17,7 @@ means every layer. Bad input raises InvalidInput with a one-line message naming 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -63,7 +63,7 @@ def check_analysis_layer(layer: object) -> tuple[str, ...]:
 
 
 def parse_when(value: object, *, field: str) -> datetime | None:
-    """None, an ISO 8601 time, a datetime or date-like Timestamp, or a duration (``7d``: 7 days ago).
+    """None, an ISO 8601 time, a datetime, a date (its UTC midnight), or a duration (``7d``: 7 days ago).
 
     Raises InvalidInput naming ``field`` and the value when it is none of these.
     """
@@ -71,6 +71,8 @@ def parse_when(value: object, *, field: str) -> datetime | None:
         return None
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, str) and value.strip() and value.strip()[-1:].lower() in "smhdw":
         text = value.strip()
         if text[:1].isdigit() and not text[:4].isdigit():  # "7d", not "2026-01-01"
@@ -260,7 +262,7 @@ class MemoryAnalysis:
                 raise InvalidInput(f"query {query!r} cannot run: {err}") from None
         frames = [frame for frame in frames if len(frame)]
         frame = pd.concat(frames, ignore_index=True) if frames else _empty_frame(columns)
-        if len(layers) > 1 and "timestamp" in frame.columns:
+        if "timestamp" in frame.columns:  # pages are in order to the second; this orders within it
             frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
         if limit is not None and len(frame) > limit:
             frame = frame.iloc[:limit].reset_index(drop=True)

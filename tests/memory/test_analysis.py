@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -67,6 +67,8 @@ def test_memories_frame_pages_through_many_memories_in_the_same_second(
         )
     frame = analysis.memories_frame("semantic", chunk=40)
     assert len(frame) == 250 and frame["id"].is_unique
+    store.store_batch("short_term", [("later", START + timedelta(microseconds=900)), ("sooner", START)])
+    assert analysis.memories_frame("short_term")["content"].tolist() == ["sooner", "later"]  # within a second
     assert store.layer_size("semantic").segments > 1
 
 
@@ -129,7 +131,7 @@ def test_histogram_by_day_and_by_hour_matches_a_count_by_hand(
 def test_histogram_fills_empty_days_of_the_window_with_zeros(
     analysis: MemoryAnalysis, filled: list[datetime]
 ) -> None:
-    frame = analysis.histogram("all", "1d", since="2026-02-25", until="2026-03-03")
+    frame = analysis.histogram("all", "1d", since="2026-02-25", until=date(2026, 3, 3))
     semantic = frame[frame["layer"] == "semantic"]
     assert len(semantic) == 6 and semantic["documents"].sum() == 0
     episodic = frame[frame["layer"] == "episodic"].set_index("start")["documents"]
