@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from helpers import make_settings
 
 from jamey_engine.engine import Engine
+from jamey_engine.errors import Busy
 from jamey_engine.memory import MemoryStore
 from jamey_engine.memory.analysis import MemoryAnalysis
 from jamey_engine.memory.dedupe import dedupe_layer, normalize_content
@@ -117,3 +120,19 @@ def test_engine_dedupe_records_each_layer_in_the_operation_log(engine: Engine) -
     assert sorted((r["layer"], r["count"], r["actor"], r["status"]) for r in rows) == [
         ("episodic", 4, "ops", "success"), ("semantic", 0, "ops", "success")
     ]  # fmt: skip
+
+
+def test_a_dedupe_that_cannot_take_the_lock_is_recorded_as_a_failure_and_changes_nothing(
+    data_dir: Path,
+) -> None:
+    engine = Engine(make_settings(data_dir, JAMEY_LOCK_TIMEOUT="0.3"))
+    try:
+        _fill(engine.memory, unique=20, groups=2, copies=3)
+        path = engine.memory.layer_path("working")
+        with engine.memory.generations.shared("a long import"), pytest.raises(Busy):
+            engine.dedupe(["working"], source="cli")
+        assert engine.memory.layer_path("working") == path and engine.memory.count("working") == 26
+        [row] = recent_operations(engine.db, kind="dedupe")
+        assert (row["status"], row["actor"]) == ("failure", "cli") and "being switched" in row["detail"]
+    finally:
+        engine.close()
