@@ -106,26 +106,32 @@ def find_duplicates(searcher: Any, layer: str, *, normalize: bool = True) -> Dup
     hashes, segments, doc_ids = hashes[:filled], segments[:filled], doc_ids[:filled]
     _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
     candidates = np.flatnonzero(counts[inverse] > 1)
-    by_text: dict[str, list[tuple[datetime, str, str]]] = {}
+    # Per group: its members as (timestamp, id, UTF-8 bytes), and the text of the oldest only,
+    # so a layer full of repeats does not hold every repeat's text.
+    by_text: dict[str, list[tuple[datetime, str, int]]] = {}
+    oldest_text: dict[str, tuple[datetime, str, str]] = {}
     address = tantivy.DocAddress
     for segment, doc_id in zip(segments[candidates].tolist(), doc_ids[candidates].tolist(), strict=True):
         document = doc(address(segment, doc_id))
         content = str(document.get_first(CONTENT))
-        by_text.setdefault(fold(content), []).append(
-            (document.get_first(TIMESTAMP), str(document.get_first(ID)), content)
-        )
+        key = fold(content)
+        when, memory_id = document.get_first(TIMESTAMP), str(document.get_first(ID))
+        by_text.setdefault(key, []).append((when, memory_id, _utf8_size(content)))
+        oldest = oldest_text.get(key)
+        if oldest is None or (when, memory_id) < oldest[:2]:
+            oldest_text[key] = (when, memory_id, content)
     groups = []
-    for members in by_text.values():
+    for key, members in by_text.items():
         if len(members) < 2:
             continue  # a hash collision, not a duplicate
         members.sort(key=lambda member: (member[0], member[1]))
         groups.append(
             DuplicateGroup(
-                content=members[0][2],
+                content=oldest_text[key][2],
                 count=len(members),
                 first=members[0][0],
                 last=members[-1][0],
-                repeat_bytes=sum(_utf8_size(member[2]) for member in members[1:]),
+                repeat_bytes=sum(member[2] for member in members[1:]),
                 keep_id=members[0][1],
                 repeat_ids=tuple(member[1] for member in members[1:]),
             )
