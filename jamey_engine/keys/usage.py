@@ -16,15 +16,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from jamey_engine.db import Database
 from jamey_engine.models import ApiKey, KeyUsage
+
+if TYPE_CHECKING:  # pandas is imported where a frame is built: the service starts without it
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,8 @@ def usage_series(
     )
     if key_ids is not None:
         query = query.where(KeyUsage.key_id.in_(list(key_ids)))
+    import pandas as pd
+
     with db.session() as session:
         rows = [tuple(row) for row in session.execute(query)]
     return pd.DataFrame(rows, columns=["hour", "key_id", "requests", "rate_limited", "errors"])
@@ -235,6 +239,8 @@ def hourly_counts(
 ) -> list[int]:
     """``hours`` values of ``column`` for ``key_id``, one per hour from ``since`` (zeros where
     nothing was counted): a sparkline's points, from a :func:`usage_series` frame."""
+    import pandas as pd
+
     start = int(since.timestamp()) // HOUR
     values = [0] * hours
     if frame.empty:

@@ -9,7 +9,7 @@ import time_machine
 
 from jamey_engine.db import Database
 from jamey_engine.errors import InvalidInput
-from jamey_engine.oplog import operation_summary, recent_operations, record_operation
+from jamey_engine.oplog import KINDS, operation_summary, recent_operations, record_operation
 
 from .test_database import ODD_MOMENT
 
@@ -25,7 +25,7 @@ def test_an_empty_log_summarises_to_zeros_and_nones(db: Database) -> None:
     summary = operation_summary(db)
     assert summary.counts[("backup", "success")] == 0
     assert summary.counts[("prune", "failure")] == 0
-    assert summary.last_success_timestamp == {"backup": None, "restore": None, "prune": None, "delete": None}
+    assert summary.last_success_timestamp == dict.fromkeys(KINDS)  # every kind, none yet
     assert summary.pruned_documents == {}
 
 

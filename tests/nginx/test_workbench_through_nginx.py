@@ -108,7 +108,7 @@ def test_the_workbench_works_through_nginx_with_its_csp(proxied_workbench: tuple
             page.get_by_label("API key").fill(key)
             page.get_by_role("button", name="Sign in").click()
             expect(page.get_by_role("heading", name="Overview")).to_be_visible()
-            page.get_by_test_id("stSidebarNav").get_by_text("Dashboards", exact=True).click()
+            page.get_by_test_id("stSidebar").get_by_role("link", name="Dashboards", exact=True).click()
             expect(page.locator(".js-plotly-plot")).to_have_count(8)
             page.wait_for_timeout(1500)
             violations = page.evaluate("window.__cspViolations")
