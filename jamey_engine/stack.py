@@ -1,14 +1,21 @@
-"""The local stack behind `make run`: the service, Prometheus, Alertmanager and the workbench.
+"""The local stack behind `make run`: the service, Prometheus, Alertmanager, the workbench and,
+with ``--tls``, nginx in front of them, all supervised.
 
 Every process binds to 127.0.0.1 and keeps its data under the data dir. A missing Prometheus
 or Alertmanager binary is reported with the command that installs it, and the rest runs on.
+A process that exits unexpectedly is restarted with backoff (``jamey_engine.supervisor``);
+the state of every process is kept in ``$JAMEY_DATA_DIR/stack/state.json``
+(``jamey_engine.stackstate``) for ``jamey stack status``.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,12 +28,29 @@ import yaml
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
+from jamey_engine.errors import InvalidInput
 from jamey_engine.keys import SCOPES
+from jamey_engine.nginxconf import NginxSettings, render, render_standalone
+from jamey_engine.selfsigned import CertificatePair, ensure_self_signed
+from jamey_engine.stackstate import write_state
+from jamey_engine.supervisor import Component, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INSTALL_HINT = "install it with: apt-get install prometheus prometheus-alertmanager"
+NGINX_HINT = "install it with: apt-get install nginx-light"
+
+# Each port: the setting that chooses it and the `jamey stack` flag that overrides it.
+PORT_SOURCES: dict[str, tuple[str, str]] = {
+    "service": ("JAMEY_PORT", "--port"),
+    "prometheus": ("JAMEY_PROMETHEUS_PORT", "--prometheus-port"),
+    "alertmanager": ("JAMEY_ALERTMANAGER_PORT", "--alertmanager-port"),
+    "workbench": ("JAMEY_WORKBENCH_PORT", "--workbench-port"),
+    "nginx_https": ("JAMEY_NGINX_HTTPS_PORT", "--nginx-https-port"),
+    "nginx_http": ("JAMEY_NGINX_HTTP_PORT", "--nginx-http-port"),
+    "nginx_workbench": ("JAMEY_NGINX_WORKBENCH_PORT", "--nginx-workbench-port"),
+}
 
 
 @dataclass
@@ -37,20 +61,71 @@ class StackPorts:
     prometheus: int = 9090
     alertmanager: int = 9093
     workbench: int = 8501
+    nginx_https: int = 8443
+    nginx_http: int = 8080
+    nginx_workbench: int = 8444
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **flags: int | None) -> StackPorts:
+        """The settings' ports, with any flag that is not None winning."""
+        ports = cls(
+            service=settings.port,
+            prometheus=settings.prometheus_port,
+            alertmanager=settings.alertmanager_port,
+            workbench=settings.workbench_port,
+            nginx_https=settings.nginx_https_port,
+            nginx_http=settings.nginx_http_port,
+            nginx_workbench=settings.nginx_workbench_port,
+        )
+        for name, value in flags.items():
+            if value is not None:
+                setattr(ports, name, value)
+        return ports
+
+
+def check_ports(ports: StackPorts, names: list[str], host: str = "127.0.0.1") -> None:
+    """Raise InvalidInput, in one line naming the port and its setting, when two of ``names``
+    share a port or one of them is already in use on ``host``."""
+    seen: dict[int, str] = {}
+    for name in names:
+        port = getattr(ports, name)
+        variable, flag = PORT_SOURCES[name]
+        if port in seen:
+            other = PORT_SOURCES[seen[port]][0]
+            raise InvalidInput(f"port {port} is given to both {other} and {variable}; give each its own port")
+        seen[port] = name
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the servers do: a port with only TIME_WAIT leftovers is free to listen on.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as err:
+                reason = "already in use" if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
+                raise InvalidInput(
+                    f"port {port} ({variable}) is {reason} on {host}; stop what uses it or set "
+                    f"{variable} (or {flag}) to a free port"
+                ) from None
 
 
 @dataclass
 class Stack:
-    """Starts, watches and stops the local stack's processes."""
+    """Builds, starts, supervises and stops the local stack's processes."""
 
     settings: Settings
     ports: StackPorts
     workbench: bool = True
+    tls: bool = False
+    scrape_interval: str | None = None  # None: prometheus/prometheus.yml's own
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
     echo: Callable[[str], None] = print
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
+    started_at: float = 0.0
+    certificate: CertificatePair | None = None
+    stopping: bool = False
 
     @property
     def run_dir(self) -> Path:
+        """Where the stack keeps its logs, rendered configs and state file."""
         return self.settings.data_dir / "stack"
 
     def ensure_admin_key(self) -> str | None:
@@ -72,6 +147,11 @@ class Stack:
         source = REPO_ROOT / "prometheus" / "prometheus.yml"
         config: dict[str, Any] = yaml.safe_load(source.read_text())
         config["rule_files"] = [str(source.parent / pattern) for pattern in config.get("rule_files", [])]
+        if self.scrape_interval:
+            config.setdefault("global", {})["scrape_interval"] = self.scrape_interval
+            config["global"]["evaluation_interval"] = self.scrape_interval
+            # A scrape must end before the next begins.
+            config["global"]["scrape_timeout"] = self.scrape_interval
         for job in config.get("scrape_configs", []):
             for static in job.get("static_configs", []):
                 if job.get("job_name") == "jamey":
@@ -82,6 +162,7 @@ class Stack:
             for static in alerting.get("static_configs", []):
                 static["targets"] = [f"127.0.0.1:{self.ports.alertmanager}"]
         target = self.run_dir / "prometheus.yml"
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(config, sort_keys=False))
         return target
 
@@ -141,36 +222,113 @@ class Stack:
             ]
         return commands
 
-    def start(self) -> None:
-        """Start every process that can run here and print where each one listens."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        for name, command in self.commands().items():
-            logfile = (self.run_dir / f"{name}.log").open("ab")
-            env = {
-                **_environ(),
-                "JAMEY_DATA_DIR": str(self.settings.data_dir),
-                "JAMEY_SERVICE_URL": f"http://127.0.0.1:{self.ports.service}",
-                "PROMETHEUS_URL": f"http://127.0.0.1:{self.ports.prometheus}",
-            }
-            self.processes[name] = subprocess.Popen(
-                command,
-                stdout=logfile,
-                stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
-                env=env,
-                start_new_session=True,
-            )
-        urls = {
+        if self.tls:
+            commands["nginx"] = self.nginx_command()
+        return commands
+
+    def nginx_settings(self, certificate: CertificatePair) -> NginxSettings:
+        """The project's nginx site, rendered for loopback: this stack's ports and certificate."""
+        return NginxSettings(
+            server_name="localhost 127.0.0.1",
+            listen_address="127.0.0.1",
+            http_port=self.ports.nginx_http,
+            https_port=self.ports.nginx_https,
+            workbench_port=self.ports.nginx_workbench,
+            certificate=str(certificate.certificate),
+            certificate_key=str(certificate.key),
+            service_upstream=f"127.0.0.1:{self.ports.service}",
+            workbench_upstream=f"127.0.0.1:{self.ports.workbench}",
+        )
+
+    def nginx_command(self) -> list[str]:
+        """Render nginx's configuration under the run dir, check it with ``nginx -t`` and return
+        the command that runs nginx in the foreground. Raises InvalidInput when nginx is missing
+        or refuses the configuration; a first run also makes the self-signed certificate."""
+        binary = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+        if binary is None:
+            raise InvalidInput(f"--tls needs nginx, which is not installed; {NGINX_HINT}")
+        certificate, made = ensure_self_signed(self.settings.data_dir / "tls")
+        if made:
+            self.echo(f"made a self-signed certificate: {certificate.certificate} (trust this file)")
+        self.certificate = certificate
+        prefix = self.run_dir / "nginx"
+        prefix.mkdir(parents=True, exist_ok=True)
+        site = prefix / "jamey.conf"
+        site.write_text(render(self.nginx_settings(certificate)))
+        main = prefix / "nginx.conf"
+        main.write_text(render_standalone(site, prefix))
+        command = [binary, "-p", str(prefix), "-c", str(main), "-e", str(prefix / "error.log")]
+        check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=60, check=False)
+        if check.returncode != 0:
+            problems = [line for line in check.stderr.splitlines() if "[emerg]" in line] or [
+                (check.stderr.strip().splitlines() or ["no output"])[-1]
+            ]
+            raise InvalidInput(f"nginx refused the rendered configuration {site}: {problems[0]}")
+        return [*command, "-g", "daemon off;"]
+
+    def urls(self) -> dict[str, str]:
+        """Where users reach each component."""
+        return {
             "service": f"http://127.0.0.1:{self.ports.service}",
             "prometheus": f"http://127.0.0.1:{self.ports.prometheus}",
             "alertmanager": f"http://127.0.0.1:{self.ports.alertmanager}",
             "workbench": f"http://127.0.0.1:{self.ports.workbench}",
+            "nginx": f"https://127.0.0.1:{self.ports.nginx_https}",
         }
-        for name in self.processes:
-            self.echo(f"{name:<13} {urls[name]}   (log: {self.run_dir / (name + '.log')})")
+
+    def port_names(self) -> list[str]:
+        """The ports this stack will listen on, as StackPorts field names."""
+        names = ["service", "prometheus", "alertmanager"]
+        if self.workbench:
+            names.append("workbench")
+        if self.tls:
+            names += ["nginx_https", "nginx_http", "nginx_workbench"]
+        return names
+
+    def prepare(self) -> Supervisor:
+        """Check the ports and render every configuration, so that all refusals come before
+        anything starts; return the supervisor of the components. Raises InvalidInput."""
+        check_ports(self.ports, self.port_names())
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "JAMEY_DATA_DIR": str(self.settings.data_dir),
+            "JAMEY_SERVICE_URL": f"http://127.0.0.1:{self.ports.service}",
+            "PROMETHEUS_URL": f"http://127.0.0.1:{self.ports.prometheus}",
+        }
+        urls = self.urls()
+        components = [
+            Component(
+                name=name,
+                command=command,
+                url=urls[name],
+                log_path=self.run_dir / f"{name}.log",
+                env=env,
+                cwd=REPO_ROOT,
+            )
+            for name, command in self.commands().items()
+        ]
+        self.supervisor = Supervisor(components, self.policy, self.echo, self._save)
+        return self.supervisor
+
+    def start(self) -> None:
+        """Start every process that can run here and print where each one listens."""
+        supervisor = self.supervisor or self.prepare()
+        self.started_at = time.time()
+        supervisor.start_all()
+        for component in supervisor.components:
+            self.echo(f"{component.name:<13} {component.url}   (log: {component.log_path})")
+        if self.tls:
+            self.echo(f"api (https)   https://127.0.0.1:{self.ports.nginx_https}")
+            if self.workbench:
+                self.echo(f"workbench (https) https://127.0.0.1:{self.ports.nginx_workbench}")
+            if self.certificate is not None:
+                self.echo(f"certificate   {self.certificate.certificate}")
+        self.echo(f"status        jamey stack status   (state: {self.run_dir / 'state.json'})")
 
     def watch(self) -> int:
-        """Block until Ctrl-C/SIGTERM or until the service exits; return the exit code to use."""
+        """Supervise until Ctrl-C or SIGTERM; return 1 when a component gave up, else 0."""
+        assert self.supervisor is not None, "start() first"
         stop = {"signal": False}
 
         def on_signal(signum: int, frame: object) -> None:
@@ -178,34 +336,16 @@ class Stack:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        while not stop["signal"]:
-            for name, process in list(self.processes.items()):
-                if process.poll() is not None:
-                    self.echo(
-                        f"{name} exited with code {process.returncode}; see {self.run_dir / (name + '.log')}"
-                    )
-                    del self.processes[name]
-                    if name == "service":
-                        return 1
-            time.sleep(0.2)
-        return 0
+        self.supervisor.run(lambda: stop["signal"])
+        return 1 if any(c.state == "failed" for c in self.supervisor.components) else 0
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop every process: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + timeout
-        for process in self.processes.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.processes.clear()
+        """Stop every process (SIGTERM, SIGKILL after ``timeout`` s); the state file says stopped."""
+        if self.supervisor is None:
+            return
+        self.stopping = True
+        self.supervisor.stop_all(timeout)
 
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
+    def _save(self, supervisor: Supervisor) -> None:
+        state = "stopped" if self.stopping else "running"
+        write_state(self.run_dir, supervisor.components, state=state, started_at=self.started_at)
