@@ -220,8 +220,6 @@ class Stack:
                 "--browser.gatherUsageStats",
                 "false",
             ]
-        return commands
-
         if self.tls:
             commands["nginx"] = self.nginx_command()
         return commands
