@@ -122,6 +122,7 @@ class Stack:
     started_at: float = 0.0
     certificate: CertificatePair | None = None
     stopping: bool = False
+    stop_requested: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -312,6 +313,9 @@ class Stack:
     def start(self) -> None:
         """Start every process that can run here and print where each one listens."""
         supervisor = self.supervisor or self.prepare()
+        # Before the first process starts: a Ctrl-C from here on stops the stack cleanly.
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
         self.started_at = time.time()
         supervisor.start_all()
         for component in supervisor.components:
@@ -327,14 +331,7 @@ class Stack:
     def watch(self) -> int:
         """Supervise until Ctrl-C or SIGTERM; return 1 when a component gave up, else 0."""
         assert self.supervisor is not None, "start() first"
-        stop = {"signal": False}
-
-        def on_signal(signum: int, frame: object) -> None:
-            stop["signal"] = True
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        self.supervisor.run(lambda: stop["signal"])
+        self.supervisor.run(lambda: self.stop_requested)
         return 1 if any(c.state == "failed" for c in self.supervisor.components) else 0
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -343,6 +340,9 @@ class Stack:
             return
         self.stopping = True
         self.supervisor.stop_all(timeout)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.stop_requested = True
 
     def _save(self, supervisor: Supervisor) -> None:
         state = "stopped" if self.stopping else "running"

@@ -328,3 +328,29 @@ def test_the_tls_stack_serves_the_api_over_tls13_only_and_the_workbench_websocke
     finally:
         out = stop(process)
     assert process.returncode == 0, out
+
+
+def test_a_stack_killed_outright_takes_its_processes_with_it_and_reads_as_stopped(
+    data_dir: Path, ports: dict[str, int]
+) -> None:
+    process = start_stack(data_dir, ports)
+    try:
+        read_until(process, "Ctrl-C stops everything")
+        wait_for_port(ports["service"], timeout=60)
+        wait_for_port(ports["prometheus"], timeout=60)
+        assert stack_status(data_dir)["_stack"]["state"] == "running"
+    finally:
+        process.kill()  # no chance to stop anything or to write the state file
+        process.communicate(timeout=30)
+
+    def closed(port: int) -> bool:
+        try:
+            wait_for_port(port, timeout=0.2)
+        except TimeoutError:
+            return True
+        return False
+
+    wait_until(lambda: all(closed(p) for p in ports.values()), 30, "every port closed after the stack died")
+    status = stack_status(data_dir)
+    assert status["_stack"]["state"] == "stopped" and "without stopping cleanly" in status["_stack"]["note"]
+    assert status["service"]["state"] == "stopped" and status["service"]["pid"] is None

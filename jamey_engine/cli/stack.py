@@ -119,9 +119,9 @@ def group(
         click.echo(f"\n    {key}\n")
         click.echo("Sign in to the workbench with it, or send it as `Authorization: Bearer <key>`.")
     click.echo(f"data dir      {settings.data_dir}")
-    stack.start()
-    click.echo("Ctrl-C stops everything.")
     try:
+        stack.start()
+        click.echo("Ctrl-C stops everything.")
         code = stack.watch()
     finally:
         click.echo("stopping…")
