@@ -52,3 +52,9 @@ def test_stack_status_without_a_stack_says_how_to_start_one(tmp_path: Path) -> N
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "stack", "status"])
     assert result.exit_code == 1, result.output
     assert "no stack has run on this data dir" in result.output and "Traceback" not in result.output
+
+
+def test_stack_refuses_a_scrape_interval_prometheus_cannot_use(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "stack", "--scrape-interval", "1.5s"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == "error: --scrape-interval must be whole seconds, 1s or more, got '1.5s'"

@@ -43,7 +43,13 @@ PORT = click.IntRange(1, 65535)
     show_default=True,
     help="Seconds before the first restart of a component; doubles with each further exit.",
 )
-@click.option("--restart-delay-max", type=click.FloatRange(min=0.01), default=30.0, show_default=True)
+@click.option(
+    "--restart-delay-max",
+    type=click.FloatRange(min=0.01),
+    default=30.0,
+    show_default=True,
+    help="Longest wait between restarts, in seconds.",
+)
 @click.option(
     "--give-up-after",
     type=click.IntRange(min=1),
@@ -51,7 +57,13 @@ PORT = click.IntRange(1, 65535)
     show_default=True,
     help="Stop restarting a component after this many exits within --give-up-window.",
 )
-@click.option("--give-up-window", type=click.FloatRange(min=0.1), default=120.0, show_default=True)
+@click.option(
+    "--give-up-window",
+    type=click.FloatRange(min=0.1),
+    default=120.0,
+    show_default=True,
+    help="Seconds over which exits are counted for --give-up-after.",
+)
 @click.pass_context
 def group(
     ctx: click.Context,
@@ -81,7 +93,10 @@ def group(
 
     settings = get_engine().settings
     if scrape_interval is not None:
-        seconds = parse_duration(scrape_interval).total_seconds()
+        try:
+            seconds = parse_duration(scrape_interval).total_seconds()
+        except InvalidInput as err:
+            raise InvalidInput(f"--scrape-interval: {err.message}") from None
         if seconds < 1 or seconds != int(seconds):
             raise InvalidInput(
                 f"--scrape-interval must be whole seconds, 1s or more, got {scrape_interval!r}"
