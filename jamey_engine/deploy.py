@@ -23,7 +23,7 @@ from pathlib import Path
 
 from jamey_engine.config import SETTINGS
 from jamey_engine.nginxconf import NginxSettings, render, render_standalone
-from jamey_engine.selfsigned import ensure_self_signed
+from jamey_engine.stack.selfsigned import ensure_self_signed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD_DIR = REPO_ROOT / "deploy" / "systemd"

@@ -89,7 +89,7 @@ def group(
     from jamey_engine.durations import parse_duration
     from jamey_engine.errors import InvalidInput
     from jamey_engine.stack import Stack, StackPorts
-    from jamey_engine.supervisor import RestartPolicy
+    from jamey_engine.stack.supervisor import RestartPolicy
 
     settings = get_engine().settings
     if scrape_interval is not None:
@@ -149,7 +149,7 @@ def group(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def status(as_json: bool) -> None:
     """Show each component of the stack running on this data dir: state, pid, restarts, uptime, URL."""
-    from jamey_engine.stackstate import read_status
+    from jamey_engine.stack.state import read_status
 
     settings = get_engine().settings
     result = read_status(settings.data_dir / "stack")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jamey_engine.supervisor import Component, RestartPolicy, Supervisor
+from jamey_engine.stack.supervisor import Component, RestartPolicy, Supervisor
 
 FAST = RestartPolicy(first_delay=0.05, max_delay=0.1, give_up_after=3, window=60)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jamey_engine.errors import NotFound, StorageCorrupt
-from jamey_engine.supervisor import Component
+from jamey_engine.stack.supervisor import Component
 
 STATE_FILE = "state.json"
 

@@ -3,9 +3,9 @@ with ``--tls``, nginx in front of them, all supervised.
 
 Every process binds to 127.0.0.1 and keeps its data under the data dir. A missing Prometheus
 or Alertmanager binary is reported with the command that installs it, and the rest runs on.
-A process that exits unexpectedly is restarted with backoff (``jamey_engine.supervisor``);
+A process that exits unexpectedly is restarted with backoff (``jamey_engine.stack.supervisor``);
 the state of every process is kept in ``$JAMEY_DATA_DIR/stack/state.json``
-(``jamey_engine.stackstate``) for ``jamey stack status``.
+(``jamey_engine.stack.state``) for ``jamey stack status``.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from jamey_engine.engine import Engine
 from jamey_engine.errors import InvalidInput
 from jamey_engine.keys import SCOPES
 from jamey_engine.nginxconf import NginxSettings, render, render_standalone
-from jamey_engine.selfsigned import CertificatePair, ensure_self_signed
-from jamey_engine.stackstate import write_state
-from jamey_engine.supervisor import Component, RestartPolicy, Supervisor
+from jamey_engine.stack.selfsigned import CertificatePair, ensure_self_signed
+from jamey_engine.stack.state import write_state
+from jamey_engine.stack.supervisor import Component, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 INSTALL_HINT = "install it with: apt-get install prometheus prometheus-alertmanager"
 NGINX_HINT = "install it with: apt-get install nginx-light"
 

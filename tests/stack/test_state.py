@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from jamey_engine.errors import NotFound, StorageCorrupt
-from jamey_engine.stackstate import read_status, state_path, write_state
-from jamey_engine.supervisor import Component
+from jamey_engine.stack.state import read_status, state_path, write_state
+from jamey_engine.stack.supervisor import Component
 
 
 def components(tmp_path: Path) -> list[Component]:
