@@ -123,9 +123,12 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 _signal_group(component.process, signal.SIGKILL)
                 component.process.wait()
+        for component in running:
+            assert component.process is not None
+            # Leftovers of the group. Only groups whose leader was reaped just now: the id of
+            # one reaped long ago may belong to someone else's process group by now.
+            _signal_group(component.process, signal.SIGKILL)
         for component in self.components:
-            if component.process is not None:
-                _signal_group(component.process, signal.SIGKILL)  # leftovers of the group
             if component.state != "failed":  # keep the record of a give-up
                 component.state = "stopped"
             component.started_at = None
