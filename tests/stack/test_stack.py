@@ -313,6 +313,11 @@ def test_the_tls_stack_serves_the_api_over_tls13_only_and_the_workbench_websocke
         assert response.headers["strict-transport-security"].startswith("max-age=")
         assert response.headers["x-content-type-options"] == "nosniff"
 
+        metrics = httpx.get(f"{api}/metrics", verify=tls13, timeout=5)
+        assert metrics.status_code == 200, "loopback is an internal network for /metrics"
+        redirect = httpx.get(f"http://127.0.0.1:{more['http']}/health", timeout=5)
+        assert redirect.status_code == 301 and redirect.headers["location"] == f"{api}/health"
+
         tls12 = ssl.create_default_context(cafile=str(certificate))
         tls12.maximum_version = ssl.TLSVersion.TLSv1_2
         with pytest.raises(httpx.ConnectError):
@@ -354,3 +359,12 @@ def test_a_stack_killed_outright_takes_its_processes_with_it_and_reads_as_stoppe
     status = stack_status(data_dir)
     assert status["_stack"]["state"] == "stopped" and "without stopping cleanly" in status["_stack"]["note"]
     assert status["service"]["state"] == "stopped" and status["service"]["pid"] is None
+    table = subprocess.run(
+        [sys.executable, "-m", "jamey_engine", "--data-dir", str(data_dir), "stack", "status"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith("stack stopped (pid ") and "without stopping cleanly" in lines[0]
+    assert lines[1].split() == ["name", "state", "pid", "restarts", "uptime", "url"]
+    assert lines[2].split() == ["service", "stopped", "-", "0", "-", f"http://127.0.0.1:{ports['service']}"]
