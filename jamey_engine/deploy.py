@@ -6,7 +6,8 @@ and ``make deploy-check``, which checks every shipped configuration with its own
 
 The check runs ``systemd-analyze verify`` on the units with their paths filled in for this
 machine (any complaint about a unit fails it, since systemd only warns about a misspelt
-hardening option and then runs without it), ``nginx -t`` on the rendered site, ``promtool`` on
+hardening option and then runs without it) and ``systemd-analyze security`` (their exposure
+score must stay low), ``nginx -t`` on the rendered site, ``promtool`` on
 the Prometheus configuration, rules and rule tests, and ``amtool`` on Alertmanager's.
 """
 
@@ -32,6 +33,8 @@ ENV_TEMPLATE = SYSTEMD_DIR / "jamey.env"
 INSTALLED_VENV = "/opt/jamey/venv"
 INSTALLED_APP = "/opt/jamey/app"
 INSTALLED_ENV_FILE = "/etc/jamey/jamey.env"
+# systemd-analyze security's score for the shipped units is 1.5; a regression past this fails.
+MAX_EXPOSURE = 2.5
 # Values a server sets on purpose; every other setting is listed commented out, at its default.
 SERVER_VALUES = {
     "JAMEY_DATA_DIR": "/var/lib/jamey",
@@ -113,6 +116,25 @@ def check_units(units_dir: Path, workdir: Path) -> CheckResult:
     return CheckResult(label, True)
 
 
+def check_exposure(units_dir: Path, workdir: Path) -> CheckResult:
+    """``systemd-analyze security`` on every unit: the exposure score (0 best, 10 worst) must stay
+    at or under ``MAX_EXPOSURE``, so a hardening line dropped by mistake fails the check."""
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        return _missing("systemd-analyze", "systemd")
+    filled = workdir / "units"
+    paths = sorted(str(p) for p in filled.glob("*.service"))
+    label = f"systemd-analyze security: exposure at most {MAX_EXPOSURE}"
+    if not paths:
+        return CheckResult(label, False, "no units were filled in")
+    threshold = str(int(MAX_EXPOSURE * 10))
+    done = _run([tool, "security", "--offline=yes", f"--threshold={threshold}", *paths])
+    scores = [line.strip("→ ").strip() for line in done.stdout.splitlines() if "Overall exposure" in line]
+    if done.returncode != 0:
+        return CheckResult(label, False, "\n".join(scores) or (done.stdout + done.stderr).strip()[-500:])
+    return CheckResult(label, True)
+
+
 def check_nginx(workdir: Path) -> CheckResult:
     """``nginx -t`` on nginx/jamey.conf.template rendered with the documented defaults (and a
     throwaway certificate, since nginx loads it)."""
@@ -168,7 +190,7 @@ def check_all(units_dir: Path = SYSTEMD_DIR) -> list[CheckResult]:
     """Every deployment check; the list says which passed."""
     with tempfile.TemporaryDirectory(prefix="jamey-deploy-check-") as temporary:
         workdir = Path(temporary)
-        results = [check_units(units_dir, workdir), check_nginx(workdir)]
+        results = [check_units(units_dir, workdir), check_exposure(units_dir, workdir), check_nginx(workdir)]
     results += check_prometheus()
     if units_dir == SYSTEMD_DIR and ENV_TEMPLATE.read_text() != env_template():
         results.append(

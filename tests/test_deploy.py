@@ -60,7 +60,14 @@ def test_make_deploy_check_passes_on_the_shipped_configuration() -> None:
         capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    for check in ("systemd-analyze verify", "nginx -t", "promtool check config", "amtool check-config"):
+    checks = (
+        "systemd-analyze verify",
+        "systemd-analyze security",
+        "nginx -t",
+        "promtool check config",
+        "amtool",
+    )
+    for check in checks:
         assert any(line.startswith("ok") and check in line for line in done.stdout.splitlines()), done.stdout
 
 
@@ -85,3 +92,19 @@ def test_a_unit_whose_program_is_missing_fails_the_check(tmp_path: Path) -> None
     done = run_check("--units", str(tmp_path))
     assert done.returncode == 1, done.stdout
     assert "no-such-python is not executable" in done.stdout
+
+
+def test_a_unit_stripped_of_its_hardening_fails_the_exposure_check(tmp_path: Path) -> None:
+    for unit in (*UNITS, "jamey.env"):
+        shutil.copy(SYSTEMD_DIR / unit, tmp_path / unit)
+    stripped = tmp_path / "jamey.service"
+    kept = [
+        line
+        for line in stripped.read_text().splitlines()
+        if not line.startswith(("Protect", "Private", "Restrict", "SystemCall", "Capability", "NoNew"))
+    ]
+    stripped.write_text("\n".join(kept) + "\n")
+    done = run_check("--units", str(tmp_path))
+    assert done.returncode == 1, done.stdout
+    assert "ok   systemd-analyze verify" in done.stdout, "still a valid unit"
+    assert "FAIL systemd-analyze security" in done.stdout and "jamey.service:" in done.stdout
