@@ -28,11 +28,11 @@ import yaml
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
-from jamey_engine.errors import InvalidInput
+from jamey_engine.errors import InvalidInput, NotFound, StorageCorrupt
 from jamey_engine.keys import SCOPES
 from jamey_engine.nginxconf import NginxSettings, render, render_standalone
 from jamey_engine.stack.selfsigned import CertificatePair, ensure_self_signed
-from jamey_engine.stack.state import write_state
+from jamey_engine.stack.state import read_status, write_state
 from jamey_engine.stack.supervisor import Component, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
@@ -287,6 +287,7 @@ class Stack:
     def prepare(self) -> Supervisor:
         """Check the ports and render every configuration, so that all refusals come before
         anything starts; return the supervisor of the components. Raises InvalidInput."""
+        self._refuse_a_second_stack()
         check_ports(self.ports, self.port_names())
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = {
@@ -340,6 +341,19 @@ class Stack:
             return
         self.stopping = True
         self.supervisor.stop_all(timeout)
+
+    def _refuse_a_second_stack(self) -> None:
+        # Two stacks on one data dir would share the state file, the indexes' writers and
+        # Prometheus's TSDB lock; different ports would not keep them apart.
+        try:
+            current = read_status(self.run_dir)
+        except (NotFound, StorageCorrupt):
+            return
+        if current.state == "running":
+            raise InvalidInput(
+                f"a stack is already running on {self.settings.data_dir} (pid {current.pid}); "
+                "stop it first (Ctrl-C there, or kill -TERM the pid), or use another --data-dir"
+            )
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.stop_requested = True

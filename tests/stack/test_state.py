@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import free_port, make_settings
 
-from jamey_engine.errors import NotFound, StorageCorrupt
+from jamey_engine.errors import InvalidInput, NotFound, StorageCorrupt
+from jamey_engine.stack import Stack, StackPorts
 from jamey_engine.stack.state import read_status, state_path, write_state
 from jamey_engine.stack.supervisor import Component
 
@@ -53,3 +57,13 @@ def test_a_damaged_state_file_is_reported_with_its_path(tmp_path: Path) -> None:
     state_path(tmp_path).write_text("{not json")
     with pytest.raises(StorageCorrupt, match=r"state\.json cannot be read"):
         read_status(tmp_path)
+
+
+def test_a_second_stack_on_the_same_data_dir_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    stack = Stack(settings, StackPorts(service=free_port()), workbench=False)
+    write_state(stack.run_dir, components(tmp_path), state="running", started_at=990.0, pid=os.getpid())
+    expected = f"a stack is already running on {tmp_path} (pid {os.getpid()})"
+    with pytest.raises(InvalidInput, match=re.escape(expected)):
+        stack.prepare()
+    assert stack.supervisor is None
