@@ -292,7 +292,10 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
+            # What the stack was given by flag, its processes get too.
             "JAMEY_DATA_DIR": str(self.settings.data_dir),
+            "JAMEY_DATABASE_URL": self.settings.database_url,
+            "JAMEY_BACKUP_DIR": str(self.settings.backup_dir),
             "JAMEY_SERVICE_URL": f"http://127.0.0.1:{self.ports.service}",
             "PROMETHEUS_URL": f"http://127.0.0.1:{self.ports.prometheus}",
         }
@@ -360,4 +363,8 @@ class Stack:
 
     def _save(self, supervisor: Supervisor) -> None:
         state = "stopped" if self.stopping else "running"
-        write_state(self.run_dir, supervisor.components, state=state, started_at=self.started_at)
+        try:
+            write_state(self.run_dir, supervisor.components, state=state, started_at=self.started_at)
+        except OSError as err:
+            # A full disk must not take the supervision down with it; status is stale meanwhile.
+            self.echo(f"could not write {self.run_dir / 'state.json'}: {err.strerror or err}")

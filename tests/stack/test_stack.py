@@ -33,6 +33,7 @@ def start_stack(
     env: dict[str, str] | None = None,
     *extra: str,
     workbench: bool = False,
+    before: tuple[str, ...] = (),
 ) -> subprocess.Popen[str]:
     command = [
         sys.executable,
@@ -40,6 +41,7 @@ def start_stack(
         "jamey_engine",
         "--data-dir",
         str(data_dir),
+        *before,
         "stack",
         "--port",
         str(ports["service"]),
@@ -368,3 +370,23 @@ def test_a_stack_killed_outright_takes_its_processes_with_it_and_reads_as_stoppe
     assert lines[0].startswith("stack stopped (pid ") and "without stopping cleanly" in lines[0]
     assert lines[1].split() == ["name", "state", "pid", "restarts", "uptime", "url"]
     assert lines[2].split() == ["service", "stopped", "-", "0", "-", f"http://127.0.0.1:{ports['service']}"]
+
+
+def test_the_stacks_processes_use_the_database_the_stack_was_given_by_flag(
+    data_dir: Path, ports: dict[str, int], tmp_path: Path
+) -> None:
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    process = start_stack(data_dir, ports, None, before=("--database-url", elsewhere))
+    try:
+        keys = KEY_PATTERN.findall(read_until(process, "Ctrl-C stops everything"))
+        assert len(keys) == 1
+        wait_until(lambda: healthy(f"http://127.0.0.1:{ports['service']}"), 60, "the service up")
+        answer = httpx.get(
+            f"http://127.0.0.1:{ports['service']}/admin/keys",
+            headers={"Authorization": f"Bearer {keys[0]}"},
+            timeout=5,
+        )
+        assert answer.status_code == 200, "the service must know the key the stack made in that database"
+    finally:
+        stop(process)
+    assert (tmp_path / "elsewhere.db").exists() and not (data_dir / "jamey.db").exists()
