@@ -91,3 +91,17 @@ def test_stopping_takes_down_the_whole_process_group(tmp_path: Path) -> None:
     else:
         pytest.fail(f"the child {child} outlived its stopped parent")
     assert parent.state == "stopped" and parent.pid is None
+
+
+def test_between_an_exit_and_its_restart_the_component_is_restarting_without_a_pid(tmp_path: Path) -> None:
+    said: list[str] = []
+    slow = RestartPolicy(first_delay=30, max_delay=30, give_up_after=5, window=120)
+    exiting = component(tmp_path, "exiting", "exit 0")
+    changes: list[str] = []
+    supervisor = Supervisor([exiting], slow, said.append, lambda s: changes.append(exiting.state))
+    supervisor.start_all()
+    poll_until(supervisor, lambda: exiting.state == "restarting")
+    assert exiting.pid is None and exiting.started_at is None and exiting.restarts == 0
+    assert said == ["exiting exited with code 0; restarting it in 30 s"]
+    supervisor.stop_all(timeout=5)
+    assert exiting.state == "stopped" and changes == ["running", "restarting", "stopped"]
