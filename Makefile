@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: system system-or-warn venv run test check lint format typecheck bench notebooks clean
+.PHONY: system system-or-warn venv run test check lint format typecheck bench notebooks deploy-check clean
 
 ## system: the Debian packages (Prometheus, Alertmanager, nginx, Chromium), installed if missing
 system:
@@ -44,6 +44,12 @@ typecheck: $(STAMP)
 
 ## check: lint, types, tests: run before every commit
 check: lint typecheck test
+
+## deploy-check: systemd-analyze verify on deploy/systemd (paths filled in), nginx -t on the
+## rendered site, promtool and amtool on prometheus/; also run by the test suite
+## (tests/test_deploy.py). No venv stamp here, so the suite can run it without reinstalling.
+deploy-check:
+	$(BIN)/python -m jamey_engine.deploy check
 
 ## bench: the benchmarks in bench/ (numbers go into the README)
 bench: $(STAMP)

@@ -76,6 +76,15 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"", "0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be 1 or 0 (also true/false, yes/no, on/off)")
+
+
 def _optional_duration(value: str) -> timedelta | None:
     if not value.strip():
         return None
@@ -268,6 +277,48 @@ SETTINGS: tuple[Setting, ...] = (
         _port,
     ),
     Setting(
+        "JAMEY_PROMETHEUS_PORT",
+        "prometheus_port",
+        "9090",
+        "Port of the Prometheus that `jamey stack` starts.",
+        _port,
+    ),
+    Setting(
+        "JAMEY_ALERTMANAGER_PORT",
+        "alertmanager_port",
+        "9093",
+        "Port of the Alertmanager that `jamey stack` starts.",
+        _port,
+    ),
+    Setting(
+        "JAMEY_STACK_TLS",
+        "stack_tls",
+        "0",
+        "1 makes `jamey stack` also run nginx (TLS 1.3, a self-signed certificate under $JAMEY_DATA_DIR/tls) in front of the service and the workbench.",
+        _flag,
+    ),
+    Setting(
+        "JAMEY_NGINX_HTTPS_PORT",
+        "nginx_https_port",
+        "8443",
+        "HTTPS port of the API through nginx under `jamey stack --tls`.",
+        _port,
+    ),
+    Setting(
+        "JAMEY_NGINX_HTTP_PORT",
+        "nginx_http_port",
+        "8080",
+        "Plain HTTP port of nginx under `jamey stack --tls`; it only redirects to HTTPS.",
+        _port,
+    ),
+    Setting(
+        "JAMEY_NGINX_WORKBENCH_PORT",
+        "nginx_workbench_port",
+        "8444",
+        "HTTPS port of the workbench (websocket included) through nginx under `jamey stack --tls`.",
+        _port,
+    ),
+    Setting(
         "JAMEY_WORKBENCH_IDLE_TIMEOUT",
         "workbench_idle_timeout",
         "30m",
@@ -337,6 +388,12 @@ class Settings:
     lock_timeout: float
     mqtt_url: str
     workbench_port: int
+    prometheus_port: int
+    alertmanager_port: int
+    stack_tls: bool
+    nginx_https_port: int
+    nginx_http_port: int
+    nginx_workbench_port: int
     workbench_idle_timeout: timedelta
     service_url: str
     prometheus_url: str

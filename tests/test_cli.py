@@ -39,3 +39,22 @@ def test_a_bad_setting_in_a_real_process_shows_no_traceback(tmp_path: Path) -> N
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: Setting JAMEY_GLOBAL_RATE_LIMIT='fast' is invalid")
     assert "Traceback" not in proc.stderr
+
+
+def test_serve_refuses_a_data_dir_it_cannot_write_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "memory").write_text("a file where the indexes go")
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "serve", "--port", "1"])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == f"error: data dir {tmp_path / 'memory'} cannot be used: File exists"
+
+
+def test_stack_status_without_a_stack_says_how_to_start_one(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "stack", "status"])
+    assert result.exit_code == 1, result.output
+    assert "no stack has run on this data dir" in result.output and "Traceback" not in result.output
+
+
+def test_stack_refuses_a_scrape_interval_prometheus_cannot_use(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "stack", "--scrape-interval", "1.5s"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == "error: --scrape-interval must be whole seconds, 1s or more, got '1.5s'"

@@ -8,7 +8,7 @@ import click
 
 from jamey_engine.cli.common import get_engine
 from jamey_engine.config import Settings
-from jamey_engine.errors import ConfigError, InvalidInput
+from jamey_engine.errors import ConfigError, InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ def group(host: str | None, port: str | None) -> None:
         engine.settings = engine.settings.with_overrides(host=flags.host, port=flags.port)
     settings = engine.settings
     assert isinstance(engine, Engine)
+    check_data_dir(settings)
     scheduler = None
     if settings.backup_interval is not None:
         scheduler = BackupScheduler(engine, settings.backup_interval).start()
@@ -56,3 +57,19 @@ def group(host: str | None, port: str | None) -> None:
     finally:
         if scheduler is not None:
             scheduler.stop()
+
+
+def check_data_dir(settings: Settings) -> None:
+    """Refuse to serve on a data dir the service cannot write (a file in its place, a read-only
+    mount): exiting lets a supervisor (``jamey stack``, systemd) see the failure and back off,
+    where a service up on an unusable data dir would only fail request by request. Raises
+    Unavailable naming the directory."""
+    import tempfile
+
+    for directory in (settings.data_dir, settings.memory_dir):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".jamey-write-check-"):
+                pass
+        except OSError as err:
+            raise Unavailable(f"data dir {directory} cannot be used: {err.strerror or err}") from None
