@@ -263,6 +263,27 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_float,
     ),
     Setting(
+        "JAMEY_WAL",
+        "wal",
+        "on",
+        "Memory writes go to a per-layer write-ahead log (durable at the fsync, flushed into the index in the background); off: every store waits for an index commit.",
+        _flag,
+    ),
+    Setting(
+        "JAMEY_FLUSH_INTERVAL",
+        "flush_interval",
+        "1",
+        "Seconds between background flushes of the write-ahead log into the index: with the flush's commit time, the bound on when another process sees a write.",
+        _positive_float,
+    ),
+    Setting(
+        "JAMEY_FLUSH_DOCS",
+        "flush_docs",
+        "10000",
+        "A process flushes a layer's log early once it holds this many unflushed memories.",
+        _positive_int,
+    ),
+    Setting(
         "JAMEY_MQTT_URL",
         "mqtt_url",
         "",
@@ -386,6 +407,9 @@ class Settings:
     max_content_bytes: int
     max_body_bytes: int
     lock_timeout: float
+    wal: bool
+    flush_interval: float
+    flush_docs: int
     mqtt_url: str
     workbench_port: int
     prometheus_port: int

@@ -114,3 +114,8 @@ class BackupCorrupt(JameyError):
     def __init__(self, message: str, file: str | None = None) -> None:
         super().__init__(message)
         self.file = file
+
+
+class LogCorrupt(StorageCorrupt):
+    """A memory layer's write-ahead log is damaged before its tail; the message names the layer,
+    the segment file and the byte offset. Nothing is served silently without the damaged record."""

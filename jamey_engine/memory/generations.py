@@ -31,6 +31,7 @@ from jamey_engine.errors import Busy, StorageCorrupt
 from jamey_engine.fsutil import write_durably
 from jamey_engine.memory.model import LAYERS
 from jamey_engine.memory.schema import create_index, live_documents, read_meta
+from jamey_engine.memory.wal import is_log_file
 
 POINTER = "CURRENT"
 LOCK = "CURRENT.lock"
@@ -148,6 +149,8 @@ class Generations:
         except FileNotFoundError:
             return []
         for child in children:
+            if is_log_file(child.name):
+                continue  # the layer's write-ahead log lives beside its generations
             try:
                 stale = child.name != current and child.stat().st_mtime < cutoff
             except FileNotFoundError:
@@ -186,6 +189,8 @@ class Generations:
         if not layer_dir.is_dir():
             return
         for child in layer_dir.iterdir():
+            if is_log_file(child.name) or not child.is_dir():
+                continue
             try:
                 documents = live_documents(read_meta(child))
             except (OSError, ValueError, KeyError, TypeError):

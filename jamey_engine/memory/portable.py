@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,7 +73,9 @@ def copy_index(source: Path, target: Path, layer: str) -> int:
 def snapshot(store: MemoryStore, dest: Path) -> dict[str, int]:
     """Copy every layer's current generation into dest/<layer>/ as of one moment.
 
-    Queued writes of this process are committed first; the copy is taken under the SHARED
+    Queued writes of this process are committed first, and every layer's write-ahead log (any
+    process's acknowledged writes) is flushed into the index, so the copy holds every write
+    acknowledged before this call; the copy is taken under the SHARED
     switch lock, so no prune or restore replaces a generation meanwhile. Returns docs per layer.
     """
     store.flush()
@@ -136,9 +139,16 @@ def restore_layers(store: MemoryStore, src: Path) -> None:
                     fsync_path(path / entry.name)
             fsync_path(path)
             open_index(path, layer)
-        with gens.exclusive("restore"):
+        with ExitStack() as held:
+            if store.wal:  # flush lock before switch lock, as a flush takes them
+                for layer in LAYERS:
+                    held.enter_context(store.layer_log(layer).flush_lock())
+            held.enter_context(gens.exclusive("restore"))
             previous = gens.read()
             gens.write({**previous, **staged})
+            if store.wal:  # writes logged before the switch belong to the replaced layers
+                for layer in LAYERS:
+                    store.layer_log(layer).discard_locked()
     except BaseException:
         named = gens.read()
         for layer, name in staged.items():

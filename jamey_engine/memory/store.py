@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, date, datetime, timedelta
@@ -43,11 +46,15 @@ from jamey_engine.memory.schema import (
     read_meta,
     to_memory,
 )
-from jamey_engine.memory.writer import LayerWriter
+from jamey_engine.memory.tier import LogWriter, Tier
+from jamey_engine.memory.wal import FLUSHED, LayerLog
+from jamey_engine.memory.writer import BulkSink, LayerWriter
 from jamey_engine.progress import Progress
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
+
+log = logging.getLogger("jamey_engine.memory")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_GROWTH_DAYS = 3660
@@ -70,27 +77,57 @@ def _date_range(since: datetime | None, until: datetime | None) -> tantivy.Query
 class MemoryStore:
     """Five tantivy layer indexes under one ``memory/`` directory, safe to share among processes.
 
-    Thread-safe. Writes go through one group-commit writer thread per layer; reads reopen a
-    layer whose generation changed and reload to see other processes' commits.
+    Thread-safe. With the write-ahead log (``wal=True``, the default) a store is durable once
+    its record is appended and fdatasynced to the layer's log (group commit), visible at once
+    in this process through the in-memory tier, and visible to other processes once flushed
+    into the on-disk index: within ``flush_interval`` (plus the time the flush's commit takes),
+    or at ``flush_docs`` memories, or when this store closes. See memory/wal.py and
+    memory/tier.py. Without it, every store waits for a tantivy commit (the older path).
+    Reads reopen a layer whose generation changed and reload to see other processes' commits.
     """
 
-    def __init__(self, root: Path, *, max_content_bytes: int = 65536, lock_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_content_bytes: int = 65536,
+        lock_timeout: float = 10.0,
+        wal: bool = True,
+        flush_interval: float = 1.0,
+        flush_docs: int = 10_000,
+    ) -> None:
         self.root = Path(root)
         self.max_content_bytes = max_content_bytes
         self.lock_timeout = lock_timeout
+        self.wal = wal
+        self.flush_interval = flush_interval
+        self.flush_docs = flush_docs
         self.generations = Generations(self.root, lock_timeout)
         self._lock = threading.Lock()
         self._writers: dict[str, LayerWriter] = {}
         self._readers: dict[str, tuple[str, tantivy.Index]] = {}
+        self._logs: dict[str, LayerLog] = {}
+        self._tiers: dict[str, Tier] = {}
+        self._log_writers: dict[str, LogWriter] = {}
+        self._opened: set[str] = set()
+        self._flush_wake = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self.flushes = 0
+        self.flush_failures = 0
+        self.flush_seconds = 0.0
+        self._closing = False
         self._closed = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MemoryStore:
-        """The store in ``settings.memory_dir`` with the configured content bound and lock timeout."""
+        """The store in ``settings.memory_dir`` with the configured bounds, timeout and log settings."""
         return cls(
             settings.memory_dir,
             max_content_bytes=settings.max_content_bytes,
             lock_timeout=settings.lock_timeout,
+            wal=settings.wal,
+            flush_interval=settings.flush_interval,
+            flush_docs=settings.flush_docs,
         )
 
     # -- plumbing -------------------------------------------------------------------------
@@ -140,11 +177,153 @@ class MemoryStore:
         return self.generations.layer_path(layer, self.generations.ensure()[layer])
 
     def flush(self) -> None:
-        """Wait until every write queued in this process is committed."""
+        """Wait until every write queued in this process is committed, then flush every layer's
+        write-ahead log (every process's records) into the on-disk index.
+
+        Raises Busy (a lock stayed taken), LogCorrupt (a damaged log).
+        """
         with self._lock:
             writers = list(self._writers.values())
+            log_writers = list(self._log_writers.values())
+        for log_writer in log_writers:
+            log_writer.drain()
         for writer in writers:
             writer.flush()
+        if self.wal:
+            for layer in LAYERS:
+                self.flush_layer(layer)
+
+    # -- the write-ahead log and the in-memory tier -----------------------------------------
+    def layer_log(self, layer: str) -> LayerLog:
+        """The write-ahead log of ``layer`` (shared by every process; see memory/wal.py)."""
+        with self._lock:
+            found = self._logs.get(layer)
+            if found is None:
+                found = self._logs[layer] = LayerLog(self.root / layer, layer, self.lock_timeout)
+            return found
+
+    def _tier(self, layer: str) -> Tier:
+        with self._lock:
+            tier = self._tiers.get(layer)
+            if tier is None:
+                tier = self._tiers[layer] = Tier()
+            return tier
+
+    def _log_writer(self, layer: str) -> LogWriter:
+        self._serve(layer)
+        with self._lock:
+            if self._closed or self._closing:
+                raise InvalidInput("the memory store is closed")
+            found = self._log_writers.get(layer)
+            if found is not None:
+                return found
+        self.index(layer)  # a layer that cannot be read takes no writes either (StorageCorrupt)
+        wal, tier = self.layer_log(layer), self._tier(layer)
+
+        def written() -> None:
+            with tier.lock:
+                full = tier.pending() >= self.flush_docs
+            if full:
+                self._flush_wake.set()
+
+        with self._lock:
+            found = self._log_writers.get(layer)
+            if found is None:
+                found = self._log_writers[layer] = LogWriter(wal, tier, written)
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name="jamey-memory-flush", daemon=True
+                )
+                self._flusher.start()
+            return found
+
+    def _serve(self, layer: str) -> None:
+        """Before ``layer`` first serves in this process, replay its log into the index."""
+        if not self.wal or layer in self._opened:
+            return
+        self.generations.ensure()
+        wal = self.layer_log(layer)
+        if wal.segments():
+            self.flush_layer(layer)
+        with self._lock:
+            self._opened.add(layer)
+
+    def _sync_tier(self, layer: str) -> Tier | None:
+        """This process's tier of ``layer`` after forgetting what any process has flushed."""
+        if not self.wal:
+            return None
+        self._serve(layer)
+        with self._lock:
+            tier = self._tiers.get(layer)
+        if tier is None:
+            return None
+        try:
+            st = os.stat(self.root / layer / FLUSHED)
+            key: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
+        except FileNotFoundError:
+            key = None
+        if key != tier.marker:
+            flushed = self.layer_log(layer).flushed_seq()
+            with tier.lock:
+                tier.drop_upto(flushed)
+                tier.marker = key
+        return tier
+
+    def flush_layer(self, layer: str) -> int:
+        """Move every record in ``layer``'s log (any process's) into the on-disk index in one
+        commit, then remove the flushed segments; returns the records applied.
+
+        Serialized across processes by the log's flush lock. Raises Busy (the flush lock, the
+        switch lock or the index writer stayed taken), LogCorrupt (damage in the log).
+        """
+        check_layer(layer)
+        if not self.wal:
+            return 0
+        wal = self.layer_log(layer)
+        if not wal.segments():
+            return 0
+        started = time.monotonic()
+        with wal.flush_lock():
+            upto = wal.rotate()
+            records = wal.read(upto) if upto > 0 else []
+            if records:
+                idempotent = wal.begin_flush(upto)
+
+                def job(sink: BulkSink) -> None:
+                    for record in records:
+                        if record.delete is not None:
+                            sink.delete(record.delete)
+                        for memory_id, content, when in record.adds:
+                            if idempotent:
+                                sink.delete(memory_id)
+                            sink.add(memory_id, content, when)
+
+                self.writer(layer).bulk(job).result()
+            if upto > 0 and (records or any(seq <= upto for seq in wal.segments())):
+                wal.end_flush(upto)
+        tier = self._tiers.get(layer)
+        if tier is not None:
+            with tier.lock:
+                tier.drop_upto(upto)
+        if records:
+            self.flushes += 1
+            self.flush_seconds += time.monotonic() - started
+        return len(records)
+
+    def _flush_loop(self) -> None:
+        while True:
+            self._flush_wake.wait(self.flush_interval)
+            self._flush_wake.clear()
+            with self._lock:
+                if self._closing or self._closed:
+                    return
+                layers = list(self._log_writers)
+            for layer in layers:
+                try:
+                    self.flush_layer(layer)
+                except Exception as err:
+                    self.flush_failures += 1
+                    log.warning("layer %s: flushing the write-ahead log failed (%s)", layer, err)
 
     # -- writing ------------------------------------------------------------------------
     def store(self, layer: str, content: str, timestamp: str | datetime | None = None) -> Memory:
@@ -170,7 +349,10 @@ class MemoryStore:
         check_content(content, self.max_content_bytes)
         when = check_timestamp(timestamp)
         memory_id = new_ids(1)[0]
-        committed = self.writer(layer).add([(memory_id, content, when)])
+        if self.wal:
+            committed = self._log_writer(layer).add([(memory_id, content, when)], time.time_ns())
+        else:
+            committed = self.writer(layer).add([(memory_id, content, when)])
         return Memory(id=memory_id, layer=layer, content=content, timestamp=when), committed
 
     def store_batch(self, layer: str, items: Sequence[dict[str, Any] | tuple[Any, ...] | str]) -> list[str]:
@@ -194,7 +376,9 @@ class MemoryStore:
             docs.append((ids[position], str(content), when))
         if not docs:
             return []
-        if len(docs) <= SMALL_BATCH:
+        if len(docs) <= SMALL_BATCH and self.wal:
+            self._log_writer(layer).add(docs, time.time_ns()).result()
+        elif len(docs) <= SMALL_BATCH:
             self.writer(layer).add(docs).result()
         else:
 
@@ -218,12 +402,18 @@ class MemoryStore:
         """Write every memory of ``layer``, oldest first, as JSON Lines; returns the count."""
         from jamey_engine.memory.jsonl import export_jsonl
 
+        self.flush_layer(check_layer(layer))
         return export_jsonl(self, check_layer(layer), Path(path), progress)
 
     def delete(self, layer: str, memory_id: str) -> None:
         """Delete one memory (committed when this returns). Raises NotFound, InvalidInput, Busy."""
         memory = self.get(layer, memory_id)
-        self.writer(layer).delete(memory.id).result()
+        if not self.wal:
+            self.writer(layer).delete(memory.id).result()
+            return
+        searcher = self.index(layer).searcher()
+        on_disk = bool(searcher.search(tantivy.Query.term_query(SCHEMA, ID, memory.id), 1, count=False).hits)
+        self._log_writer(layer).delete(memory.id, on_disk).result()
 
     # -- reading ------------------------------------------------------------------------
     def search(
@@ -253,6 +443,7 @@ class MemoryStore:
         end = check_timestamp(until, field="until") if until is not None else None
         if start is not None and end is not None and start >= end:
             raise InvalidInput(f"since {start.isoformat()} must be before until {end.isoformat()}")
+        tier = self._sync_tier(layer)
         index = self.index(layer)
         try:
             parsed = index.parse_query(query, [CONTENT])
@@ -263,21 +454,40 @@ class MemoryStore:
                 [(tantivy.Occur.Must, parsed), (tantivy.Occur.Must, _date_range(start, end))]
             )
         searcher = index.searcher()
-        try:
-            if order == "newest":
-                result = searcher.search(
-                    parsed, limit, count=False, order_by_field=TIMESTAMP, order=tantivy.Order.Desc
-                )
-                return [to_memory(searcher.doc(address), layer) for _, address in result.hits]
-            result = searcher.search(parsed, limit, count=False)
-        except ValueError as err:
-            raise InvalidInput(f"query {query!r} cannot run: {err}") from None
-        return [to_memory(searcher.doc(address), layer, score) for score, address in result.hits]
+        if tier is None:
+            return _search_one(searcher, parsed, limit, order, layer, query)
+        with tier.lock:
+            hidden = set(tier.tombstones)
+            in_ram = [epoch.searcher() for epoch in tier.epochs.values()]
+        if not in_ram and not hidden:
+            return _search_one(searcher, parsed, limit, order, layer, query)
+        found = _search_one(searcher, parsed, min(limit + len(hidden), 10_000), order, layer, query)
+        seen = hidden | {m.id for m in found}
+        merged = [m for m in found if m.id not in hidden]
+        for ram in in_ram:
+            for memory in _search_one(ram, parsed, limit, order, layer, query):
+                if memory.id not in seen:
+                    seen.add(memory.id)
+                    merged.append(memory)
+        if order == "newest":
+            merged.sort(key=lambda m: m.timestamp, reverse=True)
+        else:
+            merged.sort(key=lambda m: m.score or 0.0, reverse=True)
+        return merged[:limit]
 
     def get(self, layer: str, memory_id: str) -> Memory:
         """The memory with ``memory_id`` in ``layer``. Raises NotFound, InvalidInput."""
         check_layer(layer)
         canonical = check_memory_id(memory_id)
+        tier = self._sync_tier(layer)
+        if tier is not None:
+            with tier.lock:
+                held = tier.find(canonical)
+                gone = canonical in tier.tombstones
+            if held is not None:
+                return Memory(id=canonical, layer=layer, content=held[0], timestamp=held[1])
+            if gone:
+                raise NotFound(f"memory {canonical} not found in layer {layer!r}")
         searcher = self.index(layer).searcher()
         hits = searcher.search(tantivy.Query.term_query(SCHEMA, ID, canonical), 1, count=False).hits
         if not hits:
@@ -285,13 +495,26 @@ class MemoryStore:
         return to_memory(searcher.doc(hits[0][1]), layer)
 
     def count(self, layer: str) -> int:
-        """Documents in ``layer`` now."""
+        """Documents in ``layer`` now, as this process sees them (its unflushed writes included)."""
         check_layer(layer)
-        return int(self.index(layer).searcher().num_docs)
+        tier = self._sync_tier(layer)
+        total = int(self.index(layer).searcher().num_docs)
+        if tier is not None:
+            with tier.lock:
+                total += sum(len(e.docs) for e in tier.epochs.values()) - len(tier.tombstones)
+        return total
 
     # -- monitoring ---------------------------------------------------------------------
     def layer_size(self, layer: str) -> LayerSize:
-        """Bytes on disk, documents and segments of ``layer``'s current generation."""
+        """Bytes on disk, documents and segments of ``layer``'s current generation.
+
+        With the write-ahead log, the layer's log is flushed first (so the figures hold every
+        acknowledged write); Busy if that flush cannot get its locks.
+        """
+        check_layer(layer)
+        if self.wal and self.layer_log(layer).active_bytes():
+            self._serve(layer)
+            self.flush_layer(layer)
         path = self.layer_path(layer)
         try:
             meta = read_meta(path)
@@ -329,12 +552,17 @@ class MemoryStore:
         rows: list[dict[str, Any]] = []
         for layer in LAYERS:
             counts: dict[date, int] = {}
-            searcher = self.index(layer).searcher()
-            if searcher.num_docs:
-                result = searcher.aggregate(_date_range(start, None), spec)
-                for bucket in result["per_day"]["buckets"]:
-                    day = datetime.fromtimestamp(bucket["key"] / 1000, UTC).date()
-                    counts[day] = int(bucket["doc_count"])
+            tier = self._sync_tier(layer)
+            searchers = [self.index(layer).searcher()]
+            if tier is not None:
+                with tier.lock:
+                    searchers += [epoch.searcher() for epoch in tier.epochs.values()]
+            for searcher in searchers:
+                if searcher.num_docs:
+                    result = searcher.aggregate(_date_range(start, None), spec)
+                    for bucket in result["per_day"]["buckets"]:
+                        day = datetime.fromtimestamp(bucket["key"] / 1000, UTC).date()
+                        counts[day] = counts.get(day, 0) + int(bucket["doc_count"])
             for offset in range(days):
                 day = first + timedelta(days=offset)
                 rows.append({"day": day, "layer": layer, "documents": counts.get(day, 0)})
@@ -364,6 +592,8 @@ class MemoryStore:
             cutoff = max(utcnow() - older_than, EPOCH)
         except OverflowError:
             cutoff = EPOCH  # older than the calendar: nothing can be that old
+        for layer in chosen:  # unflushed writes are pruned (and counted) like flushed ones
+            self.flush_layer(layer)
         return [prune_layer(self, layer, cutoff, dry_run=dry_run, progress=progress) for layer in chosen]
 
     def snapshot(self, dest: Path) -> dict[str, int]:
@@ -385,14 +615,53 @@ class MemoryStore:
         return validate_layers(Path(src))
 
     def close(self) -> None:
-        """Commit queued writes, release every writer and reader. Idempotent."""
+        """Append and flush queued writes, release every writer and reader. Idempotent.
+
+        A flush that fails here (Busy, disk full) loses nothing: the records stay in the log
+        and the next process to open the layer replays them.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closing = True
+            log_writers = list(self._log_writers.items())
+            self._log_writers.clear()
+            flusher, self._flusher = self._flusher, None
+        self._flush_wake.set()
+        if flusher is not None:
+            flusher.join()
+        for layer, log_writer in log_writers:
+            log_writer.close()
+            try:
+                self.flush_layer(layer)
+            except Exception as err:
+                log.warning("layer %s: flush at close failed; the log keeps the records (%s)", layer, err)
         with self._lock:
             self._closed = True
             writers = list(self._writers.values())
             self._writers.clear()
             self._readers.clear()
+            logs = list(self._logs.values())
+            self._logs.clear()
         for writer in writers:
             writer.close()
+        for wal in logs:
+            wal.close()
+
+
+def _search_one(
+    searcher: Any, parsed: tantivy.Query, limit: int, order: str, layer: str, query: str
+) -> list[Memory]:
+    try:
+        if order == "newest":
+            result = searcher.search(
+                parsed, limit, count=False, order_by_field=TIMESTAMP, order=tantivy.Order.Desc
+            )
+            return [to_memory(searcher.doc(address), layer) for _, address in result.hits]
+        result = searcher.search(parsed, limit, count=False)
+    except ValueError as err:
+        raise InvalidInput(f"query {query!r} cannot run: {err}") from None
+    return [to_memory(searcher.doc(address), layer, score) for score, address in result.hits]
 
 
 def _unpack(item: object, position: int) -> tuple[object, object]:

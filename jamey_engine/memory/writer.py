@@ -108,6 +108,10 @@ class BulkSink:
         self._writer.add_document(make_document(memory_id, content, timestamp, self._added))
         self.done += 1
 
+    def delete(self, memory_id: str) -> None:
+        """Queue the deletion of one id into the pending commit (applies to earlier adds too)."""
+        self._writer.delete_documents_by_term(ID, memory_id)
+
 
 @dataclass
 class _Op:

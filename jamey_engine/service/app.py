@@ -133,6 +133,14 @@ def _warm_up(engine: Engine) -> None:
 
 
 def _flush(engine: Engine) -> None:
+    # uvicorn re-raises SIGTERM once the app has shut down, so the CLI's engine.close() may
+    # never run: flush the memory layers' write-ahead logs here (a clean shutdown).
+    memory = engine.__dict__.get("memory")
+    if memory is not None:
+        try:
+            memory.flush()
+        except Exception:
+            log.warning("could not flush the memory write-ahead logs at shutdown", exc_info=True)
     try:
         engine.flush_key_usage()
     except Exception:

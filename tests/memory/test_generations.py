@@ -33,6 +33,7 @@ def test_another_instance_follows_a_switch_on_its_next_operation(
         store.prune(timedelta(days=30), ["working"])
         assert other.count("working") == 2
         written = other.store("working", "written by the other after the switch")
+        other.flush()  # another process sees a write once it is flushed
         assert store.get("working", written.id).content == "written by the other after the switch"
         assert store.count("working") == 3
     finally:

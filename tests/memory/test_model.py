@@ -36,7 +36,7 @@ def test_layer_lists_are_checked_and_deduplicated() -> None:
 
 
 def test_a_switch_held_elsewhere_makes_writes_fail_busy_after_the_timeout(memory_root: Path) -> None:
-    store = MemoryStore(memory_root, lock_timeout=0.3)
+    store = MemoryStore(memory_root, lock_timeout=0.3, wal=False)  # the commit-per-store path
     store.sizes()
     other = Generations(memory_root, lock_timeout=5)
     held, release = threading.Event(), threading.Event()
@@ -58,3 +58,33 @@ def test_a_switch_held_elsewhere_makes_writes_fail_busy_after_the_timeout(memory
     store.store("working", "after the switch")
     assert store.count("working") == 1
     store.close()
+
+
+def test_with_the_log_a_held_switch_delays_only_the_flush_which_fails_busy(memory_root: Path) -> None:
+    store = MemoryStore(memory_root, lock_timeout=0.3, flush_interval=60)
+    store.sizes()
+    other = Generations(memory_root, lock_timeout=5)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with other.exclusive("test"):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        held.wait(5)
+        kept = store.store("working", "durable in the log while the switch is held")
+        with pytest.raises(Busy, match="being switched to a new generation"):
+            store.flush()
+        assert store.get("working", kept.id).content == kept.content
+    finally:
+        release.set()
+        thread.join()
+    store.flush()
+    assert store.count("working") == 1
+    store.close()
+    reopened = MemoryStore(memory_root)
+    assert reopened.get("working", kept.id).content == kept.content
+    reopened.close()

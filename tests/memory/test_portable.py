@@ -10,6 +10,7 @@ import pytest
 
 from jamey_engine.errors import InvalidInput, StorageCorrupt
 from jamey_engine.memory import LAYERS, MemoryStore
+from jamey_engine.memory.wal import is_log_file
 
 
 def test_snapshot_copies_every_layer_and_counts_documents(store: MemoryStore, tmp_path: Path) -> None:
@@ -61,7 +62,7 @@ def test_restore_switches_all_layers_at_once(store: MemoryStore, tmp_path: Path)
     assert store.count("working") == 1 and store.get("working", kept.id).content == "in the backup"
     assert store.count("episodic") == 1
     assert store.count("semantic") == 0
-    assert all([p.name for p in (store.root / layer).iterdir()] == [after[layer]] for layer in LAYERS)
+    assert all(_generations(store, layer) == [after[layer]] for layer in LAYERS)
     store.store("working", "writes go to the restored generation")
     assert store.count("working") == 2
 
@@ -84,6 +85,11 @@ def test_restore_of_a_damaged_staging_dir_changes_nothing(store: MemoryStore, tm
     with pytest.raises(StorageCorrupt, match="layer 'episodic'"):
         store.restore_layers(tmp_path / "snap")
     assert (store.root / "CURRENT").read_text() == before
-    assert all(len(list((store.root / layer).iterdir())) == 1 for layer in LAYERS)
+    assert all(len(_generations(store, layer)) == 1 for layer in LAYERS)
     with pytest.raises(InvalidInput, match="not a directory"):
         store.restore_layers(tmp_path / "nothing-here")
+
+
+def _generations(store: MemoryStore, layer: str) -> list[str]:
+    """The generation directories of ``layer`` (its write-ahead log files live beside them)."""
+    return [p.name for p in (store.root / layer).iterdir() if not is_log_file(p.name)]

@@ -59,7 +59,7 @@ def test_a_commit_by_another_process_is_visible_to_a_reader_at_once(
 def test_a_writer_held_by_another_process_makes_store_wait_then_fail_busy(
     memory_root: Path, tmp_path: Path
 ) -> None:
-    store = MemoryStore(memory_root, lock_timeout=0.5)
+    store = MemoryStore(memory_root, lock_timeout=0.5, wal=False)  # the commit-per-store path
     store.store("working", "before")
     store.writer("working").flush()
     time.sleep(0.6)  # our own writer closes after a short idle
@@ -79,6 +79,29 @@ def test_a_writer_held_by_another_process_makes_store_wait_then_fail_busy(
         holder.join(timeout=30)
     store.store("working", "after the other process let go")
     assert store.count("working") == 2
+    store.close()
+
+
+def test_with_the_log_a_writer_held_elsewhere_fails_only_the_flush_busy(
+    memory_root: Path, tmp_path: Path
+) -> None:
+    store = MemoryStore(memory_root, lock_timeout=0.5, flush_interval=60)
+    store.sizes()
+    ready = tmp_path / "ready"
+    holder = SPAWN.Process(target=hold_writer, args=(str(store.layer_path("working")), str(ready), 4.0))
+    holder.start()
+    try:
+        deadline = time.time() + 30
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        kept = store.store("working", "acknowledged while the index writer is held elsewhere")
+        with pytest.raises(Busy, match="layer 'working' is being written by another process; try again"):
+            store.flush_layer("working")
+        assert store.count("working") == 1
+    finally:
+        holder.join(timeout=30)
+    assert store.flush_layer("working") == 1
+    assert store.get("working", kept.id).content == kept.content
     store.close()
 
 

@@ -1,0 +1,219 @@
+"""The in-memory tier of one layer, and the group-commit thread that appends to its log.
+
+A process that writes a layer keeps what it logged but was not yet flushed into the on-disk
+index in RAM tantivy indexes, one per log segment (an *epoch*), so a flush drops whole
+epochs. Deletes are kept as tombstones until flushed, and filter the on-disk results.
+
+``LogWriter`` is the write path: callers queue records and wait on a future; one thread per
+layer and process takes everything queued, appends it in one write and one fdatasync
+(group commit), puts the memories into the tier, then resolves the futures. So a caller
+returns only once its memory is durable and visible to its own process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import tantivy
+
+from jamey_engine.errors import JameyError
+from jamey_engine.memory.schema import ID, SCHEMA, make_document
+from jamey_engine.memory.wal import Doc, LayerLog, encode_add, encode_delete
+
+log = logging.getLogger("jamey_engine.memory")
+
+RAM_HEAP = 15_000_000  # tantivy's smallest arena per indexing thread
+
+
+class Epoch:
+    """The memories this process logged into one segment, in a RAM index."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.index = tantivy.Index(SCHEMA)
+        self._writer: Any = None
+        self.docs: dict[str, tuple[str, datetime]] = {}
+        self.dirty = False
+
+    def add(self, docs: list[Doc], added: int) -> None:
+        """Index ``docs`` (searchable after the next ``searcher``)."""
+        if self._writer is None:
+            self._writer = self.index.writer(RAM_HEAP, 1)
+        for memory_id, content, when in docs:
+            self._writer.add_document(make_document(memory_id, content, when, added))
+            self.docs[memory_id] = (content, when)
+        self.dirty = True
+
+    def remove(self, memory_id: str) -> bool:
+        """Drop one memory; True if it was here."""
+        if self.docs.pop(memory_id, None) is None:
+            return False
+        self._writer.delete_documents_by_term(ID, memory_id)
+        self.dirty = True
+        return True
+
+    def searcher(self) -> Any:
+        """A searcher over everything added so far (commits the RAM index if needed)."""
+        if self.dirty:
+            self._writer.commit()
+            self.index.reload()
+            self.dirty = False
+        return self.index.searcher()
+
+
+@dataclass
+class Tier:
+    """Epochs and tombstones of one layer in this process. Guard every use with ``lock``."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    epochs: dict[int, Epoch] = field(default_factory=dict)
+    tombstones: dict[str, tuple[int, bool]] = field(default_factory=dict)  # id -> (seq, on disk)
+    flushed: int = 0
+    marker: tuple[int, int] | None = None
+
+    def add(self, seq: int, docs: list[Doc], added: int) -> None:
+        """Put logged ``docs`` of segment ``seq`` into the tier (skipped if already flushed)."""
+        if seq <= self.flushed:
+            return
+        epoch = self.epochs.get(seq)
+        if epoch is None:
+            epoch = self.epochs[seq] = Epoch(seq)
+        epoch.add(docs, added)
+
+    def delete(self, seq: int, memory_id: str, on_disk: bool) -> None:
+        """Apply a logged delete: out of the RAM tier, and hidden on disk until flushed."""
+        for epoch in self.epochs.values():
+            epoch.remove(memory_id)
+        if on_disk and seq > self.flushed:
+            self.tombstones[memory_id] = (seq, True)
+
+    def drop_upto(self, seq: int) -> None:
+        """Forget everything of segments <= ``seq``: it is in the on-disk index now."""
+        if seq <= self.flushed:
+            return
+        self.flushed = seq
+        for old in [s for s in self.epochs if s <= seq]:
+            del self.epochs[old]
+        for memory_id in [m for m, (s, _) in self.tombstones.items() if s <= seq]:
+            del self.tombstones[memory_id]
+
+    def pending(self) -> int:
+        """Memories and deletes held here, not yet flushed."""
+        return sum(len(e.docs) for e in self.epochs.values()) + len(self.tombstones)
+
+    def find(self, memory_id: str) -> tuple[str, datetime] | None:
+        """(content, timestamp) of a memory held in RAM, or None."""
+        for epoch in self.epochs.values():
+            found = epoch.docs.get(memory_id)
+            if found is not None:
+                return found
+        return None
+
+
+@dataclass
+class _Op:
+    data: bytes
+    apply: Callable[[int], None]
+    future: Future[None] = field(default_factory=Future)
+
+
+class LogWriter:
+    """One layer's group-commit appender in this process (see the module docstring)."""
+
+    def __init__(self, wal: LayerLog, tier: Tier, on_written: Callable[[], None]) -> None:
+        self.wal = wal
+        self.tier = tier
+        self.on_written = on_written
+        self.appends = 0
+        self._queue: list[_Op] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, docs: list[Doc], added: int) -> Future[None]:
+        """Log ``docs``; the future resolves once they are durable and in the tier."""
+
+        def apply(seq: int) -> None:
+            self.tier.add(seq, docs, added)
+
+        return self._submit(_Op(encode_add(docs), apply))
+
+    def delete(self, memory_id: str, on_disk: bool) -> Future[None]:
+        """Log the deletion of ``memory_id``; the future resolves once it is durable and applied."""
+
+        def apply(seq: int) -> None:
+            self.tier.delete(seq, memory_id, on_disk)
+
+        return self._submit(_Op(encode_delete(memory_id), apply))
+
+    def _submit(self, op: _Op) -> Future[None]:
+        with self._cond:
+            if self._stopping:
+                raise JameyError(f"layer {self.wal.layer!r}: the memory store is closed")
+            self._queue.append(op)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"jamey-memory-log-{self.wal.layer}", daemon=True
+                )
+                self._thread.start()
+            if len(self._queue) == 1:
+                self._cond.notify()
+        return op.future
+
+    def drain(self) -> None:
+        """Wait until everything queued before this call is appended (or failed)."""
+        done: Future[None] = Future()
+        with self._cond:
+            if self._thread is None:
+                return
+            self._queue.append(_Op(b"", lambda seq: None, done))
+            self._cond.notify()
+        done.result()
+
+    def close(self) -> None:
+        """Append what is queued and stop the thread."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                ops, self._queue = self._queue, []
+            self._process(ops)
+
+    def _process(self, ops: list[_Op]) -> None:
+        ops = [op for op in ops if op.future.set_running_or_notify_cancel()]
+        if not ops:
+            return
+        data = b"".join(op.data for op in ops)
+        try:
+            seq = self.wal.append(data) if data else 0
+            if data:
+                self.appends += 1
+                with self.tier.lock:
+                    for op in ops:
+                        op.apply(seq)
+        except BaseException as err:
+            for op in ops:
+                op.future.set_exception(err)
+            if not isinstance(err, Exception):
+                raise
+            return
+        for op in ops:
+            op.future.set_result(None)
+        if data:
+            self.on_written()
