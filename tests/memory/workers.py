@@ -27,3 +27,50 @@ def hold_writer(index_path: str, ready: str, seconds: float) -> None:
     Path(ready).touch()
     time.sleep(seconds)
     writer.wait_merging_threads()
+
+
+def write_until_killed(root: str, threads: int = 32, flush_interval: float = 0.05) -> None:
+    """Store memories from ``threads`` threads until killed, printing each acknowledged write.
+
+    Lines are ``one <id>`` for a single store and ``batch <tag> <id> <id> <id>`` for a batch
+    of three whose contents carry ``tag``: after a crash, a batch must be there whole or not
+    at all.
+    """
+    import sys
+    import threading
+    import uuid
+
+    store = MemoryStore(Path(root), lock_timeout=30.0, flush_interval=flush_interval)
+    store.sizes()
+    out = threading.Lock()
+    print("ready", flush=True)
+
+    def loop(n: int) -> None:
+        i = 0
+        while True:
+            i += 1
+            if i % 5:
+                line = f"one {store.store('episodic', f'crash writer {n} item {i}').id}"
+            else:
+                tag = uuid.uuid4().hex
+                ids = store.store_batch("episodic", [f"batch{tag} part {k}" for k in range(3)])
+                line = f"batch {tag} {' '.join(ids)}"
+            with out:
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+
+    for n in range(threads):
+        threading.Thread(target=loop, args=(n,), daemon=True).start()
+    while True:
+        time.sleep(1)
+
+
+def store_and_wait(root: str, content: str, flush_interval: float, seconds: float) -> None:
+    """Store one memory, print its id, and stay alive (unclosed) for ``seconds``."""
+    import sys
+
+    store = MemoryStore(Path(root), flush_interval=flush_interval)
+    memory = store.store("working", content)
+    sys.stdout.write(f"{memory.id} {time.time()}\n")
+    sys.stdout.flush()
+    time.sleep(seconds)
