@@ -66,6 +66,32 @@ def test_memory_sizes_are_read_at_scrape_time(engine: Engine) -> None:
         assert value(registry, "memory_documents", {"layer": layer}) == 0
 
 
+def test_the_write_ahead_logs_of_any_process_are_read_at_scrape_time(
+    engine: Engine, settings: Settings
+) -> None:
+    from jamey_engine.memory import MemoryStore
+
+    registry = build_registry(engine)
+    assert value(registry, "memory_wal_bytes", {"layer": "episodic"}) == 0
+    other = MemoryStore(settings.memory_dir, flush_interval=3600)  # another process, not yet flushed
+    try:
+        other.store_batch("episodic", ["one", "two"])
+        other.store("episodic", "three")
+        assert value(registry, "memory_wal_records", {"layer": "episodic"}) == 2
+        logged = value(registry, "memory_wal_bytes", {"layer": "episodic"})
+        assert logged is not None and logged > 0
+        assert value(registry, "memory_wal_flushes_total", {"layer": "episodic"}) == 0
+        other.flush()
+        assert value(registry, "memory_wal_bytes", {"layer": "episodic"}) == 0
+        assert value(registry, "memory_wal_records", {"layer": "episodic"}) == 0
+        assert value(registry, "memory_wal_flushes_total", {"layer": "episodic"}) == 1
+        seconds = value(registry, "memory_wal_flush_seconds_total", {"layer": "episodic"})
+        assert seconds is not None and seconds > 0
+        assert value(registry, "memory_wal_last_flush_duration_seconds", {"layer": "episodic"}) == seconds
+    finally:
+        other.close()
+
+
 def test_operations_recorded_by_another_engine_show_at_the_next_scrape(settings: Settings) -> None:
     service = Engine(settings)
     other = Engine(settings)  # another front door on the same data dir and database

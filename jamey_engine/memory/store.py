@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import tantivy
 
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import InvalidInput, NotFound, StorageCorrupt
+from jamey_engine.errors import Busy, InvalidInput, NotFound, StorageCorrupt
 from jamey_engine.memory.generations import Generations, dir_size
 from jamey_engine.memory.layers import MAX_QUERY_CHARS
 from jamey_engine.memory.model import (
@@ -300,7 +300,7 @@ class MemoryStore:
 
                 self.writer(layer).bulk(job).result()
             if upto > 0 and (records or any(seq <= upto for seq in wal.segments())):
-                wal.end_flush(upto)
+                wal.end_flush(upto, time.monotonic() - started if records else None)
         tier = self._tiers.get(layer)
         if tier is not None:
             with tier.lock:
@@ -508,13 +508,16 @@ class MemoryStore:
     def layer_size(self, layer: str) -> LayerSize:
         """Bytes on disk, documents and segments of ``layer``'s current generation.
 
-        With the write-ahead log, the layer's log is flushed first (so the figures hold every
-        acknowledged write); Busy if that flush cannot get its locks.
+        With the write-ahead log, the layer's log is flushed first, so the figures hold every
+        acknowledged write; if that flush stays Busy, the figures are the index's as it is.
         """
         check_layer(layer)
         if self.wal and self.layer_log(layer).active_bytes():
-            self._serve(layer)
-            self.flush_layer(layer)
+            try:
+                self._serve(layer)
+                self.flush_layer(layer)
+            except Busy as err:
+                log.warning("layer %s: sizes without the unflushed log (%s)", layer, err)
         path = self.layer_path(layer)
         try:
             meta = read_meta(path)

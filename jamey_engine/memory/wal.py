@@ -6,7 +6,8 @@ On disk, under ``memory/<layer>/`` (beside the generation directories)::
     .wal.lock              flock serializing appends and rotations across processes; its first
                            16 bytes say (active segment, end of its last whole record)
     .wal.flush.lock        flock serializing flushes across processes
-    wal.flushed            the highest segment whose records are all in the index (durable)
+    wal.flushed            JSON: the highest segment whose records are all in the index
+                           (durable), and flush totals over every process (for /metrics)
     wal.flushing           present while a flush may have committed without removing its
                            segments: the next flush then applies records idempotently
 
@@ -250,14 +251,35 @@ class LayerLog:
             return []
         return sorted(s for s in (segment_seq(n) for n in names) if s is not None)
 
+    def flush_state(self) -> dict[str, float]:
+        """What ``wal.flushed`` says: ``seq`` (the highest segment wholly in the index),
+        ``flushes`` and ``seconds`` (totals over every process), ``last_seconds``, ``last_at``."""
+        try:
+            data = json.loads((self.dir / FLUSHED).read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
     def flushed_seq(self) -> int:
         """The highest segment known to be wholly in the index (0 if none)."""
-        try:
-            return int((self.dir / FLUSHED).read_text().strip() or 0)
-        except FileNotFoundError:
-            return 0
-        except (OSError, ValueError):
-            return 0
+        return int(self.flush_state().get("seq", 0))
+
+    def record_count(self) -> int:
+        """Records in the segments present, counted from their headers (no checksums)."""
+        count = 0
+        for seq in self.segments():
+            try:
+                data = (self.dir / segment_name(seq)).read_bytes()
+            except FileNotFoundError:
+                continue
+            pos = 0
+            while len(data) - pos >= HEAD:
+                magic, length, _, _ = HEADER.unpack_from(data, pos)
+                if magic != MAGIC or pos + HEAD + length > len(data):
+                    break
+                count += 1
+                pos += HEAD + length
+        return count
 
     def _open_active(self) -> tuple[int, int]:
         """Make ``self._fd`` the active segment, repairing a torn tail; (seq, valid end)."""
@@ -392,10 +414,18 @@ class LayerLog:
         write_durably(marker, str(upto).encode(), tmp)
         return dirty
 
-    def end_flush(self, upto: int) -> None:
-        """After the commit: record ``upto`` as flushed, remove its segments and the marker."""
+    def end_flush(self, upto: int, seconds: float | None = None) -> None:
+        """After the commit: record ``upto`` as flushed (and, given ``seconds``, count a flush
+        that took that long), remove its segments and the marker. Hold ``flush_lock``."""
+        state = self.flush_state()
+        state["seq"] = upto
+        if seconds is not None:
+            state["flushes"] = state.get("flushes", 0) + 1
+            state["seconds"] = state.get("seconds", 0.0) + seconds
+            state["last_seconds"] = seconds
+            state["last_at"] = time.time()
         tmp = self.dir / f".wal.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        write_durably(self.dir / FLUSHED, str(upto).encode(), tmp)
+        write_durably(self.dir / FLUSHED, json.dumps(state).encode(), tmp)
         for seq in self.segments():
             if seq <= upto:
                 with suppress(FileNotFoundError):

@@ -55,7 +55,15 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Yield the memory, operation-log, MQTT and disk families (skipping any source that fails)."""
-        for source in (self._memory, self._operations, self._keys, self._mqtt, self._limiter, self._disk):
+        for source in (
+            self._memory_logs,
+            self._memory,
+            self._operations,
+            self._keys,
+            self._mqtt,
+            self._limiter,
+            self._disk,
+        ):
             try:
                 families = list(source())
             except Exception as err:
@@ -76,6 +84,41 @@ class EngineCollector(Collector):
             docs.add_metric([layer], float(layer_size.documents))
         yield size
         yield docs
+
+    def _memory_logs(self) -> Iterator[Metric]:
+        """The layers' write-ahead logs, read from their files: every process's writes count."""
+        from jamey_engine.memory import LAYERS
+        from jamey_engine.memory.wal import LayerLog
+
+        size = GaugeMetricFamily(
+            "memory_wal_bytes",
+            "Bytes in each memory layer's write-ahead log (not yet flushed).",
+            labels=["layer"],
+        )
+        records = GaugeMetricFamily(
+            "memory_wal_records", "Records in each memory layer's write-ahead log.", labels=["layer"]
+        )
+        flushes = CounterMetricFamily(
+            "memory_wal_flushes", "Flushes of the log into the index, by any process.", labels=["layer"]
+        )
+        seconds = CounterMetricFamily(
+            "memory_wal_flush_seconds",
+            "Time spent flushing the log into the index, by any process.",
+            labels=["layer"],
+        )
+        last = GaugeMetricFamily(
+            "memory_wal_last_flush_duration_seconds", "Duration of the layer's last flush.", labels=["layer"]
+        )
+        root = self.engine.settings.memory_dir
+        for layer in LAYERS:
+            wal = LayerLog(root / layer, layer, 1.0)
+            state = wal.flush_state()
+            size.add_metric([layer], float(wal.active_bytes()))
+            records.add_metric([layer], float(wal.record_count()))
+            flushes.add_metric([layer], state.get("flushes", 0.0))
+            seconds.add_metric([layer], state.get("seconds", 0.0))
+            last.add_metric([layer], state.get("last_seconds", 0.0))
+        yield from (size, records, flushes, seconds, last)
 
     def _operations(self) -> Iterator[Metric]:
         from jamey_engine.oplog import operation_summary

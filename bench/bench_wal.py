@@ -1,0 +1,272 @@
+"""Write-ahead log benchmarks (issue 20), each against its baselines in the same run.
+
+1. Concurrent durable stores, 32 writers: ``store`` with the log (JAMEY_WAL=on) against the
+   commit-per-group path (JAMEY_WAL=off, the group commit before this issue) and against
+   SQLite FTS5 (WAL mode, synchronous=FULL, one transaction per memory, the threads
+   queued on one connection). Rounds alternate so all three see the same (noisy) machine; p99 store latency.
+2. The limit: 4 KiB appends + fdatasync per second on the same filesystem.
+3. Search p99 with memories in the in-memory tier against the same layer fully flushed.
+4. Replay of a 100,000-record log on open.
+
+``--quick`` uses small sizes. Set JAMEY_BENCH_TMP to choose the scratch filesystem (the same
+one for every measurement here).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.bench_memory import make_texts, make_timestamps, stop_words
+from bench.common import Row, cli, percentile, row
+from jamey_engine.memory import MemoryStore
+from jamey_engine.memory.wal import LayerLog, encode_add
+
+THREADS = 32
+
+
+def _store_round(store: MemoryStore, per_thread: int) -> tuple[float, list[float]]:
+    """memories/s of 32 threads each storing ``per_thread`` memories, and each store's ms."""
+    barrier = threading.Barrier(THREADS + 1)
+    latencies: list[list[float]] = [[] for _ in range(THREADS)]
+
+    def worker(n: int) -> None:
+        mine = latencies[n]
+        barrier.wait()
+        for i in range(per_thread):
+            start = time.perf_counter()
+            store.store("working", f"writer {n} remembers item {i} about disk latency")
+            mine.append((time.perf_counter() - start) * 1000)
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    return THREADS * per_thread / (time.perf_counter() - start), [x for xs in latencies for x in xs]
+
+
+def _fts5_round(path: Path, per_thread: int) -> tuple[float, list[float]]:
+    """The same with SQLite FTS5: WAL, synchronous=FULL, a transaction per memory. The threads
+    share one connection behind a lock (a queue, not SQLite's sleeping busy handler: the
+    fairest, fastest way to serialize them in one process)."""
+    barrier = threading.Barrier(THREADS + 1)
+    latencies: list[list[float]] = [[] for _ in range(THREADS)]
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA synchronous=FULL")
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        mine = latencies[n]
+        barrier.wait()
+        for i in range(per_thread):
+            start = time.perf_counter()
+            with lock:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT INTO memories(id, content, ts) VALUES (?, ?, ?)",
+                    (
+                        f"{n}-{i}-{time.time_ns()}",
+                        f"writer {n} remembers item {i} about disk latency",
+                        time.time(),
+                    ),
+                )
+                conn.execute("COMMIT")
+            mine.append((time.perf_counter() - start) * 1000)
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    conn.close()
+    return THREADS * per_thread / (time.perf_counter() - start), [x for xs in latencies for x in xs]
+
+
+def fdatasync_rate(work: Path, seconds: float = 2.0) -> tuple[float, float]:
+    """4 KiB append + fdatasync per second on ``work``'s filesystem, and the p50 ms of one."""
+    path = work / "fdatasync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    block = b"x" * 4096
+    times = []
+    try:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            os.write(fd, block)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return len(times) / sum(times), statistics.median(times) * 1000
+
+
+def bench_concurrent_stores(work: Path, quick: bool) -> list[Row]:
+    per_thread = 10 if quick else 100
+    old_per_thread = 3 if quick else 10
+    rounds = 1 if quick else 5
+    wal_store = MemoryStore(work / "wal", lock_timeout=60)
+    old_store = MemoryStore(work / "old", lock_timeout=60, wal=False)
+    fts = work / "fts5.db"
+    conn = sqlite3.connect(fts, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE VIRTUAL TABLE memories USING fts5(id UNINDEXED, content, ts UNINDEXED)")
+    conn.close()
+    ours, old, lite = [], [], []
+    ours_ms: list[float] = []
+    old_ms: list[float] = []
+    lite_ms: list[float] = []
+    try:
+        wal_store.sizes()
+        old_store.sizes()
+        for _ in range(rounds):
+            rate, ms = _store_round(wal_store, per_thread)
+            ours.append(rate)
+            ours_ms += ms
+            rate, ms = _store_round(old_store, old_per_thread)
+            old.append(rate)
+            old_ms += ms
+            rate, ms = _fts5_round(fts, per_thread)
+            lite.append(rate)
+            lite_ms += ms
+        appends = sum(w.appends for w in wal_store._log_writers.values())
+        stored = wal_store.count("working")
+    finally:
+        wal_store.close()
+        old_store.close()
+    assert stored == rounds * THREADS * per_thread, "a store was lost"
+    value, base, fts5 = statistics.median(ours), statistics.median(old), statistics.median(lite)
+    p99 = percentile(ours_ms, 99)
+    label = "durable stores, 32 writers"
+    rate, sync_ms = fdatasync_rate(work)
+    return [
+        row(label, f"memories/s, log (vs group commit; {appends} fdatasyncs for {stored})", value,
+            baseline=base, target=">= 10x group commit", met=value >= 10 * base),
+        row(label, "memories/s, log (vs SQLite FTS5, WAL, synchronous=FULL)", value, baseline=fts5,
+            target=">= 2x FTS5", met=value >= 2 * fts5),
+        row(label, "p99 store ms, log (vs group commit p99)", p99, baseline=percentile(old_ms, 99),
+            target="<= 5 ms", met=p99 <= 5.0, higher_is_better=False),
+        row(label, "p99 store ms, SQLite FTS5 (no target)", percentile(lite_ms, 99), higher_is_better=False),
+        row("the disk's limit", "4 KiB append + fdatasync per s (p50 ms as baseline)", rate, baseline=None),
+        row("the disk's limit", "p50 ms of one append + fdatasync", sync_ms, higher_is_better=False),
+        row("the disk's limit", "log fdatasyncs per s in the store run (share of the limit)",
+            appends / (stored / value), baseline=rate),
+    ]  # fmt: skip
+
+
+def bench_search_with_tier(work: Path, quick: bool) -> list[Row]:
+    """Search p99 with ``in_ram`` of ``total`` memories still in the in-memory tier, against the
+    same layer after a flush."""
+    total, in_ram = (100_000, 5_000) if quick else (1_000_000, 50_000)
+    texts, stamps = make_texts(total), make_timestamps(total)
+    store = MemoryStore(work / "search", lock_timeout=60, flush_interval=3600, flush_docs=10 * in_ram)
+    try:
+        flushed = total - in_ram
+        for offset in range(0, flushed, 250_000):
+            end = min(offset + 250_000, flushed)
+            store.store_batch("long_term", list(zip(texts[offset:end], stamps[offset:end], strict=True)))
+        for offset in range(flushed, total, 250):  # small batches: through the log
+            end = min(offset + 250, total)
+            store.store_batch("long_term", list(zip(texts[offset:end], stamps[offset:end], strict=True)))
+        assert store.index("long_term").searcher().num_docs == flushed
+        from bench.bench_memory import _queries
+
+        queries = _queries(store, stop_words())
+        samples = 300 if quick else 1000
+
+        def timings() -> list[float]:
+            out = []
+            for i in range(samples):
+                start = time.perf_counter()
+                store.search(
+                    "long_term", queries[i % len(queries)], limit=10, order=("score", "newest")[i % 2]
+                )
+                out.append((time.perf_counter() - start) * 1000)
+            return out
+
+        timings()  # warm the RAM tier's commit and the caches
+        with_tier = timings()
+        store.flush()
+        assert store.index("long_term").searcher().num_docs == total
+        flushed_only = timings()
+    finally:
+        store.close()
+    label = f"search at {total:,} memories, {in_ram:,} in the in-memory tier"
+    p99, base = percentile(with_tier, 99), percentile(flushed_only, 99)
+    return [
+        row(label, "p50 ms (vs fully flushed)", percentile(with_tier, 50), baseline=percentile(flushed_only, 50),
+            higher_is_better=False),
+        row(label, "p99 ms (vs fully flushed)", p99, baseline=base, target="<= 1.5x flushed",
+            met=p99 <= 1.5 * base, higher_is_better=False),
+    ]  # fmt: skip
+
+
+def bench_replay(work: Path, quick: bool) -> list[Row]:
+    """Seconds to open a layer whose log holds ``count`` single-memory records."""
+    count = 10_000 if quick else 100_000
+    root = work / "replay"
+    store = MemoryStore(root)
+    store.sizes()
+    store.close()
+    texts = make_texts(count)
+    wal = LayerLog(root / "working", "working", 10.0)
+    now = datetime.now(UTC)
+    chunk = []
+    for i, text in enumerate(texts):
+        chunk.append(encode_add([(f"00000000-0000-4000-8000-{i:012d}", text, now)]))
+        if len(chunk) == 1000:
+            wal.append(b"".join(chunk))
+            chunk = []
+    if chunk:
+        wal.append(b"".join(chunk))
+    wal.close()
+    start = time.perf_counter()
+    reopened = MemoryStore(root)
+    documents = reopened.count("working")
+    seconds = time.perf_counter() - start
+    reopened.close()
+    assert documents == count
+    return [row(f"replay of a {count:,}-record log on open", "seconds", seconds, target="seconds")]
+
+
+def main(quick: bool = False) -> list[Row]:
+    """Run the write-ahead log benchmarks and return their rows."""
+    work = Path(tempfile.mkdtemp(prefix="bench-wal-", dir=os.environ.get("JAMEY_BENCH_TMP")))
+    rows: list[Row] = []
+    started = time.perf_counter()
+    try:
+        for stage, fn in (
+            ("concurrent stores", bench_concurrent_stores),
+            ("replay", bench_replay),
+            ("search with the tier", bench_search_with_tier),
+        ):
+            if os.environ.get("JAMEY_BENCH_ONLY") and stage not in os.environ["JAMEY_BENCH_ONLY"]:
+                continue
+            new_rows = fn(work, quick)
+            rows.extend(new_rows)
+            for r in new_rows:
+                print(
+                    f"   {stage}: {r['metric']} = {r['value']:.4g} (baseline {r['baseline']})",
+                    file=sys.stderr,
+                )
+            print(f"   {stage} done at {time.perf_counter() - started:.0f}s", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+if __name__ == "__main__":
+    cli(main)
