@@ -461,19 +461,24 @@ class MemoryStore:
             in_ram = [epoch.searcher() for epoch in tier.epochs.values()]
         if not in_ram and not hidden:
             return _search_one(searcher, parsed, limit, order, layer, query)
-        found = _search_one(searcher, parsed, min(limit + len(hidden), 10_000), order, layer, query)
-        seen = hidden | {m.id for m in found}
-        merged = [m for m in found if m.id not in hidden]
-        for ram in in_ram:
-            for memory in _search_one(ram, parsed, limit, order, layer, query):
-                if memory.id not in seen:
-                    seen.add(memory.id)
-                    merged.append(memory)
-        if order == "newest":
-            merged.sort(key=lambda m: m.timestamp, reverse=True)
-        else:
-            merged.sort(key=lambda m: m.score or 0.0, reverse=True)
-        return merged[:limit]
+        # Rank the hits of every tier by score (or time) first, then load only the documents
+        # returned: the stored fields are most of a search's cost.
+        sources = [(searcher, min(limit + len(hidden), 10_000))] + [(ram, limit) for ram in in_ram]
+        candidates: list[tuple[float, int, Any]] = []
+        for position, (source, wanted) in enumerate(sources):
+            for key, address in _hits(source, parsed, wanted, order, query):
+                candidates.append((key, position, address))
+        candidates.sort(key=lambda hit: hit[0], reverse=True)  # stable: the disk's ties first
+        found: list[Memory] = []
+        for key, position, address in candidates:
+            memory = to_memory(sources[position][0].doc(address), layer, key if order == "score" else None)
+            if memory.id in hidden:
+                continue
+            hidden.add(memory.id)  # a memory flushed by another process may be in both tiers
+            found.append(memory)
+            if len(found) == limit:
+                break
+        return found
 
     def get(self, layer: str, memory_id: str) -> Memory:
         """The memory with ``memory_id`` in ``layer``. Raises NotFound, InvalidInput."""
@@ -650,6 +655,22 @@ class MemoryStore:
             writer.close()
         for wal in logs:
             wal.close()
+
+
+def _hits(
+    searcher: Any, parsed: tantivy.Query, limit: int, order: str, query: str
+) -> list[tuple[float, Any]]:
+    """(score or timestamp, address) of the best ``limit`` hits in one index."""
+    try:
+        if order == "newest":
+            return list(
+                searcher.search(
+                    parsed, limit, count=False, order_by_field=TIMESTAMP, order=tantivy.Order.Desc
+                ).hits
+            )
+        return list(searcher.search(parsed, limit, count=False).hits)
+    except ValueError as err:
+        raise InvalidInput(f"query {query!r} cannot run: {err}") from None
 
 
 def _search_one(

@@ -32,38 +32,43 @@ RAM_HEAP = 15_000_000  # tantivy's smallest arena per indexing thread
 
 
 class Epoch:
-    """The memories this process logged into one segment, in a RAM index."""
+    """The memories this process logged into one segment: kept as tuples when written, and
+    indexed into a RAM tantivy index in one go when a search next needs them (so the write
+    path pays a list append, not an index insert)."""
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
         self.index = tantivy.Index(SCHEMA)
         self._writer: Any = None
         self.docs: dict[str, tuple[str, datetime]] = {}
-        self.dirty = False
+        self._unindexed: list[tuple[Doc, int]] = []
+        self._removed: list[str] = []
 
     def add(self, docs: list[Doc], added: int) -> None:
-        """Index ``docs`` (searchable after the next ``searcher``)."""
-        if self._writer is None:
-            self._writer = self.index.writer(RAM_HEAP, 1)
-        for memory_id, content, when in docs:
-            self._writer.add_document(make_document(memory_id, content, when, added))
-            self.docs[memory_id] = (content, when)
-        self.dirty = True
+        """Hold ``docs`` (searchable after the next ``searcher``, readable by id at once)."""
+        for doc in docs:
+            self.docs[doc[0]] = (doc[1], doc[2])
+            self._unindexed.append((doc, added))
 
     def remove(self, memory_id: str) -> bool:
         """Drop one memory; True if it was here."""
         if self.docs.pop(memory_id, None) is None:
             return False
-        self._writer.delete_documents_by_term(ID, memory_id)
-        self.dirty = True
+        self._removed.append(memory_id)
         return True
 
     def searcher(self) -> Any:
-        """A searcher over everything added so far (commits the RAM index if needed)."""
-        if self.dirty:
+        """A searcher over everything held so far (indexes and commits what is new)."""
+        if self._unindexed or self._removed:
+            if self._writer is None:
+                self._writer = self.index.writer(RAM_HEAP, 1)
+            for (memory_id, content, when), added in self._unindexed:
+                self._writer.add_document(make_document(memory_id, content, when, added))
+            for memory_id in self._removed:
+                self._writer.delete_documents_by_term(ID, memory_id)
+            self._unindexed, self._removed = [], []
             self._writer.commit()
             self.index.reload()
-            self.dirty = False
         return self.index.searcher()
 
 
