@@ -46,7 +46,7 @@ from jamey_engine.memory.schema import (
     read_meta,
     to_memory,
 )
-from jamey_engine.memory.tier import LogWriter, Tier
+from jamey_engine.memory.tier import Epoch, LogWriter, Tier
 from jamey_engine.memory.wal import FLUSHED, LayerLog
 from jamey_engine.memory.writer import BulkSink, LayerWriter
 from jamey_engine.progress import Progress
@@ -110,6 +110,7 @@ class MemoryStore:
         self._tiers: dict[str, Tier] = {}
         self._log_writers: dict[str, LogWriter] = {}
         self._opened: set[str] = set()
+        self._serve_locks: dict[str, threading.Lock] = {}
         self._flush_wake = threading.Event()
         self._flusher: threading.Thread | None = None
         self.flushes = 0
@@ -241,12 +242,17 @@ class MemoryStore:
         """Before ``layer`` first serves in this process, replay its log into the index."""
         if not self.wal or layer in self._opened:
             return
-        self.generations.ensure()
-        wal = self.layer_log(layer)
-        if wal.segments():
-            self.flush_layer(layer)
         with self._lock:
-            self._opened.add(layer)
+            gate = self._serve_locks.setdefault(layer, threading.Lock())
+        with gate:  # concurrent first callers wait for one replay
+            if layer in self._opened:
+                return
+            self.generations.ensure()
+            wal = self.layer_log(layer)
+            if wal.segments():
+                self.flush_layer(layer)
+            with self._lock:
+                self._opened.add(layer)
 
     def _sync_tier(self, layer: str) -> Tier | None:
         """This process's tier of ``layer`` after forgetting what any process has flushed."""
@@ -458,7 +464,7 @@ class MemoryStore:
             return _search_one(searcher, parsed, limit, order, layer, query)
         with tier.lock:
             hidden = set(tier.tombstones)
-            in_ram = [epoch.searcher() for epoch in tier.epochs.values()]
+            in_ram = [epoch.searcher() for epoch in _unflushed(tier, searcher)]
         if not in_ram and not hidden:
             return _search_one(searcher, parsed, limit, order, layer, query)
         # Rank the hits of every tier by score (or time) first, then load only the documents
@@ -503,10 +509,12 @@ class MemoryStore:
         """Documents in ``layer`` now, as this process sees them (its unflushed writes included)."""
         check_layer(layer)
         tier = self._sync_tier(layer)
-        total = int(self.index(layer).searcher().num_docs)
+        searcher = self.index(layer).searcher()
+        total = int(searcher.num_docs)
         if tier is not None:
             with tier.lock:
-                total += sum(len(e.docs) for e in tier.epochs.values()) - len(tier.tombstones)
+                total += sum(len(e.docs) for e in _unflushed(tier, searcher))
+                total -= sum(1 for memory_id in tier.tombstones if _on_disk(searcher, memory_id))
         return total
 
     # -- monitoring ---------------------------------------------------------------------
@@ -564,7 +572,7 @@ class MemoryStore:
             searchers = [self.index(layer).searcher()]
             if tier is not None:
                 with tier.lock:
-                    searchers += [epoch.searcher() for epoch in tier.epochs.values()]
+                    searchers += [epoch.searcher() for epoch in _unflushed(tier, searchers[0])]
             for searcher in searchers:
                 if searcher.num_docs:
                     result = searcher.aggregate(_date_range(start, None), spec)
@@ -655,6 +663,26 @@ class MemoryStore:
             writer.close()
         for wal in logs:
             wal.close()
+
+
+def _on_disk(searcher: Any, memory_id: str) -> bool:
+    return bool(searcher.search(tantivy.Query.term_query(SCHEMA, ID, memory_id), 1, count=False).hits)
+
+
+def _unflushed(tier: Tier, searcher: Any) -> list[Epoch]:
+    """The tier's epochs whose memories ``searcher`` (the on-disk index) does not hold yet.
+
+    A flush (by any process) moves whole segments in one commit, so one memory of an epoch
+    on disk means all of it is: the epoch is skipped until the flushed marker drops it. This
+    closes the window between a flush's commit and its marker, where a memory would be
+    counted in both tiers. Hold ``tier.lock``.
+    """
+    out = []
+    for epoch in tier.epochs.values():
+        probe = next(iter(epoch.docs), None)
+        if probe is None or not _on_disk(searcher, probe):
+            out.append(epoch)
+    return out
 
 
 def _hits(
