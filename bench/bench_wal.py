@@ -7,6 +7,7 @@
 2. The limit: 4 KiB appends + fdatasync per second on the same filesystem.
 3. Search p99 with memories in the in-memory tier against the same layer fully flushed.
 4. Replay of a 100,000-record log on open.
+5. ``POST /memories`` from 32 connections, with the log and with JAMEY_WAL=off.
 
 ``--quick`` uses small sizes. Set JAMEY_BENCH_TMP to choose the scratch filesystem (the same
 one for every measurement here).
@@ -242,6 +243,46 @@ def bench_replay(work: Path, quick: bool) -> list[Row]:
     return [row(f"replay of a {count:,}-record log on open", "seconds", seconds, target="seconds")]
 
 
+def bench_http_store(work: Path, quick: bool) -> list[Row]:
+    """POST /memories from 32 connections (bench_service's load generator) with the log on,
+    against the same server with JAMEY_WAL=off."""
+    from bench.bench_service import Server, load, make_keys, median_of, post_json_request
+
+    seconds, repeats = (1.0, 1) if quick else (4.0, 3)
+    results = {}
+    for mode in ("on", "off"):
+        data_dir = work / f"http-{mode}"
+        data_dir.mkdir()
+        key = make_keys(data_dir)["writer"]
+        previous = os.environ.get("JAMEY_WAL")
+        os.environ["JAMEY_WAL"] = mode
+        try:
+            server = Server(data_dir)
+        finally:
+            if previous is None:
+                os.environ.pop("JAMEY_WAL")
+            else:
+                os.environ["JAMEY_WAL"] = previous
+        try:
+            request = post_json_request(
+                "/memories",
+                {"X-API-Key": key},
+                lambda n: {"layer": "working", "content": f"served memory {n}"},
+            )
+            load(server.port, request, 32, min(seconds, 1.0))
+            runs = [load(server.port, request, 32, seconds, server.process.pid) for _ in range(repeats)]
+            assert all(set(r["statuses"]) == {201} for r in runs), runs
+            results[mode] = (median_of(runs, "rps"), median_of(runs, "p99_ms"))
+        finally:
+            server.stop()
+    name = "service: POST /memories (32 conns, durable)"
+    return [
+        row(name, "stores/s, log (vs JAMEY_WAL=off)", results["on"][0], baseline=results["off"][0]),
+        row(name, "p99 ms, log (vs JAMEY_WAL=off)", results["on"][1], baseline=results["off"][1],
+            higher_is_better=False),
+    ]  # fmt: skip
+
+
 def main(quick: bool = False) -> list[Row]:
     """Run the write-ahead log benchmarks and return their rows."""
     work = Path(tempfile.mkdtemp(prefix="bench-wal-", dir=os.environ.get("JAMEY_BENCH_TMP")))
@@ -252,6 +293,7 @@ def main(quick: bool = False) -> list[Row]:
             ("concurrent stores", bench_concurrent_stores),
             ("replay", bench_replay),
             ("search with the tier", bench_search_with_tier),
+            ("http stores", bench_http_store),
         ):
             if os.environ.get("JAMEY_BENCH_ONLY") and stage not in os.environ["JAMEY_BENCH_ONLY"]:
                 continue
