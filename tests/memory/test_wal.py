@@ -432,3 +432,28 @@ def test_the_log_reports_its_size_and_records(memory_root: Path) -> None:
         assert wal.check() == 0 and wal.active_bytes() == 0
     finally:
         store.close()
+
+
+def test_flush_docs_flushes_early_and_the_settings_reach_the_store(data_dir: Path) -> None:
+    from jamey_engine.config import Settings
+
+    settings = Settings.from_env(
+        {"JAMEY_DATA_DIR": str(data_dir), "JAMEY_FLUSH_INTERVAL": "3600", "JAMEY_FLUSH_DOCS": "5"}
+    )
+    store = MemoryStore.from_settings(settings)
+    try:
+        assert (store.wal, store.flush_interval, store.flush_docs) == (True, 3600.0, 5)
+        store.store_batch("working", [f"early {i}" for i in range(5)])
+        deadline = time.monotonic() + 10
+        while store.index("working").searcher().num_docs < 5:
+            assert time.monotonic() < deadline, "JAMEY_FLUSH_DOCS did not start a flush"
+            time.sleep(0.02)
+    finally:
+        store.close()
+    off = MemoryStore.from_settings(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), "JAMEY_WAL": "off"}))
+    try:
+        off.store("working", "committed at once")
+        assert off.index("working").searcher().num_docs == 6
+        assert not any(s.stat().st_size for s in _segments(data_dir / "memory", "working"))
+    finally:
+        off.close()
