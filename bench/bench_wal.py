@@ -169,49 +169,54 @@ def bench_concurrent_stores(work: Path, quick: bool) -> list[Row]:
 
 
 def bench_search_with_tier(work: Path, quick: bool) -> list[Row]:
-    """Search p99 with ``in_ram`` of ``total`` memories still in the in-memory tier, against the
-    same layer after a flush."""
+    """Search p99 with ``in_ram`` of ``total`` memories still in the in-memory tier, against a
+    copy of the same layer with all of them flushed. The two stores share the first
+    ``total - in_ram`` memories (hard-linked from one build) and the queries alternate between
+    them, so both see the same (noisy) machine."""
     total, in_ram = (100_000, 5_000) if quick else (1_000_000, 50_000)
     texts, stamps = make_texts(total), make_timestamps(total)
-    store = MemoryStore(work / "search", lock_timeout=60, flush_interval=3600, flush_docs=10 * in_ram)
+    flushed = total - in_ram
+    base = MemoryStore(work / "search-base", lock_timeout=60)
+    for offset in range(0, flushed, 250_000):
+        end = min(offset + 250_000, flushed)
+        base.store_batch("long_term", list(zip(texts[offset:end], stamps[offset:end], strict=True)))
+    base.snapshot(work / "search-snap")
+    base.close()
+    tiered = MemoryStore(work / "search-tier", lock_timeout=60, flush_interval=3600, flush_docs=10 * in_ram)
+    plain = MemoryStore(work / "search-flushed", lock_timeout=60, flush_interval=3600)
     try:
-        flushed = total - in_ram
-        for offset in range(0, flushed, 250_000):
-            end = min(offset + 250_000, flushed)
-            store.store_batch("long_term", list(zip(texts[offset:end], stamps[offset:end], strict=True)))
+        for store in (tiered, plain):
+            store.restore_layers(work / "search-snap")
         for offset in range(flushed, total, 250):  # small batches: through the log
             end = min(offset + 250, total)
-            store.store_batch("long_term", list(zip(texts[offset:end], stamps[offset:end], strict=True)))
-        assert store.index("long_term").searcher().num_docs == flushed
+            tiered.store_batch("long_term", list(zip(texts[offset:end], stamps[offset:end], strict=True)))
+        plain.store_batch("long_term", list(zip(texts[flushed:], stamps[flushed:], strict=True)))
+        assert tiered.index("long_term").searcher().num_docs == flushed
+        assert tiered.count("long_term") == plain.count("long_term") == total
         from bench.bench_memory import _queries
 
-        queries = _queries(store, stop_words())
+        queries = _queries(plain, stop_words())
         samples = 300 if quick else 1000
-
-        def timings() -> list[float]:
-            out = []
-            for i in range(samples):
-                start = time.perf_counter()
-                store.search(
-                    "long_term", queries[i % len(queries)], limit=10, order=("score", "newest")[i % 2]
-                )
-                out.append((time.perf_counter() - start) * 1000)
-            return out
-
-        timings()  # warm the RAM tier's commit and the caches
-        with_tier = timings()
-        store.flush()
-        assert store.index("long_term").searcher().num_docs == total
-        flushed_only = timings()
+        timings: dict[int, list[float]] = {0: [], 1: []}
+        for i in range(2 * samples):
+            store = (tiered, plain)[i % 2]
+            query, order = queries[(i // 2) % len(queries)], ("score", "newest")[(i // 2) % 2]
+            start = time.perf_counter()
+            store.search("long_term", query, limit=10, order=order)
+            if i >= 40:  # the first rounds warm the caches and the RAM tier's index
+                timings[i % 2].append((time.perf_counter() - start) * 1000)
+        assert tiered.index("long_term").searcher().num_docs == flushed  # still in RAM
     finally:
-        store.close()
+        tiered.close()
+        plain.close()
+    with_tier, flushed_only = timings[0], timings[1]
     label = f"search at {total:,} memories, {in_ram:,} in the in-memory tier"
-    p99, base = percentile(with_tier, 99), percentile(flushed_only, 99)
+    p99, base_p99 = percentile(with_tier, 99), percentile(flushed_only, 99)
     return [
         row(label, "p50 ms (vs fully flushed)", percentile(with_tier, 50), baseline=percentile(flushed_only, 50),
             higher_is_better=False),
-        row(label, "p99 ms (vs fully flushed)", p99, baseline=base, target="<= 1.5x flushed",
-            met=p99 <= 1.5 * base, higher_is_better=False),
+        row(label, "p99 ms (vs fully flushed)", p99, baseline=base_p99, target="<= 1.5x flushed",
+            met=p99 <= 1.5 * base_p99, higher_is_better=False),
     ]  # fmt: skip
 
 
