@@ -194,6 +194,12 @@ class MemoryAnalysis:
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
 
+    def _index(self, layer: str) -> tantivy.Index:
+        """``layer``'s on-disk index after flushing its write-ahead log (so every acknowledged
+        write is in what the analysis reads)."""
+        self.store.flush_layer(layer)
+        return self.store.index(layer)
+
     def _query(self, index: tantivy.Index, query: object) -> tantivy.Query | None:
         if query is None:
             return None
@@ -244,7 +250,7 @@ class MemoryAnalysis:
         frames: list[pd.DataFrame] = []
         matched = 0
         for name in layers:
-            index = self.store.index(name)
+            index = self._index(name)
             parsed = self._query(index, query)
             selected = window if parsed is None else _both(parsed, window)
             searcher = index.searcher()
@@ -296,7 +302,7 @@ class MemoryAnalysis:
         query = window_query(start, end)
         rows: list[tuple[pd.Timestamp, str, int]] = []
         for name in layers:
-            searcher = self.store.index(name).searcher()
+            searcher = self._index(name).searcher()
             if not searcher.num_docs:
                 buckets = []
             else:
@@ -332,7 +338,7 @@ class MemoryAnalysis:
             raise InvalidInput(f"n {n!r} must be a whole number from 1 to {MAX_TERMS}")
         start, end = parse_window(since, until)
         query = window_query(start, end)
-        searchers = [self.store.index(name).searcher() for name in layers]
+        searchers = [self._index(name).searcher() for name in layers]
         documents = sum(_matching(searcher, query) for searcher in searchers)
         searchers = [searcher for searcher in searchers if searcher.num_docs]
         wanted = n
@@ -376,7 +382,7 @@ class MemoryAnalysis:
         query = window_query(*parse_window(since, until))
         counts = dict.fromkeys((str(term).lower() for term in terms), 0)
         for name in layers:
-            searcher = self.store.index(name).searcher()
+            searcher = self._index(name).searcher()
             if not searcher.num_docs:
                 continue
             for term in counts:
@@ -400,7 +406,7 @@ class MemoryAnalysis:
         if not isinstance(normalize, bool):
             raise InvalidInput(f"normalize {normalize!r} must be True or False")
         found = [
-            find_duplicates(self.store.index(name).searcher(), name, normalize=normalize) for name in layers
+            find_duplicates(self._index(name).searcher(), name, normalize=normalize) for name in layers
         ]
         return duplicates_frame(found)
 

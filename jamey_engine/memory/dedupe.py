@@ -214,8 +214,10 @@ def dedupe_layer(
     A dry run scans and changes nothing. Otherwise the layer is rewritten by the prune
     compaction, which finds the duplicates on its own snapshot (so what it deletes is exactly
     a set of repeats whose oldest copy stays; a layer without any is left untouched) and
-    carries over every memory written meanwhile, duplicates included. Raises Busy, StorageCorrupt.
+    carries over every memory written meanwhile, duplicates included. The layer's write-ahead
+    log is flushed first, so unflushed writes count like the others. Raises Busy, StorageCorrupt.
     """
+    store.flush_layer(layer)
     if dry_run:
         scan = find_duplicates(store.index(layer).searcher(), layer, normalize=normalize)
         bytes_before = dir_size(store.layer_path(layer))

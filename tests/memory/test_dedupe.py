@@ -14,6 +14,7 @@ from jamey_engine.errors import Busy
 from jamey_engine.memory import MemoryStore
 from jamey_engine.memory.analysis import MemoryAnalysis
 from jamey_engine.memory.dedupe import dedupe_layer, normalize_content
+from jamey_engine.memory.wal import is_log_file
 from jamey_engine.oplog import recent_operations
 
 START = datetime(2026, 2, 1, tzinfo=UTC)
@@ -85,7 +86,7 @@ def test_dedupe_deletes_repeats_keeps_the_oldest_and_frees_disk(store: MemorySto
     again = dedupe_layer(store, "working", dry_run=False)
     assert again.deleted == 0 and store.layer_size("working") == after
     assert store.layer_path("working") == path  # nothing to delete: no rewrite, no leftover generation
-    assert [p.name for p in (store.root / "working").iterdir()] == [path.name]
+    assert [p.name for p in (store.root / "working").iterdir() if not is_log_file(p.name)] == [path.name]
 
 
 def test_writes_made_during_a_dedupe_are_never_lost(store: MemoryStore) -> None:
@@ -136,3 +137,20 @@ def test_a_dedupe_that_cannot_take_the_lock_is_recorded_as_a_failure_and_changes
         assert (row["status"], row["actor"]) == ("failure", "cli") and "being switched" in row["detail"]
     finally:
         engine.close()
+
+
+def test_dedupe_counts_and_removes_unflushed_duplicates_exactly(memory_root: Path) -> None:
+    store = MemoryStore(memory_root, flush_interval=3600)  # nothing flushes in the background
+    try:
+        store.store_batch("working", ["same words", "other words"])
+        store.flush()
+        kept = store.store("working", "unique, unflushed")
+        for _ in range(3):
+            store.store("working", "Same  words")  # duplicates, still in the log
+        assert dedupe_layer(store, "working", dry_run=True).deleted == 3
+        assert dedupe_layer(store, "working", dry_run=False).deleted == 3
+        assert store.count("working") == 3 and store.get("working", kept.id)
+        assert len(store.search("working", "same")) == 1
+    finally:
+        store.close()
+    assert MemoryStore(memory_root).count("working") == 3
