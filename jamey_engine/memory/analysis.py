@@ -405,9 +405,7 @@ class MemoryAnalysis:
         layers = check_analysis_layer(layer)
         if not isinstance(normalize, bool):
             raise InvalidInput(f"normalize {normalize!r} must be True or False")
-        found = [
-            find_duplicates(self._index(name).searcher(), name, normalize=normalize) for name in layers
-        ]
+        found = [find_duplicates(self._index(name).searcher(), name, normalize=normalize) for name in layers]
         return duplicates_frame(found)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, date, datetime, timedelta
@@ -236,6 +238,9 @@ class MemoryStore:
                     target=self._flush_loop, name="jamey-memory-flush", daemon=True
                 )
                 self._flusher.start()
+                # A process that ends without close() (a notebook kernel, a script) still flushes
+                # at interpreter exit; only a kill leaves records for the next opener to replay.
+                atexit.register(_close_at_exit, weakref.ref(self))
             return found
 
     def _serve(self, layer: str) -> None:
@@ -663,6 +668,15 @@ class MemoryStore:
             writer.close()
         for wal in logs:
             wal.close()
+
+
+def _close_at_exit(ref: weakref.ReferenceType[MemoryStore]) -> None:
+    store = ref()
+    if store is not None:
+        try:
+            store.close()
+        except Exception:
+            log.warning("closing the memory store at exit failed", exc_info=True)
 
 
 def _on_disk(searcher: Any, memory_id: str) -> bool:

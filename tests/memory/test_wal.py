@@ -457,3 +457,22 @@ def test_flush_docs_flushes_early_and_the_settings_reach_the_store(data_dir: Pat
         assert not any(s.stat().st_size for s in _segments(data_dir / "memory", "working"))
     finally:
         off.close()
+
+
+def test_a_process_that_exits_without_closing_its_store_flushes_at_exit(memory_root: Path) -> None:
+    reader = MemoryStore(memory_root)
+    try:
+        reader.sizes()  # the layer is open here before the other process writes
+        code = f"from memory.workers import store_and_wait; store_and_wait({str(memory_root)!r}, 'left behind', 3600, 0)"
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=_child_env(),
+            timeout=60,
+            check=True,
+        )
+        memory_id = result.stdout.split()[0]
+        assert [m.id for m in reader.search("working", "behind")] == [memory_id]
+    finally:
+        reader.close()
