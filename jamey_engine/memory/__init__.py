@@ -1,9 +1,11 @@
-"""The memory store: five tantivy layer indexes with group commit, generations and pruning.
+"""The memory store: five tantivy layer indexes with a write-ahead log, generations and pruning.
 
 ``MemoryStore`` (store.py) is the API. Underneath: ``model`` (records and input checks),
-``schema`` (the tantivy schema), ``generations`` (the CURRENT pointer and switch lock),
-``writer`` (group commit), ``prune`` (compaction), ``jsonl`` (import/export) and
-``portable`` (snapshots, restores, validation).
+``schema`` (the tantivy schema), ``wal`` (each layer's write-ahead log), ``tier`` (the
+in-memory tier and the log's group commit), ``generations`` (the CURRENT pointer and switch
+lock), ``writer`` (index commits: flushes, bulk batches, and every store with the log off),
+``prune`` (compaction), ``jsonl`` (import/export) and ``portable`` (snapshots, restores,
+validation).
 """
 
 from jamey_engine.memory.layers import LAYERS, Layer
