@@ -36,6 +36,7 @@ def test_a_commit_refused_after_the_layer_switch_puts_the_layers_back(
     engine = Engine(make_settings(data_dir, JAMEY_DATABASE_URL=postgres_url))
     try:
         fill(engine)
+        backed_up = state(engine, tmp_path)
         backup = engine.vault.create()
         change_everything(engine)
         before = state(engine, tmp_path)
@@ -58,6 +59,6 @@ def test_a_commit_refused_after_the_layer_switch_puts_the_layers_back(
         with engine.db.engine.begin() as conn:  # once the database accepts it, the same backup restores
             conn.execute(sa.text("DROP TRIGGER refuse_keys_at_commit ON api_keys"))
         engine.vault.restore(backup.id, safety_backup=False)
-        assert state(engine, tmp_path) != before
+        assert state(engine, tmp_path) == backed_up
     finally:
         engine.close()

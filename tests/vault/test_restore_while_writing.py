@@ -62,7 +62,10 @@ def test_writes_acknowledged_after_the_switch_survive_the_restore(engine: Engine
             stop.touch()
             writer.wait(timeout=60)
     assert writer.returncode == 0
-    acknowledged = [line.split() for line in output.read_text().splitlines() if not line.startswith("ERR")]
+    lines = output.read_text().splitlines()
+    errors = [line for line in lines if line.startswith("ERR")]
+    assert errors == [], errors  # no write failed during the restore, as through the service
+    acknowledged = [line.split() for line in lines]
     after = [memory_id for memory_id, started, _ in acknowledged if float(started) > plan.switched_at]
     assert len(after) >= 10
     for memory_id in after:
