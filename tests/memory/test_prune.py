@@ -6,9 +6,10 @@ import threading
 from datetime import timedelta
 
 import pytest
+import time_machine
 
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import InvalidInput
+from jamey_engine.errors import Busy, InvalidInput
 from jamey_engine.memory import MemoryStore
 from jamey_engine.memory.wal import is_log_file
 
@@ -99,23 +100,69 @@ def test_writes_made_during_a_prune_are_never_lost(store: MemoryStore) -> None:
         store.get("working", memory_id)
 
 
-def test_a_delete_during_a_prune_stays_deleted(store: MemoryStore) -> None:
-    _half_old(store, count=6000)
-    keep = store.search("working", "*", limit=5, order="newest")
-    done = threading.Event()
+def _written_long_ago(store: MemoryStore, count: int) -> None:
+    """Half old, half young memories whose ``added`` stamps lie well before any prune's clock margin."""
+    with time_machine.travel(utcnow() - timedelta(hours=1), tick=True):
+        _half_old(store, count=count)
 
-    def deleter() -> None:
-        for memory in keep:
-            store.delete("working", memory.id)
-        done.set()
 
-    thread = threading.Thread(target=deleter)
-    thread.start()
-    store.prune(timedelta(days=30), ["working"])
-    thread.join()
-    assert done.is_set()
-    assert store.count("working") == 3000 - len(keep)
-    assert not any(store.search("working", f'id:"{m.id}"') for m in keep)
+def test_a_delete_during_the_copy_stays_deleted_and_the_copy_runs_again(store: MemoryStore) -> None:
+    _written_long_ago(store, count=600)
+    victim = store.search("working", "*", limit=1, order="newest")[0]
+    commits: list[str] = []
+
+    def delete_while_copying(done: int, total: int, stage: str) -> None:
+        if stage == "committing":
+            commits.append(stage)
+            if len(commits) == 1:  # the copy is made, the switch is not: delete a copied survivor
+                store.delete("working", victim.id)
+
+    [result] = store.prune(timedelta(days=30), ["working"], progress=delete_while_copying)
+    assert len(commits) == 2, "the first copy was abandoned and the layer copied again"
+    assert result.deleted == 300
+    assert store.count("working") == 300 - 1
+    assert store.search("working", f'id:"{victim.id}"') == []
+
+
+def test_the_last_prune_attempt_holds_the_lock_so_a_delete_must_wait(store: MemoryStore) -> None:
+    _written_long_ago(store, count=600)
+    victims = store.search("working", "*", limit=3, order="newest")
+    outcomes: list[str] = []
+
+    def delete_at_every_attempt(done: int, total: int, stage: str) -> None:
+        if stage != "committing":
+            return
+        victim = victims[len(outcomes)]
+        try:
+            store.delete("working", victim.id)
+        except Busy:
+            outcomes.append("busy")
+        else:
+            outcomes.append("deleted")
+
+    [result] = store.prune(timedelta(days=30), ["working"], progress=delete_at_every_attempt)
+    # Two copies are abandoned; the third runs under the switch lock, so the delete times out.
+    assert outcomes == ["deleted", "deleted", "busy"]
+    assert result.deleted == 300
+    assert store.count("working") == 300 - 2
+    assert [store.search("working", f'id:"{m.id}"') == [] for m in victims] == [True, True, False]
+
+
+def test_a_generation_switched_by_another_prune_makes_the_first_copy_again(store: MemoryStore) -> None:
+    _half_old(store, count=600)
+    commits: list[str] = []
+
+    def prune_again_while_copying(done: int, total: int, stage: str) -> None:
+        if stage == "committing":
+            commits.append(stage)
+            if len(commits) == 1:
+                store.prune(timedelta(days=30), ["working"])  # switches the layer under the first
+
+    [result] = store.prune(timedelta(days=30), ["working"], progress=prune_again_while_copying)
+    assert len(commits) == 2
+    assert result.deleted == 0  # the inner prune removed them; the outer's second copy finds none old
+    assert store.count("working") == 300
+    assert [p.name for p in (store.root / "working").iterdir()] == [store.layer_path("working").name]
 
 
 @pytest.mark.parametrize("older_than", [timedelta(0), timedelta(days=-1), "30d"])
