@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jamey_engine.errors import InvalidInput, NotFound, PayloadTooLarge
 from jamey_engine.memory import LAYERS, MemoryStore
+from jamey_engine.memory.store import SMALL_BATCH
 
 
 def test_store_returns_a_committed_memory_visible_to_get(store: MemoryStore) -> None:
@@ -52,10 +54,24 @@ def test_store_batch_stores_all_items_in_order(store: MemoryStore) -> None:
     assert [store.get("long_term", i).content for i in ids] == ["first", "second", "third"]
 
 
-def test_a_large_batch_takes_the_bulk_path(store: MemoryStore) -> None:
+def test_a_large_batch_takes_the_bulk_path_and_a_small_one_does_not(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = store.writer("working")
+    bulk_jobs: list[Any] = []
+    real_bulk = writer.bulk
+
+    def recording_bulk(job: Any) -> Any:
+        bulk_jobs.append(job)
+        return real_bulk(job)
+
+    monkeypatch.setattr(writer, "bulk", recording_bulk)  # records, then runs the real bulk writer
+    store.store_batch("working", [f"small {i}" for i in range(SMALL_BATCH)])
+    assert bulk_jobs == []
     ids = store.store_batch("working", [f"memory {i}" for i in range(1500)])
+    assert len(bulk_jobs) == 1
     assert len(set(ids)) == 1500
-    assert store.count("working") == 1500
+    assert store.count("working") == SMALL_BATCH + 1500
 
 
 def test_a_bad_batch_item_stores_nothing(store: MemoryStore) -> None:

@@ -64,7 +64,9 @@ def test_search_can_filter_by_time(client: TestClient, writer_key: Persona, read
     params = {"layer": "long_term", "q": marker, "since": "2024-01-01T00:00:00Z"}
     results = client.get("/memories/search", params=params, headers=reader_key.headers).json()["results"]
     assert [r["id"] for r in results] == [new]
-    assert old != new
+    params = {"layer": "long_term", "q": marker, "until": "2024-01-01T00:00:00Z"}
+    results = client.get("/memories/search", params=params, headers=reader_key.headers).json()["results"]
+    assert [r["id"] for r in results] == [old]
 
 
 def test_delete_removes_a_memory_then_404s(
@@ -182,12 +184,20 @@ def test_a_bad_memory_id_or_layer_in_the_path_is_a_4xx(client: TestClient, reade
     assert missing.status_code == 404
 
 
-def test_an_empty_batch_or_a_bad_item_stores_nothing(client: TestClient, writer_key: Persona) -> None:
+def test_an_empty_batch_or_a_bad_item_stores_nothing(
+    client: TestClient, writer_key: Persona, reader_key: Persona
+) -> None:
+    marker = f"batched{uuid.uuid4().hex[:8]}"
     empty = client.post("/memories/batch", json={"layer": "working", "items": []}, headers=writer_key.headers)
     assert empty.status_code == 422 and "items" in empty.json()["error"]
     bad = client.post(
         "/memories/batch",
-        json={"layer": "working", "items": [{"content": "fine"}, {"content": ""}]},
+        json={"layer": "working", "items": [{"content": f"{marker} fine"}, {"content": ""}]},
         headers=writer_key.headers,
     )
     assert bad.status_code == 400 and "items[1].content" in bad.json()["error"]
+    found = client.get(
+        "/memories/search", params={"layer": "working", "q": marker}, headers=reader_key.headers
+    )
+    assert found.status_code == 200, found.text
+    assert found.json()["results"] == []  # the good item before the bad one was not stored either
