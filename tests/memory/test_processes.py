@@ -7,11 +7,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from jamey_engine.errors import Busy
+from jamey_engine.fsutil import is_held
 from jamey_engine.memory import MemoryStore
 from memory.workers import hold_writer, store_many
 
@@ -56,26 +58,34 @@ def test_a_commit_by_another_process_is_visible_to_a_reader_at_once(
     assert [m.id for m in store.search("working", "elsewhere")] == [memory_id]
 
 
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
+        time.sleep(0.01)
+
+
 def test_a_writer_held_by_another_process_makes_store_wait_then_fail_busy(
     memory_root: Path, tmp_path: Path
 ) -> None:
-    store = MemoryStore(memory_root, lock_timeout=0.5, wal=False)  # the commit-per-store path
-    store.store("working", "before")
-    store.writer("working").flush()
-    time.sleep(0.6)  # our own writer closes after a short idle
-    ready = tmp_path / "ready"
-    holder = SPAWN.Process(target=hold_writer, args=(str(store.layer_path("working")), str(ready), 4.0))
+    first = MemoryStore(memory_root, lock_timeout=0.5, wal=False)  # the commit-per-store path
+    first.store("working", "before")
+    first.close()  # releases our own writer, so only the other process holds the lock
+    store = MemoryStore(memory_root, lock_timeout=0.5, wal=False)
+    ready, release = tmp_path / "ready", tmp_path / "release"
+    holder = SPAWN.Process(
+        target=hold_writer, args=(str(store.layer_path("working")), str(ready), str(release))
+    )
     holder.start()
     try:
-        deadline = time.time() + 30
-        while not ready.exists() and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_for(ready.exists, "the other process taking the writer lock")
         started = time.monotonic()
         with pytest.raises(Busy, match="layer 'working' is being written by another process; try again"):
             store.store("working", "refused")
-        assert time.monotonic() - started >= 0.45
+        assert time.monotonic() - started >= 0.5  # it waited the whole lock timeout first
         assert store.count("working") == 1
     finally:
+        release.touch()
         holder.join(timeout=30)
     store.store("working", "after the other process let go")
     assert store.count("working") == 2
@@ -87,18 +97,19 @@ def test_with_the_log_a_writer_held_elsewhere_fails_only_the_flush_busy(
 ) -> None:
     store = MemoryStore(memory_root, lock_timeout=0.5, flush_interval=60)
     store.sizes()
-    ready = tmp_path / "ready"
-    holder = SPAWN.Process(target=hold_writer, args=(str(store.layer_path("working")), str(ready), 4.0))
+    ready, release = tmp_path / "ready", tmp_path / "release"
+    holder = SPAWN.Process(
+        target=hold_writer, args=(str(store.layer_path("working")), str(ready), str(release))
+    )
     holder.start()
     try:
-        deadline = time.time() + 30
-        while not ready.exists() and time.time() < deadline:
-            time.sleep(0.05)
+        _wait_for(ready.exists, "the other process taking the writer lock")
         kept = store.store("working", "acknowledged while the index writer is held elsewhere")
         with pytest.raises(Busy, match="layer 'working' is being written by another process; try again"):
             store.flush_layer("working")
         assert store.count("working") == 1
     finally:
+        release.touch()
         holder.join(timeout=30)
     assert store.flush_layer("working") == 1
     assert store.get("working", kept.id).content == kept.content
@@ -106,18 +117,30 @@ def test_with_the_log_a_writer_held_elsewhere_fails_only_the_flush_busy(
 
 
 def test_a_store_waits_for_a_short_lock_and_then_succeeds(memory_root: Path, tmp_path: Path) -> None:
-    store = MemoryStore(memory_root, lock_timeout=20.0)
+    store = MemoryStore(memory_root, lock_timeout=60.0, wal=False)  # the commit-per-store path
     store.sizes()
-    ready = tmp_path / "ready"
-    holder = SPAWN.Process(target=hold_writer, args=(str(store.layer_path("working")), str(ready), 1.0))
+    ready, release = tmp_path / "ready", tmp_path / "release"
+    waiting = memory_root / ".working.writers-waiting"
+    holder = SPAWN.Process(
+        target=hold_writer, args=(str(store.layer_path("working")), str(ready), str(release))
+    )
     holder.start()
+    stored: list[str] = []
     try:
-        while not ready.exists():
-            time.sleep(0.05)
-        store.store("working", "waited for the lock")
+        _wait_for(ready.exists, "the other process taking the writer lock")
+        thread = threading.Thread(target=lambda: stored.append(store.store("working", "waited").id))
+        thread.start()
+        # The store is now queued behind the other process: it says so on the waiting flag.
+        _wait_for(lambda: waiting.exists() and is_held(waiting), "the store flagging that it waits")
+        assert thread.is_alive() and stored == []
+        release.touch()
+        thread.join(timeout=60)
+        assert not thread.is_alive()
     finally:
+        release.touch()
         holder.join(timeout=30)
-    assert store.count("working") == 1
+    assert len(stored) == 1
+    assert store.get("working", stored[0]).content == "waited"
     store.close()
 
 

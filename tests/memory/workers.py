@@ -20,12 +20,18 @@ def store_many(root: str, layer: str, prefix: str, count: int, start_at: float) 
         store.close()
 
 
-def hold_writer(index_path: str, ready: str, seconds: float) -> None:
-    """Open a tantivy writer on ``index_path`` and keep it (the lock) for ``seconds``."""
+def hold_writer(index_path: str, ready: str, release: str, max_seconds: float = 60.0) -> None:
+    """Open a tantivy writer on ``index_path`` and keep it (the lock) until ``release`` exists.
+
+    ``ready`` is created once the lock is held. ``max_seconds`` only keeps a failed test from
+    leaving the process behind.
+    """
     index = tantivy.Index.open(index_path)
     writer = index.writer(15_000_000, 1)
     Path(ready).touch()
-    time.sleep(seconds)
+    deadline = time.monotonic() + max_seconds
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     writer.wait_merging_threads()
 
 
