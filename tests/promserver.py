@@ -303,7 +303,11 @@ def start_prometheus(workdir: Path, *, days: float = 7.0, interval: float = 60.0
     # Live from here: two scrapes, then rules evaluated on them (rates over the junction
     # between backfill and scrapes settle once live samples exist).
     deadline = time.monotonic() + 30
-    while len(scrapes) < 2 and time.monotonic() < deadline:
+    while len(scrapes) < 2:
+        if time.monotonic() >= deadline:
+            server.stop()
+            log = (workdir / "prometheus.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(f"Prometheus scraped the exporter {len(scrapes)} time(s) in 30 s:\n{log}")
         time.sleep(0.1)
     time.sleep(2.0)
     return server

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import socket
 import threading
 import time
@@ -475,7 +474,8 @@ def test_rate_windows_grow_with_the_step_and_never_drop_below_five_minutes() -> 
     assert prom.windows(timedelta(minutes=15)) == ("15m", "1h")
     assert prom.windows(timedelta(hours=2)) == ("2h", "2h")
     assert "[15m]" in prom.expression("error_rate", timedelta(minutes=15))
-    assert not math.isnan(promql.BACKUP_AGE_THRESHOLD)
+    assert "[5m]" in prom.expression("error_rate", timedelta(seconds=1))
+    assert "[2h]" in prom.expression("error_rate", timedelta(hours=2))
     prom.close()
 
 

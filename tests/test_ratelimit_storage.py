@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import time_machine
 from helpers import threads_started_by_this_thread
 
 from jamey_engine.keys.ratelimit import SteadyMemoryStorage
@@ -12,12 +13,21 @@ from jamey_engine.keys.ratelimit import SteadyMemoryStorage
 
 def test_it_admits_up_to_the_limit_within_the_window_then_slides() -> None:
     storage = SteadyMemoryStorage()
-    assert [storage.acquire_entry("k", 3, 1) for _ in range(4)] == [True, True, True, False]
-    start, count = storage.get_moving_window("k", 3, 1)
-    assert count == 3 and time.time() - 1 < start <= time.time()
-    time.sleep(1.05)
-    assert storage.acquire_entry("k", 3, 1) is True
-    assert storage.get_moving_window("k", 3, 1)[1] == 1
+    with time_machine.travel(1_800_000_000, tick=False) as clock:
+        hits = []
+        for second in (0, 20, 40):  # three hits spread across a 60 s window
+            clock.move_to(1_800_000_000 + second)
+            hits.append(storage.acquire_entry("k", 3, 60))
+        assert hits == [True, True, True]
+        clock.move_to(1_800_000_050)
+        assert storage.acquire_entry("k", 3, 60) is False
+        assert storage.get_moving_window("k", 3, 60) == (1_800_000_000, 3)
+        clock.move_to(1_800_000_061)  # only the oldest hit has left the window
+        assert storage.acquire_entry("k", 3, 60) is True
+        assert storage.acquire_entry("k", 3, 60) is False  # a fixed window would admit three here
+        clock.move_to(1_800_000_081)  # now the hit at 20 s has left too
+        assert storage.acquire_entry("k", 3, 60) is True
+        assert storage.get_moving_window("k", 3, 60) == (1_800_000_040, 3)
 
 
 def test_keys_are_counted_apart_and_clear_forgets_one() -> None:

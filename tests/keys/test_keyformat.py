@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 
 import pytest
 
@@ -58,10 +59,23 @@ def test_a_valid_token_with_whitespace_around_it_is_malformed() -> None:
     assert keyformat.parse_token(f"{plaintext}\n") is None
 
 
-def test_the_checksum_is_always_six_characters() -> None:
+def _decode_base62(text: str) -> int:
+    number = 0
+    for character in text:
+        number = number * 62 + keyformat.ALPHABET.index(character)
+    return number
+
+
+def test_the_checksum_is_always_six_characters_of_the_bodys_crc32() -> None:
     assert keyformat.encode_base62(0, 6) == "000000"
     assert len(keyformat.encode_base62(2**32 - 1, 6)) == 6
-    assert keyformat.checksum("jmy_x") == keyformat.checksum("jmy_x")
+    bodies = ["", "jmy_x", *(f"jmy_{n}" for n in range(2000))]
+    checksums = [keyformat.checksum(body) for body in bodies]
+    assert {len(value) for value in checksums} == {6}
+    assert any(value.startswith("0") for value in checksums), "some CRCs are small enough to be padded"
+    for body, value in zip(bodies, checksums, strict=True):
+        assert _decode_base62(value) == zlib.crc32(body.encode("ascii")), body
+    assert keyformat.checksum("jmy_x") != keyformat.checksum("jmy_y")
 
 
 def test_base62_refuses_numbers_that_do_not_fit() -> None:
