@@ -49,6 +49,16 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> 
     raise TimeoutError(f"nothing listened on {host}:{port} within {timeout}s")
 
 
+def sleep_until(moment: float) -> None:
+    """Sleep until ``time.monotonic()`` reaches ``moment`` (at once if it has passed).
+
+    Tests of a time bound sleep past the latest instant the bound allows and then check once:
+    a loaded machine can only make the check later, never make it fail.
+    """
+    while (left := moment - time.monotonic()) > 0:
+        time.sleep(left)
+
+
 @contextmanager
 def threads_started_by_this_thread() -> Iterator[list[threading.Thread]]:
     """Record every thread (Timers included) that the calling thread starts inside the block.

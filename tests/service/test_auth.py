@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import threads_started_by_this_thread
+from helpers import sleep_until, threads_started_by_this_thread
 from service_support import Persona, TestClient, make_persona, sample
 
 from jamey_engine.engine import Engine
@@ -238,22 +238,30 @@ def test_verify_cached_answers_only_from_the_cache(
     make_client: Callable[..., tuple[TestClient, Engine]],
 ) -> None:
     from jamey_engine.errors import KeyRejected
+    from jamey_engine.keys import keyformat
 
-    _, engine = make_client(JAMEY_KEY_CACHE_SECONDS="0.3")
+    _, engine = make_client(JAMEY_KEY_CACHE_SECONDS="600")  # nothing goes stale during the test
     persona = make_persona(engine, "cached", ("memory:read",))
     assert engine.keys.verify_cached(persona.key) is None  # never verified: the database must answer
     assert engine.keys.verify(persona.key).id == persona.id
     assert engine.keys.verify_cached(persona.key).id == persona.id  # type: ignore[union-attr]
-    time.sleep(0.35)
-    assert engine.keys.verify_cached(persona.key) is None  # stale: back to the database
-    from jamey_engine.keys import keyformat
-
     bogus = keyformat.build_token(persona.id, "Z" * keyformat.SECRET_LENGTH)  # well formed, wrong secret
+    assert engine.keys.verify_cached(bogus) is None
     with pytest.raises(KeyRejected):
         engine.keys.verify(bogus)
-    engine.keys.verify(persona.key)
     with pytest.raises(KeyRejected):
         engine.keys.verify_cached(bogus)  # a cached rejection is a rejection
+
+
+def test_verify_cached_goes_back_to_the_database_once_the_cache_period_is_over(
+    make_client: Callable[..., tuple[TestClient, Engine]],
+) -> None:
+    _, engine = make_client(JAMEY_KEY_CACHE_SECONDS="0.3")
+    persona = make_persona(engine, "stale", ("memory:read",))
+    assert engine.keys.verify(persona.key).id == persona.id
+    answered = time.monotonic()  # the database was asked before this
+    sleep_until(answered + 0.3)
+    assert engine.keys.verify_cached(persona.key) is None  # stale: back to the database
 
 
 def test_last_used_times_reach_the_database_while_the_app_runs(
