@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -52,8 +54,9 @@ def group(host: str | None, port: str | None) -> None:
         proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
+    server = _stopping_server(config, scheduler.stop if scheduler is not None else None)
     try:
-        uvicorn.Server(config).run()
+        server.run()
     finally:
         if scheduler is not None:
             scheduler.stop()
@@ -73,3 +76,21 @@ def check_data_dir(settings: Settings) -> None:
                 pass
         except OSError as err:
             raise Unavailable(f"data dir {directory} cannot be used: {err.strerror or err}") from None
+
+
+def _stopping_server(config: Any, on_shutdown: Callable[[], None] | None) -> Any:
+    """uvicorn's server, calling ``on_shutdown`` at the end of its shutdown.
+
+    On SIGTERM uvicorn shuts down and then raises the signal again, which ends the process
+    before any code after ``run()``; so the backup schedule is stopped here (a running backup
+    and its retention finish first).
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            if on_shutdown is not None:
+                on_shutdown()
+
+    return Server(config)
