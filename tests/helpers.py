@@ -10,7 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from jamey_engine.config import Settings
+from jamey_engine.db import Database
 
 POSTGRES_URL = os.environ.get("JAMEY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -57,6 +60,15 @@ def sleep_until(moment: float) -> None:
     """
     while (left := moment - time.monotonic()) > 0:
         time.sleep(left)
+
+
+def is_revoked(database: Database, key_id: str) -> bool:
+    """Whether the key's revocation is committed, as another connection to its database sees it."""
+    with database.engine.connect() as conn:
+        revoked_at = conn.execute(
+            sa.text("SELECT revoked_at FROM api_keys WHERE id = :id"), {"id": key_id}
+        ).scalar_one()
+    return revoked_at is not None
 
 
 @contextmanager
