@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from db.workers import upgrade_together
 from jamey_engine.config import Settings
 from jamey_engine.db import Database, head_revision
 from jamey_engine.errors import InvalidInput, StorageCorrupt, Unavailable
@@ -78,28 +79,16 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
         db.close()
 
 
-def test_processes_upgrading_one_sqlite_file_at_once_do_not_collide(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'jamey.db'}"
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
-
-    def upgrade() -> None:
-        database = Database(url)
-        try:
-            barrier.wait()
-            database.upgrade()
-        except BaseException as err:
-            errors.append(err)
-        finally:
-            database.close()
-
-    threads = [threading.Thread(target=upgrade) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    check = Database(url)
+def test_processes_upgrading_one_database_at_once_do_not_collide(database_url: str) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    barrier = spawn.Barrier(4)
+    processes = [spawn.Process(target=upgrade_together, args=(database_url, barrier)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0, 0, 0, 0]
+    check = Database(database_url)
     assert check.current_revision() == head_revision()
     check.close()
 
