@@ -7,6 +7,7 @@ import json
 import re
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,10 +78,36 @@ def test_overview_shows_health_and_headline_numbers_colored(
     assert "critical · alert at 5.00%" in page
 
 
-def test_overview_lists_firing_alerts_or_says_none(prom_env: PromServer, admin_app: AppTest) -> None:
-    open_page(admin_app, "overview")
-    page = texts(admin_app)
-    assert "No alert is firing." in page or admin_app.dataframe
+def alert_states(server: PromServer) -> tuple[set[tuple[str, str]], int]:
+    """Prometheus' own answer: the firing (alertname, severity) pairs, and how many are pending."""
+    with urllib.request.urlopen(f"{server.url}/api/v1/alerts", timeout=10) as response:  # noqa: S310
+        alerts = json.load(response)["data"]["alerts"]
+    firing = {(a["labels"]["alertname"], a["labels"]["severity"]) for a in alerts if a["state"] == "firing"}
+    return firing, sum(1 for a in alerts if a["state"] == "pending")
+
+
+def test_overview_lists_exactly_the_alerts_prometheus_says_are_firing(
+    prom_env: PromServer, admin_app: AppTest
+) -> None:
+    wait_for_alert(prom_env, "JameyHighErrorRate")  # the scenario's 8% errors: pending, then firing
+    for _ in range(3):  # an alert may turn from pending to firing while the page renders
+        before = alert_states(prom_env)
+        open_page(admin_app, "overview")
+        if alert_states(prom_env) == before:
+            break
+    else:
+        raise AssertionError("the alerts kept changing while the overview rendered")
+    assert not admin_app.exception, admin_app.exception
+    firing, pending = before
+    if firing:
+        [table] = admin_app.dataframe
+        shown = {(row.alertname, row.severity) for row in table.value.itertuples()}
+        assert shown == firing
+    else:
+        assert admin_app.dataframe == [], "nothing fires, so no table"
+        expected = "No alert is firing." + (f" {pending} pending (see Alerts)." if pending else "")
+        assert expected in [s.value for s in admin_app.success], texts(admin_app)
+        assert pending > 0, "the scenario's error rate is over the threshold, so its alert is pending"
 
 
 @pytest.mark.usefixtures("wb_env")
