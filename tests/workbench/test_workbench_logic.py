@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+import sqlalchemy as sa
+from helpers import POSTGRES_URL, free_port, wait_for_port
 
+from jamey_engine.config import Settings
+from jamey_engine.engine import Engine
 from jamey_engine.errors import InvalidInput
 from jamey_engine.observability.dashboards import chart_for_alert
 from jamey_engine.runbooks.links import runbook_section
@@ -64,51 +66,55 @@ def test_a_bad_range_names_the_field_and_value(
         resolve_range(preset, start, end, now=NOW)
 
 
-class _Health(BaseHTTPRequestHandler):
-    status = 200
-    body: object = {"status": "ok", "memory": "ok"}
+@contextmanager
+def running_service(data_dir: Path, **env: str) -> Iterator[str]:
+    """The real Jamey service (uvicorn in a thread) on ``data_dir``; yields its URL."""
+    import uvicorn
 
-    def do_GET(self) -> None:
-        payload = json.dumps(self.body).encode()
-        self.send_response(self.status if self.path == "/health" else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+    from jamey_engine.service.app import create_app
 
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def health_server() -> Iterator[tuple[str, type[_Health]]]:
-    handler = type("Handler", (_Health,), {})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), **env}))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.close()
 
 
-def test_health_is_ok_when_the_service_answers_200_ok(health_server: tuple[str, type[_Health]]) -> None:
-    url, _ = health_server
-    health = check_health(url + "/")
+def test_health_is_ok_when_the_service_answers_200_ok(data_dir: Path) -> None:
+    with running_service(data_dir) as url:
+        health = check_health(url + "/", timeout=10)
     assert health.ok, health
     assert health.url == url + "/health"
-    assert health.body == {"status": "ok", "memory": "ok"}
+    assert health.detail == "HTTP 200, status ok"
+    assert health.body is not None
+    assert health.body["status"] == "ok"
+    assert health.body["data_dir"] == {"ok": True, "detail": "writable"}
+    assert health.body["database"] == {"ok": True, "detail": "ok"}
 
 
-def test_health_is_not_ok_when_the_service_reports_trouble(health_server: tuple[str, type[_Health]]) -> None:
-    url, handler = health_server
-    handler.status = 503
-    handler.body = {
-        "status": "unavailable",
-        "data_dir": {"ok": True, "detail": "writable"},
-        "database": {"ok": False, "detail": "unusable (OperationalError)"},
-    }
-    health = check_health(url)
+@pytest.mark.postgres
+def test_health_is_not_ok_when_the_service_reports_trouble(data_dir: Path, postgres_url: str) -> None:
+    with running_service(data_dir, JAMEY_DATABASE_URL=postgres_url) as url:
+        assert check_health(url, timeout=10).ok
+        name = sa.make_url(postgres_url).database
+        admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:  # the service's database goes away under it
+                conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        finally:
+            admin.dispose()
+        health = check_health(url, timeout=10)
     assert not health.ok
+    assert health.status_code == 503
     assert health.detail == "HTTP 503, status unavailable (database unusable (OperationalError))"
 
 
