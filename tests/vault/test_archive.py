@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from jamey_engine.errors import BackupCorrupt, InvalidInput
-from jamey_engine.vault.archive import ArchiveWriter, scan_archive
+from jamey_engine.vault.archive import MAX_MANIFEST_BYTES, ArchiveWriter, scan_archive
 from jamey_engine.vault.manifest import Manifest, check_backup_id, new_backup_id
 
 
@@ -103,3 +103,39 @@ def test_a_damaged_manifest_names_itself() -> None:
     assert caught.value.file == "manifest.json"
     with pytest.raises(BackupCorrupt, match="files"):
         Manifest.from_json(b'{"format_version": 1, "id": "20260102T030405Z-abcdef"}')
+
+
+def _tar_zst(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    path.write_bytes(zstandard.ZstdCompressor().compress(buffer.getvalue()))
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE], ids=["symlink", "hard-link"])
+def test_symlinks_and_hard_links_in_an_archive_are_refused_and_not_written(
+    tmp_path: Path, kind: bytes
+) -> None:
+    regular = tarfile.TarInfo("memory/working/meta.json")
+    regular.size = 2
+    link = tarfile.TarInfo("memory/working/link.store")
+    link.type = kind
+    link.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else "memory/working/meta.json"
+    archive = tmp_path / "links.tar.zst"
+    _tar_zst(archive, [(regular, b"{}"), (link, None)])
+    with pytest.raises(BackupCorrupt, match="is not a regular file") as caught:
+        scan_archive(archive, extract_to=tmp_path / "out")
+    assert caught.value.file == "memory/working/link.store"
+    assert not (tmp_path / "out" / "memory" / "working" / "link.store").exists()
+
+
+def test_a_manifest_over_the_size_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    header = tarfile.TarInfo("manifest.json")
+    header.size = MAX_MANIFEST_BYTES + 1
+    # Only the header: the cap must refuse it before a single byte of the body is buffered.
+    archive = tmp_path / "huge-manifest.tar.zst"
+    archive.write_bytes(zstandard.ZstdCompressor().compress(header.tobuf(tarfile.PAX_FORMAT) + b"\0" * 4096))
+    with pytest.raises(BackupCorrupt, match="implausibly large") as caught:
+        scan_archive(archive)
+    assert caught.value.file == "manifest.json"
