@@ -87,6 +87,30 @@ def ports() -> Iterator[dict[str, int]]:
     yield {name: free_port() for name in ("service", "prometheus", "alertmanager")}
 
 
+@pytest.mark.slow
+def test_the_stack_as_make_run_starts_it_serves_the_workbench_too(data_dir: Path, tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("service", "prometheus", "alertmanager", "workbench")}
+    process = start_stack(data_dir, ports, None, "--workbench-port", str(ports["workbench"]), workbench=True)
+    try:
+        banner = read_until(process, "Ctrl-C stops everything")
+        assert f"workbench     http://127.0.0.1:{ports['workbench']}" in banner, banner
+        for name in ("service", "prometheus", "alertmanager", "workbench"):
+            wait_for_port(ports[name], timeout=60)
+        workbench = f"http://127.0.0.1:{ports['workbench']}"
+        health = httpx.get(f"{workbench}/_stcore/health", timeout=30)
+        assert (health.status_code, health.text) == (200, "ok")
+        page = httpx.get(workbench, timeout=30)
+        assert page.status_code == 200 and "<noscript>" in page.text, page.text[:500]
+        log = data_dir / "stack" / "workbench.log"
+    finally:
+        out = stop(process)
+    assert process.returncode == 0, out
+    for port in ports.values():
+        with pytest.raises(TimeoutError):
+            wait_for_port(port, timeout=0.5)
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
 def test_the_stack_starts_everything_prints_a_first_admin_key_once_and_stops_on_ctrl_c(
     data_dir: Path, ports: dict[str, int]
 ) -> None:
