@@ -116,7 +116,7 @@ def test_scheduled_backups_run_and_keep_the_newest(serve: Callable[..., RunningS
     assert kept == set(done[-2:]), "retention keeps exactly JAMEY_BACKUP_KEEP=2, the newest"
 
 
-def test_a_down_mqtt_broker_never_slows_or_fails_requests(serve: Callable[..., RunningServer]) -> None:
+def test_a_down_mqtt_broker_never_blocks_or_fails_requests(serve: Callable[..., RunningServer]) -> None:
     server = serve(JAMEY_MQTT_URL=f"mqtt://127.0.0.1:{free_port()}")
     admin = cli_key(server, "mqtt-admin", "admin")
     headers = {"X-API-Key": admin["key"]}
