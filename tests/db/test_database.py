@@ -79,6 +79,7 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
         db.close()
 
 
+@pytest.mark.slow  # four interpreters start
 def test_processes_upgrading_one_database_at_once_do_not_collide(database_url: str) -> None:
     spawn = multiprocessing.get_context("spawn")
     barrier = spawn.Barrier(4)
