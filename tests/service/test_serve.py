@@ -66,6 +66,7 @@ def test_a_revocation_by_another_process_takes_effect_within_the_cache_bound(
     key = cli_key(server, "revoke-me", "memory:read")
     headers = {"X-API-Key": key["key"]}
     with httpx.Client(base_url=server.url, timeout=30) as client:
+        assert client.get("/whoami", headers=headers).status_code == 200  # accepted before the revocation
         revoking = subprocess.Popen(
             [sys.executable, "-m", "jamey_engine", "keys", "revoke", key["id"]],
             env=server.env,
