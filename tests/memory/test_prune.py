@@ -116,6 +116,7 @@ def test_a_delete_during_the_copy_stays_deleted_and_the_copy_runs_again(store: M
             commits.append(stage)
             if len(commits) == 1:  # the copy is made, the switch is not: delete a copied survivor
                 store.delete("working", victim.id)
+                store.flush_layer("working")  # as the background flush would: into the old index
 
     [result] = store.prune(timedelta(days=30), ["working"], progress=delete_while_copying)
     assert len(commits) == 2, "the first copy was abandoned and the layer copied again"
@@ -124,7 +125,7 @@ def test_a_delete_during_the_copy_stays_deleted_and_the_copy_runs_again(store: M
     assert store.search("working", f'id:"{victim.id}"') == []
 
 
-def test_the_last_prune_attempt_holds_the_lock_so_a_delete_must_wait(store: MemoryStore) -> None:
+def test_the_last_prune_attempt_holds_the_lock_so_a_flush_must_wait(store: MemoryStore) -> None:
     _written_long_ago(store, count=600)
     victims = store.search("working", "*", limit=3, order="newest")
     outcomes: list[str] = []
@@ -132,20 +133,21 @@ def test_the_last_prune_attempt_holds_the_lock_so_a_delete_must_wait(store: Memo
     def delete_at_every_attempt(done: int, total: int, stage: str) -> None:
         if stage != "committing":
             return
-        victim = victims[len(outcomes)]
+        store.delete("working", victims[len(outcomes)].id)  # acknowledged from the write-ahead log
         try:
-            store.delete("working", victim.id)
+            store.flush_layer("working")  # into the index: needs the switch lock
         except Busy:
             outcomes.append("busy")
         else:
-            outcomes.append("deleted")
+            outcomes.append("flushed")
 
     [result] = store.prune(timedelta(days=30), ["working"], progress=delete_at_every_attempt)
-    # Two copies are abandoned; the third runs under the switch lock, so the delete times out.
-    assert outcomes == ["deleted", "deleted", "busy"]
+    # Two copies are abandoned; the third runs under the switch lock, so its flush times out.
+    assert outcomes == ["flushed", "flushed", "busy"]
     assert result.deleted == 300
-    assert store.count("working") == 300 - 2
-    assert [store.search("working", f'id:"{m.id}"') == [] for m in victims] == [True, True, False]
+    store.flush_layer("working")  # the third delete was kept in the log and lands now
+    assert store.count("working") == 300 - 3
+    assert all(store.search("working", f'id:"{m.id}"') == [] for m in victims)
 
 
 def test_a_generation_switched_by_another_prune_makes_the_first_copy_again(store: MemoryStore) -> None:

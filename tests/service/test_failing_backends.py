@@ -16,10 +16,12 @@ from service_support import TestClient, make_persona, sample
 from jamey_engine.engine import Engine
 
 
-def test_a_writer_lock_held_by_another_process_is_a_503_with_retry_after(
+def test_without_the_log_a_writer_lock_held_by_another_process_is_a_503_with_retry_after(
     make_client: Callable[..., tuple[TestClient, Engine]], tmp_path: Path
 ) -> None:
-    client, engine = make_client(JAMEY_LOCK_TIMEOUT="0.5")
+    # With the write-ahead log (the default) a store never waits for the index writer; off, each
+    # store commits to the index itself, so another process's writer reaches the client.
+    client, engine = make_client(JAMEY_LOCK_TIMEOUT="0.5", JAMEY_WAL="off")
     writer = make_persona(engine, "blocked-writer", ("memory:write",))
     engine.memory.sizes()  # the layers exist, so the other process can open one
     ready, release = tmp_path / "ready", tmp_path / "release"
