@@ -368,6 +368,27 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_float,
     ),
     Setting(
+        "ALERTMANAGER_URL",
+        "alertmanager_url",
+        "http://127.0.0.1:9093",
+        "Alertmanager whose alerts and silences the Alerts page, the CLI and the notebooks show and change.",
+        _http_url,
+    ),
+    Setting(
+        "ALERTMANAGER_TIMEOUT",
+        "alertmanager_timeout",
+        "10",
+        "Seconds before a request to Alertmanager gives up.",
+        _positive_float,
+    ),
+    Setting(
+        "JAMEY_ALERT_HISTORY_DAYS",
+        "alert_history_days",
+        "90",
+        "Days of alert notifications (delivered by Alertmanager to the webhook) the database keeps.",
+        _positive_int,
+    ),
+    Setting(
         "JAMEY_LOG_LEVEL",
         "log_level",
         "INFO",
@@ -422,6 +443,9 @@ class Settings:
     service_url: str
     prometheus_url: str
     prometheus_timeout: float
+    alertmanager_url: str
+    alertmanager_timeout: float
+    alert_history_days: int
     log_level: str
     legacy_api_key: str
 

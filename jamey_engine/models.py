@@ -9,7 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, DateTime, Dialect, Float, Index, Integer, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -118,8 +129,37 @@ class KeyUsage(Base):
     server_errors: Mapped[int] = mapped_column(BigInteger, default=0)  # 5xx
 
 
+class AlertNotification(Base):
+    """One alert's notification as Alertmanager delivered it to the webhook receiver.
+
+    A firing alert and its resolution are two rows; Alertmanager's repeats and retries of the
+    same notification (same fingerprint, start and status) are one row (the unique constraint).
+    """
+
+    __tablename__ = "alert_notifications"
+    __table_args__ = (
+        UniqueConstraint("fingerprint", "starts_at", "status", name="uq_alert_notifications_once"),
+        Index("ix_alert_notifications_received_at", "received_at"),
+        Index("ix_alert_notifications_alertname_starts_at", "alertname", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    alertname: Mapped[str] = mapped_column(String(200))
+    severity: Mapped[str | None] = mapped_column(String(32))
+    layer: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # firing, resolved
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    labels: Mapped[str] = mapped_column(Text)  # JSON object
+    annotations: Mapped[str] = mapped_column(Text)  # JSON object
+    receiver: Mapped[str | None] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 TABLES: tuple[Table, ...] = (
     cast(Table, ApiKey.__table__),
     cast(Table, KeyEvent.__table__),
     cast(Table, Operation.__table__),
+    cast(Table, AlertNotification.__table__),
 )

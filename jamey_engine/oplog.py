@@ -21,8 +21,9 @@ from jamey_engine.models import Operation
 
 log = logging.getLogger(__name__)
 
-# delete: a backup removed (by hand or retention); dedupe: duplicate memories removed
-KINDS = ("backup", "restore", "prune", "delete", "dedupe")
+# delete: a backup removed (by hand or retention); dedupe: duplicate memories removed;
+# silence: an Alertmanager silence created or expired
+KINDS = ("backup", "restore", "prune", "delete", "dedupe", "silence")
 STATUSES = ("success", "failure")
 _DETAIL_LIMIT = 2000
 

@@ -60,6 +60,7 @@ class EngineCollector(Collector):
             self._memory,
             self._operations,
             self._keys,
+            self._alerts,
             self._mqtt,
             self._limiter,
             self._disk,
@@ -182,6 +183,18 @@ class EngineCollector(Collector):
             if info.status in ("active", "expiring") and info.expires_at is not None:
                 expiry.add_metric([info.id, info.name], info.expires_at.timestamp())
         yield expiry
+
+    def _alerts(self) -> Iterator[Metric]:
+        from jamey_engine.observability.alert_history import notification_counts
+
+        family = CounterMetricFamily(
+            "alert_notifications_received",
+            "Alert notifications Alertmanager delivered to the webhook (stored once each), by status.",
+            labels=["status"],
+        )
+        for status, count in notification_counts(self.engine.db).items():
+            family.add_metric([status], float(count))
+        yield family
 
     def _mqtt(self) -> Iterator[Metric]:
         events = self.engine.events

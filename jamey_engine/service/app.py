@@ -1,7 +1,7 @@
 """The FastAPI application: ``create_app(engine)`` wires routes, auth, metrics and middleware.
 
 Unkeyed: ``GET /health`` and ``GET /metrics`` (no key, no rate limit). Keyed: ``/whoami``,
-``/memories/...`` and ``/admin/...``. The app does not own the engine: whoever built the engine
+``/memories/...``, ``/admin/...`` and the Alertmanager webhook. The app does not own the engine: whoever built the engine
 closes it (the CLI, or a test fixture).
 """
 
@@ -33,6 +33,7 @@ from jamey_engine.service.auth import (
 from jamey_engine.service.errors import ERROR_RESPONSES, install_error_handler
 from jamey_engine.service.middleware import BodySizeLimit, RateLimitDefaults, ServiceMiddleware
 from jamey_engine.service.routes_admin import router as admin_router
+from jamey_engine.service.routes_alerts import router as alerts_router
 from jamey_engine.service.routes_memory import router as memory_router
 
 if TYPE_CHECKING:
@@ -179,6 +180,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(keyed)
     app.include_router(memory_router)
     app.include_router(admin_router)
+    app.include_router(alerts_router)
     app.add_middleware(BodySizeLimit, max_bytes=engine.settings.max_body_bytes)
     app.add_middleware(
         ServiceMiddleware,

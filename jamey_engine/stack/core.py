@@ -159,6 +159,8 @@ class Stack:
                     static["targets"] = [f"127.0.0.1:{self.ports.service}"]
                 elif job.get("job_name") == "prometheus":
                     static["targets"] = [f"127.0.0.1:{self.ports.prometheus}"]
+                elif job.get("job_name") == "alertmanager":
+                    static["targets"] = [f"127.0.0.1:{self.ports.alertmanager}"]
         for alerting in config.get("alerting", {}).get("alertmanagers", []):
             for static in alerting.get("static_configs", []):
                 static["targets"] = [f"127.0.0.1:{self.ports.alertmanager}"]
@@ -166,6 +168,28 @@ class Stack:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(yaml.safe_dump(config, sort_keys=False))
         return target
+
+    def alertmanager_config(self) -> Path:
+        """The project's alertmanager.yml delivering to this stack's webhook receiver, with the
+        receiver's alerts:write key created (once) in an owner-only credentials file. When that
+        fails (the database is unusable), the project's file as it is, and a note saying why."""
+        from jamey_engine.errors import JameyError
+        from jamey_engine.observability.alert_receiver import prepare_alertmanager
+
+        source = REPO_ROOT / "prometheus" / "alertmanager.yml"
+        engine = Engine(self.settings)
+        try:
+            config, created = prepare_alertmanager(
+                engine, source, self.run_dir, f"http://127.0.0.1:{self.ports.service}"
+            )
+        except JameyError as err:
+            self.echo(f"alert history off: cannot set up the webhook receiver's key ({err.message})")
+            return source
+        finally:
+            engine.close()
+        if created:
+            self.echo("created the alerts:write key Alertmanager delivers to the webhook with")
+        return config
 
     def commands(self) -> dict[str, list[str]]:
         """The command line of each process that can start here."""
@@ -197,7 +221,7 @@ class Stack:
         if alertmanager:
             commands["alertmanager"] = [
                 alertmanager,
-                f"--config.file={REPO_ROOT / 'prometheus' / 'alertmanager.yml'}",
+                f"--config.file={self.alertmanager_config()}",
                 f"--storage.path={data / 'alertmanager'}",
                 f"--web.listen-address=127.0.0.1:{self.ports.alertmanager}",
                 "--cluster.listen-address=",

@@ -1,0 +1,496 @@
+"""Alertmanager's v2 HTTP API: alerts and their groups with their state, silences, status.
+
+``AlertmanagerClient`` sits beside the PromQL module and follows its policy:
+- every request gives up after ALERTMANAGER_TIMEOUT seconds;
+- failures are told apart: ``AlertmanagerUnreachable`` (nothing answered at the URL, or the
+  answer was not Alertmanager's), ``AlertmanagerRefused`` (Alertmanager answered 4xx: a bad
+  matcher, a silence in the past...), ``EmptyAnswer`` (a 2xx with no body where one was due) and
+  ``NotFound`` (no such silence); never a requests or JSON error.
+
+Silences made through Jamey always carry ``createdBy`` (the actor: a key's name, ``cli``) and a
+comment; :func:`create_silence` and :func:`expire_silence` also record them in the operation log.
+Matchers are Alertmanager's: ``name=value``, ``name!=value``, ``name=~regex``, ``name!~regex``;
+:func:`matching_alerts` applies them exactly as Alertmanager does (regexes anchored).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from jamey_engine.durations import utcnow
+from jamey_engine.errors import InvalidInput, NotFound, Unavailable
+
+if TYPE_CHECKING:
+    from jamey_engine.config import Settings
+    from jamey_engine.db import Database
+    from jamey_engine.oplog import EventSink
+
+#: Longest silence Jamey creates (Alertmanager itself has no bound).
+MAX_SILENCE = timedelta(days=30)
+_MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
+_SILENCE_ID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
+
+
+class AlertmanagerUnreachable(Unavailable):
+    """Nothing answered at ALERTMANAGER_URL (refused, timed out), or it was not Alertmanager."""
+
+
+class AlertmanagerRefused(InvalidInput):
+    """Alertmanager answered but refused the request (HTTP 4xx); ``detail`` is its reason."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+class EmptyAnswer(Unavailable):
+    """Alertmanager answered 2xx with an empty body where it owes one (a proxy in the way?)."""
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One Alertmanager matcher: ``name`` ``=``/``!=``/``=~``/``!~`` ``value``."""
+
+    name: str
+    value: str
+    is_regex: bool = False
+    is_equal: bool = True
+
+    @property
+    def operator(self) -> str:
+        return {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}[
+            (self.is_regex, self.is_equal)
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.operator}{self.value}"
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether ``labels`` satisfy this matcher (a missing label is the empty string)."""
+        value = str(labels.get(self.name, ""))
+        hit = re.fullmatch(self.value, value) is not None if self.is_regex else value == self.value
+        return hit if self.is_equal else not hit
+
+    def to_api(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "isRegex": self.is_regex, "isEqual": self.is_equal}
+
+
+def parse_matcher(text: str) -> Matcher:
+    """Parse ``NAME=VALUE`` (or ``!=``, ``=~``, ``!~``); quotes around the value are dropped.
+
+    Raises InvalidInput naming the text when it is not a matcher or its regex does not compile.
+    """
+    found = _MATCHER.match(str(text))
+    if not found:
+        raise InvalidInput(f"matcher {text!r} is not NAME=VALUE (or NAME!=VALUE, NAME=~REGEX, NAME!~REGEX)")
+    name, operator, value = found.groups()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    is_regex = operator in ("=~", "!~")
+    if is_regex:
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise InvalidInput(f"matcher {text!r}: the regex does not compile ({err})") from None
+    return Matcher(name, value, is_regex=is_regex, is_equal=operator in ("=", "=~"))
+
+
+def parse_matchers(texts: Iterable[str]) -> list[Matcher]:
+    """Parse several matchers; raises InvalidInput when there is none or one is bad."""
+    matchers = [parse_matcher(text) for text in texts if str(text).strip()]
+    if not matchers:
+        raise InvalidInput("give at least one matcher, e.g. alertname=JameyHighErrorRate")
+    if all(not m.is_equal or (m.is_regex and re.fullmatch(m.value, "")) for m in matchers):
+        raise InvalidInput(
+            "at least one matcher must name a label value (NAME=VALUE); these match everything"
+        )
+    return matchers
+
+
+def matchers_from_labels(labels: Mapping[str, str]) -> list[Matcher]:
+    """Equality matchers for every label of an alert (what the silence form starts from)."""
+    return [Matcher(str(name), str(value)) for name, value in sorted(labels.items())]
+
+
+def matching_alerts(alerts: Sequence[Alert], matchers: Sequence[Matcher]) -> list[Alert]:
+    """The alerts whose labels satisfy every matcher: what a silence with them would catch."""
+    return [alert for alert in alerts if all(m.matches(alert.labels) for m in matchers)]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as Alertmanager holds it, with its state.
+
+    ``state`` is ``active``, ``suppressed`` or ``unprocessed``; ``silenced_by`` and
+    ``inhibited_by`` list silence ids and the fingerprints of the alerts inhibiting it.
+    """
+
+    fingerprint: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    state: str
+    starts_at: datetime | None
+    ends_at: datetime | None
+    silenced_by: tuple[str, ...] = ()
+    inhibited_by: tuple[str, ...] = ()
+    receivers: tuple[str, ...] = ()
+    generator_url: str = ""
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")
+
+    @property
+    def severity(self) -> str:
+        return self.labels.get("severity", "")
+
+
+@dataclass(frozen=True)
+class AlertGroup:
+    """Alerts Alertmanager notifies together: its group labels, receiver and alerts."""
+
+    labels: dict[str, str]
+    receiver: str
+    alerts: tuple[Alert, ...]
+
+
+@dataclass(frozen=True)
+class Silence:
+    """One silence: ``state`` is ``active``, ``pending`` (starts later) or ``expired``."""
+
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+    state: str
+    updated_at: datetime | None = None
+
+    @property
+    def matcher_text(self) -> str:
+        return ", ".join(str(m) for m in self.matchers)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What ``/api/v2/status`` says: version, uptime start and cluster status."""
+
+    version: str
+    uptime: datetime | None
+    cluster_status: str
+    config_original: str = field(repr=False, default="")
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    text = str(value)
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Go writes nanoseconds; Python reads at most microseconds.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.year <= 1:  # Go's zero time: "not set"
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _alert(raw: Mapping[str, Any]) -> Alert:
+    status = raw.get("status") or {}
+    return Alert(
+        fingerprint=str(raw.get("fingerprint", "")),
+        labels={str(k): str(v) for k, v in (raw.get("labels") or {}).items()},
+        annotations={str(k): str(v) for k, v in (raw.get("annotations") or {}).items()},
+        state=str(status.get("state", "")),
+        starts_at=_time(raw.get("startsAt")),
+        ends_at=_time(raw.get("endsAt")),
+        silenced_by=tuple(status.get("silencedBy") or ()),
+        inhibited_by=tuple(status.get("inhibitedBy") or ()),
+        receivers=tuple(str(r.get("name", "")) for r in raw.get("receivers") or ()),
+        generator_url=str(raw.get("generatorURL", "")),
+    )
+
+
+def _silence(raw: Mapping[str, Any]) -> Silence:
+    starts, ends = _time(raw.get("startsAt")), _time(raw.get("endsAt"))
+    if starts is None or ends is None:
+        raise ValueError("a silence without its times")
+    return Silence(
+        id=str(raw["id"]),
+        matchers=tuple(
+            Matcher(
+                str(m["name"]),
+                str(m["value"]),
+                is_regex=bool(m.get("isRegex")),
+                is_equal=bool(m.get("isEqual", True)),
+            )
+            for m in raw.get("matchers") or ()
+        ),
+        starts_at=starts,
+        ends_at=ends,
+        created_by=str(raw.get("createdBy", "")),
+        comment=str(raw.get("comment", "")),
+        state=str((raw.get("status") or {}).get("state", "")),
+        updated_at=_time(raw.get("updatedAt")),
+    )
+
+
+class AlertmanagerClient:
+    """Alertmanager's v2 API at ``url``; every request gives up after ``timeout`` seconds.
+
+    Every method raises AlertmanagerUnreachable, AlertmanagerRefused, EmptyAnswer or NotFound
+    (see the module), never a client or JSON error.
+    """
+
+    def __init__(self, url: str = "http://127.0.0.1:9093", timeout: float = 10.0) -> None:
+        if timeout <= 0:
+            raise InvalidInput(f"timeout must be above zero, got {timeout!r}")
+        self.url = url.rstrip("/")
+        self.timeout = float(timeout)
+        self._session = requests.Session()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertmanagerClient:
+        """A client on ALERTMANAGER_URL with ALERTMANAGER_TIMEOUT."""
+        return cls(settings.alertmanager_url, settings.alertmanager_timeout)
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self._session.close()
+
+    def __enter__(self) -> AlertmanagerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        """Alertmanager's version, start time and cluster status."""
+        raw = self._request("GET", "/api/v2/status")
+        try:
+            return Status(
+                version=str((raw.get("versionInfo") or {}).get("version", "")),
+                uptime=_time(raw.get("uptime")),
+                cluster_status=str((raw.get("cluster") or {}).get("status", "")),
+                config_original=str((raw.get("config") or {}).get("original", "")),
+            )
+        except AttributeError:
+            raise self._not_alertmanager() from None
+
+    def alerts(self) -> list[Alert]:
+        """Every alert Alertmanager holds (active, silenced, inhibited), oldest first."""
+        raw = self._request("GET", "/api/v2/alerts")
+        alerts = self._parse_list(raw, _alert)
+        return sorted(alerts, key=lambda a: (a.starts_at or datetime.min.replace(tzinfo=UTC), a.fingerprint))
+
+    def alert_groups(self) -> list[AlertGroup]:
+        """The alerts as Alertmanager groups them for notification (by route and group_by)."""
+        raw = self._request("GET", "/api/v2/alerts/groups")
+
+        def group(item: Mapping[str, Any]) -> AlertGroup:
+            return AlertGroup(
+                labels={str(k): str(v) for k, v in (item.get("labels") or {}).items()},
+                receiver=str((item.get("receiver") or {}).get("name", "")),
+                alerts=tuple(_alert(a) for a in item.get("alerts") or ()),
+            )
+
+        return self._parse_list(raw, group)
+
+    def silences(self, *, include_expired: bool = False) -> list[Silence]:
+        """Silences, active first then pending (then expired when asked), newest end first."""
+        raw = self._request("GET", "/api/v2/silences")
+        found = self._parse_list(raw, _silence)
+        order = {"active": 0, "pending": 1, "expired": 2}
+        kept = [s for s in found if include_expired or s.state != "expired"]
+        return sorted(kept, key=lambda s: (order.get(s.state, 3), -s.ends_at.timestamp(), s.id))
+
+    def silence(self, silence_id: str) -> Silence:
+        """One silence by id; NotFound when Alertmanager has none such."""
+        _check_id(silence_id)
+        raw = self._request("GET", f"/api/v2/silence/{silence_id}", missing=f"no silence {silence_id!r}")
+        try:
+            return _silence(raw)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._not_alertmanager() from None
+
+    # --- writing (see also create_silence / expire_silence, which also log) -------------------
+
+    def post_silence(
+        self,
+        matchers: Sequence[Matcher],
+        *,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+        starts_at: datetime | None = None,
+    ) -> str:
+        """Create a silence and return its id. Raises InvalidInput for an empty comment or
+        author, no matcher, or an end not after the start (nothing is sent then)."""
+        start = starts_at or utcnow()
+        if not matchers:
+            raise InvalidInput("a silence needs at least one matcher")
+        if not comment.strip():
+            raise InvalidInput("a silence needs a comment saying why")
+        if not created_by.strip():
+            raise InvalidInput("a silence needs its author (createdBy)")
+        if ends_at <= start:
+            raise InvalidInput("a silence must end after it starts")
+        body = {
+            "matchers": [m.to_api() for m in matchers],
+            "startsAt": _iso(start),
+            "endsAt": _iso(ends_at),
+            "createdBy": created_by.strip()[:100],
+            "comment": comment.strip()[:1000],
+        }
+        raw = self._request("POST", "/api/v2/silences", json=body)
+        try:
+            return str(raw["silenceID"])
+        except (KeyError, TypeError):
+            raise self._not_alertmanager() from None
+
+    def delete_silence(self, silence_id: str) -> None:
+        """Expire a silence now; NotFound when there is none with that id."""
+        _check_id(silence_id)
+        self._request(
+            "DELETE", f"/api/v2/silence/{silence_id}", missing=f"no silence {silence_id!r}", body=False
+        )
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _not_alertmanager(self) -> AlertmanagerUnreachable:
+        return self._unreachable("the answer was not Alertmanager's API")
+
+    def _unreachable(self, why: str) -> AlertmanagerUnreachable:
+        return AlertmanagerUnreachable(
+            f"Alertmanager unreachable at {self.url} ({why}); start it with `make run` or "
+            "`prometheus-alertmanager --config.file=prometheus/alertmanager.yml`"
+        )
+
+    def _parse_list(self, raw: Any, parse: Any) -> list[Any]:
+        if not isinstance(raw, list):
+            raise self._not_alertmanager()
+        try:
+            return [parse(item) for item in raw]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._not_alertmanager() from None
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        missing: str | None = None,
+        body: bool = True,
+    ) -> Any:
+        try:
+            response = self._session.request(method, f"{self.url}{path}", json=json, timeout=self.timeout)
+        except requests.Timeout:
+            raise self._unreachable(f"no answer within {self.timeout:g}s") from None
+        except requests.ConnectionError:
+            raise self._unreachable("connection refused or reset") from None
+        except requests.RequestException as err:
+            raise self._unreachable(type(err).__name__) from None
+        status = response.status_code
+        text = response.text.strip()
+        if status == 404 and missing is not None:
+            raise NotFound(f"{missing} in Alertmanager at {self.url}")
+        if status == 500 and missing is not None and "not found" in text.lower():
+            raise NotFound(f"{missing} in Alertmanager at {self.url}")
+        if 400 <= status < 500:
+            detail = _one_line(text) or f"HTTP {status}"
+            raise AlertmanagerRefused(f"Alertmanager refused the request: {detail}", detail)
+        if status >= 300:
+            raise self._unreachable(f"HTTP {status}: {_one_line(text)[:200]}")
+        if not body:
+            return None
+        if not text:
+            raise EmptyAnswer(f"Alertmanager at {self.url} gave an empty answer to {method} {path}")
+        try:
+            return response.json()
+        except ValueError:
+            raise self._not_alertmanager() from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.strip().strip('"').split())[:300]
+
+
+def _check_id(silence_id: str) -> None:
+    if not _SILENCE_ID.fullmatch(str(silence_id)):
+        raise InvalidInput(f"silence id {silence_id!r} is not an Alertmanager silence id (a UUID)")
+
+
+def create_silence(
+    client: AlertmanagerClient,
+    db: Database,
+    events: EventSink | None,
+    matchers: Sequence[Matcher],
+    duration: timedelta,
+    *,
+    actor: str,
+    comment: str,
+) -> str:
+    """Silence what ``matchers`` catch for ``duration`` from now, as ``actor``, with ``comment``;
+    record it in the operation log (kind ``silence``) and return the silence id.
+
+    Raises InvalidInput for no matcher, an empty comment, or a duration not in (0, 30 days];
+    the client's errors otherwise (a refusal is recorded as a failure). The record is best
+    effort: a database that is down does not undo the silence.
+    """
+    from jamey_engine import oplog
+
+    if duration <= timedelta(0) or duration > MAX_SILENCE:
+        raise InvalidInput(f"silence duration must be above zero and at most {MAX_SILENCE.days} days")
+    started = time.monotonic()
+    text = ", ".join(str(m) for m in matchers)
+    try:
+        silence_id = client.post_silence(
+            matchers, ends_at=utcnow() + duration, created_by=actor, comment=comment
+        )
+    except (AlertmanagerRefused, AlertmanagerUnreachable, EmptyAnswer) as err:
+        oplog.record(
+            db, events, "silence", "failure", time.monotonic() - started,
+            detail=f"silence {text} refused: {err.message}", actor=actor,
+        )  # fmt: skip
+        raise
+    hours = duration.total_seconds() / 3600
+    oplog.record(
+        db, events, "silence", "success", time.monotonic() - started,
+        detail=f"created silence {silence_id} of {text} for {hours:g}h: {comment.strip()}", actor=actor,
+    )  # fmt: skip
+    return silence_id
+
+
+def expire_silence(
+    client: AlertmanagerClient, db: Database, events: EventSink | None, silence_id: str, *, actor: str
+) -> None:
+    """Expire the silence ``silence_id`` now, as ``actor``, and record it in the operation log.
+
+    Raises InvalidInput for a malformed id, NotFound for an unknown one, and the client's errors.
+    """
+    from jamey_engine import oplog
+
+    started = time.monotonic()
+    client.delete_silence(silence_id)
+    oplog.record(
+        db, events, "silence", "success", time.monotonic() - started,
+        detail=f"expired silence {silence_id}", actor=actor,
+    )  # fmt: skip
