@@ -1,65 +1,289 @@
-"""Alerts: firing and pending alerts with their labels and annotations, each linked to the
-matching dashboard and its runbook."""
+"""Alerts: what fires now with its Alertmanager state (grouped as Alertmanager groups it), silences
+(create from any alert, expire behind a confirmation) and the history of delivered notifications
+(table, timeline, time to resolve). Viewing needs ops:read; silencing and expiring need ops:write.
+The rules (matching, grouping, intervals, statistics) live in jamey_engine; this page renders."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
+from jamey_engine.durations import format_duration, parse_duration, utcnow
+from jamey_engine.errors import InvalidInput, JameyError
+from jamey_engine.observability import alert_history
+from jamey_engine.observability.alert_state import AlertView, current_alerts, grouped
+from jamey_engine.observability.alertmanager import (
+    Alert,
+    AlertmanagerClient,
+    create_silence,
+    expire_silence,
+    matchers_from_labels,
+    matching_alerts,
+    parse_matchers,
+)
 from jamey_engine.observability.dashboards import chart_for_alert
-from jamey_engine.runbooks.links import runbook_section
+from jamey_engine.observability.promql import PrometheusUnreachable
+from jamey_engine.runbooks.links import runbook_for_alert, runbook_page_url, runbook_section
+from workbench_ui import charts
 
-ui.require_session("ops:read")
+session = ui.require_session("ops:read")
+can_write = session.can("ops:write")
 st.title("Alerts")
 REPO = Path(__file__).resolve().parents[1]
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
+DURATIONS = ("30m", "1h", "2h", "4h", "1d", "custom")
+HISTORY_DAYS = (1, 7, 30, 90)
+TABLE_ROWS = 2000
+ALL = "(all)"
 
 
-def _as_dict(value: object) -> dict:
-    return dict(value) if isinstance(value, dict) else {}
+def _release(client: AlertmanagerClient) -> None:
+    client.close()
 
 
+@st.cache_resource(show_spinner=False, on_release=_release)
+def _client_for(url: str, timeout: float) -> AlertmanagerClient:
+    return AlertmanagerClient(url, timeout)
+
+
+settings = ui.settings()
+client = _client_for(settings.alertmanager_url, settings.alertmanager_timeout)
+
+
+def _fill_silence(labels: dict[str, str]) -> None:
+    st.session_state["silence_matchers"] = "\n".join(str(m) for m in matchers_from_labels(labels))
+
+
+def _render_alert(view: AlertView, index: int) -> None:
+    color = SEVERITY_COLORS.get(view.severity, "gray")
+    since = f"{view.since:%Y-%m-%d %H:%M:%S} UTC" if view.since else "unknown"
+    state = f":violet-badge[{view.status_text}]" if view.silenced or view.inhibited else ""
+    with st.container(border=True):
+        st.markdown(
+            f"**{view.alertname}** :{color}-badge[{view.severity}] :gray-badge[{view.state} since {since}] {state}"
+        )
+        if view.summary:
+            st.write(view.summary)
+        if view.annotations.get("description"):
+            st.caption(view.annotations["description"])
+        links = st.columns(4)
+        chart = chart_for_alert(view.alertname, view.annotations)
+        if chart:
+            links[0].page_link(
+                "pages/dashboards.py",
+                label="Matching dashboard",
+                icon=":material/monitoring:",
+                query_params={"chart": chart, "range": "6h"},
+            )
+        runbook = runbook_for_alert(view.alertname, view.labels)
+        if runbook is not None and view.state == "firing":
+            links[1].link_button("Run runbook", runbook_page_url("", runbook), icon=":material/play_arrow:")
+        if can_write and view.fingerprint and not view.silenced:
+            links[2].button(
+                "Silence…",
+                key=f"silence_for_{view.fingerprint}",
+                on_click=_fill_silence,
+                args=(view.labels,),
+                icon=":material/notifications_off:",
+                help="Fill the silence form below with this alert's labels",
+            )
+        url = view.annotations.get("runbook_url", "")
+        if url.startswith(("http://", "https://")):
+            links[3].link_button("Runbook", url, icon=":material/menu_book:")
+        elif url:
+            st.caption(f":material/menu_book: Runbook: `{url}` in the repository")
+            section = runbook_section(url, REPO)
+            if section:
+                with st.expander("Runbook"):
+                    st.markdown(section)
+        with st.expander("Labels and annotations"):
+            st.json({"labels": view.labels, "annotations": view.annotations}, expanded=True)
+
+
+# --- now -------------------------------------------------------------------------------------
+am_alerts: list[Alert] = []
+am_ok = False
 with ui.shown_errors("Reading the alerts"):
-    alerts = ui.prom_query("alerts")
-    for state, heading in (("firing", "Firing"), ("pending", "Pending")):
-        subset = alerts[alerts["state"] == state] if not alerts.empty else alerts
-        st.subheader(f"{heading} ({len(subset)})")
-        if subset.empty:
-            st.caption(f"No {state} alerts.")
-            continue
-        for alert in subset.itertuples(index=False):
-            labels = _as_dict(alert.labels)
-            notes = _as_dict(alert.annotations)
-            color = SEVERITY_COLORS.get(str(alert.severity), "gray")
-            since = f"{alert.active_at:%Y-%m-%d %H:%M:%S} UTC" if not pd.isna(alert.active_at) else "unknown"
-            with st.container(border=True):
-                st.markdown(
-                    f"**{alert.alertname}** :{color}-badge[{alert.severity}] :gray-badge[{state} since {since}]"
+    try:
+        prom_alerts = ui.prom_query("alerts")
+    except PrometheusUnreachable as err:
+        st.error(err.message)
+        prom_alerts = None
+    try:
+        am_alerts = client.alerts()
+        silences = client.silences()
+        groups = client.alert_groups()
+        am_ok = True
+    except JameyError as err:
+        st.error(err.message)
+        silences, groups = [], []
+    views = current_alerts(prom_alerts, am_alerts, silences)
+    firing = [v for v in views if v.state == "firing"]
+    pending = [v for v in views if v.state == "pending"]
+    st.subheader(f"Now: {len(firing)} firing, {len(pending)} pending")
+    if not views and (am_ok or prom_alerts is not None):
+        st.caption("No firing or pending alerts.")
+    number = 0
+    for title, members in grouped(views, groups):
+        st.markdown(f"##### {title}")
+        for view in members:
+            _render_alert(view, number)
+            number += 1
+
+# --- silences --------------------------------------------------------------------------------
+st.subheader("Silences")
+notice = st.session_state.pop("alerts_notice", None)
+if notice:
+    st.success(notice)
+if not am_ok:
+    st.caption("Silences need Alertmanager (see the error above).")
+elif not can_write:
+    st.caption("Silencing and expiring need the **ops:write** scope.")
+else:
+    with ui.shown_errors("The silence form"), st.container(border=True):
+        st.markdown("**New silence**: one matcher a line (NAME=VALUE, NAME!=VALUE, NAME=~REGEX)")
+        text = st.text_area(
+            "Matchers", key="silence_matchers", height=110, placeholder="alertname=JameyBackupFailed"
+        )
+        cols = st.columns([4, 2, 6], vertical_alignment="bottom")
+        preset = cols[0].segmented_control("Duration", DURATIONS, key="silence_preset", default="2h") or "2h"
+        custom = cols[1].text_input(
+            "Custom", key="silence_custom", placeholder="90m", disabled=preset != "custom"
+        )
+        comment = cols[2].text_input("Comment (required)", key="silence_comment", placeholder="why")
+        caught: list[Alert] = []
+        problem = None
+        try:
+            matchers = parse_matchers(text.splitlines()) if text.strip() else []
+            caught = matching_alerts(am_alerts, matchers) if matchers else []
+        except InvalidInput as err:
+            problem, matchers = err.message, []
+        if problem:
+            st.error(problem)
+        elif matchers and caught:
+            names = ", ".join(sorted({a.alertname for a in caught}))
+            st.info(f"These matchers catch {len(caught)} current alert(s): {names}.")
+        elif matchers:
+            st.warning("These matchers catch no current alert; a silence would match nothing.")
+        if st.button("Silence", key="silence_submit", type="primary", disabled=not caught):
+            actor = ui.authorize("ops:write")
+            length = parse_duration(custom if preset == "custom" else preset, field="duration")
+            engine = ui.engine()
+            silence_id = create_silence(
+                client, engine.db, engine.events, matchers, length, actor=actor, comment=comment
+            )
+            st.session_state["alerts_notice"] = (
+                f"Silenced {len(caught)} alert(s) until {utcnow() + length:%Y-%m-%d %H:%M} UTC "
+                f"(silence {silence_id})."
+            )
+            st.session_state.pop("silence_matchers", None)
+            st.rerun()
+
+with ui.shown_errors("Reading the silences"):
+    if am_ok:
+        if not silences:
+            st.caption("No active or pending silence.")
+        else:
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {
+                            "id": s.id,
+                            "state": s.state,
+                            "matchers": s.matcher_text,
+                            "created by": s.created_by,
+                            "starts": s.starts_at,
+                            "ends": s.ends_at,
+                            "comment": s.comment,
+                        }
+                        for s in silences
+                    ]
+                ),
+                hide_index=True,
+            )
+            if can_write:
+                cols = st.columns([6, 2], vertical_alignment="bottom")
+                choice = cols[0].selectbox(
+                    "Silence to expire",
+                    [s.id for s in silences],
+                    format_func=lambda sid: next(
+                        f"{s.matcher_text} (by {s.created_by})" for s in silences if s.id == sid
+                    ),
+                    key="expire_choice",
                 )
-                if notes.get("summary"):
-                    st.write(notes["summary"])
-                if notes.get("description"):
-                    st.caption(notes["description"])
-                links = st.columns(2)
-                chart = chart_for_alert(str(alert.alertname), notes)
-                if chart:
-                    links[0].page_link(
-                        "pages/dashboards.py",
-                        label="Matching dashboard",
-                        icon=":material/monitoring:",
-                        query_params={"chart": chart, "range": "6h"},
-                    )
-                runbook = str(notes.get("runbook_url", ""))
-                if runbook.startswith(("http://", "https://")):
-                    links[1].link_button("Runbook", runbook, icon=":material/menu_book:")
-                elif runbook:
-                    links[1].caption(f":material/menu_book: Runbook: `{runbook}` in the repository")
-                    section = runbook_section(runbook, REPO)
-                    if section:
-                        with st.expander("Runbook"):
-                            st.markdown(section)
-                with st.expander("Labels and annotations"):
-                    st.json({"labels": labels, "annotations": notes}, expanded=True)
+                if cols[1].button("Expire…", key="expire_ask"):
+                    st.session_state["expire_pending"] = choice
+                pending_id = st.session_state.get("expire_pending")
+                if pending_id:
+                    st.warning(f"Expire silence {pending_id}? The alerts it silences notify again.")
+                    yes, no = st.columns(2)
+                    if yes.button("Yes, expire it", key="expire_confirm", type="primary"):
+                        actor = ui.authorize("ops:write")
+                        st.session_state.pop("expire_pending", None)
+                        engine = ui.engine()
+                        expire_silence(client, engine.db, engine.events, pending_id, actor=actor)
+                        st.session_state["alerts_notice"] = f"Silence {pending_id} expired."
+                        st.rerun()
+                    if no.button("Cancel", key="expire_cancel"):
+                        st.session_state.pop("expire_pending", None)
+                        st.rerun()
+
+# --- history ---------------------------------------------------------------------------------
+st.subheader("History")
+with ui.shown_errors("Reading the alert history"):
+    db = ui.engine().db
+    cols = st.columns(4)
+    days = cols[0].selectbox(
+        "Range", HISTORY_DAYS, index=1, format_func=lambda d: f"last {d} days", key="history_days"
+    )
+    end = utcnow()
+    start = end - timedelta(days=days)
+    spans = alert_history.intervals(db, start, end)
+    names = sorted(set(spans["alertname"]))
+    alertname = cols[1].selectbox("Alert", [ALL, *names], key="history_alert")
+    severity = cols[2].selectbox("Severity", [ALL, "critical", "warning", "info"], key="history_severity")
+    layer = cols[3].selectbox(
+        "Layer", [ALL, "short_term", "long_term", "working", "episodic", "semantic"], key="history_layer"
+    )
+    chosen = {
+        "alertname": None if alertname == ALL else alertname,
+        "severity": None if severity == ALL else severity,
+        "layer": None if layer == ALL else layer,
+    }
+    for column, value in chosen.items():
+        if value:
+            spans = spans[spans[column] == value]
+    frame = alert_history.history_frame(db, start, end, limit=TABLE_ROWS, **chosen)
+    if frame.empty and spans.empty:
+        st.caption(f"No alert notification in the last {days} days.")
+    else:
+        st.plotly_chart(charts.alert_timeline_figure(spans, start, end), key="alert_timeline")
+        stats = alert_history.resolve_stats(spans)
+
+        def _human(seconds: float) -> str:
+            if pd.isna(seconds):
+                return "–"
+            return format_duration(timedelta(seconds=round(seconds))) if seconds >= 1 else "<1s"
+
+        st.markdown("**Per alert**")
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "alert": stats["alertname"],
+                    "fired": stats["fired"],
+                    "resolved": stats["resolved"],
+                    "mean time to resolve": stats["mean_resolve_seconds"].map(_human),
+                    "longest time to resolve": stats["longest_resolve_seconds"].map(_human),
+                }
+            ),
+            hide_index=True,
+            key="history_stats",
+        )
+        st.markdown(
+            f"**Notifications** (newest first{', the newest 2,000' if len(frame) >= TABLE_ROWS else ''})"
+        )
+        st.dataframe(frame, hide_index=True, key="history_table")

@@ -1,18 +1,22 @@
 """Dashboards: the service's metrics from Prometheus over a time range, with threshold lines
-from the alert rules, a CSV download and a Prometheus link per chart. The range (and an
-optional single chart) live in the URL, so a link can be shared."""
+from the alert rules, a CSV download and a Prometheus link per chart, and (toggle
+"Annotations") the operations and alert intervals of the same range drawn on every chart. The
+range, an optional single chart and the annotations toggle live in the URL, so a link can be
+shared."""
 
 from __future__ import annotations
 
 import contextlib
 from datetime import timedelta
 
+import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import InvalidInput, JameyError, NotFound
 from jamey_engine.observability import promql
+from jamey_engine.observability.annotations import chart_annotations
 from jamey_engine.observability.dashboards import ChartSpec, chart_specs
 from workbench_ui import charts
 from workbench_ui.timerange import CUSTOM, DEFAULT_PRESET, PRESETS, TimeRange, resolve_range
@@ -32,12 +36,13 @@ if "dash_range" not in st.session_state:
     st.session_state["dash_end"] = params.get("end", "")
     refresh = params.get("refresh", "off")
     st.session_state["dash_refresh"] = refresh if refresh in REFRESH_CHOICES else "off"
+    st.session_state["dash_annotations"] = params.get("annotations", "on") != "off"
     if wanted not in (*PRESETS, CUSTOM):
         st.warning(
             f"Range {wanted!r} from the link is not one of {', '.join(PRESETS)} or custom; showing {DEFAULT_PRESET}."
         )
 
-controls = st.columns([5, 3, 3, 2], vertical_alignment="bottom")
+controls = st.columns([5, 3, 3, 2, 2], vertical_alignment="bottom")
 preset = (
     controls[0].segmented_control("Time range", [*PRESETS, CUSTOM], key="dash_range", selection_mode="single")
     or DEFAULT_PRESET
@@ -51,6 +56,11 @@ if preset == CUSTOM:
     controls[1].text_input("Start (UTC, ISO 8601)", key="dash_start", placeholder="2026-01-31T12:00:00Z")
     controls[2].text_input("End (UTC, ISO 8601)", key="dash_end", placeholder="2026-01-31T18:00:00Z")
 refresh = controls[3].selectbox("Auto-refresh", REFRESH_CHOICES, key="dash_refresh")
+show_annotations = controls[4].toggle(
+    "Annotations",
+    key="dash_annotations",
+    help="Operations (backups, restores, prunes, runbooks, key changes) and alert firing intervals",
+)
 
 chart_names = [spec.name for spec in CHART_SPECS]
 only = params.get("chart")
@@ -69,6 +79,7 @@ except InvalidInput as err:
 if time_range is not None:
     st.session_state["dash_last_window"] = time_range
     wanted_params = {**time_range.query_params(), **({"chart": only} if only else {})}
+    wanted_params["annotations"] = "on" if show_annotations else "off"
     if refresh != "off":
         wanted_params["refresh"] = refresh
     if dict(params) != wanted_params:
@@ -79,7 +90,19 @@ if only and st.button("Show all charts", key="show_all"):
     st.rerun()
 
 
-def _render_chart(spec: ChartSpec, window: TimeRange) -> bool:
+def _annotations(window: TimeRange) -> pd.DataFrame | None:
+    """The engine's annotations for the window, or None (toggle off, or the database failed:
+    the charts still draw, with a note)."""
+    if not show_annotations:
+        return None
+    try:
+        return chart_annotations(ui.engine().db, window.start, window.end)
+    except JameyError as err:
+        st.warning(f"Annotations unavailable: {err.message}")
+        return None
+
+
+def _render_chart(spec: ChartSpec, window: TimeRange, notes: pd.DataFrame | None = None) -> bool:
     """Draw one chart; False when Prometheus is unreachable (the caller stops then)."""
     with st.container(border=True):
         st.markdown(f"#### {spec.title}")
@@ -110,6 +133,7 @@ def _render_chart(spec: ChartSpec, window: TimeRange) -> bool:
                     threshold_label=spec.threshold_label,
                     stacked=spec.stacked,
                     name=spec.series_name,
+                    annotations=notes,
                 )
                 st.plotly_chart(figure, key=f"chart_{spec.name}")
             except ValueError as err:
@@ -145,10 +169,11 @@ def _render_all() -> None:
     st.caption(
         f"{window.start:%Y-%m-%d %H:%M:%S} → {window.end:%Y-%m-%d %H:%M:%S} UTC · {ui.settings().prometheus_url}"
     )
+    notes = _annotations(window)
     columns = st.columns(2)
     for index, spec in enumerate(specs):
         with columns[index % 2] if len(specs) > 1 else st.container():
-            if not _render_chart(spec, window):
+            if not _render_chart(spec, window, notes):
                 return
 
 

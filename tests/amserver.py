@@ -68,6 +68,7 @@ def start_alertmanager(
     service_url: str = "http://127.0.0.1:9",
     credentials: Path | None = None,
     timers: str = "1s",
+    repeat: str = "1m",
 ) -> AmServer:
     """Start Alertmanager with the project's config rendered for ``service_url`` and
     ``credentials`` (a file holding a key; an empty one by default) and short timers."""
@@ -79,10 +80,10 @@ def start_alertmanager(
         credentials.chmod(0o600)
     config = render_alertmanager_config(SOURCE, workdir / "alertmanager.yml", service_url, credentials)
     rendered = yaml.safe_load(config.read_text())
-    rendered["route"].update(group_wait=timers, group_interval=timers, repeat_interval="1m")
+    rendered["route"].update(group_wait=timers, group_interval=timers, repeat_interval=repeat)
     for route in rendered["route"].get("routes", []):
         if "repeat_interval" in route:
-            route["repeat_interval"] = "1m"
+            route["repeat_interval"] = repeat
     config.write_text(yaml.safe_dump(rendered, sort_keys=False))
     port = free_port()
     with (workdir / "alertmanager.log").open("wb") as log:

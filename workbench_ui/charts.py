@@ -176,12 +176,15 @@ def time_series_figure(
     threshold_label: str | None = None,
     stacked: bool = False,
     name: str = "value",
+    annotations: pd.DataFrame | None = None,
 ) -> go.Figure:
     """A line chart of every series in ``frame`` with one legend entry per series.
 
     When ``threshold`` is given it is drawn as a dashed horizontal line across the whole
     time range, listed in the legend, and the y-range always includes it. A series without
-    labels is called ``name`` in the legend. Raises ValueError when ``by`` names a missing column.
+    labels is called ``name`` in the legend. ``annotations`` (the engine's
+    ``chart_annotations`` frame) adds operations as markers and alert intervals as shaded bands
+    (see :func:`add_annotations`). Raises ValueError when ``by`` names a missing column.
     """
     figure = go.Figure()
     all_values: list[float] = []
@@ -233,6 +236,98 @@ def time_series_figure(
         values, labels = byte_ticks(low, high)
         figure.update_yaxes(tickvals=values, ticktext=labels)
     figure.update_xaxes(title=None)
+    if annotations is not None and named:
+        stamps = pd.concat([part["timestamp"] for part in named.values()])
+        add_annotations(figure, annotations, stamps.min(), stamps.max())
+    return figure
+
+
+OPERATION_COLOR = "#6a3d9a"
+ALERT_BAND_COLOR = "rgba(214, 39, 40, 0.12)"
+
+
+def add_annotations(figure: go.Figure, annotations: pd.DataFrame, start: object, end: object) -> None:
+    """Draw the annotation rows overlapping ``[start, end]`` on ``figure``: each operation as a
+    dotted vertical line with a marker whose hover text says what, who and the result (one
+    legend entry, "operations"), each alert firing interval as a shaded band clipped to the
+    range (one legend entry, "alert firing", hover text at the band's start)."""
+    if annotations is None or annotations.empty:
+        return
+    low, high = pd.Timestamp(start), pd.Timestamp(end)
+    ops = annotations[(annotations["kind"] == "operation") & annotations["start"].between(low, high)]
+    if not ops.empty:
+        for moment in ops["start"]:
+            figure.add_shape(
+                type="line", x0=moment, x1=moment, y0=0, y1=1, yref="paper",
+                line={"color": OPERATION_COLOR, "dash": "dot", "width": 1}, layer="below",
+            )  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=ops["start"], y=[1.0] * len(ops), yaxis="y2", name="operations", mode="markers",
+                marker={"symbol": "triangle-down", "size": 10, "color": OPERATION_COLOR},
+                hovertext=ops["text"], hoverinfo="text", showlegend=True,
+            )
+        )  # fmt: skip
+    bands = annotations[annotations["kind"] == "alert"]
+    bands = bands[(bands["start"] <= high) & (bands["end"].fillna(high) >= low)]
+    if not bands.empty:
+        for row in bands.itertuples(index=False):
+            x0 = max(row.start, low)
+            x1 = min(row.end if not pd.isna(row.end) else high, high)
+            figure.add_shape(
+                type="rect", x0=x0, x1=x1, y0=0, y1=1, yref="paper",
+                fillcolor=ALERT_BAND_COLOR, line={"width": 0}, layer="below",
+            )  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=[max(t, low) for t in bands["start"]], y=[0.0] * len(bands), yaxis="y2",
+                name="alert firing", mode="markers",
+                marker={"symbol": "square", "size": 8, "color": "rgba(214, 39, 40, 0.6)"},
+                hovertext=bands["text"], hoverinfo="text", showlegend=True,
+            )
+        )  # fmt: skip
+    figure.update_layout(
+        yaxis2={"overlaying": "y", "range": [-0.02, 1.05], "visible": False, "fixedrange": True}
+    )
+
+
+def alert_timeline_figure(interval_frame: pd.DataFrame, start: object, end: object) -> go.Figure:
+    """A timeline of alert firing intervals from the engine's ``intervals`` frame: one row per
+    alert name, one bar per interval (clipped to ``[start, end]``; one still firing runs to
+    ``end``), colored by severity, hover text with start, end and duration."""
+    figure = go.Figure()
+    low, high = pd.Timestamp(start), pd.Timestamp(end)
+    colors = {"critical": "#d62728", "warning": "#ff7f0e"}
+    if not interval_frame.empty:
+        frame = interval_frame.copy()
+        frame["bar_start"] = frame["start"].clip(lower=low)
+        frame["bar_end"] = frame["end"].fillna(high).clip(upper=high)
+        for severity, part in frame.groupby("severity", sort=True):
+            milliseconds = (part["bar_end"] - part["bar_start"]).dt.total_seconds() * 1000
+            text = [
+                f"{row.alertname} ({row.severity or 'no severity'})<br>{row.start:%Y-%m-%d %H:%M:%S} → "
+                + (f"{row.end:%Y-%m-%d %H:%M:%S}" if row.resolved else "still firing")
+                + f"<br>{format_value(row.seconds, 'seconds')}"
+                for row in part.itertuples(index=False)
+            ]
+            figure.add_trace(
+                go.Bar(
+                    x=milliseconds.clip(lower=1000), base=part["bar_start"], y=part["alertname"],
+                    orientation="h", name=str(severity) or "no severity",
+                    marker={"color": colors.get(str(severity), "#7f7f7f")},
+                    hovertext=text, hoverinfo="text", showlegend=True,
+                )
+            )  # fmt: skip
+    rows = max(1, interval_frame["alertname"].nunique() if not interval_frame.empty else 1)
+    figure.update_layout(
+        barmode="overlay",
+        showlegend=True,
+        legend=_LEGEND,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        height=max(220, 60 + 28 * rows),
+    )
+    figure.update_xaxes(type="date", range=[low, high])
+    figure.update_yaxes(autorange="reversed", type="category")
     return figure
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from jamey_engine.observability.alertmanager import Alert, AlertGroup, Silence
 
-PENDING_GROUP = "pending in Prometheus (not sent to Alertmanager yet)"
+PENDING_GROUP = "from Prometheus, not (yet) in Alertmanager"
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def current_alerts(
             labels = {str(k): str(v) for k, v in dict(row.labels).items()}
             if any(_covers(view.labels, labels) for view in views):
                 continue  # Alertmanager holds it: its view says more
-            since = None if pd.isna(row.active_at) else row.active_at.to_pydatetime()
+            since = None if pd.isna(row.active_at) else row.active_at.floor("us").to_pydatetime()
             views.append(
                 AlertView(
                     alertname=str(row.alertname),
@@ -142,7 +142,7 @@ def current_alerts(
 
 def grouped(views: Sequence[AlertView], groups: Sequence[AlertGroup]) -> list[tuple[str, list[AlertView]]]:
     """The views grouped as Alertmanager groups them: (a title naming the group's labels and
-    receiver, its views); Prometheus' pending alerts last, as one group of their own."""
+    receiver, its views); the alerts only Prometheus knows (pending, or Alertmanager not asked) last, as one group."""
     by_fingerprint = {v.fingerprint: v for v in views if v.fingerprint}
     result: list[tuple[str, list[AlertView]]] = []
     placed: set[str] = set()

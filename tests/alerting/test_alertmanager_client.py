@@ -99,7 +99,9 @@ def test_a_silenced_alert_shows_as_suppressed_by_that_silence(
         client, engine.db, None, matchers, timedelta(minutes=30), actor="alice", comment="known"
     )
     silenced = wait_until(
-        lambda: [a for a in client.alerts() if a.alertname == "JameyTestSilenced" and a.state == "suppressed"],
+        lambda: [
+            a for a in client.alerts() if a.alertname == "JameyTestSilenced" and a.state == "suppressed"
+        ],
         what="the alert is suppressed",
     )
     assert silenced[0].silenced_by == (silence_id,)

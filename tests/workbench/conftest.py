@@ -23,11 +23,13 @@ TIMEOUT = 60
 @pytest.fixture
 def wb_env(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The app's environment: this test's data dir, a tiny key cache (so a revocation by
-    another process shows at once), and Prometheus and the service on closed ports."""
+    another process shows at once), and Prometheus, Alertmanager and the service on closed ports."""
     monkeypatch.setenv("JAMEY_DATA_DIR", str(data_dir))
     monkeypatch.setenv("JAMEY_KEY_CACHE_SECONDS", "0.001")
     monkeypatch.setenv("PROMETHEUS_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("PROMETHEUS_TIMEOUT", "2")
+    monkeypatch.setenv("ALERTMANAGER_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("ALERTMANAGER_TIMEOUT", "2")
     monkeypatch.setenv("JAMEY_SERVICE_URL", f"http://127.0.0.1:{free_port()}")
     for name in ("JAMEY_DATABASE_URL", "JAMEY_BACKUP_DIR", "API_KEY", "JAMEY_KEY_PEPPER", "JAMEY_MQTT_URL"):
         monkeypatch.delenv(name, raising=False)

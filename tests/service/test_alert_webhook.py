@@ -1,0 +1,180 @@
+"""POST /alertmanager/webhook: the key and scope it needs, malformed payloads refused with
+nothing stored, idempotent storage, the metric; and end to end, a real Alertmanager delivering
+to a real `jamey serve` with the credentials file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from amserver import alert, resolved, start_alertmanager, wait_until
+from service_support import Persona, RunningServer, TestClient, count_rows, make_persona, sample
+
+from jamey_engine.engine import Engine
+from jamey_engine.observability.alert_history import history_frame, intervals, resolve_stats
+
+URL = "/alertmanager/webhook"
+
+
+def payload(*alerts: dict[str, Any], version: str = "4") -> dict[str, Any]:
+    return {
+        "version": version,
+        "groupKey": '{}:{alertname="JameyBackupFailed"}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "warning",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+        "alerts": list(alerts),
+    }
+
+
+def notification(fingerprint: str, status: str = "firing", **labels: str) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": "JameyBackupFailed", "severity": "critical", **labels},
+        "annotations": {"summary": "a backup failed"},
+        "startsAt": "2026-12-01T06:00:00.123456789Z",
+        "endsAt": "2026-12-01T06:30:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": fingerprint,
+    }
+
+
+@pytest.fixture
+def hook_client(make_client: Callable[..., tuple[TestClient, Engine]]) -> tuple[TestClient, Engine, Persona]:
+    client, engine = make_client()
+    return client, engine, make_persona(engine, "alertmanager-webhook", ("alerts:write",))
+
+
+def test_it_refuses_no_key_and_another_scope_and_stores_nothing(
+    hook_client: tuple[TestClient, Engine, Persona],
+) -> None:
+    client, engine, _hook = hook_client
+    reader = make_persona(engine, "bob-reader", ("memory:read", "ops:write"))
+    body = payload(notification("aaaa"))
+    missing = client.post(URL, json=body)
+    assert missing.status_code == 401 and missing.json()["status"] == 401
+    wrong = client.post(URL, json=body, headers=reader.headers)
+    assert wrong.status_code == 403
+    assert "alerts:write" in wrong.json()["error"]
+    assert count_rows(engine, "alert_notifications") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "body: not valid JSON"),
+        (json.dumps(payload(notification("a"), version="3")).encode(), "version: expected"),
+        (json.dumps({"version": "4", "alerts": "nope"}).encode(), "alerts: expected a list"),
+        (
+            json.dumps(payload(notification("a"), {**notification("b"), "status": "odd"})).encode(),
+            "alerts[1].status",
+        ),
+        (json.dumps(payload({**notification("a"), "startsAt": "yesterday"})).encode(), "alerts[0].startsAt"),
+        (json.dumps(payload({**notification("a"), "fingerprint": ""})).encode(), "alerts[0].fingerprint"),
+        (json.dumps(payload({**notification("a"), "labels": {"severity": "x"}})).encode(), "alertname"),
+    ],
+)
+def test_a_malformed_payload_gets_400_and_nothing_is_stored(
+    hook_client: tuple[TestClient, Engine, Persona], body: bytes, message: str
+) -> None:
+    client, engine, hook = hook_client
+    answer = client.post(URL, content=body, headers={**hook.headers, "Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {"error": answer.json()["error"], "status": 400}
+    assert message in answer.json()["error"]
+    assert "\n" not in answer.json()["error"]
+    assert count_rows(engine, "alert_notifications") == 0
+
+
+def test_notifications_are_stored_once_and_counted(hook_client: tuple[TestClient, Engine, Persona]) -> None:
+    client, engine, hook = hook_client
+    firing = payload(notification("f1", layer="semantic"), notification("f2"))
+    for _attempt in range(3):  # Alertmanager's repeats and retries
+        answer = client.post(URL, json=firing, headers=hook.headers)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"alerts": 2}
+    assert count_rows(engine, "alert_notifications") == 2
+    client.post(URL, json=payload(notification("f1", "resolved", layer="semantic")), headers=hook.headers)
+    client.post(URL, json=payload(notification("f1", "resolved", layer="semantic")), headers=hook.headers)
+    assert count_rows(engine, "alert_notifications") == 3
+    metrics = client.get("/metrics").text
+    assert 'alert_notifications_received_total{status="firing"} 2.0' in metrics
+    assert 'alert_notifications_received_total{status="resolved"} 1.0' in metrics
+    assert sample(client, "alert_notifications_received_total", {"status": "resolved"}) == 1.0
+    history = history_frame(engine.db, since=history_since())
+    assert sorted(history["status"]) == ["firing", "firing", "resolved"]
+    assert set(history.loc[history["fingerprint"] == "f1", "layer"]) == {"semantic"}
+    spans = intervals(engine.db, since=history_since())
+    done = spans[spans["fingerprint"] == "f1"].iloc[0]
+    assert bool(done["resolved"]) and done["seconds"] == pytest.approx(30 * 60 - 0.123456, abs=0.01)
+    stats = resolve_stats(spans)
+    assert stats.iloc[0].to_dict()["fired"] == 2
+
+
+def history_since() -> Any:
+    from datetime import timedelta
+
+    from jamey_engine.durations import utcnow
+
+    return utcnow() - timedelta(days=1)
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+def _history(server: RunningServer) -> dict[str, Any]:
+    result = server.jamey("alerts", "history", "--days", "1", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dict(json.loads(result.stdout))
+
+
+@pytest.mark.slow
+def test_a_real_alertmanager_delivers_to_a_real_service_with_the_credentials_file(
+    serve: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    server = serve()
+    created = server.jamey(
+        "keys", "create", "--name", "alertmanager-webhook", "--scope", "alerts:write",
+        "--rate-limit", "6000/minute", "--json",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)["key"]
+    credentials = tmp_path / "webhook.credentials"
+    credentials.write_text(key + "\n")
+    credentials.chmod(0o600)
+    am = start_alertmanager(tmp_path / "am", service_url=server.url, credentials=credentials, repeat="2s")
+    try:
+        firing = alert("JameyBackupFailed", "critical", layer="working")
+        am.post_alerts(firing)
+
+        def stored(status: str) -> list[dict[str, Any]]:
+            rows = _history(server)["notifications"]
+            return [r for r in rows if r["alertname"] == "JameyBackupFailed" and r["status"] == status]
+
+        first = wait_until(lambda: stored("firing"), timeout=60, what="the firing notification is stored")
+        assert first[0]["severity"] == "critical" and first[0]["layer"] == "working"
+        assert first[0]["receiver"] == "critical"
+        # Alertmanager repeats the notification every 2 s: still one row.
+        wait_until(lambda: am.log().count("Notify success") >= 3, timeout=60, what="three deliveries")
+        assert len(stored("firing")) == 1
+
+        am.post_alerts(resolved(firing))
+        done = wait_until(lambda: stored("resolved"), timeout=60, what="the resolution is stored")
+        assert len(done) == 1
+        per_alert = {row["alertname"]: row for row in _history(server)["alerts"]}
+        assert per_alert["JameyBackupFailed"]["fired"] == 1
+        assert per_alert["JameyBackupFailed"]["resolved"] == 1
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        assert 'alert_notifications_received_total{status="resolved"} 1.0' in metrics
+        assert "Notify for alerts failed" not in am.log()
+    finally:
+        am.stop()
+    assert key not in server.log() and key not in am.log()
