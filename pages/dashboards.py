@@ -7,13 +7,13 @@ shared."""
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
-from jamey_engine.durations import parse_duration
+from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput, JameyError, NotFound
 from jamey_engine.observability import promql
 from jamey_engine.observability.annotations import chart_annotations
@@ -91,15 +91,19 @@ if only and st.button("Show all charts", key="show_all"):
 
 
 def _annotations(window: TimeRange) -> pd.DataFrame | None:
-    """The engine's annotations for the window, or None (toggle off, or the database failed:
-    the charts still draw, with a note)."""
+    """The engine's annotations for the window (a preset's up to this moment: its end is aligned
+    to the step), or None (toggle off, or the database failed: the charts still draw, with a note)."""
     if not show_annotations:
         return None
     try:
-        return chart_annotations(ui.engine().db, window.start, window.end)
+        return chart_annotations(ui.engine().db, window.start, _annotation_end(window))
     except JameyError as err:
         st.warning(f"Annotations unavailable: {err.message}")
         return None
+
+
+def _annotation_end(window: TimeRange) -> datetime:
+    return window.end if window.preset == CUSTOM else max(window.end, utcnow())
 
 
 def _render_chart(spec: ChartSpec, window: TimeRange, notes: pd.DataFrame | None = None) -> bool:
@@ -134,6 +138,7 @@ def _render_chart(spec: ChartSpec, window: TimeRange, notes: pd.DataFrame | None
                     stacked=spec.stacked,
                     name=spec.series_name,
                     annotations=notes,
+                    window=(window.start, _annotation_end(window)),
                 )
                 st.plotly_chart(figure, key=f"chart_{spec.name}")
             except ValueError as err:

@@ -177,6 +177,7 @@ def time_series_figure(
     stacked: bool = False,
     name: str = "value",
     annotations: pd.DataFrame | None = None,
+    window: tuple[object, object] | None = None,
 ) -> go.Figure:
     """A line chart of every series in ``frame`` with one legend entry per series.
 
@@ -184,7 +185,7 @@ def time_series_figure(
     time range, listed in the legend, and the y-range always includes it. A series without
     labels is called ``name`` in the legend. ``annotations`` (the engine's
     ``chart_annotations`` frame) adds operations as markers and alert intervals as shaded bands
-    (see :func:`add_annotations`). Raises ValueError when ``by`` names a missing column.
+    (see :func:`add_annotations`) inside ``window`` (the range asked for; default: the data's). Raises ValueError when ``by`` names a missing column.
     """
     figure = go.Figure()
     all_values: list[float] = []
@@ -237,8 +238,10 @@ def time_series_figure(
         figure.update_yaxes(tickvals=values, ticktext=labels)
     figure.update_xaxes(title=None)
     if annotations is not None and named:
-        stamps = pd.concat([part["timestamp"] for part in named.values()])
-        add_annotations(figure, annotations, stamps.min(), stamps.max())
+        if window is None:
+            stamps = pd.concat([part["timestamp"] for part in named.values()])
+            window = (stamps.min(), stamps.max())
+        add_annotations(figure, annotations, *window)
     return figure
 
 
