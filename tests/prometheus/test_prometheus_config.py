@@ -134,6 +134,19 @@ def test_the_prometheus_config_scrapes_the_service_and_itself_with_relative_rule
     assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:9090"]
     assert config["rule_files"] == ["rules/*.yml"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
+    assert jobs["alertmanager"]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
+
+
+def test_every_receiver_delivers_to_the_jamey_webhook_with_a_credentials_file() -> None:
+    config = yaml.safe_load((PROMETHEUS_DIR / "alertmanager.yml").read_text())
+    for receiver in config["receivers"]:
+        hooks = receiver["webhook_configs"]
+        assert any(h["url"] == "http://127.0.0.1:3000/alertmanager/webhook" for h in hooks), receiver["name"]
+        for hook in hooks:
+            assert hook["send_resolved"] is True
+            auth = hook["http_config"]["authorization"]
+            assert auth["credentials_file"].endswith("alertmanager-webhook.credentials")
+            assert "credentials" not in auth, "never a key in the config itself"
 
 
 # --- amtool ------------------------------------------------------------------------------------
@@ -197,9 +210,13 @@ def alertmanager(tmp_path: Path) -> Iterator[tuple[str, list[tuple[str, dict[str
     webhook = ThreadingHTTPServer(("127.0.0.1", 0), type("Hook", (_Webhook,), {"received": received}))
     threading.Thread(target=webhook.serve_forever, daemon=True).start()
     config = yaml.safe_load((PROMETHEUS_DIR / "alertmanager.yml").read_text())
+    credentials = tmp_path / "webhook.credentials"
+    credentials.write_text("jmy_test\n")
     for receiver in config["receivers"]:
         for hook in receiver["webhook_configs"]:
-            hook["url"] = hook["url"].replace("127.0.0.1:9095", f"127.0.0.1:{webhook.server_address[1]}")
+            # One path per receiver, so the test sees which receiver delivered.
+            hook["url"] = f"http://127.0.0.1:{webhook.server_address[1]}/alerts/{receiver['name']}"
+            hook["http_config"]["authorization"]["credentials_file"] = str(credentials)
     config["route"].update(group_wait="1s", group_interval="1s")
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
