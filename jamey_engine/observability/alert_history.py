@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from jamey_engine.models import AlertNotification
 
 log = logging.getLogger(__name__)
 _TABLE = cast(Table, AlertNotification.__table__)
+_FRACTION = re.compile(r"(\.\d+)")
 
 STATUSES = ("firing", "resolved")
 WEBHOOK_VERSION = "4"
@@ -87,11 +89,7 @@ def _moment(value: Any, where: str, *, required: bool) -> datetime | None:
         raise InvalidInput(f"{where} must be an RFC 3339 timestamp, got {value!r}"[:200])
     text = value.strip()
     # Go writes nanoseconds; Python reads at most microseconds.
-    if "." in text:
-        head, _, tail = text.partition(".")
-        digits = "".join(ch for ch in tail if ch.isdigit())
-        zone = tail[len(digits) :]
-        text = f"{head}.{digits[:6]}{zone}"
+    text = _FRACTION.sub(lambda m: m.group(1)[:7], text)
     moment = parse_timestamp(text, field=where)
     if moment.year <= 1:  # Go's zero time: "not set"
         if required:
@@ -283,10 +281,10 @@ def intervals(
     query = sa.select(
         table.c.fingerprint, table.c.starts_at, table.c.status, table.c.ends_at,
         table.c.alertname, table.c.severity, table.c.layer,
-    ).where(
-        table.c.starts_at <= end_of_range,
-        sa.or_(table.c.status == "firing", table.c.ends_at >= start_of_range),
-    )  # fmt: skip
+    ).where(table.c.starts_at <= end_of_range)  # fmt: skip
+    # Every row started before the range's end: an alert's firing row and its resolution must
+    # meet, or one resolved before the range would look still firing (history is bounded by
+    # JAMEY_ALERT_HISTORY_DAYS, so this stays small).
     for column, value in (("alertname", alertname), ("severity", severity), ("layer", layer)):
         if value:
             query = query.where(table.c[column] == value)
