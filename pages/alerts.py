@@ -58,7 +58,7 @@ def _fill_silence(labels: dict[str, str]) -> None:
     st.session_state["silence_matchers"] = "\n".join(str(m) for m in matchers_from_labels(labels))
 
 
-def _render_alert(view: AlertView, index: int) -> None:
+def _render_alert(view: AlertView) -> None:
     color = SEVERITY_COLORS.get(view.severity, "gray")
     since = f"{view.since:%Y-%m-%d %H:%M:%S} UTC" if view.since else "unknown"
     state = f":violet-badge[{view.status_text}]" if view.silenced or view.inhibited else ""
@@ -127,12 +127,10 @@ with ui.shown_errors("Reading the alerts"):
     st.subheader(f"Now: {len(firing)} firing, {len(pending)} pending")
     if not views and (am_ok or prom_alerts is not None):
         st.caption("No firing or pending alerts.")
-    number = 0
     for title, members in grouped(views, groups):
         st.markdown(f"##### {title}")
         for view in members:
-            _render_alert(view, number)
-            number += 1
+            _render_alert(view)
 
 # --- silences --------------------------------------------------------------------------------
 st.subheader("Silences")
@@ -180,7 +178,8 @@ else:
                 f"Silenced {len(caught)} alert(s) until {utcnow() + length:%Y-%m-%d %H:%M} UTC "
                 f"(silence {silence_id})."
             )
-            st.session_state.pop("silence_matchers", None)
+            for key in ("silence_matchers", "silence_comment"):
+                st.session_state.pop(key, None)
             st.rerun()
 
 with ui.shown_errors("Reading the silences"):
