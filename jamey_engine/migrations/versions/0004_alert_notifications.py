@@ -1,7 +1,7 @@
 """Alert history: the notifications Alertmanager delivers to the webhook receiver.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0006 (the key usage table, which landed first)
 Create Date: 2026-12-01 06:45:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
