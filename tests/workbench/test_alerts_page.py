@@ -18,7 +18,7 @@ from jamey_engine.engine import Engine
 from jamey_engine.observability.alert_history import Notification, store_notifications
 from jamey_engine.observability.alertmanager import AlertmanagerClient
 
-from .conftest import figures, open_page, texts
+from .conftest import figures, open_page, sign_in, texts
 
 
 @pytest.fixture
@@ -154,3 +154,22 @@ def test_alertmanager_unreachable_is_said_once_and_the_history_still_shows(
     assert sum(e.startswith("Alertmanager unreachable at http://127.0.0.1:") for e in errors) == 1, errors
     assert "Silences need Alertmanager" in texts(admin_app)
     assert len(figures(admin_app)) == 1
+
+
+def test_a_viewer_sees_alerts_but_no_silence_form(am: AmServer, app: AppTest, engine: Engine) -> None:
+    key = engine.keys.create("viewer", scopes=("ops:read",), actor="test").key
+    sign_in(app, key)
+    firing(am, alert("JameyHighLatency"))
+    open_page(app, "alerts")
+    assert not app.exception, app.exception
+    assert "Now: 1 firing, 0 pending" in texts(app)
+    assert "Silencing and expiring need the **ops:write** scope." in texts(app)
+    assert not [b for b in app.button if b.key and b.key.startswith(("silence_", "expire_"))]
+
+
+def test_run_runbook_sits_next_to_a_firing_alert_a_runbook_answers(am: AmServer, admin_app: AppTest) -> None:
+    firing(am, alert("JameyMemoryIndexTooLarge", "warning", layer="semantic"), alert("JameyHighLatency"))
+    open_page(admin_app, "alerts")
+    assert not admin_app.exception, admin_app.exception
+    runbooks = [b.proto.url for b in admin_app.get("link_button") if b.proto.label == "Run runbook"]
+    assert runbooks == ["/runbooks?runbook=prune_memories&layer=semantic"], "only where runbook_for_alert maps"
