@@ -100,7 +100,9 @@ def test_an_operator_silences_a_firing_alert_from_the_page(
                 lambda: [a for a in client.alerts() if a.state == "suppressed"],
                 what="suppressed in Alertmanager",
             )
-            page.get_by_test_id("stSidebar").get_by_role("link", name="Alerts", exact=True).click()  # a fresh read
+            page.get_by_test_id("stSidebar").get_by_role(
+                "link", name="Alerts", exact=True
+            ).click()  # a fresh read
             expect(page.get_by_text("silenced by browser-admin until").first).to_be_visible(timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "workbench_alerts.png"), full_page=True)
         finally:

@@ -172,4 +172,6 @@ def test_run_runbook_sits_next_to_a_firing_alert_a_runbook_answers(am: AmServer,
     open_page(admin_app, "alerts")
     assert not admin_app.exception, admin_app.exception
     runbooks = [b.proto.url for b in admin_app.get("link_button") if b.proto.label == "Run runbook"]
-    assert runbooks == ["/runbooks?runbook=prune_memories&layer=semantic"], "only where runbook_for_alert maps"
+    assert runbooks == ["/runbooks?runbook=prune_memories&layer=semantic"], (
+        "only where runbook_for_alert maps"
+    )
