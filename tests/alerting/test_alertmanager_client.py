@@ -185,3 +185,22 @@ def test_an_empty_answer_and_a_foreign_answer_are_told_apart() -> None:
 def test_the_credentials_never_reach_the_rendered_config(tmp_path: Path, am: AmServer) -> None:
     text = am.config.read_text()
     assert "credentials_file" in text and "jmy_none" not in text
+
+
+def test_an_inhibited_alert_says_by_what_and_groups_follow_alertmanager(
+    am: AmServer, client: AlertmanagerClient
+) -> None:
+    from jamey_engine.observability.alert_state import current_alerts, grouped
+
+    am.post_alerts(alert("JameyTestInhibit", "warning"), alert("JameyTestInhibit", "critical"))
+
+    def inhibited() -> list[object]:
+        views = current_alerts(None, client.alerts(), client.silences())
+        return [v for v in views if v.alertname == "JameyTestInhibit" and v.inhibited]
+
+    (view,) = wait_until(inhibited, what="the warning is inhibited")
+    assert view.severity == "warning" and view.inhibited == ("by JameyTestInhibit (critical)",)
+    assert view.status_text == "inhibited by JameyTestInhibit (critical)"
+    views = current_alerts(None, client.alerts(), client.silences())
+    titles = [title for title, _members in grouped(views, client.alert_groups())]
+    assert any(title.startswith("alertname=JameyTestInhibit → ") for title in titles), titles
