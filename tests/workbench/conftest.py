@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,36 @@ def prom_env(wb_env: Path, backfilled_prometheus: PromServer, monkeypatch: pytes
     monkeypatch.setenv("PROMETHEUS_URL", backfilled_prometheus.url)
     monkeypatch.setenv("PROMETHEUS_TIMEOUT", "10")
     return backfilled_prometheus
+
+
+@contextmanager
+def running_workbench(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """`streamlit run app.py` on a free loopback port with ``env``; yields its URL once it listens,
+    and stops it afterwards, failing if its log (``log_path``) holds a traceback."""
+    import subprocess
+    import sys
+
+    from helpers import wait_for_port
+
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for_port(port, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    text = log_path.read_text(errors="replace")
+    assert "Traceback" not in text, text[-3000:]
 
 
 def figures(at: AppTest) -> list[dict]:

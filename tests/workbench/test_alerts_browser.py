@@ -4,21 +4,19 @@ from the page and see it as silenced, with a real Alertmanager behind it."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from amserver import AmServer, alert, start_alertmanager, wait_until
-from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_port
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port
 from playwright.sync_api import expect, sync_playwright
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.observability.alertmanager import AlertmanagerClient
 
-from .conftest import REPO
+from .conftest import REPO, running_workbench
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 
@@ -41,27 +39,11 @@ def alerts_workbench(tmp_path: Path) -> Iterator[tuple[str, str, AmServer]]:
     engine = Engine(Settings.from_env(env))
     key = engine.keys.create("browser-admin", scopes=("admin",), actor="test").key
     engine.close()
-    port = free_port()
-    log = (tmp_path / "streamlit.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
     try:
-        wait_for_port(port, timeout=60)
-        yield f"http://127.0.0.1:{port}", key, am
+        with running_workbench(env, tmp_path / "streamlit.log") as url:
+            yield url, key, am
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
         am.stop()
-        text = (tmp_path / "streamlit.log").read_text(errors="replace")
-        assert "Traceback" not in text, text[-3000:]
 
 
 @pytest.mark.browser

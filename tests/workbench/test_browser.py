@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_port
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port
 from playwright.sync_api import Page, expect, sync_playwright
 from promserver import PromServer
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 
-from .conftest import REPO
+from .conftest import REPO, running_workbench
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 
@@ -41,26 +39,8 @@ def workbench(tmp_path: Path, backfilled_prometheus: PromServer) -> Iterator[tup
     key = engine.keys.create("browser-admin", scopes=("admin",), actor="test").key
     engine.memory.store_batch("working", ["a note for the screenshot"])
     engine.close()
-    port = free_port()
-    log = (tmp_path / "streamlit.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_for_port(port, timeout=60)
-        yield f"http://127.0.0.1:{port}", key, data
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        text = (tmp_path / "streamlit.log").read_text(errors="replace")
-        assert "Traceback" not in text, text[-3000:]
+    with running_workbench(env, tmp_path / "streamlit.log") as url:
+        yield url, key, data
 
 
 def go_to(page: Page, title: str) -> None:
