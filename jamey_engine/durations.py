@@ -1,4 +1,4 @@
-"""Parsing of human durations (``30d``, ``1h``, ``90s``) and UTC timestamps."""
+"""Parsing of human durations (``30d``, ``1h``, ``90s``), sizes (``1GiB``, ``500MB``) and UTC timestamps."""
 
 from __future__ import annotations
 
@@ -44,6 +44,47 @@ def format_duration(delta: timedelta) -> str:
             parts.append(f"{seconds // size}{unit}")
             seconds %= size
     return "".join(parts)
+
+
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
+
+
+def parse_size(text: str, *, field: str = "size") -> int:
+    """Parse ``1GiB``, ``500MB``, ``1.5 GiB`` or ``1048576`` (bytes) into a whole number of bytes above zero.
+
+    Units: B, KB/MB/GB/TB (powers of 1000) and KiB/MiB/GiB/TiB (powers of 1024), any case.
+    Raises InvalidInput naming ``field`` and the value when it is not a size or not above zero.
+    """
+    raw = str(text).strip()
+    match = _SIZE.fullmatch(raw.lower())
+    if not match or match.group(2) not in {"", *_SIZE_UNITS}:
+        raise InvalidInput(
+            f"{field} {text!r} is not a size; use a number and a unit "
+            "(B, KB, MB, GB, KiB, MiB, GiB), e.g. 1GiB or 500MB"
+        )
+    value = round(float(match.group(1)) * _SIZE_UNITS.get(match.group(2) or "b", 1))
+    if value <= 0:
+        raise InvalidInput(f"{field} {text!r} must be above zero")
+    return value
+
+
+def format_size(value: int) -> str:
+    """Render bytes compactly and exactly when a binary unit fits (``1GiB``, ``1536MiB``), else in bytes."""
+    for unit, size in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if value >= size and value % size == 0:
+            return f"{value // size}{unit}"
+    return f"{value}B"
 
 
 def utcnow() -> datetime:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from jamey_engine.memory.dedupe import DedupeResult
     from jamey_engine.memory.model import PruneResult
     from jamey_engine.progress import Progress
+    from jamey_engine.retention import RetentionPolicies, RetentionRun
     from jamey_engine.vault import Vault
 
 
@@ -148,6 +149,26 @@ class Engine:
             self.db, self.events, "prune", "success", duration, rows=rows, event=event, actor=who
         )
         return PruneRun(results, duration, note)
+
+    @cached_property
+    def retention(self) -> RetentionPolicies:
+        from jamey_engine.retention import RetentionPolicies
+
+        return RetentionPolicies(self.db)
+
+    def apply_retention(
+        self, *, dry_run: bool = False, actor: str = "retention", progress: Progress | None = None
+    ) -> RetentionRun:
+        """Plan (``dry_run``) or apply every layer's retention policy, one layer at a time, through
+        the same prune as everywhere else, on behalf of ``actor`` (``retention`` for the schedule).
+
+        An applied run is recorded in the operation log (a row per layer and one for the run,
+        failures included); see :func:`jamey_engine.retention.run_retention`. Raises Busy when
+        another retention run holds the lock, StorageCorrupt for a damaged layer.
+        """
+        from jamey_engine.retention import run_retention
+
+        return run_retention(self, dry_run=dry_run, actor=actor, progress=progress)
 
     def flush_key_usage(self) -> None:
         """Write the keys' pending last-used times and usage counts, if the key manager was ever

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models of the Jamey database: API keys, their audit trail, and the operation log.
+"""SQLAlchemy 2 models of the Jamey database: API keys, their audit trail, the operation log, and
+the memory layers' retention policies with their audit trail.
 
 The schema itself is owned by the Alembic migrations in ``jamey_engine/migrations``; a test
 checks that these models and the migrations agree (autogenerate finds no difference).
@@ -157,9 +158,40 @@ class AlertNotification(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class RetentionPolicy(Base):
+    """A memory layer's retention policy: its age and size limits (None: no limit), who set it and when.
+
+    A layer without a row has no policy: nothing of it is ever deleted by retention.
+    """
+
+    __tablename__ = "retention_policies"
+
+    layer: Mapped[str] = mapped_column(String(32), primary_key=True)
+    max_age_seconds: Mapped[int | None] = mapped_column(BigInteger)
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    set_by: Mapped[str] = mapped_column(String(100))
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RetentionEvent(Base):
+    """One entry of the retention audit trail: who changed which layer's policy, from what to what."""
+
+    __tablename__ = "retention_events"
+    __table_args__ = (Index("ix_retention_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    layer: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(100))
+    before: Mapped[str | None] = mapped_column(Text)  # "max_age=30d max_bytes=1GiB", None: no policy
+    after: Mapped[str | None] = mapped_column(Text)
+
+
 TABLES: tuple[Table, ...] = (
     cast(Table, ApiKey.__table__),
     cast(Table, KeyEvent.__table__),
     cast(Table, Operation.__table__),
     cast(Table, AlertNotification.__table__),
+    cast(Table, RetentionPolicy.__table__),
+    cast(Table, RetentionEvent.__table__),
 )

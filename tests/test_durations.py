@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jamey_engine.durations import format_duration, parse_duration, parse_timestamp
+from jamey_engine.durations import format_duration, format_size, parse_duration, parse_size, parse_timestamp
 from jamey_engine.errors import InvalidInput
 
 
@@ -39,3 +39,33 @@ def test_timestamps_are_utc_and_naive_means_utc() -> None:
 def test_a_bad_timestamp_names_the_field() -> None:
     with pytest.raises(InvalidInput, match="timestamp 'yesterday'"):
         parse_timestamp("yesterday")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1GiB", 1024**3),
+        ("1gib", 1024**3),
+        ("500MB", 500_000_000),
+        ("1.5 KiB", 1536),
+        ("2kb", 2000),
+        ("3MiB", 3 * 1024**2),
+        ("1GB", 10**9),
+        ("1048576", 1048576),
+        ("64B", 64),
+    ],
+)
+def test_it_parses_sizes_in_decimal_and_binary_units(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "GiB", "1 GiBs", "-1MiB", "0MB", "1.2.3GB", "ten MB", "1 MiB 2"])
+def test_it_rejects_what_is_not_a_size(text: str) -> None:
+    with pytest.raises(InvalidInput, match="max_bytes"):
+        parse_size(text, field="max_bytes")
+
+
+def test_format_size_round_trips() -> None:
+    for value in (1024**3, 3 * 1024**2, 1536, 1000, 7):
+        assert parse_size(format_size(value)) == value
+    assert format_size(1024**3) == "1GiB"

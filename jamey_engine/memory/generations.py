@@ -6,6 +6,9 @@ On disk, under ``memory/``::
     CURRENT.lock       flock: SHARED while writing into a generation, EXCLUSIVE to switch
     CURRENT.turnstile  flock taken briefly before CURRENT.lock, so a waiting switch is not
                        starved by a stream of writers
+    BUILDING.lock      flock: SHARED by every process building a new generation (prune,
+                       restore) until it is switched in or removed; a stray sweep takes it
+                       EXCLUSIVE without waiting, so it only runs when nobody builds
     <layer>/<generation>/   one tantivy index per layer generation
 
 Prune (compaction) and restore build a new generation beside the current one, then switch
@@ -36,6 +39,7 @@ from jamey_engine.memory.wal import is_log_file
 POINTER = "CURRENT"
 LOCK = "CURRENT.lock"
 TURNSTILE = "CURRENT.turnstile"
+BUILDING = "BUILDING.lock"  # SHARED while a generation is built; a stray sweep needs it EXCLUSIVE
 
 StatKey = tuple[int, int, int]
 
@@ -159,6 +163,55 @@ class Generations:
                 shutil.rmtree(child, ignore_errors=True)
                 removed.append(child.name)
         return removed
+
+    @contextmanager
+    def building(self) -> Iterator[None]:
+        """Hold the build lock SHARED while building a generation until it is switched in or removed.
+
+        Take it before the switch lock. A process killed meanwhile frees it (the kernel does),
+        so :meth:`sweep_strays` can tell a dead build's leftovers from a build in progress.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / BUILDING, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # a sweep holds it EXCLUSIVE only for an instant
+            yield
+        finally:
+            os.close(fd)
+
+    def sweep_strays(self, layer: str) -> list[str]:
+        """Remove every generation of ``layer`` that CURRENT does not name, and pointer temp files,
+        when no process is building a generation (else remove nothing). Returns the names removed.
+
+        Leftovers of a build killed before its switch, or of a switch killed before it removed
+        the old generation, are safe to remove then: nobody can be writing into them.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / BUILDING, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return []
+            with self.exclusive("sweep of leftover generations"):
+                current = self.read().get(layer)
+                removed = []
+                for child in sorted(self.root.glob(f".{POINTER}.*.tmp")):
+                    child.unlink(missing_ok=True)
+                try:
+                    children = list((self.root / layer).iterdir())
+                except FileNotFoundError:
+                    return []
+                for child in children:
+                    if current is not None and child.name != current:
+                        if child.is_dir():
+                            shutil.rmtree(child, ignore_errors=True)
+                        else:
+                            child.unlink(missing_ok=True)
+                        removed.append(child.name)
+                return removed
+        finally:
+            os.close(fd)
 
     # -- initialisation ----------------------------------------------------------------
     def ensure(self) -> dict[str, str]:

@@ -18,7 +18,7 @@ import tantivy
 
 from jamey_engine.errors import InvalidInput, StorageCorrupt
 from jamey_engine.fsutil import fsync_path
-from jamey_engine.memory.generations import link_or_copy
+from jamey_engine.memory.generations import Generations, link_or_copy
 from jamey_engine.memory.model import LAYERS
 from jamey_engine.memory.schema import (
     LOCK_FILES,
@@ -128,6 +128,11 @@ def restore_layers(store: MemoryStore, src: Path) -> None:
     validate_layers(src)
     gens = store.generations
     gens.ensure()
+    with gens.building():  # so a stray sweep never takes the staged generations
+        _restore_staged(gens, src)
+
+
+def _restore_staged(gens: Generations, src: Path) -> None:
     staged: dict[str, str] = {}
     try:
         for layer in LAYERS:

@@ -125,13 +125,14 @@ def compact_layer(
     document deleted meanwhile makes the attempt copy again (see the module docstring).
     ``deleted`` in the result counts documents now gone. Raises Busy, StorageCorrupt.
     """
-    for attempt in range(1, ATTEMPTS + 1):
-        result = _compact(
-            store, layer, select, progress or no_progress, locked=attempt == ATTEMPTS, what=what
-        )
-        if result is not None:
-            return result
-        log.info("layer %s changed during compaction; copying again (attempt %d)", layer, attempt + 1)
+    with store.generations.building():  # so a stray sweep never takes the generation being built
+        for attempt in range(1, ATTEMPTS + 1):
+            result = _compact(
+                store, layer, select, progress or no_progress, locked=attempt == ATTEMPTS, what=what
+            )
+            if result is not None:
+                return result
+            log.info("layer %s changed during compaction; copying again (attempt %d)", layer, attempt + 1)
     raise AssertionError("the last attempt holds the lock and cannot be abandoned")
 
 

@@ -593,22 +593,27 @@ class MemoryStore:
     # -- maintenance --------------------------------------------------------------------
     def prune(
         self,
-        older_than: timedelta,
+        older_than: timedelta | None,
         layers: Sequence[str] | None = None,
         *,
         dry_run: bool = False,
         progress: Progress | None = None,
+        before: datetime | None = None,
     ) -> list[PruneResult]:
         """Delete memories older than ``older_than`` and reclaim their disk (see memory.prune).
 
-        With ``dry_run`` nothing changes and the results say what would go. A layer with
-        nothing old enough is left untouched. Raises InvalidInput, Busy.
+        ``before`` (with ``older_than`` None) cuts at an exact instant instead: memories stamped
+        before it go (retention uses it). With ``dry_run`` nothing changes and the results say
+        what would go. A layer with nothing old enough is left untouched. Raises InvalidInput, Busy.
         """
         from jamey_engine.memory.prune import prune_layer
 
-        if not isinstance(older_than, timedelta) or older_than <= timedelta(0):
-            raise InvalidInput(f"older_than {older_than!r} must be a duration longer than zero")
         chosen = check_layers(layers)
+        if before is not None and older_than is None:
+            cutoff = max(check_timestamp(before, field="before"), EPOCH)
+            return [prune_layer(self, layer, cutoff, dry_run=dry_run, progress=progress) for layer in chosen]
+        if not isinstance(older_than, timedelta) or older_than <= timedelta(0) or before is not None:
+            raise InvalidInput(f"older_than {older_than!r} must be a duration longer than zero")
         try:
             cutoff = max(utcnow() - older_than, EPOCH)
         except OverflowError:

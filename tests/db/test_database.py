@@ -39,7 +39,14 @@ def test_a_fresh_database_is_upgraded_to_the_newest_migration(db: Database) -> N
 
 
 def test_first_use_upgrades_automatically(db: Database) -> None:
-    assert db.count_rows() == {"api_keys": 0, "key_events": 0, "operations": 0, "alert_notifications": 0}
+    assert db.count_rows() == {
+        "api_keys": 0,
+        "key_events": 0,
+        "operations": 0,
+        "retention_policies": 0,
+        "retention_events": 0,
+        "alert_notifications": 0,
+    }
     assert db.current_revision() == head_revision()
 
 
@@ -154,9 +161,23 @@ def test_dump_then_load_restores_every_row_exactly(db: Database) -> None:
     filled(db)
     dumped = db.dump()
     assert dumped["api_keys"][0]["created_at"] == ODD_MOMENT.isoformat()
-    assert db.count_rows() == {"api_keys": 1, "key_events": 3, "operations": 2, "alert_notifications": 0}
+    assert db.count_rows() == {
+        "api_keys": 1,
+        "key_events": 3,
+        "operations": 2,
+        "retention_policies": 0,
+        "retention_events": 0,
+        "alert_notifications": 0,
+    }
     db.load({"api_keys": [], "key_events": [], "operations": []})
-    assert db.count_rows() == {"api_keys": 0, "key_events": 0, "operations": 0, "alert_notifications": 0}
+    assert db.count_rows() == {
+        "api_keys": 0,
+        "key_events": 0,
+        "operations": 0,
+        "retention_policies": 0,
+        "retention_events": 0,
+        "alert_notifications": 0,
+    }
     db.load(dumped)
     assert db.dump() == dumped
     with db.session() as session:

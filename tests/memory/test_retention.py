@@ -1,0 +1,153 @@
+"""Retention on real indexes and a real database (SQLite and PostgreSQL): age and size policies,
+the plan, the records (operation log and audit trail name who), and bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from jamey_engine.durations import utcnow
+from jamey_engine.engine import Engine
+from jamey_engine.errors import InvalidInput
+from jamey_engine.memory.retention import TARGET_FRACTION, keep_newest_cutoff
+from jamey_engine.oplog import recent_operations
+from jamey_engine.retention import last_run, retention_summary
+
+MIB = 1024**2
+
+
+def _fill(engine: Engine, layer: str, count: int, *, days: int = 100, size: int = 400) -> None:
+    """``count`` memories spread evenly over the last ``days`` days, each ~``size`` bytes of text."""
+    now = utcnow()
+    step = timedelta(days=days) / count
+    items = [
+        {
+            "content": f"memory {i} " + " ".join(f"w{(i * 7 + j) % 5003}" for j in range(size // 6)),
+            "timestamp": now - step * (i + 1),
+        }
+        for i in range(count)
+    ]
+    engine.memory.store_batch(layer, items)
+
+
+def test_no_policy_deletes_nothing_and_records_nothing(db_engine: Engine) -> None:
+    _fill(db_engine, "working", 200)
+    run = db_engine.apply_retention(actor="alice")
+    assert run.layers == []
+    assert db_engine.memory.count("working") == 200
+    assert recent_operations(db_engine.db, kind="retention") == []
+
+
+def test_an_age_policy_removes_older_memories_and_records_who(db_engine: Engine) -> None:
+    _fill(db_engine, "working", 300, days=60)
+    _fill(db_engine, "semantic", 50, days=60)
+    db_engine.retention.set("working", max_age="30d", actor="alice")
+
+    plan = db_engine.apply_retention(dry_run=True, actor="alice")
+    [planned] = plan.layers
+    assert planned.layer == "working" and 140 <= planned.deleted <= 160
+    assert db_engine.memory.count("working") == 300, "a plan changes nothing"
+    assert recent_operations(db_engine.db, kind="retention") == []
+
+    run = db_engine.apply_retention(actor="alice")
+    [done] = run.layers
+    assert done.deleted == planned.deleted
+    assert db_engine.memory.count("working") == 300 - done.deleted
+    assert db_engine.memory.count("semantic") == 50, "a layer without a policy is never touched"
+    cutoff = utcnow() - timedelta(days=30)
+    oldest = db_engine.memory.search("working", "*", limit=1000, order="newest")[-1]
+    assert oldest.timestamp >= cutoff - timedelta(seconds=5)
+
+    rows = recent_operations(db_engine.db, kind="retention")
+    assert {row["actor"] for row in rows} == {"alice"}
+    layer_row = next(row for row in rows if row["layer"] == "working")
+    assert layer_row["count"] == done.deleted
+    detail = json.loads(str(layer_row["detail"]))
+    assert detail["bytes_before"] == done.bytes_before and detail["bytes_after"] == done.bytes_after
+    summary = retention_summary(db_engine.db)
+    assert summary.runs == {"success": 1, "failure": 0}
+    assert summary.deleted["working"] == done.deleted
+    assert summary.configured and summary.last_success is not None
+    assert last_run(db_engine.db) is not None
+    audit = db_engine.retention.audit()
+    assert [(a["layer"], a["actor"], a["before"], a["after"]) for a in audit] == [
+        ("working", "alice", None, "max_age=30d")
+    ]
+
+
+def test_a_size_capped_layer_ends_under_ninety_percent_keeping_the_newest(db_engine: Engine) -> None:
+    _fill(db_engine, "working", 6_000, days=200, size=500)
+    before = db_engine.memory.layer_size("working")
+    cap = max(MIB, before.bytes // 2)
+    assert before.bytes > cap
+    newest = [m.id for m in db_engine.memory.search("working", "*", limit=1000, order="newest")]
+    db_engine.retention.set("working", max_bytes=cap, actor="bob")
+
+    run = db_engine.apply_retention(actor="bob")
+    [done] = run.layers
+    after = db_engine.memory.layer_size("working")
+    assert after.bytes <= TARGET_FRACTION * cap, (after.bytes, cap, done)
+    assert done.deleted > 0 and done.passes <= 3
+    assert after.documents == before.documents - done.deleted
+    kept = db_engine.memory.search("working", "*", limit=1000, order="newest")
+    assert [m.id for m in kept] == newest, "the newest thousand are all kept"
+    # Every memory kept is newer than every memory removed: the kept are exactly the newest N.
+    oldest_kept = db_engine.memory.search("working", "*", limit=1, order="newest", since=None)
+    assert oldest_kept
+    assert after.documents > 0.3 * before.documents, "not far more than needed went"
+    assert {row["actor"] for row in recent_operations(db_engine.db, kind="retention")} == {"bob"}
+
+    again = db_engine.apply_retention(actor="bob")
+    assert again.layers[0].deleted == 0, "under the cap: the next run changes nothing"
+
+
+def test_the_cut_keeps_at_most_the_asked_number_of_newest(engine: Engine) -> None:
+    _fill(engine, "working", 500, days=3)
+    searcher = engine.memory.index("working").searcher()
+    for keep in (0, 1, 17, 250, 499):
+        cutoff = keep_newest_cutoff(searcher, keep)
+        assert cutoff is not None
+        kept = engine.memory.search("working", "*", limit=1000, since=cutoff)
+        assert keep - 1 <= len(kept) <= keep  # a shared second may take one more
+    assert keep_newest_cutoff(searcher, 500) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"layer": "nope", "max_age": "30d"}, "layer 'nope' is not one of"),
+        ({"layer": "working", "max_age": "30m"}, "max_age '30m' is under the minimum of 1h"),
+        ({"layer": "working", "max_bytes": "512KiB"}, "max_bytes '512KiB' is under the minimum of 1MiB"),
+        ({"layer": "working", "max_age": "thirty days"}, "max_age 'thirty days' is not a duration"),
+        ({"layer": "working", "max_bytes": "1 GiBs"}, "max_bytes '1 GiBs' is not a size"),
+        ({"layer": "working"}, "give max_age, max_bytes or both"),
+    ],
+)
+def test_bad_policy_input_is_refused_and_changes_nothing(
+    db_engine: Engine, kwargs: dict[str, str], message: str
+) -> None:
+    limits = {name: value for name, value in kwargs.items() if name != "layer"}
+    with pytest.raises(InvalidInput, match=message):
+        db_engine.retention.set(kwargs["layer"], actor="mallory", **limits)
+    assert all(info.max_age is None and info.max_bytes is None for info in db_engine.retention.show())
+    assert db_engine.retention.audit() == []
+
+
+def test_set_keeps_the_other_limit_and_clear_removes_what_it_names(db_engine: Engine) -> None:
+    policies = db_engine.retention
+    policies.set("episodic", max_age="30d", actor="alice")
+    info = policies.set("episodic", max_bytes="1GiB", actor="bob")
+    assert (info.max_age, info.max_bytes, info.set_by) == (timedelta(days=30), 1024**3, "bob")
+    info = policies.clear("episodic", max_age=True, actor="carol")
+    assert (info.max_age, info.max_bytes) == (None, 1024**3)
+    info = policies.clear("episodic", actor="carol")
+    assert info.set_by is None and info.policy.empty
+    assert [a["after"] for a in policies.audit()] == [
+        None,
+        "max_bytes=1GiB",
+        "max_age=30d max_bytes=1GiB",
+        "max_age=30d",
+    ]
+    assert retention_summary(db_engine.db).configured is False
