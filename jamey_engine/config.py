@@ -183,6 +183,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Retention after a scheduled backup: also keep every backup younger than this many days (0: no age rule).",
         _non_negative_int,
     ),
+    Setting(
+        "JAMEY_RETENTION_INTERVAL",
+        "retention_interval",
+        "1h",
+        "How often the service applies the memory layers' retention policies (e.g. 1h); empty turns the schedule off.",
+        _optional_duration,
+    ),
     Setting("JAMEY_HOST", "host", "127.0.0.1", "Address `jamey serve` binds to.", _text),
     Setting("JAMEY_PORT", "port", "3000", "Port `jamey serve` listens on.", _port),
     Setting(
@@ -415,6 +422,7 @@ class Settings:
     backup_interval: timedelta | None
     backup_keep: int
     backup_keep_days: int
+    retention_interval: timedelta | None
     host: str
     port: int
     default_rate_limit: str

@@ -1,4 +1,4 @@
-"""``jamey memory``: store, import, export, search, get, delete, sizes, growth, prune and dedupe."""
+"""``jamey memory``: store, import, export, search, get, delete, sizes, growth, prune, dedupe and retention."""
 
 from __future__ import annotations
 
@@ -243,3 +243,12 @@ def dedupe_command(layers: tuple[str, ...], all_layers: bool, dry_run: bool, as_
             f"{r.layer:<11} {verb} {r.deleted:>10} duplicates in {r.groups} groups   "
             f"bytes {r.bytes_before} -> {r.bytes_after}"
         )
+
+
+def _add_retention() -> None:
+    from jamey_engine.cli.retention import group as retention_group
+
+    group.add_command(retention_group)
+
+
+_add_retention()

@@ -1,4 +1,4 @@
-"""``jamey serve``: run the HTTP service under uvicorn (and the backup schedule, when set)."""
+"""``jamey serve``: run the HTTP service under uvicorn (and the backup and retention schedules, when set)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def group(host: str | None, port: str | None) -> None:
 
     from jamey_engine.engine import Engine
     from jamey_engine.service import create_app
-    from jamey_engine.service.scheduler import BackupScheduler
+    from jamey_engine.service.scheduler import BackupScheduler, RetentionScheduler
 
     engine = get_engine()
     if host is not None or port is not None:
@@ -43,6 +43,9 @@ def group(host: str | None, port: str | None) -> None:
     if settings.backup_interval is not None:
         scheduler = BackupScheduler(engine, settings.backup_interval).start()
         log.info("scheduled backups every %s", settings.backup_interval)
+    retention = None
+    if settings.retention_interval is not None:
+        retention = RetentionScheduler(engine, settings.retention_interval).start()
     app = create_app(engine)
     config = uvicorn.Config(
         app,
@@ -60,6 +63,8 @@ def group(host: str | None, port: str | None) -> None:
     finally:
         if scheduler is not None:
             scheduler.stop()
+        if retention is not None:
+            retention.stop()
 
 
 def check_data_dir(settings: Settings) -> None:

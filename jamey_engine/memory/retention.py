@@ -168,10 +168,12 @@ def plan_layer(
         cut = keep_newest_cutoff(searcher, keep)
         if cut is not None:
             cutoffs.append((cut, "max_bytes"))
-    if not cutoffs or not documents:
+    if not cutoffs:
         return LayerPlan(layer, documents, size.bytes, 0, 0, None, "none")
     cutoff = max(moment for moment, _ in cutoffs)
     reasons = sorted({reason for moment, reason in cutoffs if moment == cutoff})
+    if not documents:
+        return LayerPlan(layer, 0, size.bytes, 0, 0, cutoff, "+".join(reasons))
     doomed = count_before(searcher, cutoff)
     estimate = round(size.bytes * doomed / documents)
     return LayerPlan(layer, documents, size.bytes, doomed, estimate, cutoff, "+".join(reasons))

@@ -5,7 +5,7 @@ Two kinds live here:
   ``http_request_duration_seconds``, ``rate_limited_requests_total``,
   ``api_key_verifications_total``);
 - facts read from persisted state at scrape time by ``EngineCollector``: index sizes from the
-  memory store, backup/restore/prune history from the operation log in the database (so an
+  memory store, backup/restore/prune/retention history from the operation log in the database (so an
   operation run by the CLI, a notebook or the workbench shows here too), the MQTT publisher's
   state and the data dir's free space.
 """
@@ -59,6 +59,7 @@ class EngineCollector(Collector):
             self._memory_logs,
             self._memory,
             self._operations,
+            self._retention,
             self._keys,
             self._alerts,
             self._mqtt,
@@ -195,6 +196,47 @@ class EngineCollector(Collector):
         for status, count in notification_counts(self.engine.db).items():
             family.add_metric([status], float(count))
         yield family
+
+    def _retention(self) -> Iterator[Metric]:
+        from jamey_engine.retention import retention_summary
+
+        summary = retention_summary(self.engine.db)
+        deleted = CounterMetricFamily(
+            "memory_retention_deleted",
+            "Memories deleted by retention policies, by any process, by layer.",
+            labels=["layer"],
+        )
+        for layer, count in sorted(summary.deleted.items()):
+            deleted.add_metric([layer], float(count))
+        yield deleted
+        runs = CounterMetricFamily(
+            "memory_retention_runs", "Retention runs (scheduled or by hand), by outcome.", labels=["status"]
+        )
+        for status in OPERATION_STATUSES:
+            runs.add_metric([status], float(summary.runs.get(status, 0)))
+        yield runs
+        if summary.last_success is not None:  # absent until the first run succeeds
+            yield GaugeMetricFamily(
+                "memory_retention_last_success_timestamp_seconds",
+                "Unix time of the last successful retention run.",
+                value=summary.last_success,
+            )
+        yield GaugeMetricFamily(
+            "memory_retention_consecutive_failures",
+            "Retention runs that failed since the last successful one.",
+            value=float(summary.consecutive_failures),
+        )
+        yield GaugeMetricFamily(
+            "memory_retention_configured",
+            "1 when at least one layer has a retention policy.",
+            value=1.0 if summary.configured else 0.0,
+        )
+        interval = self.engine.settings.retention_interval
+        yield GaugeMetricFamily(
+            "memory_retention_interval_seconds",
+            "JAMEY_RETENTION_INTERVAL of this service (0: the schedule is off).",
+            value=interval.total_seconds() if interval is not None else 0.0,
+        )
 
     def _mqtt(self) -> Iterator[Metric]:
         events = self.engine.events

@@ -1,6 +1,7 @@
-"""The scheduled backup loop that ``jamey serve`` runs when JAMEY_BACKUP_INTERVAL is set.
+"""The scheduled loops of ``jamey serve``: backups (JAMEY_BACKUP_INTERVAL) and memory retention
+(JAMEY_RETENTION_INTERVAL, see :class:`RetentionScheduler`).
 
-Each run takes a backup (``vault.create``) and then applies retention (``vault.retain`` with
+Each backup run takes a backup (``vault.create``) and then applies retention (``vault.retain`` with
 the settings' rules: JAMEY_BACKUP_KEEP, 0 keeping all, and JAMEY_BACKUP_KEEP_DAYS). The vault records every
 backup, failed or not, in the operation log, so the run shows in /metrics and alerts; a failure
 here is also logged, and the loop tries again after a shorter delay.
@@ -84,3 +85,111 @@ class BackupScheduler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+
+RETENTION_LOCK = "retention.schedule.lock"
+# How often a process that does not hold the schedule lock tries to take it over.
+TAKE_OVER_EVERY = timedelta(seconds=30)
+
+
+class RetentionScheduler:
+    """A daemon thread that applies the memory retention policies every ``interval``.
+
+    Exactly one process per data dir runs the schedule: the one holding an exclusive file lock
+    (``retention.schedule.lock`` in the data dir) for as long as it lives. The others stay idle
+    and try to take the lock over now and then, so when the holder dies (the kernel frees the
+    lock) another one carries on. Each run is recorded by ``Engine.apply_retention`` (actor
+    ``retention``), failures included, so /metrics and the alert see it; a failure is also logged.
+    """
+
+    def __init__(self, engine: Engine, interval: timedelta) -> None:
+        self.engine = engine
+        self.interval = interval
+        self.runs = 0
+        self.failures = 0
+        self.lock_path = engine.settings.data_dir / RETENTION_LOCK
+        self._lock_fd: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="jamey-retention-schedule", daemon=True)
+
+    def start(self) -> RetentionScheduler:
+        """Start the loop; the first run is due ``interval`` after the last scheduled one (now if none)."""
+        self._thread.start()
+        return self
+
+    @property
+    def owner(self) -> bool:
+        """True while this process holds the schedule lock."""
+        return self._lock_fd is not None
+
+    def take_lock(self) -> bool:
+        """Take the schedule lock if no other process holds it; True when this process holds it."""
+        import fcntl
+        import os
+
+        if self._lock_fd is not None:
+            return True
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        log.info("this process runs the retention schedule (every %s)", self.interval)
+        return True
+
+    def first_delay(self) -> float:
+        """Seconds until the next run: the last scheduled run plus the interval (now if none)."""
+        from jamey_engine.retention import next_scheduled_run
+
+        try:
+            due = next_scheduled_run(self.engine.db, self.interval)
+        except Exception as err:
+            log.warning(
+                "cannot read the operation log (%s: %s); applying retention now", type(err).__name__, err
+            )
+            return 0.0
+        return 0.0 if due is None else max(0.0, (due - utcnow()).total_seconds())
+
+    def run_once(self) -> bool:
+        """One retention run; True on success. Never raises (failures are recorded and logged)."""
+        try:
+            run = self.engine.apply_retention(actor="retention")
+        except Exception as err:
+            self.failures += 1
+            log.error("scheduled retention failed: %s: %s", type(err).__name__, err)
+            return False
+        finally:
+            self.runs += 1
+        deleted = sum(layer.deleted for layer in run.layers)
+        log.info(
+            "scheduled retention done: %d layer(s) with a policy, %d memories removed",
+            len(run.layers),
+            deleted,
+        )
+        return True
+
+    def _loop(self) -> None:
+        wait = min(self.interval, TAKE_OVER_EVERY).total_seconds()
+        while not self.take_lock():
+            if self._stop.wait(wait):
+                return
+        delay = self.first_delay()
+        while not self._stop.wait(delay):
+            self.run_once()
+            delay = self.interval.total_seconds()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the loop to end, wait up to ``timeout`` s (a running apply finishes first), free the lock."""
+        import os
+
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self._lock_fd is not None and not self._thread.is_alive():
+            os.close(self._lock_fd)
+            self._lock_fd = None
