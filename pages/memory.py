@@ -1,15 +1,20 @@
-"""Memory: sizes and documents per layer, growth over time, search, and pruning (a dry run
-first, then a confirmation, with progress and the result)."""
+"""Memory: sizes and documents per layer, growth over time, search, pruning (a dry run
+first, then a confirmation, with progress and the result), and retention policies (edited
+behind a confirmation showing what they would remove; applied now with progress; the schedule's
+next and last runs; the size chart with each layer's cap)."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
-from jamey_engine.durations import parse_duration
+from jamey_engine.durations import format_duration, parse_duration, utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.memory import LAYERS
+from jamey_engine.retention import last_run, next_scheduled_run, preview_policy
 from workbench_ui import charts
 
 PLAN = "memory_prune_plan"  # (older_than text, layers tuple, rows) of the last dry run
@@ -48,6 +53,117 @@ with ui.shown_errors("Reading the growth"):
         st.plotly_chart(charts.growth_figure(growth), key="growth_chart")
     else:
         st.info(f"No documents added in the last {days} days.")
+
+# --- retention ------------------------------------------------------------------------------
+RETENTION_REVIEW = "memory_retention_review"  # (layer, max_age text, max_bytes text, plan row)
+RETENTION_DONE = "memory_retention_done"  # (message, note) after a save or an apply
+
+
+def _text(value: str) -> str | None:
+    return value.strip() or None
+
+
+st.subheader("Retention")
+retention_done = st.session_state.pop(RETENTION_DONE, None)
+if retention_done:
+    message, note = retention_done
+    st.success(message)
+    if note:
+        st.warning(note)
+
+with ui.shown_errors("Reading the retention policies"):
+    policies = engine.retention.show()
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "layer": info.layer,
+                    "max_age": info.as_dict()["max_age"] or "–",
+                    "max_bytes": charts.format_value(info.max_bytes, "bytes") if info.max_bytes else "–",
+                    "set by": info.set_by or "",
+                    "set at": info.set_at,
+                }
+                for info in policies
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+        key="retention_policies",
+    )
+    now = utcnow()
+    upcoming = next_scheduled_run(engine.db, engine.settings.retention_interval)
+    previous = last_run(engine.db)
+    schedule = (
+        "The schedule is off (JAMEY_RETENTION_INTERVAL is empty)."
+        if upcoming is None
+        else f"Next scheduled run: **{upcoming:%Y-%m-%d %H:%M} UTC** "
+        f"(every {format_duration(engine.settings.retention_interval or timedelta())})."
+    )
+    if previous is None:
+        st.caption(f"{schedule} No retention run yet.")
+    else:
+        outcome = "succeeded" if previous["status"] == "success" else f"failed: {previous['detail']}"
+        st.caption(
+            f"{schedule} Last run {ui.age(previous['at'], now)} by {previous['actor']} {outcome}; "
+            f"{previous['deleted']:,} memories, {charts.format_value(previous['freed_bytes'], 'bytes')} removed."
+        )
+    caps = {info.layer: info.max_bytes for info in policies}
+    st.plotly_chart(
+        charts.size_cap_figure({s.layer: s.bytes for s in engine.memory.sizes().layers.values()}, caps),
+        key="retention_sizes",
+    )
+
+with ui.shown_errors("Editing a retention policy"):
+    with st.form("retention"):
+        c1, c2, c3 = st.columns([2, 2, 2])
+        edit_layer = c1.selectbox("Layer", LAYERS, key="retention_layer")
+        current = next(info for info in policies if info.layer == edit_layer)
+        max_age_text = c2.text_input(
+            "Max age",
+            value=current.as_dict()["max_age"] or "",
+            key="retention_max_age",
+            help="Such as 30d; empty: none",
+        )
+        max_bytes_text = c3.text_input(
+            "Max bytes",
+            value=current.as_dict()["max_bytes_text"] or "",
+            key="retention_max_bytes",
+            help="Such as 1GiB or 500MB; empty: none",
+        )
+        review = st.form_submit_button("Review")
+    if review:
+        st.session_state.pop(RETENTION_REVIEW, None)
+        ui.authorize("admin")
+        row = preview_policy(engine, edit_layer, max_age=_text(max_age_text), max_bytes=_text(max_bytes_text))
+        st.session_state[RETENTION_REVIEW] = (edit_layer, _text(max_age_text), _text(max_bytes_text), row)
+
+    pending = st.session_state.get(RETENTION_REVIEW)
+    if pending:
+        p_layer, p_age, p_bytes, p_row = pending
+        freed = max(p_row.bytes_before - p_row.bytes_after, 0)
+        cut = f", everything before {p_row.cutoff:%Y-%m-%d %H:%M:%S} UTC" if p_row.cutoff else ""
+        st.write(
+            f"With max age **{p_age or 'none'}** and max bytes **{p_bytes or 'none'}**, the next run would "
+            f"remove **{p_row.deleted:,} memories** ({charts.format_value(freed, 'bytes')}) from "
+            f"**{p_layer}**{cut}."
+        )
+        if st.button(f"Save the {p_layer} policy", type="primary", key="retention_confirm"):
+            actor = ui.authorize("admin")
+            engine.retention.replace(p_layer, max_age=p_age, max_bytes=p_bytes, actor=actor)
+            st.session_state.pop(RETENTION_REVIEW, None)
+            st.session_state[RETENTION_DONE] = (f"Saved the retention policy of {p_layer}.", None)
+            st.rerun()
+
+with ui.shown_errors("Applying retention"):
+    if st.button("Apply retention now", key="retention_apply"):
+        actor = ui.authorize("ops:write")
+        run = engine.apply_retention(actor=actor, progress=ui.progress_bar("Applying retention…"))
+        removed = sum(layer.deleted for layer in run.layers)
+        st.session_state[RETENTION_DONE] = (
+            f"Retention applied to {len(run.layers)} layer(s): {removed:,} memories removed.",
+            run.note,
+        )
+        st.rerun()
 
 # --- search ---------------------------------------------------------------------------------
 with ui.shown_errors("Searching"):

@@ -8,7 +8,7 @@ operator sees how far a series is from alerting even when the data sits far belo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import pandas as pd
@@ -356,4 +356,47 @@ def growth_figure(rows: Sequence[dict], *, title: str = "Documents added per day
         height=340,
     )
     figure.update_yaxes(rangemode="tozero")
+    return figure
+
+
+def size_cap_figure(
+    sizes: Mapping[str, float],
+    caps: Mapping[str, float | None],
+    *,
+    title: str = "Index size and retention caps",
+) -> go.Figure:
+    """Each layer's index bytes as a bar, and each layer's ``max_bytes`` (where set) drawn as a
+    dashed line across its bar, so the distance to the cap reads at a glance."""
+    layers = list(sizes)
+    figure = go.Figure()
+    figure.add_trace(
+        go.Bar(x=layers, y=[sizes[layer] for layer in layers], name="index size", showlegend=True)
+    )
+    capped = [(position, layer, caps.get(layer)) for position, layer in enumerate(layers) if caps.get(layer)]
+    for number, (position, layer, cap) in enumerate(capped):
+        figure.add_trace(
+            go.Scatter(
+                x=[position - 0.45, position + 0.45],
+                y=[cap, cap],
+                xaxis="x2",
+                mode="lines",
+                line={"color": THRESHOLD_COLOR, "dash": "dash", "width": 3},
+                name="max_bytes",
+                legendgroup="max_bytes",
+                showlegend=number == 0,
+                hovertemplate=f"{layer} max_bytes: {format_value(cap, 'bytes')}<extra></extra>",
+            )
+        )
+    values = [float(v) for v in sizes.values()] + [float(c) for _, _, c in capped if c is not None]
+    low, high = y_range(values)
+    ticks, labels = byte_ticks(low, high)
+    figure.update_layout(
+        title={"text": title},
+        showlegend=True,
+        legend=_LEGEND,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        height=340,
+        xaxis2={"overlaying": "x", "range": [-0.5, len(layers) - 0.5], "visible": False},
+    )
+    figure.update_yaxes(range=[low, high], tickvals=ticks, ticktext=labels)
     return figure

@@ -1,22 +1,12 @@
-"""Memory retention: the policies per layer (in the database, every change audited) and the runs.
-
-The rules that cut a layer live in :mod:`jamey_engine.memory.retention`; this module holds what
-needs the database and the operation log:
-
-- :class:`RetentionPolicies`: each layer's ``max_age`` and ``max_bytes``, who set them and when,
-  and the audit trail of every change. The default is no policy: nothing is ever deleted.
-- :func:`run_retention`: plan (a dry run) or apply every policy, one layer at a time, under a
-  run lock (one run at a time per data dir), recorded in the operation log as kind
-  ``retention``: one row per layer (documents deleted, bytes freed, bytes before and after in
-  the detail) and one row for the run (``layer`` empty), which /metrics counts.
-- :func:`retention_summary` and :func:`last_run`: what /metrics and the workbench read.
+"""Retention runs: plan or apply every layer's policy under a run lock, recorded in the operation
+log (kind ``retention``: a row per layer and one for the run), and what /metrics and the
+workbench read back (:func:`retention_summary`, :func:`last_run`, :func:`next_scheduled_run`).
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import time
 from collections.abc import Iterator
@@ -27,218 +17,26 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from jamey_engine.durations import format_duration, format_size, parse_duration, parse_size, utcnow
-from jamey_engine.errors import Busy, InvalidInput, JameyError
+from jamey_engine.durations import utcnow
+from jamey_engine.errors import Busy, JameyError
 from jamey_engine.memory.layers import LAYERS, check_layer
 from jamey_engine.memory.retention import LayerPlan, Policy, apply_layer, plan_layer
-from jamey_engine.models import Operation, RetentionEvent, RetentionPolicy
+from jamey_engine.models import Operation, RetentionPolicy
 from jamey_engine.progress import Progress, no_progress
+from jamey_engine.retention.policies import (
+    RetentionPolicies,
+    check_max_age,
+    check_max_bytes,
+    clean_actor,
+    format_age,
+)
 
 if TYPE_CHECKING:
     from jamey_engine.db import Database
     from jamey_engine.engine import Engine
 
-log = logging.getLogger(__name__)
-
-MIN_MAX_AGE = timedelta(hours=1)
-MIN_MAX_BYTES = 1024**2
 SCHEDULE_ACTOR = "retention"
 RUN_LOCK = "RETENTION.lock"
-
-
-@dataclass(frozen=True)
-class PolicyInfo:
-    """One layer's policy as the front doors show it (None: no limit; ``set_by``/``set_at`` None: no policy)."""
-
-    layer: str
-    max_age: timedelta | None = None
-    max_bytes: int | None = None
-    set_by: str | None = None
-    set_at: datetime | None = None
-
-    @property
-    def policy(self) -> Policy:
-        return Policy(self.max_age, self.max_bytes)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: max_age as text (``30d``) and in seconds, max_bytes in bytes and as text; nulls when unset."""
-        return {
-            "layer": self.layer,
-            "max_age": format_age(self.max_age) if self.max_age else None,
-            "max_age_seconds": int(self.max_age.total_seconds()) if self.max_age else None,
-            "max_bytes": self.max_bytes,
-            "max_bytes_text": format_size(self.max_bytes) if self.max_bytes else None,
-            "set_by": self.set_by,
-            "set_at": self.set_at.isoformat() if self.set_at else None,
-        }
-
-
-def format_age(age: timedelta) -> str:
-    """A max_age as people write it: ``30d``, ``36h``, else the compact form (``1d2h30m``)."""
-    seconds = int(age.total_seconds())
-    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return format_duration(age)
-
-
-def check_max_age(value: str | timedelta) -> timedelta:
-    """A max_age of at least one hour, from ``30d``-style text or a timedelta; InvalidInput otherwise."""
-    if isinstance(value, timedelta):
-        age = value
-    else:
-        try:
-            age = parse_duration(value, field="max_age")
-        except OverflowError:
-            raise InvalidInput(f"max_age {value!r} is too long") from None
-    if age < MIN_MAX_AGE:
-        raise InvalidInput(f"max_age {value!r} is under the minimum of 1h")
-    if age > timedelta(days=365 * 300):
-        raise InvalidInput(f"max_age {value!r} is longer than 300 years")
-    return timedelta(seconds=int(age.total_seconds()))
-
-
-def check_max_bytes(value: str | int) -> int:
-    """A max_bytes of at least 1 MiB, from ``1GiB``-style text or an int; InvalidInput otherwise."""
-    if isinstance(value, bool):
-        raise InvalidInput(f"max_bytes {value!r} is not a size")
-    size = value if isinstance(value, int) else parse_size(value, field="max_bytes")
-    if size < MIN_MAX_BYTES:
-        raise InvalidInput(f"max_bytes {value!r} is under the minimum of 1MiB")
-    if size > 2**62:
-        raise InvalidInput(f"max_bytes {value!r} is too large")
-    return size
-
-
-def _describe(info: PolicyInfo | None) -> str | None:
-    if info is None or info.policy.empty:
-        return None
-    parts = []
-    if info.max_age is not None:
-        parts.append(f"max_age={format_age(info.max_age)}")
-    if info.max_bytes is not None:
-        parts.append(f"max_bytes={format_size(info.max_bytes)}")
-    return " ".join(parts)
-
-
-def _info(row: RetentionPolicy) -> PolicyInfo:
-    age = timedelta(seconds=row.max_age_seconds) if row.max_age_seconds is not None else None
-    return PolicyInfo(row.layer, age, row.max_bytes, row.set_by, row.set_at)
-
-
-def _clean_actor(actor: str) -> str:
-    text = str(actor or "").strip()
-    if not text:
-        raise InvalidInput("actor must not be empty")
-    return text[:100]
-
-
-class RetentionPolicies:
-    """The layers' retention policies in the database. Thread-safe (each call is one transaction)."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def show(self) -> list[PolicyInfo]:
-        """Every layer, in layer order, with its policy (max_age/max_bytes None when unset)."""
-        with self.db.session() as session:
-            rows = {row.layer: _info(row) for row in session.scalars(sa.select(RetentionPolicy))}
-        return [rows.get(layer, PolicyInfo(layer)) for layer in LAYERS]
-
-    def get(self, layer: str) -> PolicyInfo:
-        """One layer's policy. Raises InvalidInput for an unknown layer."""
-        check_layer(layer)
-        return next(info for info in self.show() if info.layer == layer)
-
-    def active(self) -> dict[str, Policy]:
-        """The layers that have a policy, and their policies."""
-        return {info.layer: info.policy for info in self.show() if not info.policy.empty}
-
-    def set(
-        self,
-        layer: str,
-        *,
-        max_age: str | timedelta | None = None,
-        max_bytes: str | int | None = None,
-        actor: str,
-    ) -> PolicyInfo:
-        """Set ``max_age`` and/or ``max_bytes`` of ``layer`` (a limit not given stays as it was),
-        recording ``actor`` and the time, and the change in the audit trail (same transaction).
-
-        Raises InvalidInput, changing nothing: an unknown layer, neither limit given, max_age
-        under 1h, max_bytes under 1 MiB, a malformed duration or size.
-        """
-        check_layer(layer)
-        if max_age is None and max_bytes is None:
-            raise InvalidInput("give max_age, max_bytes or both (e.g. max_age 30d, max_bytes 1GiB)")
-        age = check_max_age(max_age) if max_age is not None else None
-        size = check_max_bytes(max_bytes) if max_bytes is not None else None
-        return self._change(layer, actor, lambda old: (age or old.max_age, size or old.max_bytes))
-
-    def replace(
-        self, layer: str, *, max_age: str | timedelta | None, max_bytes: str | int | None, actor: str
-    ) -> PolicyInfo:
-        """Make ``layer``'s policy exactly this (None: no such limit; both None: no policy). Audited.
-
-        Raises InvalidInput as :meth:`set` does (neither limit is allowed here: it clears).
-        """
-        check_layer(layer)
-        age = check_max_age(max_age) if max_age is not None else None
-        size = check_max_bytes(max_bytes) if max_bytes is not None else None
-        return self._change(layer, actor, lambda old: (age, size))
-
-    def clear(self, layer: str, *, max_age: bool = False, max_bytes: bool = False, actor: str) -> PolicyInfo:
-        """Remove the named limits of ``layer`` (neither named: both). Audited. Raises InvalidInput."""
-        check_layer(layer)
-        both = not max_age and not max_bytes
-        return self._change(
-            layer,
-            actor,
-            lambda old: (
-                None if (max_age or both) else old.max_age,
-                None if (max_bytes or both) else old.max_bytes,
-            ),
-        )
-
-    def _change(self, layer: str, actor: str, new: Any) -> PolicyInfo:
-        who = _clean_actor(actor)
-        now = utcnow()
-        with self.db.session() as session:
-            row = session.get(RetentionPolicy, layer, with_for_update=True)
-            old = _info(row) if row is not None else PolicyInfo(layer)
-            age, size = new(old)
-            after = PolicyInfo(layer, age, size, who, now)
-            if row is not None and after.policy.empty:
-                session.delete(row)
-            elif not after.policy.empty:
-                if row is None:
-                    row = RetentionPolicy(layer=layer)
-                    session.add(row)
-                row.max_age_seconds = int(age.total_seconds()) if age is not None else None
-                row.max_bytes = size
-                row.set_by = who
-                row.set_at = now
-            session.add(
-                RetentionEvent(at=now, layer=layer, actor=who, before=_describe(old), after=_describe(after))
-            )
-        log.info("retention policy of %s: %s -> %s (by %s)", layer, _describe(old), _describe(after), who)
-        return after if not after.policy.empty else PolicyInfo(layer)
-
-    def audit(self, limit: int = 200, layer: str | None = None) -> list[dict[str, Any]]:
-        """The newest ``limit`` policy changes first: dict(at, layer, actor, before, after)."""
-        if limit <= 0:
-            raise InvalidInput(f"audit limit {limit!r} must be above zero")
-        query = sa.select(RetentionEvent).order_by(RetentionEvent.id.desc()).limit(limit)
-        if layer is not None:
-            query = query.where(RetentionEvent.layer == check_layer(layer))
-        with self.db.session() as session:
-            return [
-                {"at": e.at, "layer": e.layer, "actor": e.actor, "before": e.before, "after": e.after}
-                for e in session.scalars(query)
-            ]
-
-
-# -- runs -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -334,6 +132,18 @@ def _planned(layer: str, policy: Policy, plan: LayerPlan) -> LayerRetention:
     )
 
 
+def preview_policy(
+    engine: Engine, layer: str, *, max_age: str | timedelta | None, max_bytes: str | int | None
+) -> LayerRetention:
+    """What ``layer`` would lose now if its policy were this one (checked exactly as
+    :meth:`RetentionPolicies.replace` checks it). Changes nothing. Raises InvalidInput."""
+    check_layer(layer)
+    age = check_max_age(max_age) if max_age is not None else None
+    size = check_max_bytes(max_bytes) if max_bytes is not None else None
+    policy = Policy(age, size)
+    return _planned(layer, policy, plan_layer(engine.memory, layer, policy))
+
+
 def run_retention(
     engine: Engine, *, dry_run: bool = False, actor: str = SCHEDULE_ACTOR, progress: Progress | None = None
 ) -> RetentionRun:
@@ -347,7 +157,7 @@ def run_retention(
     """
     from jamey_engine import oplog
 
-    who = _clean_actor(actor)
+    who = clean_actor(actor)
     started = time.monotonic()
     policies = RetentionPolicies(engine.db).active()
     store = engine.memory
