@@ -42,6 +42,7 @@ class GrowthReport(NotebookRunbook):
         self.rates: pd.DataFrame | None = None
         self.rate_source: str | None = None
         self.projection: pd.DataFrame | None = None
+        self.policy_frame: pd.DataFrame | None = None
 
     @classmethod
     def open(
@@ -158,6 +159,51 @@ class GrowthReport(NotebookRunbook):
             return projection
 
         return self._step("projection", body)
+
+    def policy_projection(self, days_ahead: int | None = None) -> pd.DataFrame | None:
+        """Each layer's projected size with and without its retention policy, at the current rates."""
+
+        def body() -> pd.DataFrame:
+            from jamey_engine.retention import RetentionPolicies
+
+            if self.current is None or self.rates is None:
+                raise InvalidInput("there are no rates; run growth_rates first")
+            now = dict(zip(self.current["layer"], self.current["bytes"], strict=True))
+            per_day = dict(zip(self.rates["layer"], self.rates["bytes_per_day"], strict=True))
+            policies = {
+                info.layer: (
+                    info.max_age.total_seconds() / 86400 if info.max_age else None,
+                    float(info.max_bytes) if info.max_bytes else None,
+                )
+                for info in RetentionPolicies(self._engine.db).show()
+            }
+            self.policy_frame = growth.project_with_policies(
+                now, per_day, policies, days=days_ahead or max(self.days * 3, 90), today=self.today
+            )
+            self._say_all(growth.describe_policy_projection(self.policy_frame))
+            return self.policy_frame
+
+        return self._step("projection with policies", body)
+
+    def policy_chart(self) -> go.Figure | None:
+        """Projected size per layer without (dotted) and with (solid) its policy, with the 1 GiB alert."""
+        import plotly.express as px
+
+        frame = self.policy_frame
+        if frame is None or frame.empty:
+            return None
+        long = frame.melt(id_vars=["day", "layer"], value_vars=["without", "with"], var_name="policy")
+        fig = px.line(
+            long, x="day", y="value", color="layer", line_dash="policy",
+            title="Projected size without and with each layer's retention policy",
+        )  # fmt: skip
+        fig.add_hline(
+            y=growth.ALERT_THRESHOLD_BYTES,
+            line_dash="dash",
+            line_color="#d62728",
+            annotation_text="1 GiB alert",
+        )
+        return fig
 
     def chart(self, frame: pd.DataFrame | None, *, y: str, title: str) -> go.Figure | None:
         """A plotly line chart of ``y`` per day, one line per layer; None when there is nothing to draw."""
