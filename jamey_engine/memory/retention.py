@@ -84,6 +84,7 @@ class LayerOutcome:
     documents_after: int
     cutoff: datetime | None
     passes: int
+    reason: str = "none"
 
 
 def _whole_second(moment: datetime) -> datetime:
@@ -207,7 +208,7 @@ def apply_layer(
     """
     report = progress or no_progress
     plan = plan_layer(store, layer, policy)
-    bytes_before = plan.bytes
+    bytes_before, first_reason = plan.bytes, plan.reason
     deleted = 0
     passes = 0
     cutoff: datetime | None = None
@@ -228,4 +229,5 @@ def apply_layer(
         extra = math.ceil((now.bytes - MARGIN * target) / marginal)
         plan = _cut_to_keep(store, layer, max(now.documents - extra, 0))
     after = store.layer_size(layer)
-    return LayerOutcome(layer, deleted, bytes_before, after.bytes, after.documents, cutoff, passes)
+    reason = first_reason if passes else "none"
+    return LayerOutcome(layer, deleted, bytes_before, after.bytes, after.documents, cutoff, passes, reason)

@@ -168,8 +168,8 @@ def run_retention(
         ]
         return RetentionRun(layers, True, time.monotonic() - started, who)
     done: list[LayerRetention] = []
-    try:
-        with run_lock(engine):
+    with run_lock(engine):  # a run that never started (Busy) is not recorded
+        try:
             for number, (layer, policy) in enumerate(policies.items(), start=1):
                 store.generations.sweep_strays(layer)
 
@@ -180,7 +180,6 @@ def run_retention(
 
                 report(0, 0, f"{prefix}: planning")
                 outcome = apply_layer(store, layer, policy, progress=layer_progress)
-                plan_reason = "none" if outcome.cutoff is None else "policy"
                 done.append(
                     LayerRetention(
                         layer,
@@ -191,17 +190,17 @@ def run_retention(
                         outcome.deleted,
                         outcome.bytes_after,
                         outcome.cutoff,
-                        plan_reason,
+                        outcome.reason,
                         outcome.passes,
                     )
                 )
-    except JameyError as err:
+        except JameyError as err:
+            elapsed = time.monotonic() - started
+            _record(oplog, engine, "failure", elapsed, done, who, err.message)
+            raise
         elapsed = time.monotonic() - started
-        _record(oplog, engine, "failure", elapsed, done, who, err.message)
-        raise
-    elapsed = time.monotonic() - started
-    note = _record(oplog, engine, "success", elapsed, done, who, None) if policies else None
-    return RetentionRun(done, False, elapsed, who, note)
+        note = _record(oplog, engine, "success", elapsed, done, who, None) if policies else None
+        return RetentionRun(done, False, elapsed, who, note)
 
 
 def _record(
