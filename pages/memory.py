@@ -114,6 +114,9 @@ with ui.shown_errors("Reading the retention policies"):
     )
 
 with ui.shown_errors("Editing a retention policy"):
+    if not ui.can("admin"):
+        st.caption("Changing a retention policy needs the admin scope.")
+        ui.stop_section()
     with st.form("retention"):
         c1, c2, c3 = st.columns([2, 2, 2])
         edit_layer = c1.selectbox("Layer", LAYERS, key="retention_layer")
@@ -155,6 +158,9 @@ with ui.shown_errors("Editing a retention policy"):
             st.rerun()
 
 with ui.shown_errors("Applying retention"):
+    if not ui.can("ops:write"):
+        st.caption("Applying retention now needs the ops:write scope.")
+        ui.stop_section()
     if st.button("Apply retention now", key="retention_apply"):
         actor = ui.authorize("ops:write")
         run = engine.apply_retention(actor=actor, progress=ui.progress_bar("Applying retention…"))

@@ -5,6 +5,7 @@ key's name, bad input is an inline error that changes nothing, and the size char
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -13,7 +14,7 @@ from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.oplog import recent_operations
 
-from .conftest import figures, open_page, texts
+from .conftest import APP, TIMEOUT, figures, open_page, sign_in, texts
 
 REVIEW = "FormSubmitter:retention-Review"
 
@@ -88,3 +89,22 @@ def test_bad_policy_input_is_an_inline_error_and_nothing_changes(
     assert any(message in e.value for e in admin_app.error), [e.value for e in admin_app.error]
     assert "the next run would remove" not in texts(admin_app)
     assert all(info.policy.empty for info in seeded.retention.show())
+
+
+@pytest.mark.parametrize(
+    ("scope", "editor", "apply"),
+    [("ops:read", False, False), ("ops:write", False, True), ("admin", True, True)],
+)
+def test_each_role_sees_the_retention_actions_its_scope_allows(
+    engine: Engine, wb_env: Path, scope: str, editor: bool, apply: bool
+) -> None:
+    key = engine.keys.create(f"{scope.replace(':', '-')}-person", scopes=(scope,), actor="test").key
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    sign_in(at, key)
+    open_page(at, "memory")
+    assert not at.exception, at.exception
+    assert any("max_age" in frame.value.columns for frame in at.dataframe), "every role reads the policies"
+    assert bool(at.get("text_input") and [w for w in at.text_input if w.key == "retention_max_age"]) is editor
+    assert bool([b for b in at.button if b.key == "retention_apply"]) is apply
+    if not editor:
+        assert "Changing a retention policy needs the admin scope." in texts(at)
