@@ -180,8 +180,9 @@ class Generations:
             os.close(fd)
 
     def sweep_strays(self, layer: str) -> list[str]:
-        """Remove every generation of ``layer`` that CURRENT does not name, and pointer temp files,
-        when no process is building a generation (else remove nothing). Returns the names removed.
+        """Remove every generation directory of ``layer`` that CURRENT does not name, and pointer
+        temp files, when no process is building a generation (else remove nothing); files beside
+        the generations (the write-ahead log, its locks) are never touched. Returns the names removed.
 
         Leftovers of a build killed before its switch, or of a switch killed before it removed
         the old generation, are safe to remove then: nobody can be writing into them.
@@ -203,11 +204,10 @@ class Generations:
                 except FileNotFoundError:
                     return []
                 for child in children:
-                    if current is not None and child.name != current:
-                        if child.is_dir():
-                            shutil.rmtree(child, ignore_errors=True)
-                        else:
-                            child.unlink(missing_ok=True)
+                    # Only generation directories: the layer's write-ahead log and its locks
+                    # are files beside them, and must stay.
+                    if current is not None and child.name != current and child.is_dir():
+                        shutil.rmtree(child, ignore_errors=True)
                         removed.append(child.name)
                 return removed
         finally:

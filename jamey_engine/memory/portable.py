@@ -129,10 +129,10 @@ def restore_layers(store: MemoryStore, src: Path) -> None:
     gens = store.generations
     gens.ensure()
     with gens.building():  # so a stray sweep never takes the staged generations
-        _restore_staged(gens, src)
+        _restore_staged(store, gens, src)
 
 
-def _restore_staged(gens: Generations, src: Path) -> None:
+def _restore_staged(store: MemoryStore, gens: Generations, src: Path) -> None:
     staged: dict[str, str] = {}
     try:
         for layer in LAYERS:

@@ -156,6 +156,7 @@ def plan_layer(
     The size limit acts when the layer's bytes exceed ``trigger * max_bytes`` (the cap itself
     on a first pass; apply's later passes use 0.9). Raises StorageCorrupt for a damaged layer.
     """
+    store.flush_layer(layer)  # memories still in the write-ahead log count as well
     size = store.layer_size(layer)
     searcher = store.index(layer).searcher()
     documents = int(searcher.num_docs)
@@ -182,6 +183,7 @@ def plan_layer(
 
 def _cut_to_keep(store: MemoryStore, layer: str, keep: int) -> LayerPlan:
     """The plan that keeps the newest ``keep`` documents of ``layer``."""
+    store.flush_layer(layer)
     size = store.layer_size(layer)
     searcher = store.index(layer).searcher()
     documents = int(searcher.num_docs)

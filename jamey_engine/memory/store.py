@@ -611,13 +611,13 @@ class MemoryStore:
         chosen = check_layers(layers)
         if before is not None and older_than is None:
             cutoff = max(check_timestamp(before, field="before"), EPOCH)
-            return [prune_layer(self, layer, cutoff, dry_run=dry_run, progress=progress) for layer in chosen]
-        if not isinstance(older_than, timedelta) or older_than <= timedelta(0) or before is not None:
+        elif not isinstance(older_than, timedelta) or older_than <= timedelta(0) or before is not None:
             raise InvalidInput(f"older_than {older_than!r} must be a duration longer than zero")
-        try:
-            cutoff = max(utcnow() - older_than, EPOCH)
-        except OverflowError:
-            cutoff = EPOCH  # older than the calendar: nothing can be that old
+        else:
+            try:
+                cutoff = max(utcnow() - older_than, EPOCH)
+            except OverflowError:
+                cutoff = EPOCH  # older than the calendar: nothing can be that old
         for layer in chosen:  # unflushed writes are pruned (and counted) like flushed ones
             self.flush_layer(layer)
         return [prune_layer(self, layer, cutoff, dry_run=dry_run, progress=progress) for layer in chosen]

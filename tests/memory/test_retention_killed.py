@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _generations(layer_dir: Path) -> list[str]:
-    return sorted(p.name for p in layer_dir.iterdir())
+    return sorted(p.name for p in layer_dir.iterdir() if p.is_dir())
 
 
 def test_a_killed_apply_leaves_the_layer_readable_and_the_next_run_finishes(data_dir: Path) -> None:

@@ -13,8 +13,13 @@ def test_a_leftover_generation_and_pointer_temp_file_are_swept(store: MemoryStor
     create_index(stray)
     temp = store.root / ".CURRENT.123.abcd.tmp"
     temp.write_text("{}")
+    beside = {p.name for p in current.parent.iterdir() if p.is_file()}  # the write-ahead log, locks
+    log_like = current.parent / "wal-999999999999.log"
+    log_like.write_bytes(b"")
     assert store.generations.sweep_strays("working") == [stray.name]
-    assert sorted(p.name for p in current.parent.iterdir()) == [current.name]
+    assert {p.name for p in current.parent.iterdir() if p.is_dir()} == {current.name}
+    assert beside | {log_like.name} <= {p.name for p in current.parent.iterdir()}, "files stay"
+    log_like.unlink()
     assert not temp.exists()
     assert [m.content for m in store.search("working", "kept")] == ["kept"]
 
