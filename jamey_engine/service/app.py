@@ -182,7 +182,6 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(memory_router)
     app.include_router(admin_router)
     app.include_router(alerts_router)
-
     app.include_router(retention_router)
     app.add_middleware(BodySizeLimit, max_bytes=engine.settings.max_body_bytes)
     app.add_middleware(
