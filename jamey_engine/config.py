@@ -134,6 +134,15 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _flag(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"", "0", "false", "no", "off"}:
+        return False
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    raise ValueError("must be 1 or 0 (true or false)")
+
+
 def _optional_mqtt_url(value: str) -> str:
     if value and urlsplit(value).scheme not in {"mqtt", "mqtts"}:
         raise ValueError("must be empty (off) or an mqtt:// URL such as mqtt://127.0.0.1:1883")
@@ -182,6 +191,34 @@ SETTINGS: tuple[Setting, ...] = (
         "0",
         "Retention after a scheduled backup: also keep every backup younger than this many days (0: no age rule).",
         _non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_RECIPIENTS",
+        "backup_recipients",
+        "",
+        "age public keys (age1..., comma or space separated), or the path of a file of them, one a line; when set, every backup is encrypted to them.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_BACKUP_PASSPHRASE_FILE",
+        "backup_passphrase_file",
+        "",
+        "File holding a passphrase; when set (and no recipients are), backups are age-encrypted with it, and restores decrypt with it.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_BACKUP_IDENTITY_FILE",
+        "backup_identity_file",
+        "",
+        "age identity file (AGE-SECRET-KEY-1... lines) that verify, restore and rekey decrypt encrypted backups with.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_ALLOW_SHARED_DATA_DIR",
+        "allow_shared_data_dir",
+        "0",
+        "1 lets Jamey start on a data dir that group or others can access (access managed with groups); it still warns once.",
+        _flag,
     ),
     Setting("JAMEY_HOST", "host", "127.0.0.1", "Address `jamey serve` binds to.", _text),
     Setting("JAMEY_PORT", "port", "3000", "Port `jamey serve` listens on.", _port),
@@ -415,6 +452,10 @@ class Settings:
     backup_interval: timedelta | None
     backup_keep: int
     backup_keep_days: int
+    backup_recipients: str
+    backup_passphrase_file: str
+    backup_identity_file: str
+    allow_shared_data_dir: bool
     host: str
     port: int
     default_rate_limit: str
