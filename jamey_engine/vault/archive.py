@@ -163,6 +163,7 @@ def scan_archive(
     expected_order: Sequence[str] = (),
     on_progress: Callable[[int, int], None] | None = None,
     keys: BackupKeys | None = None,
+    label: str | None = None,
 ) -> ScanResult:
     """Stream through the archive at ``path``, hashing every member, in archive order.
 
@@ -184,7 +185,7 @@ def scan_archive(
     syncer = ThreadPoolExecutor(1, thread_name_prefix="vault-fsync") if extract_to is not None else None
     pending: list[Future[None]] = []
     try:
-        with _opened(path, keys) as (raw, position):
+        with _opened(path, keys, label or f"backup archive {path.name}") as (raw, position):
             result = _scan(
                 path, raw, position, extract_to, keep, expected_order, on_progress, syncer, pending
             )
@@ -200,10 +201,10 @@ def scan_archive(
 
 
 @contextmanager
-def _opened(path: Path, keys: BackupKeys | None) -> Iterator[tuple[BinaryIO, Callable[[], int]]]:
+def _opened(path: Path, keys: BackupKeys | None, label: str) -> Iterator[tuple[BinaryIO, Callable[[], int]]]:
     """The archive's zstd stream and a function giving the bytes of ``path`` consumed so far."""
     if is_encrypted(path):
-        with decrypting(path, keys or BackupKeys(), f"backup archive {path.name}") as opened:
+        with decrypting(path, keys or BackupKeys(), label) as opened:
             yield opened
         return
     with open(path, "rb") as raw:

@@ -339,6 +339,7 @@ class Vault:
                 expected_order=order,
                 on_progress=lambda done, total: report(done, total, stage),
                 keys=keys,
+                label=f"backup {backup_id}",
             )
             manifest = self.check_scan(backup_id, result)
         except BackupCorrupt as err:

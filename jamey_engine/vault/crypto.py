@@ -271,10 +271,11 @@ def _decrypt_error(err: BaseException, label: str, keys: BackupKeys) -> Exceptio
             f"({keys.identity_file}) can decrypt it; set it to the age identity of one of its "
             "recipients. Nothing was changed"
         )
-    if isinstance(err, pyrage.DecryptError) and "passphrase" in text.lower():
+    if keys.passphrase is not None and not keys.identities:
+        # pyrage reports a wrong passphrase and a damaged file alike.
         return BackupLocked(
-            f"{label} is encrypted with a passphrase that is not the one in "
-            "JAMEY_BACKUP_PASSPHRASE_FILE. Nothing was changed"
+            f"{label} cannot be decrypted with the passphrase in JAMEY_BACKUP_PASSPHRASE_FILE "
+            "(a different passphrase, or a damaged archive). Nothing was changed"
         )
     return BackupCorrupt(
         f"{label} failed age authentication ({text or type(err).__name__}): it is damaged or was "
