@@ -119,7 +119,7 @@ def test_overview_with_everything_down_says_so_and_still_renders(admin_app: AppT
     assert errors[0].count("http://") == 1, "the URL is said once"
     assert "jamey serve" in errors[0]
     assert sum("Prometheus unreachable at" in e for e in errors) == 2, errors  # headline and alerts
-    assert [s.value for s in admin_app.subheader] == ["Headline numbers", "Firing alerts"]
+    assert [s.value for s in admin_app.subheader] == ["Headline numbers", "Firing alerts", "Installation"]
 
 
 def test_alerts_page_shows_labels_annotations_and_links(prom_env: PromServer, admin_app: AppTest) -> None:
