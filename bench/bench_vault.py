@@ -171,13 +171,13 @@ def main(quick: bool = False) -> list[Row]:
         ),
         row(
             label,
-            "encrypted backup MB/s (vs tar --zstd | age -r)",
+            "encrypted backup MB/s (vs tar --zstd, piped to age -r)",
             mb / secret["backup"],
             baseline=mb / secret["tools_backup"],
         ),
         row(
             label,
-            "encrypted restore MB/s (vs age -d | tar --zstd -x)",
+            "encrypted restore MB/s (vs age -d, piped to tar --zstd -x)",
             mb / secret["restore"],
             baseline=mb / secret["tools_restore"],
         ),

@@ -231,11 +231,13 @@ def encrypting(out: BinaryIO, keys: BackupKeys) -> Iterator[BinaryIO]:
     try:
         yield sink
         sink.close()
-    except BaseException:
+    except BaseException as err:
         _close_quietly(sink)
         pump.join()
         if target.error is not None:
             raise target.error from None
+        if pump.error is not None and isinstance(err, BrokenPipeError):
+            raise OSError(f"age encryption failed: {pump.error}") from None
         raise
     pump.join()
     if target.error is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from helpers import make_settings
 from jamey_engine.cli import cli
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
-from jamey_engine.errors import BackupCorrupt, BackupLocked, ConfigError
+from jamey_engine.errors import BackupCorrupt, BackupLocked, ConfigError, Unavailable
 from jamey_engine.vault.crypto import AGE_MAGIC, BackupKeys
 
 from .support import change_everything, fill, state
@@ -339,6 +340,25 @@ def test_a_passphrase_encrypts_and_restores_and_a_wrong_one_is_refused(
         assert "wrong horse" not in refused.value.message
     finally:
         locked.close()
+
+
+def test_disk_full_while_encrypting_is_a_clean_error_that_leaves_nothing(
+    tmp_path: Path, tmpfs: Callable[[Path, str], Path], make_key: Callable[[str], AgeKey]
+) -> None:
+    backups = tmpfs(tmp_path / "small", "1m")
+    key = make_key("ops")
+    engine = Engine(
+        make_settings(tmp_path / "data", JAMEY_BACKUP_DIR=str(backups), JAMEY_BACKUP_RECIPIENTS=key.recipient)
+    )
+    try:
+        fill(engine, per_layer=8, content_bytes=40_000)  # ~1.6 MB of incompressible text
+        with pytest.raises(Unavailable) as caught:
+            engine.vault.create()
+        assert caught.value.message.startswith(f"no space left on device while writing backup to {backups}")
+        assert os.listdir(backups) == []
+        assert engine.vault.list() == []
+    finally:
+        engine.close()
 
 
 def test_bad_key_settings_name_the_variable_and_never_the_secret(tmp_path: Path) -> None:
