@@ -248,15 +248,14 @@ def encrypting(out: BinaryIO, keys: BackupKeys) -> Iterator[BinaryIO]:
 
 @contextmanager
 def _passphrase_encrypting(out: BinaryIO, passphrase: str) -> Iterator[BinaryIO]:
-    """Passphrase (scrypt) encryption: pyrage only offers it on whole byte strings, so the
-    archive is gathered in a temporary file first (owner-only, beside nothing else) and then
-    encrypted in memory. Memory is about twice the archive's size: see the README."""
-    import tempfile
+    """Passphrase (scrypt) encryption: pyrage offers it on whole byte strings only, so the
+    archive is gathered in memory (never as plaintext on disk) and encrypted at the end.
+    Memory is about twice the archive's size: see the README."""
+    import io
 
-    with tempfile.TemporaryFile() as spool:
-        yield spool
-        spool.seek(0)
-        out.write(pyrage.passphrase.encrypt(spool.read(), passphrase))
+    spool = io.BytesIO()
+    yield spool
+    out.write(pyrage.passphrase.encrypt(spool.getvalue(), passphrase))
 
 
 def _close_quietly(handle: BinaryIO) -> None:
