@@ -147,6 +147,29 @@ def test_the_service_refuses_a_shared_data_dir_in_one_line(shared_dir: Path) -> 
     ]
 
 
+def test_the_service_starts_on_a_shared_data_dir_with_the_escape_hatch_and_warns_once(
+    shared_dir: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    env = process_env(shared_dir, JAMEY_ALLOW_SHARED_DATA_DIR="1")
+    with log_path.open("wb") as log_file:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "jamey_engine", "serve", "--port", str(port)],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+    try:
+        wait_for_port(port, timeout=60)
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+    finally:
+        service.terminate()
+        service.wait(20)
+    assert log_path.read_text().count("going on because JAMEY_ALLOW_SHARED_DATA_DIR=1") == 1
+
+
 def test_the_stack_refuses_a_shared_data_dir_before_starting_anything(shared_dir: Path) -> None:
     stack = Stack(make_settings(shared_dir), StackPorts(), workbench=False, echo=lambda text: None)
     with pytest.raises(DataDirNotPrivate, match=r"mode 0755.*chmod 700"):
