@@ -134,15 +134,6 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def _flag(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"", "0", "false", "no", "off"}:
-        return False
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    raise ValueError("must be 1 or 0 (true or false)")
-
-
 def _optional_mqtt_url(value: str) -> str:
     if value and urlsplit(value).scheme not in {"mqtt", "mqtts"}:
         raise ValueError("must be empty (off) or an mqtt:// URL such as mqtt://127.0.0.1:1883")

@@ -174,7 +174,7 @@ def test_the_stack_refuses_a_shared_data_dir_before_starting_anything(shared_dir
     stack = Stack(make_settings(shared_dir), StackPorts(), workbench=False, echo=lambda text: None)
     with pytest.raises(DataDirNotPrivate, match=r"mode 0755.*chmod 700"):
         stack.start()
-    assert not stack.processes and not (shared_dir / "stack").exists()
+    assert stack.supervisor is None and not (shared_dir / "stack").exists()
     result = jamey("stack", "--no-workbench", env=process_env(shared_dir))
     assert result.returncode == 1 and "chmod 700" in result.stderr, result.stderr
 
@@ -214,7 +214,7 @@ def test_the_escape_hatch_is_accepted_by_every_front_door_and_warns_once(
     result = jamey("backup", "list", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("JAMEY_ALLOW_SHARED_DATA_DIR=1") == 1, result.stderr
-    check_data_dir(settings)  # what Stack.start() runs before it launches anything
+    check_data_dir(settings)  # what Stack.prepare() runs before it launches anything
 
 
 def test_the_check_creates_a_missing_data_dir_owner_only(tmp_path: Path, loose_umask: None) -> None:
