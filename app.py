@@ -23,13 +23,21 @@ import streamlit as st  # noqa: E402
 
 import workbench_ui as ui  # noqa: E402
 from jamey_engine.errors import JameyError  # noqa: E402
+from jamey_engine.privacy import check_data_dir, set_private_umask  # noqa: E402
 
+set_private_umask()  # before the workbench creates anything
 ui.prepare_run()
 # A local favicon: a ":material/..." icon would be fetched from fonts.gstatic.com, which the
 # workbench's CSP blocks (it must work on a closed network).
 st.set_page_config(
     page_title="Jamey ops workbench", page_icon=str(_HERE / "assets" / "favicon.png"), layout="wide"
 )
+
+try:  # a group- or world-accessible data dir is refused, as by every front door
+    check_data_dir(ui.settings())
+except JameyError as err:
+    st.error(err.message, icon=":material/lock:")
+    st.stop()
 
 
 def _page(name: str, title: str, icon: str, *, default: bool = False) -> st.Page:

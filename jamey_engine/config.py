@@ -190,6 +190,34 @@ SETTINGS: tuple[Setting, ...] = (
         "How often the service applies the memory layers' retention policies (e.g. 1h); empty turns the schedule off.",
         _optional_duration,
     ),
+    Setting(
+        "JAMEY_BACKUP_RECIPIENTS",
+        "backup_recipients",
+        "",
+        "age public keys (age1..., comma or space separated), or the path of a file of them, one a line; when set, every backup is encrypted to them.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_BACKUP_PASSPHRASE_FILE",
+        "backup_passphrase_file",
+        "",
+        "File holding a passphrase; when set (and no recipients are), backups are age-encrypted with it, and restores decrypt with it.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_BACKUP_IDENTITY_FILE",
+        "backup_identity_file",
+        "",
+        "age identity file (AGE-SECRET-KEY-1... lines) that verify, restore and rekey decrypt encrypted backups with.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_ALLOW_SHARED_DATA_DIR",
+        "allow_shared_data_dir",
+        "0",
+        "1 lets Jamey start on a data dir that group or others can access (access managed with groups); it still warns once.",
+        _flag,
+    ),
     Setting("JAMEY_HOST", "host", "127.0.0.1", "Address `jamey serve` binds to.", _text),
     Setting("JAMEY_PORT", "port", "3000", "Port `jamey serve` listens on.", _port),
     Setting(
@@ -423,6 +451,10 @@ class Settings:
     backup_keep: int
     backup_keep_days: int
     retention_interval: timedelta | None
+    backup_recipients: str
+    backup_passphrase_file: str
+    backup_identity_file: str
+    allow_shared_data_dir: bool
     host: str
     port: int
     default_rate_limit: str

@@ -53,10 +53,20 @@ class DedupeRun:
 
 
 class Engine:
-    """Holds one Settings and the components built from it."""
+    """Holds one Settings and the components built from it.
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    Building one sets the owner-only umask and checks the data dir (see ``privacy``): raises
+    DataDirNotPrivate for a group- or world-accessible one unless JAMEY_ALLOW_SHARED_DATA_DIR
+    is set. ``check_data_dir=False`` is for ``jamey doctor``, which reports such a dir instead.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, check_data_dir: bool = True) -> None:
+        from jamey_engine import privacy
+
+        privacy.set_private_umask()
         self.settings = settings or Settings.from_env()
+        if check_data_dir:
+            privacy.check_data_dir(self.settings)
 
     @cached_property
     def memory(self) -> MemoryStore:

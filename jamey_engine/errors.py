@@ -8,6 +8,8 @@ print them plainly.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class JameyError(Exception):
     """Base of every error a user may see. ``str(err)`` is the message."""
@@ -114,6 +116,29 @@ class BackupCorrupt(JameyError):
     def __init__(self, message: str, file: str | None = None) -> None:
         super().__init__(message)
         self.file = file
+
+
+class DataDirNotPrivate(JameyError):
+    """The data dir is group- or world-accessible; ``path`` and ``mode`` name what was found."""
+
+    status = 500
+    exit_code = 1
+
+    def __init__(self, path: Path, mode: int) -> None:
+        super().__init__(
+            f"data directory {path} has mode {mode:04o}, so group or others can access it; "
+            f"fix it with: chmod 700 {path} (or set JAMEY_ALLOW_SHARED_DATA_DIR=1 when access "
+            "is managed with groups on purpose)"
+        )
+        self.path = path
+        self.mode = mode
+
+
+class BackupLocked(JameyError):
+    """An encrypted backup cannot be read: no identity (or passphrase) is set, or none that
+    is set can decrypt it. Nothing was changed."""
+
+    status = 422
 
 
 class LogCorrupt(StorageCorrupt):

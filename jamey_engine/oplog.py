@@ -22,8 +22,9 @@ from jamey_engine.models import Operation
 log = logging.getLogger(__name__)
 
 # delete: a backup removed (by hand or retention); dedupe: duplicate memories removed;
-# silence: an Alertmanager silence created or expired; retention: memory retention policies applied
-KINDS = ("backup", "restore", "prune", "delete", "dedupe", "silence", "retention")
+# silence: an Alertmanager silence created or expired; retention: memory retention policies applied;
+# rekey: a backup re-encrypted to new recipients
+KINDS = ("backup", "restore", "prune", "delete", "dedupe", "silence", "retention", "rekey")
 STATUSES = ("success", "failure")
 _DETAIL_LIMIT = 2000
 

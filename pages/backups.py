@@ -51,6 +51,7 @@ with ui.shown_errors("Listing the backups"):
                     {
                         "id": b.id,
                         "status": b.status,
+                        "encrypted": "age" if b.encrypted else "no",
                         "created": b.created_at,
                         "age": ui.age(b.created_at, now),
                         "size": charts.format_value(b.size_bytes, "bytes"),

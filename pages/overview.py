@@ -1,5 +1,5 @@
-"""Overview: service health, firing alerts and four headline numbers colored against the
-alert thresholds."""
+"""Overview: service health, firing alerts, four headline numbers colored against the
+alert thresholds, and the installation findings of ``jamey doctor``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import timedelta
 import streamlit as st
 
 import workbench_ui as ui
+from jamey_engine import doctor
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import NotFound
 from jamey_engine.observability import promql
@@ -107,3 +108,43 @@ with ui.shown_errors("The alerts"):
             width="stretch",
         )
         st.page_link("pages/alerts.py", label="Details on the Alerts page", icon=":material/arrow_forward:")
+
+# --- installation (the same findings as `jamey doctor`) ---------------------------------------
+_STATUS_ICONS = {
+    "ok": ":material/check_circle:",
+    "warning": ":material/warning:",
+    "problem": ":material/error:",
+}
+
+with ui.shown_errors("The installation check"):
+    st.subheader("Installation")
+    report = doctor.run(current)
+    needing = [finding for finding in report.findings if finding.status != "ok"]
+    if report.needs_action:
+        st.error(
+            f"{sum(f.status == 'problem' for f in report.findings)} problem(s) need action "
+            "(the same list as `jamey doctor`).",
+            icon=":material/error:",
+        )
+    elif needing:
+        st.warning(
+            f"{len(needing)} finding(s) worth a look; nothing needs action.", icon=":material/warning:"
+        )
+    else:
+        st.success(
+            "Permissions, free space, database, layers and backups: all fine.", icon=":material/check_circle:"
+        )
+    st.dataframe(
+        [
+            {
+                "": _STATUS_ICONS.get(f.status, ""),
+                "check": f.check,
+                "status": f.status,
+                "detail": f.detail,
+                "fix": f.fix or "",
+            }
+            for f in report.findings
+        ],
+        hide_index=True,
+        width="stretch",
+    )

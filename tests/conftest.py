@@ -20,13 +20,17 @@ from promserver import backfilled_prometheus  # one backfilled Prometheus for th
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 
+# The tests run as a Jamey process does: everything they create is owner-only, so the data
+# dirs they make pass the same check the front doors run (jamey_engine.privacy).
+os.umask(0o077)
+
 __all__ = ["MQTT_URL", "POSTGRES_URL", "REDIS_URL", "backfilled_prometheus", "make_settings"]
 
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
-    path.mkdir()
+    path.mkdir(mode=0o700)
     return path
 
 

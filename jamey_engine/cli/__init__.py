@@ -55,19 +55,23 @@ class JameyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, data_dir: str | None, database_url: str | None, backup_dir: str | None) -> None:
     """Jamey: memory store, API keys, backups and the HTTP service."""
+    from jamey_engine.privacy import set_private_umask
+
+    set_private_umask()  # before anything is created
     try:
         settings = Settings.from_env(data_dir=data_dir, database_url=database_url, backup_dir=backup_dir)
     except JameyError as err:
         click.echo(f"error: {err.message}", err=True)
         ctx.exit(err.exit_code)
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    engine = Engine(settings)
+    # `jamey doctor` reports a shared data dir instead of refusing to look at it.
+    engine = Engine(settings, check_data_dir=ctx.invoked_subcommand != "doctor")
     ctx.obj = engine
     ctx.call_on_close(engine.close)
 
 
 # Each module defines ``group`` (a click command or group) that is added here.
-_COMMAND_MODULES = ("status", "memory", "db", "keys", "backup", "serve", "stack", "alerts")
+_COMMAND_MODULES = ("status", "memory", "db", "keys", "backup", "serve", "stack", "alerts", "doctor")
 
 for _name in _COMMAND_MODULES:
     try:

@@ -31,6 +31,7 @@ def _info_dict(info: BackupInfo) -> dict[str, object]:
         "files": info.files,
         "verified_at": info.verified_at,
         "problem": info.problem,
+        "encrypted": info.encrypted,
     }
 
 
@@ -83,13 +84,16 @@ def list_backups(as_json: bool) -> None:
     if not infos:
         click.echo(f"no backups in {get_engine().settings.backup_dir}")
         return
-    click.echo(f"{'ID':<24} {'CREATED (UTC)':<20} {'SIZE':>10} {'STATUS':<10} {'DOCS':>8} {'KEYS':>5}  LABEL")
+    click.echo(
+        f"{'ID':<24} {'CREATED (UTC)':<20} {'SIZE':>10} {'STATUS':<10} {'ENCRYPTED':<9} "
+        f"{'DOCS':>8} {'KEYS':>5}  LABEL"
+    )
     for info in infos:
         created = info.created_at.strftime("%Y-%m-%d %H:%M:%S")
         docs = sum(info.documents.values())
         click.echo(
             f"{info.id:<24} {created:<20} {_size(info.size_bytes):>10} {info.status:<10} "
-            f"{docs:>8} {info.keys:>5}  {info.label}"
+            f"{'age' if info.encrypted else 'no':<9} {docs:>8} {info.keys:>5}  {info.label}"
         )
 
 
@@ -141,6 +145,15 @@ def restore(
     click.echo(f"backup {done.backup_id} restored")
     if done.safety_backup_id:
         click.echo(f"  the previous state is in safety backup {done.safety_backup_id}")
+
+
+@group.command("rekey")
+@click.argument("backup_id", metavar="ID")
+def rekey(backup_id: str) -> None:
+    """Re-encrypt a backup to the current JAMEY_BACKUP_RECIPIENTS, atomically (a plain one gets encrypted)."""
+    with progress_bar("rekey") as progress:
+        info = get_engine().vault.rekey(backup_id, progress, actor="cli")
+    click.echo(f"backup {info.id} re-encrypted: {info.path}")
 
 
 @group.command("delete")

@@ -310,10 +310,15 @@ class Stack:
 
     def prepare(self) -> Supervisor:
         """Check the ports and render every configuration, so that all refusals come before
-        anything starts; return the supervisor of the components. Raises InvalidInput."""
+        anything starts; return the supervisor of the components. Raises InvalidInput, and
+        DataDirNotPrivate for a group- or world-accessible data dir (as every front door does;
+        the processes inherit the owner-only umask, so their files are private too)."""
+        from jamey_engine.privacy import check_data_dir
+
+        check_data_dir(self.settings)
         self._refuse_a_second_stack()
         check_ports(self.ports, self.port_names())
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         env = {
             **os.environ,
             # What the stack was given by flag, its processes get too.

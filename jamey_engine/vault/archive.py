@@ -4,7 +4,8 @@ Writing streams each file once: it is read in large chunks, hashed and compresse
 same pass. Reading streams the archive once: every member is hashed (and, for a restore,
 written beneath a staging directory) as it is decompressed, so verifying a backup never
 needs the whole archive in memory or on disk twice. The result is a plain ``.tar.zst``
-that ``tar --zstd -xf`` opens too.
+that ``tar --zstd -xf`` opens too; an encrypted backup is that same stream inside an age
+file (``crypto.py``), so ``age -d -i key.txt <archive> | tar --zstd -x`` opens it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -22,6 +24,7 @@ import zstandard
 
 from jamey_engine.errors import BackupCorrupt
 from jamey_engine.fsutil import fsync_path
+from jamey_engine.vault.crypto import BackupKeys, decrypting, is_encrypted
 from jamey_engine.vault.manifest import MANIFEST_NAME, FileEntry
 
 CHUNK = 1 << 20
@@ -159,8 +162,14 @@ def scan_archive(
     keep: Callable[[str], bool] = lambda name: True,
     expected_order: Sequence[str] = (),
     on_progress: Callable[[int, int], None] | None = None,
+    keys: BackupKeys | None = None,
+    label: str | None = None,
 ) -> ScanResult:
     """Stream through the archive at ``path``, hashing every member, in archive order.
+
+    An age-encrypted archive is decrypted on the fly with ``keys`` (see ``crypto.decrypting``:
+    BackupLocked without a usable identity, BackupCorrupt when authentication fails).
+    Directory members (as GNU tar writes them) are skipped; ``./name`` is read as ``name``.
 
     With ``extract_to``, each member for which ``keep(name)`` is true is also written to
     ``extract_to/name`` (directories created as needed). ``expected_order`` (the member
@@ -176,7 +185,10 @@ def scan_archive(
     syncer = ThreadPoolExecutor(1, thread_name_prefix="vault-fsync") if extract_to is not None else None
     pending: list[Future[None]] = []
     try:
-        result = _scan(path, extract_to, keep, expected_order, on_progress, syncer, pending)
+        with _opened(path, keys, label or f"backup archive {path.name}") as (raw, position):
+            result = _scan(
+                path, raw, position, extract_to, keep, expected_order, on_progress, syncer, pending
+            )
     except BaseException:
         if syncer is not None:
             syncer.shutdown(wait=True, cancel_futures=True)
@@ -188,8 +200,21 @@ def scan_archive(
     return result
 
 
+@contextmanager
+def _opened(path: Path, keys: BackupKeys | None, label: str) -> Iterator[tuple[BinaryIO, Callable[[], int]]]:
+    """The archive's zstd stream and a function giving the bytes of ``path`` consumed so far."""
+    if is_encrypted(path):
+        with decrypting(path, keys or BackupKeys(), label) as opened:
+            yield opened
+        return
+    with open(path, "rb") as raw:
+        yield raw, raw.tell
+
+
 def _scan(
     path: Path,
+    raw: BinaryIO,
+    position: Callable[[], int],
     extract_to: Path | None,
     keep: Callable[[str], bool],
     expected_order: Sequence[str],
@@ -202,59 +227,62 @@ def _scan(
     current: str | None = None
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
-    with open(path, "rb") as raw:
-        total = os.fstat(raw.fileno()).st_size
-        decompressor = zstandard.ZstdDecompressor()
-        try:
-            with decompressor.stream_reader(raw, read_size=CHUNK, read_across_frames=True) as stream:
-                tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115
-                for member in tar:
-                    current = member.name
-                    if not member.isfile():
-                        raise BackupCorrupt(
-                            f"archive member {member.name!r} is not a regular file", file=member.name
-                        )
-                    relative = safe_member_path(member.name)
-                    source = tar.extractfile(member)
-                    assert source is not None  # regular files always have a reader
-                    digest = hashlib.sha256()
-                    if member.name == MANIFEST_NAME:
-                        if member.size > MAX_MANIFEST_BYTES:
-                            raise BackupCorrupt(f"{MANIFEST_NAME} is implausibly large", file=MANIFEST_NAME)
-                        manifest = bytearray()
-                    target = None
-                    if extract_to is not None and keep(member.name):
-                        destination = extract_to.joinpath(*relative.parts)
-                        written = destination
-                        destination.parent.mkdir(parents=True, exist_ok=True)
-                        target = open(destination, "wb")  # noqa: SIM115
-                    try:
-                        while True:
-                            count = source.readinto(buffer)  # type: ignore[attr-defined]
-                            if not count:
-                                break
-                            digest.update(view[:count])
-                            if target is not None:
-                                target.write(view[:count])
-                            if manifest is not None and current == MANIFEST_NAME:
-                                manifest += view[:count]
-                            if on_progress is not None:
-                                on_progress(raw.tell(), total)
-                    finally:
+    total = os.stat(path).st_size
+    decompressor = zstandard.ZstdDecompressor()
+    try:
+        with decompressor.stream_reader(raw, read_size=CHUNK, read_across_frames=True) as stream:
+            tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115
+            for member in tar:
+                if member.isdir():  # GNU tar lists directories ("./", "memory/"): nothing to check
+                    folder = PurePosixPath(member.name)
+                    if folder.is_absolute() or ".." in folder.parts:
+                        safe_member_path(member.name)  # raises, naming it
+                    continue
+                member.name = safe_member_path(member.name).as_posix()
+                current = member.name
+                if not member.isfile():
+                    raise BackupCorrupt(
+                        f"archive member {member.name!r} is not a regular file", file=member.name
+                    )
+                relative = safe_member_path(member.name)
+                source = tar.extractfile(member)
+                assert source is not None  # regular files always have a reader
+                digest = hashlib.sha256()
+                if member.name == MANIFEST_NAME:
+                    if member.size > MAX_MANIFEST_BYTES:
+                        raise BackupCorrupt(f"{MANIFEST_NAME} is implausibly large", file=MANIFEST_NAME)
+                    manifest = bytearray()
+                target = None
+                if extract_to is not None and keep(member.name):
+                    destination = extract_to.joinpath(*relative.parts)
+                    written = destination
+                    destination.parent.mkdir(parents=True, exist_ok=True)
+                    target = open(destination, "wb")  # noqa: SIM115
+                try:
+                    while True:
+                        count = source.readinto(buffer)  # type: ignore[attr-defined]
+                        if not count:
+                            break
+                        digest.update(view[:count])
                         if target is not None:
-                            target.close()
-                            if syncer is not None:
-                                pending.append(syncer.submit(fsync_path, written))
-                    members.append(ScannedMember(member.name, member.size, digest.hexdigest()))
-                    current = None
-                # Read to the end of the zstd stream so its content checksum is checked too.
-                while stream.read(CHUNK):
-                    pass
-        except (zstandard.ZstdError, tarfile.TarError, EOFError) as err:
-            name = _blame(len(members), current, expected_order)
-            raise BackupCorrupt(
-                f"backup archive {path.name} is damaged at {name}: {err}", file=name
-            ) from None
-        if on_progress is not None:
-            on_progress(total, total)
+                            target.write(view[:count])
+                        if manifest is not None and current == MANIFEST_NAME:
+                            manifest += view[:count]
+                        if on_progress is not None:
+                            on_progress(position(), total)
+                finally:
+                    if target is not None:
+                        target.close()
+                        if syncer is not None:
+                            pending.append(syncer.submit(fsync_path, written))
+                members.append(ScannedMember(member.name, member.size, digest.hexdigest()))
+                current = None
+            # Read to the end of the zstd stream so its content checksum is checked too.
+            while stream.read(CHUNK):
+                pass
+    except (zstandard.ZstdError, tarfile.TarError, EOFError) as err:
+        name = _blame(len(members), current, expected_order)
+        raise BackupCorrupt(f"backup archive {path.name} is damaged at {name}: {err}", file=name) from None
+    if on_progress is not None:
+        on_progress(total, total)
     return ScanResult(members, bytes(manifest) if manifest is not None else None)

@@ -1,6 +1,6 @@
 """The backup catalog: where archives and their sidecars live, listing, and stale-file cleanup.
 
-Next to every archive ``<id>.tar.zst`` sits a sidecar ``<id>.json`` holding a copy of the
+Next to every archive ``<id>.tar.zst`` (``<id>.tar.zst.age`` when encrypted) sits a sidecar ``<id>.json`` holding a copy of the
 manifest, the archive's size and the last verification result, so listing is one small
 read per backup and never decompresses an archive.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jamey_engine.fsutil import is_held, remove_tree, write_durably
-from jamey_engine.vault.manifest import ARCHIVE_SUFFIX, Manifest, is_backup_id
+from jamey_engine.vault.manifest import ARCHIVE_SUFFIX, ENCRYPTED_SUFFIX, Manifest, is_backup_id
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class BackupInfo:
     verified_at: datetime | None = None
     problem: str | None = None
     tables: dict[str, int] = field(default_factory=dict)
+    encrypted: bool = False
 
 
 def _id_time(backup_id: str) -> datetime:
@@ -85,8 +86,12 @@ class Catalog:
         self.data_dir = data_dir
 
     # -- paths -------------------------------------------------------------------------------
-    def archive_path(self, backup_id: str) -> Path:
-        """Where the finished archive of ``backup_id`` lives."""
+    def archive_path(self, backup_id: str, encrypted: bool | None = None) -> Path:
+        """Where the finished archive of ``backup_id`` lives: the ``.tar.zst.age`` one when
+        ``encrypted`` (or, with None, when that file exists), else the plain ``.tar.zst``."""
+        age = self.backup_dir / f"{backup_id}{ENCRYPTED_SUFFIX}"
+        if encrypted or (encrypted is None and age.exists()):
+            return age
         return self.backup_dir / f"{backup_id}{ARCHIVE_SUFFIX}"
 
     def sidecar_path(self, backup_id: str) -> Path:
@@ -156,11 +161,14 @@ class Catalog:
         found = []
         for path in self.backup_dir.iterdir():
             name = path.name
-            if name.startswith(".") or not name.endswith(ARCHIVE_SUFFIX):
+            if name.startswith("."):
                 continue
-            backup_id = name[: -len(ARCHIVE_SUFFIX)]
-            if is_backup_id(backup_id):  # anything else is not ours; leave it alone
-                found.append(backup_id)
+            for suffix in (ARCHIVE_SUFFIX, ENCRYPTED_SUFFIX):
+                backup_id = name[: -len(suffix)]
+                # Anything else is not ours; leave it alone. (A rekey that encrypted a plain
+                # backup leaves both names for a moment: one backup.)
+                if name.endswith(suffix) and is_backup_id(backup_id) and backup_id not in found:
+                    found.append(backup_id)
         return sorted(found)
 
     def info(self, backup_id: str) -> BackupInfo | None:
@@ -181,6 +189,7 @@ class Catalog:
                 documents={},
                 keys=0,
                 path=archive,
+                encrypted=archive.name.endswith(ENCRYPTED_SUFFIX),
                 problem="catalog entry missing or unreadable; `jamey backup verify` rebuilds it",
             )
         verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
@@ -213,6 +222,7 @@ class Catalog:
             verified_at=verified_at,
             problem=problem,
             tables=dict(manifest.tables),
+            encrypted=archive.name.endswith(ENCRYPTED_SUFFIX),
         )
 
     # -- cleanup -----------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 A backup is one ``<id>.tar.zst`` in ``settings.backup_dir``: the database rows (a portable
 JSON dump), every memory layer's index files (hard-linked snapshot), and ``manifest.json``
-with the SHA-256 and size of every file. Restores live in ``restore.py``.
+with the SHA-256 and size of every file. With JAMEY_BACKUP_RECIPIENTS (or a passphrase) set,
+it is ``<id>.tar.zst.age`` instead: that same stream, age-encrypted and so authenticated
+(``crypto.py``). Restores live in ``restore.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from jamey_engine import __version__, oplog
 from jamey_engine.config import Settings
@@ -26,6 +29,14 @@ from jamey_engine.progress import Progress, no_progress
 from jamey_engine.vault import restore as restore_steps
 from jamey_engine.vault.archive import ArchiveWriter, ScanResult, scan_archive
 from jamey_engine.vault.catalog import KEYS_TABLE, BackupInfo, Catalog, RestorePlan
+from jamey_engine.vault.crypto import (
+    BackupKeys,
+    authenticate,
+    copy_stream,
+    decrypting,
+    encrypting,
+    is_encrypted,
+)
 from jamey_engine.vault.manifest import (
     DATABASE_NAME,
     MANIFEST_NAME,
@@ -49,6 +60,18 @@ def _walk_files(root: Path) -> Iterator[Path]:
         subdirs.sort()
         for name in sorted(files):
             yield Path(directory) / name
+
+
+@contextmanager
+def _maybe_encrypting(handle: BinaryIO, keys: BackupKeys) -> Iterator[BinaryIO]:
+    """``handle`` itself, or an age-encrypting stream into it when ``keys`` encrypts."""
+    if not keys.encrypts:
+        yield handle
+        handle.flush()
+        return
+    with encrypting(handle, keys) as sink:
+        yield sink
+    handle.flush()
 
 
 def _no_space_message(where: Path, snapshot: bool) -> str:
@@ -82,6 +105,13 @@ class Vault:
         (monotonic seconds) in the operation log, and publish its event; best effort."""
         oplog.record(self.db, self.events, kind, status, time.monotonic() - started, **fields)
 
+    def backup_keys(self) -> BackupKeys:
+        """The encryption settings, read now (key files may change while a service runs).
+
+        Raises ConfigError naming the variable when a key file is unreadable or malformed.
+        """
+        return BackupKeys.from_settings(self.settings)
+
     # -- create --------------------------------------------------------------------------------
     def create(
         self, progress: Progress | None = None, *, label: str = "", actor: str | None = None
@@ -110,12 +140,13 @@ class Vault:
             backup_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise Unavailable(f"cannot create the backup directory {backup_dir}: {err.strerror}") from None
+        keys = self.backup_keys()
         self.catalog.clean_stale()
         now = utcnow()
         backup_id = new_backup_id(now)
         partial = self.catalog.partial_path(backup_id)
         staging = self.catalog.staging_path(backup_id)
-        archive = self.catalog.archive_path(backup_id)
+        archive = self.catalog.archive_path(backup_id, encrypted=keys.encrypts)
         where = backup_dir
         committed = False
         fd: int | None = None
@@ -135,8 +166,8 @@ class Vault:
             total = len(database_bytes) + sum(path.stat().st_size for path in sources)
             done = 0
             where = backup_dir
-            with open(fd, "wb", closefd=False) as handle:
-                writer = ArchiveWriter(handle)
+            with open(fd, "wb", closefd=False) as handle, _maybe_encrypting(handle, keys) as sink:
+                writer = ArchiveWriter(sink)
                 writer.add_bytes(DATABASE_NAME, database_bytes, now.timestamp())
                 done += len(database_bytes)
                 for source in sources:
@@ -163,7 +194,6 @@ class Vault:
                 )
                 writer.add_bytes(MANIFEST_NAME, manifest.to_json(), now.timestamp())
                 writer.finish()
-                handle.flush()
             progress(total, total, "syncing")
             os.fsync(fd)
             archive_size = os.fstat(fd).st_size
@@ -281,20 +311,35 @@ class Vault:
     ) -> Manifest:
         """Stream through a backup (optionally extracting it), check every checksum, record the result.
 
-        Raises NotFound, BackupCorrupt (naming the damaged file), or OSError from writing
-        ``extract_to``.
+        An encrypted backup is decrypted with JAMEY_BACKUP_IDENTITY_FILE (or the passphrase);
+        when extracting, it is authenticated in full first, so a tampered archive is refused
+        before anything is unpacked. Raises NotFound, BackupCorrupt (naming the damaged file,
+        or "archive" for a failed authentication), BackupLocked (no usable identity: nothing is
+        recorded), or OSError from writing ``extract_to``.
         """
         info = self.get(backup_id)
         report = progress or no_progress
         catalog_manifest = self.catalog.sidecar_manifest(backup_id)
         order = [entry.path for entry in catalog_manifest.files] if catalog_manifest else []
+        keys = self.backup_keys() if is_encrypted(info.path) else None
         try:
+            if keys is not None and extract_to is not None:
+                # Authenticate the whole file before the first byte is unpacked: age would
+                # only fail at a damaged chunk, after the chunks before it were written out.
+                authenticate(
+                    info.path,
+                    keys,
+                    f"backup {backup_id}",
+                    lambda done, total: report(done, total, "authenticating"),
+                )
             result = scan_archive(
                 info.path,
                 extract_to=extract_to,
                 keep=lambda name: name != MANIFEST_NAME,
                 expected_order=order,
                 on_progress=lambda done, total: report(done, total, stage),
+                keys=keys,
+                label=f"backup {backup_id}",
             )
             manifest = self.check_scan(backup_id, result)
         except BackupCorrupt as err:
@@ -310,6 +355,79 @@ class Vault:
         archive does not decompress, its tar structure is broken, or a checksum differs.
         """
         self.scan(backup_id, progress)
+        return self.get(backup_id)
+
+    # -- rekey ---------------------------------------------------------------------------------
+    def rekey(
+        self, backup_id: str, progress: Progress | None = None, *, actor: str | None = None
+    ) -> BackupInfo:
+        """Re-encrypt ``backup_id`` to the current JAMEY_BACKUP_RECIPIENTS (or passphrase);
+        a plain backup gets encrypted. Returns the new BackupInfo.
+
+        Atomic: the new archive is written beside the old one, fsynced and renamed over it,
+        so at every moment one complete backup is listed. The old archive is decrypted with
+        the current identity and authenticated as it streams; any failure leaves it as it was.
+        Raises InvalidInput when no recipient or passphrase is set, BackupLocked without a
+        usable identity, BackupCorrupt when the old archive fails authentication, NotFound,
+        and Unavailable when the disk fills.
+        """
+        started = time.monotonic()
+        try:
+            info = self._rekey(check_backup_id(backup_id), progress or no_progress)
+        except BaseException as err:
+            detail = err.message if isinstance(err, JameyError) else f"{type(err).__name__}: {err}"
+            self.record("rekey", "failure", started, detail=f"{backup_id}: {detail}", actor=actor)
+            raise
+        self.record("rekey", "success", started, size_bytes=info.size_bytes, detail=backup_id, actor=actor)
+        return info
+
+    def _rekey(self, backup_id: str, progress: Progress) -> BackupInfo:
+        keys = self.backup_keys()
+        if not keys.encrypts:
+            raise InvalidInput(
+                "set JAMEY_BACKUP_RECIPIENTS (or JAMEY_BACKUP_PASSPHRASE_FILE) to the keys to "
+                f"re-encrypt backup {backup_id} to"
+            )
+        info = self.get(backup_id)
+        source = info.path
+        target = self.catalog.archive_path(backup_id, encrypted=True)
+        partial = self.catalog.partial_path(backup_id)
+        label = f"backup {backup_id}"
+        fd: int | None = None
+        try:
+            fd = lock_new_file(partial)
+            progress(0, info.size_bytes, "re-encrypting")
+            with open(fd, "wb", closefd=False) as handle, encrypting(handle, keys) as sink:
+                if is_encrypted(source):
+                    with decrypting(source, keys, label) as (plain, _):
+                        copy_stream(plain, sink)
+                else:
+                    with open(source, "rb") as plain_file:
+                        copy_stream(plain_file, sink)
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            os.replace(partial, target)
+            fsync_path(self.settings.backup_dir)
+        except BaseException as err:
+            remove_tree(partial)
+            if isinstance(err, OSError):
+                if is_no_space(err):
+                    raise Unavailable(_no_space_message(self.settings.backup_dir, False)) from None
+                raise Unavailable(f"could not re-encrypt {label}: {err.strerror or err}") from None
+            raise
+        finally:
+            if fd is not None:
+                os.close(fd)
+        if source != target:
+            source.unlink(missing_ok=True)
+            fsync_path(self.settings.backup_dir)
+        data = self.catalog.read_sidecar(backup_id) or {}
+        manifest = self.catalog.sidecar_manifest(backup_id)
+        if manifest is not None:
+            verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
+            self.catalog.write_sidecar(manifest, size, verify, "rekey")
+        progress(size, size, "re-encrypted")
+        log.info("backup %s re-encrypted to %d recipient(s)", backup_id, len(keys.recipients))
         return self.get(backup_id)
 
     # -- delete and retention ------------------------------------------------------------------

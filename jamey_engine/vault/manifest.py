@@ -21,6 +21,8 @@ MANIFEST_NAME = "manifest.json"
 DATABASE_NAME = "database.json"
 MEMORY_PREFIX = "memory/"
 ARCHIVE_SUFFIX = ".tar.zst"
+# An age-encrypted backup: the same .tar.zst stream inside an age file.
+ENCRYPTED_SUFFIX = ".tar.zst.age"
 
 _ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 

@@ -17,7 +17,9 @@ def tmpfs() -> Iterator[Any]:
 
     def mount_tmpfs(path: Path, size: str) -> Path:
         path.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=700", "tmpfs", str(path)], check=True
+        )
         mounted.append(path)
         return path
 
