@@ -22,8 +22,8 @@ from jamey_engine.models import Operation
 log = logging.getLogger(__name__)
 
 # delete: a backup removed (by hand or retention); dedupe: duplicate memories removed;
-# silence: an Alertmanager silence created or expired
-KINDS = ("backup", "restore", "prune", "delete", "dedupe", "silence")
+# silence: an Alertmanager silence created or expired; runbook: a notebook run by the runner
+KINDS = ("backup", "restore", "prune", "delete", "dedupe", "silence", "runbook")
 STATUSES = ("success", "failure")
 _DETAIL_LIMIT = 2000
 
