@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from jamey_engine.errors import NotFound
@@ -101,8 +101,9 @@ def run_html(request: Request, run_id: RunId) -> FileResponse:
     return response
 
 
-@router.post("/runs/{run_id}/cancel", openapi_extra=WRITE)
-def cancel_run(request: Request, run_id: RunId) -> JSONResponse:
-    """Stop a run: its kernel is killed and it ends ``cancelled``. 409 when it already finished."""
+@router.post("/runs/{run_id}/cancel", status_code=202, response_model=Started, openapi_extra=WRITE)
+def cancel_run(request: Request, run_id: RunId) -> Started:
+    """Stop a run: its kernel is killed and it ends ``cancelled`` (follow it with GET). 409 when
+    it already finished."""
     record = launch.cancel_run(engine_of(request), run_id)
-    return JSONResponse({"id": record.id, "status": record.status}, status_code=202)
+    return Started(id=record.id, status=record.status)
