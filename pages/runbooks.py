@@ -216,7 +216,7 @@ with ui.shown_errors("Reading the run history"):
             # Session state wins once set (a new run sets it); a ?run=ID link opens that run.
             index=ids.index(linked) if linked in ids and "rb_open" not in st.session_state else 0,
             key="rb_open",
-            format_func=lambda i: next(f"{i} · {r.runbook} · {r.status}" for r in history if r.id == i),
+            format_func=lambda i: next(f"{i} · {r.runbook}" for r in history if r.id == i),
         )
 
 # --- run view --------------------------------------------------------------------------------
