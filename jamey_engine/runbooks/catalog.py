@@ -57,6 +57,7 @@ class Runbook:
     kind: Kind
     path: Path
     parameters: tuple[Parameter, ...] = field(default=())
+    declared: tuple[str, ...] = ()  # every parameter the notebook declares, the runner's included
 
     def parameter(self, name: str) -> Parameter | None:
         """The parameter called ``name``, or None."""
@@ -131,7 +132,8 @@ def load_runbook(path: Path) -> Runbook | None:
     title, description = _title_and_description(notebook.cells)
     names = {p.name for p in parameters}
     kind: Kind = "runbook" if names & {"dry_run", "confirm"} else "analysis"
-    return Runbook(path.stem, title or path.stem, description, kind, path, parameters)
+    declared = tuple(str(info["name"]) for info in found.values())
+    return Runbook(path.stem, title or path.stem, description, kind, path, parameters, declared)
 
 
 _cache: dict[Path, tuple[float, Runbook | None]] = {}
