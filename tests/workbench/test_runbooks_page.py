@@ -97,3 +97,16 @@ def test_a_link_to_an_unknown_runbook_says_so(admin_app: AppTest) -> None:
     at = _open(admin_app, runbook="nope")
     assert not at.exception, at.exception
     assert "The link names runbook 'nope', which does not exist" in texts(at)
+
+
+def test_the_growth_analysis_run_view_draws_its_charts(seeded: Engine, admin_app: AppTest) -> None:
+    from jamey_engine.runbooks import launch
+
+    started = launch.start_run(seeded, "memory_growth", {"days": 60}, actor="ops-admin")
+    done = launch.wait_for_run(seeded, started.id, timeout=DEADLINE)
+    assert done.status == "succeeded", done.error
+    at = _open(admin_app, run=done.id)
+    assert not at.exception, at.exception
+    assert at.selectbox(key="rb_open").value == done.id
+    assert len(at.get("plotly_chart")) >= 2  # documents and bytes per layer, from the index
+    assert "Memory growth" in texts(at)
