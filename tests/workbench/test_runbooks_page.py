@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from jamey_engine.engine import Engine
 from jamey_engine.runbooks import runs
 
-from .conftest import texts
+from .conftest import sign_in, texts
 
 DEADLINE = 180.0
 DRY = "FormSubmitter:rb_form_prune_memories-Dry run"
@@ -110,3 +110,14 @@ def test_the_growth_analysis_run_view_draws_its_charts(seeded: Engine, admin_app
     assert at.selectbox(key="rb_open").value == done.id
     assert len(at.get("plotly_chart")) >= 2  # documents and bytes per layer, from the index
     assert "Memory growth" in texts(at)
+
+
+def test_a_viewer_sees_the_catalog_but_cannot_run(engine: Engine, wb_env: Path, app: AppTest) -> None:
+    key = engine.keys.create("victor", scopes=("ops:read",), actor="test").key
+    sign_in(app, key)
+    at = _open(app)
+    assert not at.exception, at.exception
+    assert any("prune_memories" in option for option in at.selectbox(key="rb_choice").options)
+    at.button(key="FormSubmitter:rb_form_dedupe_memories-Dry run").click().run()
+    assert "lacks the scope 'ops:write'" in texts(at)
+    assert runs.list_runs(engine.db) == []
