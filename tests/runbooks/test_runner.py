@@ -161,17 +161,21 @@ def test_a_runner_killed_with_sigkill_is_marked_interrupted(sqlite_engine: Engin
     assert running.pid is not None
     kernels = psutil.Process(running.pid).children(recursive=True)
     os.kill(running.pid, signal.SIGKILL)
+
+    def finished() -> RunRecord | None:
+        run = runs.get_run(sqlite_engine.db, started.id)
+        return None if run.active else run
+
     try:
-
-        def finished() -> RunRecord | None:
-            run = runs.get_run(sqlite_engine.db, started.id)
-            return None if run.active else run
-
         found = wait_until(finished, "the reader to find the dead runner")
+        assert found.status == "interrupted" and "killed or crashed" in str(found.error)
+        # The orphaned kernel ends itself (ipykernel watches its parent), so its cell stops too.
+        _gone, alive = psutil.wait_procs(kernels, timeout=30)
+        assert not alive
     finally:
         for kernel in kernels:
-            kernel.kill()
-    assert found.status == "interrupted" and "killed or crashed" in str(found.error)
+            with contextlib.suppress(psutil.Error):
+                kernel.kill()
     # The dead run no longer holds the one change slot.
     again = launch.start_run(sqlite_engine, "slow_change", {"seconds": 0, "dry_run": False}, actor="cli")
     assert launch.wait_for_run(sqlite_engine, again.id, timeout=DEADLINE).status == "succeeded"
