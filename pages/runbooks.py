@@ -61,7 +61,9 @@ def _parameter_widget(runbook: Runbook, parameter: Parameter, given: str | None)
 
 def _start(runbook: Runbook, values: dict[str, Any]) -> None:
     actor = ui.authorize("ops:write")
-    record = launch.start_run(engine, runbook.name, values, actor=actor)
+    session = ui.current_session()
+    scopes = session.scopes if session is not None else ()
+    record = launch.start_run(engine, runbook.name, values, actor=actor, scopes=scopes)
     st.session_state[CURRENT] = record.id
     st.session_state["rb_open"] = record.id  # the run view follows the new run
 

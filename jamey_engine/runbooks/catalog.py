@@ -25,6 +25,10 @@ Kind = Literal["runbook", "analysis"]
 # data dir of the process that started it, not on one named in a request.
 RUNNER_PARAMETERS = frozenset({"data_dir"})
 
+# Runbooks whose apply needs more than ops:write: a restore replaces every key and memory, which
+# only ``admin`` may do (the scopes in jamey_engine/keys/scopes.py).
+ADMIN_RUNBOOKS = frozenset({"restore_backup"})
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -72,6 +76,11 @@ class Runbook:
         if dry is None:
             return True
         return values.get("dry_run", dry.default) is not True
+
+    def scope_for(self, values: Mapping[str, Any]) -> str:
+        """The scope a key needs to start a run with ``values``: ``admin`` to apply a restore,
+        ``ops:write`` for every other run."""
+        return "admin" if self.name in ADMIN_RUNBOOKS and self.changes_data(values) else "ops:write"
 
     def to_dict(self) -> dict[str, Any]:
         """The runbook as JSON-friendly data (the CLI's and the API's shape)."""

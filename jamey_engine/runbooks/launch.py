@@ -16,10 +16,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from jamey_engine.errors import Unavailable
+from jamey_engine.keys.scopes import require_scope
 from jamey_engine.runbooks import runs
 from jamey_engine.runbooks.catalog import Runbook, find_runbook, load_catalog, validate_parameters
 
@@ -51,17 +52,28 @@ def known_values(engine: Engine, parameter: str) -> list[str] | None:
     return None
 
 
-def start_run(engine: Engine, name: str, parameters: Mapping[str, Any], *, actor: str) -> runs.RunRecord:
+def start_run(
+    engine: Engine,
+    name: str,
+    parameters: Mapping[str, Any],
+    *,
+    actor: str,
+    scopes: Iterable[str] | None = None,
+) -> runs.RunRecord:
     """Validate, record and start a run of runbook ``name`` with ``parameters`` on behalf of
     ``actor``; returns the ``queued`` record at once (the run goes on in its own process).
 
     Raises NotFound for an unknown runbook, InvalidInput for an unknown parameter or a value of
     the wrong type (nothing recorded, no kernel started), Conflict naming the running one when
     this run would change data while another data-changing run is active, and Unavailable when
-    the runner process cannot be started (the run is then marked failed).
+    the runner process cannot be started (the run is then marked failed). Given the caller's key
+    ``scopes`` (the API, the workbench), raises Forbidden unless they grant the run's scope
+    (``Runbook.scope_for``); the CLI, run by the data dir's owner, passes none.
     """
     chosen = runbook(engine, name)
     values = validate_parameters(chosen, parameters)
+    if scopes is not None:
+        require_scope(actor, tuple(scopes), chosen.scope_for(values))
     record = runs.create_run(
         engine.db,
         runbook=chosen.name,

@@ -62,11 +62,12 @@ def list_runs(
 
 @router.post("/{name}/runs", status_code=202, response_model=Started, openapi_extra=WRITE)
 def start_run(request: Request, name: RunbookName, body: Annotated[RunBody | None, Body()] = None) -> Started:
-    """Start a run; 400 names a bad parameter (nothing recorded), 409 names the data-changing
-    run that is already running."""
+    """Start a run; 400 names a bad parameter (nothing recorded), 403 when applying a restore
+    without ``admin``, 409 names the data-changing run that is already running."""
     engine = engine_of(request)
     parameters = body.parameters if body is not None else {}
-    record = launch.start_run(engine, name, parameters, actor=str(current_key(request).name))
+    key = current_key(request)
+    record = launch.start_run(engine, name, parameters, actor=str(key.name), scopes=key.scopes)
     return Started(id=record.id, status=record.status)
 
 

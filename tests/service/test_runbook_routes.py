@@ -55,6 +55,13 @@ def test_prune_through_the_api_dry_run_then_apply_with_the_phrase(
     unknown = client.post("/admin/runbooks/nope/runs", json={}, headers=admin.headers)
     assert unknown.status_code == 404 and unknown.json()["error"].startswith("runbook 'nope' does not exist")
 
+    restore = client.post(
+        "/admin/runbooks/restore_backup/runs",
+        json={"parameters": {"dry_run": False, "confirm": "restore x"}},
+        headers=admin.headers,
+    )
+    assert restore.status_code == 403 and "lacks the scope 'admin'" in restore.json()["error"]
+
     started = client.post(
         "/admin/runbooks/prune_memories/runs",
         json={"parameters": {"layer": "working"}},
