@@ -1,27 +1,36 @@
 """The Runbooks page in a real browser: `streamlit run app.py` and Debian's headless Chromium.
 
-An operator follows the link an alert gives (``runbook_page_url(runbook_for_alert(...))``, the
-same function the alert rules and the Alerts page use), signs in, runs the dry run, types the
-phrase, applies, and finds the run in the history with its rendered output."""
+A real Prometheus evaluates the project's alert rules (rendered with this workbench's URL, as
+`jamey stack` renders them, and with ``for`` shortened so the test need not wait 10 minutes)
+against a target whose episodic index is 1.5 GiB. An operator follows the firing
+``JameyMemoryIndexTooLarge`` alert's ``runbook_url``, signs in, runs the dry run, types the phrase,
+applies, and finds the run in the history with its rendered output."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_port
 from playwright.sync_api import expect, sync_playwright
+from promserver import REPO as PROM_REPO
+from promserver import launch_prometheus
 from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, seed_memories
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.runbooks import runs
-from jamey_engine.runbooks.links import runbook_for_alert, runbook_page_url
+from jamey_engine.runbooks.links import render_alert_rules, runbook_for_alert, runbook_page_url
 
 from .conftest import REPO
 
@@ -68,6 +77,68 @@ def workbench(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         assert "Traceback" not in text, text[-3000:]
 
 
+class _Exporter(BaseHTTPRequestHandler):
+    """A target whose episodic index is 1.5 GiB (past the 1 GiB warning, under 2 GiB)."""
+
+    def do_GET(self) -> None:
+        body = b'memory_index_size_bytes{layer="episodic"} 1610612736\nmemory_index_size_bytes{layer="working"} 1024\n'
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def firing_alert_link(workbench: tuple[str, str, Path], tmp_path: Path) -> Iterator[str]:
+    """The runbook_url of the JameyMemoryIndexTooLarge alert firing in a real Prometheus."""
+    base = workbench[0]
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    for path in sorted((PROM_REPO / "prometheus" / "rules").glob("*.yml")):
+        text = render_alert_rules(path.read_text(), base)
+        (rules / path.name).write_text(re.sub(r"for: \d+[smh]", "for: 0s", text))
+    exporter = ThreadingHTTPServer(("127.0.0.1", 0), _Exporter)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    config = f"""global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - {rules}/*.yml
+scrape_configs:
+  - job_name: jamey
+    static_configs:
+      - targets: ["127.0.0.1:{exporter.server_address[1]}"]
+"""
+    workdir = tmp_path / "prometheus"
+    workdir.mkdir()
+    url, process = launch_prometheus(workdir, config, workdir / "tsdb")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{url}/api/v1/alerts", timeout=5) as answer:  # noqa: S310
+                alerts = json.load(answer)["data"]["alerts"]
+            firing = [
+                a
+                for a in alerts
+                if a["labels"]["alertname"] == "JameyMemoryIndexTooLarge" and a["state"] == "firing"
+            ]
+            if firing:
+                assert [a["labels"]["layer"] for a in firing] == ["episodic"]
+                yield firing[0]["annotations"]["runbook_url"]
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("JameyMemoryIndexTooLarge did not fire within 60 s")
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        exporter.shutdown()
+
+
 def _documents(data: Path, layer: str) -> int:
     engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data)}))
     try:
@@ -78,13 +149,14 @@ def _documents(data: Path, layer: str) -> int:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_an_alert_link_opens_the_prune_runbook_and_the_operator_dry_runs_then_applies(
-    workbench: tuple[str, str, Path],
+def test_a_firing_alert_opens_the_prune_runbook_and_the_operator_dry_runs_then_applies(
+    workbench: tuple[str, str, Path], firing_alert_link: str
 ) -> None:
     base, key, data = workbench
+    url = firing_alert_link
+    # The rule's link is the page the engine's one mapping names for this alert and its labels.
     link = runbook_for_alert("JameyMemoryIndexTooLarge", {"layer": "episodic", "severity": "warning"})
-    assert link is not None
-    url = runbook_page_url(base, link)
+    assert link is not None and url == runbook_page_url(base, link)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=60_000)  # a loaded machine starts a kernel slowly
     with sync_playwright() as p:
