@@ -15,6 +15,7 @@ from jamey_engine.cli import cli
 from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
+from jamey_engine.memory import LAYERS
 
 
 def _data(data_dir: Path) -> dict[str, str]:
@@ -46,6 +47,8 @@ def _add_old_memories(data_dir: Path) -> None:
                 for i in range(OLD_BULK)
             ],
         )
+        for layer in LAYERS:  # the write-ahead log into the indexes, so "before" is what stays
+            engine.memory.flush_layer(layer)
     finally:
         engine.close()
 
