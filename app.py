@@ -57,6 +57,7 @@ sections: dict[str, list[tuple[st.Page, str]]] = {
         (_page("overview", "Overview", ":material/monitor_heart:", default=session is not None), "ops:read"),
         (_page("dashboards", "Dashboards", ":material/monitoring:"), "ops:read"),
         (_page("alerts", "Alerts", ":material/notifications_active:"), "ops:read"),
+        (_page("runbooks", "Runbooks", ":material/play_circle:"), "ops:read"),
     ],
     "Administration": [
         (_page("keys", "API keys", ":material/key:"), "admin"),

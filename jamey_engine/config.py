@@ -134,6 +134,10 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _optional_http_url(value: str) -> str:
+    return _http_url(value) if value.strip() else ""
+
+
 def _optional_mqtt_url(value: str) -> str:
     if value and urlsplit(value).scheme not in {"mqtt", "mqtts"}:
         raise ValueError("must be empty (off) or an mqtt:// URL such as mqtt://127.0.0.1:1883")
@@ -389,6 +393,34 @@ SETTINGS: tuple[Setting, ...] = (
         _text,
     ),
     Setting(
+        "JAMEY_WORKBENCH_URL",
+        "workbench_url",
+        "",
+        "Base URL of the workbench, for links to it (alert rules' runbook_url); empty means http://127.0.0.1:$JAMEY_WORKBENCH_PORT.",
+        _optional_http_url,
+    ),
+    Setting(
+        "JAMEY_NOTEBOOKS_DIR",
+        "notebooks_dir",
+        "",
+        "Where the runbook notebooks are; empty means the repository's notebooks/.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_RUNBOOK_TIMEOUT",
+        "runbook_timeout",
+        "30m",
+        "A runbook run that takes longer is stopped and marked failed.",
+        _duration,
+    ),
+    Setting(
+        "JAMEY_RUNBOOK_KEEP",
+        "runbook_keep",
+        "200",
+        "Keep the files (executed notebook, HTML) of this many newest runbook runs; a running one is always kept.",
+        _positive_int,
+    ),
+    Setting(
         "PROMETHEUS_URL",
         "prometheus_url",
         "http://127.0.0.1:9090",
@@ -481,6 +513,10 @@ class Settings:
     nginx_workbench_port: int
     workbench_idle_timeout: timedelta
     service_url: str
+    workbench_url: str
+    notebooks_dir: Path
+    runbook_timeout: timedelta
+    runbook_keep: int
     prometheus_url: str
     prometheus_timeout: float
     alertmanager_url: str
@@ -517,6 +553,13 @@ class Settings:
             if values["backup_dir"]
             else data_dir / "backups"
         )
+        if not values["workbench_url"]:
+            values["workbench_url"] = f"http://127.0.0.1:{values['workbench_port']}"
+        values["notebooks_dir"] = (
+            Path(values["notebooks_dir"]).expanduser().absolute()
+            if values["notebooks_dir"]
+            else Path(__file__).resolve().parents[1] / "notebooks"
+        )
         if not values["service_url"]:
             values["service_url"] = f"http://{values['host']}:{values['port']}"
         return cls(**values)
@@ -528,6 +571,23 @@ class Settings:
         if unknown:
             raise InvalidInput(f"unknown setting(s): {', '.join(sorted(unknown))}")
         return replace(self, **changes)
+
+    def to_environ(self) -> dict[str, str]:
+        """These settings as environment variables, so a child process (a runbook run) sees
+        exactly the settings of its parent, CLI overrides included. Holds the key pepper: pass it
+        to processes only, never log it."""
+        environ: dict[str, str] = {}
+        for setting in SETTINGS:
+            value = getattr(self, setting.attr)
+            if value is None:
+                text = ""
+            elif isinstance(value, timedelta):
+                seconds = value.total_seconds()
+                text = f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds}s"
+            else:
+                text = str(value)
+            environ[setting.env] = text
+        return environ
 
     @property
     def memory_dir(self) -> Path:

@@ -1,5 +1,5 @@
-"""SQLAlchemy 2 models of the Jamey database: API keys, their audit trail, the operation log, and
-the memory layers' retention policies with their audit trail.
+"""SQLAlchemy 2 models of the Jamey database: API keys, their audit trail, the operation log,
+the memory layers' retention policies with their audit trail, and runbook runs.
 
 The schema itself is owned by the Alembic migrations in ``jamey_engine/migrations``; a test
 checks that these models and the migrations agree (autogenerate finds no difference).
@@ -185,6 +185,42 @@ class RetentionEvent(Base):
     actor: Mapped[str] = mapped_column(String(100))
     before: Mapped[str | None] = mapped_column(Text)  # "max_age=30d max_bytes=1GiB", None: no policy
     after: Mapped[str | None] = mapped_column(Text)
+
+
+class RunbookRun(Base):
+    """One run of a runbook notebook, by any process: who ran it with what, and how far it got.
+
+    ``change_slot`` is ``"change"`` while a run that changes data is queued or running, else
+    NULL; its unique index is what lets only one such run exist at a time across processes.
+    Not in ``TABLES``: a restore brings back keys and operations, not the history of runs.
+    """
+
+    __tablename__ = "runbook_runs"
+    __table_args__ = (
+        Index("ix_runbook_runs_status", "status"),
+        Index("ix_runbook_runs_runbook_created", "runbook", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    runbook: Mapped[str] = mapped_column(String(100))
+    parameters: Mapped[str] = mapped_column(Text)  # JSON object
+    actor: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16))
+    changes_data: Mapped[bool] = mapped_column(default=False)
+    change_slot: Mapped[str | None] = mapped_column(String(16), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    cell_index: Mapped[int | None] = mapped_column(Integer)
+    cell_count: Mapped[int | None] = mapped_column(Integer)
+    cell_heading: Mapped[str | None] = mapped_column(String(200))
+    error_cell: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)  # JSON object the last cell returned
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    files_removed: Mapped[bool] = mapped_column(default=False)
 
 
 TABLES: tuple[Table, ...] = (

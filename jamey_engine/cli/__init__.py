@@ -71,7 +71,18 @@ def cli(ctx: click.Context, data_dir: str | None, database_url: str | None, back
 
 
 # Each module defines ``group`` (a click command or group) that is added here.
-_COMMAND_MODULES = ("status", "memory", "db", "keys", "backup", "serve", "stack", "alerts", "doctor")
+_COMMAND_MODULES = (
+    "status",
+    "memory",
+    "db",
+    "keys",
+    "backup",
+    "serve",
+    "stack",
+    "alerts",
+    "doctor",
+    "runbook",
+)
 
 for _name in _COMMAND_MODULES:
     try:

@@ -62,6 +62,7 @@ class EngineCollector(Collector):
             self._retention,
             self._keys,
             self._alerts,
+            self._runbooks,
             self._mqtt,
             self._limiter,
             self._disk,
@@ -237,6 +238,27 @@ class EngineCollector(Collector):
             "JAMEY_RETENTION_INTERVAL of this service (0: the schedule is off).",
             value=interval.total_seconds() if interval is not None else 0.0,
         )
+
+    def _runbooks(self) -> Iterator[Metric]:
+        from jamey_engine.runbooks.runs import run_stats
+
+        stats = run_stats(self.engine.db)
+        total = CounterMetricFamily(
+            "runbook_runs",
+            "Runbook runs, by any process, by runbook and status.",
+            labels=["runbook", "status"],
+        )
+        for (runbook, status), number in sorted(stats.counts.items()):
+            total.add_metric([runbook, status], float(number))
+        yield total
+        duration = GaugeMetricFamily(
+            "runbook_run_duration_seconds",
+            "Duration of each runbook's last finished run.",
+            labels=["runbook"],
+        )
+        for runbook, seconds in sorted(stats.last_duration_seconds.items()):
+            duration.add_metric([runbook], seconds)
+        yield duration
 
     def _mqtt(self) -> Iterator[Metric]:
         events = self.engine.events

@@ -11,6 +11,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 RUNBOOKS_PAGE = "runbooks"  # the workbench page's URL path
+# The base the alert rules in prometheus/rules/ are written with (JAMEY_WORKBENCH_URL's default);
+# render_alert_rules puts the configured base in its place.
+DEFAULT_WORKBENCH_URL = "http://127.0.0.1:8501"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,14 @@ def runbook_page_url(base_url: str, link: RunbookLink) -> str:
     parameters filled: ``<base>/runbooks?runbook=prune_memories&layer=episodic``."""
     query = urlencode({"runbook": link.runbook, **link.parameters})
     return f"{base_url.rstrip('/')}/{RUNBOOKS_PAGE}?{query}"
+
+
+def render_alert_rules(text: str, base_url: str) -> str:
+    """Alert rules (YAML text) with every link to the workbench's Runbooks page moved from
+    :data:`DEFAULT_WORKBENCH_URL` to ``base_url`` (JAMEY_WORKBENCH_URL); nothing else changes."""
+    return text.replace(
+        f"{DEFAULT_WORKBENCH_URL}/{RUNBOOKS_PAGE}?", f"{base_url.rstrip('/')}/{RUNBOOKS_PAGE}?"
+    )
 
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")

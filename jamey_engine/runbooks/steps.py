@@ -174,6 +174,12 @@ class PruneRunbook(ChangingRunbook):
             "layers": list(self.layers),
             "older_than": self.older_than,
             "dry_run": self.dry_run,
+            # What confirm must hold to apply this plan (None when there is nothing to prune).
+            "confirm_phrase": (
+                self.current_plan.phrase
+                if self.current_plan is not None and not self.current_plan.nothing_to_do
+                else None
+            ),
             "outcome": _outcome_name(self.outcome.decision.verdict) if self.outcome else None,
             "deleted": self.outcome.deleted if self.outcome else 0,
             "backup": self.outcome.backup.id if self.outcome and self.outcome.backup else None,
@@ -311,6 +317,8 @@ class RestoreRunbook(ChangingRunbook):
             "backup": plan.backup.id if plan else (self.backup_id or None),
             "verified_backup": plan.verified if plan else None,
             "dry_run": self.dry_run,
+            # What confirm must hold to apply this plan (None when the backup cannot be restored).
+            "confirm_phrase": plan.phrase if plan is not None and plan.verified else None,
             "outcome": _outcome_name(self.outcome.decision.verdict) if self.outcome else None,
             "safety_backups": list(self.outcome.safety_backups) if self.outcome else [],
             "verified": self.verification.ok if self.verification else None,

@@ -36,6 +36,7 @@ from jamey_engine.service.routes_admin import router as admin_router
 from jamey_engine.service.routes_alerts import router as alerts_router
 from jamey_engine.service.routes_memory import router as memory_router
 from jamey_engine.service.routes_retention import router as retention_router
+from jamey_engine.service.routes_runbooks import router as runbooks_router
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -183,6 +184,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(alerts_router)
     app.include_router(retention_router)
+    app.include_router(runbooks_router)
     app.add_middleware(BodySizeLimit, max_bytes=engine.settings.max_body_bytes)
     app.add_middleware(
         ServiceMiddleware,

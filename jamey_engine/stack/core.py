@@ -143,11 +143,23 @@ class Stack:
         finally:
             engine.close()
 
+    def _rendered_rules(self, folder: Path, patterns: list[str]) -> list[str]:
+        """The rule files copied to the run dir with runbook links on JAMEY_WORKBENCH_URL."""
+        from jamey_engine.runbooks.links import render_alert_rules
+
+        rules_dir = self.run_dir / "rules"
+        rules_dir.mkdir(parents=True, exist_ok=True)
+        for pattern in patterns:
+            for path in sorted(folder.glob(pattern)):
+                text = render_alert_rules(path.read_text(), self.settings.workbench_url)
+                (rules_dir / path.name).write_text(text)
+        return [str(rules_dir / Path(pattern).name) for pattern in patterns]
+
     def prometheus_config(self) -> Path:
         """The project's prometheus.yml with this stack's ports and absolute rule paths."""
         source = REPO_ROOT / "prometheus" / "prometheus.yml"
         config: dict[str, Any] = yaml.safe_load(source.read_text())
-        config["rule_files"] = [str(source.parent / pattern) for pattern in config.get("rule_files", [])]
+        config["rule_files"] = self._rendered_rules(source.parent, config.get("rule_files", []))
         if self.scrape_interval:
             config.setdefault("global", {})["scrape_interval"] = self.scrape_interval
             config["global"]["evaluation_interval"] = self.scrape_interval

@@ -17,11 +17,20 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
 from helpers import free_port
 from promserver import REPO, require_binary
+
+from jamey_engine.runbooks.catalog import load_catalog
+from jamey_engine.runbooks.links import (
+    DEFAULT_WORKBENCH_URL,
+    RUNBOOKS_PAGE,
+    render_alert_rules,
+    runbook_for_alert,
+)
 
 PROMETHEUS_DIR = REPO / "prometheus"
 RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
@@ -117,6 +126,8 @@ def test_every_runbook_link_points_at_a_notebook_or_a_readme_section() -> None:
     missing = []
     for rule in alert_rules():
         target = rule["annotations"]["runbook_url"]
+        if target.startswith(f"{DEFAULT_WORKBENCH_URL}/{RUNBOOKS_PAGE}?"):
+            continue  # a link to the Runbooks page: checked below
         path, _, anchor = target.partition("#")
         assert not path.startswith(("/", "http")), (
             f"{rule['alert']}: runbook_url must be repo-relative: {target}"
@@ -124,6 +135,33 @@ def test_every_runbook_link_points_at_a_notebook_or_a_readme_section() -> None:
         if not (REPO / path).is_file() or (anchor and anchor not in anchors):
             missing.append(f"{rule['alert']}: {target}")
     assert not missing, "runbook links without a target:\n" + "\n".join(sorted(set(missing)))
+
+
+def test_runbook_page_links_name_the_runbook_the_engine_maps_the_alert_to() -> None:
+    catalog = load_catalog(REPO / "notebooks")
+    linked = 0
+    for rule in alert_rules():
+        target = rule["annotations"]["runbook_url"]
+        if "://" not in target:
+            continue
+        parts = urlsplit(target)
+        assert f"{parts.scheme}://{parts.netloc}" == DEFAULT_WORKBENCH_URL, target
+        assert parts.path == f"/{RUNBOOKS_PAGE}", target
+        query = parse_qs(parts.query)
+        link = runbook_for_alert(rule["alert"], {"layer": "{{ $labels.layer }}"})
+        assert link is not None, f"{rule['alert']} links a runbook, but links.py maps it to none"
+        assert query.pop("runbook") == [link.runbook] and link.runbook in catalog, target
+        assert {name: values[0] for name, values in query.items()} == link.parameters, target
+        linked += 1
+    assert linked >= 2
+
+
+def test_rendering_the_rules_moves_the_runbook_links_to_the_configured_workbench() -> None:
+    text = (PROMETHEUS_DIR / "rules" / "alerts.yml").read_text()
+    rendered = render_alert_rules(text, "https://ops.example.org/wb/")
+    assert f"{DEFAULT_WORKBENCH_URL}/runbooks" not in rendered
+    assert "https://ops.example.org/wb/runbooks?runbook=prune_memories&layer={{ $labels.layer }}" in rendered
+    assert rendered.replace("https://ops.example.org/wb", DEFAULT_WORKBENCH_URL) == text
 
 
 def test_the_prometheus_config_scrapes_the_service_and_itself_with_relative_rule_paths() -> None:

@@ -92,3 +92,15 @@ def test_the_notebook_runbook_reports_a_missing_backup_plainly(seeded_dir: Path)
     runbook.close()
     assert "error: there are no backups in" in lines.text
     assert facts["outcome"] is None and facts["error"]
+
+
+def test_the_dry_run_summary_names_the_confirm_phrase(seeded: Engine, seeded_dir: Path) -> None:
+    backup = seeded.vault.create()
+    seeded.close()
+    runbook = RestoreRunbook.open(data_dir=seeded_dir, say=Lines())
+    runbook.plan()
+    runbook.apply()
+    facts = runbook.summary()
+    runbook.close()
+    assert facts["dry_run"] is True and facts["outcome"] == "dry_run"
+    assert facts["confirm_phrase"] == f"restore {backup.id}"

@@ -1,0 +1,372 @@
+"""Runbook run records: the database row every front door reads, and the run's folder.
+
+A run is one row of ``runbook_runs`` (status ``queued`` -> ``running`` -> ``succeeded``,
+``failed``, ``cancelled`` or ``interrupted``) and one folder ``$JAMEY_DATA_DIR/runbooks/runs/<id>/``
+(owner-only) holding the executed notebook and its HTML. The row is the truth: a run whose
+process is gone while the row still says queued or running is marked ``interrupted`` by the next
+reader (:func:`reap`), so no run stays running forever.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+
+from jamey_engine.durations import utcnow
+from jamey_engine.errors import Conflict, NotFound
+from jamey_engine.models import RunbookRun
+
+if TYPE_CHECKING:
+    from jamey_engine.config import Settings
+    from jamey_engine.db import Database
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
+ACTIVE = ("queued", "running")
+NOTEBOOK_FILE = "notebook.ipynb"
+HTML_FILE = "notebook.html"
+_CHANGE = "change"
+_TABLE = cast(sa.Table, RunbookRun.__table__)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as every front door sees it. ``cell_index`` counts code cells from 1."""
+
+    id: str
+    runbook: str
+    parameters: dict[str, Any]
+    actor: str
+    status: str
+    changes_data: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    pid: int | None
+    host: str
+    cell_index: int | None
+    cell_count: int | None
+    cell_heading: str | None
+    error_cell: int | None
+    error: str | None
+    summary: dict[str, Any] | None
+    files_removed: bool
+
+    @property
+    def active(self) -> bool:
+        """True while queued or running."""
+        return self.status in ACTIVE
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Seconds from start to end (to now while running); None before it started."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or utcnow()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def progress_text(self) -> str:
+        """``cell 4 of 11: Plan`` (or the status before the first cell)."""
+        if self.cell_index is None or self.cell_count is None:
+            return self.status
+        heading = f": {self.cell_heading}" if self.cell_heading else ""
+        return f"cell {self.cell_index} of {self.cell_count}{heading}"
+
+    def to_dict(self, settings: Settings | None = None) -> dict[str, Any]:
+        """JSON-friendly: every field, the duration, and (given ``settings``) the files' paths."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "runbook": self.runbook,
+            "status": self.status,
+            "actor": self.actor,
+            "parameters": self.parameters,
+            "changes_data": self.changes_data,
+            "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "duration_seconds": self.duration_seconds,
+            "cell": {"index": self.cell_index, "count": self.cell_count, "heading": self.cell_heading},
+            "error_cell": self.error_cell,
+            "error": self.error,
+            "summary": self.summary,
+        }
+        if settings is not None:
+            folder = run_dir(settings, self.id)
+            kept = not self.files_removed
+            data["notebook"] = str(folder / NOTEBOOK_FILE) if kept else None
+            data["html"] = str(folder / HTML_FILE) if kept else None
+        return data
+
+
+def _record(row: RunbookRun) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        runbook=row.runbook,
+        parameters=json.loads(row.parameters or "{}"),
+        actor=row.actor,
+        status=row.status,
+        changes_data=bool(row.changes_data),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        pid=row.pid,
+        host=row.host,
+        cell_index=row.cell_index,
+        cell_count=row.cell_count,
+        cell_heading=row.cell_heading,
+        error_cell=row.error_cell,
+        error=row.error,
+        summary=json.loads(row.summary) if row.summary else None,
+        files_removed=bool(row.files_removed),
+    )
+
+
+def runs_dir(settings: Settings) -> Path:
+    """``$JAMEY_DATA_DIR/runbooks/runs``."""
+    return settings.data_dir / "runbooks" / "runs"
+
+
+def run_dir(settings: Settings, run_id: str) -> Path:
+    """The folder of one run (not created here)."""
+    return runs_dir(settings) / run_id
+
+
+def make_run_dir(settings: Settings, run_id: str) -> Path:
+    """Create the run's folder, owner-only (0700, like its parents this creates)."""
+    folder = run_dir(settings, run_id)
+    for path in (settings.data_dir / "runbooks", runs_dir(settings), folder):
+        path.mkdir(mode=0o700, exist_ok=True, parents=True)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def new_run_id() -> str:
+    """``20261201T063000Z-1a2b3c``: sortable by time, unique."""
+    return f"{utcnow():%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
+
+
+def process_alive(pid: int | None) -> bool:
+    """True when a process ``pid`` exists on this host and is not a zombie (a zombie has finished)."""
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def reap(db: Database) -> list[str]:
+    """Mark ``interrupted`` every queued or running run of this host whose process is gone, and
+    free its claim on the one change slot. Returns their ids. Every reader calls this first."""
+    host = socket.gethostname()
+    table = _TABLE
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.select(table.c.id, table.c.pid).where(table.c.status.in_(ACTIVE), table.c.host == host)
+        ).all()
+    dead = [row.id for row in rows if not process_alive(row.pid)]
+    if not dead:
+        return []
+    with db.begin() as conn:
+        conn.execute(
+            table.update()
+            .where(table.c.id.in_(dead), table.c.status.in_(ACTIVE))
+            .values(
+                status="interrupted",
+                finished_at=utcnow(),
+                change_slot=None,
+                error="the run's process ended without finishing the run (killed or crashed)",
+            )
+        )
+    return dead
+
+
+def create_run(
+    db: Database, *, runbook: str, parameters: dict[str, Any], actor: str, changes_data: bool
+) -> RunRecord:
+    """Record a new ``queued`` run owned by this process (its pid until the runner takes over).
+
+    Raises Conflict naming the running run when ``changes_data`` and another run that changes
+    data is queued or running (dead runs are reaped first, so a crash never blocks for good).
+    """
+    reap(db)
+    run = RunbookRun(
+        id=new_run_id(),
+        runbook=runbook,
+        parameters=json.dumps(parameters, sort_keys=True),
+        actor=(actor or "unknown")[:100],
+        status="queued",
+        changes_data=changes_data,
+        change_slot=_CHANGE if changes_data else None,
+        created_at=utcnow(),
+        host=socket.gethostname()[:255],
+        pid=os.getpid(),
+        files_removed=False,
+    )
+    try:
+        with db.session() as session:
+            session.add(run)
+    except sa.exc.IntegrityError:
+        holder = _change_holder(db)
+        what = (
+            f"run {holder.id} of {holder.runbook} by {holder.actor} ({holder.status})"
+            if holder
+            else "another run"
+        )
+        raise Conflict(
+            f"{what} is changing data; one data-changing run at a time. Wait for it or cancel it "
+            "(dry runs and analyses may run meanwhile)."
+        ) from None
+    return _record(run)
+
+
+def _change_holder(db: Database) -> RunRecord | None:
+    with db.session() as session:
+        row = session.scalars(sa.select(RunbookRun).where(RunbookRun.change_slot == _CHANGE)).first()
+        return _record(row) if row else None
+
+
+def get_run(db: Database, run_id: str, *, reap_first: bool = True) -> RunRecord:
+    """The run ``run_id``. Raises NotFound naming it."""
+    if reap_first:
+        reap(db)
+    with db.session() as session:
+        row = session.get(RunbookRun, str(run_id))
+        if row is None:
+            raise NotFound(f"runbook run {run_id!r} does not exist")
+        return _record(row)
+
+
+def list_runs(
+    db: Database,
+    *,
+    runbook: str | None = None,
+    status: str | None = None,
+    actor: str | None = None,
+    limit: int = 50,
+) -> list[RunRecord]:
+    """The newest ``limit`` runs first, optionally of one runbook, status and actor."""
+    reap(db)
+    query = sa.select(RunbookRun).order_by(RunbookRun.created_at.desc(), RunbookRun.id.desc())
+    if runbook:
+        query = query.where(RunbookRun.runbook == runbook)
+    if status:
+        query = query.where(RunbookRun.status == status)
+    if actor:
+        query = query.where(RunbookRun.actor == actor)
+    with db.session() as session:
+        return [_record(row) for row in session.scalars(query.limit(max(1, min(int(limit), 10_000))))]
+
+
+def update_run(db: Database, run_id: str, **values: Any) -> None:
+    """Set columns of a run (the runner's progress and outcome). A finished status frees the
+    change slot."""
+    if values.get("status") in STATUSES and values["status"] not in ACTIVE:
+        values["change_slot"] = None
+    if "summary" in values and values["summary"] is not None:
+        values["summary"] = json.dumps(values["summary"], default=str)
+    with db.begin() as conn:
+        conn.execute(_TABLE.update().where(_TABLE.c.id == run_id).values(**values))
+
+
+def finish_if_active(db: Database, run_id: str, status: str, **values: Any) -> bool:
+    """Move an active run to ``status`` (a final one); False when it had already finished."""
+    table = _TABLE
+    if values.get("summary") is not None:
+        values["summary"] = json.dumps(values["summary"], default=str)
+    with db.begin() as conn:
+        result = conn.execute(
+            table.update()
+            .where(table.c.id == run_id, table.c.status.in_(ACTIVE))
+            .values(status=status, change_slot=None, finished_at=utcnow(), **values)
+        )
+    return bool(result.rowcount)
+
+
+def request_cancel(db: Database, run_id: str) -> RunRecord:
+    """Record that ``run_id`` should stop. Raises NotFound, or Conflict when it already finished."""
+    run = get_run(db, run_id)
+    if not run.active:
+        raise Conflict(f"runbook run {run_id} already finished ({run.status}); there is nothing to cancel")
+    update_run(db, run_id, cancel_requested_at=utcnow())
+    return run
+
+
+def cancel_requested(db: Database, run_id: str) -> bool:
+    """True once someone asked ``run_id`` to stop."""
+    table = _TABLE
+    with db.connect() as conn:
+        value = conn.execute(sa.select(table.c.cancel_requested_at).where(table.c.id == run_id)).scalar()
+    return value is not None
+
+
+def apply_retention(db: Database, settings: Settings) -> list[str]:
+    """Remove the folders of all but the newest ``settings.runbook_keep`` runs (never of an
+    active run); their rows stay, marked ``files_removed``. Returns the ids whose files went."""
+    table = _TABLE
+    with db.connect() as conn:
+        rows = conn.execute(
+            sa.select(table.c.id, table.c.status)
+            .where(table.c.files_removed.is_(False))
+            .order_by(table.c.created_at.desc(), table.c.id.desc())
+        ).all()
+    old = [row.id for row in rows[settings.runbook_keep :] if row.status not in ACTIVE]
+    for run_id in old:
+        shutil.rmtree(run_dir(settings, run_id), ignore_errors=True)
+    if old:
+        with db.begin() as conn:
+            conn.execute(table.update().where(table.c.id.in_(old)).values(files_removed=True))
+    return old
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What the metrics need: runs per (runbook, status), and each runbook's last finished
+    run's duration in seconds."""
+
+    counts: dict[tuple[str, str], int]
+    last_duration_seconds: dict[str, float]
+
+
+def run_stats(db: Database) -> RunStats:
+    """Counts and durations over every run, read at scrape time (dead runs reaped first)."""
+    reap(db)
+    table = _TABLE
+    counts: dict[tuple[str, str], int] = {}
+    durations: dict[str, float] = {}
+    with db.connect() as conn:
+        for runbook, status, number in conn.execute(
+            sa.select(table.c.runbook, table.c.status, sa.func.count()).group_by(
+                table.c.runbook, table.c.status
+            )
+        ):
+            counts[(runbook, status)] = int(number)
+        latest = (
+            sa.select(table.c.runbook, sa.func.max(table.c.finished_at).label("at"))
+            .where(table.c.finished_at.is_not(None), table.c.started_at.is_not(None))
+            .group_by(table.c.runbook)
+            .subquery()
+        )
+        for row in conn.execute(
+            sa.select(table.c.runbook, table.c.started_at, table.c.finished_at).join(
+                latest, sa.and_(table.c.runbook == latest.c.runbook, table.c.finished_at == latest.c.at)
+            )
+        ):
+            durations[row.runbook] = max(0.0, (row.finished_at - row.started_at).total_seconds())
+    return RunStats(counts, durations)

@@ -1,0 +1,103 @@
+"""The runbook routes end to end: the real prune notebook started over HTTP, run by a real kernel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, seed_memories
+from service_support import TestClient, make_persona
+
+from jamey_engine.engine import Engine
+
+DEADLINE = 180.0
+
+
+def _finished(client: TestClient, run_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        answer = client.get(f"/admin/runbooks/runs/{run_id}", headers=headers)
+        assert answer.status_code == 200, answer.text
+        run = answer.json()
+        if run["status"] not in ("queued", "running"):
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not finish within {DEADLINE}s")
+
+
+def _documents(engine: Engine, layer: str) -> int:
+    return engine.memory.sizes().layers[layer].documents
+
+
+def test_prune_through_the_api_dry_run_then_apply_with_the_phrase(
+    make_client: Callable[..., tuple[TestClient, Engine]],
+) -> None:
+    client, engine = make_client()
+    seed_memories(engine)
+    admin = make_persona(engine, "alice-ops", ("ops:write",))
+    viewer = make_persona(engine, "victor-viewer", ("ops:read",))
+    outsider = make_persona(engine, "mona-memory", ("memory:read",))
+
+    listed = client.get("/admin/runbooks", headers=viewer.headers)
+    assert listed.status_code == 200
+    assert "prune_memories" in {item["name"] for item in listed.json()["runbooks"]}
+    assert client.get("/admin/runbooks", headers=outsider.headers).status_code == 403
+    refused = client.post("/admin/runbooks/prune_memories/runs", json={}, headers=viewer.headers)
+    assert refused.status_code == 403 and "ops:write" in refused.json()["error"]
+
+    bad = client.post(
+        "/admin/runbooks/prune_memories/runs",
+        json={"parameters": {"dry_run": "maybe"}},
+        headers=admin.headers,
+    )
+    assert bad.json() == {"error": "parameter dry_run 'maybe' must be true or false", "status": 400}
+    unknown = client.post("/admin/runbooks/nope/runs", json={}, headers=admin.headers)
+    assert unknown.status_code == 404 and unknown.json()["error"].startswith("runbook 'nope' does not exist")
+
+    restore = client.post(
+        "/admin/runbooks/restore_backup/runs",
+        json={"parameters": {"dry_run": False, "confirm": "restore x"}},
+        headers=admin.headers,
+    )
+    assert restore.status_code == 403 and "lacks the scope 'admin'" in restore.json()["error"]
+
+    started = client.post(
+        "/admin/runbooks/prune_memories/runs",
+        json={"parameters": {"layer": "working"}},
+        headers=admin.headers,
+    )
+    assert started.status_code == 202, started.text
+    assert started.json()["status"] == "queued"
+    dry = _finished(client, started.json()["id"], viewer.headers)
+    assert dry["status"] == "succeeded" and dry["actor"] == "alice-ops"
+    phrase = dry["summary"]["confirm_phrase"]
+    assert phrase.startswith(f"prune {OLD_PER_LAYER} memories")
+    assert _documents(engine, "working") == OLD_PER_LAYER + NEW_PER_LAYER
+
+    applied = client.post(
+        "/admin/runbooks/prune_memories/runs",
+        json={"parameters": {"layer": "working", "dry_run": False, "confirm": phrase, "backup_first": False}},
+        headers=admin.headers,
+    )
+    assert applied.status_code == 202, applied.text
+    done = _finished(client, applied.json()["id"], viewer.headers)
+    assert done["status"] == "succeeded" and done["summary"]["deleted"] == OLD_PER_LAYER
+    assert _documents(engine, "working") == NEW_PER_LAYER
+
+    notebook = client.get(f"/admin/runbooks/runs/{done['id']}/notebook", headers=viewer.headers)
+    assert notebook.status_code == 200 and notebook.json()["cells"]
+    html = client.get(f"/admin/runbooks/runs/{done['id']}/html", headers=viewer.headers)
+    assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+    assert "Pruned" in html.text
+
+    history = client.get("/admin/runbooks/runs?runbook=prune_memories", headers=viewer.headers).json()["runs"]
+    assert [run["id"] for run in history] == [done["id"], dry["id"]]
+    again = client.post(f"/admin/runbooks/runs/{done['id']}/cancel", headers=admin.headers)
+    assert again.status_code == 409 and "already finished" in again.json()["error"]
+    missing = client.get("/admin/runbooks/runs/20260101T000000Z-000000", headers=viewer.headers)
+    assert missing.status_code == 404
+
+    metrics = client.get("/metrics").text
+    assert 'runbook_runs_total{runbook="prune_memories",status="succeeded"} 2.0' in metrics
+    assert 'runbook_run_duration_seconds{runbook="prune_memories"}' in metrics
