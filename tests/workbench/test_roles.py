@@ -18,16 +18,14 @@ from workbench_ui.session import WorkbenchSession
 
 from .conftest import APP, TIMEOUT, open_page, sign_in, texts
 
-PAGES = ("overview", "dashboards", "alerts", "memory", "backups", "keys")
-MENU = {
-    "ops:read": {"Overview", "Dashboards", "Alerts", "Memory", "Backups"},
-    "ops:write": {"Overview", "Dashboards", "Alerts", "Memory", "Backups"},
-    "admin": {"Overview", "Dashboards", "Alerts", "Memory", "Backups", "API keys"},
-}
+PAGES = ("overview", "dashboards", "alerts", "runbooks", "memory", "backups", "keys")
+VIEWS = {"Overview", "Dashboards", "Alerts", "Runbooks", "Memory", "Backups"}
+MENU = {"ops:read": VIEWS, "ops:write": VIEWS, "admin": {*VIEWS, "API keys"}}
 TITLES = {
     "overview": "Overview",
     "dashboards": "Dashboards",
     "alerts": "Alerts",
+    "runbooks": "Runbooks",
     "memory": "Memory",
     "backups": "Backups",
     "keys": "API keys",
