@@ -96,6 +96,28 @@ def check_timestamp(value: object, *, field: str = "timestamp") -> datetime:
     return parsed
 
 
+def search_window(since: object, until: object) -> tuple[datetime | None, datetime | None] | None:
+    """A search's time window as aware UTC bounds (None: unbounded), or None when the window
+    holds nothing (empty, reversed, or wholly outside the years the index stores). Bounds
+    beyond the stored years are dropped rather than refused: no memory lies there. Raises
+    InvalidInput for a value that is not a timestamp."""
+    bounds: list[datetime | None] = []
+    for value, field in ((since, "since"), (until, "until")):
+        if value is not None and not isinstance(value, str | datetime):
+            raise InvalidInput(f"{field} {value!r} is not an ISO 8601 timestamp, e.g. 2026-01-31T12:00:00Z")
+        bounds.append(None if value is None else parse_timestamp(value, field=field))
+    start, end = bounds
+    if (start is not None and start.year > MAX_YEAR) or (end is not None and end.year < MIN_YEAR):
+        return None
+    if start is not None and start.year < MIN_YEAR:
+        start = None
+    if end is not None and end.year > MAX_YEAR:
+        end = None
+    if start is not None and end is not None and start >= end:
+        return None
+    return start, end
+
+
 def check_limit(limit: object) -> int:
     """Return ``limit`` if it is a whole number from 1 to MAX_LIMIT."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:

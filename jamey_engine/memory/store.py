@@ -36,6 +36,7 @@ from jamey_engine.memory.model import (
     new_ids,
     quick_content_ok,
     quick_timestamp,
+    search_window,
 )
 from jamey_engine.memory.schema import (
     CONTENT,
@@ -450,10 +451,10 @@ class MemoryStore:
             raise InvalidInput("query must not be empty; use * to match every memory")
         if len(query) > MAX_QUERY_CHARS:
             raise InvalidInput(f"query is {len(query)} characters; the limit is {MAX_QUERY_CHARS}")
-        start = check_timestamp(since, field="since") if since is not None else None
-        end = check_timestamp(until, field="until") if until is not None else None
-        if start is not None and end is not None and start >= end:
-            raise InvalidInput(f"since {start.isoformat()} must be before until {end.isoformat()}")
+        window = search_window(since, until)
+        if window is None:
+            return []  # an empty window, or one wholly outside the stored years: nothing is in it
+        start, end = window
         tier = self._sync_tier(layer)
         index = self.index(layer)
         try:

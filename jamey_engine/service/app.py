@@ -30,6 +30,7 @@ from jamey_engine.service.auth import (
     flush_in_background,
     needs,
 )
+from jamey_engine.service.contract import content_limits
 from jamey_engine.service.errors import ERROR_RESPONSES, install_error_handler
 from jamey_engine.service.middleware import BodySizeLimit, RateLimitDefaults, ServiceMiddleware
 from jamey_engine.service.routes_admin import router as admin_router
@@ -193,18 +194,20 @@ def create_app(engine: Engine) -> FastAPI:
         fastapi_app=app,
         engine=engine,
     )
-    _document_security(app)
+    _document_security(app, engine.settings.max_content_bytes)
     return app
 
 
-def _document_security(app: FastAPI) -> None:
-    """Add the key schemes to the OpenAPI components (operations name them via ``needs``)."""
+def _document_security(app: FastAPI, max_content_bytes: int) -> None:
+    """Add the key schemes to the OpenAPI components (operations name them via ``needs``) and
+    this service's content size limit."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
             schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            content_limits(schema, max_content_bytes)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -98,10 +98,30 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         headers.update(exc.headers or {})
         if status == 404 and message == "Not Found":
             message = f"no such route: {request.method} {request.url.path}"
+        if status == 405:  # Starlette names only the first route's methods; name them all
+            headers["Allow"] = ", ".join(allowed_methods(request))
     else:
         status, message = 500, "internal error"
         log.error("%s %s: unexpected %s", request.method, request.url.path, type(exc).__name__, exc_info=exc)
     return error_response(status, message, headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (for a 405's ``Allow``)."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", ()):
+        try:
+            match, _ = route.matches(request.scope)
+        except Exception:  # a malformed path must not break the error answer
+            log.debug("route matching failed for Allow", exc_info=True)
+            match = Match.NONE
+        if match in (Match.FULL, Match.PARTIAL):
+            methods |= set(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

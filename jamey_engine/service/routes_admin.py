@@ -18,6 +18,7 @@ from jamey_engine.durations import parse_duration
 from jamey_engine.keys import KeyManager
 from jamey_engine.keys.scopes import SCOPE_DESCRIPTIONS, SCOPES, Scope
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
+from jamey_engine.service.contract import DURATION_PATTERN, RATE_LIMIT_PATTERN
 from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
 
 KeyId = Annotated[str, Path(min_length=1, max_length=64, description="The key's public lookup id.")]
@@ -43,16 +44,20 @@ class CreateKeyBody(BaseModel):
         + ".",
     )
     rate_limit: str | None = Field(
-        default=None, max_length=64, description="Such as 120/minute; default JAMEY_DEFAULT_RATE_LIMIT."
+        default=None,
+        pattern=RATE_LIMIT_PATTERN,
+        description="An amount per second, minute, hour or day, such as 120/minute; default JAMEY_DEFAULT_RATE_LIMIT.",
     )
     expires_in: str | None = Field(
-        default=None, max_length=32, description="A duration such as 90d; default never."
+        default=None, pattern=DURATION_PATTERN, description="A duration such as 90d or 1h30m; default never."
     )
 
 
 class RotateBody(BaseModel):
     grace: str | None = Field(
-        default=None, max_length=32, description="How long the old key keeps working (such as 24h)."
+        default=None,
+        pattern=DURATION_PATTERN,
+        description="How long the old key keeps working (such as 24h); default: it stops now.",
     )
 
 

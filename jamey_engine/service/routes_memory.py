@@ -16,28 +16,37 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from jamey_engine.memory.layers import MAX_QUERY_CHARS, Layer, Order
 from jamey_engine.service.auth import KeyedRoute, engine_of, needs
+from jamey_engine.service.contract import NOT_BLANK_PATTERN, UUID_PATTERN, Timestamp
 from jamey_engine.service.errors import ERROR_RESPONSES
 
 MAX_BATCH_ITEMS = 10_000
+MemoryId = Annotated[
+    str,
+    Path(pattern=UUID_PATTERN, json_schema_extra={"format": "uuid"}, description="The memory's id (a UUID)."),
+]
 
 router = APIRouter(prefix="/memories", tags=["memories"], responses=ERROR_RESPONSES, route_class=KeyedRoute)
 
 
+_CONTENT = "The memory's text: at least one character that is not white space, at most JAMEY_MAX_CONTENT_BYTES UTF-8 bytes."
+_TIMESTAMP = "When it happened (ISO 8601, a year from 1970 to 2261); default now."
+
+
 class StoreBody(BaseModel):
     layer: Layer = Field(description="The memory layer.")
-    content: str = Field(description="The memory's text (not empty; at most JAMEY_MAX_CONTENT_BYTES bytes).")
-    timestamp: datetime | None = Field(default=None, description="When it happened (ISO 8601); default now.")
+    content: str = Field(min_length=1, pattern=NOT_BLANK_PATTERN, description=_CONTENT)
+    timestamp: Timestamp | None = Field(default=None, description=_TIMESTAMP)
 
 
 class BatchItem(BaseModel):
-    content: str
-    timestamp: datetime | None = None
+    content: str = Field(min_length=1, pattern=NOT_BLANK_PATTERN, description=_CONTENT)
+    timestamp: Timestamp | None = Field(default=None, description=_TIMESTAMP)
 
 
 class BatchBody(BaseModel):
@@ -128,7 +137,10 @@ async def search_memories(
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="tantivy query text.")],
     limit: Annotated[int, Query(ge=1, le=1000, description="Most results to return.")] = 10,
     order: Annotated[Order, Query(description="Rank by relevance or time.")] = "score",
-    since: Annotated[datetime | None, Query(description="Only memories at or after this time.")] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="Only memories at or after this time (an empty window finds none)."),
+    ] = None,
     until: Annotated[datetime | None, Query(description="Only memories before this time.")] = None,
 ) -> Response:
     """Search one layer; results best first (or newest first)."""
@@ -159,13 +171,13 @@ async def memory_sizes(request: Request) -> SizesOut:
 
 
 @router.get("/{layer}/{memory_id}", response_model=MemoryOut, openapi_extra=needs("memory:read"))
-async def get_memory(layer: Layer, memory_id: str, request: Request) -> Response:
+async def get_memory(layer: Layer, memory_id: MemoryId, request: Request) -> Response:
     """One memory by layer and id (404 when it does not exist)."""
     return _json(_memory_json(await run_in_threadpool(engine_of(request).memory.get, layer, memory_id)))
 
 
 @router.delete("/{layer}/{memory_id}", status_code=204, openapi_extra=needs("memory:write"))
-async def delete_memory(layer: Layer, memory_id: str, request: Request) -> Response:
+async def delete_memory(layer: Layer, memory_id: MemoryId, request: Request) -> Response:
     """Delete one memory (404 when it does not exist)."""
     await run_in_threadpool(engine_of(request).memory.delete, layer, memory_id)
     return Response(status_code=204)

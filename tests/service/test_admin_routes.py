@@ -44,8 +44,10 @@ def test_bad_admin_input_names_the_field(client: TestClient, admin_key: Persona)
         ({"name": "", "scopes": ["memory:read"]}, 422, "name"),
         ({"name": "x", "scopes": ["root"]}, 422, "scopes"),
         ({"name": "x", "scopes": []}, 422, "scopes"),
-        ({"name": "x", "rate_limit": "lots"}, 400, "rate limit"),
-        ({"name": "x", "expires_in": "soon"}, 400, "expires_in"),
+        ({"name": "x", "rate_limit": "lots"}, 422, "rate_limit"),
+        ({"name": "x", "rate_limit": ""}, 422, "rate_limit"),
+        ({"name": "x", "expires_in": "soon"}, 422, "expires_in"),
+        ({"name": "x", "expires_in": "0s"}, 422, "expires_in"),
     ]
     for body, status, field in cases:
         response = client.post("/admin/keys", json=body, headers=admin_key.headers)
@@ -79,7 +81,7 @@ def test_rotation_with_grace_keeps_the_old_key_working(client: TestClient, admin
     bad = client.post(
         f"/admin/keys/{response.json()['id']}/rotate", json={"grace": "forever"}, headers=admin_key.headers
     )
-    assert bad.status_code == 400 and "grace" in bad.json()["error"]
+    assert bad.status_code == 422 and "grace" in bad.json()["error"]
 
 
 def test_revocation_over_http_takes_effect_at_once_in_this_process(
