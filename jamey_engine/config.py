@@ -225,6 +225,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("JAMEY_HOST", "host", "127.0.0.1", "Address `jamey serve` binds to.", _text),
     Setting("JAMEY_PORT", "port", "3000", "Port `jamey serve` listens on.", _port),
     Setting(
+        "JAMEY_WORKERS",
+        "workers",
+        "1",
+        "Service worker processes `jamey serve` runs on one port (more than 1 needs redis:// rate-limit storage).",
+        _positive_int,
+    ),
+    Setting(
         "JAMEY_DEFAULT_RATE_LIMIT",
         "default_rate_limit",
         "60/minute",
@@ -489,6 +496,7 @@ class Settings:
     allow_shared_data_dir: bool
     host: str
     port: int
+    workers: int
     default_rate_limit: str
     global_rate_limit: str
     rate_limit_storage: str

@@ -1,9 +1,17 @@
-"""``jamey serve``: run the HTTP service under uvicorn (and the backup and retention schedules, when set)."""
+"""``jamey serve``: run the HTTP service under uvicorn, in one process or several workers.
+
+One worker (the default) serves from this process. With ``--workers N`` (or JAMEY_WORKERS)
+above 1, uvicorn's supervisor runs N worker processes on one socket, each a full service on the
+same data dir and database (``jamey_engine.service.asgi:app_from_env``); it replaces a worker
+that dies (logging "Child process [pid] died") and stops them all on Ctrl-C or SIGTERM.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,57 +22,132 @@ from jamey_engine.errors import ConfigError, InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 
+# A worker that has not answered the supervisor's ping in this long is killed and replaced. It
+# must cover a worker's start (imports and app build take several seconds on a loaded 2-core
+# machine; uvicorn's default of 5 s killed every worker there before it could answer).
+WORKER_HEALTHCHECK_SECONDS = 60
+FLAG_VARIABLES = {"JAMEY_HOST": "--host", "JAMEY_PORT": "--port", "JAMEY_WORKERS": "--workers"}
+
+
+def _uvicorn_options() -> dict[str, Any]:
+    return {
+        "log_config": None,  # keep the CLI's logging setup
+        "access_log": False,  # our access log names the key, never its secret
+        "server_header": False,
+        "proxy_headers": False,
+        "timeout_graceful_shutdown": 10,
+    }
+
+
+def check_workers(settings: Settings) -> None:
+    """Refuse several workers with per-process rate-limit counters (InvalidInput, one line)."""
+    if settings.workers > 1 and settings.rate_limit_storage.startswith("memory"):
+        raise InvalidInput(
+            f"{settings.workers} workers need shared rate-limit counters: set "
+            "JAMEY_RATE_LIMIT_STORAGE=redis://host:6379/0 (with memory:// each worker would "
+            "count alone, so every limit would be several times too loose)"
+        )
+
+
+def fresh_metrics_dir(data_dir: Path) -> Path:
+    """An empty per-run directory for the workers' shared metrics, under the data dir.
+
+    Named for this process; directories left by runs whose supervisor is gone are removed.
+    """
+    run = data_dir / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    for old in run.glob("metrics-*"):
+        pid = old.name.removeprefix("metrics-")
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    path = run / f"metrics-{os.getpid()}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir()
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 @click.command("serve")
 @click.option("--host", metavar="ADDR", help="Address to bind [env: JAMEY_HOST; default 127.0.0.1]")
 @click.option("--port", metavar="PORT", help="Port to listen on [env: JAMEY_PORT; default 3000]")
-def group(host: str | None, port: str | None) -> None:
+@click.option(
+    "--workers",
+    metavar="N",
+    help="Worker processes; more than 1 needs redis:// rate-limit storage [env: JAMEY_WORKERS; default 1]",
+)
+def group(host: str | None, port: str | None, workers: str | None) -> None:
     """Serve the Jamey HTTP API (memories, keys, /health, /metrics) until interrupted."""
     import uvicorn
 
     from jamey_engine.engine import Engine
     from jamey_engine.service import create_app
-    from jamey_engine.service.scheduler import BackupScheduler, RetentionScheduler
 
     engine = get_engine()
-    if host is not None or port is not None:
+    if host is not None or port is not None or workers is not None:
         # Parse the flags exactly as the variables they override (same validation, same errors).
-        raw = {"JAMEY_HOST": host or engine.settings.host, "JAMEY_PORT": port or str(engine.settings.port)}
+        raw = {
+            "JAMEY_HOST": host or engine.settings.host,
+            "JAMEY_PORT": port or str(engine.settings.port),
+            "JAMEY_WORKERS": workers or str(engine.settings.workers),
+        }
         try:
             flags = Settings.from_env(raw)
         except ConfigError as err:
-            flag = "--port" if err.variable == "JAMEY_PORT" else "--host"
+            flag = FLAG_VARIABLES.get(err.variable, "--host")
             raise InvalidInput(f"{flag} {err.value!r} is invalid: {err.message.split(': ', 1)[-1]}") from None
-        engine.settings = engine.settings.with_overrides(host=flags.host, port=flags.port)
+        engine.settings = engine.settings.with_overrides(
+            host=flags.host, port=flags.port, workers=flags.workers
+        )
     settings = engine.settings
     assert isinstance(engine, Engine)
     check_data_dir(settings)
-    scheduler = None
-    if settings.backup_interval is not None:
-        scheduler = BackupScheduler(engine, settings.backup_interval).start()
-        log.info("scheduled backups every %s", settings.backup_interval)
-    retention = None
-    if settings.retention_interval is not None:
-        retention = RetentionScheduler(engine, settings.retention_interval).start()
-    app = create_app(engine)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # keep the CLI's logging setup
-        access_log=False,  # our access log names the key, never its secret
-        server_header=False,
-        proxy_headers=False,
-        timeout_graceful_shutdown=10,
+    check_workers(settings)
+    if settings.workers == 1:
+        uvicorn.Server(
+            uvicorn.Config(
+                create_app(engine, schedules=True),
+                host=settings.host,
+                port=settings.port,
+                **_uvicorn_options(),
+            )
+        ).run()
+        return
+    # Every worker parses the same settings: pass the effective ones (flags included) on.
+    os.environ.update(
+        {
+            "JAMEY_DATA_DIR": str(settings.data_dir),
+            "JAMEY_DATABASE_URL": settings.database_url,
+            "JAMEY_BACKUP_DIR": str(settings.backup_dir),
+            "JAMEY_HOST": settings.host,
+            "JAMEY_PORT": str(settings.port),
+            "JAMEY_WORKERS": str(settings.workers),
+        }
     )
-    server = _stopping_server(config, scheduler.stop if scheduler is not None else None)
+    metrics_dir = fresh_metrics_dir(settings.data_dir)
+    # Before any worker imports prometheus_client, so their counters go to shared files.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    log.info("serving with %d workers on %s:%d", settings.workers, settings.host, settings.port)
     try:
-        server.run()
+        uvicorn.run(
+            "jamey_engine.service.asgi:app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+            **_uvicorn_options(),
+        )
     finally:
-        if scheduler is not None:
-            scheduler.stop()
-        if retention is not None:
-            retention.stop()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def check_data_dir(settings: Settings) -> None:
@@ -81,21 +164,3 @@ def check_data_dir(settings: Settings) -> None:
                 pass
         except OSError as err:
             raise Unavailable(f"data dir {directory} cannot be used: {err.strerror or err}") from None
-
-
-def _stopping_server(config: Any, on_shutdown: Callable[[], None] | None) -> Any:
-    """uvicorn's server, calling ``on_shutdown`` at the end of its shutdown.
-
-    On SIGTERM uvicorn shuts down and then raises the signal again, which ends the process
-    before any code after ``run()``; so the backup schedule is stopped here (a running backup
-    and its retention finish first).
-    """
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        async def shutdown(self, sockets: Any = None) -> None:
-            await super().shutdown(sockets)
-            if on_shutdown is not None:
-                on_shutdown()
-
-    return Server(config)

@@ -8,17 +8,29 @@ Two kinds live here:
   memory store, backup/restore/prune/retention history from the operation log in the database (so an
   operation run by the CLI, a notebook or the workbench shows here too), the MQTT publisher's
   state and the data dir's free space.
+
+With several service workers (``jamey serve --workers N``), ``jamey serve`` sets
+``PROMETHEUS_MULTIPROC_DIR`` before the workers start: the live counters then live in files
+shared by the workers, and :meth:`ServiceMetrics.exposition` answers every scrape from a fresh
+registry that sums them (``MultiProcessCollector``) beside the ``EngineCollector`` (shared state
+already). What each process knows only of itself (MQTT and limiter failure counts, the MQTT
+connection, CPU, memory and open files) is mirrored into shared metrics by
+:meth:`ServiceMetrics.sync_process_state` (at each scrape and every 2 s): counters summed over
+every worker that ever ran, ``process_resident_memory_bytes`` and ``process_open_fds`` summed
+over live workers, ``mqtt_connected`` the minimum over live workers.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -36,26 +48,101 @@ OPERATION_STATUSES = ("success", "failure")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+def multiprocess_dir() -> str | None:
+    """The shared metrics directory when this process is one of several workers, else None."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+@dataclass
+class ProcessMirror:
+    """Shared (multiprocess) copies of what one worker knows only of itself."""
+
+    engine: Engine
+    counters: dict[str, Counter]
+    gauges: dict[str, Gauge]
+    seen: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _local(self) -> dict[str, float]:
+        events = self.engine.events
+        limiter = self.engine.__dict__.get("limiter")
+        values = {
+            "mqtt_connection_failures": float(events.connection_failures),
+            "mqtt_events_dropped": float(events.dropped),
+            "rate_limit_storage_failures": float(getattr(limiter, "storage_failures", 0)),
+            "mqtt_connected": 1.0 if events.connected else 0.0,
+        }
+        for family in ProcessCollector(registry=None).collect():
+            for sample in family.samples:
+                values[sample.name] = sample.value
+        return values
+
+    def sync(self) -> None:
+        """Add this worker's counter increments since the last sync; set its gauges."""
+        with self.lock:
+            values = self._local()
+            for name, counter in self.counters.items():
+                value = values.get(name, 0.0)
+                delta = value - self.seen.get(name, 0.0)
+                if delta > 0:
+                    counter.inc(delta)
+                    self.seen[name] = value
+            for name, gauge in self.gauges.items():
+                if name in values:
+                    gauge.set(values[name])
+
+
 @dataclass
 class ServiceMetrics:
-    """The registry and the live metric objects the service updates."""
+    """The registry and the live metric objects the service updates.
+
+    ``registry`` holds this process's own metrics (tests read samples from it). ``exposition()``
+    is what ``/metrics`` answers: the registry itself with one worker, the sum over every worker
+    (plus shared state) with several.
+    """
 
     registry: CollectorRegistry
     http_requests: Counter
     http_duration: Histogram
     rate_limited: Counter
     key_verifications: Counter
+    engine: Engine | None = None
+    mirror: ProcessMirror | None = None
+
+    def sync_process_state(self) -> None:
+        """Several workers: copy this worker's own counts into the shared metrics (else nothing).
+        Never raises (a failure is logged; the next sync catches up)."""
+        if self.mirror is None:
+            return
+        try:
+            self.mirror.sync()
+        except Exception as err:
+            log.warning("metrics: cannot share this worker's counts (%s: %s)", type(err).__name__, err)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text exposition ``/metrics`` answers."""
+        if self.mirror is None or self.engine is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        self.sync_process_state()
+        scrape = CollectorRegistry()
+        multiprocess.MultiProcessCollector(scrape)
+        scrape.register(EngineCollector(self.engine, per_process=False))
+        return generate_latest(scrape)
 
 
 class EngineCollector(Collector):
     """Reads persisted state at scrape time; one failing source never fails the whole scrape."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, per_process: bool = True) -> None:
         self.engine = engine
+        # False with several workers: the MQTT and limiter counts then come from ProcessMirror.
+        self.per_process = per_process
 
     def collect(self) -> Iterator[Metric]:
         """Yield the memory, operation-log, MQTT and disk families (skipping any source that fails)."""
-        for source in (
+        sources = [
             self._memory_logs,
             self._memory,
             self._operations,
@@ -63,10 +150,11 @@ class EngineCollector(Collector):
             self._keys,
             self._alerts,
             self._runbooks,
-            self._mqtt,
-            self._limiter,
             self._disk,
-        ):
+        ]
+        if self.per_process:
+            sources += [self._mqtt, self._limiter]
+        for source in sources:
             try:
                 families = list(source())
             except Exception as err:
@@ -328,7 +416,58 @@ def build_metrics(engine: Engine) -> ServiceMetrics:
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     registry.register(EngineCollector(engine))
-    return ServiceMetrics(registry, http_requests, http_duration, rate_limited, key_verifications)
+    mirror = None
+    if multiprocess_dir() is not None:
+        mirror = _process_mirror(engine)
+    return ServiceMetrics(
+        registry, http_requests, http_duration, rate_limited, key_verifications, engine, mirror
+    )
+
+
+def _process_mirror(engine: Engine) -> ProcessMirror:
+    """Shared metrics for per-process facts (registered in a throwaway registry: the scrape
+    reads them from the multiprocess files, and the local registry already has the local ones)."""
+    shadow = CollectorRegistry()
+    counters = {
+        "mqtt_connection_failures": Counter(
+            "mqtt_connection_failures",
+            "Failed MQTT connection attempts and lost connections.",
+            registry=shadow,
+        ),
+        "mqtt_events_dropped": Counter(
+            "mqtt_events_dropped", "Events dropped (queue full or unencodable).", registry=shadow
+        ),
+        "rate_limit_storage_failures": Counter(
+            "rate_limit_storage_failures",
+            "Rate-limit checks that could not reach the counter storage (Redis).",
+            registry=shadow,
+        ),
+        "process_cpu_seconds_total": Counter(
+            "process_cpu_seconds", "CPU seconds of every service worker, together.", registry=shadow
+        ),
+    }
+    gauges = {
+        "process_resident_memory_bytes": Gauge(
+            "process_resident_memory_bytes",
+            "Resident memory of the live service workers, together.",
+            registry=shadow,
+            multiprocess_mode="livesum",
+        ),
+        "process_open_fds": Gauge(
+            "process_open_fds",
+            "Open file descriptors of the live service workers, together.",
+            registry=shadow,
+            multiprocess_mode="livesum",
+        ),
+    }
+    if engine.events.enabled:  # with events off there is no connection to alert on
+        gauges["mqtt_connected"] = Gauge(
+            "mqtt_connected",
+            "1 while every live worker is connected to the MQTT broker.",
+            registry=shadow,
+            multiprocess_mode="livemin",
+        )
+    return ProcessMirror(engine, counters, gauges)
 
 
 def build_registry(engine: Engine) -> CollectorRegistry:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -108,8 +108,8 @@ def health(request: Request) -> Any:
 
 @common.get("/metrics", response_class=Response, tags=["service"])
 def metrics(request: Request) -> Response:
-    """Prometheus exposition (text format 0.0.4)."""
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition (text format 0.0.4); the same totals whichever worker answers."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 keyed = APIRouter(route_class=KeyedRoute)
@@ -151,19 +151,48 @@ def _flush(engine: Engine) -> None:
         log.warning("could not flush key last-used times at shutdown", exc_info=True)
 
 
-def create_app(engine: Engine) -> FastAPI:
-    """The service app for ``engine``: a fresh metrics registry, so tests can build many apps."""
+def _start_schedules(engine: Engine) -> list[Any]:
+    """The scheduled jobs of this process, each behind its lease (only the holder runs it)."""
+    from jamey_engine.service.scheduler import BackupScheduler, RetentionScheduler, SchedulerLease
+
+    schedules: list[Any] = []
+    interval = engine.settings.backup_interval
+    if interval is not None:
+        lease = SchedulerLease(engine.settings.data_dir, "backup")
+        schedules.append(BackupScheduler(engine, interval, lease=lease).start())
+        log.info("scheduled backups every %s (in whichever worker holds %s)", interval, lease.path.name)
+    if engine.settings.retention_interval is not None:  # runs in the process holding its own lock
+        schedules.append(RetentionScheduler(engine, engine.settings.retention_interval).start())
+    return schedules
+
+
+def create_app(engine: Engine, *, schedules: bool = False, owns_engine: bool = False) -> FastAPI:
+    """The service app for ``engine``: a fresh metrics registry, so tests can build many apps.
+
+    ``schedules``: run the scheduled jobs (backups) while the app runs, each only in the process
+    holding its lease. ``owns_engine``: close the engine when the app shuts down (the worker
+    processes of ``jamey serve --workers N`` build their own engine).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         import anyio
 
         await run_in_threadpool(_warm_up, engine)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(flush_in_background, engine, LAST_USED_FLUSH_EVERY)
-            yield
-            tasks.cancel_scope.cancel()
-        await run_in_threadpool(_flush, engine)
+        running = await run_in_threadpool(_start_schedules, engine) if schedules else []
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(flush_in_background, engine, LAST_USED_FLUSH_EVERY, service_metrics)
+                yield
+                tasks.cancel_scope.cancel()
+            await run_in_threadpool(_flush, engine)
+        finally:
+            for schedule in running:
+                await run_in_threadpool(schedule.stop)
+            if service_metrics.mirror is not None:
+                _mark_dead()
+            if owns_engine:
+                await run_in_threadpool(engine.close)
 
     app = FastAPI(
         title="Jamey",
@@ -196,6 +225,16 @@ def create_app(engine: Engine) -> FastAPI:
     )
     _document_security(app, engine.settings.max_content_bytes)
     return app
+
+
+def _mark_dead() -> None:
+    """Drop this worker's live gauges from the shared metrics (it is stopping)."""
+    from prometheus_client import multiprocess
+
+    try:
+        multiprocess.mark_process_dead(os.getpid())
+    except OSError:
+        log.debug("could not mark this worker dead in the shared metrics", exc_info=True)
 
 
 def _document_security(app: FastAPI, max_content_bytes: int) -> None:

@@ -119,9 +119,10 @@ class Authenticator:
         return key
 
 
-async def flush_in_background(engine: Engine, every: float) -> None:
+async def flush_in_background(engine: Engine, every: float, metrics: ServiceMetrics | None = None) -> None:
     """Write the keys' batched last-used times and usage counts from a worker thread every
-    ``every`` seconds.
+    ``every`` seconds (and, with several workers, copy this worker's own counts into the shared
+    metrics).
 
     Keys checked on the event loop (``verify_cached``) only note their last use in memory; this
     writes it, off the loop. Runs until cancelled.
@@ -131,6 +132,8 @@ async def flush_in_background(engine: Engine, every: float) -> None:
     while True:
         await anyio.sleep(every)
         await run_in_threadpool(engine.flush_key_usage)
+        if metrics is not None and metrics.mirror is not None:
+            await run_in_threadpool(metrics.sync_process_state)
 
 
 SCOPE_FIELD = "x-jamey-scope"

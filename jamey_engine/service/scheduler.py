@@ -9,9 +9,12 @@ here is also logged, and the loop tries again after a shorter delay.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jamey_engine.durations import utcnow
@@ -22,14 +25,82 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = timedelta(minutes=15)
+# How often a worker without a lease tries to take it (so a dead holder is replaced this soon).
+LEASE_RETRY_SECONDS = 5.0
+
+
+class SchedulerLease:
+    """The right to run one kind of scheduled work, held by at most one process at a time.
+
+    An exclusive ``flock`` on ``<data dir>/run/<name>.lease``, taken without waiting and held
+    until :meth:`release` or the process's end: the kernel drops the lock when its holder dies,
+    however it dies, so a worker that retries :meth:`acquire` (the schedulers do, every
+    ``LEASE_RETRY_SECONDS``) takes over from a dead one. Every service worker builds the same
+    lease for a job; only the holder runs the job. Not shared between threads of one process:
+    each scheduler builds its own (two leases of one name in one process also exclude each other).
+    """
+
+    def __init__(self, data_dir: Path, name: str) -> None:
+        self.path = Path(data_dir) / "run" / f"{name}.lease"
+        self.name = name
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lease now."""
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        """Take the lease if no other holder has it; True when held (already, or now). Never blocks."""
+        with self._lock:
+            if self._fd is not None:
+                return True
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as err:
+                log.warning("cannot open the %s lease %s: %s", self.name, self.path, err)
+                return False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return False
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())  # for people: who holds it
+            self._fd = fd
+            return True
+
+    def release(self) -> None:
+        """Give the lease up (closing the file drops the lock)."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 class BackupScheduler:
-    """A daemon thread that backs up every ``interval``; ``stop()`` ends it promptly."""
+    """A daemon thread that backs up every ``interval``; ``stop()`` ends it promptly.
 
-    def __init__(self, engine: Engine, interval: timedelta) -> None:
+    With a ``lease`` (as ``jamey serve`` passes, one per worker), the loop backs up only while
+    it holds the lease and otherwise retries taking it every ``lease_retry`` seconds, so of
+    several workers exactly one takes the scheduled backups, and another takes over within
+    ``lease_retry`` seconds when that one dies. The next backup is always due ``interval`` after
+    the latest one in the catalog, whichever process took it.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        interval: timedelta,
+        lease: SchedulerLease | None = None,
+        lease_retry: float = LEASE_RETRY_SECONDS,
+    ) -> None:
         self.engine = engine
         self.interval = interval
+        self.lease = lease
+        self.lease_retry = lease_retry
         self.runs = 0
         self.failures = 0
         self._stop = threading.Event()
@@ -73,6 +144,11 @@ class BackupScheduler:
         return True
 
     def _loop(self) -> None:
+        if self.lease is not None:
+            while not self.lease.acquire():
+                if self._stop.wait(self.lease_retry):
+                    return
+            log.info("scheduled backups run in this process (pid %d), which holds the lease", os.getpid())
         delay = self.first_delay()
         while not self._stop.wait(delay):
             ok = self.run_once()
@@ -81,10 +157,13 @@ class BackupScheduler:
                 delay = min(delay, RETRY_AFTER_FAILURE.total_seconds())
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the loop to end and wait up to ``timeout`` s (a running backup finishes first)."""
+        """Ask the loop to end and wait up to ``timeout`` s (a running backup finishes first);
+        then give up the lease, if held."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self.lease is not None and not self._thread.is_alive():
+            self.lease.release()
 
 
 RETENTION_LOCK = "retention.schedule.lock"

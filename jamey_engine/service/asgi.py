@@ -1,0 +1,27 @@
+"""The app factory each worker of ``jamey serve --workers N`` runs (uvicorn ``factory=True``).
+
+``jamey serve`` puts the effective settings (its flags included) into the environment before
+uvicorn spawns the workers, so every worker parses the same settings: the same data dir,
+database, limits and port. Each worker builds its own Engine, runs the scheduled jobs behind
+their leases (so exactly one worker takes them) and closes the engine when it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from jamey_engine.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def app_from_env() -> FastAPI:
+    """A full service app on ``Settings.from_env()``, owning its engine and its schedules."""
+    from jamey_engine.engine import Engine
+    from jamey_engine.service import create_app
+
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return create_app(Engine(settings), schedules=True, owns_engine=True)

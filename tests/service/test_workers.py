@@ -1,0 +1,208 @@
+"""`jamey serve --workers 2` on Redis: limits, metrics, schedules and revocations hold across workers.
+
+One real two-worker service (Redis counters, SQLite in its data dir, a 2-second backup
+schedule) serves the whole module, because starting the workers takes several seconds on a
+loaded machine. Requests go over fresh connections, so the kernel spreads them over both workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from helpers import REDIS_URL
+from service_support import RunningServer, start_server, stop_server
+from test_serve import cli_key
+
+from jamey_engine.config import Settings
+
+pytestmark = pytest.mark.slow
+
+BACKUP_EVERY = 2.0
+
+
+def wait_until_healthy(server: RunningServer, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{server.url}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the workers did not answer within {timeout}s:\n{server.log()}")
+
+
+def worker_pids(server: RunningServer) -> set[int]:
+    """The supervisor's live child processes that serve (uvicorn spawns them)."""
+    parent = server.process.pid
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+            pids.add(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    base = tmp_path_factory.mktemp("workers")
+    data_dir = base / "data"
+    data_dir.mkdir()
+    server = start_server(
+        data_dir,
+        base / "serve.log",
+        JAMEY_WORKERS="2",
+        JAMEY_RATE_LIMIT_STORAGE=REDIS_URL,
+        JAMEY_BACKUP_INTERVAL=f"{int(BACKUP_EVERY)}s",
+        JAMEY_BACKUP_KEEP="0",
+    )
+    try:
+        wait_until_healthy(server)
+        yield server
+    finally:
+        stop_server(server)
+
+
+def test_several_workers_with_in_memory_counters_refuse_to_start(tmp_path: Path) -> None:
+    from jamey_engine.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["--data-dir", str(tmp_path), "serve", "--workers", "2"],
+        env={"JAMEY_RATE_LIMIT_STORAGE": "memory://"},
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: 2 workers need shared rate-limit counters")
+    assert "redis://" in lines[0] and "Traceback" not in result.output
+
+
+def test_a_key_limit_is_exact_over_both_workers(workers: RunningServer) -> None:
+    key = cli_key(workers, "five-a-minute", "memory:read", rate_limit="5/minute")
+
+    def call(_: int) -> int:
+        with httpx.Client(timeout=30) as client:  # a connection each: both workers serve
+            return client.get(f"{workers.url}/whoami", headers={"X-API-Key": key["key"]}).status_code
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(call, range(100)))
+    assert statuses.count(200) == 5, statuses
+    assert statuses.count(429) == 95
+
+
+def metric(text: str, name: str, labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{labels}}}"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_metrics_totals_are_the_requests_sent_whichever_worker_answers(workers: RunningServer) -> None:
+    key = cli_key(workers, "counted", "memory:read")
+    labels = 'method="GET",route="/memories/sizes",status="200"'
+    before = metric(httpx.get(f"{workers.url}/metrics", timeout=10).text, "http_requests_total", labels)
+    sent = 40
+    for _ in range(sent):
+        with httpx.Client(timeout=10) as client:
+            assert client.get(f"{workers.url}/memories/sizes", headers={"X-API-Key": key["key"]}).is_success
+    for _ in range(6):  # fresh connections: several scrapes land on each worker
+        text = httpx.get(f"{workers.url}/metrics", timeout=10).text
+        assert metric(text, "http_requests_total", labels) == before + sent
+        assert (
+            metric(text, "http_request_duration_seconds_count", 'method="GET",route="/memories/sizes"')
+            >= sent
+        )
+        assert "process_resident_memory_bytes" in text
+
+
+def test_one_scheduled_backup_per_interval_not_one_per_worker(workers: RunningServer) -> None:
+    deadline = time.monotonic() + 60
+    backups: list[dict[str, str]] = []
+    while time.monotonic() < deadline and len(backups) < 4:
+        listed = workers.jamey("backup", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        backups = json.loads(listed.stdout)
+        time.sleep(0.5)
+    assert len(backups) >= 4, workers.log()
+    times = sorted(datetime.fromisoformat(b["created_at"]) for b in backups)
+    gaps = [(b - a).total_seconds() for a, b in pairwise(times)]
+    # Two schedulers would take two backups a few milliseconds apart each interval.
+    assert min(gaps) >= BACKUP_EVERY * 0.8, gaps
+    assert workers.log().count("scheduled backups run in this process") == 1
+
+
+def test_a_revocation_reaches_both_workers_within_the_cache_bound(workers: RunningServer) -> None:
+    bound = Settings.from_env(workers.env).key_cache_seconds
+    key = cli_key(workers, "revoke-everywhere", "memory:read")
+    headers = {"X-API-Key": key["key"]}
+
+    def status() -> int:
+        with httpx.Client(timeout=10) as client:
+            return client.get(f"{workers.url}/whoami", headers=headers).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # cache the key in both workers
+        assert set(pool.map(lambda _: status(), range(16))) == {200}
+    revoked = workers.jamey("keys", "revoke", key["id"])
+    assert revoked.returncode == 0, revoked.stderr
+    committed = time.monotonic()
+    time.sleep(bound)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda _: status(), range(16)))
+    elapsed = time.monotonic() - committed
+    assert set(statuses) == {401}, statuses
+    assert elapsed <= bound + 3.0
+
+
+def test_a_dead_worker_is_replaced_and_the_log_says_so(workers: RunningServer) -> None:
+    pids = worker_pids(workers)
+    assert len(pids) == 2, pids
+    victim = min(pids)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        current = worker_pids(workers)
+        if f"Child process [{victim}] died" in workers.log() and len(current) == 2 and victim not in current:
+            break
+        time.sleep(0.3)
+    assert f"Child process [{victim}] died" in workers.log()
+    assert len(worker_pids(workers)) == 2
+    wait_until_healthy(workers)
+
+
+def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    server = start_server(
+        data_dir, tmp_path / "serve.log", JAMEY_WORKERS="2", JAMEY_RATE_LIMIT_STORAGE=REDIS_URL
+    )
+    try:
+        wait_until_healthy(server)
+        children = worker_pids(server)
+        assert len(children) == 2
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0
+        for pid in children:  # joined by the supervisor before it exited
+            assert not Path(f"/proc/{pid}").exists()
+        assert "Application shutdown complete" in server.log()
+        assert not list((data_dir / "run").glob("metrics-*"))  # the shared metrics are cleaned up
+    finally:
+        if server.process.poll() is None:
+            stop_server(server)
