@@ -170,18 +170,40 @@ class ServiceMiddleware:
             )
 
 
-class BodySizeLimit:
-    """Refuse bodies over ``max_bytes`` with 413: at once from Content-Length, or while reading."""
+# Over-limit bytes read and discarded after a 413, so the client finishes sending and reads it.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+DRAIN_TIMEOUT_SECONDS = 10.0
+# uvicorn closes the connection after an answer carrying this, instead of reading (and
+# discarding) whatever the client still sends, without bound, to keep the connection alive.
+CLOSE = {"Connection": "close"}
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodySizeLimit:
+    """Refuse bodies over ``max_bytes`` with 413: at once from Content-Length, or while reading.
+
+    Guarantees: the app never sees more than ``max_bytes`` of body, so nothing over the limit is
+    stored. Every client gets the 413 JSON: a client that sent ``Expect: 100-continue`` is
+    answered before it sends the body (and sends none); any other client is still sending when
+    the 413 is ready, so the answer is sent and then up to ``drain_bytes`` more of its body
+    (within ``DRAIN_TIMEOUT_SECONDS``) are read and discarded before the answer ends. Closing
+    with unread data would make the kernel reset the connection, and a client that reads only
+    after sending (urllib) would see "connection reset" or "broken pipe" instead of the 413.
+    Then the connection is closed (the 413 says ``Connection: close``): the service reads at
+    most ``max_bytes + drain_bytes`` of any request.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, drain_bytes: int = DRAIN_LIMIT_BYTES) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.drain_bytes = drain_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         message = f"body: larger than the {self.max_bytes}-byte limit (JAMEY_MAX_BODY_BYTES)"
+        expects_continue = False
+        declared = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -189,18 +211,50 @@ class BodySizeLimit:
                 except ValueError:
                     await error_response(400, "Content-Length: not a number")(scope, receive, send)
                     return
-                if declared > self.max_bytes:
-                    await error_response(413, message)(scope, receive, send)
-                    return
-        received = 0
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expects_continue = True
+        state = {"received": 0, "complete": declared == 0, "over": False}
+
+        async def draining_send(msg: Message) -> None:
+            # The last part of a 413 to a client still sending: end the answer only after
+            # reading (and dropping) the rest of its body, up to the bound.
+            if msg["type"] == "http.response.body" and not msg.get("more_body") and state["over"]:
+                if msg.get("body"):
+                    await send({"type": "http.response.body", "body": msg["body"], "more_body": True})
+                if not state["complete"]:
+                    await self._drain(receive, state)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(msg)
+
+        if declared is not None and declared > self.max_bytes:
+            state["over"] = not expects_continue  # with 100-continue the body never comes
+            await error_response(413, message, CLOSE)(scope, receive, draining_send)
+            return
 
         async def bounded_receive() -> Message:
-            nonlocal received
             msg = await receive()
             if msg["type"] == "http.request":
-                received += len(msg.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, message)
+                state["received"] += len(msg.get("body", b""))
+                if not msg.get("more_body", False):
+                    state["complete"] = True
+                if state["received"] > self.max_bytes:
+                    state["over"] = True
+                    raise HTTPException(413, message, headers=CLOSE)
             return msg
 
-        await self.app(scope, bounded_receive, send)
+        await self.app(scope, bounded_receive, draining_send)
+
+    async def _drain(self, receive: Receive, state: dict[str, Any]) -> None:
+        import anyio
+
+        drained = 0
+        with anyio.move_on_after(DRAIN_TIMEOUT_SECONDS):
+            while drained <= self.drain_bytes:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    return
+                drained += len(msg.get("body", b""))
+                if not msg.get("more_body", False):
+                    state["complete"] = True
+                    return
