@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,6 +55,15 @@ STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
 EVENTS = ("created", "rotated", "revoked", "expired", "rate_limit_changed", "legacy_imported")
 EXPIRING_WITHIN = timedelta(days=7)
 NAME_MAX = 100
+# Characters a key name may not contain: C0 and C1 controls, line and paragraph separators,
+# invisible format characters (zero-width, bidirectional overrides and isolates, BOM). Names
+# show in logs and the audit trail; these would forge or hide text there. (Lone surrogates are
+# refused too, but outside the pattern: they are not Unicode scalar values, so a schema cannot
+# name them and no client can send them as valid UTF-8 JSON.)
+NAME_FORBIDDEN = "\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u2069\\ufeff"
+# A key name: at least one character that is not white space, none of the forbidden ones.
+NAME_PATTERN = f"^[^{NAME_FORBIDDEN}]*[^{NAME_FORBIDDEN}\\s][^{NAME_FORBIDDEN}]*$"
+_NAME_FORBIDDEN = re.compile(f"[{NAME_FORBIDDEN}\\ud800-\\udfff]")
 
 
 class EventSink(Protocol):
@@ -122,7 +132,7 @@ def _clean_name(name: str, field: str = "key name") -> str:
         raise InvalidInput(f"{field} must not be empty")
     if len(text) > NAME_MAX:
         raise InvalidInput(f"{field} {text[:20]!r}… is longer than {NAME_MAX} characters")
-    if not text.isprintable():
+    if _NAME_FORBIDDEN.search(text):
         raise InvalidInput(f"{field} {text!r} contains control characters")
     return text
 

@@ -437,12 +437,14 @@ class MemoryStore:
         order: str = "score",
         since: str | datetime | None = None,
         until: str | datetime | None = None,
+        lenient: bool = False,
     ) -> list[Memory]:
         """Search ``layer`` with tantivy query syntax (``*`` matches all).
 
         ``order`` is "score" (best first, with scores) or "newest". ``since`` is inclusive and
         ``until`` exclusive, to the second. Raises InvalidInput for a malformed query, a limit
-        outside 1..1000, a bad order or time.
+        outside 1..1000, a bad order or time. With ``lenient``, a query the parser cannot read
+        is not an error: it is searched as tantivy's lenient parser reads it (the parts it can).
         """
         check_layer(layer)
         check_limit(limit)
@@ -460,7 +462,9 @@ class MemoryStore:
         try:
             parsed = index.parse_query(query, [CONTENT])
         except ValueError as err:
-            raise InvalidInput(f"query {query!r} is malformed: {err}") from None
+            if not lenient:
+                raise InvalidInput(f"query {query!r} is malformed: {err}") from None
+            parsed, _ = index.parse_query_lenient(query, [CONTENT])
         if start is not None or end is not None:
             parsed = tantivy.Query.boolean_query(
                 [(tantivy.Occur.Must, parsed), (tantivy.Occur.Must, _date_range(start, end))]

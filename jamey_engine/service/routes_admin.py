@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from jamey_engine.durations import parse_duration
 from jamey_engine.keys import KeyManager
+from jamey_engine.keys.manager import NAME_MAX, NAME_PATTERN
 from jamey_engine.keys.scopes import SCOPE_DESCRIPTIONS, SCOPES, Scope
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
 from jamey_engine.service.contract import DURATION_PATTERN, RATE_LIMIT_PATTERN
@@ -33,7 +34,10 @@ router = APIRouter(
 
 class CreateKeyBody(BaseModel):
     name: str = Field(
-        min_length=1, max_length=100, description="A name people recognise (shown in logs and audit)."
+        min_length=1,
+        max_length=NAME_MAX,
+        pattern=NAME_PATTERN,
+        description="A name people recognise (shown in logs and audit): not blank, no control characters.",
     )
     scopes: list[Scope] = Field(
         default=["memory:read"],

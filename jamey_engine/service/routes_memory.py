@@ -20,6 +20,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from jamey_engine.errors import InvalidInput
 from jamey_engine.memory.layers import MAX_QUERY_CHARS, Layer, Order
 from jamey_engine.service.auth import KeyedRoute, engine_of, needs
 from jamey_engine.service.contract import NOT_BLANK_PATTERN, UUID_PATTERN, Timestamp
@@ -110,9 +111,22 @@ def _json(payload: Any, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type="application/json")
 
 
+def _check_length(request: Request, contents: list[str]) -> None:
+    """Refuse content longer than the schema's ``maxLength`` (JAMEY_MAX_CONTENT_BYTES characters)
+    with 400, as the schema says; content within it but over the byte limit stays a 413."""
+    limit = engine_of(request).settings.max_content_bytes
+    for number, content in enumerate(contents):
+        if len(content) > limit:
+            where = "content" if len(contents) == 1 else f"items.{number}.content"
+            raise InvalidInput(
+                f"{where} is {len(content)} characters; at most {limit} (JAMEY_MAX_CONTENT_BYTES) are allowed"
+            )
+
+
 @router.post("", status_code=201, response_model=StoredId, openapi_extra=needs("memory:write"))
 async def store_memory(body: StoreBody, request: Request) -> Response:
     """Store one memory; durable when the answer arrives."""
+    _check_length(request, [body.content])
     # Queued from the loop and awaited, not run in a worker thread: 32 concurrent stores would
     # otherwise park 32 threads on one commit and fight over the GIL when it wakes them.
     memory, committed = engine_of(request).memory.store_nowait(
@@ -125,6 +139,7 @@ async def store_memory(body: StoreBody, request: Request) -> Response:
 @router.post("/batch", status_code=201, response_model=StoredIds, openapi_extra=needs("memory:write"))
 async def store_batch(body: BatchBody, request: Request) -> Response:
     """Store many memories in one layer, all or none; ids in the order given."""
+    _check_length(request, [item.content for item in body.items])
     items = [{"content": item.content, "timestamp": _aware(item.timestamp)} for item in body.items]
     ids = await run_in_threadpool(engine_of(request).memory.store_batch, body.layer, items)
     return _json({"ids": list(ids)}, 201)
@@ -134,7 +149,16 @@ async def store_batch(body: BatchBody, request: Request) -> Response:
 async def search_memories(
     request: Request,
     layer: Annotated[Layer, Query(description="The memory layer to search.")],
-    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="tantivy query text.")],
+    q: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=MAX_QUERY_CHARS,
+            pattern=NOT_BLANK_PATTERN,
+            description="tantivy query text (`*` matches all); text the query parser cannot read "
+            "is searched as tantivy's lenient parser reads it, never refused.",
+        ),
+    ],
     limit: Annotated[int, Query(ge=1, le=1000, description="Most results to return.")] = 10,
     order: Annotated[Order, Query(description="Rank by relevance or time.")] = "score",
     since: Annotated[
@@ -152,6 +176,7 @@ async def search_memories(
         order=order,
         since=_aware(since),
         until=_aware(until),
+        lenient=True,
     )
     return _json({"results": [_memory_json(m) for m in found]})
 

@@ -1,72 +1,81 @@
-"""Schemathesis fuzzes every operation of /openapi.json with an admin key: never a 5xx.
+"""Schemathesis with every check, on every phase (stateful included), against a real `jamey serve`.
 
-Beyond "no server error" it checks that answers match the documented status codes and
-schemas. Examples per operation are bounded (and derandomized) so the run stays well under a
-minute and is the same on every run; raise MAX_EXAMPLES locally to explore (150 found the
-timestamp-range 500s fixed in the memory store).
+The `schemathesis run` CLI drives a real service process on PostgreSQL with an admin key:
+``--checks all`` (no server error, status codes, content types, response schemas, headers,
+schema-valid requests accepted, schema-violating requests refused, ...) over the examples,
+coverage, fuzzing and stateful phases. The seed and the examples per operation are fixed, so
+every run sends the same requests and stays within a couple of minutes; raise MAX_EXAMPLES
+locally to explore.
+
+The fuzzer's own key: GET /admin/keys lists every key, its own included, so stateful links
+could feed its id to revoke or rotate. Requests after that would get the documented 401 and
+pass every check while testing nothing. The test therefore checks after the run that the key
+still works: with this seed it does, and a change that makes the run revoke its key fails here
+(then exclude the self-revoking link with a comment, or give the run a key it cannot list).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import uuid
-import warnings
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+import subprocess
+import sys
+from collections.abc import Callable
 
+import httpx
 import pytest
-from hypothesis import HealthCheck, settings
-from service_support import make_persona, service_settings
+from service_support import ROOT, RunningServer
+from test_serve import cli_key
 
-from jamey_engine.engine import Engine
-from jamey_engine.service import create_app
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-with warnings.catch_warnings():
-    warnings.simplefilter(
-        "ignore", UserWarning
-    )  # starlette's httpx2 notice, if schemathesis imports it first
-    import schemathesis
-    from schemathesis import checks
-
-pytestmark = pytest.mark.slow
-
-MAX_EXAMPLES = 30
+SEED = 1
+MAX_EXAMPLES = 10
+PHASES = "examples,coverage,fuzzing,stateful"
 
 
-# schemathesis' from_fixture does not work with pytest 9, so the app is built at import. Building it
-# does no I/O (the engine is lazy); the data dir is created by the fixture below, before any request.
-FUZZ_DIR = Path(tempfile.gettempdir()) / f"jamey-fuzz-{uuid.uuid4().hex}"
-fuzz_engine = Engine(service_settings(FUZZ_DIR / "data"))
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(fuzz_engine))
-
-
-@pytest.fixture(scope="module")
-def admin_headers() -> Iterator[dict[str, str]]:
-    (FUZZ_DIR / "data").mkdir(parents=True, exist_ok=True)
-    fuzz_engine.memory.store("working", "something to find")
-    admin = make_persona(fuzz_engine, "fuzz-admin", ("admin",), rate_limit="1000000/minute")
-    yield {"Authorization": f"Bearer {admin.key}"}
-    fuzz_engine.close()
-    shutil.rmtree(FUZZ_DIR, ignore_errors=True)
-
-
-@schema.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    database=None,
-    derandomize=True,  # the same examples on every run, so CI is reproducible
-    suppress_health_check=list(HealthCheck),
-)
-def test_no_operation_answers_with_a_server_error(case: Any, admin_headers: dict[str, str]) -> None:
-    case.call_and_validate(
-        headers=admin_headers,
-        checks=[
-            checks.not_a_server_error,
-            checks.status_code_conformance,
-            checks.content_type_conformance,
-            checks.response_schema_conformance,
+def test_schemathesis_finds_nothing_with_every_check(
+    serve: Callable[..., RunningServer], postgres_url: str
+) -> None:
+    server = serve(JAMEY_DATABASE_URL=postgres_url)
+    admin = cli_key(server, "fuzz-admin", "admin", rate_limit="1000000/minute")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "all",
+            "--phases",
+            PHASES,
+            "--seed",
+            str(SEED),
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--request-timeout",
+            "30",
+            "--header",
+            f"Authorization: Bearer {admin['key']}",
+            "--no-color",
         ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=False,
     )
+    # The failures' headings, checks, answers and replay ids (request bodies can be 64 KB).
+    summary = "\n".join(
+        line[:300]
+        for line in result.stdout.splitlines()
+        if line.startswith(("___", "- ST", "[", "    `", "    Expected", "    Hint", "    curl"))
+        or "SUMMARY" in line
+    )
+    summary += result.stdout[-1500:]
+    assert result.returncode == 0, summary + result.stderr[-2000:]
+    assert "No issues found" in result.stdout or " passed" in result.stdout, summary
+    for phase in ("Coverage", "Fuzzing", "Stateful"):
+        assert f"✅ {phase}" in result.stdout, summary
+    assert "Traceback" not in server.log()
+    whoami = httpx.get(f"{server.url}/whoami", headers={"X-API-Key": admin["key"]}, timeout=10)
+    assert whoami.status_code == 200, "the run revoked or rotated its own key: " + whoami.text
