@@ -24,6 +24,9 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 ## run: the local stack on 127.0.0.1 (service, Prometheus, Alertmanager, workbench) on ./data
+##      One service worker uses one core: when it is busy (process_cpu_seconds_total rising
+##      near 1 s/s) on a machine with idle cores, run with JAMEY_WORKERS=2 (or the cores)
+##      and JAMEY_RATE_LIMIT_STORAGE=redis://127.0.0.1:6379/0 (workers refuse memory://).
 run: system-or-warn $(STAMP)
 	$(BIN)/jamey stack
 

@@ -241,8 +241,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JAMEY_GLOBAL_RATE_LIMIT",
         "global_rate_limit",
-        "6000/minute",
-        "Limit over all keys together, checked after the key's own limit.",
+        "20000/second",
+        "Limit over all keys together, checked after the key's own limit; the default sits about twice above one worker's measured capacity (see the README).",
         _rate_limit,
     ),
     Setting(
