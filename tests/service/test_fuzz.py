@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from service_support import ROOT, RunningServer, make_persona
+from service_support import RunningServer, make_persona
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def test_schemathesis_finds_nothing_with_every_check(
-    serve: Callable[..., RunningServer], postgres_url: str
+    serve: Callable[..., RunningServer], postgres_url: str, tmp_path: Path
 ) -> None:
     server = serve(JAMEY_DATABASE_URL=postgres_url)
     engine = Engine(Settings.from_env(server.env))
@@ -72,7 +72,7 @@ def test_schemathesis_finds_nothing_with_every_check(
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=ROOT,
+        cwd=tmp_path,  # its .schemathesis cache goes there, not into the repository
         check=False,
         env={
             **server.env,
