@@ -200,7 +200,6 @@ def test_an_empty_batch_or_a_bad_item_stores_nothing(
     assert found.json()["results"] == []  # the good item before the bad one was not stored either
 
 
-
 def test_an_empty_or_out_of_range_window_finds_nothing(
     client: TestClient, writer_key: Persona, reader_key: Persona
 ) -> None:
