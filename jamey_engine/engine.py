@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, JameyError
@@ -32,6 +32,22 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+
+
+class _LayerChange(Protocol):
+    """What a prune or dedupe reports per layer (for the operation log)."""
+
+    @property
+    def layer(self) -> str: ...
+    @property
+    def deleted(self) -> int: ...
+    @property
+    def bytes_before(self) -> int: ...
+    @property
+    def bytes_after(self) -> int: ...
+
+
+Change = TypeVar("Change", bound=_LayerChange)
 
 
 @dataclass(frozen=True)
@@ -128,35 +144,12 @@ class Engine:
         ``note`` says it went unrecorded. A prune that fails is recorded as a failure and its
         error re-raised; bad input (InvalidInput) is raised with nothing recorded.
         """
-        from jamey_engine import oplog
-
-        started = time.monotonic()
-        who = actor or source
-        try:
-            results = self.memory.prune(older_than, layers, dry_run=False, progress=progress)
-        except JameyError as err:
-            if not isinstance(err, InvalidInput):
-                failed = {"status": "failure", "detail": err.message, "source": source}
-                elapsed = time.monotonic() - started
-                oplog.record(
-                    self.db,
-                    self.events,
-                    "prune",
-                    "failure",
-                    elapsed,
-                    event=failed,
-                    detail=err.message,
-                    actor=who,
-                )
-            raise
-        duration = time.monotonic() - started
-        rows = [
-            {"size_bytes": max(r.bytes_before - r.bytes_after, 0), "layer": r.layer, "count": r.deleted}
-            for r in results
-        ]
-        event = {"status": "success", "deleted": {r.layer: r.deleted for r in results}, "source": source}
-        note = oplog.record(
-            self.db, self.events, "prune", "success", duration, rows=rows, event=event, actor=who
+        results, duration, note = self._recorded(
+            "prune",
+            source,
+            actor,
+            lambda: self.memory.prune(older_than, layers, dry_run=False, progress=progress),
+            record_bad_input=False,
         )
         return PruneRun(results, duration, note)
 
@@ -203,32 +196,55 @@ class Engine:
         Recording is best effort (the run's ``note`` says when it failed); a failed dedupe is
         recorded as a failure and re-raised; bad input (InvalidInput) records nothing.
         """
-        from jamey_engine import oplog
         from jamey_engine.memory.dedupe import dedupe_layer
         from jamey_engine.memory.layers import check_layers
 
         chosen = check_layers(layers)
+        results, duration, note = self._recorded(
+            "dedupe",
+            source,
+            actor,
+            lambda: [
+                dedupe_layer(self.memory, layer, normalize=normalize, dry_run=False, progress=progress)
+                for layer in chosen
+            ],
+        )
+        return DedupeRun(results, duration, note)
+
+    def _recorded(
+        self,
+        kind: str,
+        source: str,
+        actor: str | None,
+        work: Callable[[], list[Change]],
+        *,
+        record_bad_input: bool = True,
+    ) -> tuple[list[Change], float, str | None]:
+        """Run ``work`` (a real prune or dedupe, one result per layer) and record it: one
+        operation-log row per layer (bytes freed, documents deleted) and one ``kind`` event, by
+        ``actor`` (default: the front door, ``source``), best effort. A failure is recorded and
+        re-raised (InvalidInput too, unless ``record_bad_input`` is False: bad input changed
+        nothing). Returns the results, the seconds taken and the note of a failed record."""
+        from jamey_engine import oplog
+
         started = time.monotonic()
         who = actor or source
-        results: list[DedupeResult] = []
         try:
-            for layer in chosen:
-                results.append(
-                    dedupe_layer(self.memory, layer, normalize=normalize, dry_run=False, progress=progress)
-                )
+            results = work()
         except JameyError as err:
-            failed = {"status": "failure", "detail": err.message, "source": source}
-            elapsed = time.monotonic() - started
-            oplog.record(
-                self.db,
-                self.events,
-                "dedupe",
-                "failure",
-                elapsed,
-                event=failed,
-                detail=err.message,
-                actor=who,
-            )
+            if record_bad_input or not isinstance(err, InvalidInput):
+                failed = {"status": "failure", "detail": err.message, "source": source}
+                elapsed = time.monotonic() - started
+                oplog.record(
+                    self.db,
+                    self.events,
+                    kind,
+                    "failure",
+                    elapsed,
+                    event=failed,
+                    detail=err.message,
+                    actor=who,
+                )
             raise
         duration = time.monotonic() - started
         rows = [
@@ -237,9 +253,9 @@ class Engine:
         ]
         event = {"status": "success", "deleted": {r.layer: r.deleted for r in results}, "source": source}
         note = oplog.record(
-            self.db, self.events, "dedupe", "success", duration, rows=rows, event=event, actor=who
+            self.db, self.events, kind, "success", duration, rows=rows, event=event, actor=who
         )
-        return DedupeRun(results, duration, note)
+        return results, duration, note
 
     def close(self) -> None:
         """Release writers, connections and background threads that were opened."""
