@@ -18,9 +18,9 @@ from jamey_engine.errors import JameyError
 from jamey_engine.growth import format_bytes
 from jamey_engine.memory.dedupe import DedupeResult, DuplicateScan, duplicates_frame, find_duplicates
 from jamey_engine.progress import Progress
-from jamey_engine.runbooks.common import ChangingRunbook, Check, Checks, Decision, Say, check_bool, decide
-from jamey_engine.runbooks.prune import parse_layers, prune_preflight
-from jamey_engine.runbooks.steps import _outcome_name, _Stop
+from jamey_engine.runbooks.common import Check, Checks, Decision, Say, check_bool, decide
+from jamey_engine.runbooks.prune import parse_layers
+from jamey_engine.runbooks.steps import LayerRewriteRunbook, _outcome_name, _Stop
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -256,7 +256,7 @@ def verify_dedupe(engine: Engine, outcome: DedupeOutcome) -> Checks:
     return Checks("Verification", tuple(checks))
 
 
-class DedupeRunbook(ChangingRunbook):
+class DedupeRunbook(LayerRewriteRunbook):
     """The steps of ``notebooks/dedupe_memories.ipynb``; each prints plainly and returns a table."""
 
     def __init__(
@@ -269,10 +269,9 @@ class DedupeRunbook(ChangingRunbook):
         confirm: str = "",
         say: Say = print,
     ) -> None:
-        super().__init__(engine, dry_run=dry_run, confirm=confirm, say=say)
-        self.layers = layers
-        self.backup_first = backup_first
-        self.preflight_checks: Checks | None = None
+        super().__init__(
+            engine, layers=layers, dry_run=dry_run, backup_first=backup_first, confirm=confirm, say=say
+        )
         self.current_plan: DedupePlan | None = None
         self.outcome: DedupeOutcome | None = None
 
@@ -301,21 +300,6 @@ class DedupeRunbook(ChangingRunbook):
 
         runbook._step("parameters", setup)
         return runbook
-
-    def preflight(self) -> pd.DataFrame | None:
-        """The prune preflight (the same rewrite): any failure stops the runbook."""
-
-        def body() -> pd.DataFrame:
-            checks = prune_preflight(self._engine, self.layers, backup_first=self.backup_first)
-            self.preflight_checks = checks
-            if not checks.ok:
-                names = "; ".join(f"{c.name}: {c.detail}" for c in checks.failures)
-                self.say("Preflight failed.")
-                raise _Stop(f"preflight failed ({names}); nothing was changed")
-            self.say("Preflight passed.")
-            return checks.to_frame()
-
-        return self._step("preflight", body)
 
     def plan(self) -> pd.DataFrame | None:
         """Show the duplicates per layer, the bytes to free, and the confirmation phrase."""

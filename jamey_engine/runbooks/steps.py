@@ -42,7 +42,42 @@ class _Stop(JameyError):
     """A runbook step decided to stop (a failed preflight or verification)."""
 
 
-class PruneRunbook(ChangingRunbook):
+class LayerRewriteRunbook(ChangingRunbook):
+    """Base of the runbooks that rewrite memory layers through the prune compaction (prune,
+    dedupe): the layers, the backup taken first, and the shared preflight."""
+
+    def __init__(
+        self,
+        engine: Engine | None,
+        *,
+        layers: tuple[str, ...] = (),
+        dry_run: bool = True,
+        backup_first: bool = True,
+        confirm: str = "",
+        say: Say = print,
+    ) -> None:
+        super().__init__(engine, dry_run=dry_run, confirm=confirm, say=say)
+        self.layers = layers
+        self.backup_first = backup_first
+        self.preflight_checks: Checks | None = None
+
+    def preflight(self) -> pd.DataFrame | None:
+        """Run the preflight checks; any failure stops the runbook."""
+
+        def body() -> pd.DataFrame:
+            checks = prune_preflight(self._engine, self.layers, backup_first=self.backup_first)
+            self.preflight_checks = checks
+            if not checks.ok:
+                names = "; ".join(f"{c.name}: {c.detail}" for c in checks.failures)
+                self.say("Preflight failed.")
+                raise _Stop(f"preflight failed ({names}); nothing was changed")
+            self.say("Preflight passed.")
+            return checks.to_frame()
+
+        return self._step("preflight", body)
+
+
+class PruneRunbook(LayerRewriteRunbook):
     """The steps of ``notebooks/prune_memories.ipynb``; each prints plainly and returns a table."""
 
     def __init__(
@@ -56,11 +91,10 @@ class PruneRunbook(ChangingRunbook):
         confirm: str = "",
         say: Say = print,
     ) -> None:
-        super().__init__(engine, dry_run=dry_run, confirm=confirm, say=say)
-        self.layers = layers
+        super().__init__(
+            engine, layers=layers, dry_run=dry_run, backup_first=backup_first, confirm=confirm, say=say
+        )
         self.older_than = older_than
-        self.backup_first = backup_first
-        self.preflight_checks: Checks | None = None
         self.current_plan: PrunePlan | None = None
         self.outcome: PruneOutcome | None = None
 
@@ -92,21 +126,6 @@ class PruneRunbook(ChangingRunbook):
 
         runbook._step("parameters", setup)
         return runbook
-
-    def preflight(self) -> pd.DataFrame | None:
-        """Run the preflight checks; any failure stops the runbook."""
-
-        def body() -> pd.DataFrame:
-            checks = prune_preflight(self._engine, self.layers, backup_first=self.backup_first)
-            self.preflight_checks = checks
-            if not checks.ok:
-                names = "; ".join(f"{c.name}: {c.detail}" for c in checks.failures)
-                self.say("Preflight failed.")
-                raise _Stop(f"preflight failed ({names}); nothing was changed")
-            self.say("Preflight passed.")
-            return checks.to_frame()
-
-        return self._step("preflight", body)
 
     def plan(self) -> pd.DataFrame | None:
         """Show what would be pruned per layer and the confirmation phrase."""
