@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# JupyterLab (requirements-notebooks.txt): `make notebooks` uses it, and the tests start it.
+NOTEBOOKS_STAMP := $(VENV)/.notebooks-installed
 
 .PHONY: system system-or-warn venv run test check lint format typecheck bench notebooks deploy-check clean
 
@@ -31,7 +33,7 @@ run: system-or-warn $(STAMP)
 	$(BIN)/jamey stack
 
 ## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium)
-test: system $(STAMP)
+test: system $(STAMP) $(NOTEBOOKS_STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -58,7 +60,6 @@ deploy-check:
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-NOTEBOOKS_STAMP := $(VENV)/.notebooks-installed
 
 $(NOTEBOOKS_STAMP): requirements-notebooks.txt $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-notebooks.txt
