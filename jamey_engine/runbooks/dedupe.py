@@ -256,7 +256,7 @@ def verify_dedupe(engine: Engine, outcome: DedupeOutcome) -> Checks:
     return Checks("Verification", tuple(checks))
 
 
-class DedupeRunbook(LayerRewriteRunbook):
+class DedupeRunbook(LayerRewriteRunbook[DedupePlan, DedupeOutcome]):
     """The steps of ``notebooks/dedupe_memories.ipynb``; each prints plainly and returns a table."""
 
     def __init__(
@@ -272,8 +272,6 @@ class DedupeRunbook(LayerRewriteRunbook):
         super().__init__(
             engine, layers=layers, dry_run=dry_run, backup_first=backup_first, confirm=confirm, say=say
         )
-        self.current_plan: DedupePlan | None = None
-        self.outcome: DedupeOutcome | None = None
 
     @classmethod
     def open(
@@ -331,48 +329,17 @@ class DedupeRunbook(LayerRewriteRunbook):
 
     def apply(self) -> pd.DataFrame | None:
         """Back up and dedupe when confirmed; otherwise say why nothing changed."""
-
-        def body() -> pd.DataFrame | None:
-            if self.current_plan is None:
-                raise _Stop("there is no plan; run the plan step first")
-            outcome = apply_dedupe(
-                self._engine,
-                self.current_plan,
-                dry_run=self.dry_run,
-                confirm=self.confirm,
-                backup_first=self.backup_first,
-            )
-            self.outcome = outcome
-            self._say_all(outcome.notes)
-            self.say(outcome.decision.message)
-            if not outcome.applied:
-                return None
-            if outcome.backup is not None:
-                self.say(
-                    f"Backup taken first: {outcome.backup.id} ({format_bytes(outcome.backup.size_bytes)})."
-                )
-            self.say(
-                f"Deleted {outcome.deleted} duplicate memories in {outcome.duration_seconds:.1f}s, "
-                f"freeing {format_bytes(outcome.bytes_freed)}."
-            )
-            return outcome.to_frame()
-
-        return self._step("apply", body)
+        return self._apply_step(
+            apply_dedupe,
+            lambda done: (
+                f"Deleted {done.deleted} duplicate memories in {done.duration_seconds:.1f}s, "
+                f"freeing {format_bytes(done.bytes_freed)}."
+            ),
+        )
 
     def verify(self) -> pd.DataFrame | None:
         """Check counts, that no duplicate is left and the oldest copies are kept; a failure stops it."""
-
-        def body() -> pd.DataFrame:
-            if self.outcome is None:
-                raise _Stop("there is nothing to verify; the apply step did not run")
-            checks = verify_dedupe(self._engine, self.outcome)
-            self.verification = checks
-            if not checks.ok:
-                raise _Stop("verification failed: " + "; ".join(c.detail for c in checks.failures))
-            self.say("Verified." if self.outcome.applied else "Verified: nothing changed.")
-            return checks.to_frame()
-
-        return self._step("verify", body)
+        return self._verify_step(verify_dedupe)
 
     def summary(self) -> dict[str, Any]:
         """One closing line, and the facts of the run as a dict (the record papermill leaves behind).

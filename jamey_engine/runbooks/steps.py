@@ -7,15 +7,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import pandas as pd
 
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import JameyError
 from jamey_engine.growth import format_bytes
-from jamey_engine.runbooks.common import ChangingRunbook, Checks, Say, check_bool
+from jamey_engine.runbooks.common import ChangingRunbook, Checks, Decision, Say, check_bool
 from jamey_engine.runbooks.prune import (
     PruneOutcome,
     PrunePlan,
@@ -36,15 +37,34 @@ from jamey_engine.runbooks.restore import (
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
+    from jamey_engine.vault import BackupInfo
 
 
 class _Stop(JameyError):
     """A runbook step decided to stop (a failed preflight or verification)."""
 
 
-class LayerRewriteRunbook(ChangingRunbook):
+class _Outcome(Protocol):
+    """What an apply step reports (a PruneOutcome or a DedupeOutcome)."""
+
+    @property
+    def decision(self) -> Decision: ...
+    @property
+    def notes(self) -> tuple[str, ...]: ...
+    @property
+    def applied(self) -> bool: ...
+    @property
+    def backup(self) -> BackupInfo | None: ...
+    def to_frame(self) -> pd.DataFrame: ...
+
+
+Plan = TypeVar("Plan")
+Outcome = TypeVar("Outcome", bound=_Outcome)
+
+
+class LayerRewriteRunbook(ChangingRunbook, Generic[Plan, Outcome]):
     """Base of the runbooks that rewrite memory layers through the prune compaction (prune,
-    dedupe): the layers, the backup taken first, and the shared preflight."""
+    dedupe): the layers, the backup taken first, and the shared preflight, apply and verify steps."""
 
     def __init__(
         self,
@@ -60,6 +80,8 @@ class LayerRewriteRunbook(ChangingRunbook):
         self.layers = layers
         self.backup_first = backup_first
         self.preflight_checks: Checks | None = None
+        self.current_plan: Plan | None = None
+        self.outcome: Outcome | None = None
 
     def preflight(self) -> pd.DataFrame | None:
         """Run the preflight checks; any failure stops the runbook."""
@@ -76,8 +98,53 @@ class LayerRewriteRunbook(ChangingRunbook):
 
         return self._step("preflight", body)
 
+    def _apply_step(
+        self, apply: Callable[..., Outcome], done: Callable[[Outcome], str]
+    ) -> pd.DataFrame | None:
+        """The apply step: ``apply(engine, plan, dry_run=, confirm=, backup_first=)`` decides and
+        (when confirmed) rewrites; ``done`` words what it did."""
 
-class PruneRunbook(LayerRewriteRunbook):
+        def body() -> pd.DataFrame | None:
+            if self.current_plan is None:
+                raise _Stop("there is no plan; run the plan step first")
+            outcome = apply(
+                self._engine,
+                self.current_plan,
+                dry_run=self.dry_run,
+                confirm=self.confirm,
+                backup_first=self.backup_first,
+            )
+            self.outcome = outcome
+            self._say_all(outcome.notes)
+            self.say(outcome.decision.message)
+            if not outcome.applied:
+                return None
+            if outcome.backup is not None:
+                self.say(
+                    f"Backup taken first: {outcome.backup.id} ({format_bytes(outcome.backup.size_bytes)})."
+                )
+            self.say(done(outcome))
+            return outcome.to_frame()
+
+        return self._step("apply", body)
+
+    def _verify_step(self, verify: Callable[[Engine, Outcome], Checks]) -> pd.DataFrame | None:
+        """The verify step: ``verify(engine, outcome)``; a failed check stops the runbook."""
+
+        def body() -> pd.DataFrame:
+            if self.outcome is None:
+                raise _Stop("there is nothing to verify; the apply step did not run")
+            checks = verify(self._engine, self.outcome)
+            self.verification = checks
+            if not checks.ok:
+                raise _Stop("verification failed: " + "; ".join(c.detail for c in checks.failures))
+            self.say("Verified." if self.outcome.applied else "Verified: nothing changed.")
+            return checks.to_frame()
+
+        return self._step("verify", body)
+
+
+class PruneRunbook(LayerRewriteRunbook[PrunePlan, PruneOutcome]):
     """The steps of ``notebooks/prune_memories.ipynb``; each prints plainly and returns a table."""
 
     def __init__(
@@ -95,8 +162,6 @@ class PruneRunbook(LayerRewriteRunbook):
             engine, layers=layers, dry_run=dry_run, backup_first=backup_first, confirm=confirm, say=say
         )
         self.older_than = older_than
-        self.current_plan: PrunePlan | None = None
-        self.outcome: PruneOutcome | None = None
 
     @classmethod
     def open(
@@ -147,45 +212,13 @@ class PruneRunbook(LayerRewriteRunbook):
 
     def apply(self) -> pd.DataFrame | None:
         """Back up and prune when confirmed; otherwise say why nothing changed."""
-
-        def body() -> pd.DataFrame | None:
-            if self.current_plan is None:
-                raise _Stop("there is no plan; run the plan step first")
-            outcome = apply_prune(
-                self._engine,
-                self.current_plan,
-                dry_run=self.dry_run,
-                confirm=self.confirm,
-                backup_first=self.backup_first,
-            )
-            self.outcome = outcome
-            self._say_all(outcome.notes)
-            self.say(outcome.decision.message)
-            if not outcome.applied:
-                return None
-            if outcome.backup is not None:
-                self.say(
-                    f"Backup taken first: {outcome.backup.id} ({format_bytes(outcome.backup.size_bytes)})."
-                )
-            self.say(f"Pruned {outcome.deleted} memories in {outcome.duration_seconds:.1f}s.")
-            return outcome.to_frame()
-
-        return self._step("apply", body)
+        return self._apply_step(
+            apply_prune, lambda done: f"Pruned {done.deleted} memories in {done.duration_seconds:.1f}s."
+        )
 
     def verify(self) -> pd.DataFrame | None:
         """Check counts and sizes afterwards, and a sample search; a failed check stops the runbook."""
-
-        def body() -> pd.DataFrame:
-            if self.outcome is None:
-                raise _Stop("there is nothing to verify; the apply step did not run")
-            checks = verify_prune(self._engine, self.outcome)
-            self.verification = checks
-            if not checks.ok:
-                raise _Stop("verification failed: " + "; ".join(c.detail for c in checks.failures))
-            self.say("Verified." if self.outcome.applied else "Verified: nothing changed.")
-            return checks.to_frame()
-
-        return self._step("verify", body)
+        return self._verify_step(verify_prune)
 
     def summary(self) -> dict[str, Any]:
         """One closing line, and the facts of the run as a dict (the record papermill leaves behind)."""
