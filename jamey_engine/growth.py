@@ -173,7 +173,7 @@ def growth_rates(history: pd.DataFrame) -> pd.DataFrame:
 
 def layer_sort_key(layer: str) -> str:
     """Sorts the memory layers in their usual order, then any other name, then ``total``."""
-    from jamey_engine.memory.model import LAYERS
+    from jamey_engine.memory.layers import LAYERS
 
     if layer in LAYERS:
         return f"0{LAYERS.index(layer)}"

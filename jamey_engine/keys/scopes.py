@@ -25,20 +25,8 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     "admin": "everything: keys, restores, deleting backups, retention policies, and every other scope",
 }
 
-# What each scope grants besides itself.
-_IMPLIES: dict[str, frozenset[str]] = {
-    "ops:write": frozenset({"ops:read"}),
-    "admin": frozenset(SCOPES),
-}
-
-
-def granted(scopes: Iterable[str]) -> frozenset[str]:
-    """Every scope that ``scopes`` grant, the implied ones included."""
-    result: set[str] = set()
-    for scope in scopes:
-        result.add(scope)
-        result |= _IMPLIES.get(scope, frozenset())
-    return frozenset(result)
+# What a scope grants besides itself (admin, which grants everything, is checked on its own).
+_IMPLIES: dict[str, frozenset[str]] = {"ops:write": frozenset({"ops:read"})}
 
 
 def has_scope(scopes: Iterable[str], needed: str | None) -> bool:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from jamey_engine.errors import Busy, StorageCorrupt
 from jamey_engine.fsutil import write_durably
-from jamey_engine.memory.model import LAYERS
+from jamey_engine.memory.layers import LAYERS
 from jamey_engine.memory.schema import create_index, live_documents, read_meta
 from jamey_engine.memory.wal import is_log_file
 

@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 
 from jamey_engine.durations import parse_timestamp
 from jamey_engine.errors import InvalidInput, PayloadTooLarge
-from jamey_engine.memory.layers import LAYERS, ORDERS, check_layer, check_layers
-
-__all__ = ["LAYERS", "ORDERS", "check_layer", "check_layers"]  # re-exported for the store's modules
+from jamey_engine.memory.layers import ORDERS
 
 MAX_LIMIT = 1000
 # tantivy stores dates as i64 nanoseconds since the epoch: up to 2262-04-11.

@@ -19,7 +19,7 @@ import tantivy
 from jamey_engine.errors import InvalidInput, StorageCorrupt
 from jamey_engine.fsutil import fsync_path
 from jamey_engine.memory.generations import Generations, link_or_copy
-from jamey_engine.memory.model import LAYERS
+from jamey_engine.memory.layers import LAYERS
 from jamey_engine.memory.schema import (
     LOCK_FILES,
     is_tantivy_failure,

@@ -19,16 +19,13 @@ import tantivy
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import Busy, InvalidInput, NotFound, StorageCorrupt
 from jamey_engine.memory.generations import Generations, dir_size
-from jamey_engine.memory.layers import MAX_QUERY_CHARS
+from jamey_engine.memory.layers import LAYERS, MAX_QUERY_CHARS, check_layer, check_layers
 from jamey_engine.memory.model import (
-    LAYERS,
     LayerSize,
     Memory,
     PruneResult,
     Sizes,
     check_content,
-    check_layer,
-    check_layers,
     check_limit,
     check_memory_id,
     check_order,

@@ -11,7 +11,8 @@ import pytest
 from jamey_engine.errors import Busy, InvalidInput
 from jamey_engine.memory import MemoryStore
 from jamey_engine.memory.generations import Generations
-from jamey_engine.memory.model import check_layers, check_memory_id, new_ids
+from jamey_engine.memory.layers import check_layers
+from jamey_engine.memory.model import check_memory_id, new_ids
 
 
 def test_new_ids_are_distinct_version_4_uuids() -> None:
