@@ -92,7 +92,7 @@ keys: list = []
 flags_by_key: dict[str, tuple[str, ...]] = {}
 with ui.shown_errors("Listing the keys"):
     keys = engine.keys.list()
-    flags_by_key = {info.id: flags for info, flags in engine.keys.hygiene()}
+    flags_by_key = {info.id: flags for info, flags in engine.keys.hygiene(infos=keys)}
     now = utcnow()
     day_ago = now - timedelta(hours=23)
     recent = usage_series(engine.db, day_ago, now)

@@ -245,11 +245,15 @@ class KeyManager:
         return usage_by_key(self.db, days, now)
 
     def hygiene(
-        self, now: datetime | None = None, stale_days: float | None = None
+        self,
+        now: datetime | None = None,
+        stale_days: float | None = None,
+        infos: Iterable[KeyInfo] | None = None,
     ) -> builtins.list[tuple[KeyInfo, tuple[str, ...]]]:
         """Every working key (active or expiring) with its hygiene flags (see
         ``jamey_engine.keys.usage.FLAGS``), stale after ``stale_days`` (default
-        JAMEY_KEY_STALE_DAYS) and due for rotation after JAMEY_KEY_ROTATE_DAYS."""
+        JAMEY_KEY_STALE_DAYS) and due for rotation after JAMEY_KEY_ROTATE_DAYS. ``infos``: keys
+        the caller already listed (default: :meth:`list`)."""
         moment = now or utcnow()
         days = self.settings.key_stale_days if stale_days is None else stale_days
         if days < 1:
@@ -266,7 +270,7 @@ class KeyManager:
                     self.settings.key_rotate_days,
                 ),
             )
-            for info in self.list()
+            for info in (self.list() if infos is None else infos)
             if info.status in ("active", "expiring")
         ]
 
