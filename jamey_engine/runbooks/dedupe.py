@@ -8,7 +8,7 @@ the same preflight (the layers open, free disk for the rewrite and the backup, t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +18,12 @@ from jamey_engine.errors import JameyError
 from jamey_engine.growth import format_bytes
 from jamey_engine.memory.dedupe import DedupeResult, DuplicateScan, duplicates_frame, find_duplicates
 from jamey_engine.progress import Progress
-from jamey_engine.runbooks.common import Check, Checks, Decision, Say, check_bool, decide
-from jamey_engine.runbooks.prune import parse_layers
+from jamey_engine.runbooks.common import Check, Checks, Say, check_bool, decide
+from jamey_engine.runbooks.prune import RewriteOutcome, parse_layers
 from jamey_engine.runbooks.steps import LayerRewriteRunbook, _outcome_name, _Stop
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
-    from jamey_engine.vault import BackupInfo
 
 SHOWN_GROUPS = 20
 VERIFY_GROUPS = 50
@@ -106,23 +105,8 @@ class DedupePlan:
 
 
 @dataclass(frozen=True)
-class DedupeOutcome:
-    """What the apply step did: the decision, the backup taken, and each layer's result."""
-
-    decision: Decision
-    plan: DedupePlan
-    backup: BackupInfo | None = None
-    results: tuple[DedupeResult, ...] = ()
-    duration_seconds: float = 0.0
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def applied(self) -> bool:
-        return self.decision.go
-
-    @property
-    def deleted(self) -> int:
-        return sum(result.deleted for result in self.results)
+class DedupeOutcome(RewriteOutcome[DedupePlan, DedupeResult]):
+    """What the dedupe apply step did."""
 
     @property
     def bytes_freed(self) -> int:

@@ -12,19 +12,19 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import pandas as pd
 
 from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput, JameyError
 from jamey_engine.growth import format_bytes
+from jamey_engine.memory.model import PruneResult
 from jamey_engine.progress import Progress
 from jamey_engine.runbooks.common import Check, Checks, Decision, decide
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
-    from jamey_engine.memory import PruneResult
     from jamey_engine.vault import BackupInfo
 
 
@@ -107,14 +107,24 @@ class PrunePlan:
         )
 
 
+class _LayerResult(Protocol):
+    @property
+    def deleted(self) -> int: ...
+
+
+PlanT = TypeVar("PlanT")
+ResultT = TypeVar("ResultT", bound=_LayerResult)
+
+
 @dataclass(frozen=True)
-class PruneOutcome:
-    """What the apply step did: the decision, the backup taken, and the prune results."""
+class RewriteOutcome(Generic[PlanT, ResultT]):
+    """What an apply step that rewrites layers (prune, dedupe) did: the decision, the plan it
+    followed, the backup taken, and each layer's result."""
 
     decision: Decision
-    plan: PrunePlan
+    plan: PlanT
     backup: BackupInfo | None = None
-    results: tuple[PruneResult, ...] = ()
+    results: tuple[ResultT, ...] = ()
     duration_seconds: float = 0.0
     notes: tuple[str, ...] = field(default=())
 
@@ -125,6 +135,11 @@ class PruneOutcome:
     @property
     def deleted(self) -> int:
         return sum(result.deleted for result in self.results)
+
+
+@dataclass(frozen=True)
+class PruneOutcome(RewriteOutcome["PrunePlan", PruneResult]):
+    """What the prune apply step did."""
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer pruned: deleted, bytes before and after."""
