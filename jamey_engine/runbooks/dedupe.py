@@ -20,7 +20,7 @@ from jamey_engine.memory.dedupe import DedupeResult, DuplicateScan, duplicates_f
 from jamey_engine.progress import Progress
 from jamey_engine.runbooks.common import Check, Checks, Say, check_bool, decide
 from jamey_engine.runbooks.prune import RewriteOutcome, parse_layers
-from jamey_engine.runbooks.steps import LayerRewriteRunbook, _outcome_name, _Stop
+from jamey_engine.runbooks.steps import LayerRewriteRunbook, _Stop
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -326,34 +326,14 @@ class DedupeRunbook(LayerRewriteRunbook[DedupePlan, DedupeOutcome]):
         return self._verify_step(verify_dedupe)
 
     def summary(self) -> dict[str, Any]:
-        """One closing line, and the facts of the run as a dict (the record papermill leaves behind).
-
-        ``confirm_phrase`` is the exact text ``confirm`` must hold to apply the plan (None
-        without a plan).
-        """
-        plan = self.outcome.plan if self.outcome else self.current_plan
-        facts: dict[str, Any] = {
-            "layers": list(self.layers),
-            "dry_run": self.dry_run,
-            "outcome": _outcome_name(self.outcome.decision.verdict) if self.outcome else None,
-            "groups": plan.total_groups if plan else None,
-            "duplicates": plan.total_to_delete if plan else None,
-            "bytes_to_free": plan.total_bytes_to_free if plan else None,
-            "confirm_phrase": plan.phrase if plan and not plan.nothing_to_do else None,
-            "deleted": self.outcome.deleted if self.outcome else 0,
-            "bytes_freed": self.outcome.bytes_freed if self.outcome else 0,
-            "backup": self.outcome.backup.id if self.outcome and self.outcome.backup else None,
-            "verified": self.verification.ok if self.verification else None,
-            "error": self.error,
-        }
-        if self.error:
-            self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
-        elif self.outcome and self.outcome.applied:
-            self.say(
-                f"Summary: deleted {facts['deleted']} duplicate memories"
-                + (f" after backup {facts['backup']}" if facts["backup"] else " (no backup first)")
-                + "; verified."
-            )
-        elif self.outcome:
-            self.say(f"Summary: {self.outcome.decision.message}")
-        return facts
+        """One closing line, and the facts of the run as a dict (the record papermill leaves behind)."""
+        plan = self.current_plan
+        return self._summary(
+            {
+                "groups": plan.total_groups if plan else None,
+                "duplicates": plan.total_to_delete if plan else None,
+                "bytes_to_free": plan.total_bytes_to_free if plan else None,
+                "bytes_freed": self.outcome.bytes_freed if self.outcome else 0,
+            },
+            lambda deleted: f"deleted {deleted} duplicate memories",
+        )

@@ -54,11 +54,22 @@ class _Outcome(Protocol):
     @property
     def applied(self) -> bool: ...
     @property
+    def deleted(self) -> int: ...
+    @property
     def backup(self) -> BackupInfo | None: ...
     def to_frame(self) -> pd.DataFrame: ...
 
 
-Plan = TypeVar("Plan")
+class _Plan(Protocol):
+    """What a layer-rewriting plan offers the summary (a PrunePlan or a DedupePlan)."""
+
+    @property
+    def phrase(self) -> str: ...
+    @property
+    def nothing_to_do(self) -> bool: ...
+
+
+Plan = TypeVar("Plan", bound=_Plan)
 Outcome = TypeVar("Outcome", bound=_Outcome)
 
 
@@ -143,6 +154,38 @@ class LayerRewriteRunbook(ChangingRunbook, Generic[Plan, Outcome]):
 
         return self._step("verify", body)
 
+    def _summary(self, extra: dict[str, Any], applied: Callable[[int], str]) -> dict[str, Any]:
+        """The facts every layer-rewriting runbook leaves as its record (``extra`` adds its own)
+        and one closing line; ``applied(deleted)`` words a run that changed data.
+
+        ``confirm_phrase`` is the exact text ``confirm`` must hold to apply the plan (None
+        without a plan, or when there is nothing to do).
+        """
+        plan = self.current_plan
+        outcome = self.outcome
+        facts: dict[str, Any] = {
+            "layers": list(self.layers),
+            **extra,
+            "dry_run": self.dry_run,
+            "confirm_phrase": plan.phrase if plan is not None and not plan.nothing_to_do else None,
+            "outcome": _outcome_name(outcome.decision.verdict) if outcome else None,
+            "deleted": outcome.deleted if outcome else 0,
+            "backup": outcome.backup.id if outcome and outcome.backup else None,
+            "verified": self.verification.ok if self.verification else None,
+            "error": self.error,
+        }
+        if self.error:
+            self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
+        elif outcome and outcome.applied:
+            self.say(
+                f"Summary: {applied(outcome.deleted)}"
+                + (f" after backup {facts['backup']}" if facts["backup"] else " (no backup first)")
+                + "; verified."
+            )
+        elif outcome:
+            self.say(f"Summary: {outcome.decision.message}")
+        return facts
+
 
 class PruneRunbook(LayerRewriteRunbook[PrunePlan, PruneOutcome]):
     """The steps of ``notebooks/prune_memories.ipynb``; each prints plainly and returns a table."""
@@ -222,33 +265,10 @@ class PruneRunbook(LayerRewriteRunbook[PrunePlan, PruneOutcome]):
 
     def summary(self) -> dict[str, Any]:
         """One closing line, and the facts of the run as a dict (the record papermill leaves behind)."""
-        facts: dict[str, Any] = {
-            "layers": list(self.layers),
-            "older_than": self.older_than,
-            "dry_run": self.dry_run,
-            # What confirm must hold to apply this plan (None when there is nothing to prune).
-            "confirm_phrase": (
-                self.current_plan.phrase
-                if self.current_plan is not None and not self.current_plan.nothing_to_do
-                else None
-            ),
-            "outcome": _outcome_name(self.outcome.decision.verdict) if self.outcome else None,
-            "deleted": self.outcome.deleted if self.outcome else 0,
-            "backup": self.outcome.backup.id if self.outcome and self.outcome.backup else None,
-            "verified": self.verification.ok if self.verification else None,
-            "error": self.error,
-        }
-        if self.error:
-            self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
-        elif self.outcome and self.outcome.applied:
-            self.say(
-                f"Summary: pruned {facts['deleted']} memories older than {self.older_than}"
-                + (f" after backup {facts['backup']}" if facts["backup"] else " (no backup first)")
-                + "; verified."
-            )
-        elif self.outcome:
-            self.say(f"Summary: {self.outcome.decision.message}")
-        return facts
+        return self._summary(
+            {"older_than": self.older_than},
+            lambda deleted: f"pruned {deleted} memories older than {self.older_than}",
+        )
 
 
 class RestoreRunbook(ChangingRunbook):
