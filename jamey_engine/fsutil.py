@@ -1,5 +1,5 @@
-"""Filesystem helpers shared by the memory store and the vault: fsyncs, durable writes,
-advisory-lock probes, disk-full detection."""
+"""Filesystem and process helpers shared by the engine's modules: fsyncs, durable writes,
+advisory-lock probes, disk-full detection, and whether a recorded process still runs."""
 
 from __future__ import annotations
 
@@ -92,3 +92,20 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def process_alive(pid: int | None) -> bool:
+    """True when a process ``pid`` exists on this host and is not a zombie (a zombie has finished)."""
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]

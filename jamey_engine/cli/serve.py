@@ -19,6 +19,7 @@ import click
 from jamey_engine.cli.common import get_engine
 from jamey_engine.config import Settings
 from jamey_engine.errors import ConfigError, InvalidInput, Unavailable
+from jamey_engine.fsutil import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +59,12 @@ def fresh_metrics_dir(data_dir: Path) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     for old in run.glob("metrics-*"):
         pid = old.name.removeprefix("metrics-")
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     path = run / f"metrics-{os.getpid()}"
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir()
     return path
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @click.command("serve")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from jamey_engine.errors import Unavailable
+from jamey_engine.fsutil import process_alive
 from jamey_engine.keys.scopes import require_scope
 from jamey_engine.runbooks import runs
 from jamey_engine.runbooks.catalog import Runbook, find_runbook, load_catalog, validate_parameters
@@ -136,9 +137,9 @@ def cancel_run(engine: Engine, run_id: str) -> runs.RunRecord:
     Raises NotFound for an unknown run, Conflict when it already finished.
     """
     run = runs.request_cancel(engine.db, run_id)
-    if run.host == socket.gethostname() and run.status == "running" and runs.process_alive(run.pid):
+    if run.host == socket.gethostname() and run.status == "running" and process_alive(run.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(run.pid or 0), signal.SIGTERM)
-    elif run.status == "queued" and not runs.process_alive(run.pid):
+    elif run.status == "queued" and not process_alive(run.pid):
         runs.finish_if_active(engine.db, run_id, "cancelled", error="cancelled before it started")
     return runs.get_run(engine.db, run_id)

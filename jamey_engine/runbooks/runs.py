@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import Conflict, NotFound
+from jamey_engine.fsutil import process_alive
 from jamey_engine.models import RunbookRun
 
 if TYPE_CHECKING:
@@ -152,23 +153,6 @@ def make_run_dir(settings: Settings, run_id: str) -> Path:
 def new_run_id() -> str:
     """``20261201T063000Z-1a2b3c``: sortable by time, unique."""
     return f"{utcnow():%Y%m%dT%H%M%S}Z-{secrets.token_hex(3)}"
-
-
-def process_alive(pid: int | None) -> bool:
-    """True when a process ``pid`` exists on this host and is not a zombie (a zombie has finished)."""
-    if pid is None or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def reap(db: Database) -> list[str]:

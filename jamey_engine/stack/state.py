@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jamey_engine.errors import NotFound, StorageCorrupt
+from jamey_engine.fsutil import process_alive
 from jamey_engine.stack.supervisor import Component
 
 STATE_FILE = "state.json"
@@ -114,7 +115,7 @@ def read_status(run_dir: Path, now: float | None = None) -> StackStatus:
     now = time.time() if now is None else now
     state = str(payload.get("state", "stopped"))
     note = ""
-    alive = state == "running" and _alive(pid)
+    alive = state == "running" and process_alive(pid)
     if state == "running" and not alive:
         state = "stopped"
         note = f"the stack (pid {pid}) is gone without stopping cleanly; its processes may still run"
@@ -144,13 +145,3 @@ def read_status(run_dir: Path, now: float | None = None) -> StackStatus:
         note=note,
         components=components,
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
