@@ -34,14 +34,15 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def write_durably(path: Path, data: bytes, temp: Path) -> None:
+def write_durably(path: Path, data: bytes, temp: Path, mode: int = 0o666) -> None:
     """Write ``data`` to ``temp``, fsync it, rename it over ``path`` and fsync the directory.
 
-    Readers see the old file or the new one, never a half-written one. On any error the
-    temporary is removed and the error re-raised.
+    Readers see the old file or the new one, never a half-written one. The file is created
+    with ``mode`` (less the umask; 0o600 keeps a secret owner-only whatever the umask). On any
+    error the temporary is removed and the error re-raised.
     """
     try:
-        with open(temp, "wb") as handle:
+        with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

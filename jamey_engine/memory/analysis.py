@@ -27,7 +27,7 @@ from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.memory.layers import LAYERS, MAX_QUERY_CHARS
 from jamey_engine.memory.model import check_timestamp
-from jamey_engine.memory.schema import CONTENT, ID, SCHEMA, TIMESTAMP
+from jamey_engine.memory.schema import CONTENT, ID, TIMESTAMP, window_query
 
 if TYPE_CHECKING:
     from jamey_engine.memory.store import MemoryStore
@@ -99,21 +99,6 @@ def parse_window(since: object, until: object) -> tuple[datetime | None, datetim
     if start is not None and end is not None and start >= end:
         raise InvalidInput(f"since {start.isoformat()} must be before until {end.isoformat()}")
     return start, end
-
-
-def window_query(since: datetime | None, until: datetime | None) -> tantivy.Query:
-    """Documents with since <= timestamp < until (either end may be open)."""
-    if since is None and until is None:
-        return tantivy.Query.all_query()
-    return tantivy.Query.range_query(
-        SCHEMA,
-        TIMESTAMP,
-        tantivy.FieldType.Date,
-        since,
-        until,
-        include_lower=True,
-        include_upper=until is None,
-    )
 
 
 def _both(first: tantivy.Query, second: tantivy.Query) -> tantivy.Query:

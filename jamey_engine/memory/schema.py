@@ -129,3 +129,18 @@ def live_documents(meta: dict[str, Any]) -> int:
 def segment_file_prefixes(meta: dict[str, Any]) -> set[str]:
     """File-name prefixes (segment ids without dashes) of the segments meta.json names."""
     return {str(segment["segment_id"]).replace("-", "") for segment in meta.get("segments", [])}
+
+
+def window_query(since: datetime | None, until: datetime | None) -> tantivy.Query:
+    """Documents with since <= timestamp < until (either end may be open)."""
+    if since is None and until is None:
+        return tantivy.Query.all_query()
+    return tantivy.Query.range_query(
+        SCHEMA,
+        TIMESTAMP,
+        tantivy.FieldType.Date,
+        since,
+        until,
+        include_lower=True,
+        include_upper=until is None,
+    )

@@ -45,6 +45,7 @@ from jamey_engine.memory.schema import (
     open_index,
     read_meta,
     to_memory,
+    window_query,
 )
 from jamey_engine.memory.tier import Epoch, LogWriter, Tier
 from jamey_engine.memory.wal import FLUSHED, LayerLog
@@ -60,18 +61,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_GROWTH_DAYS = 3660
 # Batches up to this size share group commits; larger ones get a bulk writer of their own.
 SMALL_BATCH = 256
-
-
-def _date_range(since: datetime | None, until: datetime | None) -> tantivy.Query:
-    return tantivy.Query.range_query(
-        SCHEMA,
-        TIMESTAMP,
-        tantivy.FieldType.Date,
-        since,
-        until,
-        include_lower=True,
-        include_upper=until is None,
-    )
 
 
 class MemoryStore:
@@ -464,7 +453,7 @@ class MemoryStore:
             parsed, _ = index.parse_query_lenient(query, [CONTENT])
         if start is not None or end is not None:
             parsed = tantivy.Query.boolean_query(
-                [(tantivy.Occur.Must, parsed), (tantivy.Occur.Must, _date_range(start, end))]
+                [(tantivy.Occur.Must, parsed), (tantivy.Occur.Must, window_query(start, end))]
             )
         searcher = index.searcher()
         if tier is None:
@@ -582,7 +571,7 @@ class MemoryStore:
                     searchers += [epoch.searcher() for epoch in _unflushed(tier, searchers[0])]
             for searcher in searchers:
                 if searcher.num_docs:
-                    result = searcher.aggregate(_date_range(start, None), spec)
+                    result = searcher.aggregate(window_query(start, None), spec)
                     for bucket in result["per_day"]["buckets"]:
                         day = datetime.fromtimestamp(bucket["key"] / 1000, UTC).date()
                         counts[day] = counts.get(day, 0) + int(bucket["doc_count"])

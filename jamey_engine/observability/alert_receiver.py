@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import yaml
 
 from jamey_engine.engine import Engine
 from jamey_engine.errors import JameyError
+from jamey_engine.fsutil import write_durably
 
 WEBHOOK_PATH = "/alertmanager/webhook"
 KEY_NAME = "alertmanager-webhook"
@@ -29,18 +29,7 @@ KEY_RATE_LIMIT = "600/minute"
 def write_owner_only(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable and writable by the owner only (0600), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.unlink(missing_ok=True)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_durably(path, text.encode(), path.with_name(f".{path.name}.tmp"), mode=0o600)
 
 
 def ensure_webhook_key(engine: Engine, credentials: Path) -> bool:
