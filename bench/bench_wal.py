@@ -249,11 +249,14 @@ def bench_replay(work: Path, quick: bool) -> list[Row]:
 
 
 def bench_http_store(work: Path, quick: bool) -> list[Row]:
-    """POST /memories from 32 connections (bench_service's load generator) with the log on,
-    against the same server with JAMEY_WAL=off."""
-    from bench.bench_service import Server, load, make_keys, median_of, post_json_request
+    """POST /memories from 32 connections (wrk, as in bench_service) with the log on, against
+    the same server with JAMEY_WAL=off."""
+    import json
+
+    from bench.bench_service import Load, Server, make_keys, median_of
 
     seconds, repeats = (1.0, 1) if quick else (4.0, 3)
+    bodies = [json.dumps({"layer": "working", "content": f"served memory {n}"}) for n in range(1000)]
     results = {}
     for mode in ("on", "off"):
         data_dir = work / f"http-{mode}"
@@ -269,14 +272,12 @@ def bench_http_store(work: Path, quick: bool) -> list[Row]:
             else:
                 os.environ["JAMEY_WAL"] = previous
         try:
-            request = post_json_request(
-                "/memories",
-                {"X-API-Key": key},
-                lambda n: {"layer": "working", "content": f"served memory {n}"},
-            )
-            load(server.port, request, 32, min(seconds, 1.0))
-            runs = [load(server.port, request, 32, seconds, server.process.pid) for _ in range(repeats)]
-            assert all(set(r["statuses"]) == {201} for r in runs), runs
+            load = Load(server, work)
+            load.script("wal-store", "POST", ["/memories"], 1, 32, key, bodies)
+            runs = [
+                load.script("wal-store", "POST", ["/memories"], seconds, 32, key, bodies)
+                for _ in range(repeats)
+            ]
             results[mode] = (median_of(runs, "rps"), median_of(runs, "p99_ms"))
         finally:
             server.stop()

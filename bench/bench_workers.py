@@ -11,7 +11,6 @@ global rate limit is set from.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from bench import wrk as load
 from bench.common import Row, cli, row
 
 REDIS = os.environ.get("JAMEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -42,18 +42,7 @@ def free_port() -> int:
 
 def wrk(url: str, key: str, seconds: int, connections: int, script: Path | None = None) -> float:
     """Requests per second wrk measured (non-2xx answers make the run fail loudly)."""
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-H", f"X-API-Key: {key}"]
-    if script is not None:
-        args += ["-s", str(script)]
-    out = subprocess.run(
-        [*args, url], capture_output=True, text=True, timeout=seconds + 30, check=True
-    ).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"wrk saw errors:\n{out}")
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None:
-        raise RuntimeError(out)
-    return float(match.group(1))
+    return float(load.run(url, seconds, connections, headers={"X-API-Key": key}, script=script)["rps"])
 
 
 def serve(data_dir: Path, workers: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

@@ -165,6 +165,15 @@ class MemoryStore:
                 ) from None
         raise AssertionError("unreachable")
 
+    def is_warm(self, layer: str) -> bool:
+        """Is ``layer`` ready to serve a read without set-up: its log replayed in this process
+        and a reader open on its current generation? (A cold read may replay a log or open an
+        index: tens of milliseconds; a warm one costs a search.)"""
+        if self.wal and layer not in self._opened:
+            return False
+        reader = self._readers.get(layer)
+        return reader is not None and reader.generation == self.generations.read().get(layer)
+
     def _commits(self, layer: str) -> int:
         writer = self._writers.get(layer)
         return writer.commits if writer is not None else 0
@@ -370,7 +379,7 @@ class MemoryStore:
         """Check and queue one memory without waiting: the memory, and a future that resolves
         once the commit holding it is done (or fails with Busy or the commit's error).
 
-        For an event loop (``await asyncio.wrap_future(committed)``): it blocks only for the
+        For an event loop (``await completion_of(committed)``, service/wakeup.py): it blocks only for the
         queue's lock, so callers need no thread each while the commit runs. Bad input raises
         here, before anything is queued, as ``store`` does.
         """

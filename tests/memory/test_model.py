@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from pathlib import Path
@@ -21,6 +22,38 @@ def test_new_ids_are_distinct_version_4_uuids() -> None:
     for text in ids[:50]:
         parsed = uuid.UUID(text)
         assert parsed.version == 4 and str(parsed) == text
+
+
+def test_ids_from_many_threads_and_a_forked_child_never_repeat() -> None:
+    # The ids come from a pool of random bytes: threads must not share a slice, and a forked
+    # worker must not hand out the bytes its parent still holds.
+    new_ids(1)  # the parent's pool is now full
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.close(read_end)
+        os.write(write_end, "\n".join(new_ids(100)).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        childs = pipe.read().split("\n")
+    os.waitpid(child, 0)
+    found: list[str] = []
+    lock = threading.Lock()
+
+    def take() -> None:
+        mine = [memory_id for _ in range(200) for memory_id in new_ids(3)]
+        with lock:
+            found.extend(mine)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(childs) == 100
+    assert len(set(found)) == len(found) == 8 * 600
+    assert not set(childs) & set(found)
 
 
 def test_memory_ids_are_canonicalised() -> None:
