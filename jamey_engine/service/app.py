@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from jamey_engine import __version__
 from jamey_engine.observability.metrics import build_metrics
@@ -32,6 +33,7 @@ from jamey_engine.service.auth import (
 )
 from jamey_engine.service.contract import content_limits
 from jamey_engine.service.errors import ERROR_RESPONSES, install_error_handler
+from jamey_engine.service.fastpath import FastPath
 from jamey_engine.service.middleware import BodySizeLimit, RateLimitDefaults, ServiceMiddleware
 from jamey_engine.service.routes_admin import router as admin_router
 from jamey_engine.service.routes_alerts import router as alerts_router
@@ -166,12 +168,16 @@ def _start_schedules(engine: Engine) -> list[Any]:
     return schedules
 
 
-def create_app(engine: Engine, *, schedules: bool = False, owns_engine: bool = False) -> FastAPI:
+def create_app(
+    engine: Engine, *, schedules: bool = False, owns_engine: bool = False, fast_path: bool = True
+) -> ServiceApp:
     """The service app for ``engine``: a fresh metrics registry, so tests can build many apps.
 
     ``schedules``: run the scheduled jobs (backups) while the app runs, each only in the process
     holding its lease. ``owns_engine``: close the engine when the app shuts down (the worker
-    processes of ``jamey serve --workers N`` build their own engine).
+    processes of ``jamey serve --workers N`` build their own engine). ``fast_path``: answer
+    well-formed keyed searches and stores without the framework (service/fastpath.py; off only
+    to measure what it saves).
     """
 
     @asynccontextmanager
@@ -194,7 +200,7 @@ def create_app(engine: Engine, *, schedules: bool = False, owns_engine: bool = F
             if owns_engine:
                 await run_in_threadpool(engine.close)
 
-    app = FastAPI(
+    app = ServiceApp(
         title="Jamey",
         version=__version__,
         summary="Memory store behind API keys, with per-key and global rate limits.",
@@ -215,16 +221,35 @@ def create_app(engine: Engine, *, schedules: bool = False, owns_engine: bool = F
     app.include_router(alerts_router)
     app.include_router(retention_router)
     app.include_router(runbooks_router)
+    outer: dict[str, Any] = {
+        "metrics": service_metrics,
+        "defaults": RateLimitDefaults.from_limit(engine.settings.default_rate_limit),
+        "fastapi_app": app,
+        "engine": engine,
+    }
     app.add_middleware(BodySizeLimit, max_bytes=engine.settings.max_body_bytes)
-    app.add_middleware(
-        ServiceMiddleware,
-        metrics=service_metrics,
-        defaults=RateLimitDefaults.from_limit(engine.settings.default_rate_limit),
-        fastapi_app=app,
-        engine=engine,
-    )
+    app.add_middleware(ServiceMiddleware, **outer)
+    if fast_path:
+        app.fast_path = FastPath(
+            app,
+            engine,
+            lambda inner: ServiceMiddleware(BodySizeLimit(inner, engine.settings.max_body_bytes), **outer),
+        )
     _document_security(app, engine.settings.max_content_bytes)
     return app
+
+
+class ServiceApp(FastAPI):
+    """The service's FastAPI app, which first offers each request to its fast path."""
+
+    fast_path: FastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is not None and fast.takes(scope):
+            await fast(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def _mark_dead() -> None:

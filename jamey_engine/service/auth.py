@@ -116,6 +116,9 @@ class Authenticator:
             )
         if not has_scope(key.scopes, scope):
             require_scope(key.name, key.scopes, scope)
+        # The fast path (service/fastpath.py) may hand a request it authenticated on to the
+        # route: the route then neither checks the key again nor charges its limits twice.
+        state[AUTHENTICATED_FOR] = scope
         return key
 
 
@@ -137,6 +140,9 @@ async def flush_in_background(engine: Engine, every: float, metrics: ServiceMetr
 
 
 SCOPE_FIELD = "x-jamey-scope"
+# The request state's note of the scope a request was authenticated for (set only on success).
+AUTHENTICATED_FOR = "authenticated_for"
+NOT_YET = object()
 ANY_KEY = "any valid key"
 SECURITY_SCHEMES = {
     "bearerKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
@@ -166,7 +172,8 @@ class KeyedRoute(APIRoute):
         scope = None if declared == ANY_KEY else str(declared)
 
         async def authenticated(request: Request) -> Response:
-            await request.app.state.authenticator.authenticate(request, scope)
+            if request.scope.get("state", {}).get(AUTHENTICATED_FOR, NOT_YET) != scope:
+                await request.app.state.authenticator.authenticate(request, scope)
             return await handler(request)
 
         return authenticated

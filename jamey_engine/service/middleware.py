@@ -32,6 +32,8 @@ SECURITY_HEADERS = (
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 )
+# Set on a request the fast path's own copies of these middleware already wrap (fastpath.py).
+WRAPPED = "jamey.wrapped"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -106,7 +108,7 @@ class ServiceMiddleware:
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or WRAPPED in scope:  # WRAPPED: the fast path's copy ran
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -198,7 +200,7 @@ class BodySizeLimit:
         self.drain_bytes = drain_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or WRAPPED in scope:  # WRAPPED: the fast path's copy ran
             await self.app(scope, receive, send)
             return
         message = f"body: larger than the {self.max_bytes}-byte limit (JAMEY_MAX_BODY_BYTES)"

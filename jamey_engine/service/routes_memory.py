@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from jamey_engine.errors import InvalidInput
+from jamey_engine.memory import MemoryStore
 from jamey_engine.memory.layers import MAX_QUERY_CHARS, Layer, Order
 from jamey_engine.service.auth import KeyedRoute, engine_of, needs
 from jamey_engine.service.contract import NOT_BLANK_PATTERN, UUID_PATTERN, Timestamp
@@ -119,9 +120,12 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 
 def _check_length(request: Request, contents: list[str]) -> None:
+    check_length(engine_of(request).settings.max_content_bytes, contents)
+
+
+def check_length(limit: int, contents: list[str]) -> None:
     """Refuse content longer than the schema's ``maxLength`` (JAMEY_MAX_CONTENT_BYTES characters)
     with 400, as the schema says; content within it but over the byte limit stays a 413."""
-    limit = engine_of(request).settings.max_content_bytes
     for number, content in enumerate(contents):
         if len(content) > limit:
             where = "content" if len(contents) == 1 else f"items.{number}.content"
@@ -130,17 +134,50 @@ def _check_length(request: Request, contents: list[str]) -> None:
             )
 
 
+async def store_one(memory: MemoryStore, layer: str, content: str, timestamp: datetime | None) -> Response:
+    """The answer to a valid single store (this route's and the fast path's, service/fastpath.py)."""
+    # Queued from the loop and awaited, not run in a worker thread: 32 concurrent stores would
+    # otherwise park 32 threads on one commit and fight over the GIL when it wakes them.
+    stored, committed = memory.store_nowait(layer, content, timestamp=_aware(timestamp))
+    await completion_of(committed)
+    return _json({"id": stored.id}, 201)
+
+
+async def search_results(
+    memory: MemoryStore,
+    layer: str,
+    q: str,
+    limit: int,
+    order: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Response:
+    """The answer to a valid search (this route's and the fast path's, service/fastpath.py)."""
+    search = partial(
+        memory.search,
+        layer,
+        q,
+        limit=limit,
+        order=order,
+        since=_aware(since),
+        until=_aware(until),
+        lenient=True,
+    )
+    # A small search on a warm layer runs on the event loop: it costs less than the hop to a
+    # worker thread would (see INLINE_SEARCH_LIMIT). Anything that may take longer hops.
+    found = (
+        search()
+        if limit <= INLINE_SEARCH_LIMIT and memory.is_warm(layer)
+        else await run_in_threadpool(search)
+    )
+    return _json({"results": [_memory_json(m) for m in found]})
+
+
 @router.post("", status_code=201, response_model=StoredId, openapi_extra=needs("memory:write"))
 async def store_memory(body: StoreBody, request: Request) -> Response:
     """Store one memory; durable when the answer arrives."""
     _check_length(request, [body.content])
-    # Queued from the loop and awaited, not run in a worker thread: 32 concurrent stores would
-    # otherwise park 32 threads on one commit and fight over the GIL when it wakes them.
-    memory, committed = engine_of(request).memory.store_nowait(
-        body.layer, body.content, timestamp=_aware(body.timestamp)
-    )
-    await completion_of(committed)
-    return _json({"id": memory.id}, 201)
+    return await store_one(engine_of(request).memory, body.layer, body.content, body.timestamp)
 
 
 @router.post("/batch", status_code=201, response_model=StoredIds, openapi_extra=needs("memory:write"))
@@ -175,25 +212,7 @@ async def search_memories(
     until: Annotated[datetime | None, Query(description="Only memories before this time.")] = None,
 ) -> Response:
     """Search one layer; results best first (or newest first)."""
-    memory = engine_of(request).memory
-    search = partial(
-        memory.search,
-        layer,
-        q,
-        limit=limit,
-        order=order,
-        since=_aware(since),
-        until=_aware(until),
-        lenient=True,
-    )
-    # A small search on a warm layer runs on the event loop: it costs less than the hop to a
-    # worker thread would (see INLINE_SEARCH_LIMIT). Anything that may take longer hops.
-    found = (
-        search()
-        if limit <= INLINE_SEARCH_LIMIT and memory.is_warm(layer)
-        else await run_in_threadpool(search)
-    )
-    return _json({"results": [_memory_json(m) for m in found]})
+    return await search_results(engine_of(request).memory, layer, q, limit, order, since, until)
 
 
 @router.get("/sizes", response_model=SizesOut, openapi_extra=needs("memory:read"))

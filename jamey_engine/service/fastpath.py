@@ -1,0 +1,180 @@
+"""The hot path: keyed ``GET /memories/search`` and ``POST /memories`` without the framework.
+
+Profiled under load (README, "Where a request's time goes"), a small keyed search or store spent
+most of the event loop's time in the framework around the handler: uvicorn's proxy-header
+layer, FastAPI's body-limit and telemetry layers, Starlette's error layers, the router's match
+over every route, dependency solving and parameter validation. These two requests, in the
+well-formed shape clients send, are answered here instead: the same key check and limits
+(``Authenticator``), the same store calls and JSON (``routes_memory.search_results`` and
+``store_one``), inside the same ``ServiceMiddleware`` (metrics under the route's template,
+headers, access log) and ``BodySizeLimit``.
+
+The contract stays FastAPI's. A request is taken here only when this module can see at a glance
+that the route would accept it (known parameters, each once; a layer of the five; ``limit`` as
+plain digits in range; non-blank text with a visible ASCII character; JSON with exactly
+``layer`` and ``content``). Anything else (a ``since``/``until`` window, a timestamp, an odd
+encoding, a bad value) is handed to the FastAPI route, which answers it as documented, its
+errors included. A store the fast path authenticated before reading the body is handed on marked
+as authenticated, so the key is neither checked nor charged twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from jamey_engine.memory.layers import LAYERS, MAX_QUERY_CHARS, ORDERS
+from jamey_engine.service.middleware import WRAPPED
+from jamey_engine.service.routes_memory import search_results, store_one
+
+if TYPE_CHECKING:
+    from jamey_engine.engine import Engine
+
+SEARCH_PARAMS = frozenset({"layer", "q", "limit", "order"})
+LIMIT_DIGITS = re.compile(r"[1-9][0-9]{0,3}")
+# A visible ASCII character: text holding one is non-blank under any regex engine's \S (the
+# schema's pattern), so the fast path never accepts what the route's validation would refuse.
+VISIBLE = re.compile(r"[!-~]")
+JSON_TYPES = frozenset({b"application/json", b"application/json; charset=utf-8"})
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class RouteLabel(NamedTuple):
+    """What the metrics read of ``scope["route"]``: the route's path template."""
+
+    path: str
+
+
+class FastPath:
+    """The fast handlers of one app, each with its FastAPI route (the fallback and the label)."""
+
+    def __init__(self, app: Any, engine: Engine, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        self.app = app
+        self.engine = engine
+        self.routes: dict[tuple[str, str], tuple[RouteLabel, Handler]] = {}
+        for method, path, endpoint, handler in (
+            ("GET", "/memories/search", "search_memories", self._search),
+            ("POST", "/memories", "store_memory", self._store),
+        ):
+            if app.url_path_for(endpoint) != path:  # the route moved: this table must follow it
+                raise RuntimeError(f"fast path: {endpoint} is not served at {path}")
+            self.routes[(method, path)] = (RouteLabel(path), handler)
+        self.stack = wrap(self._dispatch)
+
+    def takes(self, scope: Scope) -> bool:
+        """Is this a request for a fast handler (and not one it already handed on)?"""
+        return (
+            scope["type"] == "http"
+            and WRAPPED not in scope
+            and (scope["method"], scope["path"]) in self.routes
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self.app
+        await self.stack(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[WRAPPED] = True  # from here on, the app's own copies of the middleware stand aside
+        route, handler = self.routes[(scope["method"], scope["path"])]
+        scope["route"] = route  # the metrics' route label, as the router would set it (its path)
+        await handler(scope, receive, send)
+
+    async def _fallback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The FastAPI app answers (its copies of the middleware pass the request through)."""
+        del scope["route"]
+        await self.app(scope, receive, send)
+
+    async def _search(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = _search_params(scope["query_string"])
+        if params is None:
+            await self._fallback(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        await self.app.state.authenticator.authenticate(request, "memory:read")
+        response = await search_results(
+            self.engine.memory,
+            params["layer"],
+            params["q"],
+            int(params.get("limit", 10)),
+            params.get("order", "score"),
+        )
+        await response(scope, receive, send)
+
+    async def _store(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if _content_type(scope) not in JSON_TYPES:
+            await self._fallback(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        await self.app.state.authenticator.authenticate(
+            request, "memory:write"
+        )  # before the body, as routes do
+        body = await request.body()
+        fields = _store_fields(body, self.engine.settings.max_content_bytes)
+        if fields is None:
+            await self._fallback(scope, _replay(body, receive), send)
+            return
+        response = await store_one(self.engine.memory, fields[0], fields[1], None)
+        await response(scope, receive, send)
+
+
+def _content_type(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bytes(value.lower())
+    return None
+
+
+def _plain_text(value: object, longest: int) -> bool:
+    return type(value) is str and 0 < len(value) <= longest and VISIBLE.search(value) is not None
+
+
+def _search_params(query_string: bytes) -> dict[str, str] | None:
+    """The search's parameters when the route surely accepts them as they are; else None."""
+    # Parsed as Starlette parses a query string, so the values are the ones the route would see.
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    params = dict(pairs)
+    if len(params) != len(pairs) or not params.keys() <= SEARCH_PARAMS:
+        return None
+    if params.get("layer") not in LAYERS or not _plain_text(params.get("q"), MAX_QUERY_CHARS):
+        return None
+    limit = params.get("limit")
+    if limit is not None and not (LIMIT_DIGITS.fullmatch(limit) and int(limit) <= 1000):
+        return None
+    if params.get("order", "score") not in ORDERS:
+        return None
+    return params
+
+
+def _store_fields(body: bytes, max_chars: int) -> tuple[str, str] | None:
+    """(layer, content) when the body is exactly a plain store the route accepts; else None."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if type(data) is not dict or data.keys() != {"layer", "content"}:
+        return None
+    layer, content = data["layer"], data["content"]
+    if type(layer) is not str or layer not in LAYERS or not _plain_text(content, max_chars):
+        return None
+    return layer, content
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that gives ``body`` again, then whatever the connection sends next."""
+    pending = True
+
+    async def replayed() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
