@@ -143,7 +143,7 @@ def bench_concurrent_stores(work: Path, quick: bool) -> list[Row]:
             rate, ms = _fts5_round(fts, per_thread)
             lite.append(rate)
             lite_ms += ms
-        appends = sum(w.appends for w in wal_store._log_writers.values())
+        appends = sum(w.appends for w in wal_store.logs.log_writers.values())
         stored = wal_store.count("working")
     finally:
         wal_store.close()

@@ -2,10 +2,10 @@
 
 ``MemoryStore`` (store.py) is the API. Underneath: ``model`` (records and input checks),
 ``schema`` (the tantivy schema), ``wal`` (each layer's write-ahead log), ``tier`` (the
-in-memory tier and the log's group commit), ``generations`` (the CURRENT pointer and switch
-lock), ``writer`` (index commits: flushes, bulk batches, and every store with the log off),
-``prune`` (compaction), ``jsonl`` (import/export) and ``portable`` (snapshots, restores,
-validation).
+in-memory tier and the log's group commit), ``logs`` (this process's logs: replay, tiers and
+flushes), ``generations`` (the CURRENT pointer and switch lock), ``writer`` (index commits:
+flushes, bulk batches, and every store with the log off), ``prune`` (compaction), ``jsonl``
+(import/export) and ``portable`` (snapshots, restores, validation).
 """
 
 from jamey_engine.memory.layers import LAYERS, Layer

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +18,7 @@ from jamey_engine.durations import utcnow
 from jamey_engine.errors import Busy, InvalidInput, NotFound, StorageCorrupt
 from jamey_engine.memory.generations import Generations, dir_size
 from jamey_engine.memory.layers import LAYERS, MAX_QUERY_CHARS, check_layer, check_layers
+from jamey_engine.memory.logs import WriteAheadLogs, on_disk, unflushed
 from jamey_engine.memory.model import (
     LayerSize,
     Memory,
@@ -47,9 +46,9 @@ from jamey_engine.memory.schema import (
     to_memory,
     window_query,
 )
-from jamey_engine.memory.tier import Epoch, LogWriter, Tier
-from jamey_engine.memory.wal import FLUSHED, LayerLog
-from jamey_engine.memory.writer import BulkSink, LayerWriter
+from jamey_engine.memory.tier import Tier
+from jamey_engine.memory.wal import LayerLog
+from jamey_engine.memory.writer import LayerWriter
 from jamey_engine.progress import Progress
 
 if TYPE_CHECKING:
@@ -72,8 +71,8 @@ class MemoryStore:
     its record is appended and fdatasynced to the layer's log (group commit), visible at once
     in this process through the in-memory tier, and visible to other processes once flushed
     into the on-disk index: within ``flush_interval`` (plus the time the flush's commit takes),
-    or at ``flush_docs`` memories, or when this store closes. See memory/wal.py and
-    memory/tier.py. Without it, every store waits for a tantivy commit (the older path).
+    or at ``flush_docs`` memories, or when this store closes. See memory/logs.py (and wal.py,
+    tier.py). Without it, every store waits for a tantivy commit (the older path).
     Reads reopen a layer whose generation changed and reload to see other processes' commits.
     """
 
@@ -91,24 +90,21 @@ class MemoryStore:
         self.max_content_bytes = max_content_bytes
         self.lock_timeout = lock_timeout
         self.wal = wal
-        self.flush_interval = flush_interval
-        self.flush_docs = flush_docs
         self.generations = Generations(self.root, lock_timeout)
         self._lock = threading.Lock()
         self._writers: dict[str, LayerWriter] = {}
         self._readers: dict[str, _Reader] = {}
-        self._logs: dict[str, LayerLog] = {}
-        self._tiers: dict[str, Tier] = {}
-        self._log_writers: dict[str, LogWriter] = {}
-        self._opened: set[str] = set()
-        self._serve_locks: dict[str, threading.Lock] = {}
-        self._flush_wake = threading.Event()
-        self._flusher: threading.Thread | None = None
-        self.flushes = 0
-        self.flush_failures = 0
-        self.flush_seconds = 0.0
-        self._closing = False
         self._closed = False
+        # This process's write-ahead logs, tiers and flushes (used only with ``wal``).
+        self.logs = WriteAheadLogs(
+            self,
+            self.root,
+            self.generations,
+            self._lock,
+            lock_timeout=lock_timeout,
+            flush_interval=flush_interval,
+            flush_docs=flush_docs,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MemoryStore:
@@ -169,7 +165,7 @@ class MemoryStore:
         """Is ``layer`` ready to serve a read without set-up: its log replayed in this process
         and a reader open on its current generation? (A cold read may replay a log or open an
         index: tens of milliseconds; a warm one costs a search.)"""
-        if self.wal and layer not in self._opened:
+        if self.wal and layer not in self.logs.opened:
             return False
         reader = self._readers.get(layer)
         return reader is not None and reader.generation == self.generations.read().get(layer)
@@ -210,7 +206,7 @@ class MemoryStore:
         """
         with self._lock:
             writers = list(self._writers.values())
-            log_writers = list(self._log_writers.values())
+            log_writers = list(self.logs.log_writers.values())
         for log_writer in log_writers:
             log_writer.drain()
         for writer in writers:
@@ -219,97 +215,14 @@ class MemoryStore:
             for layer in LAYERS:
                 self.flush_layer(layer)
 
-    # -- the write-ahead log and the in-memory tier -----------------------------------------
+    # -- the write-ahead logs (memory/logs.py) -------------------------------------------
     def layer_log(self, layer: str) -> LayerLog:
         """The write-ahead log of ``layer`` (shared by every process; see memory/wal.py)."""
-        with self._lock:
-            found = self._logs.get(layer)
-            if found is None:
-                found = self._logs[layer] = LayerLog(self.root / layer, layer, self.lock_timeout)
-            return found
-
-    def _tier(self, layer: str) -> Tier:
-        with self._lock:
-            tier = self._tiers.get(layer)
-            if tier is None:
-                tier = self._tiers[layer] = Tier()
-            return tier
-
-    def _log_writer(self, layer: str) -> LogWriter:
-        self._serve(layer)
-        with self._lock:
-            if self._closed or self._closing:
-                raise InvalidInput("the memory store is closed")
-            found = self._log_writers.get(layer)
-            if found is not None:
-                return found
-        self.index(layer)  # a layer that cannot be read takes no writes either (StorageCorrupt)
-        wal, tier = self.layer_log(layer), self._tier(layer)
-
-        def written() -> None:
-            with tier.lock:
-                full = tier.pending() >= self.flush_docs
-            if full:
-                self._flush_wake.set()
-
-        with self._lock:
-            found = self._log_writers.get(layer)
-            if found is None:
-                found = self._log_writers[layer] = LogWriter(wal, tier, written)
-            if self._flusher is None:
-                self._flusher = threading.Thread(
-                    target=self._flush_loop, name="jamey-memory-flush", daemon=True
-                )
-                self._flusher.start()
-                # A process that ends without close() (a notebook kernel, a script) still flushes
-                # at interpreter exit; only a kill leaves records for the next opener to replay.
-                atexit.register(_close_at_exit, weakref.ref(self))
-            return found
-
-    def _serve(self, layer: str) -> None:
-        """Before ``layer`` first serves in this process, replay its log into the index."""
-        if not self.wal or layer in self._opened:
-            return
-        with self._lock:
-            gate = self._serve_locks.setdefault(layer, threading.Lock())
-        with gate:  # concurrent first callers wait for one replay
-            if layer in self._opened:
-                return
-            self.generations.ensure()
-            wal = self.layer_log(layer)
-            if wal.segments():
-                self.flush_layer(layer)
-            with self._lock:
-                self._opened.add(layer)
-
-    def _sync_tier(self, layer: str) -> Tier | None:
-        """This process's tier of ``layer`` after forgetting what any process has flushed."""
-        if not self.wal:
-            return None
-        self._serve(layer)
-        with self._lock:
-            tier = self._tiers.get(layer)
-        if tier is None:
-            return None
-        try:
-            st = os.stat(self.root / layer / FLUSHED)
-            key: tuple[int, int] | None = (st.st_ino, st.st_mtime_ns)
-        except FileNotFoundError:
-            key = None
-        if key != tier.marker:
-            flushed = self.layer_log(layer).flushed_seq()
-            with self._lock:
-                reader = self._readers.get(layer)
-            if reader is not None:
-                reader.meta = None  # the flush committed: reload before searching without its tier
-            with tier.lock:
-                tier.drop_upto(flushed)
-                tier.marker = key
-        return tier
+        return self.logs.layer_log(layer)
 
     def flush_layer(self, layer: str) -> int:
         """Move every record in ``layer``'s log (any process's) into the on-disk index in one
-        commit, then remove the flushed segments; returns the records applied.
+        commit, then remove the flushed segments; returns the records applied (0 without the log).
 
         Serialized across processes by the log's flush lock. Raises Busy (the flush lock, the
         switch lock or the index writer stayed taken), LogCorrupt (damage in the log).
@@ -317,51 +230,42 @@ class MemoryStore:
         check_layer(layer)
         if not self.wal:
             return 0
-        wal = self.layer_log(layer)
-        if not wal.segments():
-            return 0
-        started = time.monotonic()
-        with wal.flush_lock():
-            upto = wal.rotate()
-            records = wal.read(upto) if upto > 0 else []
-            if records:
-                idempotent = wal.begin_flush(upto)
+        return self.logs.flush_layer(layer)
 
-                def job(sink: BulkSink) -> None:
-                    for record in records:
-                        if record.delete is not None:
-                            sink.delete(record.delete)
-                        for memory_id, content, when in record.adds:
-                            if idempotent:
-                                sink.delete(memory_id)
-                            sink.add(memory_id, content, when)
+    def _sync_tier(self, layer: str) -> Tier | None:
+        """This process's tier of ``layer`` after forgetting what any process has flushed."""
+        return self.logs.sync_tier(layer) if self.wal else None
 
-                self.writer(layer).bulk(job).result()
-            if upto > 0 and (records or any(seq <= upto for seq in wal.segments())):
-                wal.end_flush(upto, time.monotonic() - started if records else None)
-        tier = self._tiers.get(layer)
-        if tier is not None:
-            with tier.lock:
-                tier.drop_upto(upto)
-        if records:
-            self.flushes += 1
-            self.flush_seconds += time.monotonic() - started
-        return len(records)
+    def _flush_seen(self, layer: str) -> None:
+        with self._lock:
+            reader = self._readers.get(layer)
+        if reader is not None:
+            reader.meta = None  # the flush committed: reload before searching without its tier
 
-    def _flush_loop(self) -> None:
-        while True:
-            self._flush_wake.wait(self.flush_interval)
-            self._flush_wake.clear()
-            with self._lock:
-                if self._closing or self._closed:
-                    return
-                layers = list(self._log_writers)
-            for layer in layers:
-                try:
-                    self.flush_layer(layer)
-                except Exception as err:
-                    self.flush_failures += 1
-                    log.warning("layer %s: flushing the write-ahead log failed (%s)", layer, err)
+    @property
+    def flush_interval(self) -> float:
+        """Seconds between background flushes of the log."""
+        return self.logs.flush_interval
+
+    @property
+    def flush_docs(self) -> int:
+        """Unflushed memories in one layer's tier that start a flush early."""
+        return self.logs.flush_docs
+
+    @property
+    def flushes(self) -> int:
+        """Flushes by this store that applied records."""
+        return self.logs.flushes
+
+    @property
+    def flush_failures(self) -> int:
+        """Background flushes by this store that failed (the records stayed in the log)."""
+        return self.logs.flush_failures
+
+    @property
+    def flush_seconds(self) -> float:
+        """Seconds this store spent in flushes that applied records."""
+        return self.logs.flush_seconds
 
     # -- writing ------------------------------------------------------------------------
     def store(self, layer: str, content: str, timestamp: str | datetime | None = None) -> Memory:
@@ -388,7 +292,7 @@ class MemoryStore:
         when = check_timestamp(timestamp)
         memory_id = new_ids(1)[0]
         if self.wal:
-            committed = self._log_writer(layer).add([(memory_id, content, when)], time.time_ns())
+            committed = self.logs.log_writer(layer).add([(memory_id, content, when)], time.time_ns())
         else:
             committed = self.writer(layer).add([(memory_id, content, when)])
         return Memory(id=memory_id, layer=layer, content=content, timestamp=when), committed
@@ -415,7 +319,7 @@ class MemoryStore:
         if not docs:
             return []
         if len(docs) <= SMALL_BATCH and self.wal:
-            self._log_writer(layer).add(docs, time.time_ns()).result()
+            self.logs.log_writer(layer).add(docs, time.time_ns()).result()
         elif len(docs) <= SMALL_BATCH:
             self.writer(layer).add(docs).result()
         else:
@@ -449,9 +353,8 @@ class MemoryStore:
         if not self.wal:
             self.writer(layer).delete(memory.id).result()
             return
-        searcher = self.index(layer).searcher()
-        on_disk = bool(searcher.search(tantivy.Query.term_query(SCHEMA, ID, memory.id), 1, count=False).hits)
-        self._log_writer(layer).delete(memory.id, on_disk).result()
+        held = on_disk(self.index(layer).searcher(), memory.id)
+        self.logs.log_writer(layer).delete(memory.id, held).result()
 
     # -- reading ------------------------------------------------------------------------
     def search(
@@ -500,7 +403,7 @@ class MemoryStore:
             return _search_one(searcher, parsed, limit, order, layer, query)
         with tier.lock:
             hidden = set(tier.tombstones)
-            in_ram = [epoch.searcher() for epoch in _unflushed(tier, searcher)]
+            in_ram = [epoch.searcher() for epoch in unflushed(tier, searcher)]
         if not in_ram and not hidden:
             return _search_one(searcher, parsed, limit, order, layer, query)
         # Rank the hits of every tier by score (or time) first, then load only the documents
@@ -549,8 +452,8 @@ class MemoryStore:
         total = int(searcher.num_docs)
         if tier is not None:
             with tier.lock:
-                total += sum(len(e.docs) for e in _unflushed(tier, searcher))
-                total -= sum(1 for memory_id in tier.tombstones if _on_disk(searcher, memory_id))
+                total += sum(len(e.docs) for e in unflushed(tier, searcher))
+                total -= sum(1 for memory_id in tier.tombstones if on_disk(searcher, memory_id))
         return total
 
     # -- monitoring ---------------------------------------------------------------------
@@ -563,7 +466,7 @@ class MemoryStore:
         check_layer(layer)
         if self.wal and self.layer_log(layer).active_bytes():
             try:
-                self._serve(layer)
+                self.logs.serve(layer)
                 self.flush_layer(layer)
             except Busy as err:
                 log.warning("layer %s: sizes without the unflushed log (%s)", layer, err)
@@ -608,7 +511,7 @@ class MemoryStore:
             searchers = [self.index(layer).searcher()]
             if tier is not None:
                 with tier.lock:
-                    searchers += [epoch.searcher() for epoch in _unflushed(tier, searchers[0])]
+                    searchers += [epoch.searcher() for epoch in unflushed(tier, searchers[0])]
             for searcher in searchers:
                 if searcher.num_docs:
                     result = searcher.aggregate(window_query(start, None), spec)
@@ -680,26 +583,14 @@ class MemoryStore:
         with self._lock:
             if self._closed:
                 return
-            self._closing = True
-            log_writers = list(self._log_writers.items())
-            self._log_writers.clear()
-            flusher, self._flusher = self._flusher, None
-        self._flush_wake.set()
-        if flusher is not None:
-            flusher.join()
-        for layer, log_writer in log_writers:
-            log_writer.close()
-            try:
-                self.flush_layer(layer)
-            except Exception as err:
-                log.warning("layer %s: flush at close failed; the log keeps the records (%s)", layer, err)
+            taken = self.logs.begin_close()
+        self.logs.finish_writes(taken)
         with self._lock:
             self._closed = True
             writers = list(self._writers.values())
             self._writers.clear()
             self._readers.clear()
-            logs = list(self._logs.values())
-            self._logs.clear()
+            logs = self.logs.release()
         for writer in writers:
             writer.close()
         for wal in logs:
@@ -734,35 +625,6 @@ def _meta_key(path: Path) -> tuple[int, ...] | None:
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _close_at_exit(ref: weakref.ReferenceType[MemoryStore]) -> None:
-    store = ref()
-    if store is not None:
-        try:
-            store.close()
-        except Exception:
-            log.warning("closing the memory store at exit failed", exc_info=True)
-
-
-def _on_disk(searcher: Any, memory_id: str) -> bool:
-    return bool(searcher.search(tantivy.Query.term_query(SCHEMA, ID, memory_id), 1, count=False).hits)
-
-
-def _unflushed(tier: Tier, searcher: Any) -> list[Epoch]:
-    """The tier's epochs whose memories ``searcher`` (the on-disk index) does not hold yet.
-
-    A flush (by any process) moves whole segments in one commit, so one memory of an epoch
-    on disk means all of it is: the epoch is skipped until the flushed marker drops it. This
-    closes the window between a flush's commit and its marker, where a memory would be
-    counted in both tiers. Hold ``tier.lock``.
-    """
-    out = []
-    for epoch in tier.epochs.values():
-        probe = next(iter(epoch.docs), None)
-        if probe is None or not _on_disk(searcher, probe):
-            out.append(epoch)
-    return out
 
 
 def _hits(
