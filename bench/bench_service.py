@@ -85,7 +85,9 @@ def bench_app() -> Any:
         include_in_schema=False,
         route_class_override=APIRoute,
     )
-    return create_app(Engine())
+    # JAMEY_BENCH_FAST_PATH=0: the same app answering every request through its FastAPI routes,
+    # the baseline of what the fast path saves (service/fastpath.py).
+    return create_app(Engine(), fast_path=os.environ.get("JAMEY_BENCH_FAST_PATH", "1") != "0")
 
 
 # -- load generation ----------------------------------------------------------------------------
@@ -133,12 +135,13 @@ class Load:
 class Server:
     """``uvicorn bench.bench_service:bench_app --factory`` on a free port, one worker."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, fast_path: bool = True) -> None:
         from tests.helpers import free_port
 
         self.port = free_port()
         self.env = {
             **os.environ,
+            "JAMEY_BENCH_FAST_PATH": "1" if fast_path else "0",
             "JAMEY_DATA_DIR": str(data_dir),
             "JAMEY_GLOBAL_RATE_LIMIT": GLOBAL_LIMIT,
             "JAMEY_LOG_LEVEL": "warning",
@@ -406,13 +409,36 @@ def main(quick: bool = False) -> list[Row]:
             load = Load(server, work)
             auth = bench_auth_overhead(load, keys["reader"], auth_seconds, auth_repeats)
             rows += auth
-            rows += bench_store(load, keys["writer"], texts, seconds, repeats, store_direct)
+            store = bench_store(load, keys["writer"], texts, seconds, repeats, store_direct)
             whoami_cpu = auth[1]["value"]
-            rows += bench_search(
+            search = bench_search(
+                load, keys["reader"], queries, memories, seconds, repeats, search_direct, whoami_cpu
+            )
+            rows += store + search
+        finally:
+            server.stop()
+        # The same requests through the FastAPI routes (the fast path off): what it saves.
+        server = Server(data_dir, fast_path=False)
+        try:
+            load = Load(server, work)
+            routed_store = bench_store(load, keys["writer"], texts, seconds, repeats, store_direct)
+            routed_search = bench_search(
                 load, keys["reader"], queries, memories, seconds, repeats, search_direct, whoami_cpu
             )
         finally:
             server.stop()
+        for fast, routed, what in ((search, routed_search, "search"), (store, routed_store, "store")):
+            name = f"service: fast path vs FastAPI route ({what})"
+            rows.append(row(name, "req/s", fast[0]["value"], baseline=routed[0]["value"]))
+            rows.append(
+                row(
+                    name,
+                    "server CPU us/request",
+                    fast[2]["value"],
+                    baseline=routed[2]["value"],
+                    higher_is_better=False,
+                )
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows
