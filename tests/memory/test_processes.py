@@ -169,7 +169,9 @@ def test_a_prune_in_another_process_loses_none_of_our_writes(store: MemoryStore,
         store.get("working", memory_id)
 
 
-def test_every_commit_of_another_writer_is_seen_by_the_next_search(store: MemoryStore, memory_root: Path) -> None:
+def test_every_commit_of_another_writer_is_seen_by_the_next_search(
+    store: MemoryStore, memory_root: Path
+) -> None:
     # The reader reloads only when the index changed: each of these back-to-back commits (by a
     # writer this store does not own, so only meta.json tells) must be found straight after.
     other = MemoryStore(memory_root, wal=False, lock_timeout=10.0)
