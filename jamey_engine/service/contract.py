@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, WithJsonSchema
 
+from jamey_engine.durations import STORED_YEARS_PATTERN
+
 # A memory id: a UUID in its canonical form.
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 # A rate limit: a whole amount above zero per second, minute, hour or day (``120/minute``).
@@ -21,7 +23,7 @@ RATE_LIMIT_PATTERN = r"^[1-9][0-9]{0,8}/(second|minute|hour|day)$"
 # so long that a date overflows.
 DURATION_PATTERN = r"^[1-9][0-9]{0,3}[smhdw]([0-9]{1,4}[smhdw]){0,3}$"
 # An ISO 8601 date-time in the years the index stores (1970 to 2261).
-TIMESTAMP_PATTERN = r"^(19[7-9][0-9]|2[01][0-9][0-9]|22[0-5][0-9]|226[01])-"
+TIMESTAMP_PATTERN = rf"^{STORED_YEARS_PATTERN}-"
 # Text with at least one character that is not white space.
 NOT_BLANK_PATTERN = r"\S"
 
