@@ -7,6 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 from jamey_engine.errors import InvalidInput
 
+# The years of a timestamp that is stored, 1970 to 2261: what nanosecond times hold (the memory
+# index, pandas' frames of alert history). A regular expression for the four digits of the year.
+STORED_YEARS_PATTERN = r"(19[7-9][0-9]|2[01][0-9][0-9]|22[0-5][0-9]|226[01])"
+# An RFC 3339 date-time (``2026-01-31T12:00:00Z``, ``...00.123456789+01:00``) in those years,
+# unanchored: the JSON Schema ``date-time`` format narrowed to them and to seconds 00 to 59.
+# ``[0-9]``, not ``\d``, which in Python also matches other scripts' digits.
+STORED_DATE_TIME_PATTERN = (
+    STORED_YEARS_PATTERN
+    + r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    + r"(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 

@@ -1,9 +1,11 @@
 """Alert history: the notifications Alertmanager delivers to the webhook, and what they tell.
 
 - :func:`parse_webhook` checks an Alertmanager webhook payload (version 4) and raises
-  InvalidInput naming the first bad field; :func:`store_notifications` writes each alert's
-  notification once, whatever Alertmanager repeats or retries (one row per fingerprint, start
-  and status), in one transaction: all or nothing.
+  InvalidInput naming the first bad field; :data:`WEBHOOK_SCHEMA` states exactly what it
+  accepts (the webhook route publishes it as its OpenAPI request body).
+- :func:`store_notifications` writes each alert's notification once, whatever Alertmanager
+  repeats or retries (one row per fingerprint, start and status), in one transaction: all or
+  nothing.
 - :func:`prune_history` keeps JAMEY_ALERT_HISTORY_DAYS days.
 - :func:`history_frame` (the table, with filters), :func:`intervals` (one firing interval per
   alert instance: start, end, resolved) and :func:`resolve_stats` (per alert name: how often it
@@ -28,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import Table
 
 from jamey_engine.db import Database
-from jamey_engine.durations import parse_timestamp, utcnow
+from jamey_engine.durations import STORED_DATE_TIME_PATTERN, parse_timestamp, utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.models import AlertNotification
 
@@ -39,6 +41,13 @@ _FRACTION = re.compile(r"(\.\d+)")
 STATUSES = ("firing", "resolved")
 WEBHOOK_VERSION = "4"
 MAX_ALERTS = 10_000
+MAX_FINGERPRINT = 64
+# Go's zero time: how Alertmanager writes the endsAt of an alert that has not ended.
+ZERO_TIME = "0001-01-01T00:00:00Z"
+# When an alert started (or ended): RFC 3339 as Go writes it, in the years the history's frames hold.
+MOMENT_PATTERN = f"^{STORED_DATE_TIME_PATTERN}$"
+ENDS_PATTERN = f"^({ZERO_TIME}|{STORED_DATE_TIME_PATTERN})$"
+_MOMENT = re.compile(MOMENT_PATTERN)
 #: How often one process prunes old history while storing notifications.
 PRUNE_EVERY_SECONDS = 3600.0
 
@@ -74,71 +83,181 @@ class Notification:
         return self.labels.get("alertname", "")
 
 
-def _mapping(value: Any, where: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise InvalidInput(f"{where} must be an object of strings")
-    return {k: str(v) for k, v in value.items()}
-
-
-def _moment(value: Any, where: str, *, required: bool) -> datetime | None:
-    if value in (None, "") and not required:
-        return None
+def _text(value: Any, where: str) -> str:
+    """``value`` if it is a string of valid Unicode text (no lone surrogate: no schema can name
+    those, and no column can store them); InvalidInput naming ``where`` otherwise."""
     if not isinstance(value, str):
-        raise InvalidInput(f"{where} must be an RFC 3339 timestamp, got {value!r}"[:200])
-    text = value.strip()
+        raise InvalidInput(f"{where}: expected a string, got {value!r}"[:200])
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidInput(
+            f"{where}: not valid Unicode text (a lone surrogate at position {err.start})"
+        ) from None
+    return value
+
+
+def _texts(value: Any, where: str) -> dict[str, str]:
+    """An object whose values are all strings (labels, annotations)."""
+    if not isinstance(value, Mapping):
+        raise InvalidInput(f"{where}: expected an object of strings, got {value!r}"[:200])
+    return {_text(k, f"{where} (a name)"): _text(v, _member(where, k)) for k, v in value.items()}
+
+
+def _member(where: str, name: str) -> str:
+    """Where a member is, for a one-line message: ``labels.severity``, else ``labels['a b\\n']``."""
+    return f"{where}.{name}" if name.isidentifier() and len(name) <= 60 else f"{where}[{name[:60]!r}]"
+
+
+def _moment(value: Any, where: str) -> datetime:
+    """An RFC 3339 date-time in the years 1970 to 2261 (MOMENT_PATTERN), as aware UTC."""
+    if not isinstance(value, str) or not _MOMENT.fullmatch(value):
+        raise InvalidInput(
+            f"{where}: expected an RFC 3339 date-time in the years 1970 to 2261, "
+            f"e.g. 2026-01-31T12:00:00Z, got {value!r}"[:200]
+        )
     # Go writes nanoseconds; Python reads at most microseconds.
-    text = _FRACTION.sub(lambda m: m.group(1)[:7], text)
-    moment = parse_timestamp(text, field=where)
-    if moment.year <= 1:  # Go's zero time: "not set"
-        if required:
-            raise InvalidInput(f"{where} is not set")
-        return None
-    return moment
+    return parse_timestamp(_FRACTION.sub(lambda m: m.group(1)[:7], value), field=where)
+
+
+def _status(value: Any, where: str) -> str:
+    if value not in STATUSES:
+        raise InvalidInput(f"{where}: expected firing or resolved, got {value!r}"[:200])
+    return str(value)
+
+
+def _check_group(payload: Mapping[str, Any]) -> None:
+    """The payload's fields about the group of alerts: optional, but of their stated types."""
+    for name in ("groupKey", "receiver", "externalURL"):
+        if name in payload:
+            _text(payload[name], name)
+    if "status" in payload:
+        _status(payload["status"], "status")
+    for name in ("groupLabels", "commonLabels", "commonAnnotations"):
+        if name in payload:
+            _texts(payload[name], name)
+    if "truncatedAlerts" in payload:
+        count = payload["truncatedAlerts"]
+        whole = isinstance(count, int) or (isinstance(count, float) and count.is_integer())
+        if isinstance(count, bool) or not whole or count < 0:
+            raise InvalidInput(f"truncatedAlerts: expected a whole number of at least 0, got {count!r}"[:200])
+
+
+def _alert(alert: Any, where: str) -> Notification:
+    if not isinstance(alert, Mapping):
+        raise InvalidInput(f"{where}: expected an object")
+    fingerprint = alert.get("fingerprint")
+    if not isinstance(fingerprint, str) or not 0 < len(fingerprint) <= MAX_FINGERPRINT:
+        raise InvalidInput(
+            f"{where}.fingerprint: expected Alertmanager's fingerprint (1-{MAX_FINGERPRINT} characters)"
+        )
+    _text(fingerprint, f"{where}.fingerprint")
+    status = _status(alert.get("status"), f"{where}.status")
+    if "labels" not in alert:
+        raise InvalidInput(f"{where}.labels: the alertname label is missing (no labels)")
+    labels = _texts(alert["labels"], f"{where}.labels")
+    if not labels.get("alertname"):
+        raise InvalidInput(f"{where}.labels: the alertname label is missing")
+    starts = _moment(alert.get("startsAt"), f"{where}.startsAt")
+    ends = alert.get("endsAt", ZERO_TIME)
+    ends_at = None if ends == ZERO_TIME else _moment(ends, f"{where}.endsAt")
+    annotations = _texts(alert["annotations"], f"{where}.annotations") if "annotations" in alert else {}
+    if "generatorURL" in alert:
+        _text(alert["generatorURL"], f"{where}.generatorURL")
+    return Notification(fingerprint, status, labels, annotations, starts, ends_at)
 
 
 def parse_webhook(payload: Any) -> list[Notification]:
-    """The alerts of an Alertmanager webhook payload (version 4), checked.
+    """The alerts of an Alertmanager webhook payload (version 4), checked: exactly what
+    :data:`WEBHOOK_SCHEMA` states (and valid Unicode text, which no schema can state).
 
     Raises InvalidInput naming the first bad field: not an object, another version, no
-    ``alerts`` list, more than 10,000 alerts, or an alert without a fingerprint, a status of
-    firing/resolved, an ``alertname`` label or a valid ``startsAt``.
+    ``alerts`` list, more than 10,000 alerts, a group field of the wrong type, or an alert
+    without a fingerprint, a status of firing/resolved, an ``alertname`` label or a valid
+    ``startsAt``, or with labels, annotations or an ``endsAt`` that are not what the schema says.
     """
     if not isinstance(payload, Mapping):
         raise InvalidInput("body: expected Alertmanager's webhook payload (a JSON object)")
     version = payload.get("version")
-    if str(version) != WEBHOOK_VERSION:
-        raise InvalidInput(f"version: expected Alertmanager's webhook payload version 4, got {version!r}")
+    if version != WEBHOOK_VERSION:
+        raise InvalidInput(
+            f"version: expected Alertmanager's webhook payload version '4', got {version!r}"[:200]
+        )
+    _check_group(payload)
     alerts = payload.get("alerts")
     if not isinstance(alerts, list):
         raise InvalidInput("alerts: expected a list of alerts")
     if len(alerts) > MAX_ALERTS:
         raise InvalidInput(f"alerts: at most {MAX_ALERTS} alerts in one payload, got {len(alerts)}")
-    result = []
-    for index, alert in enumerate(alerts):
-        where = f"alerts[{index}]"
-        if not isinstance(alert, Mapping):
-            raise InvalidInput(f"{where}: expected an object")
-        fingerprint = alert.get("fingerprint")
-        if not isinstance(fingerprint, str) or not 0 < len(fingerprint) <= 64:
-            raise InvalidInput(f"{where}.fingerprint: expected Alertmanager's fingerprint (1-64 characters)")
-        status = alert.get("status")
-        if status not in STATUSES:
-            raise InvalidInput(f"{where}.status: expected firing or resolved, got {status!r}"[:200])
-        labels = _mapping(alert.get("labels"), f"{where}.labels")
-        if not labels.get("alertname"):
-            raise InvalidInput(f"{where}.labels: the alertname label is missing")
-        starts = _moment(alert.get("startsAt"), f"{where}.startsAt", required=True)
-        assert starts is not None
-        ends = _moment(alert.get("endsAt"), f"{where}.endsAt", required=False)
-        annotations = _mapping(alert.get("annotations"), f"{where}.annotations")
-        result.append(Notification(fingerprint, str(status), labels, annotations, starts, ends))
-    return result
+    return [_alert(alert, f"alerts[{index}]") for index, alert in enumerate(alerts)]
+
+
+_STATUS_SCHEMA: dict[str, Any] = {"type": "string", "enum": list(STATUSES)}
+_TEXTS_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+_MOMENT_TEXT = "RFC 3339 (as Go writes it, nanoseconds allowed) in the years 1970 to 2261"
+
+#: Alertmanager's webhook payload (version 4) as a JSON Schema: exactly what :func:`parse_webhook`
+#: accepts. Fields it does not name are allowed and ignored, as Alertmanager may add some.
+WEBHOOK_SCHEMA: dict[str, Any] = {
+    "title": "AlertmanagerWebhook",
+    "description": "Alertmanager's webhook payload, version 4: one notification of a group of alerts.",
+    "type": "object",
+    "required": ["version", "alerts"],
+    "properties": {
+        "version": {"type": "string", "enum": [WEBHOOK_VERSION]},
+        "groupKey": {"type": "string"},
+        "truncatedAlerts": {"type": "integer", "minimum": 0},
+        "status": _STATUS_SCHEMA,
+        "receiver": {"type": "string", "description": "Stored with each alert (its first 100 characters)."},
+        "groupLabels": _TEXTS_SCHEMA,
+        "commonLabels": _TEXTS_SCHEMA,
+        "commonAnnotations": _TEXTS_SCHEMA,
+        "externalURL": {"type": "string"},
+        "alerts": {
+            "type": "array",
+            "maxItems": MAX_ALERTS,
+            "items": {
+                "type": "object",
+                "required": ["status", "labels", "startsAt", "fingerprint"],
+                "properties": {
+                    "status": _STATUS_SCHEMA,
+                    "labels": {
+                        "type": "object",
+                        "description": "Strings; alertname is required, severity and layer are kept for filters.",
+                        "required": ["alertname"],
+                        "properties": {"alertname": {"type": "string", "minLength": 1}},
+                        "additionalProperties": {"type": "string"},
+                    },
+                    "annotations": _TEXTS_SCHEMA,
+                    "startsAt": {
+                        "type": "string",
+                        "format": "date-time",
+                        "pattern": MOMENT_PATTERN,
+                        "description": _MOMENT_TEXT + ".",
+                    },
+                    "endsAt": {
+                        "type": "string",
+                        "format": "date-time",
+                        "pattern": ENDS_PATTERN,
+                        "description": f"{_MOMENT_TEXT}, or Go's zero time {ZERO_TIME} (not ended).",
+                    },
+                    "generatorURL": {"type": "string"},
+                    "fingerprint": {"type": "string", "minLength": 1, "maxLength": MAX_FINGERPRINT},
+                },
+            },
+        },
+    },
+}
 
 
 _last_prune: dict[str, float] = {}
 _prune_lock = threading.Lock()
+
+
+def _column(text: str, size: int) -> str:
+    """``text`` as its column keeps it: the first ``size`` characters, a NUL (which PostgreSQL's
+    text cannot hold) as U+FFFD. The labels and annotations keep every character (as JSON)."""
+    return text.replace("\x00", "\ufffd")[:size]
 
 
 def store_notifications(
@@ -150,16 +269,16 @@ def store_notifications(
     now = utcnow()
     rows = [
         {
-            "fingerprint": n.fingerprint,
-            "alertname": n.alertname[:200],
-            "severity": (n.labels.get("severity") or None) and n.labels["severity"][:32],
-            "layer": (n.labels.get("layer") or None) and n.labels["layer"][:32],
+            "fingerprint": _column(n.fingerprint, MAX_FINGERPRINT),
+            "alertname": _column(n.alertname, 200),
+            "severity": (n.labels.get("severity") or None) and _column(n.labels["severity"], 32),
+            "layer": (n.labels.get("layer") or None) and _column(n.labels["layer"], 32),
             "status": n.status,
             "starts_at": n.starts_at,
             "ends_at": n.ends_at if n.status == "resolved" else None,
             "labels": json.dumps(n.labels, sort_keys=True),
             "annotations": json.dumps(n.annotations, sort_keys=True),
-            "receiver": receiver[:100] if receiver else None,
+            "receiver": _column(receiver, 100) if receiver else None,
             "received_at": now,
         }
         for n in notifications

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_MAX_AGE = timedelta(hours=1)
+MAX_MAX_AGE = timedelta(days=365 * 300)
 MIN_MAX_BYTES = 1024**2
+# The largest integer every JSON reader holds exactly (JavaScript's Number.MAX_SAFE_INTEGER,
+# about 8 PiB): a larger max_bytes would not come back from the API as it was set.
+MAX_MAX_BYTES = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ def check_max_age(value: str | timedelta) -> timedelta:
             raise InvalidInput(f"max_age {value!r} is too long") from None
     if age < MIN_MAX_AGE:
         raise InvalidInput(f"max_age {value!r} is under the minimum of 1h")
-    if age > timedelta(days=365 * 300):
+    if age > MAX_MAX_AGE:
         raise InvalidInput(f"max_age {value!r} is longer than 300 years")
     return timedelta(seconds=int(age.total_seconds()))
 
@@ -85,8 +89,8 @@ def check_max_bytes(value: str | int) -> int:
     size = value if isinstance(value, int) else parse_size(value, field="max_bytes")
     if size < MIN_MAX_BYTES:
         raise InvalidInput(f"max_bytes {value!r} is under the minimum of 1MiB")
-    if size > 2**62:
-        raise InvalidInput(f"max_bytes {value!r} is too large")
+    if size > MAX_MAX_BYTES:
+        raise InvalidInput(f"max_bytes {value!r} is over the maximum of {MAX_MAX_BYTES} bytes (about 8PiB)")
     return size
 
 

@@ -2,7 +2,9 @@
 
 Alertmanager (prometheus/alertmanager.yml) delivers every notification here with a key from a
 credentials file. The payload (webhook version 4) is checked first; a malformed one gets 400
-and nothing is stored. Each alert's notification is then stored once (repeats and retries are
+naming the bad field, and nothing is stored. The body is read raw and checked by
+``parse_webhook``; its OpenAPI request body is ``WEBHOOK_SCHEMA``, which states exactly what
+``parse_webhook`` accepts. Each alert's notification is then stored once (repeats and retries are
 no-ops), so Alertmanager may resend safely; the answer is 200 once the rows are committed.
 """
 
@@ -16,7 +18,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from jamey_engine.errors import InvalidInput
-from jamey_engine.observability.alert_history import parse_webhook, store_notifications
+from jamey_engine.observability.alert_history import WEBHOOK_SCHEMA, parse_webhook, store_notifications
 from jamey_engine.service.auth import KeyedRoute, engine_of, needs
 from jamey_engine.service.errors import ERROR_RESPONSES
 
@@ -27,7 +29,14 @@ class Received(BaseModel):
     alerts: int
 
 
-@router.post("/alertmanager/webhook", response_model=Received, openapi_extra=needs("alerts:write"))
+PAYLOAD = {"required": True, "content": {"application/json": {"schema": WEBHOOK_SCHEMA}}}
+
+
+@router.post(
+    "/alertmanager/webhook",
+    response_model=Received,
+    openapi_extra={**needs("alerts:write"), "requestBody": PAYLOAD},
+)
 async def alertmanager_webhook(request: Request) -> Received:
     """Store the notifications of one Alertmanager webhook payload (version 4), idempotently."""
     raw = await request.body()

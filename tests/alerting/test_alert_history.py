@@ -85,3 +85,23 @@ def test_nanosecond_times_and_go_zero_times_parse() -> None:
     )  # fmt: skip
     assert parsed.starts_at.isoformat() == "2026-12-01T05:00:00.123456+00:00"
     assert parsed.ends_at is None
+
+
+def test_text_with_nul_is_stored_on_every_database(db_engine: Engine) -> None:
+    """PostgreSQL's text cannot hold NUL, which the payload's schema allows: the columns keep
+    U+FFFD in its place, the labels keep every character, and a repeat is still one row."""
+    start = utcnow() - timedelta(hours=1)
+    labels = {"alertname": "A\x00B", "severity": "\x00", "layer": "working"}
+    odd = Notification("f\x00", "firing", labels, {"summary": "\x00"}, start, None)
+    store_notifications(db_engine.db, [odd, odd], receiver="r\x00")
+    store_notifications(db_engine.db, [odd], receiver="r\x00")
+    frame = history_frame(db_engine.db, utcnow() - timedelta(days=1))
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    assert (row["alertname"], row["fingerprint"], row["severity"], row["receiver"], row["summary"]) == (
+        "A\ufffdB",
+        "f\ufffd",
+        "\ufffd",
+        "r\ufffd",
+        "\x00",
+    )

@@ -1,5 +1,6 @@
-"""POST /alertmanager/webhook: the key and scope it needs, malformed payloads refused with
-nothing stored, idempotent storage, the metric; and end to end, a real Alertmanager delivering
+"""POST /alertmanager/webhook: the key and scope it needs, the payload's schema as the OpenAPI
+document states it and the handler enforces it, malformed payloads refused with nothing stored,
+idempotent storage, the metric; and end to end, a real Alertmanager delivering
 to a real `jamey serve` with the credentials file."""
 
 from __future__ import annotations
@@ -12,10 +13,19 @@ from typing import Any
 import httpx
 import pytest
 from amserver import alert, resolved, start_alertmanager, wait_until
+from jsonschema import Draft202012Validator
 from service_support import Persona, RunningServer, TestClient, count_rows, make_persona, sample
 
 from jamey_engine.engine import Engine
-from jamey_engine.observability.alert_history import history_frame, intervals, resolve_stats
+from jamey_engine.observability.alert_history import (
+    ENDS_PATTERN,
+    MAX_ALERTS,
+    MOMENT_PATTERN,
+    WEBHOOK_SCHEMA,
+    history_frame,
+    intervals,
+    resolve_stats,
+)
 
 URL = "/alertmanager/webhook"
 
@@ -92,6 +102,139 @@ def test_a_malformed_payload_gets_400_and_nothing_is_stored(
     assert message in answer.json()["error"]
     assert "\n" not in answer.json()["error"]
     assert count_rows(engine, "alert_notifications") == 0
+
+
+def test_the_schema_states_alertmanagers_payload(hook_client: tuple[TestClient, Engine, Persona]) -> None:
+    client, _engine, _hook = hook_client
+    body = client.get("/openapi.json").json()["paths"][URL]["post"]["requestBody"]
+    assert body["required"] is True
+    schema = body["content"]["application/json"]["schema"]
+    assert schema == json.loads(json.dumps(WEBHOOK_SCHEMA))
+    assert schema["required"] == ["version", "alerts"]
+    assert schema["properties"]["version"]["enum"] == ["4"]
+    assert schema["properties"]["alerts"]["maxItems"] == MAX_ALERTS
+    alert = schema["properties"]["alerts"]["items"]
+    assert sorted(alert["required"]) == ["fingerprint", "labels", "startsAt", "status"]
+    fields = alert["properties"]
+    assert fields["status"]["enum"] == ["firing", "resolved"]
+    assert fields["labels"]["required"] == ["alertname"]
+    assert fields["labels"]["additionalProperties"] == {"type": "string"}
+    assert (fields["startsAt"]["format"], fields["startsAt"]["pattern"]) == ("date-time", MOMENT_PATTERN)
+    assert (fields["endsAt"]["format"], fields["endsAt"]["pattern"]) == ("date-time", ENDS_PATTERN)
+    assert (fields["fingerprint"]["minLength"], fields["fingerprint"]["maxLength"]) == (1, 64)
+
+
+MINIMAL = {
+    "status": "firing",
+    "labels": {"alertname": "A"},
+    "startsAt": "2026-01-31T12:00:00Z",
+    "fingerprint": "f",
+}
+
+
+def one(**alert: Any) -> dict[str, Any]:
+    """A payload of one alert: the minimal one with ``alert``'s fields (None: left out)."""
+    fields = {k: v for k, v in {**MINIMAL, **alert}.items() if v is not None}
+    return {"version": "4", "alerts": [fields]}
+
+
+# Payloads and the field a 400 names (None: accepted). Each is checked against the stated schema.
+CASES: list[tuple[Any, str | None]] = [
+    ({"version": "4", "alerts": []}, None),
+    (one(), None),
+    (payload(notification("a"), notification("b", "resolved")), None),
+    ({**one(extra=[1]), "groupKey": "{}", "truncatedAlerts": 2.0, "also": None}, None),
+    (one(startsAt="2026-01-31t12:00:00.123456789z"), None),
+    (one(startsAt="1970-01-01T00:00:00+01:00"), None),
+    (one(startsAt="2261-12-31T23:59:59-23:59"), None),
+    (one(status="resolved", endsAt="2026-02-01T00:00:00Z"), None),
+    (one(endsAt="0001-01-01T00:00:00Z"), None),
+    (one(fingerprint="x" * 64), None),
+    (one(labels={"alertname": " ", "": "empty name"}, annotations={}), None),
+    ([one()], "body"),
+    ({"version": 4, "alerts": []}, "version"),
+    ({"alerts": []}, "version"),
+    ({"version": "4"}, "alerts"),
+    ({**one(), "truncatedAlerts": -1}, "truncatedAlerts"),
+    ({**one(), "truncatedAlerts": 1.5}, "truncatedAlerts"),
+    ({**one(), "truncatedAlerts": True}, "truncatedAlerts"),
+    ({**one(), "receiver": 5}, "receiver"),
+    ({**one(), "status": "odd"}, "status"),
+    ({**one(), "commonLabels": {"a": 1}}, "commonLabels.a"),
+    ({**one(), "commonAnnotations": None}, "commonAnnotations"),
+    ({"version": "4", "alerts": [1]}, "alerts[0]"),
+    (one(labels={"alertname": "A", "n": 1}), "alerts[0].labels.n"),
+    (one(labels={"alertname": "A", "a\nb": 1}), "alerts[0].labels['a\\nb']"),
+    (one(labels={"alertname": ""}), "alerts[0].labels: the alertname label is missing"),
+    ({"version": "4", "alerts": [{k: v for k, v in MINIMAL.items() if k != "labels"}]}, "alerts[0].labels"),
+    (one(annotations=[]), "alerts[0].annotations"),
+    (one(endsAt=""), "alerts[0].endsAt"),
+    (one(startsAt="2026-01-31 12:00:00Z"), "alerts[0].startsAt"),
+    (one(startsAt="2026-01-31T12:00:00"), "alerts[0].startsAt"),
+    (one(startsAt="2026-01-31T12:00Z"), "alerts[0].startsAt"),
+    (one(startsAt="2026-02-30T00:00:00Z"), "alerts[0].startsAt"),
+    (one(startsAt="2026-01-31T23:59:60Z"), "alerts[0].startsAt"),
+    (one(startsAt="2262-01-01T00:00:00Z"), "alerts[0].startsAt"),
+    (one(startsAt="1969-12-31T23:59:59Z"), "alerts[0].startsAt"),
+    (one(startsAt="0001-01-01T00:00:00Z"), "alerts[0].startsAt"),
+    (one(startsAt=1_800_000_000), "alerts[0].startsAt"),
+    (one(fingerprint="x" * 65), "alerts[0].fingerprint"),
+    (one(generatorURL=1), "alerts[0].generatorURL"),
+    (one(status="pending"), "alerts[0].status"),
+]
+
+
+def test_the_schema_and_the_handler_agree_on_every_payload(
+    hook_client: tuple[TestClient, Engine, Persona],
+) -> None:
+    """What the stated schema calls valid is stored; what it calls invalid is a one-line 400
+    naming the field, with nothing stored."""
+    client, engine, hook = hook_client
+    schema = client.get("/openapi.json").json()["paths"][URL]["post"]["requestBody"]["content"]
+    validator = Draft202012Validator(
+        schema["application/json"]["schema"], format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    assert "date-time" in validator.format_checker.checkers  # else formats pass unchecked
+    stored = 0
+    for body, where in CASES:
+        assert validator.is_valid(body) == (where is None), (body, where)
+        answer = client.post(URL, json=body, headers=hook.headers)
+        if where is None:
+            assert answer.status_code == 200, (body, answer.text)
+            stored = count_rows(engine, "alert_notifications")
+        else:
+            assert answer.status_code == 400, (body, answer.text)
+            error = answer.json()["error"]
+            assert error.startswith(where) and "\n" not in error, (body, error)
+            assert count_rows(engine, "alert_notifications") == stored
+
+
+def test_a_minimal_payload_is_stored(hook_client: tuple[TestClient, Engine, Persona]) -> None:
+    client, engine, hook = hook_client
+    answer = client.post(URL, json=one(), headers=hook.headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"alerts": 1}
+    row = history_frame(engine.db, since=history_since()).iloc[0]
+    assert (row["alertname"], row["status"], row["fingerprint"]) == ("A", "firing", "f")
+    assert row["starts_at"].isoformat() == "2026-01-31T12:00:00+00:00"
+    assert row["severity"] == "" and row["receiver"] == ""
+
+
+def test_text_is_stored_whatever_its_characters_but_lone_surrogates_are_refused(
+    hook_client: tuple[TestClient, Engine, Persona],
+) -> None:
+    """NUL, which PostgreSQL's text cannot hold, is U+FFFD in the columns (the labels keep it as
+    JSON); a lone surrogate is not Unicode text, which no schema can state: 400, nothing stored."""
+    client, engine, hook = hook_client
+    odd = one(fingerprint="f\x00", labels={"alertname": "A\x00B"})
+    assert client.post(URL, json=odd, headers=hook.headers).status_code == 200
+    row = history_frame(engine.db, since=history_since()).iloc[0]
+    assert (row["alertname"], row["fingerprint"]) == ("A\ufffdB", "f\ufffd")
+    raw = json.dumps(one(fingerprint="g", labels={"alertname": "\ud800"}))
+    answer = client.post(URL, content=raw, headers={**hook.headers, "Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"].startswith("alerts[0].labels.alertname: not valid Unicode text")
+    assert count_rows(engine, "alert_notifications") == 1
 
 
 def test_notifications_are_stored_once_and_counted(hook_client: tuple[TestClient, Engine, Persona]) -> None:
