@@ -25,6 +25,7 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     "admin": "everything: keys, restores, deleting backups, retention policies, and every other scope",
 }
 
+_COLLECTIONS = (tuple, list, set, frozenset)  # built once: ``tuple | list ...`` makes a new union per call
 # What a scope grants besides itself (admin, which grants everything, is checked on its own).
 _IMPLIES: dict[str, frozenset[str]] = {"ops:write": frozenset({"ops:read"})}
 
@@ -33,7 +34,7 @@ def has_scope(scopes: Iterable[str], needed: str | None) -> bool:
     """True when ``scopes`` grant ``needed`` (None needs no scope). Cheap: it is on every request."""
     if needed is None:
         return True
-    held = scopes if isinstance(scopes, tuple | list | set | frozenset) else tuple(scopes)
+    held = scopes if isinstance(scopes, _COLLECTIONS) else tuple(scopes)
     return needed in held or ADMIN in held or any(needed in _IMPLIES.get(scope, ()) for scope in held)
 
 
