@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # JupyterLab (requirements-notebooks.txt): `make notebooks` uses it, and the tests start it.
 NOTEBOOKS_STAMP := $(VENV)/.notebooks-installed
 
-.PHONY: system system-or-warn venv run test check lint format typecheck bench notebooks deploy-check clean
+.PHONY: system system-or-warn venv run test check lint format typecheck bench profile notebooks deploy-check clean
 
 ## system: the Debian packages (Prometheus, Alertmanager, nginx, Chromium), installed if missing
 system:
@@ -60,6 +60,11 @@ deploy-check:
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+## profile: where a keyed search's (or store's: make profile REQUEST=store) server time goes:
+##          py-spy on a real `jamey serve` under wrk (bench/profile_service.py)
+REQUEST ?= search
+profile: system $(STAMP)
+	$(BIN)/python -m bench.profile_service $(REQUEST)
 
 $(NOTEBOOKS_STAMP): requirements-notebooks.txt $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-notebooks.txt

@@ -45,11 +45,13 @@ def wrk(url: str, key: str, seconds: int, connections: int, script: Path | None 
     return float(load.run(url, seconds, connections, headers={"X-API-Key": key}, script=script)["rps"])
 
 
-def serve(data_dir: Path, workers: int, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def serve(
+    data_dir: Path, workers: int, env: dict[str, str], log_level: str = "warning"
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "jamey_engine", "serve", "--port", str(port), "--workers", str(workers)],
-        env={**env, "JAMEY_LOG_LEVEL": "warning"},
+        env={**env, "JAMEY_LOG_LEVEL": log_level},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,

@@ -43,6 +43,14 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * UNITS[match.group(2)]
 
 
+def parse_rate(out: str) -> float:
+    """Requests/s from any wrk report."""
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"wrk's report not understood:\n{out}")
+    return float(match.group(1))
+
+
 def parse(out: str) -> dict[str, Any]:
     """Requests/s, requests, p50/p99 ms from wrk's ``--latency`` report; raises on errors."""
     if "Non-2xx" in out or "Socket errors" in out:
