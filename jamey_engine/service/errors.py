@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jamey_engine.errors import Busy, JameyError, KeyRejected, RateLimited, Unavailable
+from jamey_engine.service.routemap import route_map
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
         headers.update(exc.headers or {})
         if status == 404 and message == "Not Found":
             message = f"no such route: {request.method} {request.url.path}"
-        if status == 405:  # Starlette names only the first route's methods; name them all
+        if status == 405:  # the route's 405 names its own methods at most: name all served here
             headers["Allow"] = ", ".join(allowed_methods(request))
     else:
         status, message = 500, "internal error"
@@ -108,20 +109,7 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at the request's path (for a 405's ``Allow``)."""
-    from starlette.routing import Match
-
-    methods: set[str] = set()
-    for route in getattr(request.app, "routes", ()):
-        try:
-            match, _ = route.matches(request.scope)
-        except Exception:  # a malformed path must not break the error answer
-            log.debug("route matching failed for Allow", exc_info=True)
-            match = Match.NONE
-        if match in (Match.FULL, Match.PARTIAL):
-            methods |= set(getattr(route, "methods", None) or ())
-    if "GET" in methods:
-        methods.add("HEAD")
-    return sorted(methods)
+    return route_map(request.app).allowed(request.scope)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

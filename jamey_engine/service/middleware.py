@@ -14,18 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jamey_engine.observability.metrics import ServiceMetrics
 from jamey_engine.service.errors import error_response, handle_error
+from jamey_engine.service.routemap import route_map
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
 
 # The access log is a channel of its own (one line per request), named for its package.
 access_log = logging.getLogger("jamey_engine.service.access")
-log = logging.getLogger(__name__)
 
 
 def queue_access_log() -> None:
@@ -97,18 +96,10 @@ def route_template(app: Any, scope: Scope) -> str:
     """The matched route's path template, or "unmatched" (keeps label cardinality bounded)."""
     route = scope.get("route")
     if route is not None and hasattr(route, "path"):
-        return str(route.path)
-    # Answered before routing (413 on Content-Length) or by a 405: find the template anyway.
-    router = getattr(app, "router", None)
-    for candidate in getattr(router, "routes", ()):
-        try:
-            match, _ = candidate.matches(scope)
-        except Exception:  # a malformed path must not break the metrics
-            log.debug("route matching failed for the metrics label", exc_info=True)
-            continue
-        if match in (Match.FULL, Match.PARTIAL) and hasattr(candidate, "path"):
-            return str(candidate.path)
-    return "unmatched"
+        # path_format: the template without convertors, as the OpenAPI document names it.
+        return str(getattr(route, "path_format", None) or route.path)
+    # Answered before routing (413 on Content-Length) or with no route set: find the template.
+    return route_map(app).template(scope) or "unmatched"
 
 
 class ServiceMiddleware:

@@ -42,7 +42,38 @@ def test_unknown_route_is_a_404_in_the_error_shape(client: TestClient) -> None:
 
 
 def test_wrong_method_is_a_405_in_the_error_shape(client: TestClient) -> None:
-    assert_error_shape(client.put("/health"), 405)
+    response = client.put("/health")
+    assert_error_shape(response, 405)
+    assert response.headers["allow"] == "GET"
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/health", "GET"),  # FastAPI's routes serve no HEAD (a 405 too): Allow must not claim it
+        ("/memories/search", "GET"),  # a router's prefix
+        ("/memories/working/11111111-1111-1111-1111-111111111111", "DELETE, GET"),  # two routes
+        ("/admin/retention", "GET"),
+        ("/admin/retention/working", "PUT"),
+        ("/admin/retention/plan", "GET"),  # the layer segment refuses "plan": no PUT here
+        ("/admin/runbooks/runs/runs", "GET, POST"),  # GET /runs/{run_id} and POST /{name}/runs
+        ("/openapi.json", "GET, HEAD"),  # a Starlette route serves HEAD with GET
+    ],
+)
+def test_a_405_allows_exactly_the_methods_served_at_its_path(
+    client: TestClient, path: str, allow: str
+) -> None:
+    """Every 405 at the path lists the same methods, and they are the ones that are not a 405."""
+    answers = {method: client.request(method, path) for method in METHODS}
+    statuses = {method: answer.status_code for method, answer in answers.items()}
+    refused = [method for method, status in statuses.items() if status == 405]
+    assert refused, statuses
+    for method in refused:
+        assert answers[method].headers["allow"] == allow, (method, statuses)
+    assert ", ".join(sorted(set(METHODS) - set(refused))) == allow, statuses
 
 
 def test_bad_json_is_a_400_in_the_error_shape(client: TestClient, writer_key: Persona) -> None:

@@ -102,6 +102,29 @@ def test_request_metrics_are_labelled_by_route_template(client: TestClient, read
     )
 
 
+def test_answers_given_before_routing_are_labelled_by_the_route_template(
+    make_client: Callable[..., tuple[TestClient, Engine]],
+) -> None:
+    """A 413 on Content-Length (before routing) and a 405 count under their route's template, the
+    series the route's other answers count under; only a path no route serves is "unmatched"."""
+    client, _ = make_client(JAMEY_MAX_BODY_BYTES="1000")
+    big = {"content": b"x" * 2000, "headers": {"Content-Type": "application/json"}}
+    answers = [
+        (client.post("/memories/search", **big), "POST", "/memories/search"),
+        (client.delete("/memories/search"), "DELETE", "/memories/search"),
+        (client.post("/memories", **big), "POST", "/memories"),  # the fast path's route
+        (client.put("/memories/working/abc", **big), "PUT", "/memories/{layer}/{memory_id}"),
+        (client.put("/admin/retention/working", **big), "PUT", "/admin/retention/{layer}"),
+        (client.put("/admin/retention/working"), "PUT", "/admin/retention/{layer}"),  # routed: 401
+        (client.put("/admin/retention/plan", **big), "PUT", "/admin/retention/plan"),
+        (client.post("/no/such/route", **big), "POST", "unmatched"),
+    ]
+    for answer, method, route in answers:
+        labels = {"method": method, "route": route, "status": str(answer.status_code)}
+        assert sample(client, "http_requests_total", labels) >= 1, (labels, answer.text)
+    assert [answer.status_code for answer, _, _ in answers] == [413, 405, 413, 413, 413, 401, 413, 413]
+
+
 def test_metrics_expose_every_name_the_alerts_use(client: TestClient) -> None:
     text = client.get("/metrics").text
     for name in (
