@@ -2,8 +2,9 @@
 
 Strategy: the **moving window** (``MovingWindowRateLimiter``). It keeps one timestamp per
 admitted request and admits a request only when fewer than N were admitted in the last window,
-so "5/minute" never lets 10 through across a window edge, as a fixed window can; and its check
-and insert are one atomic step (a lock in memory, one Lua script in Redis), so 100 racing
+so "5/minute" never lets 10 through across a window edge, as a fixed window can. A decision
+checks and charges the key's limit and then the global limit in one atomic step (one lock in
+memory, one Lua script and so one round trip in Redis: ``ACQUIRE_PAIR_LUA``), so 100 racing
 threads, or several processes sharing Redis, admit exactly 5. It costs O(limit) memory per
 key, which is fine for API-key limits of up to a few thousand per window.
 
@@ -32,7 +33,7 @@ from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 import limits
-from limits.storage import MemoryStorage, MovingWindowSupport, Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from jamey_engine.config import Settings
@@ -44,6 +45,60 @@ KEY_PREFIX = "jamey"
 RETRY_AFTER_FAILURE = 1.0
 REDIS_TIMEOUT_SECONDS = 0.5
 _COUNTER_KEY_CACHE = 100_000
+
+# What SteadyMemoryStorage.acquire_pair does, in Redis, atomically: one EVALSHA per decision.
+# The counters are limits' own moving-window lists (acquire_moving_window.lua with amount 1:
+# hit times, newest first, trimmed to the limit, expiring after the window), so limits'
+# get_moving_window and clear (RateLimiter.reset) work on them unchanged.
+# KEYS: the key's counter, the global counter (both prefixed as limits prefixes them).
+# ARGV: now (the client's time.time(), as limits passes it), key limit, key expiry (s),
+#       global limit, global expiry (s).
+# Reply: {verdict, start, used}: verdict 0 admitted (both charged), 1 refused by the key's
+# limit (nothing charged), 2 refused by the global limit (the key's hit stays counted);
+# start and used are the deciding window's oldest hit time (a string, as stored) and hit
+# count: the key's window when admitted, the refusing limit's otherwise.
+ACQUIRE_PAIR_LUA = """
+local now = tonumber(ARGV[1])
+local limit, expiry = tonumber(ARGV[2]), tonumber(ARGV[3])
+local global_limit, global_expiry = tonumber(ARGV[4]), tonumber(ARGV[5])
+
+-- Refuses (returns the limit-th newest hit, in the window) or records one hit at now.
+local function acquire(key, limit, expiry)
+    local entry = redis.call('lindex', key, limit - 1)
+    if entry and tonumber(entry) >= now - expiry then
+        return entry
+    end
+    redis.call('lpush', key, now)
+    redis.call('ltrim', key, 0, limit - 1)
+    redis.call('expire', key, expiry)
+    return nil
+end
+
+local refused = acquire(KEYS[1], limit, expiry)
+if refused then
+    return {1, refused, limit}
+end
+refused = acquire(KEYS[2], global_limit, global_expiry)
+if refused then
+    return {2, refused, global_limit}
+end
+
+-- The key's window after the hit: its oldest hit at or after now - expiry, found by the
+-- binary search of limits' moving_window.lua (hits are newest first).
+local low, high, oldest = 0, limit - 1, nil
+local floor = now - expiry
+while low <= high do
+    local mid = math.floor((low + high) / 2)
+    local value = tonumber(redis.call('lindex', KEYS[1], mid))
+    if value and value >= floor then
+        oldest = mid
+        low = mid + 1
+    else
+        high = mid - 1
+    end
+end
+return {0, redis.call('lindex', KEYS[1], oldest), oldest + 1}
+"""
 
 
 @dataclass(frozen=True)
@@ -242,9 +297,16 @@ class RateLimiter:
         self._memory = self._storage if isinstance(self._storage, SteadyMemoryStorage) else None
         self._global_expiry = self.global_limit.get_expiry()
         self._strategy = MovingWindowRateLimiter(self._storage)  # checks moving-window support
-        self._window_storage = cast(MovingWindowSupport, self._storage)
         self._global_counter = self.global_limit.key_for("global")
         self._counter_keys: dict[tuple[str, str], str] = {}
+        if self._memory is None:
+            redis = cast(RedisStorage, self._storage)
+            self._redis = redis
+            # register_script only hashes the text (no round trip); the Script sends EVALSHA,
+            # and loads the script once more itself if the server lost it (a restart).
+            self._acquire_pair = redis.get_connection().register_script(ACQUIRE_PAIR_LUA.encode())
+            self._redis_errors = redis.base_exceptions
+            self._global_redis_key = redis.prefixed_key(self._global_counter)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -255,6 +317,10 @@ class RateLimiter:
     def _make_storage(url: str) -> Storage:
         options: dict[str, float | str | bool] = {}
         scheme = urlsplit(url).scheme
+        if scheme == "redis+cluster":
+            # ACQUIRE_PAIR_LUA touches the key's and the global counter in one script, which a
+            # cluster refuses (CROSSSLOT) unless both live on one node.
+            raise InvalidInput(f"rate-limit storage {_redact(url)!r}: Redis Cluster is not supported")
         if scheme.startswith("redis"):
             options = {
                 "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
@@ -312,8 +378,8 @@ class RateLimiter:
     def _decide_in_memory(
         self, storage: SteadyMemoryStorage, item: limits.RateLimitItem, counter: str
     ) -> Decision:
-        # Both limits under the storage's one lock: "exactly N of many racing threads" holds,
-        # at about half the cost of the three calls _decide makes.
+        # Both limits under the storage's one lock: "exactly N of many racing threads" holds.
+        # The Decision is built inline, as _decision builds it: a call fewer per decision.
         glob = self.global_limit
         expiry = item.get_expiry()
         verdict, start, used = storage.acquire_pair(
@@ -326,23 +392,33 @@ class RateLimiter:
         return Decision(False, scope, refused.amount, 0, reset_at, max(1, math.ceil(reset_at - time.time())))
 
     def _decide(self, item: limits.RateLimitItem, counter: str) -> Decision:
-        # What MovingWindowRateLimiter.hit/get_window_stats do, on precomputed counter keys.
-        storage = self._window_storage
-        if not storage.acquire_entry(counter, item.amount, item.get_expiry()):
-            return self._refused(item, "key", counter)
+        # Both limits in one Lua script (ACQUIRE_PAIR_LUA): one round trip, atomic across
+        # processes. The script is called directly, not through a limits method, so Redis
+        # errors are wrapped here as limits wraps them (wrap_exceptions=True): hit() then
+        # handles every storage failure the same way.
         glob = self.global_limit
-        if not storage.acquire_entry(self._global_counter, glob.amount, glob.get_expiry()):
-            return self._refused(glob, "global", self._global_counter)
-        if self._failed_until:
+        try:
+            verdict, start, used = self._acquire_pair(
+                [self._redis.prefixed_key(counter), self._global_redis_key],
+                [time.time(), item.amount, item.get_expiry(), glob.amount, self._global_expiry],
+            )
+        except self._redis_errors as err:
+            raise limits.errors.StorageError(err) from err
+        if verdict == 0 and self._failed_until:
             self._failed_until = 0.0
-        start, used = storage.get_moving_window(counter, item.amount, item.get_expiry())
-        return Decision(True, None, item.amount, max(0, item.amount - used), start + item.get_expiry(), 0)
+        return self._decision(item, int(verdict), float(start), int(used))
 
-    def _refused(self, item: limits.RateLimitItem, scope: str, counter: str) -> Decision:
-        start, _ = self._window_storage.get_moving_window(counter, item.amount, item.get_expiry())
-        reset_at = start + item.get_expiry()
-        retry_after = max(1, math.ceil(reset_at - time.time()))
-        return Decision(False, scope, item.amount, 0, reset_at, retry_after)
+    def _decision(self, item: limits.RateLimitItem, verdict: int, start: float, used: int) -> Decision:
+        """The Decision for an acquire_pair verdict and the deciding window's (start, used).
+
+        ``_decide_in_memory`` builds the same Decision inline.
+        """
+        if verdict == 0:
+            expiry = item.get_expiry()
+            return Decision(True, None, item.amount, max(0, item.amount - used), start + expiry, 0)
+        refused, scope = (item, "key") if verdict == 1 else (self.global_limit, "global")
+        reset_at = start + refused.get_expiry()
+        return Decision(False, scope, refused.amount, 0, reset_at, max(1, math.ceil(reset_at - time.time())))
 
     def _storage_failed(self, item: limits.RateLimitItem, err: Exception | None) -> Decision:
         with self._lock:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 import os
+import random
+import socket
 import subprocess
 import sys
 import textwrap
@@ -11,9 +16,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from helpers import free_port, wait_for_port
+from limits.storage import RedisStorage, storage_from_string
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
@@ -249,6 +256,8 @@ def test_a_bad_limit_string_is_invalid_input_naming_it(text: str) -> None:
 def test_a_bad_storage_url_or_failure_mode_is_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="memory:// or a redis://"):
         RateLimiter("mongodb://x", "1/second")
+    with pytest.raises(InvalidInput, match="Cluster is not supported"):
+        RateLimiter("redis+cluster://127.0.0.1:1", "1/second")
     with pytest.raises(InvalidInput, match="open or closed"):
         RateLimiter("memory://", "1/second", "maybe")
 
@@ -313,4 +322,202 @@ def test_limits_resume_when_redis_comes_back(
         assert not any(d.degraded for d in decisions)
         assert limiter.storage_failures == 1
     finally:
+        limiter.close()
+
+
+# One round trip per Redis decision (ACQUIRE_PAIR_LUA), with the decisions and counters of the
+# three-call path it replaced: acquire_entry for the key, acquire_entry for the global counter,
+# get_moving_window for the headers.
+
+
+def unique_global_limit(amount: int) -> str:
+    """A global limit whose Redis counter no other test or run shares (a unique period)."""
+    return f"{amount}/{random.randint(100_000, 999_999)} hours"
+
+
+def three_call_decision(storage: RedisStorage, global_limit: str, key_id: str, limit: str) -> Decision:
+    """What RateLimiter._decide computed before the script, through limits' own storage calls."""
+    item, glob = parse_limit(limit), parse_limit(global_limit)
+    counter, global_counter = item.key_for("key", key_id), glob.key_for("global")
+    for refused, scope, name in ((item, "key", counter), (glob, "global", global_counter)):
+        if not storage.acquire_entry(name, refused.amount, refused.get_expiry()):
+            start, _ = storage.get_moving_window(name, refused.amount, refused.get_expiry())
+            reset_at = start + refused.get_expiry()
+            return Decision(
+                False, scope, refused.amount, 0, reset_at, max(1, math.ceil(reset_at - time.time()))
+            )
+    start, used = storage.get_moving_window(counter, item.amount, item.get_expiry())
+    return Decision(True, None, item.amount, max(0, item.amount - used), start + item.get_expiry(), 0)
+
+
+@contextlib.contextmanager
+def redis_commands(limiter: RateLimiter) -> Iterator[list[str]]:
+    """The names of the commands the limiter's Redis client sends meanwhile."""
+    storage = limiter._storage
+    assert isinstance(storage, RedisStorage)
+    client = storage.get_connection()
+    sent: list[str] = []
+    real = client.execute_command
+
+    def counting(*args: object, **options: object) -> object:
+        sent.append(str(args[0]).upper())
+        return real(*args, **options)
+
+    client.execute_command = counting  # type: ignore[method-assign]
+    try:
+        yield sent
+    finally:
+        del client.execute_command
+
+
+@pytest.mark.redis
+def test_a_redis_decision_is_one_round_trip_whatever_the_verdict() -> None:
+    limiter = RateLimiter(REDIS_URL, unique_global_limit(2))
+    busy, other = unique_key(), unique_key()
+    try:
+        limiter.hit(unique_key(), "10/minute")  # loads the script if this Redis lacks it; global 1/2
+        limiter._strategy.clear(limiter.global_limit, "global")
+        with redis_commands(limiter) as sent:
+            verdicts = []
+            for key_id in (busy, busy, busy, other):  # admitted, admitted, key, global
+                before = len(sent)
+                decision = limiter.hit(key_id, "2/minute")
+                verdicts.append(decision.scope if not decision.allowed else "admitted")
+                assert sent[before:] == ["EVALSHA"], (decision, sent[before:])
+        assert verdicts == ["admitted", "admitted", "key", "global"]
+    finally:
+        limiter._strategy.clear(limiter.global_limit, "global")
+        limiter.close()
+
+
+@pytest.mark.redis
+def test_redis_decisions_match_the_three_call_path_and_limits_own_view() -> None:
+    # The same requests on the same counter names, once through the script and once through the
+    # calls it replaced on counters of their own (another key prefix): the verdicts, limits and
+    # remaining counts match, and the reset times too (up to the moments each took the time).
+    global_limit = unique_global_limit(5)
+    limiter = RateLimiter(REDIS_URL, global_limit)
+    twin = cast(RedisStorage, storage_from_string(REDIS_URL, key_prefix=f"jamey-twin-{uuid.uuid4().hex}"))
+    item = parse_limit("3/minute")
+    names = [unique_key() for _ in range(3)]
+    # key 0: 3 admitted, then refused by its key; key 1: 2 admitted (the global's 4th and 5th);
+    # key 2: refused by the global limit twice (each counted against it), then by its key
+    # (the third hit: no global charge); key 0 again: refused by its key.
+    requests = [names[0]] * 4 + [names[1]] * 2 + [names[2]] * 4 + [names[0]]
+    expected = ["admitted"] * 3 + ["key"] + ["admitted"] * 2 + ["global"] * 3 + ["key", "key"]
+    verdicts = []
+    try:
+        for key_id in requests:
+            ours = limiter.hit(key_id, "3/minute")
+            theirs = three_call_decision(twin, global_limit, key_id, "3/minute")
+            verdicts.append(ours.scope or "admitted")
+            assert (ours.allowed, ours.scope, ours.limit, ours.remaining) == (
+                theirs.allowed,
+                theirs.scope,
+                theirs.limit,
+                theirs.remaining,
+            ), key_id
+            assert abs(ours.reset_at - theirs.reset_at) < 1.0, (ours, theirs)
+            assert abs(ours.retry_after - theirs.retry_after) <= 1, (ours, theirs)
+            # limits' get_moving_window reads the same counter and sees what the headers say.
+            start, used = limiter._strategy.storage.get_moving_window(item.key_for("key", key_id), 3, 60)
+            if ours.allowed:
+                assert ours.remaining == 3 - used
+                assert ours.reset_at == pytest.approx(start + 60, abs=1e-3)
+            elif ours.scope == "key":
+                assert used == 3 and ours.reset_at == pytest.approx(start + 60, abs=1e-3)
+        assert verdicts == expected
+    finally:
+        limiter._strategy.clear(limiter.global_limit, "global")
+        twin.clear(parse_limit(global_limit).key_for("global"))
+        for key_id in names:
+            limiter.reset(key_id, "3/minute")
+            twin.clear(item.key_for("key", key_id))
+        limiter.close()
+        twin.storage.close()
+
+
+@pytest.mark.redis
+def test_two_processes_sharing_redis_admit_exactly_the_global_limit_between_them() -> None:
+    # Each process: 20 threads on one shared key (5/minute) and 20 on keys of their own. Of the 40
+    # shared-key requests exactly 5 pass the key's limit (35 refused by it); the global limit
+    # then sees 45 and admits exactly 9, refusing 36.
+    shared = unique_key()
+    global_limit = unique_global_limit(9)
+    start_at = time.time() + 3.0  # both processes start hitting at the same moment
+    script = textwrap.dedent(
+        f"""
+        import threading, time, uuid
+        from jamey_engine.keys.ratelimit import RateLimiter
+        limiter = RateLimiter({REDIS_URL!r}, {global_limit!r})
+        decisions = []
+        def one(key_id, limit):
+            time.sleep(max(0.0, {start_at!r} - time.time()))
+            decisions.append(limiter.hit(key_id, limit))
+        threads = [threading.Thread(target=one, args=({shared!r}, "5/minute")) for _ in range(20)]
+        threads += [threading.Thread(target=one, args=(uuid.uuid4().hex, "1000/minute")) for _ in range(20)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        allowed = sum(d.allowed for d in decisions)
+        by_key = sum(d.scope == "key" for d in decisions)
+        by_global = sum(d.scope == "global" for d in decisions)
+        print(allowed, by_key, by_global, limiter.storage_failures)
+        """
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    totals = [0, 0, 0]
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            allowed, by_key, by_global, failures = map(int, out.split())
+            assert failures == 0
+            totals = [totals[0] + allowed, totals[1] + by_key, totals[2] + by_global]
+    finally:
+        limiter = RateLimiter(REDIS_URL, global_limit)
+        limiter._strategy.clear(limiter.global_limit, "global")
+        limiter.close()
+    assert totals == [9, 35, 36], totals
+
+
+@pytest.mark.redis
+def test_a_redis_error_from_the_script_takes_the_failure_mode() -> None:
+    # Not only connection errors: an error reply (here WRONGTYPE: the counter is not a list)
+    # is a storage failure too, as it was when limits' own calls raised it.
+    key_id = unique_key()
+    closed = RateLimiter(REDIS_URL, "100000/minute", "closed")
+    storage = closed._storage
+    assert isinstance(storage, RedisStorage)
+    counter = storage.prefixed_key(parse_limit("5/minute").key_for("key", key_id))
+    storage.get_connection().set(counter, "not a list")
+    try:
+        with pytest.raises(Unavailable):
+            closed.hit(key_id, "5/minute")
+        assert closed.storage_failures == 1
+        opened = RateLimiter(REDIS_URL, "100000/minute", "open")
+        decision = opened.hit(key_id, "5/minute")
+        assert decision.allowed and decision.degraded and opened.storage_failures == 1
+        opened.close()
+    finally:
+        storage.get_connection().delete(counter)
+        closed.close()
+
+
+def test_a_redis_that_never_answers_times_out_into_the_failure_mode(caplog: pytest.LogCaptureFixture) -> None:
+    # A listening socket nobody reads: the connection opens and the EVALSHA's reply never comes.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        limiter = RateLimiter(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", "100/minute", "open")
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="jamey_engine.keys.ratelimit"):
+            decision = limiter.hit(unique_key(), "5/minute")
+        assert time.monotonic() - started < 5
+        assert decision.allowed and decision.degraded and limiter.storage_failures == 1
+        assert "unreachable (TimeoutError); failing open" in caplog.text
         limiter.close()
