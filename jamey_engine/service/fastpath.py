@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jamey_engine.memory.layers import LAYERS, MAX_QUERY_CHARS, ORDERS
@@ -115,13 +115,25 @@ class FastPath:
         await self.app.state.authenticator.authenticate(
             request, "memory:write"
         )  # before the body, as routes do
-        body = await request.body()
+        body = await _read_body(receive)
         fields = _store_fields(body, self.engine.settings.max_content_bytes)
         if fields is None:
             await self._fallback(scope, _replay(body, receive), send)
             return
         response = await store_one(self.engine.memory, fields[0], fields[1], None)
         await response(scope, receive, send)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body (as ``Request.body`` reads it, without its stream machinery)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _content_type(scope: Scope) -> bytes | None:
