@@ -81,7 +81,6 @@ def group(host: str | None, port: str | None, workers: str | None) -> None:
 
     from jamey_engine.engine import Engine
     from jamey_engine.service import create_app
-    from jamey_engine.service.middleware import queue_access_log
 
     engine = get_engine()
     if host is not None or port is not None or workers is not None:
@@ -104,7 +103,6 @@ def group(host: str | None, port: str | None, workers: str | None) -> None:
     check_data_dir(settings)
     check_workers(settings)
     if settings.workers == 1:
-        queue_access_log()
         uvicorn.Server(
             uvicorn.Config(
                 create_app(engine, schedules=True),

@@ -21,9 +21,7 @@ def app_from_env() -> FastAPI:
     """A full service app on ``Settings.from_env()``, owning its engine and its schedules."""
     from jamey_engine.engine import Engine
     from jamey_engine.service import create_app
-    from jamey_engine.service.middleware import queue_access_log
 
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    queue_access_log()
     return create_app(Engine(settings), schedules=True, owns_engine=True)

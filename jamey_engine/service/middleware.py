@@ -26,29 +26,6 @@ if TYPE_CHECKING:
 # The access log is a channel of its own (one line per request), named for its package.
 access_log = logging.getLogger("jamey_engine.service.access")
 
-
-def queue_access_log() -> None:
-    """Write the access log from a thread of its own (a served process calls this once).
-
-    Each line's write (a system call, then a flush) cost ~7% of a small request's event-loop
-    time; queued, the loop only formats the line and the listener thread writes it through the
-    root logger's handlers. The listener drains the queue at exit.
-    """
-    import atexit
-    import queue
-    from logging.handlers import QueueHandler, QueueListener
-
-    handlers = logging.getLogger().handlers
-    if not handlers or any(isinstance(h, QueueHandler) for h in access_log.handlers):
-        return
-    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = QueueListener(lines, *handlers, respect_handler_level=True)
-    access_log.addHandler(QueueHandler(lines))
-    access_log.propagate = False
-    listener.start()
-    atexit.register(listener.stop)
-
-
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
