@@ -206,11 +206,13 @@ class BodySizeLimit:
                     return
             elif name == b"expect" and value.lower() == b"100-continue":
                 expects_continue = True
-        state = {"received": 0, "complete": declared == 0, "over": False}
+        state = {"received": 0, "complete": declared == 0, "over": False, "answered": False}
 
         async def draining_send(msg: Message) -> None:
             # The last part of a 413 to a client still sending: end the answer only after
             # reading (and dropping) the rest of its body, up to the bound.
+            if msg["type"] == "http.response.start":
+                state["answered"] = True
             if msg["type"] == "http.response.body" and not msg.get("more_body") and state["over"]:
                 if msg.get("body"):
                     await send({"type": "http.response.body", "body": msg["body"], "more_body": True})
@@ -236,7 +238,14 @@ class BodySizeLimit:
                     raise HTTPException(413, message, headers=CLOSE)
             return msg
 
-        await self.app(scope, bounded_receive, draining_send)
+        try:
+            await self.app(scope, bounded_receive, draining_send)
+        except HTTPException:
+            # An app without Starlette's exception layer in between (the fast path) lets the
+            # 413 raised above out: answer it here, so it drains as the routes' 413 does.
+            if not state["over"] or state["answered"]:
+                raise
+            await error_response(413, message, CLOSE)(scope, receive, draining_send)
 
     async def _drain(self, receive: Receive, state: dict[str, Any]) -> None:
         import anyio

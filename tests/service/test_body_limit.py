@@ -117,6 +117,27 @@ def test_a_streamed_body_without_length_gets_the_413_too(
     assert stored(server, headers) == 0
 
 
+def test_a_chunked_body_sent_whole_before_reading_gets_the_413(
+    limited: tuple[RunningServer, dict[str, str]],
+) -> None:
+    # urllib sends an iterable body chunked, all of it, before it reads a byte of the answer: the
+    # 413 reaches it only if the service drains what follows the limit (the fast path's stores
+    # included) instead of closing on unread data.
+    server, headers = limited
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"layer": "working", "content": "'
+        for _ in range(40):
+            yield b"x" * 100_000
+        yield b'"}'
+
+    request = urllib.request.Request(f"{server.url}/memories", data=chunks(), headers=headers, method="POST")  # noqa: S310 (http://127.0.0.1)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310
+    assert (refused.value.code, json.loads(refused.value.read())) == (413, EXPECTED)
+    assert stored(server, headers) == 0
+
+
 def test_the_service_stops_reading_past_the_drain_bound(
     limited: tuple[RunningServer, dict[str, str]],
 ) -> None:
