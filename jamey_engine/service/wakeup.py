@@ -38,7 +38,8 @@ class Completions:
                 if len(self._ready) > 1:
                     return  # a wake-up is already on its way and will take this one too
             self.wakeups += 1
-            self.loop.call_soon_threadsafe(self._settle)
+            if not self.loop.is_closed():  # a loop gone at shutdown has no one left to wake
+                self.loop.call_soon_threadsafe(self._settle)
 
         def given_up(settled: asyncio.Future[T]) -> None:
             if settled.cancelled():
