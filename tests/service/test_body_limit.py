@@ -42,6 +42,14 @@ def big_body() -> bytes:
     return json.dumps({"layer": "working", "content": "x" * BIG}).encode()
 
 
+def over_limit_chunks(hundred_kbs: int) -> Iterator[bytes]:
+    """A store's JSON body in 100 KB pieces, with no length given (sent chunked)."""
+    yield b'{"layer": "working", "content": "'
+    for _ in range(hundred_kbs):
+        yield b"x" * 100_000
+    yield b'"}'
+
+
 def stored(server: RunningServer, headers: dict[str, str]) -> int:
     sizes = httpx.get(f"{server.url}/memories/sizes", headers=headers, timeout=10).json()
     return int(sizes["layers"]["working"]["documents"])
@@ -105,14 +113,7 @@ def test_a_streamed_body_without_length_gets_the_413_too(
     limited: tuple[RunningServer, dict[str, str]],
 ) -> None:
     server, headers = limited
-
-    def chunks() -> Iterator[bytes]:
-        yield b'{"layer": "working", "content": "'
-        for _ in range(80):
-            yield b"x" * 100_000
-        yield b'"}'
-
-    answer = requests.post(f"{server.url}/memories", data=chunks(), headers=headers, timeout=30)
+    answer = requests.post(f"{server.url}/memories", data=over_limit_chunks(80), headers=headers, timeout=30)
     assert (answer.status_code, answer.json()) == (413, EXPECTED)
     assert stored(server, headers) == 0
 
@@ -124,14 +125,8 @@ def test_a_chunked_body_sent_whole_before_reading_gets_the_413(
     # 413 reaches it only if the service drains what follows the limit (the fast path's stores
     # included) instead of closing on unread data.
     server, headers = limited
-
-    def chunks() -> Iterator[bytes]:
-        yield b'{"layer": "working", "content": "'
-        for _ in range(40):
-            yield b"x" * 100_000
-        yield b'"}'
-
-    request = urllib.request.Request(f"{server.url}/memories", data=chunks(), headers=headers, method="POST")  # noqa: S310 (http://127.0.0.1)
+    url = f"{server.url}/memories"
+    request = urllib.request.Request(url, data=over_limit_chunks(40), headers=headers, method="POST")  # noqa: S310
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=30)  # noqa: S310
     assert (refused.value.code, json.loads(refused.value.read())) == (413, EXPECTED)
