@@ -154,6 +154,7 @@ def main(quick: bool = False) -> list[Row]:
     import os
 
     sys.path.insert(0, str(ROOT / "tests"))
+    import amserver
     import promserver
 
     days = 0.25 if quick else 7.0
@@ -161,6 +162,8 @@ def main(quick: bool = False) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-workbench-") as tmp:
         server = promserver.start_prometheus(Path(tmp) / "prometheus", days=days)
+        # The alerts page reads a real Alertmanager (and shows an error without one).
+        alertmanager = amserver.start_alertmanager(Path(tmp) / "alertmanager")
         health = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
         threading.Thread(target=health.serve_forever, daemon=True).start()
         saved = dict(os.environ)
@@ -175,6 +178,7 @@ def main(quick: bool = False) -> list[Row]:
                     "JAMEY_DATA_DIR": str(data_dir),
                     "PROMETHEUS_URL": server.url,
                     "PROMETHEUS_TIMEOUT": "10",
+                    "ALERTMANAGER_URL": alertmanager.url,
                     "JAMEY_SERVICE_URL": f"http://127.0.0.1:{health.server_address[1]}",
                 }
             )
@@ -209,6 +213,7 @@ def main(quick: bool = False) -> list[Row]:
             health.shutdown()
             health.server_close()
             server.stop()
+            alertmanager.stop()
     return rows
 
 
