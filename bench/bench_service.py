@@ -409,11 +409,14 @@ def main(quick: bool = False) -> list[Row]:
             load = Load(server, work)
             auth = bench_auth_overhead(load, keys["reader"], auth_seconds, auth_repeats)
             rows += auth
-            store = bench_store(load, keys["writer"], texts, seconds, repeats, store_direct)
             whoami_cpu = auth[1]["value"]
+            # Searches before stores: the stores leave the index work of ~50,000 memories (the
+            # log's flush, tantivy's merges) running for a while, which would share the cores
+            # with the searches measured after them.
             search = bench_search(
                 load, keys["reader"], queries, memories, seconds, repeats, search_direct, whoami_cpu
             )
+            store = bench_store(load, keys["writer"], texts, seconds, repeats, store_direct)
             rows += store + search
         finally:
             server.stop()
@@ -421,10 +424,10 @@ def main(quick: bool = False) -> list[Row]:
         server = Server(data_dir, fast_path=False)
         try:
             load = Load(server, work)
-            routed_store = bench_store(load, keys["writer"], texts, seconds, repeats, store_direct)
             routed_search = bench_search(
                 load, keys["reader"], queries, memories, seconds, repeats, search_direct, whoami_cpu
             )
+            routed_store = bench_store(load, keys["writer"], texts, seconds, repeats, store_direct)
         finally:
             server.stop()
         for fast, routed, what in ((search, routed_search, "search"), (store, routed_store, "store")):
