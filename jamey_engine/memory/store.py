@@ -242,31 +242,6 @@ class MemoryStore:
         if reader is not None:
             reader.meta = None  # the flush committed: reload before searching without its tier
 
-    @property
-    def flush_interval(self) -> float:
-        """Seconds between background flushes of the log."""
-        return self.logs.flush_interval
-
-    @property
-    def flush_docs(self) -> int:
-        """Unflushed memories in one layer's tier that start a flush early."""
-        return self.logs.flush_docs
-
-    @property
-    def flushes(self) -> int:
-        """Flushes by this store that applied records."""
-        return self.logs.flushes
-
-    @property
-    def flush_failures(self) -> int:
-        """Background flushes by this store that failed (the records stayed in the log)."""
-        return self.logs.flush_failures
-
-    @property
-    def flush_seconds(self) -> float:
-        """Seconds this store spent in flushes that applied records."""
-        return self.logs.flush_seconds
-
     # -- writing ------------------------------------------------------------------------
     def store(self, layer: str, content: str, timestamp: str | datetime | None = None) -> Memory:
         """Store one memory; it is committed (durable, visible to every process) when this returns.

@@ -442,7 +442,7 @@ def test_flush_docs_flushes_early_and_the_settings_reach_the_store(data_dir: Pat
     )
     store = MemoryStore.from_settings(settings)
     try:
-        assert (store.wal, store.flush_interval, store.flush_docs) == (True, 3600.0, 5)
+        assert (store.wal, store.logs.flush_interval, store.logs.flush_docs) == (True, 3600.0, 5)
         store.store_batch("working", [f"early {i}" for i in range(5)])
         deadline = time.monotonic() + 10
         while store.index("working").searcher().num_docs < 5:
