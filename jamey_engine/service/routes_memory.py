@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -21,12 +21,14 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from jamey_engine.errors import InvalidInput
-from jamey_engine.memory import MemoryStore
 from jamey_engine.memory.layers import MAX_QUERY_CHARS, Layer, Order
 from jamey_engine.service.auth import KeyedRoute, engine_of, needs
 from jamey_engine.service.contract import NOT_BLANK_PATTERN, UUID_PATTERN, Timestamp
 from jamey_engine.service.errors import ERROR_RESPONSES
 from jamey_engine.service.wakeup import completion_of
+
+if TYPE_CHECKING:
+    from jamey_engine.memory import MemoryStore
 
 MAX_BATCH_ITEMS = 10_000
 # Searches for at most this many results on a warm layer run on the event loop. Loading the
@@ -111,12 +113,9 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 
 def _check_length(request: Request, contents: list[str]) -> None:
-    check_length(engine_of(request).settings.max_content_bytes, contents)
-
-
-def check_length(limit: int, contents: list[str]) -> None:
     """Refuse content longer than the schema's ``maxLength`` (JAMEY_MAX_CONTENT_BYTES characters)
     with 400, as the schema says; content within it but over the byte limit stays a 413."""
+    limit = engine_of(request).settings.max_content_bytes
     for number, content in enumerate(contents):
         if len(content) > limit:
             where = "content" if len(contents) == 1 else f"items.{number}.content"
