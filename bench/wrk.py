@@ -55,14 +55,13 @@ def parse(out: str) -> dict[str, Any]:
     """Requests/s, requests, p50/p99 ms from wrk's ``--latency`` report; raises on errors."""
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     count = re.search(r"(\d+) requests in", out)
     p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)
-    if not (rps and count and p50 and p99):
+    if not (count and p50 and p99):
         raise RuntimeError(f"wrk's report not understood:\n{out}")
     return {
-        "rps": float(rps.group(1)),
+        "rps": parse_rate(out),
         "requests": int(count.group(1)),
         "p50_ms": _ms(p50.group(1)),
         "p99_ms": _ms(p99.group(1)),
