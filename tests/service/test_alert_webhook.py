@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from amserver import alert, resolved, start_alertmanager, wait_until
 from jsonschema import Draft202012Validator
 from service_support import Persona, RunningServer, TestClient, count_rows, make_persona, sample
 
+from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.observability.alert_history import (
     ENDS_PATTERN,
@@ -46,12 +48,16 @@ def payload(*alerts: dict[str, Any], version: str = "4") -> dict[str, Any]:
 
 
 def notification(fingerprint: str, status: str = "firing", **labels: str) -> dict[str, Any]:
+    """A notification that started three hours before the clock the history's windows use (a
+    fixed date falls out of "the last day" a day later), resolved 30 minutes after it started."""
+    started = utcnow().replace(microsecond=0) - timedelta(hours=3)
+    ended = started + timedelta(minutes=30)
     return {
         "status": status,
         "labels": {"alertname": "JameyBackupFailed", "severity": "critical", **labels},
         "annotations": {"summary": "a backup failed"},
-        "startsAt": "2026-12-01T06:00:00.123456789Z",
-        "endsAt": "2026-12-01T06:30:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+        "startsAt": started.strftime("%Y-%m-%dT%H:%M:%S") + ".123456789Z",
+        "endsAt": ended.strftime("%Y-%m-%dT%H:%M:%SZ") if status == "resolved" else "0001-01-01T00:00:00Z",
         "generatorURL": "http://prometheus/graph",
         "fingerprint": fingerprint,
     }
@@ -262,11 +268,7 @@ def test_notifications_are_stored_once_and_counted(hook_client: tuple[TestClient
     assert stats.iloc[0].to_dict()["fired"] == 2
 
 
-def history_since() -> Any:
-    from datetime import timedelta
-
-    from jamey_engine.durations import utcnow
-
+def history_since() -> datetime:
     return utcnow() - timedelta(days=1)
 
 
