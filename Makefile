@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # JupyterLab (requirements-notebooks.txt): `make notebooks` uses it, and the tests start it.
 NOTEBOOKS_STAMP := $(VENV)/.notebooks-installed
+# MkDocs and mkdocs-material (requirements-docs.txt): `make docs`, and the suite's strict build.
+DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: system system-or-warn venv run test check lint format typecheck bench profile notebooks deploy-check clean
+.PHONY: system system-or-warn venv run test test-dates docs docs-serve check lint format typecheck bench profile notebooks deploy-check clean
 
 ## system: the Debian packages (Prometheus, Alertmanager, nginx, Chromium), installed if missing
 system:
@@ -32,9 +34,29 @@ $(STAMP): requirements.txt pyproject.toml
 run: system-or-warn $(STAMP)
 	$(BIN)/jamey stack
 
-## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium)
-test: system $(STAMP) $(NOTEBOOKS_STAMP)
+## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium),
+##       then the date-sensitive modules again with the clock moved (test-dates)
+test: system $(STAMP) $(NOTEBOOKS_STAMP) $(DOCS_STAMP)
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-dates
+
+## test-dates: the modules whose outcome depends on today's date (windows around "now", ages,
+##             expiry, backup ids, history days), run with this process's clock moved to noon on
+##             the last day of this month a year ahead (CLOCK=ISO for another moment). Tests that
+##             compare with a clock outside the process (a server's, file mtimes) are marked
+##             real_clock and left out; the modules not listed keep no date of their own.
+CLOCK ?= year-ahead-month-end
+DATE_SENSITIVE := tests/alerting/test_alert_history.py tests/service/test_alert_webhook.py \
+	tests/keys/test_hygiene.py tests/keys/test_keys.py tests/service/test_key_usage.py \
+	tests/workbench/test_keys_page.py tests/workbench/test_session.py tests/workbench/test_signin.py \
+	tests/vault/test_retention.py tests/vault/test_archive.py tests/memory/test_retention.py \
+	tests/memory/test_prune.py tests/runbooks/test_prune.py tests/service/test_retention_routes.py \
+	tests/service/test_retention_scheduler.py tests/service/test_scheduler.py tests/memory/test_analysis.py \
+	tests/memory/test_dedupe.py tests/memory/test_sizes_growth.py tests/test_growth.py \
+	tests/test_growth_retention.py tests/db/test_oplog.py tests/test_doctor.py tests/test_durations.py \
+	tests/workbench/test_workbench_logic.py tests/workbench/test_charts.py
+test-dates: $(STAMP)
+	$(BIN)/pytest -m "not real_clock" --clock=$(CLOCK) $(DATE_SENSITIVE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -69,6 +91,20 @@ profile: system $(STAMP)
 $(NOTEBOOKS_STAMP): requirements-notebooks.txt $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-notebooks.txt
 	touch $(NOTEBOOKS_STAMP)
+
+$(DOCS_STAMP): requirements-docs.txt $(STAMP)
+	$(BIN)/pip install --quiet -r requirements-docs.txt
+	touch $(DOCS_STAMP)
+
+## docs: regenerate the pages the code knows (settings, CLI) and build the site into site/,
+##       strictly (a broken link or anchor fails); docs-serve: the same on 127.0.0.1:8000
+docs: $(DOCS_STAMP)
+	$(BIN)/python tools/docs_reference.py
+	$(BIN)/mkdocs build --strict --quiet
+
+docs-serve: $(DOCS_STAMP)
+	$(BIN)/python tools/docs_reference.py
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 ## notebooks: JupyterLab (pinned) on notebooks/ with the project's kernel, on 127.0.0.1 (root or not)
 notebooks: $(NOTEBOOKS_STAMP)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 from helpers import MQTT_URL, POSTGRES_URL, REDIS_URL, make_settings
 from promserver import backfilled_prometheus  # one backfilled Prometheus for the whole session
 
@@ -23,6 +25,8 @@ from jamey_engine.engine import Engine
 # The tests run as a Jamey process does: everything they create is owner-only, so the data
 # dirs they make pass the same check the front doors run (jamey_engine.privacy).
 os.umask(0o077)
+
+CLOCK_KEY = pytest.StashKey[time_machine.travel]()
 
 __all__ = ["MQTT_URL", "POSTGRES_URL", "REDIS_URL", "backfilled_prometheus", "make_settings"]
 
@@ -80,6 +84,51 @@ def db_engine(db_settings: Settings) -> Iterator[Engine]:
     eng = Engine(db_settings)
     yield eng
     eng.close()
+
+
+YEAR_AHEAD_MONTH_END = "year-ahead-month-end"
+
+
+def clock_moment(option: str | None) -> str | None:
+    """``--clock``'s moment: an ISO 8601 UTC time, or ``year-ahead-month-end``: noon on the last
+    day of this month a year from today (so the moved run stays ahead of the calendar)."""
+    if option != YEAR_AHEAD_MONTH_END:
+        return option
+    today = datetime.now(UTC).date()
+    first_of_next = date(today.year + 1 + today.month // 12, today.month % 12 + 1, 1)
+    return f"{first_of_next - timedelta(days=1)}T12:00:00Z"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock",
+        metavar="ISO",
+        default=None,
+        help="run with this process's clock moved to this UTC moment (ISO 8601, or "
+        f"{YEAR_AHEAD_MONTH_END}), ticking on from there (time-machine): `make test-dates` "
+        "proves the date-sensitive modules pass on any date",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    moment = clock_moment(config.getoption("--clock"))
+    if moment:
+        # Started before collection, so a module-level "now" is moved as well; servers in other
+        # processes keep the real clock, which is why only in-process modules run this way.
+        traveller = time_machine.travel(moment, tick=True)
+        traveller.start()
+        config.stash[CLOCK_KEY] = traveller
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    traveller = config.stash.get(CLOCK_KEY, None)
+    if traveller is not None:
+        traveller.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    moment = clock_moment(config.getoption("--clock"))
+    return f"clock moved to {moment} (time-machine, ticking)" if moment else None
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:

@@ -150,6 +150,7 @@ def test_the_last_prune_attempt_holds_the_lock_so_a_flush_must_wait(store: Memor
     assert all(store.search("working", f'id:"{m.id}"') == [] for m in victims)
 
 
+@pytest.mark.real_clock  # file mtimes keep the real clock
 def test_a_generation_switched_by_another_prune_makes_the_first_copy_again(store: MemoryStore) -> None:
     _half_old(store, count=600)
     commits: list[str] = []
@@ -180,6 +181,7 @@ def test_prune_refuses_an_unknown_layer_and_changes_nothing(store: MemoryStore) 
     assert store.count("working") == 10
 
 
+@pytest.mark.real_clock  # file mtimes keep the real clock
 def test_prune_sweeps_stale_leftover_generations_but_not_young_ones(store: MemoryStore) -> None:
     import os
     import time

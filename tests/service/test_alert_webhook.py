@@ -282,6 +282,7 @@ def _history(server: RunningServer) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.real_clock  # Alertmanager stamps and resolves with its own clock
 def test_a_real_alertmanager_delivers_to_a_real_service_with_the_credentials_file(
     serve: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
