@@ -242,7 +242,7 @@ SETTINGS: tuple[Setting, ...] = (
         "JAMEY_GLOBAL_RATE_LIMIT",
         "global_rate_limit",
         "20000/second",
-        "Limit over all keys together, checked after the key's own limit; the default sits about twice above one worker's measured capacity (see the README).",
+        "Limit over all keys together, checked after the key's own limit; the default sits about twice above one worker's measured capacity (see docs/benchmarks.md).",
         _rate_limit,
     ),
     Setting(

@@ -29,7 +29,7 @@ from jamey_engine.stack.selfsigned import ensure_self_signed
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD_DIR = REPO_ROOT / "deploy" / "systemd"
 ENV_TEMPLATE = SYSTEMD_DIR / "jamey.env"
-# Where the units expect things on a server (README, "Deploy on a server").
+# Where the units expect things on a server (docs/deploy.md).
 INSTALLED_VENV = "/opt/jamey/venv"
 INSTALLED_APP = "/opt/jamey/app"
 INSTALLED_ENV_FILE = "/etc/jamey/jamey.env"

@@ -122,7 +122,7 @@ def alert(name: str, severity: str = "warning", **labels: str) -> dict[str, Any]
     """An alert as Prometheus posts it (firing until resolved with ``resolved``)."""
     return {
         "labels": {"alertname": name, "severity": severity, "job": "jamey", **labels},
-        "annotations": {"summary": f"{name} is {severity}", "runbook_url": "README.md#runbook-backups"},
+        "annotations": {"summary": f"{name} is {severity}", "runbook_url": "docs/alerts.md#runbook-backups"},
     }
 
 

@@ -34,7 +34,7 @@ def _policy_json(info: PolicyInfo) -> dict[str, Any]:
 
 @click.group("retention")
 def group() -> None:
-    """Retention policies per layer: max age and max bytes (see the README's retention section)."""
+    """Retention policies per layer: max age and max bytes (see docs/retention.md)."""
 
 
 @group.command("show")

@@ -1,4 +1,4 @@
-"""MemoryStore: five tantivy layers behind one API (see the package docstring and the README's memory section)."""
+"""MemoryStore: five tantivy layers behind one API (see the package docstring and docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The hot path: keyed ``GET /memories/search`` and ``POST /memories`` without the framework.
 
-Profiled under load (README, "Where a request's time goes"), a small keyed search or store spent
+Profiled under load (docs/benchmarks.md, "Where a request's time goes"), a small keyed search or store spent
 most of the event loop's time in the framework around the handler: uvicorn's proxy-header
 layer, FastAPI's body-limit and telemetry layers, Starlette's error layers, the router's match
 over every route, dependency solving and parameter validation. These two requests, in the

@@ -250,7 +250,7 @@ def encrypting(out: BinaryIO, keys: BackupKeys) -> Iterator[BinaryIO]:
 def _passphrase_encrypting(out: BinaryIO, passphrase: str) -> Iterator[BinaryIO]:
     """Passphrase (scrypt) encryption: pyrage offers it on whole byte strings only, so the
     archive is gathered in memory (never as plaintext on disk) and encrypted at the end.
-    Memory is about twice the archive's size: see the README."""
+    Memory is about twice the archive's size: see docs/benchmarks.md."""
     import io
 
     spool = io.BytesIO()

@@ -188,7 +188,7 @@ def test_the_age_command_decrypts_a_jamey_backup_and_tar_reads_it(
         secured.close()
     out = tmp_path / "unpacked"
     out.mkdir()
-    # The README's emergency procedure, word for word.
+    # The emergency procedure of docs/security.md, word for word.
     procedure = f"age -d -i {key.identity_file} {backup.path} | tar --zstd -x -C {out}"
     subprocess.run(procedure, shell=True, check=True)  # noqa: S602 (a shell pipeline is the point)
     manifest = json.loads((out / "manifest.json").read_text())

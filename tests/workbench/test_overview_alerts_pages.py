@@ -133,8 +133,8 @@ def test_alerts_page_shows_labels_annotations_and_links(prom_env: PromServer, ad
     assert "**JameyHighErrorRate** :orange-badge[warning] :gray-badge[" in page
     assert re.search(r"(pending|firing) since 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC\]", page)
     assert "8% of Jamey API requests fail with 5xx" in page
-    assert "Runbook: `README.md#runbook-high-error-rate`" in page
-    assert "### Runbook: high error rate" in page, "the README section opens right there"
+    assert "Runbook: `docs/alerts.md#runbook-high-error-rate`" in page
+    assert "## Runbook: high error rate" in page, "the section of docs/alerts.md opens right there"
     links = admin_app.get("page_link")
     assert any(
         "dashboards" in link.proto.page and "chart=error_rate" in link.proto.query_string for link in links

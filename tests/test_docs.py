@@ -1,0 +1,51 @@
+"""The documentation site: the pages generated from the code are current, and the site builds
+with MkDocs in strict mode (a broken link or anchor fails), as `make docs` builds it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_generator(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "docs_reference.py"), *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_generated_pages_match_the_code() -> None:
+    result = run_generator("--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_setting_missing_from_the_configuration_page_is_reported(tmp_path: Path) -> None:
+    """--check compares, it does not only exist: a page that lost a row fails it."""
+    page = ROOT / "docs" / "reference" / "configuration.md"
+    kept = page.read_text()
+    try:
+        page.write_text("\n".join(line for line in kept.splitlines() if "`JAMEY_PORT`" not in line) + "\n")
+        result = run_generator("--check")
+    finally:
+        page.write_text(kept)
+    assert result.returncode == 1
+    assert "docs/reference/configuration.md" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_site_builds_strictly(tmp_path: Path) -> None:
+    mkdocs = Path(sys.executable).with_name("mkdocs")
+    result = subprocess.run(
+        [str(mkdocs), "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "site" / "reference" / "configuration" / "index.html").is_file()
+    assert (tmp_path / "site" / "alerts" / "index.html").is_file()
