@@ -1,5 +1,8 @@
 """Alert history: the notifications Alertmanager delivers to the webhook receiver.
 
+File 0004 of the chain 0001 -> 0002 -> 0006 -> 0004 -> 0005 -> 0003 (revision ids as existing
+databases store them; the files are numbered in chain order).
+
 Revision ID: 0004
 Revises: 0006 (the key usage table, which landed first)
 Create Date: 2026-12-01 06:45:00

@@ -1,5 +1,8 @@
 """Memory retention policies per layer, and their audit trail.
 
+File 0005 of the chain 0001 -> 0002 -> 0006 -> 0004 -> 0005 -> 0003 (revision ids as existing
+databases store them; the files are numbered in chain order).
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-01 06:40:00
@@ -12,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | Sequence[str] | None = "0004"  # rechained after main: 0002 -> 0006 -> 0004 -> 0005
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

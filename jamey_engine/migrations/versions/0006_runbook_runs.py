@@ -1,5 +1,8 @@
 """Runbook runs: who ran which notebook with what, its progress, outcome and summary.
 
+File 0006 of the chain 0001 -> 0002 -> 0006 -> 0004 -> 0005 -> 0003 (revision ids as existing
+databases store them; the files are numbered in chain order).
+
 Revision ID: 0003
 Revises: 0005
 Create Date: 2026-12-01 06:30:00
@@ -12,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0005"  # the chain: 0002 -> 0006 -> 0004 -> 0005 -> 0003
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,5 +1,8 @@
 """Per-key usage: requests, 429s and errors per key and hour.
 
+File 0003 of the chain 0001 -> 0002 -> 0006 -> 0004 -> 0005 -> 0003 (revision ids as existing
+databases store them; the files are numbered in chain order).
+
 Revision ID: 0006
 Revises: 0002
 Create Date: 2026-12-01 06:40:00
