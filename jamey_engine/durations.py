@@ -104,6 +104,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def format_moment(moment: datetime) -> str:
+    """A moment as people read it on every page: ``2026-12-06 14:03:07 UTC`` (a naive moment is
+    taken as UTC, as everywhere in Jamey)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
 def parse_timestamp(value: str | datetime | None, *, field: str = "timestamp") -> datetime:
     """Parse an ISO 8601 timestamp (or pass a datetime through) as an aware UTC datetime.
 

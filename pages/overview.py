@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
 from jamey_engine import doctor
-from jamey_engine.durations import utcnow
+from jamey_engine.durations import format_moment, utcnow
 from jamey_engine.errors import NotFound
 from jamey_engine.observability import promql
 from workbench_ui import charts
@@ -72,6 +73,12 @@ with ui.shown_errors("The headline numbers"):
             f"alert at {charts.format_value(promql.P95_LATENCY_THRESHOLD, 'seconds')}",
         )
     with cards[2]:
+        note = f"alert after {charts.format_value(promql.BACKUP_AGE_THRESHOLD, 'seconds')}"
+        if backup_age is None:
+            # No sample is not "no backup" (Prometheus may not have scraped yet): ask the catalog.
+            good = ui.engine().vault.latest_good()
+            backup_age = None if good is None else (utcnow() - good.created_at).total_seconds()
+            note = "from the backup catalog (no Prometheus sample yet); " + note
         _card(
             "Last good backup",
             "none yet" if backup_age is None else charts.format_value(backup_age, "seconds") + " ago",
@@ -79,7 +86,7 @@ with ui.shown_errors("The headline numbers"):
             "critical"
             if backup_age is None
             else charts.threshold_level(backup_age, promql.BACKUP_AGE_THRESHOLD),
-            f"alert after {charts.format_value(promql.BACKUP_AGE_THRESHOLD, 'seconds')}",
+            note,
         )
     with cards[3]:
         _card(
@@ -102,19 +109,16 @@ with ui.shown_errors("The alerts"):
             icon=":material/notifications_off:",
         )
     else:
-        st.dataframe(
-            firing[["alertname", "severity", "active_at"]],
-            hide_index=True,
-            width="stretch",
-        )
+        shown = firing[["alertname", "severity", "active_at"]].copy()
+        shown["active_at"] = [
+            format_moment(at) if not pd.isna(at) else "unknown" for at in shown["active_at"]
+        ]
+        st.dataframe(shown.rename(columns={"active_at": "active since"}), hide_index=True, width="stretch")
         st.page_link("pages/alerts.py", label="Details on the Alerts page", icon=":material/arrow_forward:")
 
 # --- installation (the same findings as `jamey doctor`) ---------------------------------------
-_STATUS_ICONS = {
-    "ok": ":material/check_circle:",
-    "warning": ":material/warning:",
-    "problem": ":material/error:",
-}
+# A table cell shows text as it is (":material/…:" codes render only in Markdown), so emoji.
+_STATUS_ICONS = {"ok": "✅", "warning": "⚠️", "problem": "❌"}
 
 with ui.shown_errors("The installation check"):
     st.subheader("Installation")

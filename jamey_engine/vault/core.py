@@ -247,6 +247,10 @@ class Vault:
         infos = self.list()
         return infos[0] if infos else None
 
+    def latest_good(self) -> BackupInfo | None:
+        """The newest backup not found corrupt, or None when there is none."""
+        return next((info for info in self.list() if info.status != "corrupt"), None)
+
     # -- verify --------------------------------------------------------------------------------
     def check_scan(self, backup_id: str, result: ScanResult) -> Manifest:
         """Compare what a pass over the archive found against its manifest; return the manifest.

@@ -103,6 +103,10 @@ def test_overview_lists_exactly_the_alerts_prometheus_says_are_firing(
         table = admin_app.dataframe[0]  # the Installation findings follow it
         shown = {(row.alertname, row.severity) for row in table.value.itertuples()}
         assert shown == firing
+        # times as every page shows them, never raw ISO text with +00:00
+        assert all(
+            re.fullmatch(r"20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC", at) for at in table.value["active since"]
+        )
     else:
         # The only table left is the Installation findings (jamey doctor), never an alerts one.
         assert all("alertname" not in df.value.columns for df in admin_app.dataframe), (
