@@ -8,7 +8,7 @@ NOTEBOOKS_STAMP := $(VENV)/.notebooks-installed
 # MkDocs and mkdocs-material (requirements-docs.txt): `make docs`, and the suite's strict build.
 DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: system system-or-warn venv run test test-dates docs docs-serve check lint format typecheck bench profile notebooks deploy-check clean
+.PHONY: system system-or-warn venv run test test-dates docs docs-serve screenshots check lint format typecheck bench profile notebooks deploy-check clean
 
 ## system: the Debian packages (Prometheus, Alertmanager, nginx, Chromium), installed if missing
 system:
@@ -105,6 +105,12 @@ docs: $(DOCS_STAMP)
 docs-serve: $(DOCS_STAMP)
 	$(BIN)/python tools/docs_reference.py
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+## screenshots: the workbench tour (docs/tour/*.png): a real workbench in Chromium, every page
+##              signed in as an admin; fails naming a page that shows an exception, an icon
+##              code as text or a raw ISO time (tools/screenshots.py)
+screenshots: system $(STAMP)
+	$(BIN)/python tools/screenshots.py
 
 ## notebooks: JupyterLab (pinned) on notebooks/ with the project's kernel, on 127.0.0.1 (root or not)
 notebooks: $(NOTEBOOKS_STAMP)

@@ -117,8 +117,9 @@ with ui.shown_errors("The alerts"):
         st.page_link("pages/alerts.py", label="Details on the Alerts page", icon=":material/arrow_forward:")
 
 # --- installation (the same findings as `jamey doctor`) ---------------------------------------
-# A table cell shows text as it is (":material/…:" codes render only in Markdown), so emoji.
-_STATUS_ICONS = {"ok": "✅", "warning": "⚠️", "problem": "❌"}
+# A table cell shows text as it is (":material/…:" codes render only in Markdown): plain
+# symbols every font has (colour emoji need a font a headless or minimal desktop lacks).
+_STATUS_ICONS = {"ok": "✓", "warning": "⚠", "problem": "✗"}
 
 with ui.shown_errors("The installation check"):
     st.subheader("Installation")
