@@ -146,7 +146,9 @@ def http_page() -> str:
             scope = operation.get("x-jamey-scope") or ("key" if operation.get("security") else "none")
             what = _cell((operation.get("description") or operation.get("summary") or "").split("\n\n")[0])
             body = operation.get("requestBody", {}).get("content")
-            success = next((r for code, r in operation["responses"].items() if code.startswith("2")), {})
+            success: dict[str, Any] = next(
+                (r for code, r in operation["responses"].items() if code.startswith("2")), {}
+            )
             answer = _schema_name(success.get("content"))
             body_text = f"{_schema_name(body)} {_fields(document, body)}".strip() if body else ""
             lines.append(f"| `{method.upper()} {path}` | `{scope}` | {what} | {body_text} | {answer} |")
