@@ -65,7 +65,8 @@ def notification(fingerprint: str, status: str = "firing", **labels: str) -> dic
 
 @pytest.fixture
 def hook_client(make_client: Callable[..., tuple[TestClient, Engine]]) -> tuple[TestClient, Engine, Persona]:
-    client, engine = make_client()
+    # These tests are about storage; tests/service/test_auto_diagnosis.py starts diagnoses.
+    client, engine = make_client(JAMEY_AUTO_DIAGNOSE="0")
     return client, engine, make_persona(engine, "alertmanager-webhook", ("alerts:write",))
 
 
@@ -285,7 +286,7 @@ def _history(server: RunningServer) -> dict[str, Any]:
 def test_a_real_alertmanager_delivers_to_a_real_service_with_the_credentials_file(
     serve: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
-    server = serve()
+    server = serve(JAMEY_AUTO_DIAGNOSE="0")
     created = server.jamey(
         "keys", "create", "--name", "alertmanager-webhook", "--scope", "alerts:write",
         "--rate-limit", "6000/minute", "--json",
