@@ -152,6 +152,20 @@ def alert_evidence(db: Database, fingerprint: str) -> AlertEvidence:
     return found
 
 
+def latest_evidence(db: Database, alertname: str) -> AlertEvidence | None:
+    """The newest firing instance of ``alertname`` in the history, with its diagnosis; None
+    when the history holds none."""
+    query = (
+        sa.select(_TABLE.c.fingerprint)
+        .where(_TABLE.c.alertname == alertname, _TABLE.c.status == "firing")
+        .order_by(_TABLE.c.starts_at.desc(), _TABLE.c.id.desc())
+        .limit(1)
+    )
+    with db.connect() as conn:
+        fingerprint = conn.execute(query).scalar()
+    return evidence_for(db, [fingerprint]).get(fingerprint) if fingerprint else None
+
+
 def rediagnose(engine: Engine, fingerprint: str, *, actor: str, scopes: Iterable[str] | None = None) -> str:
     """Start the diagnosis of alert ``fingerprint`` again (scope ops:write when ``scopes`` are
     given) and record the new run on its history row; returns the run id. Raises NotFound for an
