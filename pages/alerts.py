@@ -28,7 +28,13 @@ from jamey_engine.observability.alertmanager import (
 from jamey_engine.observability.dashboards import chart_for_alert
 from jamey_engine.observability.promql import PrometheusUnreachable
 from jamey_engine.runbooks.alert_evidence import AlertEvidence, evidence_for, latest_evidence
-from jamey_engine.runbooks.links import runbook_for_alert, runbook_page_url, runbook_section
+from jamey_engine.runbooks.links import (
+    ALERTS_PAGE,
+    links_for_alert,
+    runbook_for_alert,
+    runbook_page_url,
+    runbook_section,
+)
 from workbench_ui import charts
 from workbench_ui.alert_evidence import render_evidence
 
@@ -94,11 +100,13 @@ def _render_alert(view: AlertView) -> None:
                 help="Fill the silence form below with this alert's labels",
             )
         url = view.annotations.get("runbook_url", "")
-        if url.startswith(("http://", "https://")):
+        mapped = links_for_alert(view.alertname)
+        if url.startswith(("http://", "https://")) and f"/{ALERTS_PAGE}?" not in url:
             links[3].link_button("Runbook", url, icon=":material/menu_book:")
-        elif url:
-            st.caption(f":material/menu_book: Runbook: `{url}` in the repository")
-            section = runbook_section(url, REPO)
+        guide = mapped.guide if mapped else (url if "://" not in url else "")
+        if guide:
+            st.caption(f":material/menu_book: Runbook: `{guide}` in the repository")
+            section = runbook_section(guide, REPO)
             if section:
                 with st.expander("Runbook"):
                     st.markdown(section)

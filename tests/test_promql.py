@@ -217,7 +217,7 @@ def test_alerts_lists_the_error_rate_alert_with_its_annotations(
     assert alert["state"] in {"pending", "firing"}
     assert alert["severity"] == "warning"
     assert alert["summary"] == "8% of Jamey API requests fail with 5xx"
-    assert alert["runbook_url"] == "README.md#runbook-high-error-rate"
+    assert alert["runbook_url"] == "http://127.0.0.1:8501/alerts?alert=JameyHighErrorRate"
     assert alert["labels"]["job"] == "jamey"
     assert alert["value"] == pytest.approx(0.08, rel=1e-6)
     assert alert["active_at"] <= pd.Timestamp.now(tz="UTC")

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 RUNBOOKS_PAGE = "runbooks"  # the workbench page's URL path
+ALERTS_PAGE = "alerts"  # every rule's runbook_url opens the alert's evidence there
 # The base the alert rules in prometheus/rules/ are written with (JAMEY_WORKBENCH_URL's default);
 # render_alert_rules puts the configured base in its place.
 DEFAULT_WORKBENCH_URL = "http://127.0.0.1:8501"
@@ -33,41 +34,87 @@ DIAGNOSIS_RUNBOOK = "diagnose_alert"
 @dataclass(frozen=True)
 class AlertLinks:
     """What answers one alert: its diagnosis family and notebook, and the one remediation runbook
-    intended for it (None: no action exists) with {runbook parameter: alert label it is filled from}."""
+    intended for it (None: no action exists) with {runbook parameter: alert label it is filled from},
+    and the README section that explains it."""
 
     family: str
+    guide: str  # the README section to read (the Alerts page shows it beside the evidence)
     diagnosis: str = DIAGNOSIS_RUNBOOK
     remediation: str | None = None
     parameters: dict[str, str] = field(default_factory=dict)
+
+
+def _guide(anchor: str) -> str:
+    return f"README.md#runbook-{anchor}"
 
 
 # The one table: alert name -> diagnosis family and remediation. A remediation is offered only
 # while its notebook exists (take_backup, flush_memory_log, apply_retention and rotate_key come
 # with the plan contract); a test fails when an alert in prometheus/rules/ is missing here.
 ALERT_LINKS: dict[str, AlertLinks] = {
-    "JameyServiceDown": AlertLinks("service_down"),
-    "JameyHighErrorRate": AlertLinks("error_rate"),
-    "JameyHighLatency": AlertLinks("latency"),
-    "JameyRateLimitSurge": AlertLinks("rate_limit_surge"),
+    "JameyServiceDown": AlertLinks(
+        "service_down",
+        _guide("service-down"),
+    ),
+    "JameyHighErrorRate": AlertLinks(
+        "error_rate",
+        _guide("high-error-rate"),
+    ),
+    "JameyHighLatency": AlertLinks(
+        "latency",
+        _guide("high-latency"),
+    ),
+    "JameyRateLimitSurge": AlertLinks(
+        "rate_limit_surge",
+        _guide("rate-limit-surge"),
+    ),
     "JameyMemoryIndexTooLarge": AlertLinks(
-        "index_too_large", remediation="prune_memories", parameters={"layer": "layer"}
+        "index_too_large",
+        _guide("memory-index-size"),
+        remediation="prune_memories",
+        parameters={"layer": "layer"},
     ),
     "JameyMemoryLogNotFlushing": AlertLinks(
-        "log_not_flushing", remediation="flush_memory_log", parameters={"layer": "layer"}
+        "log_not_flushing",
+        _guide("memory-write-ahead-log"),
+        remediation="flush_memory_log",
+        parameters={"layer": "layer"},
     ),
-    "JameyRetentionFailing": AlertLinks("retention_failing", remediation="apply_retention"),
-    "JameyBackupFailed": AlertLinks("backup_failed", remediation="take_backup"),
-    "JameyBackupTooOld": AlertLinks("backup_too_old", remediation="take_backup"),
-    "JameyBackupNeverSucceeded": AlertLinks("backup_never_succeeded", remediation="take_backup"),
-    "JameyMqttDisconnected": AlertLinks("mqtt_disconnected"),
-    "JameyMqttConnectionFailures": AlertLinks("mqtt_connection_failures"),
-    "JameyHighMemoryUsage": AlertLinks("memory"),
-    "JameyHighCpuUsage": AlertLinks("cpu"),
-    "JameyDataDirDiskNearlyFull": AlertLinks("disk_nearly_full"),
+    "JameyRetentionFailing": AlertLinks(
+        "retention_failing", _guide("memory-retention"), remediation="apply_retention"
+    ),
+    "JameyBackupFailed": AlertLinks("backup_failed", _guide("backups"), remediation="take_backup"),
+    "JameyBackupTooOld": AlertLinks("backup_too_old", _guide("backups"), remediation="take_backup"),
+    "JameyBackupNeverSucceeded": AlertLinks(
+        "backup_never_succeeded", _guide("backups"), remediation="take_backup"
+    ),
+    "JameyMqttDisconnected": AlertLinks(
+        "mqtt_disconnected",
+        _guide("mqtt"),
+    ),
+    "JameyMqttConnectionFailures": AlertLinks(
+        "mqtt_connection_failures",
+        _guide("mqtt"),
+    ),
+    "JameyHighMemoryUsage": AlertLinks(
+        "memory",
+        _guide("process-resources"),
+    ),
+    "JameyHighCpuUsage": AlertLinks(
+        "cpu",
+        _guide("process-resources"),
+    ),
+    "JameyDataDirDiskNearlyFull": AlertLinks(
+        "disk_nearly_full",
+        _guide("data-dir-disk-full"),
+    ),
     "JameyApiKeyExpiringSoon": AlertLinks(
-        "key_expiring", remediation="rotate_key", parameters={"key_id": "key_id"}
+        "key_expiring", _guide("api-key-expiring"), remediation="rotate_key", parameters={"key_id": "key_id"}
     ),
-    "JameyAlertReceiverFailing": AlertLinks("alert_receiver_failing"),
+    "JameyAlertReceiverFailing": AlertLinks(
+        "alert_receiver_failing",
+        _guide("alert-receiver-failing"),
+    ),
 }
 
 
@@ -127,12 +174,18 @@ def runbook_page_url(base_url: str, link: RunbookLink) -> str:
     return f"{base_url.rstrip('/')}/{RUNBOOKS_PAGE}?{query}"
 
 
+def alert_page_url(base_url: str, alertname: str) -> str:
+    """The workbench URL that opens the Alerts page on one alert and its evidence (what every
+    rule's ``runbook_url`` is): ``<base>/alerts?alert=JameyBackupFailed``."""
+    return f"{base_url.rstrip('/')}/{ALERTS_PAGE}?{urlencode({'alert': alertname})}"
+
+
 def render_alert_rules(text: str, base_url: str) -> str:
-    """Alert rules (YAML text) with every link to the workbench's Runbooks page moved from
-    :data:`DEFAULT_WORKBENCH_URL` to ``base_url`` (JAMEY_WORKBENCH_URL); nothing else changes."""
-    return text.replace(
-        f"{DEFAULT_WORKBENCH_URL}/{RUNBOOKS_PAGE}?", f"{base_url.rstrip('/')}/{RUNBOOKS_PAGE}?"
-    )
+    """Alert rules (YAML text) with every link to the workbench's Alerts and Runbooks pages moved
+    from :data:`DEFAULT_WORKBENCH_URL` to ``base_url`` (JAMEY_WORKBENCH_URL); nothing else changes."""
+    for page in (ALERTS_PAGE, RUNBOOKS_PAGE):
+        text = text.replace(f"{DEFAULT_WORKBENCH_URL}/{page}?", f"{base_url.rstrip('/')}/{page}?")
+    return text
 
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
