@@ -73,7 +73,9 @@ class AlertDiagnosis(NotebookRunbook):
     def evidence(self) -> pd.DataFrame:
         """The named facts, one row each (fact, value)."""
         facts = self.result.summary()["evidence"] if self.result else {}
-        return pd.DataFrame([{"fact": k, "value": str(v)} for k, v in facts.items()], columns=["fact", "value"])
+        return pd.DataFrame(
+            [{"fact": k, "value": str(v)} for k, v in facts.items()], columns=["fact", "value"]
+        )
 
     def charts(self) -> list[go.Figure]:
         """One plotly line chart per Prometheus series gathered, with the firing time marked."""

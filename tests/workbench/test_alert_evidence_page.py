@@ -39,7 +39,12 @@ def diagnosed(am: AmServer, engine: Engine) -> str:
     am.post_alerts(alert("JameyBackupFailed", "critical"))
     held = wait_until(lambda: AlertmanagerClient(am.url).alerts(), what="Alertmanager holds the alert")[0]
     notification = Notification(
-        held.fingerprint, "firing", dict(held.labels), dict(held.annotations), held.starts_at or utcnow(), None
+        held.fingerprint,
+        "firing",
+        dict(held.labels),
+        dict(held.annotations),
+        held.starts_at or utcnow(),
+        None,
     )
     store_notifications(engine.db, [notification])
     [run_id] = start_diagnoses(engine, [notification])
