@@ -151,3 +151,21 @@ def test_an_unknown_alert_or_bad_labels_are_one_line_errors(engine: Engine) -> N
         parse_labels("[1]")
     with pytest.raises(InvalidInput, match="starts_at"):
         diagnose(engine, None, "JameyHighErrorRate", {}, "yesterday")
+
+
+def test_the_service_s_warnings_and_errors_come_from_the_stack_s_log(engine: Engine) -> None:
+    log = engine.settings.data_dir / "stack" / "service.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        "INFO jamey: request served\n"
+        "WARNING jamey.memory: layer episodic: flush failed (LockBusy)\n"
+        "INFO jamey: request served\n"
+        "ERROR jamey.vault: backup failed: No space left on device\n"
+    )
+    found = diagnose(engine, None, "JameyBackupFailed", {})
+    assert found.log_lines == [
+        "WARNING jamey.memory: layer episodic: flush failed (LockBusy)",
+        "ERROR jamey.vault: backup failed: No space left on device",
+    ]
+    assert found.evidence["log_problems"] == 2
+    assert not [note for note in found.notes if note.startswith("service log")]
