@@ -10,7 +10,7 @@ from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.observability.alert_history import Notification, history_frame, store_notifications
-from jamey_engine.runbooks import runs
+from jamey_engine.runbooks import launch, runs
 from jamey_engine.runbooks.alert_evidence import alert_evidence
 from jamey_engine.runbooks.auto_diagnosis import labels_parameter, start_diagnoses
 
@@ -30,10 +30,11 @@ def test_two_workers_start_one_diagnosis_per_alert_instance(db_engine: Engine, d
     finally:
         other.close()
     assert len(started) == 1, started
-    for run_id in started:
-        runs.request_cancel(db_engine.db, run_id)  # the record is what this test needs
+    for run_id in started:  # the record is what this test needs; its kernel ends before the database goes
+        launch.cancel_run(db_engine, run_id)
+        assert not launch.wait_for_run(db_engine, run_id, timeout=60).active
     found = runs.list_runs(db_engine.db, actor="alertmanager")
-    assert [run.id for run in found] == started
+    assert [run.id for run in found] == started and found[0].status == "cancelled"
     assert found[0].parameters["alertname"] == "JameyDataDirDiskNearlyFull"
     frame = history_frame(db_engine.db, utcnow() - timedelta(hours=1))
     assert list(frame[frame["status"] == "firing"]["diagnosis_run"]) == started

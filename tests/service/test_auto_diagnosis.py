@@ -18,7 +18,7 @@ from service_support import RunningServer, TestClient, make_persona
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
-from jamey_engine.runbooks import runs
+from jamey_engine.runbooks import launch, runs
 
 URL = "/alertmanager/webhook"
 
@@ -133,4 +133,5 @@ def test_a_new_instance_starts_one_run_and_a_repeat_none(
         "alertname": "JameyBackupFailed",
         "severity": "warning",
     }
-    runs.request_cancel(engine.db, found[0].id)  # the test needs its record, not its kernel
+    launch.cancel_run(engine, found[0].id)  # the test needs its record, not its kernel
+    assert not launch.wait_for_run(engine, found[0].id, timeout=60).active

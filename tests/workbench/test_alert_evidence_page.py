@@ -71,6 +71,7 @@ def test_a_firing_alert_shows_its_evidence_and_can_be_diagnosed_again(
     assert again.diagnosis_run != found.diagnosis_run and again.run is not None
     assert again.run.actor == "ops-admin"
     launch.cancel_run(engine, again.run.id)
+    assert not launch.wait_for_run(engine, again.run.id, timeout=60).active
 
 
 def test_without_ops_write_there_is_no_run_again_button(diagnosed: str, app: AppTest, engine: Engine) -> None:
