@@ -463,6 +463,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "JAMEY_AUTO_DIAGNOSE",
+        "auto_diagnose",
+        "1",
+        "Start an alert's diagnosis run (actor alertmanager) when the webhook receives a new firing alert; 0 turns it off.",
+        _flag,
+    ),
+    Setting(
         "JAMEY_LOG_LEVEL",
         "log_level",
         "INFO",
@@ -530,6 +537,7 @@ class Settings:
     alertmanager_url: str
     alertmanager_timeout: float
     alert_history_days: int
+    auto_diagnose: bool
     log_level: str
     legacy_api_key: str
 

@@ -156,6 +156,9 @@ class AlertNotification(Base):
     annotations: Mapped[str] = mapped_column(Text)  # JSON object
     receiver: Mapped[str | None] = mapped_column(String(100))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The diagnosis run started for this firing alert instance (on its firing row only);
+    # CLAIMED while the run is being started, so one delivery of many starts it.
+    diagnosis_run: Mapped[str | None] = mapped_column(String(32))
 
 
 class RetentionPolicy(Base):

@@ -27,8 +27,16 @@ from jamey_engine.observability.alertmanager import (
 )
 from jamey_engine.observability.dashboards import chart_for_alert
 from jamey_engine.observability.promql import PrometheusUnreachable
-from jamey_engine.runbooks.links import runbook_for_alert, runbook_page_url, runbook_section
+from jamey_engine.runbooks.alert_evidence import AlertEvidence, evidence_for, latest_evidence
+from jamey_engine.runbooks.links import (
+    ALERTS_PAGE,
+    links_for_alert,
+    runbook_for_alert,
+    runbook_page_url,
+    runbook_section,
+)
 from workbench_ui import charts
+from workbench_ui.alert_evidence import render_evidence
 
 session = ui.require_session("ops:read")
 can_write = session.can("ops:write")
@@ -92,16 +100,43 @@ def _render_alert(view: AlertView) -> None:
                 help="Fill the silence form below with this alert's labels",
             )
         url = view.annotations.get("runbook_url", "")
-        if url.startswith(("http://", "https://")):
+        mapped = links_for_alert(view.alertname)
+        if url.startswith(("http://", "https://")) and f"/{ALERTS_PAGE}?" not in url:
             links[3].link_button("Runbook", url, icon=":material/menu_book:")
-        elif url:
-            st.caption(f":material/menu_book: Runbook: `{url}` in the repository")
-            section = runbook_section(url, REPO)
+        guide = mapped.guide if mapped else (url if "://" not in url else "")
+        if guide:
+            st.caption(f":material/menu_book: Runbook: `{guide}` in the repository")
+            section = runbook_section(guide, REPO)
             if section:
                 with st.expander("Runbook"):
                     st.markdown(section)
         with st.expander("Labels and annotations"):
             st.json({"labels": view.labels, "annotations": view.annotations}, expanded=True)
+        _render_diagnosis(view)
+
+
+# --- diagnosis (evidence gathered by the alert's diagnosis run) ------------------------------
+evidence: dict[str, AlertEvidence] = {}
+focus = st.query_params.get("alert")  # the alert rules' runbook_url opens ?alert=NAME
+
+
+def _render_diagnosis(view: AlertView) -> None:
+    if view.state == "firing" and view.fingerprint:
+        render_evidence(evidence.get(view.fingerprint), can_write=can_write)
+
+
+def _render_focus_from_history(alertname: str, shown: list[AlertView]) -> None:
+    """For ?alert=NAME when it is not firing now: its newest diagnosis from the history."""
+    if any(view.alertname == alertname for view in shown):
+        return
+    latest = latest_evidence(ui.engine().db, alertname)
+    if latest is None:
+        st.caption(f"{alertname} is not firing, and the alert history holds no diagnosis of it.")
+        return
+    st.markdown(
+        f"**{alertname}** :gray-badge[{latest.status}, fired {latest.starts_at:%Y-%m-%d %H:%M:%S} UTC]"
+    )
+    render_evidence(latest, can_write=can_write)
 
 
 # --- now -------------------------------------------------------------------------------------
@@ -122,6 +157,10 @@ with ui.shown_errors("Reading the alerts"):
         st.error(err.message)
         silences, groups = [], []
     views = current_alerts(prom_alerts, am_alerts, silences)
+    if focus:
+        st.info(f"Showing {focus} (opened from its alert). [Show every alert](?)")
+        views = [v for v in views if v.alertname == focus]
+    evidence = evidence_for(ui.engine().db, [v.fingerprint for v in views if v.fingerprint])
     firing = [v for v in views if v.state == "firing"]
     pending = [v for v in views if v.state == "pending"]
     st.subheader(f"Now: {len(firing)} firing, {len(pending)} pending")
@@ -131,6 +170,8 @@ with ui.shown_errors("Reading the alerts"):
         st.markdown(f"##### {title}")
         for view in members:
             _render_alert(view)
+    if focus:
+        _render_focus_from_history(focus, views)
 
 # --- silences --------------------------------------------------------------------------------
 st.subheader("Silences")

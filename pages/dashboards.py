@@ -17,7 +17,7 @@ from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput, JameyError, NotFound
 from jamey_engine.observability import promql
 from jamey_engine.observability.annotations import chart_annotations
-from jamey_engine.observability.dashboards import ChartSpec, chart_specs
+from jamey_engine.observability.dashboards import ChartSpec, annotations_for_chart, chart_specs
 from workbench_ui import charts
 from workbench_ui.timerange import CUSTOM, DEFAULT_PRESET, PRESETS, TimeRange, resolve_range
 
@@ -137,7 +137,7 @@ def _render_chart(spec: ChartSpec, window: TimeRange, notes: pd.DataFrame | None
                     threshold_label=spec.threshold_label,
                     stacked=spec.stacked,
                     name=spec.series_name,
-                    annotations=notes,
+                    annotations=annotations_for_chart(notes, spec.name) if notes is not None else None,
                     window=(window.start, _annotation_end(window)),
                 )
                 st.plotly_chart(figure, key=f"chart_{spec.name}")

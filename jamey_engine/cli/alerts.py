@@ -154,3 +154,38 @@ def history(days: int, as_json: bool) -> None:
             f"{row.alertname:<28} {row.fired:>5} {row.resolved:>8} "
             f"{_seconds(row.mean_resolve_seconds):>9} {_seconds(row.longest_resolve_seconds):>9}"
         )
+
+
+@group.command("show")
+@click.argument("fingerprint")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(fingerprint: str, as_json: bool) -> None:
+    """One alert (by Alertmanager's fingerprint, as `alerts history` lists it) with its
+    diagnosis: the verdict, the evidence and the suggested runbook."""
+    from jamey_engine.runbooks.alert_evidence import alert_evidence
+
+    found = alert_evidence(get_engine().db, fingerprint)
+    if as_json:
+        emit_json(found.to_dict())
+        return
+    data = found.to_dict()
+    click.echo(
+        f"{found.alertname} ({found.severity or 'no severity'}) {found.status} since {found.starts_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+    summary = found.annotations.get("summary")
+    if summary:
+        click.echo(summary)
+    if found.run is None:
+        click.echo("diagnosis: none started (JAMEY_AUTO_DIAGNOSE=0, or not yet)")
+        return
+    click.echo(f"diagnosis run {found.run.id}: {found.run.status}")
+    if found.gathered_text:
+        click.echo(found.gathered_text)
+    if found.verdict:
+        click.echo(f"verdict: {found.verdict}")
+    for name, value in found.evidence.items():
+        click.echo(f"  {name}: {value}")
+    if data["suggested_runbook"]:
+        click.echo(f"suggested runbook: {data['suggested_runbook']}")
+    if found.run.error:
+        click.echo(f"error: {found.run.error}")

@@ -20,11 +20,12 @@ def group() -> None:
 @group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_runbooks(as_json: bool) -> None:
-    """Every runbook: name, kind, title and parameters."""
-    catalog = launch.catalog(get_engine())
+    """Every runbook: name, kind, title and parameters (and, as JSON, the alerts it answers)."""
+    engine = get_engine()
     if as_json:
-        emit_json([runbook.to_dict() for runbook in catalog.values()])
+        emit_json(launch.describe_catalog(engine))
         return
+    catalog = launch.catalog(engine)
     for runbook in catalog.values():
         names = ", ".join(f"{p.name}={p.default!r}" for p in runbook.parameters)
         click.echo(f"{runbook.name:<20} {runbook.kind:<9} {runbook.title}  [{names}]")

@@ -62,7 +62,10 @@ HISTORY_COLUMNS = [
     "fingerprint",
     "summary",
     "receiver",
+    "diagnosis_run",
 ]
+#: ``diagnosis_run`` while the run is being started (runbooks.auto_diagnosis); shown as none.
+DIAGNOSIS_STARTING = "starting"
 INTERVAL_COLUMNS = ["alertname", "severity", "layer", "fingerprint", "start", "end", "resolved", "seconds"]
 STATS_COLUMNS = ["alertname", "fired", "resolved", "mean_resolve_seconds", "longest_resolve_seconds"]
 
@@ -344,11 +347,13 @@ def history_frame(
     limit: int = 50_000,
 ) -> pd.DataFrame:
     """Notifications received in ``[since, until]`` (until: now), newest first, optionally of one
-    alert name, severity or layer; columns HISTORY_COLUMNS (times UTC), at most ``limit`` rows."""
+    alert name, severity or layer; columns HISTORY_COLUMNS (times UTC; ``diagnosis_run`` is the
+    id of the diagnosis run a firing row started, or None), at most ``limit`` rows."""
     table = _TABLE
     query = sa.select(
         table.c.received_at, table.c.alertname, table.c.severity, table.c.layer, table.c.status,
         table.c.starts_at, table.c.ends_at, table.c.fingerprint, table.c.annotations, table.c.receiver,
+        table.c.diagnosis_run,
     ).where(table.c.received_at >= _utc(since))  # fmt: skip
     if until is not None:
         query = query.where(table.c.received_at <= _utc(until))
@@ -373,6 +378,7 @@ def history_frame(
                 "fingerprint": row.fingerprint,
                 "summary": str(notes.get("summary", "")),
                 "receiver": row.receiver or "",
+                "diagnosis_run": None if row.diagnosis_run == DIAGNOSIS_STARTING else row.diagnosis_run,
             }
         )
     frame = pd.DataFrame.from_records(records, columns=HISTORY_COLUMNS)

@@ -6,9 +6,10 @@
   trail, as markers (``kind`` = ``operation``, ``end`` NaT);
 - alert firing intervals from the alert history, as bands (``kind`` = ``alert``).
 
-Columns: ``kind``, ``start``, ``end`` (UTC), ``what``, ``who``, ``result`` and ``text`` (the
-hover text: what, who, result). The workbench draws it on every time-series chart; a notebook
-can draw the same frame.
+Columns: ``kind``, ``start``, ``end`` (UTC), ``what``, ``who``, ``result``, ``alertname`` (a
+band's alert, empty for a marker) and ``text`` (the hover text: what, who, result). The
+workbench draws the markers on every time-series chart and each band only on the charts of its
+alert (``dashboards.annotations_for_chart``); a notebook can draw the same frame.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from jamey_engine.durations import utcnow
 from jamey_engine.models import KeyEvent, Operation
 from jamey_engine.observability.alert_history import intervals
 
-COLUMNS = ["kind", "start", "end", "what", "who", "result", "text"]
+COLUMNS = ["kind", "start", "end", "what", "who", "result", "alertname", "text"]
 KEY_EVENTS = ("rotated", "revoked")
 
 
@@ -98,9 +99,11 @@ def chart_annotations(
                     "what": f"{item.alertname}{severity}{layer} firing",
                     "who": "Alertmanager",
                     "result": "resolved" if item.resolved else "still firing",
+                    "alertname": item.alertname,
                 }
             )
     frame = pd.DataFrame.from_records(records, columns=COLUMNS[:-1])
+    frame["alertname"] = frame["alertname"].fillna("")
     frame["start"] = pd.to_datetime(frame["start"], utc=True)
     frame["end"] = pd.to_datetime(frame["end"], utc=True)
     frame["text"] = [

@@ -4,9 +4,12 @@ chart shows what an alert watches. The workbench and the benchmarks draw from th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from jamey_engine.observability import promql
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Unit = Literal["ratio", "seconds", "bytes", "per_second", "count"]
 
@@ -97,3 +100,14 @@ def chart_for_alert(alertname: str, annotations: dict[str, Any] | None = None) -
         if word in flat:
             return chart
     return None
+
+
+def annotations_for_chart(annotations: pd.DataFrame, chart: str) -> pd.DataFrame:
+    """The ``chart_annotations`` frame as ``chart`` draws it: every operation marker, and only the
+    firing bands of the alerts that concern this chart (:func:`chart_for_alert`), not every
+    alert on every chart."""
+    if annotations.empty or "alertname" not in annotations.columns:
+        return annotations
+    alert = annotations["kind"] == "alert"
+    concerns = annotations["alertname"].map(lambda name: chart_for_alert(str(name)) == chart)
+    return annotations[~alert | concerns].reset_index(drop=True)

@@ -36,6 +36,15 @@ def catalog(engine: Engine) -> dict[str, Runbook]:
     return load_catalog(engine.settings.notebooks_dir)
 
 
+def describe_catalog(engine: Engine) -> list[dict[str, Any]]:
+    """Every runbook as JSON-friendly data (``Runbook.to_dict``) with ``answers``: the alert
+    names it serves as their diagnosis or remediation (the CLI's and the API's list)."""
+    from jamey_engine.runbooks.links import answers
+
+    found = catalog(engine)
+    return [{**item.to_dict(), "answers": answers(item.name, found)} for item in found.values()]
+
+
 def runbook(engine: Engine, name: str) -> Runbook:
     """One runbook by name. Raises NotFound naming the runbooks there are."""
     return find_runbook(engine.settings.notebooks_dir, name)

@@ -1,16 +1,18 @@
-"""Which runbook answers an alert, and where its form is: the one mapping every front door uses
-(the Alerts page's "Run runbook", the alert rules' ``runbook_url``, notifications). Also the
+"""Which runbooks answer an alert, and where their forms are: the one mapping every front door
+uses (the diagnosis auto-run, the Alerts page's "Run runbook", the alert rules' ``runbook_url``,
+``jamey runbook list``'s ``answers``). Also the
 section of the repository's Markdown that an older, file-style runbook link points at."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
 RUNBOOKS_PAGE = "runbooks"  # the workbench page's URL path
+ALERTS_PAGE = "alerts"  # every rule's runbook_url opens the alert's evidence there
 # The base the alert rules in prometheus/rules/ are written with (JAMEY_WORKBENCH_URL's default);
 # render_alert_rules puts the configured base in its place.
 DEFAULT_WORKBENCH_URL = "http://127.0.0.1:8501"
@@ -24,24 +26,145 @@ class RunbookLink:
     parameters: dict[str, str] = field(default_factory=dict)
 
 
-# alert name -> (runbook, {runbook parameter: alert label it is filled from})
-_ALERT_RUNBOOKS: dict[str, tuple[str, dict[str, str]]] = {
-    "JameyMemoryIndexTooLarge": ("prune_memories", {"layer": "layer"}),
+REPO_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+#: The notebook that diagnoses every alert (one parameterized analysis; the family picks the evidence).
+DIAGNOSIS_RUNBOOK = "diagnose_alert"
+
+
+@dataclass(frozen=True)
+class AlertLinks:
+    """What answers one alert: its diagnosis family and notebook, and the one remediation runbook
+    intended for it (None: no action exists) with {runbook parameter: alert label it is filled from},
+    and the section of docs/alerts.md that explains it."""
+
+    family: str
+    guide: str  # the section of docs/alerts.md to read (the Alerts page shows it beside the evidence)
+    diagnosis: str = DIAGNOSIS_RUNBOOK
+    remediation: str | None = None
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+def _guide(anchor: str) -> str:
+    return f"docs/alerts.md#runbook-{anchor}"
+
+
+# The one table: alert name -> diagnosis family and remediation. A remediation is offered only
+# while its notebook exists (take_backup, flush_memory_log, apply_retention and rotate_key come
+# with the plan contract); a test fails when an alert in prometheus/rules/ is missing here.
+ALERT_LINKS: dict[str, AlertLinks] = {
+    "JameyServiceDown": AlertLinks(
+        "service_down",
+        _guide("service-down"),
+    ),
+    "JameyHighErrorRate": AlertLinks(
+        "error_rate",
+        _guide("high-error-rate"),
+    ),
+    "JameyHighLatency": AlertLinks(
+        "latency",
+        _guide("high-latency"),
+    ),
+    "JameyRateLimitSurge": AlertLinks(
+        "rate_limit_surge",
+        _guide("rate-limit-surge"),
+    ),
+    "JameyMemoryIndexTooLarge": AlertLinks(
+        "index_too_large",
+        _guide("memory-index-size"),
+        remediation="prune_memories",
+        parameters={"layer": "layer"},
+    ),
+    "JameyMemoryLogNotFlushing": AlertLinks(
+        "log_not_flushing",
+        _guide("memory-write-ahead-log"),
+        remediation="flush_memory_log",
+        parameters={"layer": "layer"},
+    ),
+    "JameyRetentionFailing": AlertLinks(
+        "retention_failing", _guide("memory-retention"), remediation="apply_retention"
+    ),
+    "JameyBackupFailed": AlertLinks("backup_failed", _guide("backups"), remediation="take_backup"),
+    "JameyBackupTooOld": AlertLinks("backup_too_old", _guide("backups"), remediation="take_backup"),
+    "JameyBackupNeverSucceeded": AlertLinks(
+        "backup_never_succeeded", _guide("backups"), remediation="take_backup"
+    ),
+    "JameyMqttDisconnected": AlertLinks(
+        "mqtt_disconnected",
+        _guide("mqtt"),
+    ),
+    "JameyMqttConnectionFailures": AlertLinks(
+        "mqtt_connection_failures",
+        _guide("mqtt"),
+    ),
+    "JameyHighMemoryUsage": AlertLinks(
+        "memory",
+        _guide("process-resources"),
+    ),
+    "JameyHighCpuUsage": AlertLinks(
+        "cpu",
+        _guide("process-resources"),
+    ),
+    "JameyDataDirDiskNearlyFull": AlertLinks(
+        "disk_nearly_full",
+        _guide("data-dir-disk-full"),
+    ),
+    "JameyApiKeyExpiringSoon": AlertLinks(
+        "key_expiring", _guide("api-key-expiring"), remediation="rotate_key", parameters={"key_id": "key_id"}
+    ),
+    "JameyAlertReceiverFailing": AlertLinks(
+        "alert_receiver_failing",
+        _guide("alert-receiver-failing"),
+    ),
 }
 
 
-def runbook_for_alert(alertname: str, labels: Mapping[str, str] | None = None) -> RunbookLink | None:
-    """The runbook that acts on ``alertname``, with parameters filled from the alert's
+def links_for_alert(alertname: str) -> AlertLinks | None:
+    """The diagnosis and intended remediation of ``alertname``; None for an alert not in the rules."""
+    return ALERT_LINKS.get(alertname)
+
+
+def _existing_runbooks(available: Collection[str] | None) -> Collection[str]:
+    if available is not None:
+        return available
+    return {path.stem for path in REPO_NOTEBOOKS.glob("*.ipynb")}
+
+
+def runbook_for_alert(
+    alertname: str, labels: Mapping[str, str] | None = None, available: Collection[str] | None = None
+) -> RunbookLink | None:
+    """The remediation runbook that acts on ``alertname``, with parameters filled from the alert's
     ``labels`` (a label that is missing leaves its parameter to the runbook's default); None when
-    no runbook answers this alert."""
-    found = _ALERT_RUNBOOKS.get(alertname)
-    if found is None:
+    no remediation answers this alert or its notebook is not among ``available`` runbook names
+    (default: the repository's notebooks/)."""
+    found = ALERT_LINKS.get(alertname)
+    if found is None or found.remediation is None or found.remediation not in _existing_runbooks(available):
         return None
-    runbook, from_labels = found
     given = labels or {}
     return RunbookLink(
-        runbook, {param: str(given[label]) for param, label in from_labels.items() if label in given}
+        found.remediation,
+        {param: str(given[label]) for param, label in found.parameters.items() if label in given},
     )
+
+
+def answers(runbook: str, available: Collection[str] | None = None) -> list[str]:
+    """The alert names ``runbook`` serves, as their diagnosis or their (existing) remediation, sorted."""
+    present = _existing_runbooks(available)
+    return sorted(
+        name
+        for name, link in ALERT_LINKS.items()
+        if link.diagnosis == runbook or (link.remediation == runbook and runbook in present)
+    )
+
+
+def rule_alert_names(rules_dir: Path) -> set[str]:
+    """Every alert name in the rule files (``*.yml``) of ``rules_dir``."""
+    import yaml
+
+    names: set[str] = set()
+    for path in sorted(rules_dir.glob("*.yml")):
+        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
+            names.update(str(rule["alert"]) for rule in group.get("rules", []) if "alert" in rule)
+    return names
 
 
 def runbook_page_url(base_url: str, link: RunbookLink) -> str:
@@ -51,12 +174,18 @@ def runbook_page_url(base_url: str, link: RunbookLink) -> str:
     return f"{base_url.rstrip('/')}/{RUNBOOKS_PAGE}?{query}"
 
 
+def alert_page_url(base_url: str, alertname: str) -> str:
+    """The workbench URL that opens the Alerts page on one alert and its evidence (what every
+    rule's ``runbook_url`` is): ``<base>/alerts?alert=JameyBackupFailed``."""
+    return f"{base_url.rstrip('/')}/{ALERTS_PAGE}?{urlencode({'alert': alertname})}"
+
+
 def render_alert_rules(text: str, base_url: str) -> str:
-    """Alert rules (YAML text) with every link to the workbench's Runbooks page moved from
-    :data:`DEFAULT_WORKBENCH_URL` to ``base_url`` (JAMEY_WORKBENCH_URL); nothing else changes."""
-    return text.replace(
-        f"{DEFAULT_WORKBENCH_URL}/{RUNBOOKS_PAGE}?", f"{base_url.rstrip('/')}/{RUNBOOKS_PAGE}?"
-    )
+    """Alert rules (YAML text) with every link to the workbench's Alerts and Runbooks pages moved
+    from :data:`DEFAULT_WORKBENCH_URL` to ``base_url`` (JAMEY_WORKBENCH_URL); nothing else changes."""
+    for page in (ALERTS_PAGE, RUNBOOKS_PAGE):
+        text = text.replace(f"{DEFAULT_WORKBENCH_URL}/{page}?", f"{base_url.rstrip('/')}/{page}?")
+    return text
 
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -70,7 +199,7 @@ def heading_slug(text: str) -> str:
 
 def runbook_section(runbook_url: str, repo_root: Path) -> str | None:
     """The Markdown of the section a repository-relative runbook link points at
-    (``README.md#runbook-high-error-rate``), or None when the link is not a Markdown file inside
+    (``docs/alerts.md#runbook-high-error-rate``), or None when the link is not a Markdown file inside
     ``repo_root``, or names no such heading. Never reads outside ``repo_root``."""
     path_text, _, anchor = runbook_url.partition("#")
     if not path_text.endswith(".md") or "://" in path_text:

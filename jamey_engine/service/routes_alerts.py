@@ -5,7 +5,9 @@ credentials file. The payload (webhook version 4) is checked first; a malformed 
 naming the bad field, and nothing is stored. The body is read raw and checked by
 ``parse_webhook``; its OpenAPI request body is ``WEBHOOK_SCHEMA``, which states exactly what
 ``parse_webhook`` accepts. Each alert's notification is then stored once (repeats and retries are
-no-ops), so Alertmanager may resend safely; the answer is 200 once the rows are committed.
+no-ops), so Alertmanager may resend safely; the answer is 200 once the rows are committed and
+each new firing alert instance's diagnosis run is started (``runbooks.auto_diagnosis``; off with
+``JAMEY_AUTO_DIAGNOSE=0``).
 """
 
 from __future__ import annotations
@@ -54,4 +56,8 @@ async def alertmanager_webhook(request: Request) -> Received:
         receiver=receiver,
         keep_days=engine.settings.alert_history_days,
     )
+    if engine.settings.auto_diagnose:
+        from jamey_engine.runbooks.auto_diagnosis import start_diagnoses
+
+        await run_in_threadpool(start_diagnoses, engine, notifications)
     return Received(alerts=len(notifications))

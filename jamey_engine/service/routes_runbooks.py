@@ -43,7 +43,7 @@ class Started(BaseModel):
 @router.get("", openapi_extra=READ)
 def list_runbooks(request: Request) -> dict[str, Any]:
     """Every runbook: name, kind, title, description and parameters (name, type, default, help)."""
-    return {"runbooks": [runbook.to_dict() for runbook in launch.catalog(engine_of(request)).values()]}
+    return {"runbooks": launch.describe_catalog(engine_of(request))}
 
 
 @router.get("/runs", openapi_extra=READ)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import runpy
 from pathlib import Path
 
@@ -67,12 +66,16 @@ def test_check_mode_fails_on_an_executed_notebook(tmp_path: Path, capsys: pytest
     assert strip_tool["main"](["--check", str(path)]) == 0
 
 
-def test_alert_runbook_links_to_notebooks_point_at_files_that_exist() -> None:
-    alerts = (ROOT / "prometheus" / "rules" / "alerts.yml").read_text()
-    linked = set(re.findall(r"runbook_url:.*[?&]runbook=(\w+)", alerts))
-    assert "prune_memories" in linked
-    for name in linked:
-        assert (ROOT / "notebooks" / f"{name}.ipynb").is_file(), f"alerts.yml links to runbook {name}, which does not exist"
+def test_the_notebooks_the_alert_mapping_names_exist() -> None:
+    from jamey_engine.runbooks.links import ALERT_LINKS, runbook_for_alert
+
+    named = {link.diagnosis for link in ALERT_LINKS.values()}
+    named |= {found.runbook for name in ALERT_LINKS if (found := runbook_for_alert(name)) is not None}
+    assert {"diagnose_alert", "prune_memories"} <= named
+    for name in named:
+        assert (ROOT / "notebooks" / f"{name}.ipynb").is_file(), (
+            f"links.py names runbook {name}, which does not exist"
+        )
 
 
 def test_the_kernel_runs_the_projects_python(tmp_path: Path) -> None:

@@ -26,8 +26,10 @@ from promserver import REPO, require_binary
 
 from jamey_engine.runbooks.catalog import load_catalog
 from jamey_engine.runbooks.links import (
+    ALERT_LINKS,
+    ALERTS_PAGE,
     DEFAULT_WORKBENCH_URL,
-    RUNBOOKS_PAGE,
+    alert_page_url,
     render_alert_rules,
     runbook_for_alert,
 )
@@ -120,51 +122,34 @@ def github_anchor(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def test_every_runbook_link_points_at_a_notebook_or_a_docs_section() -> None:
+def test_every_runbook_link_opens_its_alert_s_evidence_in_the_workbench() -> None:
+    for rule in alert_rules():
+        target = rule["annotations"]["runbook_url"]
+        assert target == alert_page_url(DEFAULT_WORKBENCH_URL, rule["alert"]), (rule["alert"], target)
+        parts = urlsplit(target)
+        assert parts.path == f"/{ALERTS_PAGE}" and parse_qs(parts.query) == {"alert": [rule["alert"]]}
+
+
+def test_every_alert_s_guide_is_a_docs_section_and_its_remediation_a_runbook() -> None:
+    readme = (REPO / "docs" / "alerts.md").read_text()
+    anchors = {github_anchor(line.lstrip("#")) for line in readme.splitlines() if line.startswith("#")}
+    catalog = load_catalog(REPO / "notebooks")
     missing = []
     for rule in alert_rules():
-        target = rule["annotations"]["runbook_url"]
-        if target.startswith(f"{DEFAULT_WORKBENCH_URL}/{RUNBOOKS_PAGE}?"):
-            continue  # a link to the Runbooks page: checked below
-        path, _, anchor = target.partition("#")
-        assert not path.startswith(("/", "http")), (
-            f"{rule['alert']}: runbook_url must be repo-relative: {target}"
-        )
-        page = REPO / path
-        if not page.is_file():
-            missing.append(f"{rule['alert']}: {target}")
-            continue
-        lines = page.read_text().splitlines()
-        anchors = {github_anchor(line.lstrip("#")) for line in lines if line.startswith("#")}
-        if anchor and anchor not in anchors:
-            missing.append(f"{rule['alert']}: {target}")
-    assert not missing, "runbook links without a target:\n" + "\n".join(sorted(set(missing)))
+        guide = ALERT_LINKS[rule["alert"]].guide
+        path, _, anchor = guide.partition("#")
+        if path != "docs/alerts.md" or anchor not in anchors:
+            missing.append(f"{rule['alert']}: {guide}")
+        link = runbook_for_alert(rule["alert"], {"layer": "episodic"})
+        assert link is None or link.runbook in catalog, rule["alert"]
+    assert not missing, "guides without a section of docs/alerts.md:\n" + "\n".join(sorted(set(missing)))
 
 
-def test_runbook_page_links_name_the_runbook_the_engine_maps_the_alert_to() -> None:
-    catalog = load_catalog(REPO / "notebooks")
-    linked = 0
-    for rule in alert_rules():
-        target = rule["annotations"]["runbook_url"]
-        if "://" not in target:
-            continue
-        parts = urlsplit(target)
-        assert f"{parts.scheme}://{parts.netloc}" == DEFAULT_WORKBENCH_URL, target
-        assert parts.path == f"/{RUNBOOKS_PAGE}", target
-        query = parse_qs(parts.query)
-        link = runbook_for_alert(rule["alert"], {"layer": "{{ $labels.layer }}"})
-        assert link is not None, f"{rule['alert']} links a runbook, but links.py maps it to none"
-        assert query.pop("runbook") == [link.runbook] and link.runbook in catalog, target
-        assert {name: values[0] for name, values in query.items()} == link.parameters, target
-        linked += 1
-    assert linked >= 2
-
-
-def test_rendering_the_rules_moves_the_runbook_links_to_the_configured_workbench() -> None:
+def test_rendering_the_rules_moves_the_workbench_links_to_the_configured_workbench() -> None:
     text = (PROMETHEUS_DIR / "rules" / "alerts.yml").read_text()
     rendered = render_alert_rules(text, "https://ops.example.org/wb/")
-    assert f"{DEFAULT_WORKBENCH_URL}/runbooks" not in rendered
-    assert "https://ops.example.org/wb/runbooks?runbook=prune_memories&layer={{ $labels.layer }}" in rendered
+    assert f"{DEFAULT_WORKBENCH_URL}/alerts" not in rendered
+    assert "https://ops.example.org/wb/alerts?alert=JameyMemoryIndexTooLarge" in rendered
     assert rendered.replace("https://ops.example.org/wb", DEFAULT_WORKBENCH_URL) == text
 
 

@@ -47,10 +47,14 @@ def payload(*alerts: dict[str, Any], version: str = "4") -> dict[str, Any]:
     }
 
 
+# Three hours before the clock the history's windows use (a fixed date falls out of "the last
+# day" a day later); taken once, so every notification of an alert names the same instance.
+STARTED = utcnow().replace(microsecond=0) - timedelta(hours=3)
+
+
 def notification(fingerprint: str, status: str = "firing", **labels: str) -> dict[str, Any]:
-    """A notification that started three hours before the clock the history's windows use (a
-    fixed date falls out of "the last day" a day later), resolved 30 minutes after it started."""
-    started = utcnow().replace(microsecond=0) - timedelta(hours=3)
+    """A notification that started at STARTED, resolved 30 minutes after it started."""
+    started = STARTED
     ended = started + timedelta(minutes=30)
     return {
         "status": status,
@@ -65,7 +69,8 @@ def notification(fingerprint: str, status: str = "firing", **labels: str) -> dic
 
 @pytest.fixture
 def hook_client(make_client: Callable[..., tuple[TestClient, Engine]]) -> tuple[TestClient, Engine, Persona]:
-    client, engine = make_client()
+    # These tests are about storage; tests/service/test_auto_diagnosis.py starts diagnoses.
+    client, engine = make_client(JAMEY_AUTO_DIAGNOSE="0")
     return client, engine, make_persona(engine, "alertmanager-webhook", ("alerts:write",))
 
 
@@ -286,7 +291,7 @@ def _history(server: RunningServer) -> dict[str, Any]:
 def test_a_real_alertmanager_delivers_to_a_real_service_with_the_credentials_file(
     serve: Callable[..., RunningServer], tmp_path: Path
 ) -> None:
-    server = serve()
+    server = serve(JAMEY_AUTO_DIAGNOSE="0")
     created = server.jamey(
         "keys", "create", "--name", "alertmanager-webhook", "--scope", "alerts:write",
         "--rate-limit", "6000/minute", "--json",

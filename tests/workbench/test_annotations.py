@@ -13,6 +13,7 @@ from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.observability.alert_history import Notification, store_notifications
 from jamey_engine.observability.annotations import chart_annotations
+from jamey_engine.observability.dashboards import annotations_for_chart
 
 from .conftest import figures, open_page
 
@@ -66,3 +67,26 @@ def test_the_frame_holds_key_changes_and_alert_bands(engine: Engine) -> None:
     band = frame[frame["kind"] == "alert"].iloc[0]
     assert band["end"] - band["start"] == pd.Timedelta(minutes=10)
     assert band["text"] == "JameyBackupFailed (critical) firing<br>by Alertmanager<br>resolved"
+
+
+def test_a_chart_shows_the_bands_of_its_own_alerts_only(engine: Engine) -> None:
+    began = utcnow() - timedelta(minutes=30)
+    store_notifications(
+        engine.db,
+        [
+            Notification("fp1", "firing", {"alertname": "JameyHighErrorRate"}, {}, began, None),
+            Notification("fp2", "firing", {"alertname": "JameyBackupFailed"}, {}, began, None),
+        ],
+    )
+    engine.keys.create("someone", scopes=("memory:read",), actor="alice")
+    engine.keys.rotate(engine.keys.list()[0].id, actor="alice")
+    frame = chart_annotations(engine.db, utcnow() - timedelta(hours=1))
+    errors = annotations_for_chart(frame, "error_rate")
+    assert list(errors[errors["kind"] == "alert"]["alertname"]) == ["JameyHighErrorRate"]
+    backups = annotations_for_chart(frame, "backup_counts")
+    assert list(backups[backups["kind"] == "alert"]["alertname"]) == ["JameyBackupFailed"]
+    assert (annotations_for_chart(frame, "backup_size")["kind"] == "alert").sum() == 0
+    for chart in ("error_rate", "backup_counts", "backup_size"):
+        assert (annotations_for_chart(frame, chart)["kind"] == "operation").sum() == 1, (
+            "markers stay on every chart"
+        )

@@ -30,7 +30,12 @@ from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, seed_memories
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.runbooks import runs
-from jamey_engine.runbooks.links import render_alert_rules, runbook_for_alert, runbook_page_url
+from jamey_engine.runbooks.links import (
+    alert_page_url,
+    render_alert_rules,
+    runbook_for_alert,
+    runbook_page_url,
+)
 
 from .conftest import REPO
 
@@ -154,9 +159,13 @@ def test_a_firing_alert_opens_the_prune_runbook_and_the_operator_dry_runs_then_a
 ) -> None:
     base, key, data = workbench
     url = firing_alert_link
-    # The rule's link is the page the engine's one mapping names for this alert and its labels.
+    # The rule's link opens the alert's evidence on the Alerts page, whose "Run runbook" opens
+    # the page the engine's one mapping names for this alert and its labels (tests/workbench/
+    # test_alerts_page.py checks that button); the operator follows it here.
+    assert url == alert_page_url(base, "JameyMemoryIndexTooLarge")
     link = runbook_for_alert("JameyMemoryIndexTooLarge", {"layer": "episodic", "severity": "warning"})
-    assert link is not None and url == runbook_page_url(base, link)
+    assert link is not None
+    url = runbook_page_url(base, link)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=60_000)  # a loaded machine starts a kernel slowly
     with sync_playwright() as p:

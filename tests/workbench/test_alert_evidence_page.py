@@ -1,0 +1,96 @@
+"""The Alerts page shows each firing alert's evidence: a real Alertmanager holds the alert, the
+webhook's auto-diagnosis ran a real diagnosis run (a kernel), and the page shows "Evidence,
+gathered at ... in N s", the verdict, the facts and the run; "Run diagnosis again" needs
+ops:write; ?alert=NAME (the rules' runbook_url) opens that alert's evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from amserver import AmServer, alert, start_alertmanager, wait_until
+from streamlit.testing.v1 import AppTest
+
+from jamey_engine.durations import utcnow
+from jamey_engine.engine import Engine
+from jamey_engine.observability.alert_history import Notification, store_notifications
+from jamey_engine.observability.alertmanager import AlertmanagerClient
+from jamey_engine.runbooks import launch
+from jamey_engine.runbooks.alert_evidence import alert_evidence
+from jamey_engine.runbooks.auto_diagnosis import start_diagnoses
+
+from .conftest import open_page, sign_in, texts
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def am(tmp_path: Path, wb_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AmServer]:
+    server = start_alertmanager(tmp_path / "am")
+    monkeypatch.setenv("ALERTMANAGER_URL", server.url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def diagnosed(am: AmServer, engine: Engine) -> str:
+    """JameyBackupFailed firing in Alertmanager, delivered to the history and diagnosed; its fingerprint."""
+    am.post_alerts(alert("JameyBackupFailed", "critical"))
+    held = wait_until(lambda: AlertmanagerClient(am.url).alerts(), what="Alertmanager holds the alert")[0]
+    notification = Notification(
+        held.fingerprint,
+        "firing",
+        dict(held.labels),
+        dict(held.annotations),
+        held.starts_at or utcnow(),
+        None,
+    )
+    store_notifications(engine.db, [notification])
+    [run_id] = start_diagnoses(engine, [notification])
+    finished = launch.wait_for_run(engine, run_id, timeout=180)
+    assert finished.status == "succeeded", finished
+    return str(held.fingerprint)
+
+
+def test_a_firing_alert_shows_its_evidence_and_can_be_diagnosed_again(
+    diagnosed: str, admin_app: AppTest, engine: Engine
+) -> None:
+    found = alert_evidence(engine.db, diagnosed)
+    open_page(admin_app, "alerts")
+    assert not admin_app.exception, admin_app.exception
+    page = texts(admin_app)
+    assert f"**{found.gathered_text}**" in page and "Evidence, gathered at " in page
+    assert found.verdict and found.verdict in page
+    assert found.verdict.startswith("No backup has ever succeeded")
+    links = [link.proto.query_string for link in admin_app.get("page_link")]
+    assert f"run={found.run.id}" in links if found.run else False, links
+    admin_app.button(key=f"rediagnose_{diagnosed}").click().run()
+    assert not admin_app.exception, admin_app.exception
+    again = alert_evidence(engine.db, diagnosed)
+    assert again.diagnosis_run != found.diagnosis_run and again.run is not None
+    assert again.run.actor == "ops-admin"
+    launch.cancel_run(engine, again.run.id)
+    assert not launch.wait_for_run(engine, again.run.id, timeout=60).active
+
+
+def test_without_ops_write_there_is_no_run_again_button(diagnosed: str, app: AppTest, engine: Engine) -> None:
+    viewer = engine.keys.create("viewer", scopes=("ops:read",), actor="test").key
+    sign_in(app, viewer)
+    open_page(app, "alerts")
+    assert not app.exception, app.exception
+    assert "Evidence, gathered at " in texts(app)
+    assert not [b for b in app.button if b.key == f"rediagnose_{diagnosed}"]
+
+
+def test_the_alert_link_opens_that_alert_s_evidence(diagnosed: str, admin_app: AppTest) -> None:
+    admin_app.query_params["alert"] = "JameyBackupFailed"
+    open_page(admin_app, "alerts")
+    assert not admin_app.exception, admin_app.exception
+    page = texts(admin_app)
+    assert "Showing JameyBackupFailed" in page and "Evidence, gathered at " in page
+    admin_app.query_params["alert"] = "JameyHighLatency"
+    open_page(admin_app, "alerts")
+    assert "JameyHighLatency is not firing, and the alert history holds no diagnosis of it." in texts(
+        admin_app
+    )
