@@ -4,7 +4,8 @@ the plan, the records (operation log and audit trail name who), and bad input.""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,13 @@ def _fill(engine: Engine, layer: str, count: int, *, days: int = 100, size: int 
         for i in range(count)
     ]
     engine.memory.store_batch(layer, items)
+
+
+def _timestamps(engine: Engine, layer: str, path: Path) -> dict[str, datetime]:
+    """Every memory of ``layer`` (id to timestamp), read through a JSONL export."""
+    engine.memory.export_jsonl(layer, path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {row["id"]: datetime.fromisoformat(row["timestamp"]) for row in map(json.loads, lines)}
 
 
 def test_no_policy_deletes_nothing_and_records_nothing(db_engine: Engine) -> None:
@@ -77,9 +85,12 @@ def test_an_age_policy_removes_older_memories_and_records_who(db_engine: Engine)
     ]
 
 
-def test_a_size_capped_layer_ends_under_ninety_percent_keeping_the_newest(db_engine: Engine) -> None:
+def test_a_size_capped_layer_ends_under_ninety_percent_keeping_the_newest(
+    db_engine: Engine, tmp_path: Path
+) -> None:
     # Large enough that the per-document cost, not tantivy's fixed per-segment cost, decides the size.
     _fill(db_engine, "working", 20_000, days=200, size=500)
+    stored = _timestamps(db_engine, "working", tmp_path / "before.jsonl")
     before = db_engine.memory.layer_size("working")
     cap = max(MIB, before.bytes // 2)
     assert before.bytes > cap
@@ -99,8 +110,12 @@ def test_a_size_capped_layer_ends_under_ninety_percent_keeping_the_newest(db_eng
     kept = db_engine.memory.search("working", "*", limit=1000, order="newest")
     assert [m.id for m in kept] == newest, "the newest thousand are all kept"
     # Every memory kept is newer than every memory removed: the kept are exactly the newest N.
-    oldest_kept = db_engine.memory.search("working", "*", limit=1, order="newest", since=None)
-    assert oldest_kept
+    kept_times = _timestamps(db_engine, "working", tmp_path / "after.jsonl")
+    removed = set(stored) - set(kept_times)
+    assert len(removed) == done.deleted and set(kept_times) <= set(stored)
+    assert min(kept_times.values()) > max(stored[i] for i in removed), (
+        "a removed memory was newer than a kept one"
+    )
     assert after.documents > 0.3 * before.documents, "not far more than needed went"
     assert {row["actor"] for row in recent_operations(db_engine.db, kind="retention")} == {"bob"}
 
