@@ -6,14 +6,18 @@ import os
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from jamey_engine.config import Settings
 from jamey_engine.db import Database
+from jamey_engine.memory import MemoryStore
+from jamey_engine.memory.schema import to_memory
 
 POSTGRES_URL = os.environ.get("JAMEY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -60,6 +64,21 @@ def sleep_until(moment: float) -> None:
     """
     while (left := moment - time.monotonic()) > 0:
         time.sleep(left)
+
+
+def memories_on_disk(store: MemoryStore, layer: str) -> list[Any]:
+    """Every memory of ``layer`` after flushing every process's write-ahead log into the index."""
+    import tantivy
+
+    store.flush()
+    searcher = store.index(layer).searcher()
+    hits = searcher.search(tantivy.Query.all_query(), max(int(searcher.num_docs), 1), count=False).hits
+    return [to_memory(searcher.doc(address), layer) for _, address in hits]
+
+
+def copies_of_each_id(store: MemoryStore, layer: str) -> Counter[str]:
+    """How many documents of ``layer``'s index carry each id (1 for each, after a good replay)."""
+    return Counter(memory.id for memory in memories_on_disk(store, layer))
 
 
 def is_revoked(database: Database, key_id: str) -> bool:
