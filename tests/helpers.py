@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,24 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> 
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listened on {host}:{port} within {timeout}s")
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30.0, message: str = "condition", *, every: float = 0.05
+) -> Any:
+    """Call ``predicate`` until it returns something truthy, and return that value.
+
+    Fails with AssertionError naming ``message`` (and the last value) once ``timeout`` seconds
+    pass: the one poll with a deadline that tests share, so none waits forever.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {value!r})")
+        time.sleep(every)
 
 
 def sleep_until(moment: float) -> None:
