@@ -101,3 +101,19 @@ def flush_and_die_after_commit(root: str, count: int) -> None:
     LayerLog.end_flush = die  # type: ignore[method-assign]
     store.flush_layer("working")
     os._exit(1)  # not reached: the flush had nothing to commit
+
+
+def apply_retention_stopped_before_the_switch(data_dir: str, said: str) -> None:
+    """Apply retention, but stop (forever) once the prune's new generation is built and before
+    it is switched in, after writing "built" to ``said``: the parent kills the process there."""
+    from jamey_engine.config import Settings
+    from jamey_engine.engine import Engine
+    from jamey_engine.memory import prune
+
+    def stop_here(*args: object, **kwargs: object) -> bool:
+        Path(said).write_text("built")
+        while True:
+            time.sleep(1)
+
+    prune._catch_up = stop_here  # type: ignore[assignment]
+    Engine(Settings.from_env({"JAMEY_DATA_DIR": data_dir})).apply_retention(actor="tester")
