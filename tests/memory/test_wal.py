@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import memories_on_disk
+from helpers import memories_on_disk, wait_until
 
 from jamey_engine.errors import LogCorrupt, NotFound, Unavailable
 from jamey_engine.memory import MemoryStore
@@ -267,15 +267,19 @@ def test_a_flush_killed_after_its_commit_is_replayed_once_on_the_next_open(memor
 
 
 # -- visibility ----------------------------------------------------------------------------
-def test_another_process_sees_a_write_within_the_flush_interval_plus_the_commit(memory_root: Path) -> None:
-    reader = MemoryStore(memory_root)
-    reader.sizes()
+def test_another_process_sees_a_write_by_the_background_flush_while_the_writer_lives(
+    memory_root: Path,
+) -> None:
+    """The write becomes visible elsewhere through the writer's background flush (every
+    ``interval``), not its shutdown. How soon is a speed figure (bench/), not asserted here."""
+    reader = _unflushed(memory_root)  # so only the writer's flush can make the write visible
+    assert reader.search("working", "elsewhere") == []  # served (and replayed) before the write
     interval = 0.3
     child = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            f"from memory.workers import store_and_wait; store_and_wait({str(memory_root)!r}, 'seen elsewhere', {interval}, 20)",
+            f"from memory.workers import store_and_wait; store_and_wait({str(memory_root)!r}, 'seen elsewhere', {interval}, 120)",
         ],
         stdout=subprocess.PIPE,
         env=_child_env(),
@@ -283,14 +287,11 @@ def test_another_process_sees_a_write_within_the_flush_interval_plus_the_commit(
     )
     try:
         assert child.stdout is not None
-        memory_id, acked = child.stdout.readline().split()
-        while not reader.search("working", "elsewhere"):
-            assert time.time() - float(acked) < interval + 3.0, "not visible within the documented bound"
-            time.sleep(0.01)
-        seen = time.time() - float(acked)
-        assert [m.id for m in reader.search("working", "elsewhere")] == [memory_id]
-        assert child.poll() is None  # seen thanks to the background flush, not a shutdown
-        assert seen < interval + 3.0
+        memory_id, _ = child.stdout.readline().split()
+        found = wait_until(lambda: reader.search("working", "elsewhere"), 60, "the write in another process")
+        assert [m.id for m in found] == [memory_id]
+        assert child.poll() is None, "seen thanks to the background flush, not a shutdown"
+        assert reader.logs.flushes == 0, "the reader flushed nothing itself"
     finally:
         child.kill()
         child.wait()
