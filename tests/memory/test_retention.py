@@ -8,13 +8,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import make_settings
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
-from jamey_engine.errors import InvalidInput
+from jamey_engine.errors import Busy, InvalidInput, JameyError
 from jamey_engine.memory.retention import MAX_PASSES, TARGET_FRACTION, keep_newest_cutoff
+from jamey_engine.observability.metrics import build_registry
 from jamey_engine.oplog import recent_operations
 from jamey_engine.retention import last_run, retention_summary
+from jamey_engine.retention.runs import run_lock
 
 MIB = 1024**2
 
@@ -171,3 +174,39 @@ def test_set_keeps_the_other_limit_and_clear_removes_what_it_names(db_engine: En
         "max_age=30d",
     ]
     assert retention_summary(db_engine.db).configured is False
+
+
+def test_a_run_while_another_holds_the_run_lock_is_busy_and_recorded_nowhere(data_dir: Path) -> None:
+    engine = Engine(make_settings(data_dir, JAMEY_LOCK_TIMEOUT="0.2"))
+    try:
+        _fill(engine, "working", 50, days=60)
+        engine.retention.set("working", max_age="30d", actor="alice")
+        with run_lock(engine), pytest.raises(Busy, match="a retention run is in progress in another process"):
+            engine.apply_retention(actor="bob")
+        assert engine.memory.count("working") == 50, "nothing was removed"
+        assert recent_operations(engine.db, kind="retention") == [], (
+            "a run that never started is not recorded"
+        )
+        assert engine.apply_retention(actor="bob").layers[0].deleted > 0, "the lock is free again"
+    finally:
+        engine.close()
+
+
+def test_consecutive_failures_count_failed_runs_since_the_last_success_for_the_alert(engine: Engine) -> None:
+    _fill(engine, "working", 20, days=60)
+    engine.retention.set("working", max_age="30d", actor="alice")
+    pointer = engine.settings.memory_dir / "CURRENT"
+    good = pointer.read_bytes()
+    pointer.write_text("not json")  # the generation pointer is damaged: every run fails
+    for _ in range(2):
+        with pytest.raises(JameyError):
+            engine.apply_retention(actor="schedule")
+    summary = retention_summary(engine.db)
+    assert summary.consecutive_failures == 2 and summary.runs == {"success": 0, "failure": 2}
+    registry = build_registry(engine)
+    # JameyRetentionFailing fires at >= 2 (prometheus/rules/alerts.yml).
+    assert registry.get_sample_value("memory_retention_consecutive_failures") == 2.0
+    pointer.write_bytes(good)
+    engine.apply_retention(actor="schedule")
+    assert retention_summary(engine.db).consecutive_failures == 0, "a success resets the count"
+    assert build_registry(engine).get_sample_value("memory_retention_consecutive_failures") == 0.0
