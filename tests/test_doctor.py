@@ -242,3 +242,24 @@ def test_the_doctor_changes_nothing_on_a_live_data_dir(used: Engine) -> None:
         assert not changed, changed
     finally:
         live.close()
+
+
+def test_a_check_that_crashes_is_a_problem_naming_the_error_and_the_other_checks_still_run(
+    used: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def check_clock(settings: Settings) -> list[doctor.Finding]:
+        raise ZeroDivisionError("a bug in a check")
+
+    monkeypatch.setattr(doctor, "CHECKS", (check_clock, *doctor.CHECKS))
+    report = doctor.run(used.settings)
+    [crashed] = [finding for finding in report.findings if finding.check == "clock"]
+    assert (
+        crashed.status == "problem"
+        and crashed.detail == "the check failed: ZeroDivisionError: a bug in a check"
+    )
+    assert report.needs_action
+    assert {"data dir permissions", "database version", "layer working"} <= {f.check for f in report.findings}
+    result = CliRunner().invoke(cli, ["--data-dir", str(used.settings.data_dir), "doctor"])
+    assert result.exit_code == 1, result.output
+    assert "FAIL  clock: the check failed: ZeroDivisionError: a bug in a check" in result.output
+    assert "Traceback" not in result.output
