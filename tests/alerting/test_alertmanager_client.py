@@ -229,7 +229,7 @@ def test_a_5xx_is_unreachable_naming_the_status_and_a_failed_silence_is_recorded
     [row] = oplog.recent_operations(engine.db, kind="silence")
     assert row["status"] == "failure" and row["actor"] == "alice"
     assert str(row["detail"]).startswith(
-        'silence alertname="JameyBackupFailed" refused: Alertmanager unreachable'
+        f"silence alertname=JameyBackupFailed refused: Alertmanager unreachable at {url} (HTTP 503"
     )
 
 
