@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import helpers
 import yaml
 from helpers import free_port
 from promserver import REPO, require_binary
@@ -107,15 +108,8 @@ def start_alertmanager(
 
 
 def wait_until(check: Any, timeout: float = 30.0, every: float = 0.2, what: str = "condition") -> Any:
-    """Call ``check`` until it returns something truthy (returned), or fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s (last: {value!r})")
-        time.sleep(every)
+    """helpers.wait_until with this module's callers' argument names (``what``, ``every``)."""
+    return helpers.wait_until(check, timeout, what, every=every)
 
 
 def alert(name: str, severity: str = "warning", **labels: str) -> dict[str, Any]:

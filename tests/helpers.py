@@ -6,14 +6,18 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from jamey_engine.config import Settings
 from jamey_engine.db import Database
+from jamey_engine.memory import MemoryStore
+from jamey_engine.memory.schema import to_memory
 
 POSTGRES_URL = os.environ.get("JAMEY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -52,6 +56,24 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> 
     raise TimeoutError(f"nothing listened on {host}:{port} within {timeout}s")
 
 
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 30.0, message: str = "condition", *, every: float = 0.05
+) -> Any:
+    """Call ``predicate`` until it returns something truthy, and return that value.
+
+    Fails with AssertionError naming ``message`` (and the last value) once ``timeout`` seconds
+    pass: the one poll with a deadline that tests share, so none waits forever.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {value!r})")
+        time.sleep(every)
+
+
 def sleep_until(moment: float) -> None:
     """Sleep until ``time.monotonic()`` reaches ``moment`` (at once if it has passed).
 
@@ -60,6 +82,21 @@ def sleep_until(moment: float) -> None:
     """
     while (left := moment - time.monotonic()) > 0:
         time.sleep(left)
+
+
+def memories_on_disk(store: MemoryStore, layer: str) -> list[Any]:
+    """Every memory of ``layer`` after flushing every process's write-ahead log into the index."""
+    import tantivy
+
+    store.flush()
+    searcher = store.index(layer).searcher()
+    hits = searcher.search(tantivy.Query.all_query(), max(int(searcher.num_docs), 1), count=False).hits
+    return [to_memory(searcher.doc(address), layer) for _, address in hits]
+
+
+def copies_of_each_id(store: MemoryStore, layer: str) -> Counter[str]:
+    """How many documents of ``layer``'s index carry each id (1 for each, after a good replay)."""
+    return Counter(memory.id for memory in memories_on_disk(store, layer))
 
 
 def is_revoked(database: Database, key_id: str) -> bool:

@@ -206,3 +206,60 @@ def test_the_doctor_creates_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "doctor"])
     assert result.exit_code == 0, result.output
     assert not data_dir.exists()
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, int, bytes]]:
+    """Every file and dir under ``root``: mode, size, modification time and contents.
+
+    A directory's own mtime is left out: its entries are compared one by one, and SQLite's
+    transient ``-wal``/``-shm`` files (made by any reader, gone when it closes) touch it.
+    """
+    found = {}
+    for path in sorted([root, *root.rglob("*")]):
+        st = path.lstat()
+        is_file = path.is_file() and not path.is_symlink()
+        body = path.read_bytes() if is_file else b""
+        found[str(path.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns if is_file else 0, body)
+    return found
+
+
+def test_the_doctor_changes_nothing_on_a_live_data_dir(used: Engine) -> None:
+    """With a service's engine open and writes still in its write-ahead log, a run of the
+    doctor (the CLI and its JSON) leaves every file as it was: no flush, no migration, no chmod."""
+    settings = make_settings(used.settings.data_dir, JAMEY_FLUSH_INTERVAL="3600")
+    live = Engine(settings)
+    try:
+        live.memory.store("working", "acknowledged, not yet flushed")
+        assert list((settings.memory_dir / "working").glob("wal-*.log")), "a write waits in the log"
+        (settings.data_dir / "backups").chmod(0o750)  # something for the doctor to report, not fix
+        before = _tree(settings.data_dir)
+        for args in (["doctor"], ["doctor", "--json"]):
+            result = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), *args])
+            assert result.exit_code in (0, 1), result.output
+        assert doctor.run(settings).findings
+        after = _tree(settings.data_dir)
+        changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+        assert not changed, changed
+    finally:
+        live.close()
+
+
+def test_a_check_that_crashes_is_a_problem_naming_the_error_and_the_other_checks_still_run(
+    used: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def check_clock(settings: Settings) -> list[doctor.Finding]:
+        raise ZeroDivisionError("a bug in a check")
+
+    monkeypatch.setattr(doctor, "CHECKS", (check_clock, *doctor.CHECKS))
+    report = doctor.run(used.settings)
+    [crashed] = [finding for finding in report.findings if finding.check == "clock"]
+    assert (
+        crashed.status == "problem"
+        and crashed.detail == "the check failed: ZeroDivisionError: a bug in a check"
+    )
+    assert report.needs_action
+    assert {"data dir permissions", "database version", "layer working"} <= {f.check for f in report.findings}
+    result = CliRunner().invoke(cli, ["--data-dir", str(used.settings.data_dir), "doctor"])
+    assert result.exit_code == 1, result.output
+    assert "FAIL  clock: the check failed: ZeroDivisionError: a bug in a check" in result.output
+    assert "Traceback" not in result.output

@@ -23,8 +23,12 @@ def test_a_size_cap_keeps_the_layer_under_its_cap_and_the_alert() -> None:
     )
     working = frame[frame["layer"] == "working"]
     assert working["without"].max() == pytest.approx(800 * MIB + 60 * 50 * MIB)
-    assert working["with"].max() <= GIB
-    assert working["with"].min() >= 0.9 * GIB - 50 * MIB or working["with"].iloc[0] == 800 * MIB
+    without, with_policy = list(working["without"]), list(working["with"])
+    first_cut = next(day for day, size in enumerate(without) if size > GIB)
+    assert with_policy[:first_cut] == without[:first_cut], "under the cap: the policy removes nothing"
+    assert with_policy[first_cut] == pytest.approx(0.9 * GIB), "the day it passes the cap: cut to 90%"
+    assert min(with_policy[first_cut:]) == pytest.approx(0.9 * GIB)
+    assert max(with_policy) <= GIB
     semantic = frame[frame["layer"] == "semantic"]
     assert list(semantic["with"]) == list(semantic["without"]), "no policy: the same line"
     lines = describe_policy_projection(frame)

@@ -214,7 +214,11 @@ def test_the_escape_hatch_is_accepted_by_every_front_door_and_warns_once(
     result = jamey("backup", "list", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("JAMEY_ALLOW_SHARED_DATA_DIR=1") == 1, result.stderr
-    check_data_dir(settings)  # what Stack.prepare() runs before it launches anything
+    with caplog.at_level(logging.WARNING, logger="jamey_engine.privacy"):
+        check_data_dir(settings)  # what Stack.prepare() runs before it launches anything: no raise
+    warnings = [r.getMessage() for r in caplog.records if r.name == "jamey_engine.privacy"]
+    assert len(warnings) == 1, "the stack's check accepts the dir without warning again"
+    assert stat.S_IMODE(shared_dir.stat().st_mode) == 0o755, "the check leaves the mode alone"
 
 
 def test_the_check_creates_a_missing_data_dir_owner_only(tmp_path: Path, loose_umask: None) -> None:

@@ -3,7 +3,7 @@
 Two kinds live here:
 - live counters the service updates as requests pass (``http_requests_total``,
   ``http_request_duration_seconds``, ``rate_limited_requests_total``,
-  ``api_key_verifications_total``);
+  ``api_key_verifications_total``, ``http_fastpath_requests_total``);
 - facts read from persisted state at scrape time by ``EngineCollector``: index sizes from the
   memory store, backup/restore/prune/retention history from the operation log in the database (so an
   operation run by the CLI, a notebook or the workbench shows here too), the MQTT publisher's
@@ -106,6 +106,7 @@ class ServiceMetrics:
     http_duration: Histogram
     rate_limited: Counter
     key_verifications: Counter
+    fastpath_requests: Counter
     engine: Engine | None = None
     mirror: ProcessMirror | None = None
 
@@ -409,6 +410,12 @@ def build_metrics(engine: Engine) -> ServiceMetrics:
     key_verifications = Counter(
         "api_key_verifications", "API key checks, by result.", ["result"], registry=registry
     )
+    fastpath_requests = Counter(
+        "http_fastpath_requests",
+        "Requests the fast path answered itself (not handed on to the FastAPI route), by route template.",
+        ["route"],
+        registry=registry,
+    )
     for scope in RATE_LIMIT_SCOPES:
         rate_limited.labels(scope)
     for result in VERIFICATION_RESULTS:
@@ -420,7 +427,14 @@ def build_metrics(engine: Engine) -> ServiceMetrics:
     if multiprocess_dir() is not None:
         mirror = _process_mirror(engine)
     return ServiceMetrics(
-        registry, http_requests, http_duration, rate_limited, key_verifications, engine, mirror
+        registry,
+        http_requests,
+        http_duration,
+        rate_limited,
+        key_verifications,
+        fastpath_requests,
+        engine,
+        mirror,
     )
 
 

@@ -16,6 +16,9 @@ plain digits in range; non-blank text with a visible ASCII character; JSON with 
 encoding, a bad value) is handed to the FastAPI route, which answers it as documented, its
 errors included. A store the fast path authenticated before reading the body is handed on marked
 as authenticated, so the key is neither checked nor charged twice.
+
+Each request the fast path answers itself (its refusals included), and not one it hands on, is
+counted in ``http_fastpath_requests_total{route}``: the proof that a request took this path.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class FastPath:
         self.app = app
         self.engine = engine
         self.routes: dict[tuple[str, str], tuple[RouteLabel, Handler]] = {}
+        # Counted when a handler knows it answers (before it answers: a client may read the
+        # metrics as soon as it has the response).
+        counter = app.state.metrics.fastpath_requests
+        self._searches = counter.labels("/memories/search")
+        self._stores = counter.labels("/memories")
         for method, path, endpoint, handler in (
             ("GET", "/memories/search", "search_memories", self._search),
             ("POST", "/memories", "store_memory", self._store),
@@ -96,6 +104,7 @@ class FastPath:
         if params is None:
             await self._fallback(scope, receive, send)
             return
+        self._searches.inc()
         request = Request(scope, receive)
         await self.app.state.authenticator.authenticate(request, "memory:read")
         response = await search_results(
@@ -112,14 +121,17 @@ class FastPath:
             await self._fallback(scope, receive, send)
             return
         request = Request(scope, receive)
-        await self.app.state.authenticator.authenticate(
-            request, "memory:write"
-        )  # before the body, as routes do
+        try:
+            await self.app.state.authenticator.authenticate(request, "memory:write")  # before the body
+        except Exception:
+            self._stores.inc()  # the refusal is answered from here
+            raise
         body = await _read_body(receive)
         fields = _store_fields(body, self.engine.settings.max_content_bytes)
         if fields is None:
             await self._fallback(scope, _replay(body, receive), send)
             return
+        self._stores.inc()
         response = await store_one(self.engine.memory, fields[0], fields[1], None)
         await response(scope, receive, send)
 

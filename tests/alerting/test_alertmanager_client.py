@@ -5,6 +5,7 @@ suppressed, groups and status, and the three distinct failures."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -180,6 +181,56 @@ def test_an_empty_answer_and_a_foreign_answer_are_told_apart() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_silent_alertmanager_times_out_into_a_one_line_error() -> None:
+    # A listening socket nobody reads: the connection opens and the answer never comes.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with AlertmanagerClient(url, timeout=0.3) as client, pytest.raises(AlertmanagerUnreachable) as err:
+            client.alerts()
+    assert err.value.message.startswith(f"Alertmanager unreachable at {url} (no answer within 0.3s)")
+
+
+class _Failing(BaseHTTPRequestHandler):
+    """An Alertmanager whose every answer is a 503 (overloaded, cluster not settled)."""
+
+    def _fail(self) -> None:
+        body = b"cluster not ready\n"
+        self.send_response(503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _fail
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_5xx_is_unreachable_naming_the_status_and_a_failed_silence_is_recorded(engine: Engine) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with AlertmanagerClient(url, timeout=5) as client:
+            with pytest.raises(AlertmanagerUnreachable, match=r"\(HTTP 503: cluster not ready\)"):
+                client.silences()
+            with pytest.raises(AlertmanagerUnreachable, match="HTTP 503"):
+                create_silence(
+                    client, engine.db, None, [parse_matcher("alertname=JameyBackupFailed")],
+                    timedelta(hours=1), actor="alice", comment="restore running",
+                )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    [row] = oplog.recent_operations(engine.db, kind="silence")
+    assert row["status"] == "failure" and row["actor"] == "alice"
+    assert str(row["detail"]).startswith(
+        f"silence alertname=JameyBackupFailed refused: Alertmanager unreachable at {url} (HTTP 503"
+    )
 
 
 def test_the_credentials_never_reach_the_rendered_config(tmp_path: Path, am: AmServer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ from promserver import PromServer
 
 from jamey_engine import oplog
 from jamey_engine.cli import cli
+from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
+from jamey_engine.observability.alert_history import Notification, store_notifications
 from jamey_engine.observability.alertmanager import AlertmanagerClient
 
 
@@ -110,3 +113,23 @@ def test_list_joins_prometheus_and_alertmanager(
 def test_history_is_empty_then_lists(data_dir: Path, engine: Engine) -> None:
     empty = jamey(data_dir, "alerts", "history", "--days", "3", am_url="http://127.0.0.1:9")
     assert empty.exit_code == 0 and "no alert notification in the last 3 days" in empty.output
+    start = utcnow() - timedelta(hours=2)
+    labels = {"alertname": "JameyBackupFailed", "severity": "critical", "layer": "working"}
+    store_notifications(
+        engine.db,
+        [
+            Notification("fp-cli", "firing", labels, {}, start, None),
+            Notification("fp-cli", "resolved", labels, {}, start, start + timedelta(minutes=45)),
+        ],
+    )
+    listed = jamey(data_dir, "alerts", "history", "--days", "3", am_url="http://127.0.0.1:9")
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert [line.split()[2:6] for line in lines[:2]] == [
+        ["resolved", "JameyBackupFailed", "critical", "working"],
+        ["firing", "JameyBackupFailed", "critical", "working"],
+    ], listed.output
+    assert lines[-1].split() == ["JameyBackupFailed", "1", "1", "45m", "45m"], listed.output
+    as_json = json.loads(jamey(data_dir, "alerts", "history", "--json", am_url="http://127.0.0.1:9").output)
+    assert [row["status"] for row in as_json["notifications"]] == ["resolved", "firing"]
+    assert as_json["alerts"][0]["mean_resolve_seconds"] == 45 * 60

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from helpers import is_revoked, sleep_until
+from helpers import is_revoked, sleep_until, wait_until
 
 from jamey_engine.db import Database
 from jamey_engine.engine import Engine
@@ -71,16 +71,17 @@ def test_a_revocation_from_the_cli_in_another_process_takes_effect_within_the_bo
         text=True,
         env=env,
     )
+
     # Keep using the key while the CLI runs (so our cache is fresh when the revocation
     # commits), and note when the commit is first seen in the database.
-    committed = None
-    while committed is None:
+    def commit_seen() -> float | None:
         with contextlib.suppress(KeyRejected):
             here.verify(created.key)
-        if is_revoked(db_engine.db, created.id):
-            committed = time.monotonic()
+        seen = time.monotonic() if is_revoked(db_engine.db, created.id) else None
         assert proc.poll() in (None, 0), proc.communicate()[1]
-        time.sleep(0.01)
+        return seen
+
+    committed = wait_until(commit_seen, 120, "the CLI's revocation to commit", every=0.01)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     sleep_until(committed + settings.key_cache_seconds)

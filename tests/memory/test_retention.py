@@ -4,16 +4,20 @@ the plan, the records (operation log and audit trail name who), and bad input.""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
+from helpers import make_settings
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
-from jamey_engine.errors import InvalidInput
+from jamey_engine.errors import Busy, InvalidInput, JameyError
 from jamey_engine.memory.retention import MAX_PASSES, TARGET_FRACTION, keep_newest_cutoff
+from jamey_engine.observability.metrics import build_registry
 from jamey_engine.oplog import recent_operations
 from jamey_engine.retention import last_run, retention_summary
+from jamey_engine.retention.runs import run_lock
 
 MIB = 1024**2
 
@@ -30,6 +34,13 @@ def _fill(engine: Engine, layer: str, count: int, *, days: int = 100, size: int 
         for i in range(count)
     ]
     engine.memory.store_batch(layer, items)
+
+
+def _timestamps(engine: Engine, layer: str, path: Path) -> dict[str, datetime]:
+    """Every memory of ``layer`` (id to timestamp), read through a JSONL export."""
+    engine.memory.export_jsonl(layer, path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {row["id"]: datetime.fromisoformat(row["timestamp"]) for row in map(json.loads, lines)}
 
 
 def test_no_policy_deletes_nothing_and_records_nothing(db_engine: Engine) -> None:
@@ -77,9 +88,12 @@ def test_an_age_policy_removes_older_memories_and_records_who(db_engine: Engine)
     ]
 
 
-def test_a_size_capped_layer_ends_under_ninety_percent_keeping_the_newest(db_engine: Engine) -> None:
+def test_a_size_capped_layer_ends_under_ninety_percent_keeping_the_newest(
+    db_engine: Engine, tmp_path: Path
+) -> None:
     # Large enough that the per-document cost, not tantivy's fixed per-segment cost, decides the size.
     _fill(db_engine, "working", 20_000, days=200, size=500)
+    stored = _timestamps(db_engine, "working", tmp_path / "before.jsonl")
     before = db_engine.memory.layer_size("working")
     cap = max(MIB, before.bytes // 2)
     assert before.bytes > cap
@@ -99,8 +113,12 @@ def test_a_size_capped_layer_ends_under_ninety_percent_keeping_the_newest(db_eng
     kept = db_engine.memory.search("working", "*", limit=1000, order="newest")
     assert [m.id for m in kept] == newest, "the newest thousand are all kept"
     # Every memory kept is newer than every memory removed: the kept are exactly the newest N.
-    oldest_kept = db_engine.memory.search("working", "*", limit=1, order="newest", since=None)
-    assert oldest_kept
+    kept_times = _timestamps(db_engine, "working", tmp_path / "after.jsonl")
+    removed = set(stored) - set(kept_times)
+    assert len(removed) == done.deleted and set(kept_times) <= set(stored)
+    assert min(kept_times.values()) > max(stored[i] for i in removed), (
+        "a removed memory was newer than a kept one"
+    )
     assert after.documents > 0.3 * before.documents, "not far more than needed went"
     assert {row["actor"] for row in recent_operations(db_engine.db, kind="retention")} == {"bob"}
 
@@ -156,3 +174,39 @@ def test_set_keeps_the_other_limit_and_clear_removes_what_it_names(db_engine: En
         "max_age=30d",
     ]
     assert retention_summary(db_engine.db).configured is False
+
+
+def test_a_run_while_another_holds_the_run_lock_is_busy_and_recorded_nowhere(data_dir: Path) -> None:
+    engine = Engine(make_settings(data_dir, JAMEY_LOCK_TIMEOUT="0.2"))
+    try:
+        _fill(engine, "working", 50, days=60)
+        engine.retention.set("working", max_age="30d", actor="alice")
+        with run_lock(engine), pytest.raises(Busy, match="a retention run is in progress in another process"):
+            engine.apply_retention(actor="bob")
+        assert engine.memory.count("working") == 50, "nothing was removed"
+        assert recent_operations(engine.db, kind="retention") == [], (
+            "a run that never started is not recorded"
+        )
+        assert engine.apply_retention(actor="bob").layers[0].deleted > 0, "the lock is free again"
+    finally:
+        engine.close()
+
+
+def test_consecutive_failures_count_failed_runs_since_the_last_success_for_the_alert(engine: Engine) -> None:
+    _fill(engine, "working", 20, days=60)
+    engine.retention.set("working", max_age="30d", actor="alice")
+    pointer = engine.settings.memory_dir / "CURRENT"
+    good = pointer.read_bytes()
+    pointer.write_text("not json")  # the generation pointer is damaged: every run fails
+    for _ in range(2):
+        with pytest.raises(JameyError):
+            engine.apply_retention(actor="schedule")
+    summary = retention_summary(engine.db)
+    assert summary.consecutive_failures == 2 and summary.runs == {"success": 0, "failure": 2}
+    registry = build_registry(engine)
+    # JameyRetentionFailing fires at >= 2 (prometheus/rules/alerts.yml).
+    assert registry.get_sample_value("memory_retention_consecutive_failures") == 2.0
+    pointer.write_bytes(good)
+    engine.apply_retention(actor="schedule")
+    assert retention_summary(engine.db).consecutive_failures == 0, "a success resets the count"
+    assert build_registry(engine).get_sample_value("memory_retention_consecutive_failures") == 0.0

@@ -7,11 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 
 from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
@@ -20,6 +20,7 @@ from jamey_engine.engine import Engine
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
+TESTS = REPO / "tests"
 
 
 def _generations(layer_dir: Path) -> list[str]:
@@ -43,29 +44,36 @@ def test_a_killed_apply_leaves_the_layer_readable_and_the_next_run_finishes(data
     [before] = _generations(layer_dir)
     engine.close()
 
-    env = {**os.environ, "JAMEY_DATA_DIR": str(data_dir)}
+    # The apply runs in its own process and stops where a crash hurts most: its new generation
+    # built, the switch not made. It is killed there (no race with a poll).
+    said = data_dir.parent / "built"
+    env = {
+        **os.environ,
+        "JAMEY_DATA_DIR": str(data_dir),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS)]),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "jamey_engine", "memory", "retention", "apply"],
+        [sys.executable, "-c", "import sys; from memory.workers import apply_retention_stopped_before_the_switch as a; a(*sys.argv[1:])",
+         str(data_dir), str(said)],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
+    )  # fmt: skip
     try:
-        while len(_generations(layer_dir)) < 2:  # the prune is building its new generation
-            assert process.poll() is None, "the apply ended before it was caught mid-prune"
-            assert time.monotonic() < deadline, "no new generation appeared"
-            time.sleep(0.002)
+        wait_until(
+            lambda: said.exists() or process.poll() is not None, 120, "the prune to build its generation"
+        )
+        assert process.poll() is None, "the apply ended before its switch"
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-    assert len(_generations(layer_dir)) >= 2, "killed while a generation was being built"
+    assert len(_generations(layer_dir)) == 2, "killed with the new generation built beside the old"
 
     engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir)}))
     try:
         count = engine.memory.count("working")
-        assert count in (60_500, 500), "the layer is the old or the new generation, never half"
+        assert count == 60_500, "the layer is still the old generation, whole"
         assert len(engine.memory.search("working", "fresh", limit=1000)) == 500
         run = engine.apply_retention(actor="tester")
         assert engine.memory.count("working") == 500

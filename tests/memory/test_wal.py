@@ -10,18 +10,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import tantivy
+from helpers import memories_on_disk, wait_until
 
 from jamey_engine.errors import LogCorrupt, NotFound, Unavailable
 from jamey_engine.memory import MemoryStore
-from jamey_engine.memory.schema import to_memory
-from jamey_engine.memory.wal import HEAD, LayerLog, encode_add, scan, segment_name
+from jamey_engine.memory.wal import FLUSHING, HEAD, LayerLog, encode_add, scan, segment_name
 
 TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
@@ -191,7 +191,6 @@ def test_sigkill_under_32_writers_loses_no_acknowledged_memory_and_leaves_no_hal
     rng = random.Random(20)
     acknowledged: list[str] = []
     batches: dict[str, list[str]] = {}
-    started = time.monotonic()
     for _ in range(20):
         child = subprocess.Popen(
             [
@@ -218,39 +217,69 @@ def test_sigkill_under_32_writers_loses_no_acknowledged_memory_and_leaves_no_hal
     assert acknowledged and batches
     store = MemoryStore(memory_root)
     try:
+        every = memories_on_disk(store, "episodic")
+        copies = Counter(memory.id for memory in every)
         for memory_id in acknowledged + [i for ids in batches.values() for i in ids]:
-            store.get("episodic", memory_id)
-        total = store.count("episodic")
-        assert total >= len(acknowledged) + 3 * len(batches)
-        parts: dict[str, int] = {}
-        for memory in _all(store, total):
-            if memory.content.startswith("batch"):
-                tag = memory.content.split()[0][5:]
-                parts[tag] = parts.get(tag, 0) + 1
+            assert copies[memory_id] == 1, f"acknowledged {memory_id} is there {copies[memory_id]} times"
+        assert max(copies.values()) == 1, "a replay indexed a memory twice"
+        parts = Counter(m.content.split()[0][5:] for m in every if m.content.startswith("batch"))
         assert set(parts.values()) <= {3}, "a batch is half there"
-        assert len(parts) >= len(batches)
+        assert set(batches) <= set(parts)
     finally:
         store.close()
-    assert time.monotonic() - started < 55
 
 
-def _all(store: MemoryStore, total: int) -> list[Any]:
-    """Every memory in the on-disk index of episodic (the store was just reopened: all flushed)."""
-    searcher = store.index("episodic").searcher()
-    result = searcher.search(tantivy.Query.all_query(), max(total, 1), count=False)
-    return [to_memory(searcher.doc(address), "episodic") for _, address in result.hits]
+def test_a_flush_killed_after_its_commit_is_replayed_once_on_the_next_open(memory_root: Path) -> None:
+    """The commit reached the index but the log was not cut: the next flush must not add again."""
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from memory.workers import flush_and_die_after_commit; flush_and_die_after_commit({str(memory_root)!r}, 25)",
+        ],
+        capture_output=True,
+        env=_child_env(),
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 9, child.stderr
+    acknowledged = child.stdout.split()
+    assert len(acknowledged) == 25
+    assert (memory_root / "working" / FLUSHING).exists(), "the dead flush left its marker"
+    assert _segments(memory_root, "working"), "and its records in the log"
+    dirty: list[bool] = []
+    real_begin = LayerLog.begin_flush
+
+    def begin_flush(self: LayerLog, upto: int) -> bool:
+        dirty.append(real_begin(self, upto))
+        return dirty[-1]
+
+    store = _unflushed(memory_root)
+    LayerLog.begin_flush = begin_flush  # type: ignore[method-assign]
+    try:
+        copies = Counter(memory.id for memory in memories_on_disk(store, "working"))
+    finally:
+        LayerLog.begin_flush = real_begin  # type: ignore[method-assign]
+        store.close()
+    assert dirty == [True], "the replay knew the last flush had died after committing"
+    assert copies == Counter(dict.fromkeys(acknowledged, 1)), "every acknowledged memory exactly once"
+    assert not (memory_root / "working" / FLUSHING).exists()
 
 
 # -- visibility ----------------------------------------------------------------------------
-def test_another_process_sees_a_write_within_the_flush_interval_plus_the_commit(memory_root: Path) -> None:
-    reader = MemoryStore(memory_root)
-    reader.sizes()
+def test_another_process_sees_a_write_by_the_background_flush_while_the_writer_lives(
+    memory_root: Path,
+) -> None:
+    """The write becomes visible elsewhere through the writer's background flush (every
+    ``interval``), not its shutdown. How soon is a speed figure (bench/), not asserted here."""
+    reader = _unflushed(memory_root)  # so only the writer's flush can make the write visible
+    assert reader.search("working", "elsewhere") == []  # served (and replayed) before the write
     interval = 0.3
     child = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            f"from memory.workers import store_and_wait; store_and_wait({str(memory_root)!r}, 'seen elsewhere', {interval}, 20)",
+            f"from memory.workers import store_and_wait; store_and_wait({str(memory_root)!r}, 'seen elsewhere', {interval}, 120)",
         ],
         stdout=subprocess.PIPE,
         env=_child_env(),
@@ -258,14 +287,11 @@ def test_another_process_sees_a_write_within_the_flush_interval_plus_the_commit(
     )
     try:
         assert child.stdout is not None
-        memory_id, acked = child.stdout.readline().split()
-        while not reader.search("working", "elsewhere"):
-            assert time.time() - float(acked) < interval + 3.0, "not visible within the documented bound"
-            time.sleep(0.01)
-        seen = time.time() - float(acked)
-        assert [m.id for m in reader.search("working", "elsewhere")] == [memory_id]
-        assert child.poll() is None  # seen thanks to the background flush, not a shutdown
-        assert seen < interval + 3.0
+        memory_id, _ = child.stdout.readline().split()
+        found = wait_until(lambda: reader.search("working", "elsewhere"), 60, "the write in another process")
+        assert [m.id for m in found] == [memory_id]
+        assert child.poll() is None, "seen thanks to the background flush, not a shutdown"
+        assert reader.logs.flushes == 0, "the reader flushed nothing itself"
     finally:
         child.kill()
         child.wait()

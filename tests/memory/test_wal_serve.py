@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
-from helpers import free_port, wait_for_port
+from helpers import copies_of_each_id, free_port, wait_for_port
 
 from jamey_engine.engine import Engine
 from jamey_engine.memory import MemoryStore
@@ -87,8 +87,9 @@ def test_sigkill_of_jamey_serve_under_32_connections_loses_no_acknowledged_memor
     assert len(acknowledged) > 60
     reopened = MemoryStore(engine.settings.memory_dir)
     try:
-        for memory_id in acknowledged:
-            reopened.get("episodic", memory_id)
-        assert reopened.count("episodic") >= len(acknowledged)
+        copies = copies_of_each_id(reopened, "episodic")
     finally:
         reopened.close()
+    missing_or_doubled = {i: copies[i] for i in acknowledged if copies[i] != 1}
+    assert not missing_or_doubled, "every acknowledged memory is there exactly once"
+    assert max(copies.values()) == 1, "a replay indexed a memory twice"

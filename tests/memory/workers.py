@@ -80,3 +80,40 @@ def store_and_wait(root: str, content: str, flush_interval: float, seconds: floa
     sys.stdout.write(f"{memory.id} {time.time()}\n")
     sys.stdout.flush()
     time.sleep(seconds)
+
+
+def flush_and_die_after_commit(root: str, count: int) -> None:
+    """Store ``count`` memories (logged, unflushed), print their ids, then flush and die the
+    instant the flush's commit is in the index (before the log is cut)."""
+    import os
+    import sys
+
+    from jamey_engine.memory.wal import LayerLog
+
+    store = MemoryStore(Path(root), lock_timeout=30.0, flush_interval=3600)
+    ids = [store.store("working", f"committed before the crash {i}").id for i in range(count)]
+    sys.stdout.write(" ".join(ids) + "\n")
+    sys.stdout.flush()
+
+    def die(self: LayerLog, upto: int, seconds: float | None = None) -> None:
+        os._exit(9)
+
+    LayerLog.end_flush = die  # type: ignore[method-assign]
+    store.flush_layer("working")
+    os._exit(1)  # not reached: the flush had nothing to commit
+
+
+def apply_retention_stopped_before_the_switch(data_dir: str, said: str) -> None:
+    """Apply retention, but stop (forever) once the prune's new generation is built and before
+    it is switched in, after writing "built" to ``said``: the parent kills the process there."""
+    from jamey_engine.config import Settings
+    from jamey_engine.engine import Engine
+    from jamey_engine.memory import prune
+
+    def stop_here(*args: object, **kwargs: object) -> bool:
+        Path(said).write_text("built")
+        while True:
+            time.sleep(1)
+
+    prune._catch_up = stop_here  # type: ignore[assignment]
+    Engine(Settings.from_env({"JAMEY_DATA_DIR": data_dir})).apply_retention(actor="tester")

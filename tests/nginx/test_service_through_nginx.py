@@ -102,11 +102,22 @@ def fronted(
 
 
 def request(
-    fronted: Fronted, method: str, path: str, *, key: str | None = None, body: bytes | None = None
+    fronted: Fronted,
+    method: str,
+    path: str,
+    *,
+    key: str | None = None,
+    body: bytes | None = None,
+    source: str = "127.0.0.1",
 ) -> tuple[http.client.HTTPResponse, bytes]:
+    """One request over TLS from ``source`` (a loopback address: 127.0.0.2 is not 127.0.0.1 to nginx)."""
     nginx = fronted.nginx
     connection = http.client.HTTPSConnection(
-        "127.0.0.1", nginx.https, context=nginx.certificate.client_context(), timeout=30
+        "127.0.0.1",
+        nginx.https,
+        context=nginx.certificate.client_context(),
+        timeout=30,
+        source_address=(source, 0),
     )
     headers = {"Content-Type": "application/json"}
     if key is not None:
@@ -200,7 +211,13 @@ def test_a_keys_rate_limit_gets_the_services_429_body_through_nginx(fronted: Fro
 
 
 def test_metrics_of_the_real_service_are_served_to_loopback_only_through_nginx(fronted: Fronted) -> None:
+    # The documented allow list holds 127.0.0.1 and private networks, not the rest of 127/8: a
+    # client at 127.0.0.2 stands for any address outside it (no second host or namespace needed).
+    refused, refusal = request(fronted, "GET", "/metrics", source="127.0.0.2")
+    assert refused.status == 403
+    assert b"http_requests_total" not in refusal and b"nginx" in refusal, "nginx's page, not the service's"
     response, body = request(fronted, "GET", "/metrics")
     assert response.status == 200
     assert b"http_requests_total" in body
+    assert b'route="/metrics",status="403"' not in body, "the refused request never reached the service"
     assert_headers_once(response)

@@ -16,6 +16,9 @@ from promserver import launch_prometheus, prometheus_config
 from service_support import RunningServer
 from test_serve import cli_key
 
+from jamey_engine.config import Settings
+from jamey_engine.engine import Engine
+
 pytestmark = pytest.mark.slow
 
 
@@ -59,11 +62,18 @@ def test_usage_counts_each_keys_requests_429s_and_errors(
     assert denied.status_code == 403
     assert get(reader, "/memories/working/not-a-memory") == 422  # not a UUID, as the schema says
     assert get(reader, "/whoami") == 200
+    # A real server error: the episodic layer's index (not yet opened by the service) is damaged.
+    damaging = Engine(Settings.from_env(server.env))
+    try:
+        (damaging.memory.layer_path("episodic") / "meta.json").write_text("{damaged")
+    finally:
+        damaging.close()
+    assert get(reader, "/memories/search", layer="episodic", q="note") == 500
 
     expected = {
         "writer": {"requests": 10, "rate_limited": 0, "errors": 0},
         "throttled": {"requests": 7, "rate_limited": 4, "errors": 0},
-        "reader": {"requests": 3, "rate_limited": 0, "errors": 2},
+        "reader": {"requests": 4, "rate_limited": 0, "errors": 3},
     }
 
     def counted() -> bool:
@@ -82,6 +92,8 @@ def test_usage_counts_each_keys_requests_429s_and_errors(
     metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
     assert f'api_key_requests_total{{key_id="{throttled["id"]}",outcome="rate_limited"}} 4.0' in metrics
     assert f'api_key_requests_total{{key_id="{writer["id"]}",outcome="ok"}} 10.0' in metrics
+    assert f'api_key_requests_total{{key_id="{reader["id"]}",outcome="client_error"}} 2.0' in metrics
+    assert f'api_key_requests_total{{key_id="{reader["id"]}",outcome="server_error"}} 1.0' in metrics
     assert throttled["key"].split("_")[2] not in metrics
 
     port = int(server.url.rsplit(":", 1)[1])

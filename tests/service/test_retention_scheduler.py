@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import time_machine
+
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.oplog import recent_operations
@@ -25,10 +27,13 @@ def test_one_owner_runs_the_schedule_and_hands_it_over(engine: Engine) -> None:
         assert first.first_delay() == 0.0, "never run: due now"
         assert first.take_lock() and first.owner
         assert not second.take_lock(), "a second process does not run the schedule"
-        assert first.run_once()
+        with time_machine.travel(utcnow(), tick=False) as clock:  # the run and the delay on one clock
+            assert first.run_once()
+            assert first.first_delay() == 3600, "the next run is an interval after the last"
+            clock.shift(timedelta(minutes=25))
+            assert first.first_delay() == 35 * 60
         assert engine.memory.count("semantic") == 3
         assert {row["actor"] for row in recent_operations(engine.db, kind="retention")} == {"retention"}
-        assert 3590 <= first.first_delay() <= 3600, "the next run is an interval after the last"
     finally:
         first.stop()
     try:

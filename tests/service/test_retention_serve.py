@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,6 +18,7 @@ from service_support import RunningServer, start_server, stop_server
 from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
+from jamey_engine.oplog import recent_operations
 
 pytestmark = pytest.mark.slow
 
@@ -123,7 +124,14 @@ def test_writes_through_the_service_during_an_apply_are_all_kept(
     engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(server.data_dir)}))
     try:
         assert engine.memory.count("working") == len(acknowledged)
-        for memory_id in acknowledged:
-            engine.memory.get("working", memory_id)
+        stamps = [engine.memory.get("working", memory_id).timestamp for memory_id in acknowledged]
+        run = next(row for row in recent_operations(engine.db, kind="retention") if row["layer"] == "working")
     finally:
         engine.close()
+    # The layer's apply ran from ``at - duration`` to ``at``: writes acknowledged in between were
+    # stored while the layer was being rewritten, and every one of them is kept.
+    finished = run["at"]
+    assert isinstance(finished, datetime) and isinstance(run["duration_seconds"], float)
+    began = finished - timedelta(seconds=run["duration_seconds"])
+    during = [stamp for stamp in stamps if began < stamp < finished]
+    assert len(during) >= 3, (began, finished, min(stamps), max(stamps))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import free_port, is_revoked, sleep_until
+from helpers import free_port, is_revoked, sleep_until, wait_until
 from service_support import ROOT, RunningServer, stop_server
 
 from jamey_engine.config import Settings
@@ -79,13 +79,14 @@ def test_a_revocation_by_another_process_takes_effect_within_the_cache_bound(
         # revocation commits), and note when the commit is first seen in the database.
         database = Database(Settings.from_env(server.env).database_url)
         try:
-            committed = None
-            while committed is None:
+
+            def commit_seen() -> float | None:
                 assert client.get("/whoami", headers=headers).status_code in (200, 401)
-                if is_revoked(database, key["id"]):
-                    committed = time.monotonic()
+                seen = time.monotonic() if is_revoked(database, key["id"]) else None
                 assert revoking.poll() in (None, 0), revoking.communicate()[1]
-                time.sleep(0.01)
+                return seen
+
+            committed = wait_until(commit_seen, 120, "the CLI's revocation to commit", every=0.01)
         finally:
             database.close()
         _, stderr = revoking.communicate(timeout=120)

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from helpers import REDIS_URL
+from helpers import REDIS_URL, sleep_until
 from service_support import RunningServer, start_server, stop_server
 from test_serve import cli_key
 
@@ -162,13 +162,12 @@ def test_a_revocation_reaches_both_workers_within_the_cache_bound(workers: Runni
         assert set(pool.map(lambda _: status(), range(16))) == {200}
     revoked = workers.jamey("keys", "revoke", key["id"])
     assert revoked.returncode == 0, revoked.stderr
-    committed = time.monotonic()
-    time.sleep(bound)
+    # Checked once the bound has passed (a loaded machine can only make the check later, which
+    # the bound allows): no stopwatch on how long the sixteen requests take.
+    sleep_until(time.monotonic() + bound)
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(lambda _: status(), range(16)))
-    elapsed = time.monotonic() - committed
     assert set(statuses) == {401}, statuses
-    assert elapsed <= bound + 3.0
 
 
 def test_a_dead_worker_is_replaced_and_the_log_says_so(workers: RunningServer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -62,18 +63,29 @@ def start_stack(
 
 
 def read_until(process: subprocess.Popen[str], marker: str, timeout: float = 60.0) -> str:
-    """Everything the stack prints up to and including the line holding ``marker``."""
+    """Everything the stack prints up to and including the line holding ``marker``.
+
+    Reads the pipe a byte at a time once ``select`` says one is there, so a silent process
+    fails the test at ``timeout`` (a blocking ``readline`` would wait forever) and nothing past
+    the marker is taken from a later ``communicate``.
+    """
     assert process.stdout is not None
-    seen = []
+    fd = process.stdout.fileno()
+    seen, line = [], b""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([fd], [], [], left)[0]:
             break
-        seen.append(line)
-        if marker in line:
-            return "".join(seen)
-    raise AssertionError(f"{marker!r} never printed; got:\n{''.join(seen)}")
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+        if byte == b"\n":
+            seen.append(line.decode())
+            line = b""
+            if marker in seen[-1]:
+                return "".join(seen)
+    raise AssertionError(f"{marker!r} never printed within {timeout}s; got:\n{''.join(seen)}{line.decode()}")
 
 
 def stop(process: subprocess.Popen[str]) -> str:
@@ -226,15 +238,15 @@ def test_a_killed_service_comes_back_is_counted_and_prometheus_sees_it_down_then
         assert isinstance(before["pid"], int)
 
         os.kill(before["pid"], signal.SIGKILL)
-        killed_at = time.monotonic()
 
         def restarted() -> bool:
             service = stack_status(data_dir)["service"]
             return service["state"] == "running" and service["pid"] != before["pid"]
 
-        wait_until(restarted, 5, "a new service process after kill -9")
-        wait_until(lambda: healthy(service_url), 30, "the restarted service answering /health")
-        back_after = time.monotonic() - killed_at
+        # The delay before the restart is the supervisor's setting, shown by its log line below
+        # ("restarting it in 1 s"); the deadline here only keeps a broken supervisor from hanging.
+        wait_until(restarted, 60, "a new service process after kill -9")
+        wait_until(lambda: healthy(service_url), 60, "the restarted service answering /health")
         after = stack_status(data_dir)["service"]
         assert after["restarts"] == 1 and after["url"] == service_url, after
 
@@ -253,7 +265,6 @@ def test_a_killed_service_comes_back_is_counted_and_prometheus_sees_it_down_then
     status = stack_status(data_dir)
     assert status["_stack"]["state"] == "stopped" and status["_stack"]["note"] == "", status
     assert {status[name]["state"] for name in ("service", "prometheus", "alertmanager")} == {"stopped"}
-    print(f"service back (answering /health) {back_after:.1f} s after kill -9")
 
 
 def test_a_service_that_cannot_start_is_given_up_while_prometheus_and_alertmanager_stay_up(

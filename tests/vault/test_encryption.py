@@ -337,7 +337,14 @@ def test_a_passphrase_encrypts_and_restores_and_a_wrong_one_is_refused(
     try:
         with pytest.raises(BackupLocked) as refused:
             locked.vault.verify(backup.id)
-        assert "wrong horse" not in refused.value.message
+        message = refused.value.message
+        assert backup.id in message and "cannot be decrypted with the passphrase" in message, message
+        assert "JAMEY_BACKUP_PASSPHRASE_FILE" in message and "Nothing was changed" in message, message
+        assert "\n" not in message and "horse" not in message, "one line, and no passphrase in it"
+        live = state(locked, tmp_path)
+        with pytest.raises(BackupLocked, match="cannot be decrypted with the passphrase"):
+            locked.vault.restore(backup.id, safety_backup=False)
+        assert state(locked, tmp_path) == live, "the refused restore changed nothing"
     finally:
         locked.close()
 

@@ -4,8 +4,10 @@ signed-in key's name."""
 
 from __future__ import annotations
 
+import time_machine
 from streamlit.testing.v1 import AppTest
 
+from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 
 from .conftest import open_page, texts
@@ -219,10 +221,12 @@ def test_stale_keys_are_flagged_filtered_and_revoked_in_bulk_after_one_confirmat
 
 def test_the_page_shows_each_keys_traffic_and_the_top_keys(admin_app: AppTest, engine: Engine) -> None:
     busy = engine.keys.create("busy-bot", actor="test")
-    for status in [200] * 5 + [429] * 2:
-        engine.keys.usage.count(busy.id, status)
-    engine.keys.usage.flush()
-    open_page(admin_app, "keys")
+    # Counted and shown within one hour: at half past (ticking), never across an hour boundary.
+    with time_machine.travel(utcnow().replace(minute=30, second=0, microsecond=0), tick=True):
+        for status in [200] * 5 + [429] * 2:
+            engine.keys.usage.count(busy.id, status)
+        engine.keys.usage.flush()
+        open_page(admin_app, "keys")
     assert not admin_app.exception, admin_app.exception
     table = admin_app.dataframe[0].value
     sparkline = dict(zip(table["name"], table["requests, 24 h"], strict=True))["busy-bot"]

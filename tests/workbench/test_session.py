@@ -35,10 +35,14 @@ def test_sign_in_takes_the_actor_from_the_key_name(fast_engine: Engine) -> None:
     assert key not in repr(session), "the plaintext never reaches a log line through repr"
 
 
-def test_sign_in_refuses_a_key_without_admin_naming_it(fast_engine: Engine) -> None:
+def test_sign_in_refuses_a_key_without_ops_read_naming_it(fast_engine: Engine) -> None:
     key = fast_engine.keys.create("bob", scopes=("memory:read", "memory:write"), actor="test").key
-    with pytest.raises(Forbidden, match="'bob' has scopes memory:read, memory:write"):
+    with pytest.raises(Forbidden, match="'bob' has scopes memory:read, memory:write") as caught:
         WorkbenchSession.sign_in(fast_engine.keys, key, IDLE)
+    assert "ops:read" in caught.value.message, caught.value.message
+    for scopes in (("ops:read",), ("ops:write",)):  # no admin needed: ops:read (or what grants it)
+        reader = fast_engine.keys.create(f"carol-{scopes[0]}", scopes=scopes, actor="test").key
+        assert WorkbenchSession.sign_in(fast_engine.keys, reader, IDLE).scopes == scopes
 
 
 @pytest.mark.parametrize("text", ["", "   ", "jmy_nonsense", "sk-live-123"])
