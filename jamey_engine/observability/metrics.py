@@ -150,6 +150,7 @@ class EngineCollector(Collector):
             self._keys,
             self._alerts,
             self._runbooks,
+            self._schedules,
             self._disk,
         ]
         if self.per_process:
@@ -347,6 +348,42 @@ class EngineCollector(Collector):
         for runbook, seconds in sorted(stats.last_duration_seconds.items()):
             duration.add_metric([runbook], seconds)
         yield duration
+
+    def _schedules(self) -> Iterator[Metric]:
+        """The runbook schedules' outcomes, from their rows (one query with their last runs)."""
+        from jamey_engine.runbooks.schedules import FAILED, list_schedules
+
+        labels = ["schedule", "runbook"]
+        success = GaugeMetricFamily(
+            "runbook_schedule_last_success_timestamp_seconds",
+            "When each runbook schedule's last successful run finished (absent before the first).",
+            labels=labels,
+        )
+        failed = GaugeMetricFamily(
+            "runbook_schedule_last_run_failed",
+            "1 when the last run of a runbook schedule failed (or its process died), else 0.",
+            labels=labels,
+        )
+        period = GaugeMetricFamily(
+            "runbook_schedule_period_seconds",
+            "The gap between an active runbook schedule's next two slots (absent while paused).",
+            labels=labels,
+        )
+        since = GaugeMetricFamily(
+            "runbook_schedule_active_since_timestamp_seconds",
+            "When an active runbook schedule was created or last resumed (absent while paused).",
+            labels=labels,
+        )
+        for schedule in list_schedules(self.engine.db):
+            names = [str(schedule.id), schedule.runbook]
+            if schedule.last_success_at is not None:
+                success.add_metric(names, schedule.last_success_at.timestamp())
+            if schedule.last_status is not None:
+                failed.add_metric(names, 1.0 if schedule.last_status in FAILED else 0.0)
+            if not schedule.paused:
+                period.add_metric(names, schedule.period.total_seconds())
+                since.add_metric(names, schedule.active_since.timestamp())
+        yield from (success, failed, period, since)
 
     def _mqtt(self) -> Iterator[Metric]:
         events = self.engine.events

@@ -40,6 +40,7 @@ from jamey_engine.service.routes_alerts import router as alerts_router
 from jamey_engine.service.routes_memory import router as memory_router
 from jamey_engine.service.routes_retention import router as retention_router
 from jamey_engine.service.routes_runbooks import router as runbooks_router
+from jamey_engine.service.routes_schedules import router as schedules_router
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -155,7 +156,12 @@ def _flush(engine: Engine) -> None:
 
 def _start_schedules(engine: Engine) -> list[Any]:
     """The scheduled jobs of this process, each behind its lease (only the holder runs it)."""
-    from jamey_engine.service.scheduler import BackupScheduler, RetentionScheduler, SchedulerLease
+    from jamey_engine.service.scheduler import (
+        BackupScheduler,
+        RetentionScheduler,
+        RunbookScheduler,
+        SchedulerLease,
+    )
 
     schedules: list[Any] = []
     interval = engine.settings.backup_interval
@@ -165,6 +171,10 @@ def _start_schedules(engine: Engine) -> list[Any]:
         log.info("scheduled backups every %s (in whichever worker holds %s)", interval, lease.path.name)
     if engine.settings.retention_interval is not None:  # runs in the process holding its own lock
         schedules.append(RetentionScheduler(engine, engine.settings.retention_interval).start())
+    # Runbook schedules (the shipped ones are paused): only the worker holding the lease runs them.
+    schedules.append(
+        RunbookScheduler(engine, lease=SchedulerLease(engine.settings.data_dir, "runbooks")).start()
+    )
     return schedules
 
 
@@ -220,6 +230,7 @@ def create_app(
     app.include_router(admin_router)
     app.include_router(alerts_router)
     app.include_router(retention_router)
+    app.include_router(schedules_router)
     app.include_router(runbooks_router)
     outer: dict[str, Any] = {
         "metrics": service_metrics,
