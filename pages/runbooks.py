@@ -19,6 +19,7 @@ from jamey_engine.runbooks import launch, runs
 from jamey_engine.runbooks.catalog import Parameter, Runbook
 from jamey_engine.runbooks.common import confirmation_matches
 from workbench_ui.notebook_view import show_notebook
+from workbench_ui.schedules import show_schedules
 
 CURRENT = "runbooks_current"  # id of the run this tab follows
 PLAN = "runbooks_plan"  # (runbook, parameters, run id) of the last successful dry run
@@ -170,6 +171,9 @@ if plan and not st.session_state.get(CURRENT):
                     st.session_state.pop(PLAN, None)
                     _start(catalog[plan_name], {**plan_values, "dry_run": False, "confirm": typed})
                     st.rerun()
+
+# --- schedules -------------------------------------------------------------------------------
+show_schedules(engine, catalog)
 
 # --- history ---------------------------------------------------------------------------------
 st.subheader("Run history")
