@@ -35,6 +35,7 @@ from jamey_engine.service.contract import content_limits
 from jamey_engine.service.errors import ERROR_RESPONSES, install_error_handler
 from jamey_engine.service.fastpath import FastPath
 from jamey_engine.service.middleware import BodySizeLimit, RateLimitDefaults, ServiceMiddleware
+from jamey_engine.service.routes_acks import router as acks_router
 from jamey_engine.service.routes_admin import router as admin_router
 from jamey_engine.service.routes_alerts import router as alerts_router
 from jamey_engine.service.routes_memory import router as memory_router
@@ -229,6 +230,7 @@ def create_app(
     app.include_router(memory_router)
     app.include_router(admin_router)
     app.include_router(alerts_router)
+    app.include_router(acks_router)
     app.include_router(retention_router)
     app.include_router(schedules_router)
     app.include_router(runbooks_router)
