@@ -1,5 +1,6 @@
 """Runbook schedules run by a real `jamey serve`: once per slot across two workers, a missed slot
-once after a restart, and the outcome on /metrics.
+once after a restart, the outcome on /metrics, and a failing scheduled run firing
+JameyRunbookFailed in a real Prometheus with the project's rules.
 
 The schedules are added with the CLI (another process) and the runs are real notebooks in real
 kernels. Each test waits, with a deadline, for the runs it expects to exist, then counts them.
@@ -18,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from helpers import REDIS_URL
 from notebook_factory import make_test_notebooks
+from promserver import launch_prometheus, prometheus_config
 from service_support import RunningServer, start_server, stop_server
 
 from jamey_engine.config import Settings
@@ -110,4 +112,42 @@ def test_a_missed_slot_runs_once_after_a_restart(serve: Callable[..., RunningSer
         finally:
             stop_server(restarted)
     finally:
+        engine.close()
+
+
+def test_a_failing_scheduled_run_fires_jamey_runbook_failed_in_a_real_prometheus(
+    serve: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    notebooks = make_test_notebooks(tmp_path / "notebooks")
+    server = serve(JAMEY_NOTEBOOKS_DIR=str(notebooks))
+    engine = Engine(Settings.from_env(server.env))
+    workdir = tmp_path / "prometheus"
+    workdir.mkdir()
+    port = int(server.url.rsplit(":", 1)[1])
+    url, process = launch_prometheus(workdir, prometheus_config(port, instance=None), workdir / "tsdb")
+    try:
+        added = add_schedule(server, "fails", "--cron", "* * * * *")
+        (run,) = wait_for_runs(engine, server, 1)
+        assert (run.status, run.error) == ("failed", "ValueError: boom at 3")
+
+        def firing() -> list[dict[str, object]]:
+            answer = httpx.get(f"{url}/api/v1/alerts", timeout=10).json()
+            return [
+                alert
+                for alert in answer["data"]["alerts"]
+                if alert["labels"]["alertname"] == "JameyRunbookFailed" and alert["state"] == "firing"
+            ]
+
+        deadline = time.monotonic() + 60
+        while not firing() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        (alert,) = firing()
+        assert alert["labels"]["schedule"] == str(added["id"]) and alert["labels"]["runbook"] == "fails"
+        assert (
+            alert["annotations"]["summary"]
+            == f"The last scheduled run of fails (schedule {added['id']}) failed"
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
         engine.close()
