@@ -13,6 +13,7 @@ import pytest
 import time_machine
 from helpers import make_settings
 from notebook_factory import make_test_notebooks
+from test_events import MQTT_URL, Subscriber
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
@@ -144,7 +145,27 @@ def test_unknown_ids_are_not_found(sched_engine: Engine) -> None:
             action(sched_engine.db, 999)
 
 
-def test_a_due_schedule_starts_one_run_as_schedule_and_records_its_outcome(sched_engine: Engine) -> None:
+@pytest.mark.mqtt
+def test_a_due_schedule_starts_one_run_as_schedule_and_records_its_outcome(
+    data_dir: Path, nb_dir: Path, database_url: str
+) -> None:
+    subscriber = Subscriber(MQTT_URL)
+    sched_engine = Engine(
+        make_settings(
+            data_dir,
+            JAMEY_NOTEBOOKS_DIR=str(nb_dir),
+            JAMEY_DATABASE_URL=database_url,
+            JAMEY_MQTT_URL=MQTT_URL,
+        )
+    )
+    try:
+        _run_one_scheduled(sched_engine, subscriber)
+    finally:
+        subscriber.close()
+        sched_engine.close()
+
+
+def _run_one_scheduled(sched_engine: Engine, subscriber: Subscriber) -> None:
     added = schedules.add_schedule(sched_engine, "ok", "* * * * *", parameters={"repeat": 3}, created_by="t")
     moment = added.next_run_at
     assert moment is not None
@@ -160,3 +181,12 @@ def test_a_due_schedule_starts_one_run_as_schedule_and_records_its_outcome(sched
     assert (after.last_run_id, after.last_status) == (run.id, "succeeded")
     assert after.last_success_at == run.finished_at
     assert schedules.schedule_of_run(sched_engine.db, run.id) == added.id
+    # One MQTT event for the finished run, naming its schedule.
+    events = []
+    while time.monotonic() < deadline and not events:
+        topic, event = subscriber.next(timeout=DEADLINE)
+        if event.get("run") == run.id:
+            events.append((topic, event))
+    ((topic, event),) = events
+    assert topic == "jamey/events/runbook"
+    assert (event["status"], event["actor"], event["schedule"]) == ("succeeded", "schedule", added.id)
