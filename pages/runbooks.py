@@ -172,9 +172,6 @@ if plan and not st.session_state.get(CURRENT):
                     _start(catalog[plan_name], {**plan_values, "dry_run": False, "confirm": typed})
                     st.rerun()
 
-# --- schedules -------------------------------------------------------------------------------
-show_schedules(engine, catalog)
-
 # --- history ---------------------------------------------------------------------------------
 st.subheader("Run history")
 with ui.shown_errors("Reading the run history"):
@@ -264,3 +261,6 @@ if open_id:
                 show_notebook(folder / runs.NOTEBOOK_FILE, key=f"rb_nb_{run.id}")
         elif run.active:
             st.info("The executed notebook appears here when the run ends.")
+
+# --- schedules -------------------------------------------------------------------------------
+show_schedules(engine, catalog)
