@@ -190,3 +190,30 @@ def _run_one_scheduled(sched_engine: Engine, subscriber: Subscriber) -> None:
     ((topic, event),) = events
     assert topic == "jamey/events/runbook"
     assert (event["status"], event["actor"], event["schedule"]) == ("succeeded", "schedule", added.id)
+
+
+def _gauges(engine: Engine, name: str) -> dict[str, float]:
+    """The samples of gauge ``name`` on this engine's /metrics, by schedule id."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from jamey_engine.observability.metrics import build_metrics
+
+    text = build_metrics(engine).exposition().decode()
+    return {
+        sample.labels["schedule"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def test_metrics_show_an_active_schedule_period_and_nothing_missed_while_paused(sched_engine: Engine) -> None:
+    added = schedules.add_schedule(sched_engine, "ok", "0 * * * *", created_by="test")
+    key = str(added.id)
+    assert _gauges(sched_engine, "runbook_schedule_period_seconds")[key] == 3600.0
+    since = _gauges(sched_engine, "runbook_schedule_active_since_timestamp_seconds")[key]
+    assert since == pytest.approx(added.active_since.timestamp())
+    assert key not in _gauges(sched_engine, "runbook_schedule_last_run_failed")  # never ran
+    schedules.pause_schedule(sched_engine.db, added.id)
+    assert key not in _gauges(sched_engine, "runbook_schedule_period_seconds")
+    assert key not in _gauges(sched_engine, "runbook_schedule_active_since_timestamp_seconds")
