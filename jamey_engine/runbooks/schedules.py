@@ -124,12 +124,16 @@ def check_timezone(name: str) -> ZoneInfo:
 
 def next_run_times(cron: str, timezone: str, after: datetime, count: int = PREVIEW_COUNT) -> list[datetime]:
     """The ``count`` slots of ``cron`` in ``timezone`` strictly after ``after``, in UTC.
-    Raises InvalidInput for a bad expression or time zone."""
-    from croniter import croniter
+    Raises InvalidInput for a bad expression or time zone, or one that never runs."""
+    from croniter import CroniterError, croniter
 
     zone = check_timezone(timezone)
-    walker = croniter(check_cron(cron), after.astimezone(zone))
-    return [walker.get_next(datetime).astimezone(after.tzinfo or zone) for _ in range(count)]
+    expression = check_cron(cron)
+    walker = croniter(expression, after.astimezone(zone))
+    try:
+        return [walker.get_next(datetime).astimezone(after.tzinfo or zone) for _ in range(count)]
+    except CroniterError:
+        raise InvalidInput(f"cron {cron!r} never runs (no such date, such as February 31)") from None
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -217,7 +221,7 @@ def add_schedule(
 
     chosen = find(engine, runbook)
     expression = check_cron(cron)
-    check_timezone(timezone)
+    next_run_times(expression, timezone, utcnow(), 1)  # a known zone, and it runs some day
     values = validate_parameters(chosen, parameters or {})
     if chosen.changes_data(values):
         given = ", ".join(f"{name}={value!r}" for name, value in values.items()) or "its defaults"

@@ -41,6 +41,7 @@ from jamey_engine.service.routes_alerts import router as alerts_router
 from jamey_engine.service.routes_memory import router as memory_router
 from jamey_engine.service.routes_retention import router as retention_router
 from jamey_engine.service.routes_runbooks import router as runbooks_router
+from jamey_engine.service.routes_schedules import document_schedule_body
 from jamey_engine.service.routes_schedules import router as schedules_router
 
 if TYPE_CHECKING:
@@ -285,6 +286,9 @@ def _document_security(app: FastAPI, max_content_bytes: int) -> None:
             schema = build()
             schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
             content_limits(schema, max_content_bytes)
+            from jamey_engine.runbooks.launch import catalog
+
+            document_schedule_body(schema, catalog(app.state.engine))
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -6,15 +6,18 @@ runbook or schedule 404, and nothing is recorded then.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from jamey_engine.runbooks import schedules
+from jamey_engine.errors import InvalidInput
+from jamey_engine.runbooks import launch, schedules
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
-from jamey_engine.service.contract import NOT_BLANK_PATTERN
 from jamey_engine.service.errors import ERROR_RESPONSES
+from jamey_engine.service.schedule_contract import check_schedule_body, schedule_body_schema
 
 router = APIRouter(
     prefix="/admin/runbooks/schedules", tags=["runbooks"], responses=ERROR_RESPONSES, route_class=KeyedRoute
@@ -24,25 +27,6 @@ READ = needs("ops:read")
 WRITE = needs("ops:write")
 # The ids are the database's 32-bit integers: a larger number is refused by the schema (422).
 ScheduleId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The schedule's id.")]
-
-
-class ScheduleBody(BaseModel):
-    runbook: str = Field(min_length=1, max_length=100, description="The runbook (notebook stem).")
-    cron: str = Field(
-        min_length=1,
-        max_length=100,
-        pattern=NOT_BLANK_PATTERN,
-        description="Five fields, minute hour day month weekday (``0 6 * * *``), or @daily and the like.",
-    )
-    timezone: str = Field(
-        default="UTC",
-        min_length=1,
-        max_length=64,
-        description="The IANA time zone the expression is read in.",
-    )
-    parameters: dict[str, Any] = Field(
-        default_factory=dict, description="Parameter values by name (analyses and dry runs only)."
-    )
 
 
 class ScheduleOut(BaseModel):
@@ -75,17 +59,33 @@ def list_schedules(request: Request) -> ScheduleList:
     return ScheduleList(schedules=[ScheduleOut(**schedule.to_dict()) for schedule in found])
 
 
-@router.post("", status_code=201, response_model=AddedSchedule, openapi_extra=WRITE)
-def add_schedule(request: Request, body: ScheduleBody) -> AddedSchedule:
-    """Add a schedule; the answer has its next five run times. 404 for an unknown runbook, 400
-    names a bad cron expression, time zone or parameter, or parameters that would change data."""
+# The body's schema is built from the service's catalog when the OpenAPI document is
+# (document_schedule_body); this placeholder marks the operation as taking a JSON body.
+BODY = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+@router.post("", status_code=201, response_model=AddedSchedule, openapi_extra={**WRITE, "requestBody": BODY})
+async def add_schedule(request: Request) -> AddedSchedule:
+    """Add a schedule of a runbook (analyses, and dry runs of runbooks); the answer has its next
+    five run times. A body outside the schema (an unknown runbook, a bad cron expression, time
+    zone or parameter, parameters that would change data) is a 422 naming the field."""
+    raw = await request.body()
+    try:
+        body: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("body: not valid JSON; expected runbook, cron, timezone and parameters") from None
+    return await run_in_threadpool(_add, request, body)
+
+
+def _add(request: Request, body: Any) -> AddedSchedule:
     engine = engine_of(request)
+    checked = check_schedule_body(body, launch.catalog(engine))
     schedule = schedules.add_schedule(
         engine,
-        body.runbook,
-        body.cron,
-        timezone=body.timezone,
-        parameters=body.parameters,
+        checked["runbook"],
+        checked["cron"],
+        timezone=checked.get("timezone", "UTC"),
+        parameters=checked.get("parameters") or {},
         created_by=str(current_key(request).name),
     )
     upcoming = schedules.next_run_times(schedule.cron, schedule.timezone, schedule.created_at)
@@ -109,3 +109,14 @@ def remove_schedule(request: Request, schedule_id: ScheduleId) -> Response:
     """Delete the schedule (its runs stay in the history)."""
     schedules.remove_schedule(engine_of(request).db, schedule_id)
     return Response(status_code=204)
+
+
+def document_schedule_body(schema: dict[str, Any], request_catalog: Any) -> None:
+    """Put the exact body schema of ``POST /admin/runbooks/schedules`` (built from the runbook
+    catalog ``request_catalog``) into the OpenAPI document ``schema``."""
+    operation = schema.get("paths", {}).get(router.prefix, {}).get("post")
+    if operation is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schedule_body_schema(request_catalog)}},
+        }

@@ -71,6 +71,7 @@ def test_daily_slots_keep_their_local_hour_across_both_dst_changes() -> None:
         ("cron", {"cron": "61 * * * *"}, "cron '61 * * * *' is not a cron expression"),
         ("cron", {"cron": "* * * *"}, "cron '* * * *' is not a cron expression"),
         ("cron", {"cron": "0 0 * * * *"}, "five fields"),
+        ("cron", {"cron": "0 0 31 2 *"}, "cron '0 0 31 2 *' never runs"),
         ("timezone", {"timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is not a known IANA time zone"),
         ("timezone", {"timezone": "../etc/passwd"}, "timezone '../etc/passwd'"),
         ("parameter", {"parameters": {"nope": 1}}, "has no parameter 'nope'"),

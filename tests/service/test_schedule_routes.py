@@ -28,7 +28,7 @@ def test_an_operator_adds_pauses_resumes_and_removes_a_schedule(
             "runbook": "memory_growth",
             "cron": "0 6 * * 1-5",
             "timezone": "Europe/Paris",
-            "parameters": {"days": "7"},
+            "parameters": {"days": 7},
         },
         headers=writer.headers,
     )
@@ -82,22 +82,54 @@ def test_bad_schedules_are_refused_naming_the_field_and_nothing_is_recorded(
         )
         return answer.status_code, str(answer.json().get("error"))
 
-    assert add(cron="0 25 * * *") == (
-        400,
-        "cron '0 25 * * *' is not a cron expression: use five fields, minute hour day month weekday (such as '0 6 * * *' for 06:00 every day)",
+    status, error = add(cron="0 25 * * *")
+    assert status == 422 and error == (
+        "cron (body): '0 25 * * *' is not a cron expression of five fields, minute hour day month "
+        "weekday (numbers, *, ranges, lists, /steps; days of the month up to 28)"
+    ), error
+    assert add(timezone="Moon/Tranquility") == (
+        422,
+        "timezone (body): 'Moon/Tranquility' is not an IANA time zone (such as UTC or Europe/Paris)",
     )
-    assert add(timezone="Moon/Tranquility")[1].startswith(
-        "timezone 'Moon/Tranquility' is not a known IANA time zone"
+    status, error = add(parameters={"weeks": 2})
+    assert status == 422 and error.startswith(
+        "parameters (body): Additional properties are not allowed ('weeks'"
     )
-    assert add(parameters={"weeks": 2}) == (
-        400,
-        "runbook memory_growth has no parameter 'weeks'; its parameters are: days, prometheus_url",
+    status, error = add(parameters={"days": "seven"})
+    assert status == 422 and error.startswith("parameters.days (body): 'seven' is not of type 'integer'"), (
+        error
     )
-    assert add(runbook="nope")[0] == 404
+    status, error = add(runbook="nope")
+    assert status == 422 and error.startswith("runbook (body): must name a runbook a schedule may run: ")
+    assert "prune_memories" in error and "memory_growth" in error
     status, error = add(runbook="dedupe_memories", parameters={"dry_run": False})
-    assert status == 400 and "would change data" in error
+    assert status == 422 and error.startswith("parameters.dry_run (body): True was expected"), error
+    assert add(runbook="memory_growth", cron="0 6 * * *", extra=1)[0] == 422
+    bad_json = client.post(BASE, content=b"{", headers={**writer.headers, "Content-Type": "application/json"})
+    assert bad_json.status_code == 400
     assert schedules.list_schedules(engine.db) == before
     assert client.post(f"{BASE}/2147483648/pause", headers=writer.headers).status_code == 422
+
+
+def test_the_documented_body_is_exactly_what_the_route_accepts(
+    make_client: Callable[..., tuple[TestClient, Engine]],
+) -> None:
+    from jsonschema import Draft202012Validator
+
+    client, engine = make_client()
+    writer = make_persona(engine, "olga-ops", ("ops:write",))
+    body_schema = client.get("/openapi.json").json()["paths"][BASE]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]
+    validator = Draft202012Validator(body_schema)
+    titles = {variant["title"] for variant in body_schema["oneOf"]}
+    assert {"memory_growth", "dedupe_memories", "prune_memories", "explore_memories"} <= titles
+    good = {"runbook": "prune_memories", "cron": "*/15 0-6 1,15 * 1-5", "timezone": "Europe/Paris",
+            "parameters": {"layer": "working", "dry_run": True}}  # fmt: skip
+    bad = {**good, "parameters": {"dry_run": False}}
+    assert validator.is_valid(good) and not validator.is_valid(bad)
+    assert client.post(BASE, json=good, headers=writer.headers).status_code == 201
+    assert client.post(BASE, json=bad, headers=writer.headers).status_code == 422
 
 
 def test_the_schema_documents_the_schedule_routes_and_their_scopes(
