@@ -41,6 +41,8 @@ PREVIEW_COUNT = 5
 # The last statuses that count as a failed scheduled run (JameyRunbookFailed): a runner whose
 # process died is as failed as one whose cell raised.
 FAILED = ("failed", "interrupted")
+# Each run is a process and a kernel: a burst of due schedules must not start them all at once.
+MAX_ACTIVE_SCHEDULED_RUNS = 2
 _TABLE = cast(sa.Table, RunbookSchedule.__table__)
 _RUNS = cast(sa.Table, RunbookRun.__table__)
 
@@ -347,11 +349,18 @@ def run_schedule(engine: Engine, schedule: Schedule) -> str | None:
 
 
 def run_due(engine: Engine, now: datetime | None = None) -> list[str]:
-    """Claim and start every due schedule; the ids of the runs started. Never raises for one
-    schedule's failure (it is logged and recorded)."""
+    """Claim and start every due schedule, at most MAX_ACTIVE_SCHEDULED_RUNS scheduled runs at a
+    time (the rest stay due and start as runs finish); the ids of the runs started. Never raises
+    for one schedule's failure (it is logged and recorded)."""
+    from jamey_engine.runbooks.runs import list_runs
+
     moment = now or utcnow()
     started: list[str] = []
+    active = sum(1 for run in list_runs(engine.db, actor=ACTOR, limit=1000) if run.active)
     for schedule in due_schedules(engine.db, moment):
+        if active + len(started) >= MAX_ACTIVE_SCHEDULED_RUNS:
+            log.warning("%d scheduled runs are active: due schedules wait for one to finish", active)
+            break
         try:
             won = claim(engine.db, schedule, moment)
         except Exception as err:

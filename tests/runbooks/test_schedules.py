@@ -218,3 +218,13 @@ def test_metrics_show_an_active_schedule_period_and_nothing_missed_while_paused(
     schedules.pause_schedule(sched_engine.db, added.id)
     assert key not in _gauges(sched_engine, "runbook_schedule_period_seconds")
     assert key not in _gauges(sched_engine, "runbook_schedule_active_since_timestamp_seconds")
+
+
+def test_due_schedules_wait_while_the_cap_of_scheduled_runs_is_active(sched_engine: Engine) -> None:
+    added = schedules.add_schedule(sched_engine, "ok", "* * * * *", created_by="test")
+    for _ in range(schedules.MAX_ACTIVE_SCHEDULED_RUNS):  # queued runs owned by this live process
+        runs.create_run(sched_engine.db, runbook="ok", parameters={}, actor="schedule", changes_data=False)
+    moment = added.next_run_at
+    assert moment is not None
+    assert schedules.run_due(sched_engine, moment) == []
+    assert [s.id for s in schedules.due_schedules(sched_engine.db, moment)] == [added.id]  # still due
