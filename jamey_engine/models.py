@@ -226,6 +226,50 @@ class RunbookRun(Base):
     files_removed: Mapped[bool] = mapped_column(default=False)
 
 
+class RunbookSchedule(Base):
+    """A runbook run on a cron schedule by the service (actor ``schedule``).
+
+    ``next_run_at`` is the next slot (UTC; None while paused); ``active_since`` is when it was
+    created or last resumed, so a schedule is not called missed for the time it was paused;
+    ``last_success_at`` is when its last successful run finished. Not in ``TABLES``, like runs.
+    """
+
+    __tablename__ = "runbook_schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    runbook: Mapped[str] = mapped_column(String(100))
+    cron: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[str] = mapped_column(Text)  # JSON object
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_run_id: Mapped[str | None] = mapped_column(String(40))
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paused: Mapped[bool] = mapped_column(default=False)
+    active_since: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AlertAcknowledgement(Base):
+    """Someone said "I'm on it" for one alert instance (fingerprint and start): who, when, why.
+
+    It ends when that instance resolves (a resolved notification for the same fingerprint and
+    start); a new firing of the alert is a new instance, not acknowledged.
+    """
+
+    __tablename__ = "alert_acknowledgements"
+    __table_args__ = (Index("ix_alert_acknowledgements_instance", "fingerprint", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    alertname: Mapped[str] = mapped_column(String(200))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(100))
+    comment: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 TABLES: tuple[Table, ...] = (
     cast(Table, ApiKey.__table__),
     cast(Table, KeyEvent.__table__),

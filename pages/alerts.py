@@ -15,6 +15,7 @@ import workbench_ui as ui
 from jamey_engine.durations import format_duration, parse_duration, utcnow
 from jamey_engine.errors import InvalidInput, JameyError
 from jamey_engine.observability import alert_history
+from jamey_engine.observability.alert_acks import Acknowledgement, active_acknowledgements
 from jamey_engine.observability.alert_state import AlertView, current_alerts, grouped
 from jamey_engine.observability.alertmanager import (
     Alert,
@@ -36,6 +37,7 @@ from jamey_engine.runbooks.links import (
     runbook_section,
 )
 from workbench_ui import charts
+from workbench_ui.acknowledgements import show_acknowledgement, show_acknowledgement_history
 from workbench_ui.alert_evidence import render_evidence
 
 session = ui.require_session("ops:read")
@@ -66,7 +68,7 @@ def _fill_silence(labels: dict[str, str]) -> None:
     st.session_state["silence_matchers"] = "\n".join(str(m) for m in matchers_from_labels(labels))
 
 
-def _render_alert(view: AlertView) -> None:
+def _render_alert(view: AlertView, ack: Acknowledgement | None = None) -> None:
     color = SEVERITY_COLORS.get(view.severity, "gray")
     since = f"{view.since:%Y-%m-%d %H:%M:%S} UTC" if view.since else "unknown"
     state = f":violet-badge[{view.status_text}]" if view.silenced or view.inhibited else ""
@@ -76,6 +78,7 @@ def _render_alert(view: AlertView) -> None:
         )
         if view.summary:
             st.write(view.summary)
+        show_acknowledgement(view, ack, can_write)
         if view.annotations.get("description"):
             st.caption(view.annotations["description"])
         links = st.columns(4)
@@ -161,6 +164,7 @@ with ui.shown_errors("Reading the alerts"):
         st.info(f"Showing {focus} (opened from its alert). [Show every alert](?)")
         views = [v for v in views if v.alertname == focus]
     evidence = evidence_for(ui.engine().db, [v.fingerprint for v in views if v.fingerprint])
+    acks = active_acknowledgements(ui.engine().db)
     firing = [v for v in views if v.state == "firing"]
     pending = [v for v in views if v.state == "pending"]
     st.subheader(f"Now: {len(firing)} firing, {len(pending)} pending")
@@ -169,7 +173,7 @@ with ui.shown_errors("Reading the alerts"):
     for title, members in grouped(views, groups):
         st.markdown(f"##### {title}")
         for view in members:
-            _render_alert(view)
+            _render_alert(view, acks.get(view.fingerprint))
     if focus:
         _render_focus_from_history(focus, views)
 
@@ -327,3 +331,4 @@ with ui.shown_errors("Reading the alert history"):
             f"**Notifications** (newest first{', the newest 2,000' if len(frame) >= TABLE_ROWS else ''})"
         )
         st.dataframe(frame, hide_index=True, key="history_table")
+    show_acknowledgement_history(db, start)

@@ -19,6 +19,7 @@ from jamey_engine.runbooks import launch, runs
 from jamey_engine.runbooks.catalog import Parameter, Runbook
 from jamey_engine.runbooks.common import confirmation_matches
 from workbench_ui.notebook_view import show_notebook
+from workbench_ui.schedules import show_schedules
 
 CURRENT = "runbooks_current"  # id of the run this tab follows
 PLAN = "runbooks_plan"  # (runbook, parameters, run id) of the last successful dry run
@@ -260,3 +261,6 @@ if open_id:
                 show_notebook(folder / runs.NOTEBOOK_FILE, key=f"rb_nb_{run.id}")
         elif run.active:
             st.info("The executed notebook appears here when the run ends.")
+
+# --- schedules -------------------------------------------------------------------------------
+show_schedules(engine, catalog)

@@ -13,7 +13,7 @@ import click
 
 from jamey_engine.cli.common import emit_json, get_engine
 from jamey_engine.durations import format_duration, parse_duration, utcnow
-from jamey_engine.observability import alert_history
+from jamey_engine.observability import alert_acks, alert_history
 from jamey_engine.observability.alert_state import current_alerts
 from jamey_engine.observability.alertmanager import (
     AlertmanagerClient,
@@ -44,17 +44,25 @@ def list_alerts(as_json: bool) -> None:
         am_alerts = client.alerts()
         silences = client.silences()
         views = current_alerts(prom.alerts(), am_alerts, silences)
+    acks = alert_acks.active_acknowledgements(get_engine().db)
     if as_json:
-        emit_json([view.as_dict() for view in views])
+        emit_json([{**view.as_dict(), "acknowledgement": _ack_of(acks, view.fingerprint)} for view in views])
         return
     if not views:
         click.echo("no alert is firing or pending")
         return
     for view in views:
         since = f"{view.since:%Y-%m-%d %H:%M} UTC" if view.since else "?"
+        acked = acks.get(view.fingerprint)
+        by = f"  acknowledged by {acked.actor}: {acked.comment}" if acked else ""
         click.echo(
-            f"{view.alertname:<28} {view.severity:<9} {view.state:<8} since {since}  {view.status_text}"
+            f"{view.alertname:<28} {view.severity:<9} {view.state:<8} since {since}  {view.status_text}{by}"
         )
+
+
+def _ack_of(acks: dict[str, alert_acks.Acknowledgement], fingerprint: str) -> dict[str, object] | None:
+    found = acks.get(fingerprint)
+    return found.to_dict() if found else None
 
 
 @group.command("silence")
@@ -134,10 +142,18 @@ def history(days: int, as_json: bool) -> None:
     since = utcnow() - timedelta(days=days)
     frame = alert_history.history_frame(db, since)
     stats = alert_history.resolve_stats(alert_history.intervals(db, since))
+    acks = alert_acks.acknowledgements(db, since)
     if as_json:
         rows = json.loads(frame.to_json(orient="records", date_format="iso"))
         per_alert = json.loads(stats.to_json(orient="records"))
-        emit_json({"days": days, "notifications": rows, "alerts": per_alert})
+        emit_json(
+            {
+                "days": days,
+                "notifications": rows,
+                "alerts": per_alert,
+                "acknowledgements": [a.to_dict() for a in acks],
+            }
+        )
         return
     if frame.empty:
         click.echo(f"no alert notification in the last {days} days")
@@ -146,6 +162,11 @@ def history(days: int, as_json: bool) -> None:
         click.echo(
             f"{row.received_at:%Y-%m-%d %H:%M:%S}  {row.status:<8} {row.alertname:<28} {row.severity:<9} "
             f"{row.layer or '':<11} since {row.starts_at:%Y-%m-%d %H:%M}"
+        )
+    for a in acks:
+        state = f"ended {a.ended_at:%Y-%m-%d %H:%M}" if a.ended_at else "active"
+        click.echo(
+            f"{a.at:%Y-%m-%d %H:%M:%S}  acked    {a.alertname:<28} by {a.actor} ({state}): {a.comment}"
         )
     click.echo("")
     click.echo(f"{'alert':<28} {'fired':>5} {'resolved':>8} {'mean':>9} {'longest':>9}")
@@ -189,3 +210,25 @@ def show(fingerprint: str, as_json: bool) -> None:
         click.echo(f"suggested runbook: {data['suggested_runbook']}")
     if found.run.error:
         click.echo(f"error: {found.run.error}")
+
+
+@group.command("ack")
+@click.argument("fingerprint")
+@click.option("--comment", required=True, help="What you are doing about it (required).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ack(fingerprint: str, comment: str, as_json: bool) -> None:
+    """Acknowledge the firing alert FINGERPRINT ("I'm on it", without silencing it); the
+    acknowledgement ends when the alert resolves. The actor is cli:<your login name>."""
+    import getpass
+
+    from jamey_engine.observability.alert_acks import acknowledge
+
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown"
+    done = acknowledge(get_engine().db, fingerprint, comment, actor=f"{ACTOR}:{who}")
+    if as_json:
+        emit_json(done.to_dict())
+        return
+    click.echo(f"{done.alertname} ({done.fingerprint}) acknowledged by {done.actor}: {done.comment}")

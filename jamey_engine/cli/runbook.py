@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from jamey_engine.cli.common import emit_json, get_engine, progress_bar
+from jamey_engine.cli.runbook_schedule import group as schedule_group
 from jamey_engine.errors import JameyError
 from jamey_engine.runbooks import launch, runs
 
@@ -115,3 +116,6 @@ def cancel(run_id: str) -> None:
     with contextlib.suppress(JameyError):
         record = launch.wait_for_run(engine, run_id, timeout=30)
     click.echo(f"run {record.id}: {record.status}")
+
+
+group.add_command(schedule_group)

@@ -134,6 +134,20 @@ _RECEIVER = EvidenceQuery(
     ("receiver",),
 )
 
+_SCHEDULE_FAILED = EvidenceQuery(
+    "schedule_last_run_failed",
+    "Schedules whose last run failed (1) or succeeded (0)",
+    "max by (schedule, runbook) (runbook_schedule_last_run_failed{sel})",
+    ("schedule", "runbook"),
+)
+_SCHEDULE_SUCCESS_AGE = EvidenceQuery(
+    "schedule_success_age",
+    "Seconds since each schedule's last successful run",
+    "time() - max by (schedule, runbook) (runbook_schedule_last_success_timestamp_seconds{sel})",
+    ("schedule", "runbook"),
+    "seconds",
+)
+
 _BY_FAMILY: dict[str, tuple[EvidenceQuery, ...]] = {
     "service_down": (_UP, _RSS, _CPU),
     "error_rate": (_ERRORS, _ERROR_ROUTES, _REQUESTS),
@@ -152,6 +166,7 @@ _BY_FAMILY: dict[str, tuple[EvidenceQuery, ...]] = {
     "disk_nearly_full": (_DISK, _DISK_FREE, _INDEX),
     "key_expiring": (_KEY_EXPIRY,),
     "alert_receiver_failing": (_RECEIVER, _UP),
+    "scheduled_runbook": (_SCHEDULE_FAILED, _SCHEDULE_SUCCESS_AGE),
 }
 
 FAMILIES = tuple(_BY_FAMILY)

@@ -151,6 +151,7 @@ class EngineCollector(Collector):
             self._keys,
             self._alerts,
             self._runbooks,
+            self._schedules,
             self._disk,
         ]
         if self.per_process:
@@ -348,6 +349,11 @@ class EngineCollector(Collector):
         for runbook, seconds in sorted(stats.last_duration_seconds.items()):
             duration.add_metric([runbook], seconds)
         yield duration
+
+    def _schedules(self) -> Iterator[Metric]:
+        from jamey_engine.observability.schedule_metrics import schedule_families
+
+        yield from schedule_families(self.engine.db)
 
     def _mqtt(self) -> Iterator[Metric]:
         events = self.engine.events

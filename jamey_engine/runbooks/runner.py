@@ -258,6 +258,14 @@ def _record(engine: Engine, run: runs.RunRecord, status: str, seconds: float, er
     from jamey_engine import oplog
 
     detail = f"{run.runbook} run {run.id}: {status}" + (f" ({error})" if error else "")
+    event: dict[str, Any] = {"runbook": run.runbook, "run": run.id, "status": status, "actor": run.actor}
+    if run.actor == "schedule":  # which schedule started it, for whoever listens for failures
+        from jamey_engine.runbooks.schedules import schedule_of_run
+
+        try:
+            event["schedule"] = schedule_of_run(engine.db, run.id)
+        except Exception:
+            log.warning("run %s: its schedule could not be read", run.id, exc_info=True)
     oplog.record(
         engine.db,
         engine.events,
@@ -266,7 +274,7 @@ def _record(engine: Engine, run: runs.RunRecord, status: str, seconds: float, er
         seconds,
         detail=detail,
         actor=run.actor,
-        event={"runbook": run.runbook, "run": run.id, "status": status, "actor": run.actor},
+        event=event,
     )
 
 

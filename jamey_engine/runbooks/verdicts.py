@@ -184,6 +184,16 @@ def _receiver(f: Facts) -> str:
     return f"Alertmanager failed {total:.0f} webhook deliveries in 15 minutes{key_text}."
 
 
+def _scheduled_runbook(f: Facts) -> str:
+    failed = _top(f.get("schedule_last_run_failed"))
+    if failed is not None and failed[1] >= 1:
+        return f"The last scheduled run of {failed[0]} failed: its error is in the run (Runbooks page)."
+    oldest = _top(f.get("schedule_success_age"))
+    if oldest is not None:
+        return f"No scheduled run of {oldest[0]} succeeded for {_ago(oldest[1])}: its runs fail, or the service was down."
+    return "No schedule reports a run yet: the schedule is new, paused, or the service is not running."
+
+
 RULES: dict[str, Callable[[Facts], str]] = {
     "service_down": _service_down,
     "error_rate": _error_rate,
@@ -202,6 +212,7 @@ RULES: dict[str, Callable[[Facts], str]] = {
     "disk_nearly_full": _disk,
     "key_expiring": _key,
     "alert_receiver_failing": _receiver,
+    "scheduled_runbook": _scheduled_runbook,
 }
 
 

@@ -35,11 +35,14 @@ from jamey_engine.service.contract import content_limits
 from jamey_engine.service.errors import ERROR_RESPONSES, install_error_handler
 from jamey_engine.service.fastpath import FastPath
 from jamey_engine.service.middleware import BodySizeLimit, RateLimitDefaults, ServiceMiddleware
+from jamey_engine.service.routes_acks import router as acks_router
 from jamey_engine.service.routes_admin import router as admin_router
 from jamey_engine.service.routes_alerts import router as alerts_router
 from jamey_engine.service.routes_memory import router as memory_router
 from jamey_engine.service.routes_retention import router as retention_router
 from jamey_engine.service.routes_runbooks import router as runbooks_router
+from jamey_engine.service.routes_schedules import document_schedule_body
+from jamey_engine.service.routes_schedules import router as schedules_router
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -155,7 +158,12 @@ def _flush(engine: Engine) -> None:
 
 def _start_schedules(engine: Engine) -> list[Any]:
     """The scheduled jobs of this process, each behind its lease (only the holder runs it)."""
-    from jamey_engine.service.scheduler import BackupScheduler, RetentionScheduler, SchedulerLease
+    from jamey_engine.service.scheduler import (
+        BackupScheduler,
+        RetentionScheduler,
+        RunbookScheduler,
+        SchedulerLease,
+    )
 
     schedules: list[Any] = []
     interval = engine.settings.backup_interval
@@ -165,6 +173,10 @@ def _start_schedules(engine: Engine) -> list[Any]:
         log.info("scheduled backups every %s (in whichever worker holds %s)", interval, lease.path.name)
     if engine.settings.retention_interval is not None:  # runs in the process holding its own lock
         schedules.append(RetentionScheduler(engine, engine.settings.retention_interval).start())
+    # Runbook schedules (the shipped ones are paused): only the worker holding the lease runs them.
+    schedules.append(
+        RunbookScheduler(engine, lease=SchedulerLease(engine.settings.data_dir, "runbooks")).start()
+    )
     return schedules
 
 
@@ -219,7 +231,9 @@ def create_app(
     app.include_router(memory_router)
     app.include_router(admin_router)
     app.include_router(alerts_router)
+    app.include_router(acks_router)
     app.include_router(retention_router)
+    app.include_router(schedules_router)
     app.include_router(runbooks_router)
     outer: dict[str, Any] = {
         "metrics": service_metrics,
@@ -272,6 +286,9 @@ def _document_security(app: FastAPI, max_content_bytes: int) -> None:
             schema = build()
             schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
             content_limits(schema, max_content_bytes)
+            from jamey_engine.runbooks.launch import catalog
+
+            document_schedule_body(schema, catalog(app.state.engine))
             app.openapi_schema = schema
         return app.openapi_schema
 

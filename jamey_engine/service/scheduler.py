@@ -272,3 +272,82 @@ class RetentionScheduler:
         if self._lock_fd is not None and not self._thread.is_alive():
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+# How often the runbook schedule loop looks for due schedules at most (a schedule added by the
+# CLI or another worker is seen this soon); it wakes earlier for a slot that comes before.
+RUNBOOK_SCHEDULE_POLL_SECONDS = 5.0
+
+
+class RunbookScheduler:
+    """A daemon thread that starts the runs of due runbook schedules (runbooks/schedules.py).
+
+    Behind a ``lease`` (one per worker, as for backups) only the holder starts runs, so of
+    several workers exactly one does, and another takes over within ``lease_retry`` seconds when
+    it dies. Each pass claims every due schedule (a conditional UPDATE, so a slot is started once
+    even if two passes raced) and starts its run with actor ``schedule``; a slot missed while the
+    service was down is due at the first pass and runs once.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        lease: SchedulerLease | None = None,
+        lease_retry: float = LEASE_RETRY_SECONDS,
+        poll: float = RUNBOOK_SCHEDULE_POLL_SECONDS,
+    ) -> None:
+        self.engine = engine
+        self.lease = lease
+        self.lease_retry = lease_retry
+        self.poll = poll
+        self.started: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="jamey-runbook-schedules", daemon=True)
+
+    def start(self) -> RunbookScheduler:
+        """Start the loop (its first pass runs at once once the lease is held)."""
+        self._thread.start()
+        return self
+
+    def run_once(self) -> list[str]:
+        """One pass: start the due schedules' runs; their ids. Never raises (failures are logged)."""
+        from jamey_engine.runbooks.schedules import run_due
+
+        try:
+            started = run_due(self.engine)
+        except Exception as err:
+            log.error("runbook schedules pass failed: %s: %s", type(err).__name__, err)
+            return []
+        self.started.extend(started)
+        return started
+
+    def delay(self) -> float:
+        """Seconds until the next pass: the earliest slot, at most ``poll``."""
+        from jamey_engine.runbooks.schedules import next_due_at
+
+        try:
+            due = next_due_at(self.engine.db)
+        except Exception:
+            return self.poll
+        if due is None:
+            return self.poll
+        return min(self.poll, max(0.0, (due - utcnow()).total_seconds()) + 0.05)
+
+    def _loop(self) -> None:
+        if self.lease is not None:
+            while not self.lease.acquire():
+                if self._stop.wait(self.lease_retry):
+                    return
+            log.info("runbook schedules run in this process (pid %d), which holds the lease", os.getpid())
+        delay = 0.0
+        while not self._stop.wait(delay):
+            self.run_once()
+            delay = self.delay()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the loop to end, wait up to ``timeout`` s, then give up the lease if held."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self.lease is not None and not self._thread.is_alive():
+            self.lease.release()
