@@ -1,15 +1,15 @@
 """The plan store: plans as rows in the database, their status changes and their audit trail.
 
 Every change of status is one conditional UPDATE (``WHERE status IN (...)``), so two processes
-that approve or apply the same plan at once cannot both win. Plans past their expiry are marked
-``expired`` lazily, by whoever reads them next.
+that approve or apply the same plan at once cannot both win. An open plan past its expiry shows
+as ``expired`` to every reader (nothing is written), and no status change starts from it.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -64,30 +64,41 @@ class PlanRecord:
     error: str | None
 
     @classmethod
-    def from_row(cls, row: Plan) -> PlanRecord:
+    def from_row(cls, row: Any, now: datetime) -> PlanRecord:
+        """A record of a plans row (an ORM object or a mapping); an open plan past its expiry
+        at ``now`` shows as ``expired``."""
+        values: Mapping[str, Any] = (
+            row
+            if isinstance(row, Mapping)
+            else {column.name: getattr(row, column.name) for column in _PLANS.c}
+        )
+        status = values["status"]
+        if status in OPEN_STATUSES and values["expires_at"] <= now:
+            status = "expired"
+        result = values["result"]
         return cls(
-            id=row.id,
-            action=row.action,
-            parameters=json.loads(row.parameters),
-            status=row.status,
-            summary=json.loads(row.summary),
-            digest=row.digest,
-            confirm_phrase=row.confirm_phrase,
-            requires_approval=bool(row.requires_approval),
-            planned_by=row.planned_by,
-            planned_by_key=row.planned_by_key,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            decided_by=row.decided_by,
-            decided_by_key=row.decided_by_key,
-            decided_at=row.decided_at,
-            decision_comment=row.decision_comment,
-            applied_by=row.applied_by,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            progress=row.progress,
-            result=json.loads(row.result) if row.result else None,
-            error=row.error,
+            id=values["id"],
+            action=values["action"],
+            parameters=json.loads(values["parameters"]),
+            status=status,
+            summary=json.loads(values["summary"]),
+            digest=values["digest"],
+            confirm_phrase=values["confirm_phrase"],
+            requires_approval=bool(values["requires_approval"]),
+            planned_by=values["planned_by"],
+            planned_by_key=values["planned_by_key"],
+            created_at=values["created_at"],
+            expires_at=values["expires_at"],
+            decided_by=values["decided_by"],
+            decided_by_key=values["decided_by_key"],
+            decided_at=values["decided_at"],
+            decision_comment=values["decision_comment"],
+            applied_by=values["applied_by"],
+            started_at=values["started_at"],
+            finished_at=values["finished_at"],
+            progress=values["progress"],
+            result=json.loads(result) if result else None,
+            error=values["error"],
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,7 +144,7 @@ def insert(db: Database, plan: Plan) -> PlanRecord:
         session.add(plan)
         session.add(_event(plan.id, "planned", plan.planned_by, plan.planned_by_key, plan.action))
         session.flush()
-        return PlanRecord.from_row(plan)
+        return PlanRecord.from_row(plan, utcnow())
 
 
 def _event(plan_id: str, event: str, actor: str, actor_key: str | None, detail: str | None) -> PlanEvent:
@@ -155,40 +166,42 @@ def record_event(
         session.add(_event(plan_id, event, actor, actor_key, detail))
 
 
-def expire_old(db: Database) -> None:
-    """Mark every open plan past its expiry ``expired`` (one indexed UPDATE)."""
+def _status_is(status: str, now: datetime) -> Any:
+    """The WHERE clause for plans whose status, as shown, is ``status`` (open plans past their
+    expiry show as expired without being written)."""
     plans = _PLANS
-    with db.begin() as conn:
-        conn.execute(
-            sa.update(plans)
-            .where(plans.c.status.in_(OPEN_STATUSES), plans.c.expires_at <= utcnow())
-            .values(status="expired")
+    if status == "expired":
+        return sa.or_(
+            plans.c.status == "expired",
+            sa.and_(plans.c.status.in_(OPEN_STATUSES), plans.c.expires_at <= now),
         )
+    if status in OPEN_STATUSES:
+        return sa.and_(plans.c.status == status, plans.c.expires_at > now)
+    return plans.c.status == status
 
 
 def get(db: Database, plan_id: str) -> PlanRecord:
-    """The plan ``plan_id`` (expired when its time has passed). Raises NotFound."""
-    expire_old(db)
-    with db.session() as session:
-        row = session.get(Plan, str(plan_id))
-        if row is None:
-            raise NotFound(f"plan {plan_id!r} does not exist; list plans with `jamey plans list`")
-        return PlanRecord.from_row(row)
+    """The plan ``plan_id`` (shown ``expired`` once its time has passed). Raises NotFound."""
+    with db.connect() as conn:
+        row = conn.execute(sa.select(_PLANS).where(_PLANS.c.id == str(plan_id))).mappings().first()
+    if row is None:
+        raise NotFound(f"plan {plan_id!r} does not exist; list plans with `jamey plans list`")
+    return PlanRecord.from_row(row, utcnow())
 
 
 def list_plans(db: Database, status: str | None = None, limit: int = LIST_LIMIT) -> list[PlanRecord]:
-    """The newest ``limit`` plans (optionally only those in ``status``), newest first.
+    """The newest ``limit`` plans (optionally only those whose status is ``status``), newest first.
 
-    Raises InvalidInput naming an unknown status.
+    Reads only (expiry is applied as the rows are read). Raises InvalidInput naming an unknown status.
     """
     if status is not None and status not in STATUSES:
         raise InvalidInput(f"status {status!r} is not a plan status; use one of: {', '.join(STATUSES)}")
-    expire_old(db)
-    query = sa.select(Plan).order_by(Plan.created_at.desc(), Plan.id.desc()).limit(limit)
+    now = utcnow()
+    query = sa.select(_PLANS).order_by(_PLANS.c.created_at.desc(), _PLANS.c.id.desc()).limit(limit)
     if status is not None:
-        query = query.where(Plan.status == status)
-    with db.session() as session:
-        return [PlanRecord.from_row(row) for row in session.scalars(query)]
+        query = query.where(_status_is(status, now))
+    with db.connect() as conn:
+        return [PlanRecord.from_row(row, now) for row in conn.execute(query).mappings()]
 
 
 def pending_approval_count(db: Database) -> int:
