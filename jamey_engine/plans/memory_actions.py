@@ -70,7 +70,9 @@ class PruneAction(Action):
             "total_to_delete": plan.total_to_delete,
             "total_bytes_to_free": plan.total_bytes_to_free,
         }
-        state = [[p.layer, p.documents, p.to_delete] for p in plan.layers]
+        # What will change: the memories to delete per layer (new memories written meanwhile are
+        # kept by the prune, so they do not make the plan stale; an old one written or deleted does).
+        state = [[p.layer, p.to_delete] for p in plan.layers]
         return Preview(summary, state, plan.phrase, plan)
 
     def change(
@@ -83,6 +85,10 @@ class PruneAction(Action):
         result = {
             "deleted": {r.layer: r.deleted for r in run.results},
             "bytes_freed": sum(max(r.bytes_before - r.bytes_after, 0) for r in run.results),
+            "layers": {
+                r.layer: {"deleted": r.deleted, "bytes_before": r.bytes_before, "bytes_after": r.bytes_after}
+                for r in run.results
+            },
             "note": run.note,
         }
         return Change(result, run)
@@ -134,14 +140,26 @@ class DedupeAction(Action):
             "total_to_delete": plan.total_to_delete,
             "total_bytes_to_free": plan.total_bytes_to_free,
         }
-        state = [[p.layer, p.documents, p.to_delete] for p in plan.layers]
+        state = [[p.layer, len(p.scan.groups), p.to_delete] for p in plan.layers]
         return Preview(summary, state, plan.phrase, plan)
 
     def change(
         self, engine: Engine, params: dict[str, Any], preview: Preview, actor: str, progress: Progress
     ) -> Change:
         run = engine.dedupe(list(preview.native.layer_names), source="plan", actor=actor, progress=progress)
-        result = {"deleted": {r.layer: r.deleted for r in run.results}, "note": run.note}
+        result = {
+            "deleted": {r.layer: r.deleted for r in run.results},
+            "layers": {
+                r.layer: {
+                    "groups": r.groups,
+                    "deleted": r.deleted,
+                    "bytes_before": r.bytes_before,
+                    "bytes_after": r.bytes_after,
+                }
+                for r in run.results
+            },
+            "note": run.note,
+        }
         return Change(result, run)
 
     def verify(self, engine: Engine, params: dict[str, Any], preview: Preview, change: Change) -> Checks:
@@ -164,7 +182,7 @@ class RetentionAction(Action):
         layers = [layer.as_dict() for layer in run.layers]
         total = sum(layer.deleted for layer in run.layers)
         state = [
-            [row["layer"], row["max_age"], row["max_bytes"], row["documents"], row["delete_documents"]]
+            [row["layer"], row["max_age"], row["max_bytes"], row["delete_documents"]]
             for row in layers
         ]
         summary = {"layers": layers, "total_to_delete": total}

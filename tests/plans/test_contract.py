@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from jamey_engine import plans
+from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Conflict, Forbidden, InvalidInput
 from jamey_engine.models import Plan
@@ -62,15 +64,15 @@ def test_apply_needs_the_phrase_then_backs_up_prunes_verifies_and_records_one_pl
 
 
 @pytest.mark.parametrize("meanwhile", ["write", "delete"])
-def test_a_plan_applied_after_the_state_changed_is_refused_as_stale(
+def test_a_plan_applied_after_what_it_would_change_changed_is_refused_as_stale(
     db_engine: Engine, meanwhile: str
 ) -> None:
     add_memories(db_engine)
     planned = plans.plan(db_engine, "prune", {"older_than": "30d", "layer": "working"}, CLI)
-    if meanwhile == "write":
-        db_engine.memory.store("working", "written after the plan")
+    if meanwhile == "write":  # one more memory old enough to be pruned
+        db_engine.memory.store("working", "written after the plan", timestamp=utcnow() - timedelta(days=50))
     else:
-        victim = db_engine.memory.search("working", "new", limit=1)[0]
+        victim = db_engine.memory.search("working", "old", limit=1)[0]
         db_engine.memory.delete("working", victim.id)
     count = db_engine.memory.count("working")
 
@@ -80,6 +82,17 @@ def test_a_plan_applied_after_the_state_changed_is_refused_as_stale(
     assert db_engine.memory.count("working") == count
     assert plans.get_plan(db_engine.db, planned.id).status == "stale"
     assert [op["kind"] for op in recent_operations(db_engine.db)] == []
+
+
+def test_new_memories_written_between_plan_and_apply_are_kept_and_do_not_make_it_stale(
+    db_engine: Engine,
+) -> None:
+    add_memories(db_engine)
+    planned = plans.plan(db_engine, "prune", {"older_than": "30d", "layer": "working"}, CLI)
+    fresh = db_engine.memory.store("working", "written after the plan")
+    done = plans.apply(db_engine, planned.id, planned.confirm_phrase, CLI)
+    assert done.verified and db_engine.memory.get("working", fresh.id).content == "written after the plan"
+    assert db_engine.memory.count("working") == 4
 
 
 def test_bad_input_names_the_field_and_stores_nothing(db_engine: Engine) -> None:
