@@ -44,6 +44,7 @@ class ApplyResult:
     verification: list[dict[str, Any]]
     duration_seconds: float
     secret: str | None = field(default=None, repr=False)
+    native: Any = field(default=None, repr=False, compare=False)  # the engine's own outcome
 
     @property
     def verified(self) -> bool:
@@ -241,7 +242,14 @@ def run_claimed(
     )
     final = store.get(engine.db, plan.id)
     return ApplyResult(
-        final, backup_id, change.result, checks_as_list(checks), verification, duration, change.secret
+        final,
+        backup_id,
+        change.result,
+        checks_as_list(checks),
+        verification,
+        duration,
+        change.secret,
+        change.native,
     )
 
 

@@ -181,10 +181,7 @@ class RetentionAction(Action):
         run = engine.apply_retention(dry_run=True, actor="plan")
         layers = [layer.as_dict() for layer in run.layers]
         total = sum(layer.deleted for layer in run.layers)
-        state = [
-            [row["layer"], row["max_age"], row["max_bytes"], row["delete_documents"]]
-            for row in layers
-        ]
+        state = [[row["layer"], row["max_age"], row["max_bytes"], row["delete_documents"]] for row in layers]
         summary = {"layers": layers, "total_to_delete": total}
         return Preview(summary, state, f"apply retention deleting {total} memories", run)
 

@@ -45,7 +45,7 @@ def test_a_killed_apply_leaves_the_layer_readable_and_the_next_run_finishes(data
 
     env = {**os.environ, "JAMEY_DATA_DIR": str(data_dir)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "jamey_engine", "memory", "retention", "apply"],
+        [sys.executable, "-m", "jamey_engine", "memory", "retention", "apply", "--yes"],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
