@@ -220,6 +220,16 @@ def run_claimed(
         "preflight": checks_as_list(checks),
         "verification": verification,
     }
+    # The record first: a reader that sees the plan applied finds its record too.
+    oplog.record(
+        engine.db,
+        engine.events,
+        "plan",
+        "success" if verified else "failure",
+        duration,
+        detail=f"plan {plan.id} {plan.action}: {who}" + (f": {error}" if error else ""),
+        actor=actor.name,
+    )
     store.transition(
         engine.db,
         plan.id,
@@ -230,15 +240,6 @@ def run_claimed(
         result=json.dumps(body, sort_keys=True, default=str),
         error=error,
         progress=None,
-    )
-    oplog.record(
-        engine.db,
-        engine.events,
-        "plan",
-        "success" if verified else "failure",
-        duration,
-        detail=f"plan {plan.id} {plan.action}: {who}" + (f": {error}" if error else ""),
-        actor=actor.name,
     )
     final = store.get(engine.db, plan.id)
     return ApplyResult(
@@ -262,3 +263,22 @@ def apply(
     """
     plan = claim(engine, plan_id, confirm, actor)
     return run_claimed(engine, plan, actor, progress)
+
+
+def plan_and_apply(
+    engine: Engine, action: str, parameters: dict[str, Any], actor: Actor, progress: Progress | None = None
+) -> ApplyResult:
+    """Plan ``action`` and apply it at once with its own phrase (a door whose user already
+    confirmed, such as an HTTP endpoint that names the change). Raises Conflict naming the plan
+    and how to approve it when JAMEY_APPROVALS holds the action, and every error of
+    :func:`~jamey_engine.plans.planning.plan` and :func:`apply`.
+    """
+    from jamey_engine.plans.planning import plan
+
+    record = plan(engine, action, parameters, actor)
+    if record.status == "pending_approval":
+        raise Conflict(
+            f"plan {record.id} needs approval by a second key; nothing changed. Approve it with "
+            f"POST /admin/plans/{record.id}/approve or jamey plans approve {record.id} --comment TEXT --key-file PATH"
+        )
+    return apply(engine, record.id, record.confirm_phrase, actor, progress)

@@ -38,6 +38,7 @@ from jamey_engine.service.middleware import BodySizeLimit, RateLimitDefaults, Se
 from jamey_engine.service.routes_admin import router as admin_router
 from jamey_engine.service.routes_alerts import router as alerts_router
 from jamey_engine.service.routes_memory import router as memory_router
+from jamey_engine.service.routes_plans import router as plans_router
 from jamey_engine.service.routes_retention import router as retention_router
 from jamey_engine.service.routes_runbooks import router as runbooks_router
 
@@ -217,6 +218,7 @@ def create_app(
     app.include_router(common)
     app.include_router(keyed)
     app.include_router(memory_router)
+    app.include_router(plans_router)
     app.include_router(admin_router)
     app.include_router(alerts_router)
     app.include_router(retention_router)
