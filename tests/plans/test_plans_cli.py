@@ -111,7 +111,9 @@ def test_a_thin_command_stops_with_one_line_when_approval_is_required(
     add_memories(db_engine)
     result = jamey(db_engine.settings, *command, "--yes", env={"JAMEY_APPROVALS": "prune"})
     assert result.returncode == 3, result.stderr
-    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    (line,) = [
+        line for line in result.stderr.splitlines() if not line.startswith("INFO ")
+    ]  # not the migration log
     (pending,) = store.list_plans(db_engine.db, status="pending_approval")
     assert (
         line.startswith(f"plan {pending.id} needs approval") and f"jamey plans approve {pending.id}" in line
