@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from jamey_engine import oplog
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import Conflict, InvalidInput, JameyError
+from jamey_engine.errors import Conflict, JameyError, PhraseMismatch
 from jamey_engine.plans import store
 from jamey_engine.plans.actions import Change, get_action
 from jamey_engine.plans.actors import Actor
@@ -84,7 +84,7 @@ def claim(engine: Engine, plan_id: str, confirm: object, actor: Actor) -> store.
         _check_status(plan)
         if not confirmation_matches(plan.confirm_phrase, confirm):
             given = normalize_phrase(confirm) if confirm is not None else ""
-            raise InvalidInput(
+            raise PhraseMismatch(
                 f"confirm {given!r} does not match plan {plan.id}; type exactly {plan.confirm_phrase!r}"
             )
     except JameyError as err:

@@ -8,10 +8,10 @@ import logging
 import threading
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
-from jamey_engine.errors import InvalidInput
+from jamey_engine.errors import Conflict
 from jamey_engine.plans import store
 from jamey_engine.plans.actors import Actor
 from jamey_engine.plans.applying import claim, run_claimed
@@ -19,6 +19,7 @@ from jamey_engine.plans.approvals import approve, reject
 from jamey_engine.plans.names import ACTIONS, STATUSES
 from jamey_engine.plans.planning import plan
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
+from jamey_engine.service.contract import DURATION_PATTERN, NOT_BLANK_PATTERN
 from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,11 @@ assert set(ActionName.__args__) == set(ACTIONS) and set(StatusName.__args__) == 
 
 # Timestamps as the engine writes them (ISO 8601), so the API's plan JSON is the CLI's, byte for byte.
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
-ParameterValue = (
-    Annotated[str, Field(max_length=500)] | bool | list[Annotated[str, Field(max_length=100)]] | None
-)
+_LAYER = "(?:short_term|long_term|working|episodic|semantic)"
+LAYERS_PATTERN = rf"^(?:all|{_LAYER}(?:,{_LAYER})*)$"
+KEY_ID_PATTERN = r"^[0-9A-Za-z_-]{1,64}$"
+BACKUP_ID_PATTERN = r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$"
+STRICT = ConfigDict(extra="forbid")
 
 router = APIRouter(
     prefix="/admin/plans",
@@ -46,21 +49,123 @@ READ = needs("ops:read")
 WRITE = needs("ops:write")
 
 
-class PlanBody(BaseModel):
-    action: ActionName = Field(description="The action to plan.")
-    parameters: dict[Annotated[str, Field(max_length=40)], ParameterValue] = Field(
-        default_factory=dict,
-        max_length=10,
-        description="The action's parameters (prune: older_than, layer; dedupe: layer; restore: backup_id, "
-        "reenable_keys; backup-delete: backup_id; key-revoke: key_ids; key-rotate: key_id, grace).",
+class PruneParameters(BaseModel):
+    model_config = STRICT
+    older_than: str = Field(
+        pattern=DURATION_PATTERN, description="Delete memories older than this (e.g. 30d)."
+    )
+    layer: str | None = Field(
+        default=None, pattern=LAYERS_PATTERN, description="all (default) or layers, comma separated."
     )
 
 
+class DedupeParameters(BaseModel):
+    model_config = STRICT
+    layer: str | None = Field(
+        default=None, pattern=LAYERS_PATTERN, description="all (default) or layers, comma separated."
+    )
+
+
+class NoParameters(BaseModel):
+    model_config = STRICT
+
+
+class RestoreParameters(BaseModel):
+    model_config = STRICT
+    backup_id: str | None = Field(
+        default=None, pattern=BACKUP_ID_PATTERN, description="Default: the newest backup."
+    )
+    reenable_keys: bool = Field(
+        default=False, description="Bring back keys revoked or rotated since the backup."
+    )
+
+
+class BackupDeleteParameters(BaseModel):
+    model_config = STRICT
+    backup_id: str = Field(pattern=BACKUP_ID_PATTERN, description="The backup to delete.")
+
+
+class KeyRevokeParameters(BaseModel):
+    model_config = STRICT
+    key_ids: list[Annotated[str, Field(pattern=KEY_ID_PATTERN)]] = Field(
+        min_length=1, max_length=100, description="The keys to revoke."
+    )
+
+
+class KeyRotateParameters(BaseModel):
+    model_config = STRICT
+    key_id: str = Field(pattern=KEY_ID_PATTERN, description="The key to rotate.")
+    grace: str | None = Field(
+        default=None, pattern=DURATION_PATTERN, description="Keep the old key this long."
+    )
+
+
+class PrunePlanBody(BaseModel):
+    model_config = STRICT
+    action: Literal["prune"]
+    parameters: PruneParameters
+
+
+class DedupePlanBody(BaseModel):
+    model_config = STRICT
+    action: Literal["dedupe"]
+    parameters: DedupeParameters = Field(default_factory=DedupeParameters)
+
+
+class RetentionPlanBody(BaseModel):
+    model_config = STRICT
+    action: Literal["retention"]
+    parameters: NoParameters = Field(default_factory=NoParameters)
+
+
+class RestorePlanBody(BaseModel):
+    model_config = STRICT
+    action: Literal["restore"]
+    parameters: RestoreParameters = Field(default_factory=RestoreParameters)
+
+
+class BackupDeletePlanBody(BaseModel):
+    model_config = STRICT
+    action: Literal["backup-delete"]
+    parameters: BackupDeleteParameters
+
+
+class KeyRevokePlanBody(BaseModel):
+    model_config = STRICT
+    action: Literal["key-revoke"]
+    parameters: KeyRevokeParameters
+
+
+class KeyRotatePlanBody(BaseModel):
+    model_config = STRICT
+    action: Literal["key-rotate"]
+    parameters: KeyRotateParameters
+
+
+PlanBody = Annotated[
+    PrunePlanBody
+    | DedupePlanBody
+    | RetentionPlanBody
+    | RestorePlanBody
+    | BackupDeletePlanBody
+    | KeyRevokePlanBody
+    | KeyRotatePlanBody,
+    Field(discriminator="action"),
+]
+
+
 class DecisionBody(BaseModel):
-    comment: str = Field(min_length=1, max_length=2000, description="Why the plan is approved or rejected.")
+    model_config = STRICT
+    comment: str = Field(
+        min_length=1,
+        max_length=2000,
+        pattern=NOT_BLANK_PATTERN,
+        description="Why the plan is approved or rejected.",
+    )
 
 
 class ApplyBody(BaseModel):
+    model_config = STRICT
     confirm: str = Field(min_length=1, max_length=500, description="The plan's confirm phrase, exactly.")
 
 
@@ -105,9 +210,10 @@ def _actor(request: Request) -> Actor:
 
 
 @router.post("", status_code=201, response_model=PlanOut, openapi_extra=WRITE)
-def create_plan(body: PlanBody, request: Request) -> PlanOut:
+def create_plan(body: Annotated[PlanBody, Body()], request: Request) -> PlanOut:
     """Plan an action: preflight, what it would change, its digest and confirm phrase; changes nothing."""
-    return _out(plan(engine_of(request), body.action, dict(body.parameters), _actor(request)))
+    parameters = body.parameters.model_dump(exclude_none=True)
+    return _out(plan(engine_of(request), body.action, parameters, _actor(request)))
 
 
 @router.get("", response_model=PlanList, openapi_extra=READ)
@@ -147,7 +253,7 @@ def apply_plan(request: Request, plan_id: PlanId, body: ApplyBody) -> PlanOut:
     engine = engine_of(request)
     actor = _actor(request)
     if store.get(engine.db, plan_id).action == "key-rotate":
-        raise InvalidInput(
+        raise Conflict(
             "a key-rotate plan shows its new key once, so it is applied where the key can be shown: "
             "POST /admin/keys/{key_id}/rotate or jamey plans apply"
         )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from jamey_engine import plans
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
-from jamey_engine.errors import Conflict, Forbidden, InvalidInput
+from jamey_engine.errors import Conflict, Forbidden, InvalidInput, PhraseMismatch
 from jamey_engine.models import Plan
 from jamey_engine.oplog import recent_operations
 from jamey_engine.plans import Actor, store
@@ -43,7 +43,7 @@ def test_apply_needs_the_phrase_then_backs_up_prunes_verifies_and_records_one_pl
 ) -> None:
     add_memories(db_engine)
     planned = plans.plan(db_engine, "prune", {"older_than": "30d", "layer": "working"}, CLI)
-    with pytest.raises(InvalidInput, match="type exactly 'prune 5 memories older than 30d'"):
+    with pytest.raises(PhraseMismatch, match="type exactly 'prune 5 memories older than 30d'"):
         plans.apply(db_engine, planned.id, "prune 4 memories older than 30d", CLI)
     assert db_engine.memory.count("working") == 8
     assert plans.get_plan(db_engine.db, planned.id).status == "planned"

@@ -71,7 +71,7 @@ def test_a_plan_made_over_http_is_the_same_json_the_cli_shows_and_applies_in_the
     wrong = client.post(
         f"/admin/plans/{planned['id']}/apply", json={"confirm": "yes"}, headers=operator.headers
     )
-    assert wrong.status_code == 400 and "type exactly" in wrong.json()["error"]
+    assert wrong.status_code == 409 and "type exactly" in wrong.json()["error"]
     started = client.post(
         f"/admin/plans/{planned['id']}/apply",
         json={"confirm": planned["confirm_phrase"]},
