@@ -118,6 +118,16 @@ def _storage_url(value: str) -> str:
     return value
 
 
+def _approvals(value: str) -> tuple[str, ...]:
+    from jamey_engine.plans.names import ACTIONS
+
+    names = tuple(dict.fromkeys(part.strip().lower() for part in value.split(",") if part.strip()))
+    unknown = [name for name in names if name not in ACTIONS]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not an action; use a comma list of: {', '.join(ACTIONS)}")
+    return names
+
+
 def _choice(*options: str) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value.lower() not in options:
@@ -470,6 +480,20 @@ SETTINGS: tuple[Setting, ...] = (
         _flag,
     ),
     Setting(
+        "JAMEY_APPROVALS",
+        "approvals",
+        "",
+        "Comma list of actions whose plans need a second key's approval before they apply (e.g. restore,prune,dedupe,retention,backup-delete,key-revoke); empty: none. A team should list at least restore.",
+        _approvals,
+    ),
+    Setting(
+        "JAMEY_PLAN_TTL",
+        "plan_ttl",
+        "1h",
+        "How long a plan (and its approval) stays valid; an older one is expired and must be planned again.",
+        _duration,
+    ),
+    Setting(
         "JAMEY_LOG_LEVEL",
         "log_level",
         "INFO",
@@ -538,6 +562,8 @@ class Settings:
     alertmanager_timeout: float
     alert_history_days: int
     auto_diagnose: bool
+    approvals: tuple[str, ...]
+    plan_ttl: timedelta
     log_level: str
     legacy_api_key: str
 
@@ -600,6 +626,8 @@ class Settings:
             elif isinstance(value, timedelta):
                 seconds = value.total_seconds()
                 text = f"{int(seconds)}s" if seconds == int(seconds) else f"{seconds}s"
+            elif isinstance(value, tuple):
+                text = ",".join(value)
             else:
                 text = str(value)
             environ[setting.env] = text

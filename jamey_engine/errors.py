@@ -69,6 +69,13 @@ class Conflict(JameyError):
     status = 409
 
 
+class PhraseMismatch(Conflict):
+    """A confirm phrase that is not the plan's: nothing was changed. A conflict with the plan over
+    HTTP (the request itself is well formed), bad input (exit 2) on the CLI."""
+
+    exit_code = 2
+
+
 class PayloadTooLarge(InvalidInput):
     """A body or a field is over its configured bound."""
 

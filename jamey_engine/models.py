@@ -1,5 +1,5 @@
 """SQLAlchemy 2 models of the Jamey database: API keys, their audit trail, the operation log,
-the memory layers' retention policies with their audit trail, and runbook runs.
+the memory layers' retention policies with their audit trail, runbook runs, and plans.
 
 The schema itself is owned by the Alembic migrations in ``jamey_engine/migrations``; a test
 checks that these models and the migrations agree (autogenerate finds no difference).
@@ -268,6 +268,58 @@ class AlertAcknowledgement(Base):
     actor: Mapped[str] = mapped_column(String(100))
     comment: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Plan(Base):
+    """One planned change (prune, restore, key revocation…): what it will change, its digest,
+    confirm phrase and approval state, and how its apply went (see ``jamey_engine.plans``).
+
+    Not in ``TABLES``: a restore brings back keys and their audit, not the history of plans.
+    """
+
+    __tablename__ = "plans"
+    __table_args__ = (
+        Index("ix_plans_status", "status"),
+        Index("ix_plans_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))
+    parameters: Mapped[str] = mapped_column(Text)  # JSON object
+    status: Mapped[str] = mapped_column(String(20))
+    summary: Mapped[str] = mapped_column(Text)  # JSON object: what will change
+    digest: Mapped[str] = mapped_column(String(64))
+    confirm_phrase: Mapped[str] = mapped_column(Text)
+    requires_approval: Mapped[bool] = mapped_column(default=False)
+    planned_by: Mapped[str] = mapped_column(String(100))
+    planned_by_key: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_by: Mapped[str | None] = mapped_column(String(100))  # the approver (or rejecter)
+    decided_by_key: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decision_comment: Mapped[str | None] = mapped_column(Text)
+    applied_by: Mapped[str | None] = mapped_column(String(100))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    progress: Mapped[str | None] = mapped_column(String(200))
+    result: Mapped[str | None] = mapped_column(Text)  # JSON object: the apply's outcome
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class PlanEvent(Base):
+    """One entry of the plans' audit trail: planned, approved, rejected, refused, applied…"""
+
+    __tablename__ = "plan_events"
+    __table_args__ = (Index("ix_plan_events_plan_id", "plan_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    plan_id: Mapped[str] = mapped_column(String(40))
+    event: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(100))
+    actor_key: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 TABLES: tuple[Table, ...] = (

@@ -23,8 +23,20 @@ log = logging.getLogger(__name__)
 
 # delete: a backup removed (by hand or retention); dedupe: duplicate memories removed;
 # silence: an Alertmanager silence created or expired; retention: memory retention policies applied;
-# rekey: a backup re-encrypted to new recipients; runbook: a notebook run by the runner
-KINDS = ("backup", "restore", "prune", "delete", "dedupe", "silence", "retention", "rekey", "runbook")
+# rekey: a backup re-encrypted to new recipients; runbook: a notebook run by the runner;
+# plan: a plan applied (naming the plan, its planner, approver and applier)
+KINDS = (
+    "backup",
+    "restore",
+    "prune",
+    "delete",
+    "dedupe",
+    "silence",
+    "retention",
+    "rekey",
+    "runbook",
+    "plan",
+)
 STATUSES = ("success", "failure")
 _DETAIL_LIMIT = 2000
 

@@ -134,8 +134,10 @@ if current_id:
                 st.progress(min(1.0, (run.cell_index or 0) / run.cell_count), text=line)
             if run.active:
                 if st.button("Cancel", key="rb_cancel", icon=":material/stop:"):
-                    ui.authorize("ops:write")
-                    launch.cancel_run(engine, run.id)
+                    actor = ui.authorize("ops:write")
+                    session = ui.current_session()
+                    scopes = session.scopes if session is not None else ()
+                    launch.cancel_run(engine, run.id, actor=actor, scopes=scopes)
                     st.toast(f"Cancelling {run.id}…")
                 return
             st.session_state.pop(CURRENT, None)

@@ -117,6 +117,25 @@ def test_operations_recorded_by_another_engine_show_at_the_next_scrape(settings:
         service.close()
 
 
+def test_plans_pending_approval_is_read_from_the_database_at_scrape_time(settings: Settings) -> None:
+    from jamey_engine.plans import Actor, approve, plan
+
+    service = Engine(settings)
+    other = Engine(settings.with_overrides(approvals=("backup-delete",)))  # another front door
+    try:
+        registry = build_registry(service)
+        assert value(registry, "plans_pending_approval") == 0
+        backup = other.vault.create()
+        first = plan(other, "backup-delete", {"backup_id": backup.id}, Actor.cli())
+        plan(other, "backup-delete", {"backup_id": backup.id}, Actor.cli())
+        assert value(registry, "plans_pending_approval") == 2
+        approve(other, first.id, Actor("bob", ("admin",), "bobkey"), "fine")
+        assert value(registry, "plans_pending_approval") == 1
+    finally:
+        other.close()
+        service.close()
+
+
 def test_disk_gauges_describe_the_data_dir_filesystem(engine: Engine) -> None:
     registry = build_registry(engine)
     usage = shutil.disk_usage(engine.settings.data_dir)

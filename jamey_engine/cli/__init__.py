@@ -82,6 +82,7 @@ _COMMAND_MODULES = (
     "alerts",
     "doctor",
     "runbook",
+    "plans",
 )
 
 for _name in _COMMAND_MODULES:

@@ -109,42 +109,46 @@ def verify(backup_id: str) -> None:
 @group.command("restore")
 @click.argument("backup_id", metavar="ID")
 @click.option("--dry-run", is_flag=True, help="Show what would change, change nothing.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--no-safety-backup", is_flag=True, help="Skip the backup of the current state taken first.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--confirm", metavar="PHRASE", default=None, help="The plan's confirm phrase (restore ID).")
+@click.option("--yes", is_flag=True, help="Apply the plan just shown without typing its phrase.")
+@click.option("--reenable-keys", is_flag=True, help="Bring back keys revoked or rotated since the backup.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the plan (dry run) or the apply's result as JSON."
+)
 @click.pass_context
 def restore(
-    ctx: click.Context, backup_id: str, dry_run: bool, yes: bool, no_safety_backup: bool, as_json: bool
+    ctx: click.Context,
+    backup_id: str,
+    dry_run: bool,
+    confirm: str | None,
+    yes: bool,
+    reenable_keys: bool,
+    as_json: bool,
 ) -> None:
-    """Restore a backup: verify, safety backup, stage and check, then switch atomically."""
+    """Restore a backup through a plan: verify, safety backup, stage and check, switch atomically,
+    verify. Keys revoked or rotated since the backup stay so unless --reenable-keys."""
+    from jamey_engine.cli.plans import echo_result, through_plan
+
     vault = get_engine().vault
-    plan = vault.plan_restore(backup_id)
     if dry_run:
+        plan = vault.plan_restore(backup_id)
         if as_json:
             emit_json(_plan_dict(plan))
         else:
             click.echo(f"restoring {plan.backup_id} would change (nothing changed now):")
             _echo_plan(plan)
         return
-    if not yes:
-        _echo_plan(plan)
-        try:
-            confirmed = click.confirm(
-                f"Replace the live memories and keys with backup {plan.backup_id}?", default=False
-            )
-        except click.Abort:
-            confirmed = False
-        if not confirmed:
-            click.echo("restore cancelled; nothing changed (pass --yes to skip this question)", err=True)
-            ctx.exit(1)
-    with progress_bar("restore") as progress:
-        done = vault.restore(backup_id, progress, safety_backup=not no_safety_backup, actor="cli")
+    if not as_json:
+        _echo_plan(vault.plan_restore(backup_id))
+    parameters = {"backup_id": backup_id, "reenable_keys": reenable_keys}
+    result = through_plan(ctx, "restore", parameters, confirm=confirm, yes=yes, quiet=as_json)
     if as_json:
-        emit_json(_plan_dict(done))
+        emit_json(result.as_dict())
         return
-    click.echo(f"backup {done.backup_id} restored")
-    if done.safety_backup_id:
-        click.echo(f"  the previous state is in safety backup {done.safety_backup_id}")
+    click.echo(f"backup {result.result['backup_id']} restored")
+    if result.result.get("safety_backup_id"):
+        click.echo(f"  the previous state is in safety backup {result.result['safety_backup_id']}")
+    echo_result(result)
 
 
 @group.command("rekey")
@@ -158,9 +162,16 @@ def rekey(backup_id: str) -> None:
 
 @group.command("delete")
 @click.argument("backup_id", metavar="ID")
-def delete(backup_id: str) -> None:
-    """Delete one backup."""
-    get_engine().vault.delete(backup_id, actor="cli")
+@click.option(
+    "--confirm", metavar="PHRASE", default=None, help="The plan's confirm phrase (delete backup ID)."
+)
+@click.option("--yes", is_flag=True, help="Apply the plan just shown without typing its phrase.")
+@click.pass_context
+def delete(ctx: click.Context, backup_id: str, confirm: str | None, yes: bool) -> None:
+    """Delete one backup, through a plan."""
+    from jamey_engine.cli.plans import through_plan
+
+    through_plan(ctx, "backup-delete", {"backup_id": backup_id}, confirm=confirm, yes=yes, quiet=True)
     click.echo(f"backup {backup_id} deleted")
 
 

@@ -135,11 +135,23 @@ def show(key_id: str, as_json: bool) -> None:
     metavar="DURATION",
     help="Keep the old key working this long (e.g. 1h) [default: stop at once].",
 )
+@click.option(
+    "--confirm", metavar="PHRASE", default=None, help="The plan's confirm phrase (rotate key NAME)."
+)
+@click.option("--yes", is_flag=True, help="Apply the plan just shown without typing its phrase.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (with id and key of the new key).")
-def rotate(key_id: str, grace: str | None, as_json: bool) -> None:
-    """Replace a key with a new one of the same name, scopes and limit; print the new key once."""
-    grace_period = parse_duration(grace, field="--grace") if grace is not None else None
-    created = get_engine().keys.rotate(key_id, grace=grace_period, actor=ACTOR)
+@click.pass_context
+def rotate(
+    ctx: click.Context, key_id: str, grace: str | None, confirm: str | None, yes: bool, as_json: bool
+) -> None:
+    """Replace a key with a new one of the same name, scopes and limit, through a plan; print the
+    new key once."""
+    from jamey_engine.cli.plans import through_plan
+
+    if grace is not None:
+        parse_duration(grace, field="--grace")
+    parameters = {"key_id": key_id, "grace": grace}
+    created = through_plan(ctx, "key-rotate", parameters, confirm=confirm, yes=yes, quiet=True).native
     if as_json:
         emit_json({"key": created.key, "replaces": key_id, **_info_json(created.info)})
         return
@@ -148,15 +160,24 @@ def rotate(key_id: str, grace: str | None, as_json: bool) -> None:
 
 
 @group.command("revoke")
-@click.argument("key_id")
+@click.argument("key_ids", metavar="KEY_ID...", nargs=-1, required=True)
+@click.option("--confirm", metavar="PHRASE", default=None, help="The plan's confirm phrase.")
+@click.option("--yes", is_flag=True, help="Apply the plan just shown without typing its phrase.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def revoke(key_id: str, as_json: bool) -> None:
-    """Stop a key now."""
-    info = get_engine().keys.revoke(key_id, actor=ACTOR)
+@click.pass_context
+def revoke(
+    ctx: click.Context, key_ids: tuple[str, ...], confirm: str | None, yes: bool, as_json: bool
+) -> None:
+    """Stop one or more keys now, through a plan."""
+    from jamey_engine.cli.plans import through_plan
+
+    through_plan(ctx, "key-revoke", {"key_ids": list(key_ids)}, confirm=confirm, yes=yes, quiet=True)
+    infos = [get_engine().keys.show(key_id) for key_id in key_ids]
     if as_json:
-        emit_json(_info_json(info))
+        emit_json(_info_json(infos[0]) if len(infos) == 1 else [_info_json(info) for info in infos])
         return
-    click.echo(f"revoked API key {info.id} ({info.name})")
+    for info in infos:
+        click.echo(f"revoked API key {info.id} ({info.name})")
 
 
 @group.command("set-limit")

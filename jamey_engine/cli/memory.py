@@ -154,16 +154,35 @@ def growth_command(days: int, as_json: bool) -> None:
         click.echo(f"{day:<10} " + " ".join(f"{counts.get(layer, 0):>11}" for layer in LAYERS))
 
 
+_CONFIRM_HELP = "The plan's confirm phrase (instead of typing it)."
+_YES_HELP = "Apply the plan just shown without typing its phrase."
+
+
 @group.command("prune")
 @click.option("--layer", "layers", multiple=True, help=f"{_LAYER_HELP} Repeatable.")
 @click.option("--all", "all_layers", is_flag=True, help="Prune every layer.")
 @click.option("--older-than", required=True, help="Delete memories older than this duration (e.g. 30d).")
 @click.option("--dry-run", is_flag=True, help="Report what would go; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON keyed by layer.")
+@click.option("--confirm", metavar="PHRASE", default=None, help=_CONFIRM_HELP)
+@click.option("--yes", is_flag=True, help=_YES_HELP)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON keyed by layer (dry run) or the apply's result."
+)
+@click.pass_context
 def prune_command(
-    layers: tuple[str, ...], all_layers: bool, older_than: str, dry_run: bool, as_json: bool
+    ctx: click.Context,
+    layers: tuple[str, ...],
+    all_layers: bool,
+    older_than: str,
+    dry_run: bool,
+    confirm: str | None,
+    yes: bool,
+    as_json: bool,
 ) -> None:
-    """Delete memories older than a duration and reclaim their disk space."""
+    """Delete memories older than a duration and reclaim their disk space, through a plan
+    (preflight, backup first, prune, verify, one record)."""
+    from jamey_engine.cli.plans import echo_result, through_plan
+
     if bool(layers) == all_layers:
         raise InvalidInput("name the layers to prune with --layer, or pass --all (not both)")
     try:
@@ -172,15 +191,20 @@ def prune_command(
         raise InvalidInput(f"--older-than {older_than!r} is too long") from None
     engine = get_engine()
     chosen = None if all_layers else list(layers)
-    note = None
+    if not dry_run:
+        parameters = {"older_than": older_than, "layer": "all" if all_layers else ",".join(layers)}
+        result = through_plan(ctx, "prune", parameters, confirm=confirm, yes=yes, quiet=as_json)
+        if as_json:
+            emit_json(result.as_dict())
+            return
+        for layer, r in result.result["layers"].items():
+            click.echo(
+                f"{layer:<11} deleted {r['deleted']:>10}   bytes {r['bytes_before']} -> {r['bytes_after']}"
+            )
+        echo_result(result)
+        return
     with progress_bar("prune") as progress:
-        if dry_run:
-            results = engine.memory.prune(delta, chosen, dry_run=True, progress=progress)
-        else:  # a real prune is also recorded (operation log, /metrics, event)
-            run = engine.prune(delta, chosen, source="cli", progress=progress)
-            results, note = run.results, run.note
-    if note:
-        click.echo(f"warning: {note}", err=True)
+        results = engine.memory.prune(delta, chosen, dry_run=True, progress=progress)
     if as_json:
         emit_json(
             {
@@ -194,18 +218,32 @@ def prune_command(
             }
         )
         return
-    verb = "would delete" if dry_run else "deleted"
     for r in results:
-        click.echo(f"{r.layer:<11} {verb} {r.deleted:>10}   bytes {r.bytes_before} -> {r.bytes_after}")
+        click.echo(f"{r.layer:<11} would delete {r.deleted:>10}   bytes {r.bytes_before} -> {r.bytes_after}")
 
 
 @group.command("dedupe")
 @click.option("--layer", "layers", multiple=True, help=f"{_LAYER_HELP} Repeatable.")
 @click.option("--all", "all_layers", is_flag=True, help="Dedupe every layer.")
 @click.option("--dry-run", is_flag=True, help="Report the duplicates and the bytes to free; change nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON keyed by layer.")
-def dedupe_command(layers: tuple[str, ...], all_layers: bool, dry_run: bool, as_json: bool) -> None:
-    """Delete exact duplicate memories (ignoring case and whitespace), keeping the oldest of each."""
+@click.option("--confirm", metavar="PHRASE", default=None, help=_CONFIRM_HELP)
+@click.option("--yes", is_flag=True, help=_YES_HELP)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON keyed by layer (dry run) or the apply's result."
+)
+@click.pass_context
+def dedupe_command(
+    ctx: click.Context,
+    layers: tuple[str, ...],
+    all_layers: bool,
+    dry_run: bool,
+    confirm: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Delete exact duplicate memories (ignoring case and whitespace), keeping the oldest of each,
+    through a plan (preflight, backup first, dedupe, verify, one record)."""
+    from jamey_engine.cli.plans import echo_result, through_plan
     from jamey_engine.memory.dedupe import dedupe_layer
     from jamey_engine.memory.layers import check_layers
 
@@ -213,15 +251,20 @@ def dedupe_command(layers: tuple[str, ...], all_layers: bool, dry_run: bool, as_
         raise InvalidInput("name the layers to dedupe with --layer, or pass --all (not both)")
     engine = get_engine()
     chosen = check_layers(None if all_layers else list(layers))
-    note = None
-    with progress_bar("dedupe") as progress:
-        if dry_run:
-            results = [dedupe_layer(engine.memory, layer, dry_run=True) for layer in chosen]
-        else:  # a real dedupe is also recorded (operation log, event)
-            run = engine.dedupe(list(chosen), source="cli", progress=progress)
-            results, note = run.results, run.note
-    if note:
-        click.echo(f"warning: {note}", err=True)
+    if not dry_run:
+        parameters = {"layer": ",".join(chosen)}
+        result = through_plan(ctx, "dedupe", parameters, confirm=confirm, yes=yes, quiet=as_json)
+        if as_json:
+            emit_json(result.as_dict())
+            return
+        for layer, r in result.result["layers"].items():
+            click.echo(
+                f"{layer:<11} deleted {r['deleted']:>10} duplicates in {r['groups']} groups   "
+                f"bytes {r['bytes_before']} -> {r['bytes_after']}"
+            )
+        echo_result(result)
+        return
+    results = [dedupe_layer(engine.memory, layer, dry_run=True) for layer in chosen]
     if as_json:
         emit_json(
             {
@@ -237,10 +280,9 @@ def dedupe_command(layers: tuple[str, ...], all_layers: bool, dry_run: bool, as_
             }
         )
         return
-    verb = "would delete" if dry_run else "deleted"
     for r in results:
         click.echo(
-            f"{r.layer:<11} {verb} {r.deleted:>10} duplicates in {r.groups} groups   "
+            f"{r.layer:<11} would delete {r.deleted:>10} duplicates in {r.groups} groups   "
             f"bytes {r.bytes_before} -> {r.bytes_after}"
         )
 

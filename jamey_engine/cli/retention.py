@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from jamey_engine.cli.common import emit_json, get_engine, progress_bar
+from jamey_engine.cli.common import emit_json, get_engine
 from jamey_engine.memory import LAYERS
 from jamey_engine.retention import PolicyInfo, RetentionRun
 
@@ -112,11 +112,17 @@ def plan_command(as_json: bool) -> None:
 
 
 @group.command("apply")
+@click.option(
+    "--confirm", metavar="PHRASE", default=None, help="The plan's confirm phrase (instead of typing it)."
+)
+@click.option("--yes", is_flag=True, help="Apply the plan just shown without typing its phrase.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON keyed by layer.")
-def apply_command(as_json: bool) -> None:
-    """Apply every layer's policy now (recorded in the operation log as run by cli)."""
-    with progress_bar("retention") as progress:
-        run = get_engine().apply_retention(actor=ACTOR, progress=progress)
+@click.pass_context
+def apply_command(ctx: click.Context, confirm: str | None, yes: bool, as_json: bool) -> None:
+    """Apply every layer's policy now, through a plan (backup first, verify; recorded as run by cli)."""
+    from jamey_engine.cli.plans import through_plan
+
+    run = through_plan(ctx, "retention", {}, confirm=confirm, yes=yes, quiet=as_json).native
     if run.note:
         click.echo(f"warning: {run.note}", err=True)
     _render(run, as_json)

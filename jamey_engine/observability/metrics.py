@@ -152,6 +152,7 @@ class EngineCollector(Collector):
             self._alerts,
             self._runbooks,
             self._schedules,
+            self._plans,
             self._disk,
         ]
         if self.per_process:
@@ -327,6 +328,15 @@ class EngineCollector(Collector):
             "memory_retention_interval_seconds",
             "JAMEY_RETENTION_INTERVAL of this service (0: the schedule is off).",
             value=interval.total_seconds() if interval is not None else 0.0,
+        )
+
+    def _plans(self) -> Iterator[Metric]:
+        from jamey_engine.plans.store import pending_approval_count
+
+        yield GaugeMetricFamily(
+            "plans_pending_approval",
+            "Plans waiting for a second key's approval (unexpired), by any process.",
+            value=float(pending_approval_count(self.engine.db)),
         )
 
     def _runbooks(self) -> Iterator[Metric]:

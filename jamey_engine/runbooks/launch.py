@@ -139,12 +139,20 @@ def wait_for_run(
         time.sleep(poll)
 
 
-def cancel_run(engine: Engine, run_id: str) -> runs.RunRecord:
+def cancel_run(
+    engine: Engine, run_id: str, *, actor: str = "cli", scopes: Iterable[str] | None = None
+) -> runs.RunRecord:
     """Ask run ``run_id`` to stop: its kernel is killed and it ends ``cancelled`` (a runner on
     another host sees the request within a second). Returns the record as it is now.
 
-    Raises NotFound for an unknown run, Conflict when it already finished.
+    Given the caller's key ``scopes`` (the API, the workbench), raises Forbidden unless they grant
+    the scope the run itself needed (``admin`` for a restore that applies): a key that could not
+    start a run cannot stop it halfway. Raises NotFound for an unknown run, Conflict when it
+    already finished.
     """
+    if scopes is not None:
+        existing = runs.get_run(engine.db, run_id)
+        require_scope(actor, tuple(scopes), runbook(engine, existing.runbook).scope_for(existing.parameters))
     run = runs.request_cancel(engine.db, run_id)
     if run.host == socket.gethostname() and run.status == "running" and process_alive(run.pid):
         with contextlib.suppress(ProcessLookupError):

@@ -15,7 +15,7 @@ import secrets
 import shutil
 import socket
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -300,17 +300,28 @@ def cancel_requested(db: Database, run_id: str) -> bool:
     return value is not None
 
 
+# The executed notebooks of runs that changed data are the record of what was done: however many
+# cheap runs follow, those of the last week are never evicted.
+KEEP_CHANGES_FOR = timedelta(days=7)
+
+
 def apply_retention(db: Database, settings: Settings) -> list[str]:
     """Remove the folders of all but the newest ``settings.runbook_keep`` runs (never of an
-    active run); their rows stay, marked ``files_removed``. Returns the ids whose files went."""
+    active run, nor of a run that changed data in the last 7 days); their rows stay, marked
+    ``files_removed``. Returns the ids whose files went."""
     table = _TABLE
     with db.connect() as conn:
         rows = conn.execute(
-            sa.select(table.c.id, table.c.status)
+            sa.select(table.c.id, table.c.status, table.c.changes_data, table.c.created_at)
             .where(table.c.files_removed.is_(False))
             .order_by(table.c.created_at.desc(), table.c.id.desc())
         ).all()
-    old = [row.id for row in rows[settings.runbook_keep :] if row.status not in ACTIVE]
+    since = utcnow() - KEEP_CHANGES_FOR
+    old = [
+        row.id
+        for row in rows[settings.runbook_keep :]
+        if row.status not in ACTIVE and not (row.changes_data and row.created_at > since)
+    ]
     for run_id in old:
         shutil.rmtree(run_dir(settings, run_id), ignore_errors=True)
     if old:

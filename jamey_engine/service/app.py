@@ -39,6 +39,7 @@ from jamey_engine.service.routes_acks import router as acks_router
 from jamey_engine.service.routes_admin import router as admin_router
 from jamey_engine.service.routes_alerts import router as alerts_router
 from jamey_engine.service.routes_memory import router as memory_router
+from jamey_engine.service.routes_plans import router as plans_router
 from jamey_engine.service.routes_retention import router as retention_router
 from jamey_engine.service.routes_runbooks import router as runbooks_router
 from jamey_engine.service.routes_schedules import document_schedule_body
@@ -229,6 +230,7 @@ def create_app(
     app.include_router(common)
     app.include_router(keyed)
     app.include_router(memory_router)
+    app.include_router(plans_router)
     app.include_router(admin_router)
     app.include_router(alerts_router)
     app.include_router(acks_router)

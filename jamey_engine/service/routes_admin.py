@@ -18,6 +18,8 @@ from jamey_engine.durations import parse_duration
 from jamey_engine.keys import KeyManager
 from jamey_engine.keys.manager import NAME_MAX, NAME_PATTERN
 from jamey_engine.keys.scopes import SCOPE_DESCRIPTIONS, SCOPES, Scope
+from jamey_engine.plans.actors import Actor
+from jamey_engine.plans.applying import plan_and_apply
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
 from jamey_engine.service.contract import DURATION_PATTERN, RATE_LIMIT_PATTERN
 from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
@@ -150,16 +152,27 @@ def show_key(request: Request, key_id: KeyId) -> KeyOut:
 def rotate_key(
     request: Request, key_id: KeyId, body: Annotated[RotateBody | None, Body()] = None
 ) -> CreatedKeyOut:
-    """Issue a successor key; the old one keeps working for ``grace`` (default: stops now)."""
+    """Issue a successor key (through a plan); the old one keeps working for ``grace`` (default: stops now)."""
     grace_text = body.grace if body is not None else None
-    grace = parse_duration(grace_text, field="grace") if grace_text else None
-    return _created_out(_keys(request).rotate(key_id, grace=grace, actor=_actor(request)))
+    if grace_text:
+        parse_duration(grace_text, field="grace")
+    done = plan_and_apply(
+        engine_of(request),
+        "key-rotate",
+        {"key_id": key_id, "grace": grace_text},
+        Actor.from_key(current_key(request)),
+    )
+    return _created_out(done.native)
 
 
 @router.post("/keys/{key_id}/revoke", response_model=KeyOut, openapi_extra=ADMIN)
 def revoke_key(request: Request, key_id: KeyId) -> KeyOut:
-    """Revoke a key; it stops working within JAMEY_KEY_CACHE_SECONDS."""
-    return _key_out(_keys(request).revoke(key_id, actor=_actor(request)))
+    """Revoke a key (through a plan: 409 naming it when JAMEY_APPROVALS asks for a second key);
+    it stops working within JAMEY_KEY_CACHE_SECONDS."""
+    plan_and_apply(
+        engine_of(request), "key-revoke", {"key_ids": [key_id]}, Actor.from_key(current_key(request))
+    )
+    return _key_out(_keys(request).show(key_id))
 
 
 @router.get("/audit", response_model=AuditList, openapi_extra=ADMIN)

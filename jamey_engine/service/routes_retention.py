@@ -15,11 +15,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from jamey_engine.memory.layers import Layer
+from jamey_engine.plans.actors import Actor
+from jamey_engine.plans.applying import plan_and_apply
 from jamey_engine.retention import PolicyInfo, RetentionRun
 from jamey_engine.retention.policies import MAX_MAX_BYTES, MIN_MAX_BYTES
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
 from jamey_engine.service.contract import MAX_AGE_PATTERN, MAX_BYTES_PATTERN
-from jamey_engine.service.errors import ERROR_RESPONSES
+from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
 
 router = APIRouter(
     prefix="/admin/retention", tags=["retention"], responses=ERROR_RESPONSES, route_class=KeyedRoute
@@ -184,10 +186,13 @@ def set_policy(layer: LayerName, body: PolicyBody, request: Request) -> PolicyOu
     return _policy(info)
 
 
-@router.post(f"/{APPLY}", response_model=RunOut, openapi_extra=needs("ops:write"))
+@router.post(
+    f"/{APPLY}", response_model=RunOut, openapi_extra=needs("ops:write"), responses=error_responses(409)
+)
 async def apply_now(request: Request) -> RunOut:
-    """Apply every policy now (in a worker thread; writes keep flowing). 503 when a run is in progress."""
+    """Apply every policy now through a plan (backup first, verify; in a worker thread, writes keep
+    flowing). 503 when a run is in progress, 409 naming the plan when a second key must approve."""
     engine = engine_of(request)
-    actor = str(current_key(request).name)
-    run = await run_in_threadpool(lambda: engine.apply_retention(actor=actor))
-    return _run(run)
+    key = Actor.from_key(current_key(request))
+    done = await run_in_threadpool(lambda: plan_and_apply(engine, "retention", {}, key))
+    return _run(done.native)

@@ -104,7 +104,8 @@ def run_html(request: Request, run_id: RunId) -> FileResponse:
 
 @router.post("/runs/{run_id}/cancel", status_code=202, response_model=Started, openapi_extra=WRITE)
 def cancel_run(request: Request, run_id: RunId) -> Started:
-    """Stop a run: its kernel is killed and it ends ``cancelled`` (follow it with GET). 409 when
-    it already finished."""
-    record = launch.cancel_run(engine_of(request), run_id)
+    """Stop a run: its kernel is killed and it ends ``cancelled`` (follow it with GET). 403 unless
+    the key holds the scope the run needed (admin for a restore); 409 when it already finished."""
+    key = current_key(request)
+    record = launch.cancel_run(engine_of(request), run_id, actor=key.name, scopes=key.scopes)
     return Started(id=record.id, status=record.status)

@@ -494,11 +494,18 @@ class Vault:
         safety_backup: bool = True,
         *,
         actor: str | None = None,
+        reenable_keys: bool = False,
     ) -> RestorePlan:
-        """Replace the live memory layers and database rows with a verified backup's.
+        """Replace the live memory layers and database rows with a verified backup's; keys revoked
+        or rotated since the backup stay so unless ``reenable_keys``.
 
         See ``jamey_engine.vault.restore.restore`` for the steps and guarantees.
         """
         return restore_steps.restore(
-            self, backup_id, progress=progress, safety_backup=safety_backup, actor=actor
+            self,
+            backup_id,
+            progress=progress,
+            safety_backup=safety_backup,
+            actor=actor,
+            reenable_keys=reenable_keys,
         )

@@ -33,7 +33,8 @@ import sqlalchemy as sa
 
 from jamey_engine.errors import BackupCorrupt, Busy, JameyError, Unavailable
 from jamey_engine.fsutil import is_no_space, remove_tree
-from jamey_engine.models import Operation
+from jamey_engine.keys.security_state import merge_keys
+from jamey_engine.models import ApiKey, KeyEvent, Operation
 from jamey_engine.progress import Progress, no_progress
 from jamey_engine.vault.catalog import (
     KEYS_TABLE,
@@ -120,15 +121,24 @@ def _check_layers(vault: Vault, layers_dir: Path, manifest: Manifest) -> None:
             )
 
 
-def _switch(vault: Vault, rows: dict[str, list[dict[str, Any]]], layers_dir: Path, previous: Path) -> float:
+def _switch(
+    vault: Vault,
+    rows: dict[str, list[dict[str, Any]]],
+    layers_dir: Path,
+    previous: Path,
+    reenable_keys: bool = False,
+) -> float:
     """Load the rows and install the layers in one transaction; undo the layers if the commit fails.
 
     Returns the time (epoch seconds) the new layers were installed.
 
     The operation log is kept as it is: it is the history of what happened (it feeds the
     /metrics counters), so a restore brings back keys and their audit trail, not old history.
+    Keys keep today's security state and the key audit is appended to, never replaced (see
+    ``keys.security_state.merge_keys``; ``reenable_keys`` brings stopped keys back).
     """
     kept = {"operations": Operation.__table__}
+    current = {"api_keys": ApiKey.__table__, "key_events": KeyEvent.__table__}
     # Hard links of the current layers: the way back if the database commit fails after the switch.
     vault.memory.snapshot(previous)
     switched = False
@@ -140,6 +150,18 @@ def _switch(vault: Vault, rows: dict[str, list[dict[str, Any]]], layers_dir: Pat
             conn.execute(sa.update(Operation).where(sa.false()).values(kind="restore"))
             for name, table in kept.items():
                 rows[name] = [dict(row) for row in conn.execute(sa.select(*table.c)).mappings()]
+            now = {
+                name: [dict(r) for r in conn.execute(sa.select(*t.c)).mappings()]
+                for name, t in current.items()
+            }
+            merged = merge_keys(
+                now["api_keys"],
+                rows.get("api_keys", []),
+                now["key_events"],
+                rows.get("key_events", []),
+                reenable_keys=reenable_keys,
+            )
+            rows["api_keys"], rows["key_events"] = merged.keys, merged.events
             vault.db.load(rows, connection=conn)
             vault.memory.restore_layers(layers_dir)
             switched = True
@@ -168,8 +190,11 @@ def restore(
     progress: Progress | None = None,
     safety_backup: bool = True,
     actor: str | None = None,
+    reenable_keys: bool = False,
 ) -> RestorePlan:
     """Restore ``backup_id`` (see the module docstring); return the plan with the safety backup id.
+
+    Keys revoked or rotated since the backup stay so unless ``reenable_keys``.
 
     Raises InvalidInput/NotFound for a bad id, BackupCorrupt (naming the file) for a damaged
     backup, Busy when another restore runs, Unavailable when the disk fills while staging;
@@ -177,7 +202,9 @@ def restore(
     """
     started = time.monotonic()
     try:
-        plan = _restore(vault, check_backup_id(backup_id), progress or no_progress, safety_backup, actor)
+        plan = _restore(
+            vault, check_backup_id(backup_id), progress or no_progress, safety_backup, actor, reenable_keys
+        )
     except BaseException as err:
         detail = err.message if isinstance(err, JameyError) else f"{type(err).__name__}: {err}"
         vault.record("restore", "failure", started, detail=f"{backup_id}: {detail}", actor=actor)
@@ -188,7 +215,12 @@ def restore(
 
 
 def _restore(
-    vault: Vault, backup_id: str, progress: Progress, safety_backup: bool, actor: str | None
+    vault: Vault,
+    backup_id: str,
+    progress: Progress,
+    safety_backup: bool,
+    actor: str | None,
+    reenable_keys: bool,
 ) -> RestorePlan:
     data_dir = vault.settings.data_dir
     plan = plan_restore(vault, backup_id)
@@ -210,7 +242,7 @@ def _restore(
                 )
                 safety_id = safety.id
             progress(0, 0, "switching")
-            switched_at = _switch(vault, rows, staging / "memory", previous)
+            switched_at = _switch(vault, rows, staging / "memory", previous, reenable_keys)
         except OSError as err:
             if is_no_space(err):
                 raise Unavailable(

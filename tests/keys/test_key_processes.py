@@ -65,7 +65,7 @@ def test_a_revocation_from_the_cli_in_another_process_takes_effect_within_the_bo
         "JAMEY_DATABASE_URL": settings.database_url,
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jamey_engine", "keys", "revoke", created.id],
+        [sys.executable, "-m", "jamey_engine", "keys", "revoke", created.id, "--yes"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -59,11 +59,11 @@ def test_create_list_show_rotate_revoke_and_audit(jamey: Jamey) -> None:
     shown = jamey.json("keys", "show", created["id"])
     assert shown["status"] == "active" and shown["name"] == "ci-bot"
     assert "ci-bot" in jamey.ok("keys", "show", created["id"]).output
-    rotated = jamey.json("keys", "rotate", created["id"], "--grace", "1h")
+    rotated = jamey.json("keys", "rotate", created["id"], "--grace", "1h", "--yes")
     assert rotated["id"] != created["id"] and rotated["key"] != created["key"]
     assert jamey.json("keys", "show", created["id"])["status"] == "rotating"
     assert "limited to 100/minute" in jamey.ok("keys", "set-limit", rotated["id"], "100/minute").output
-    assert "revoked" in jamey.ok("keys", "revoke", created["id"]).output
+    assert "revoked" in jamey.ok("keys", "revoke", created["id"], "--yes").output
     events = jamey.json("keys", "audit")
     assert [e["event"] for e in events] == ["revoked", "rate_limit_changed", "created", "rotated", "created"]
     assert all(e["actor"] == "cli" for e in events)

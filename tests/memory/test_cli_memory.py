@@ -16,8 +16,8 @@ from jamey_engine.memory import LAYERS
 def run(data_dir: Path):  # type: ignore[no-untyped-def]
     runner = CliRunner()
 
-    def invoke(*args: str):  # type: ignore[no-untyped-def]
-        return runner.invoke(cli, ["--data-dir", str(data_dir), "memory", *args])
+    def invoke(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
+        return runner.invoke(cli, ["--data-dir", str(data_dir), "memory", *args], input=input)
 
     return invoke
 
@@ -123,9 +123,15 @@ def test_prune_json_reports_deleted_and_bytes_per_layer(run) -> None:  # type: i
     assert dry.exit_code == 0, dry.output
     assert json.loads(dry.stdout)["working"]["deleted"] == 10
     assert json.loads(run("sizes", "--json").stdout)["working"]["documents"] == 20
-    result = run("prune", "--all", "--older-than", "30d", "--json")
+    refused = run("prune", "--all", "--older-than", "30d", "--json")  # no phrase typed
+    assert refused.exit_code == 1 and "cancelled; nothing changed" in refused.stderr
+    result = run(
+        "prune", "--all", "--older-than", "30d", "--json", "--confirm", "prune 10 memories older than 30d"
+    )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    applied = json.loads(result.stdout)
+    assert applied["status"] == "applied" and applied["verified"] is True and applied["backup_id"]
+    report = applied["result"]["layers"]
     assert list(report) == list(LAYERS)
     assert report["working"]["deleted"] == 10
     assert report["working"]["bytes_after"] < report["working"]["bytes_before"]
@@ -133,9 +139,8 @@ def test_prune_json_reports_deleted_and_bytes_per_layer(run) -> None:  # type: i
         "deleted": 0,
         "bytes_before": report["episodic"]["bytes_before"],
         "bytes_after": report["episodic"]["bytes_before"],
-        "dry_run": False,
     }
-    again = run("prune", "--layer", "working", "--older-than", "30d")
+    again = run("prune", "--layer", "working", "--older-than", "30d", "--yes")
     assert again.exit_code == 0, again.output
     assert "deleted          0" in again.stdout
 
@@ -149,7 +154,7 @@ def test_dedupe_dry_run_reports_then_dedupe_deletes_and_records(run, data_dir: P
     report = json.loads(dry.stdout)["working"]
     assert (report["groups"], report["deleted"], report["dry_run"]) == (2, 3, True)
     assert json.loads(run("sizes", "--json").stdout)["working"]["documents"] == 6
-    result = run("dedupe", "--all")
+    result = run("dedupe", "--all", input="dedupe 3 duplicate memories in all layers\n")
     assert result.exit_code == 0, result.output
     assert "working     deleted          3 duplicates in 2 groups" in result.stdout
     found = json.loads(run("search", "--layer", "working", "--json", "--limit", "10", "*").stdout)

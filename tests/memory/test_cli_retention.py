@@ -63,7 +63,7 @@ def test_plan_changes_nothing_and_apply_removes_and_records(run: Run, data_dir: 
     assert planned.exit_code == 0, planned.output
     plan = json.loads(planned.stdout)["episodic"]
     assert plan["memories"] == 3 and plan["cutoff"] and plan["dry_run"] is True
-    applied = run("apply", "--json")
+    applied = run("apply", "--json", "--yes")
     assert applied.exit_code == 0, applied.output
     assert json.loads(applied.stdout)["episodic"]["memories"] == 3
     engine = _engine(data_dir)

@@ -158,7 +158,7 @@ def test_a_prune_in_another_process_loses_none_of_our_writes(store: MemoryStore,
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        result = _cli(data_dir, "prune", "--layer", "working", "--older-than", "30d", "--json")
+        result = _cli(data_dir, "prune", "--layer", "working", "--older-than", "30d", "--json", "--yes")
     finally:
         stop.set()
         thread.join()

@@ -8,6 +8,7 @@ import signal
 import stat
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
@@ -16,6 +17,7 @@ from helpers import make_settings
 from notebook_factory import make_test_notebooks
 
 from jamey_engine.config import Settings
+from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Conflict, InvalidInput, NotFound
 from jamey_engine.oplog import recent_operations
@@ -240,5 +242,34 @@ def test_retention_keeps_the_newest_runs_and_never_an_active_one(data_dir: Path,
         assert not runs.run_dir(settings, made[1]).exists()
         assert runs.get_run(engine.db, made[1]).to_dict(settings)["notebook"] is None
         assert all(runs.run_dir(settings, run_id).exists() for run_id in made[2:])
+    finally:
+        engine.close()
+
+
+def test_retention_never_evicts_a_run_that_changed_data_in_the_last_week(
+    data_dir: Path, nb_dir: Path
+) -> None:
+    settings: Settings = make_settings(data_dir, JAMEY_NOTEBOOKS_DIR=str(nb_dir), JAMEY_RUNBOOK_KEEP="1")
+    engine = Engine(settings)
+    try:
+
+        def finished(changes_data: bool, age: timedelta = timedelta(0)) -> str:
+            record = runs.create_run(
+                engine.db, runbook="ok", parameters={}, actor="cli", changes_data=changes_data
+            )
+            (runs.make_run_dir(settings, record.id) / runs.NOTEBOOK_FILE).write_text("{}")
+            runs.finish_if_active(engine.db, record.id, "succeeded")
+            runs.update_run(engine.db, record.id, created_at=utcnow() - age)
+            return record.id
+
+        last_month = finished(True, timedelta(days=8))
+        yesterday = finished(True, timedelta(days=1))
+        cheap = [finished(False, timedelta(minutes=10 - n)) for n in range(5)]
+
+        removed = runs.apply_retention(engine.db, settings)
+
+        assert set(removed) == {last_month, *cheap[:-1]}
+        assert runs.run_dir(settings, yesterday).exists()  # changed data this week: kept
+        assert runs.run_dir(settings, cheap[-1]).exists()  # the newest
     finally:
         engine.close()

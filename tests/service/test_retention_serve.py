@@ -111,7 +111,7 @@ def test_writes_through_the_service_during_an_apply_are_all_kept(
         thread.start()
     try:
         time.sleep(0.3)
-        applied = server.jamey("memory", "retention", "apply", "--json")
+        applied = server.jamey("memory", "retention", "apply", "--json", "--yes")
         time.sleep(0.3)
     finally:
         stop.set()

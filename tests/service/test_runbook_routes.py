@@ -101,3 +101,26 @@ def test_prune_through_the_api_dry_run_then_apply_with_the_phrase(
     metrics = client.get("/metrics").text
     assert 'runbook_runs_total{runbook="prune_memories",status="succeeded"} 2.0' in metrics
     assert 'runbook_run_duration_seconds{runbook="prune_memories"}' in metrics
+
+
+def test_an_ops_write_key_cannot_cancel_an_admins_restore_run(make_client: Callable[..., Any]) -> None:
+    from jamey_engine.runbooks import runs
+
+    client, engine = make_client()
+    operator = make_persona(engine, "olga-ops", ("ops:write",))
+    admin = make_persona(engine, "ada-admin", ("admin",))
+    # A restore that applies, queued by an admin (recorded only: no runner needed to be refused).
+    restore = runs.create_run(
+        engine.db,
+        runbook="restore_backup",
+        parameters={"backup_id": "", "dry_run": False, "confirm": "restore x"},
+        actor="ada-admin",
+        changes_data=True,
+    )
+    refused = client.post(f"/admin/runbooks/runs/{restore.id}/cancel", headers=operator.headers)
+    assert refused.status_code == 403, refused.text
+    assert "lacks the scope 'admin'" in refused.json()["error"]
+    assert runs.get_run(engine.db, restore.id).status == "queued"
+    cancelled = client.post(f"/admin/runbooks/runs/{restore.id}/cancel", headers=admin.headers)
+    assert cancelled.status_code == 202, cancelled.text
+    assert cancelled.json()["id"] == restore.id

@@ -68,7 +68,7 @@ def test_a_revocation_by_another_process_takes_effect_within_the_cache_bound(
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.get("/whoami", headers=headers).status_code == 200  # accepted before the revocation
         revoking = subprocess.Popen(
-            [sys.executable, "-m", "jamey_engine", "keys", "revoke", key["id"]],
+            [sys.executable, "-m", "jamey_engine", "keys", "revoke", key["id"], "--yes"],
             env=server.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

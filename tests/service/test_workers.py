@@ -160,7 +160,7 @@ def test_a_revocation_reaches_both_workers_within_the_cache_bound(workers: Runni
 
     with ThreadPoolExecutor(max_workers=8) as pool:  # cache the key in both workers
         assert set(pool.map(lambda _: status(), range(16))) == {200}
-    revoked = workers.jamey("keys", "revoke", key["id"])
+    revoked = workers.jamey("keys", "revoke", key["id"], "--yes")
     assert revoked.returncode == 0, revoked.stderr
     # Checked once the bound has passed (a loaded machine can only make the check later, which
     # the bound allows): no stopwatch on how long the sixteen requests take.

@@ -92,7 +92,7 @@ def test_restore_dry_run_then_yes(engine: Engine, run: Invoke, tmp_path: Path) -
 def test_delete_and_prune(engine: Engine, run: Invoke) -> None:
     fill(engine, per_layer=1)
     ids = [engine.vault.create().id for _ in range(3)]
-    deleted = run("delete", ids[0])
+    deleted = run("delete", ids[0], "--yes")
     assert deleted.exit_code == 0, deleted.output
     pruned = run("prune", "--keep", "1")
     assert pruned.exit_code == 0, pruned.output

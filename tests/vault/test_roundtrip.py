@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from helpers import make_settings
 
 from jamey_engine.engine import Engine
+from jamey_engine.errors import KeyRejected
 from jamey_engine.memory import LAYERS
 from jamey_engine.oplog import operation_summary
 
@@ -22,9 +24,18 @@ def test_restore_brings_back_every_memory_and_key_exactly(db_engine: Engine, tmp
     change_everything(db_engine)
     assert state(db_engine, tmp_path) != before
 
-    plan = db_engine.vault.restore(backup.id)
+    plan = db_engine.vault.restore(backup.id, reenable_keys=True)
 
-    assert state(db_engine, tmp_path) == before
+    after = state(db_engine, tmp_path)
+    assert {k: v for k, v in after.items() if k != "key_events"} == {
+        k: v for k, v in before.items() if k != "key_events"
+    }
+    # The audit is appended to, never replaced: the revocation made after the backup stays in it.
+    assert after["key_events"][: len(before["key_events"])] == before["key_events"]
+    assert [event["event"] for event in after["key_events"][len(before["key_events"]) :]] == [
+        "created",
+        "revoked",
+    ]
     assert plan.safety_backup_id is not None
     assert plan.dry_run is False
     safety = db_engine.vault.verify(plan.safety_backup_id)
@@ -36,13 +47,47 @@ def test_restore_brings_back_every_memory_and_key_exactly(db_engine: Engine, tmp
     assert summary.counts[("backup", "success")] == 2  # the backup and the safety backup
 
 
-def test_a_restored_key_verifies_and_a_restored_revocation_holds(db_engine: Engine, tmp_path: Path) -> None:
+def test_a_key_revoked_after_the_backup_stays_revoked_with_its_audit_after_a_restore(
+    db_engine: Engine,
+) -> None:
+    key = db_engine.keys.create("incident", scopes=("memory:read",))
+    backup = db_engine.vault.create()
+    db_engine.keys.revoke(key.id, actor="oncall")
+    db_engine.vault.restore(backup.id, safety_backup=False)
+    fresh = Engine(db_engine.settings)  # no verification cache carried over
+    try:
+        with pytest.raises(KeyRejected):
+            fresh.keys.verify(key.key)
+        assert fresh.keys.show(key.id).status == "revoked"
+        trail = [(e["event"], e["actor"]) for e in fresh.keys.audit(key_id=key.id)]
+        assert ("revoked", "oncall") in trail
+    finally:
+        fresh.close()
+
+
+def test_a_key_rotated_after_the_backup_stays_rotated_and_its_replacement_works(db_engine: Engine) -> None:
+    key = db_engine.keys.create("rotated", scopes=("memory:read",))
+    backup = db_engine.vault.create()
+    replacement = db_engine.keys.rotate(key.id)
+    db_engine.vault.restore(backup.id, safety_backup=False)
+    fresh = Engine(db_engine.settings)
+    try:
+        with pytest.raises(KeyRejected):
+            fresh.keys.verify(key.key)
+        assert fresh.keys.verify(replacement.key).name == "rotated"
+    finally:
+        fresh.close()
+
+
+def test_reenable_keys_brings_back_a_key_revoked_after_the_backup_and_a_restored_revocation_holds(
+    db_engine: Engine, tmp_path: Path
+) -> None:
     kept = db_engine.keys.create("kept", scopes=("memory:read",))
     revoked = db_engine.keys.create("revoked", scopes=("memory:read",))
     db_engine.keys.revoke(revoked.id)
     backup = db_engine.vault.create()
     db_engine.keys.revoke(kept.id)
-    db_engine.vault.restore(backup.id, safety_backup=False)
+    db_engine.vault.restore(backup.id, safety_backup=False, reenable_keys=True)
     fresh = Engine(db_engine.settings)  # no verification cache carried over
     try:
         assert fresh.keys.verify(kept.key).name == "kept"
