@@ -40,6 +40,12 @@ STALE_TEMP_SECONDS = 60.0
 KEYS_TABLE = "api_keys"
 
 
+def no_space_message(where: Path, snapshot: bool) -> str:
+    """The one-line error for a full disk while snapshotting into, or writing to, ``where``."""
+    doing = "taking the memory snapshot in" if snapshot else "writing backup to"
+    return f"no space left on device while {doing} {where}; free some space and try again"
+
+
 @dataclass(frozen=True)
 class RestorePlan:
     """What a restore changes: documents per layer and key count, ``(now, in the backup)``."""

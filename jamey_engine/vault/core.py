@@ -26,14 +26,13 @@ from jamey_engine.durations import utcnow
 from jamey_engine.errors import BackupCorrupt, InvalidInput, JameyError, NotFound, Unavailable
 from jamey_engine.fsutil import fsync_path, is_no_space, lock_new_file, remove_tree
 from jamey_engine.progress import Progress, no_progress
+from jamey_engine.vault import rekey as rekey_steps
 from jamey_engine.vault import restore as restore_steps
 from jamey_engine.vault.archive import ArchiveWriter, ScanResult, scan_archive
-from jamey_engine.vault.catalog import KEYS_TABLE, BackupInfo, Catalog, RestorePlan
+from jamey_engine.vault.catalog import KEYS_TABLE, BackupInfo, Catalog, RestorePlan, no_space_message
 from jamey_engine.vault.crypto import (
     BackupKeys,
     authenticate,
-    copy_stream,
-    decrypting,
     encrypting,
     is_encrypted,
 )
@@ -72,11 +71,6 @@ def _maybe_encrypting(handle: BinaryIO, keys: BackupKeys) -> Iterator[BinaryIO]:
     with encrypting(handle, keys) as sink:
         yield sink
     handle.flush()
-
-
-def _no_space_message(where: Path, snapshot: bool) -> str:
-    doing = "taking the memory snapshot in" if snapshot else "writing backup to"
-    return f"no space left on device while {doing} {where}; free some space and try again"
 
 
 class Vault:
@@ -210,7 +204,7 @@ class Vault:
             remove_tree(staging)
             if isinstance(err, OSError):
                 if is_no_space(err):
-                    raise Unavailable(_no_space_message(where, where != backup_dir)) from None
+                    raise Unavailable(no_space_message(where, where != backup_dir)) from None
                 raise Unavailable(
                     f"could not write backup to {where}: {err.strerror or err}"
                     + (f" ({err.filename})" if err.filename else "")
@@ -357,78 +351,13 @@ class Vault:
         self.scan(backup_id, progress)
         return self.get(backup_id)
 
-    # -- rekey ---------------------------------------------------------------------------------
+    # -- rekey (rekey.py) ----------------------------------------------------------------------
     def rekey(
         self, backup_id: str, progress: Progress | None = None, *, actor: str | None = None
     ) -> BackupInfo:
         """Re-encrypt ``backup_id`` to the current JAMEY_BACKUP_RECIPIENTS (or passphrase);
-        a plain backup gets encrypted. Returns the new BackupInfo.
-
-        Atomic: the new archive is written beside the old one, fsynced and renamed over it,
-        so at every moment one complete backup is listed. The old archive is decrypted with
-        the current identity and authenticated as it streams; any failure leaves it as it was.
-        Raises InvalidInput when no recipient or passphrase is set, BackupLocked without a
-        usable identity, BackupCorrupt when the old archive fails authentication, NotFound,
-        and Unavailable when the disk fills.
-        """
-        started = time.monotonic()
-        try:
-            info = self._rekey(check_backup_id(backup_id), progress or no_progress)
-        except BaseException as err:
-            detail = err.message if isinstance(err, JameyError) else f"{type(err).__name__}: {err}"
-            self.record("rekey", "failure", started, detail=f"{backup_id}: {detail}", actor=actor)
-            raise
-        self.record("rekey", "success", started, size_bytes=info.size_bytes, detail=backup_id, actor=actor)
-        return info
-
-    def _rekey(self, backup_id: str, progress: Progress) -> BackupInfo:
-        keys = self.backup_keys()
-        if not keys.encrypts:
-            raise InvalidInput(
-                "set JAMEY_BACKUP_RECIPIENTS (or JAMEY_BACKUP_PASSPHRASE_FILE) to the keys to "
-                f"re-encrypt backup {backup_id} to"
-            )
-        info = self.get(backup_id)
-        source = info.path
-        target = self.catalog.archive_path(backup_id, encrypted=True)
-        partial = self.catalog.partial_path(backup_id)
-        label = f"backup {backup_id}"
-        fd: int | None = None
-        try:
-            fd = lock_new_file(partial)
-            progress(0, info.size_bytes, "re-encrypting")
-            with open(fd, "wb", closefd=False) as handle, encrypting(handle, keys) as sink:
-                if is_encrypted(source):
-                    with decrypting(source, keys, label) as (plain, _):
-                        copy_stream(plain, sink)
-                else:
-                    with open(source, "rb") as plain_file:
-                        copy_stream(plain_file, sink)
-            os.fsync(fd)
-            size = os.fstat(fd).st_size
-            os.replace(partial, target)
-            fsync_path(self.settings.backup_dir)
-        except BaseException as err:
-            remove_tree(partial)
-            if isinstance(err, OSError):
-                if is_no_space(err):
-                    raise Unavailable(_no_space_message(self.settings.backup_dir, False)) from None
-                raise Unavailable(f"could not re-encrypt {label}: {err.strerror or err}") from None
-            raise
-        finally:
-            if fd is not None:
-                os.close(fd)
-        if source != target:
-            source.unlink(missing_ok=True)
-            fsync_path(self.settings.backup_dir)
-        data = self.catalog.read_sidecar(backup_id) or {}
-        manifest = self.catalog.sidecar_manifest(backup_id)
-        if manifest is not None:
-            verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
-            self.catalog.write_sidecar(manifest, size, verify, "rekey")
-        progress(size, size, "re-encrypted")
-        log.info("backup %s re-encrypted to %d recipient(s)", backup_id, len(keys.recipients))
-        return self.get(backup_id)
+        see ``jamey_engine.vault.rekey.rekey`` for the guarantees and errors."""
+        return rekey_steps.rekey(self, backup_id, progress, actor=actor)
 
     # -- delete and retention ------------------------------------------------------------------
     def delete(self, backup_id: str, *, actor: str | None = None) -> None:
