@@ -216,6 +216,13 @@ SETTINGS: tuple[Setting, ...] = (
         _text,
     ),
     Setting(
+        "JAMEY_BACKUP_SIGNING_KEY_FILE",
+        "backup_signing_key_file",
+        "",
+        "File holding the server key that signs every backup's manifest (HMAC-SHA256); generated 0600 on first use; must lie outside the backup directory; empty means $JAMEY_DATA_DIR/backup-signing.key. Keep a copy with the emergency kit.",
+        _text,
+    ),
+    Setting(
         "JAMEY_ALLOW_SHARED_DATA_DIR",
         "allow_shared_data_dir",
         "0",
@@ -493,6 +500,7 @@ class Settings:
     backup_recipients: str
     backup_passphrase_file: str
     backup_identity_file: str
+    backup_signing_key_file: Path
     allow_shared_data_dir: bool
     host: str
     port: int
@@ -560,6 +568,11 @@ class Settings:
             Path(values["backup_dir"]).expanduser().absolute()
             if values["backup_dir"]
             else data_dir / "backups"
+        )
+        values["backup_signing_key_file"] = (
+            Path(values["backup_signing_key_file"]).expanduser().absolute()
+            if values["backup_signing_key_file"]
+            else data_dir / "backup-signing.key"
         )
         if not values["workbench_url"]:
             values["workbench_url"] = f"http://127.0.0.1:{values['workbench_port']}"

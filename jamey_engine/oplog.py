@@ -24,7 +24,19 @@ log = logging.getLogger(__name__)
 # delete: a backup removed (by hand or retention); dedupe: duplicate memories removed;
 # silence: an Alertmanager silence created or expired; retention: memory retention policies applied;
 # rekey: a backup re-encrypted to new recipients; runbook: a notebook run by the runner
-KINDS = ("backup", "restore", "prune", "delete", "dedupe", "silence", "retention", "rekey", "runbook")
+KINDS = (
+    "backup",
+    "restore",
+    "prune",
+    "delete",
+    "dedupe",
+    "silence",
+    "retention",
+    "rekey",
+    "runbook",
+    "verify",
+    "pull",
+)
 STATUSES = ("success", "failure")
 _DETAIL_LIMIT = 2000
 

@@ -32,6 +32,7 @@ def _info_dict(info: BackupInfo) -> dict[str, object]:
         "verified_at": info.verified_at,
         "problem": info.problem,
         "encrypted": info.encrypted,
+        "signed": info.signed,
     }
 
 
@@ -42,6 +43,7 @@ def _plan_dict(plan: RestorePlan) -> dict[str, object]:
         "layers": {layer: {"now": now, "backup": then} for layer, (now, then) in plan.layers.items()},
         "keys": {"now": plan.keys[0], "backup": plan.keys[1]},
         "safety_backup_id": plan.safety_backup_id,
+        "signed": plan.signed,
     }
 
 
@@ -97,12 +99,19 @@ def list_backups(as_json: bool) -> None:
         )
 
 
+TRUST_UNSIGNED_HELP = (
+    "Accept a backup made before backups were signed (admin; recorded in the operation log). "
+    "Only for a backup known to be genuine: an unsigned archive can be forged."
+)
+
+
 @group.command("verify")
 @click.argument("backup_id", metavar="ID")
-def verify(backup_id: str) -> None:
-    """Recompute every checksum of a backup; exit non-zero naming the damaged file."""
+@click.option("--trust-unsigned", is_flag=True, help=TRUST_UNSIGNED_HELP)
+def verify(backup_id: str, trust_unsigned: bool) -> None:
+    """Check the manifest's signature and recompute every checksum; exit non-zero naming the damaged file."""
     with progress_bar("verify") as progress:
-        info = get_engine().vault.verify(backup_id, progress)
+        info = get_engine().vault.verify(backup_id, progress, trust_unsigned=trust_unsigned, actor="cli")
     click.echo(f"backup {info.id} is ok: {info.files} files, {_size(info.total_bytes)} checked")
 
 
@@ -112,13 +121,25 @@ def verify(backup_id: str) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--no-safety-backup", is_flag=True, help="Skip the backup of the current state taken first.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--trust-unsigned", is_flag=True, help=TRUST_UNSIGNED_HELP)
 @click.pass_context
 def restore(
-    ctx: click.Context, backup_id: str, dry_run: bool, yes: bool, no_safety_backup: bool, as_json: bool
+    ctx: click.Context,
+    backup_id: str,
+    dry_run: bool,
+    yes: bool,
+    no_safety_backup: bool,
+    as_json: bool,
+    trust_unsigned: bool,
 ) -> None:
     """Restore a backup: verify, safety backup, stage and check, then switch atomically."""
     vault = get_engine().vault
     plan = vault.plan_restore(backup_id)
+    if not plan.signed and not as_json:
+        note = (
+            "restoring it needs --trust-unsigned" if not trust_unsigned else "trusted with --trust-unsigned"
+        )
+        click.echo(f"backup {plan.backup_id} is unsigned (made before backups were signed): {note}", err=True)
     if dry_run:
         if as_json:
             emit_json(_plan_dict(plan))
@@ -138,7 +159,13 @@ def restore(
             click.echo("restore cancelled; nothing changed (pass --yes to skip this question)", err=True)
             ctx.exit(1)
     with progress_bar("restore") as progress:
-        done = vault.restore(backup_id, progress, safety_backup=not no_safety_backup, actor="cli")
+        done = vault.restore(
+            backup_id,
+            progress,
+            safety_backup=not no_safety_backup,
+            actor="cli",
+            trust_unsigned=trust_unsigned,
+        )
     if as_json:
         emit_json(_plan_dict(done))
         return

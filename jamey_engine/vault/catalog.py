@@ -57,6 +57,7 @@ class RestorePlan:
     safety_backup_id: str | None = None
     dry_run: bool = True
     switched_at: float | None = None  # epoch seconds when the new layers were installed
+    signed: bool = True  # False: the backup is unsigned and restores only with --trust-unsigned
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class BackupInfo:
     problem: str | None = None
     tables: dict[str, int] = field(default_factory=dict)
     encrypted: bool = False
+    signed: bool = False  # the catalog holds a manifest signature (checked on verify and restore)
 
 
 def _id_time(backup_id: str) -> datetime:
@@ -134,10 +136,26 @@ class Catalog:
 
     # -- sidecars ----------------------------------------------------------------------------
     def write_sidecar(
-        self, manifest: Manifest, archive_size: int, verify: dict[str, Any] | None, purpose: str
+        self,
+        manifest: Manifest,
+        archive_size: int,
+        verify: dict[str, Any] | None,
+        purpose: str,
+        **fields: Any,
     ) -> None:
-        """Write the catalog entry of a backup durably (temporary, fsync, rename)."""
-        data = {"manifest": manifest.to_dict(), "archive_size": archive_size, "verify": verify}
+        """Write the catalog entry of a backup durably (temporary, fsync, rename).
+
+        Other fields of the existing entry (the signature, say) are kept unless ``purpose`` is
+        "create"; ``fields`` (JSON-ready) set or replace some.
+        """
+        kept = {} if purpose == "create" else (self.read_sidecar(manifest.id) or {})
+        data = {
+            **kept,
+            "manifest": manifest.to_dict(),
+            "archive_size": archive_size,
+            "verify": verify,
+            **fields,
+        }
         raw = json.dumps(data, indent=1, sort_keys=True).encode()
         write_durably(self.sidecar_path(manifest.id), raw, self.sidecar_temp_path(manifest.id, purpose))
 
@@ -229,6 +247,7 @@ class Catalog:
             problem=problem,
             tables=dict(manifest.tables),
             encrypted=archive.name.endswith(ENCRYPTED_SUFFIX),
+            signed=isinstance(data.get("signature"), dict),
         )
 
     # -- cleanup -----------------------------------------------------------------------------

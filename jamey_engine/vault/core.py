@@ -23,27 +23,28 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from jamey_engine import __version__, oplog
 from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import BackupCorrupt, InvalidInput, JameyError, NotFound, Unavailable
+from jamey_engine.errors import InvalidInput, JameyError, NotFound, Unavailable
 from jamey_engine.fsutil import fsync_path, is_no_space, lock_new_file, remove_tree
 from jamey_engine.progress import Progress, no_progress
 from jamey_engine.vault import rekey as rekey_steps
 from jamey_engine.vault import restore as restore_steps
-from jamey_engine.vault.archive import ArchiveWriter, ScanResult, scan_archive
+from jamey_engine.vault import verify as verify_steps
+from jamey_engine.vault.archive import ArchiveWriter, ScanResult
 from jamey_engine.vault.catalog import KEYS_TABLE, BackupInfo, Catalog, RestorePlan, no_space_message
 from jamey_engine.vault.crypto import (
     BackupKeys,
-    authenticate,
     encrypting,
-    is_encrypted,
 )
 from jamey_engine.vault.manifest import (
     DATABASE_NAME,
     MANIFEST_NAME,
     MEMORY_PREFIX,
+    SIGNATURE_NAME,
     Manifest,
     check_backup_id,
     new_backup_id,
 )
+from jamey_engine.vault.signing import load_signing_key
 
 if TYPE_CHECKING:
     from jamey_engine.db import Database
@@ -135,6 +136,7 @@ class Vault:
         except OSError as err:
             raise Unavailable(f"cannot create the backup directory {backup_dir}: {err.strerror}") from None
         keys = self.backup_keys()
+        signer = load_signing_key(self.settings)
         self.catalog.clean_stale()
         now = utcnow()
         backup_id = new_backup_id(now)
@@ -187,12 +189,15 @@ class Vault:
                     label=label,
                 )
                 writer.add_bytes(MANIFEST_NAME, manifest.to_json(), now.timestamp())
+                writer.add_bytes(SIGNATURE_NAME, signer.signature_bytes(manifest), now.timestamp())
                 writer.finish()
             progress(total, total, "syncing")
             os.fsync(fd)
             archive_size = os.fstat(fd).st_size
             remove_tree(staging)
-            self.catalog.write_sidecar(manifest, archive_size, None, "create")
+            self.catalog.write_sidecar(
+                manifest, archive_size, None, "create", signature=signer.sign(manifest)
+            )
             os.replace(partial, archive)
             committed = True
             fsync_path(backup_dir)
@@ -243,57 +248,8 @@ class Vault:
 
     # -- verify --------------------------------------------------------------------------------
     def check_scan(self, backup_id: str, result: ScanResult) -> Manifest:
-        """Compare what a pass over the archive found against its manifest; return the manifest.
-
-        Raises BackupCorrupt naming the first damaged, missing or unexpected member.
-        """
-        catalog_manifest = self.catalog.sidecar_manifest(backup_id)
-        scanned = {member.name: member for member in result.members}
-        if result.manifest is None:
-            if catalog_manifest is not None:
-                for entry in catalog_manifest.files:
-                    member = scanned.get(entry.path)
-                    if member is None or member.sha256 != entry.sha256:
-                        raise BackupCorrupt(
-                            f"backup {backup_id}: {entry.path} is damaged or missing", file=entry.path
-                        )
-            raise BackupCorrupt(f"backup {backup_id}: {MANIFEST_NAME} is missing", file=MANIFEST_NAME)
-        manifest = Manifest.from_json(result.manifest)
-        if manifest.id != backup_id:
-            raise BackupCorrupt(
-                f"backup {backup_id}: its manifest names backup {manifest.id}", file=MANIFEST_NAME
-            )
-        for entry in manifest.files:
-            member = scanned.get(entry.path)
-            if member is None:
-                raise BackupCorrupt(f"backup {backup_id}: {entry.path} is missing", file=entry.path)
-            if member.size != entry.size or member.sha256 != entry.sha256:
-                raise BackupCorrupt(
-                    f"backup {backup_id}: {entry.path} is damaged (SHA-256 {member.sha256[:16]}…, "
-                    f"expected {entry.sha256[:16]}…)",
-                    file=entry.path,
-                )
-        listed = {entry.path for entry in manifest.files} | {MANIFEST_NAME}
-        for member in result.members:
-            if member.name not in listed:
-                raise BackupCorrupt(
-                    f"backup {backup_id}: {member.name} is not in the manifest", file=member.name
-                )
-        return manifest
-
-    def record_verify(self, backup_id: str, manifest: Manifest | None, error: BackupCorrupt | None) -> None:
-        """Store a verification result in the catalog (best effort: a full disk only logs)."""
-        manifest = manifest or self.catalog.sidecar_manifest(backup_id)
-        if manifest is None:
-            return
-        result: dict[str, Any] = {"status": "ok" if error is None else "corrupt", "at": utcnow().isoformat()}
-        if error is not None:
-            result.update(message=error.message, file=error.file)
-        try:
-            size = self.catalog.archive_path(backup_id).stat().st_size
-            self.catalog.write_sidecar(manifest, size, result, "verify")
-        except OSError:
-            log.warning("could not record the verification of backup %s", backup_id, exc_info=True)
+        """Compare what a pass over the archive found against its manifest (see ``verify.check_scan``)."""
+        return verify_steps.check_scan(self, backup_id, result)
 
     def scan(
         self,
@@ -302,54 +258,36 @@ class Vault:
         *,
         extract_to: Path | None = None,
         stage: str = "verifying",
+        trust_unsigned: bool = False,
     ) -> Manifest:
-        """Stream through a backup (optionally extracting it), check every checksum, record the result.
+        """Check a backup's signature and every checksum, optionally extracting it; see
+        ``jamey_engine.vault.verify.scan`` for the passes and the errors."""
+        return verify_steps.scan(
+            self, backup_id, progress, extract_to=extract_to, stage=stage, trust_unsigned=trust_unsigned
+        )
 
-        An encrypted backup is decrypted with JAMEY_BACKUP_IDENTITY_FILE (or the passphrase);
-        when extracting, it is authenticated in full first, so a tampered archive is refused
-        before anything is unpacked. Raises NotFound, BackupCorrupt (naming the damaged file,
-        or "archive" for a failed authentication), BackupLocked (no usable identity: nothing is
-        recorded), or OSError from writing ``extract_to``.
+    def verify(
+        self,
+        backup_id: str,
+        progress: Progress | None = None,
+        *,
+        trust_unsigned: bool = False,
+        actor: str | None = None,
+    ) -> BackupInfo:
+        """Check the manifest's signature and recompute every member's SHA-256 against it;
+        return the (now "ok") BackupInfo.
+
+        Raises NotFound for an unknown backup, BackupUnsigned for an unsigned one (unless
+        ``trust_unsigned``, which is recorded in the operation log with ``actor``), and
+        BackupCorrupt(file=<damaged member>) when the signature is wrong, the archive does not
+        decompress, its tar structure is broken, or a checksum differs.
         """
+        started = time.monotonic()
+        self.scan(backup_id, progress, trust_unsigned=trust_unsigned)
         info = self.get(backup_id)
-        report = progress or no_progress
-        catalog_manifest = self.catalog.sidecar_manifest(backup_id)
-        order = [entry.path for entry in catalog_manifest.files] if catalog_manifest else []
-        keys = self.backup_keys() if is_encrypted(info.path) else None
-        try:
-            if keys is not None and extract_to is not None:
-                # Authenticate the whole file before the first byte is unpacked: age would
-                # only fail at a damaged chunk, after the chunks before it were written out.
-                authenticate(
-                    info.path,
-                    keys,
-                    f"backup {backup_id}",
-                    lambda done, total: report(done, total, "authenticating"),
-                )
-            result = scan_archive(
-                info.path,
-                extract_to=extract_to,
-                keep=lambda name: name != MANIFEST_NAME,
-                expected_order=order,
-                on_progress=lambda done, total: report(done, total, stage),
-                keys=keys,
-                label=f"backup {backup_id}",
-            )
-            manifest = self.check_scan(backup_id, result)
-        except BackupCorrupt as err:
-            self.record_verify(backup_id, None, err)
-            raise
-        self.record_verify(backup_id, manifest, None)
-        return manifest
-
-    def verify(self, backup_id: str, progress: Progress | None = None) -> BackupInfo:
-        """Recompute every member's SHA-256 against the manifest; return the (now "ok") BackupInfo.
-
-        Raises NotFound for an unknown backup and BackupCorrupt(file=<damaged member>) when the
-        archive does not decompress, its tar structure is broken, or a checksum differs.
-        """
-        self.scan(backup_id, progress)
-        return self.get(backup_id)
+        if trust_unsigned and not info.signed:
+            self.record("verify", "success", started, detail=f"{backup_id}: trusted unsigned", actor=actor)
+        return info
 
     # -- rekey (rekey.py) ----------------------------------------------------------------------
     def rekey(
@@ -419,11 +357,17 @@ class Vault:
         safety_backup: bool = True,
         *,
         actor: str | None = None,
+        trust_unsigned: bool = False,
     ) -> RestorePlan:
         """Replace the live memory layers and database rows with a verified backup's.
 
         See ``jamey_engine.vault.restore.restore`` for the steps and guarantees.
         """
         return restore_steps.restore(
-            self, backup_id, progress=progress, safety_backup=safety_backup, actor=actor
+            self,
+            backup_id,
+            progress=progress,
+            safety_backup=safety_backup,
+            actor=actor,
+            trust_unsigned=trust_unsigned,
         )

@@ -215,7 +215,8 @@ def test_jamey_restores_an_archive_made_with_tar_and_age_in_the_documented_layou
     (engine.settings.backup_dir / f"{plain.id}.json").unlink()
     target = engine.settings.backup_dir / f"{plain.id}.tar.zst.age"
     pack = (
-        f"tar --zstd -c -C {layout} database.json memory manifest.json | age -r {key.recipient} -o {target}"
+        f"tar --zstd -c -C {layout} database.json memory manifest.json manifest.sig"
+        f" | age -r {key.recipient} -o {target}"
     )
     subprocess.run(pack, shell=True, check=True)  # noqa: S602 (a shell pipeline is the point)
     engine.close()
