@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jamey_engine.fsutil import is_held, remove_tree, write_durably
+from jamey_engine.fsutil import fsync_path, is_held, remove_tree, write_durably
 from jamey_engine.vault.manifest import ARCHIVE_SUFFIX, ENCRYPTED_SUFFIX, Manifest, is_backup_id
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,8 @@ class Catalog:
         """Write the catalog entry of a backup durably (temporary, fsync, rename).
 
         Other fields of the existing entry (the signature, say) are kept unless ``purpose`` is
-        "create"; ``fields`` (JSON-ready) set or replace some.
+        "create"; ``fields`` (JSON-ready) set or replace some, and a field given as None is
+        removed.
         """
         kept = {} if purpose == "create" else (self.read_sidecar(manifest.id) or {})
         data = {
@@ -156,6 +157,7 @@ class Catalog:
             "verify": verify,
             **fields,
         }
+        data = {name: value for name, value in data.items() if name not in fields or value is not None}
         raw = json.dumps(data, indent=1, sort_keys=True).encode()
         write_durably(self.sidecar_path(manifest.id), raw, self.sidecar_temp_path(manifest.id, purpose))
 
@@ -228,7 +230,9 @@ class Catalog:
                 verified_at = None
             problem = verify.get("message") if status == "corrupt" else None
         expected_size = data.get("archive_size")
-        if isinstance(expected_size, int) and expected_size != size:
+        # While a rekey runs (or after one died mid-way) either archive is a sound backup.
+        accepted = {expected_size, data.get("rekey_from_size")}
+        if isinstance(expected_size, int) and size not in accepted:
             status = "corrupt"
             problem = f"archive is {size} bytes but {expected_size} bytes were written"
         return BackupInfo(
@@ -254,6 +258,44 @@ class Catalog:
     def _running(self, backup_id: str) -> bool:
         return is_held(self.partial_path(backup_id))
 
+    def archive_forms(self, backup_id: str) -> list[Path]:
+        """Every archive file of ``backup_id`` that exists (the plain and the encrypted name)."""
+        forms = (self.archive_path(backup_id, encrypted=False), self.archive_path(backup_id, encrypted=True))
+        return [path for path in forms if path.exists()]
+
+    def settle(self, backup_id: str) -> list[Path]:
+        """Finish what a rekey of ``backup_id`` that died left half done; return removed paths.
+
+        A rekey renames its complete, fsynced encrypted archive into place before it removes
+        the plain one, so when both exist (and no rekey holds the partial) the plain one is
+        the leftover. The catalog's size is then set to the archive that stays.
+        """
+        if self._running(backup_id):
+            return []
+        removed = []
+        plain = self.archive_path(backup_id, encrypted=False)
+        if plain.exists() and self.archive_path(backup_id, encrypted=True).exists():
+            plain.unlink(missing_ok=True)
+            fsync_path(self.backup_dir)
+            removed.append(plain)
+        data = self.read_sidecar(backup_id)
+        manifest = self.sidecar_manifest(backup_id)
+        if data is not None and manifest is not None and "rekey_from_size" in data:
+            try:
+                size = self.archive_path(backup_id).stat().st_size
+            except FileNotFoundError:
+                return removed
+            accepted = size in (data.get("archive_size"), data.get("rekey_from_size"))
+            verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
+            self.write_sidecar(
+                manifest,
+                size if accepted else data.get("archive_size", size),
+                verify,
+                "settle",
+                rekey_from_size=None,
+            )
+        return removed
+
     def clean_stale(self) -> list[Path]:
         """Remove what killed backups left behind; return the removed paths.
 
@@ -262,6 +304,8 @@ class Catalog:
         """
         removed: list[Path] = []
         if self.backup_dir.is_dir():
+            for listed in self.ids():
+                removed.extend(self.settle(listed))
             now = time.time()
             for path in self.backup_dir.iterdir():
                 name = path.name
@@ -270,7 +314,9 @@ class Catalog:
                     backup_id = name[len(TEMP_PREFIX) :].split(".", 1)[0]
                     if self._running(backup_id):
                         continue
-                    short_lived = ".verify-" in name or ".restore-" in name
+                    short_lived = any(
+                        f".{purpose}-" in name for purpose in ("verify", "restore", "settle", "rekey")
+                    )
                     try:
                         if short_lived and now - path.stat().st_mtime < STALE_TEMP_SECONDS:
                             continue

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from jamey_engine import __version__, oplog
 from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import InvalidInput, JameyError, NotFound, Unavailable
+from jamey_engine.errors import Busy, InvalidInput, JameyError, NotFound, Unavailable
 from jamey_engine.fsutil import fsync_path, is_no_space, lock_new_file, remove_tree
 from jamey_engine.progress import Progress, no_progress
 from jamey_engine.vault import rekey as rekey_steps
@@ -299,11 +299,18 @@ class Vault:
 
     # -- delete and retention ------------------------------------------------------------------
     def delete(self, backup_id: str, *, actor: str | None = None) -> None:
-        """Remove a backup's archive and catalog entry, recorded in the operation log (kind
-        ``delete``, by ``actor``); raises NotFound if it does not exist."""
+        """Remove a backup's archives (plain and encrypted) and catalog entry, recorded in the
+        operation log (kind ``delete``, by ``actor``); raises NotFound if it does not exist and
+        Busy while a rekey of it runs."""
         started = time.monotonic()
         info = self.get(backup_id)
-        info.path.unlink(missing_ok=True)
+        if self.catalog._running(backup_id):
+            raise Busy(
+                f"backup {backup_id} is being written or re-encrypted; delete it when that has finished"
+            )
+        # Every form: a rekey that died between its rename and its unlink leaves two.
+        for path in self.catalog.archive_forms(backup_id):
+            path.unlink(missing_ok=True)
         self.catalog.sidecar_path(backup_id).unlink(missing_ok=True)
         fsync_path(self.settings.backup_dir)
         log.info("backup %s deleted", backup_id)

@@ -56,6 +56,9 @@ def _rekey(vault: Vault, backup_id: str, progress: Progress) -> BackupInfo:
     target = vault.catalog.archive_path(backup_id, encrypted=True)
     partial = vault.catalog.partial_path(backup_id)
     label = f"backup {backup_id}"
+    data = vault.catalog.read_sidecar(backup_id) or {}
+    manifest = vault.catalog.sidecar_manifest(backup_id)
+    verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
     fd: int | None = None
     try:
         fd = lock_new_file(partial)
@@ -69,6 +72,11 @@ def _rekey(vault: Vault, backup_id: str, progress: Progress) -> BackupInfo:
                     copy_stream(plain_file, sink)
         os.fsync(fd)
         size = os.fstat(fd).st_size
+        # The catalog accepts either archive from here on, so a crash before, between or
+        # after the rename and the unlink below leaves one listed, sound backup (the next
+        # listing settles the rest: Catalog.settle).
+        if manifest is not None:
+            vault.catalog.write_sidecar(manifest, size, verify, "rekey", rekey_from_size=info.size_bytes)
         os.replace(partial, target)
         fsync_path(vault.settings.backup_dir)
     except BaseException as err:
@@ -84,11 +92,8 @@ def _rekey(vault: Vault, backup_id: str, progress: Progress) -> BackupInfo:
     if source != target:
         source.unlink(missing_ok=True)
         fsync_path(vault.settings.backup_dir)
-    data = vault.catalog.read_sidecar(backup_id) or {}
-    manifest = vault.catalog.sidecar_manifest(backup_id)
     if manifest is not None:
-        verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
-        vault.catalog.write_sidecar(manifest, size, verify, "rekey")
+        vault.catalog.write_sidecar(manifest, size, verify, "rekey", rekey_from_size=None)
     progress(size, size, "re-encrypted")
     log.info("backup %s re-encrypted to %d recipient(s)", backup_id, len(keys.recipients))
     return vault.get(backup_id)
