@@ -223,6 +223,20 @@ SETTINGS: tuple[Setting, ...] = (
         _text,
     ),
     Setting(
+        "JAMEY_BACKUP_REMOTE",
+        "backup_remote",
+        "",
+        "rclone remote path that every backup (archive and sidecar) is copied to and checked on (name:bucket/path, or an on-the-fly :sftp,host=...:path); empty keeps backups local only. Put credentials in JAMEY_RCLONE_CONFIG, never here.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_RCLONE_CONFIG",
+        "rclone_config",
+        "",
+        "rclone configuration file (mode 0600) holding the remote's credentials; given to rclone through RCLONE_CONFIG, never logged or put on a command line.",
+        _text,
+    ),
+    Setting(
         "JAMEY_ALLOW_SHARED_DATA_DIR",
         "allow_shared_data_dir",
         "0",
@@ -501,6 +515,8 @@ class Settings:
     backup_passphrase_file: str
     backup_identity_file: str
     backup_signing_key_file: Path
+    backup_remote: str
+    rclone_config: str
     allow_shared_data_dir: bool
     host: str
     port: int

@@ -36,6 +36,7 @@ KINDS = (
     "runbook",
     "verify",
     "pull",
+    "offsite",
 )
 STATUSES = ("success", "failure")
 _DETAIL_LIMIT = 2000

@@ -206,3 +206,28 @@ def test_the_doctor_creates_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), "doctor"])
     assert result.exit_code == 0, result.output
     assert not data_dir.exists()
+
+
+def test_it_reports_unsigned_backups_the_signing_key_and_the_off_site_state(engine: Engine) -> None:
+    signed = engine.vault.create()
+    assert only(engine.settings, "backup signing").status == doctor.OK
+    assert only(engine.settings, "off-site copies").status == doctor.WARNING  # no remote set
+    assert findings(engine.settings, "unsigned backups") == []
+    sidecar = engine.vault.catalog.sidecar_path(signed.id)
+    entry = json.loads(sidecar.read_text())
+    del entry["signature"]
+    sidecar.write_text(json.dumps(entry))
+    unsigned = only(engine.settings, "unsigned backups")
+    assert (
+        unsigned.status == doctor.WARNING
+        and signed.id in unsigned.detail
+        and "--trust-unsigned" in unsigned.detail
+    )
+    engine.settings.backup_signing_key_file.chmod(0o644)
+    assert only(engine.settings, "signing key permissions").status == doctor.PROBLEM
+    remote = engine.settings.with_overrides(backup_remote="store:backups")
+    off_site = only(remote, "off-site copies")
+    assert (
+        off_site.status == doctor.WARNING
+        and f"the newest backup {signed.id} is not on the remote" in off_site.detail
+    )

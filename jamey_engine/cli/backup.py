@@ -33,6 +33,8 @@ def _info_dict(info: BackupInfo) -> dict[str, object]:
         "problem": info.problem,
         "encrypted": info.encrypted,
         "signed": info.signed,
+        "location": info.location,
+        "remote_checked_at": info.remote_checked_at,
     }
 
 
@@ -79,7 +81,8 @@ def create(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_backups(as_json: bool) -> None:
     """List backups, newest first, with their size and status."""
-    infos = get_engine().vault.list()
+    vault = get_engine().vault
+    infos = vault.list(include_remote=bool(vault.settings.backup_remote))
     if as_json:
         emit_json([_info_dict(info) for info in infos])
         return
@@ -88,14 +91,14 @@ def list_backups(as_json: bool) -> None:
         return
     click.echo(
         f"{'ID':<24} {'CREATED (UTC)':<20} {'SIZE':>10} {'STATUS':<10} {'ENCRYPTED':<9} "
-        f"{'DOCS':>8} {'KEYS':>5}  LABEL"
+        f"{'LOCATION':<8} {'DOCS':>8} {'KEYS':>5}  LABEL"
     )
     for info in infos:
         created = info.created_at.strftime("%Y-%m-%d %H:%M:%S")
         docs = sum(info.documents.values())
         click.echo(
             f"{info.id:<24} {created:<20} {_size(info.size_bytes):>10} {info.status:<10} "
-            f"{'age' if info.encrypted else 'no':<9} {docs:>8} {info.keys:>5}  {info.label}"
+            f"{'age' if info.encrypted else 'no':<9} {info.location:<8} {docs:>8} {info.keys:>5}  {info.label}"
         )
 
 
@@ -134,6 +137,7 @@ def restore(
 ) -> None:
     """Restore a backup: verify, safety backup, stage and check, then switch atomically."""
     vault = get_engine().vault
+    vault.ensure_local(backup_id, trust_unsigned=trust_unsigned, actor="cli")
     plan = vault.plan_restore(backup_id)
     if not plan.signed and not as_json:
         note = (
@@ -172,6 +176,38 @@ def restore(
     click.echo(f"backup {done.backup_id} restored")
     if done.safety_backup_id:
         click.echo(f"  the previous state is in safety backup {done.safety_backup_id}")
+
+
+@group.command("pull")
+@click.argument("backup_id", metavar="ID")
+@click.option("--trust-unsigned", is_flag=True, help=TRUST_UNSIGNED_HELP)
+def pull(backup_id: str, trust_unsigned: bool) -> None:
+    """Fetch a backup that is only on JAMEY_BACKUP_REMOTE into the backup directory, and verify it."""
+    info = get_engine().vault.pull(backup_id, trust_unsigned=trust_unsigned, actor="cli")
+    click.echo(f"backup {info.id} pulled and verified: {info.path}")
+
+
+@group.command("push")
+@click.option("--all", "force", is_flag=True, help="Copy every backup not on the remote, due or not.")
+def push(force: bool) -> None:
+    """Copy to JAMEY_BACKUP_REMOTE the backups whose off-site copy is due (failed ones back off)."""
+    engine = get_engine()
+    if not engine.settings.backup_remote:
+        raise click.ClickException("JAMEY_BACKUP_REMOTE is not set; there is nowhere to copy backups to")
+    states = engine.vault.push(actor="cli", force=force)
+    if not states:
+        click.echo("nothing to copy: every backup is off-site or waiting for its next attempt")
+    failed = 0
+    for backup_id, state in states.items():
+        if state["status"] == "ok":
+            click.echo(f"{backup_id}: copied and checked")
+        else:
+            failed += 1
+            click.echo(
+                f"{backup_id}: failed ({state['error']}); next attempt {state['next_attempt_at']}", err=True
+            )
+    if failed:
+        raise SystemExit(1)
 
 
 @group.command("rekey")

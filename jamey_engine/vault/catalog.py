@@ -80,6 +80,8 @@ class BackupInfo:
     tables: dict[str, int] = field(default_factory=dict)
     encrypted: bool = False
     signed: bool = False  # the catalog holds a manifest signature (checked on verify and restore)
+    location: str = "local"  # "local", "remote" (JAMEY_BACKUP_REMOTE only) or "both"
+    remote_checked_at: datetime | None = None  # when the remote copy was last checked sound
 
 
 def _id_time(backup_id: str) -> datetime:
@@ -204,55 +206,7 @@ class Catalog:
             size = archive.stat().st_size
         except FileNotFoundError:
             return None
-        data = self.read_sidecar(backup_id)
-        manifest = self.sidecar_manifest(backup_id)
-        if data is None or manifest is None:
-            return BackupInfo(
-                id=backup_id,
-                created_at=_id_time(backup_id),
-                size_bytes=size,
-                status="unverified",
-                documents={},
-                keys=0,
-                path=archive,
-                encrypted=archive.name.endswith(ENCRYPTED_SUFFIX),
-                problem="catalog entry missing or unreadable; `jamey backup verify` rebuilds it",
-            )
-        verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
-        status = "unverified"
-        verified_at = None
-        problem = None
-        if verify is not None:
-            status = "ok" if verify.get("status") == "ok" else "corrupt"
-            try:
-                verified_at = datetime.fromisoformat(str(verify.get("at")))
-            except ValueError:
-                verified_at = None
-            problem = verify.get("message") if status == "corrupt" else None
-        expected_size = data.get("archive_size")
-        # While a rekey runs (or after one died mid-way) either archive is a sound backup.
-        accepted = {expected_size, data.get("rekey_from_size")}
-        if isinstance(expected_size, int) and size not in accepted:
-            status = "corrupt"
-            problem = f"archive is {size} bytes but {expected_size} bytes were written"
-        return BackupInfo(
-            id=backup_id,
-            created_at=manifest.created_at,
-            size_bytes=size,
-            status=status,
-            documents=dict(manifest.documents),
-            keys=manifest.keys,
-            path=archive,
-            label=manifest.label,
-            engine_version=manifest.engine_version,
-            total_bytes=manifest.total_bytes,
-            files=len(manifest.files),
-            verified_at=verified_at,
-            problem=problem,
-            tables=dict(manifest.tables),
-            encrypted=archive.name.endswith(ENCRYPTED_SUFFIX),
-            signed=isinstance(data.get("signature"), dict),
-        )
+        return info_from_sidecar(backup_id, archive, size, self.read_sidecar(backup_id))
 
     # -- cleanup -----------------------------------------------------------------------------
     def _running(self, backup_id: str) -> bool:
@@ -342,3 +296,76 @@ class Catalog:
         for path in removed:
             log.info("removed stale backup leftover %s", path)
         return removed
+
+
+def info_from_sidecar(backup_id: str, archive: Path | str, size: int, data: Any) -> BackupInfo:
+    """The BackupInfo of an archive of ``size`` bytes described by sidecar ``data`` (None when
+    missing). A ``str`` archive names a file on the remote only: its location is "remote"."""
+    remote_only = isinstance(archive, str)
+    path = Path(archive)
+    remote: dict[str, Any] = {}
+    if isinstance(data, dict) and isinstance(data.get("remote"), dict):
+        remote = data["remote"]
+    location = "remote" if remote_only else ("both" if remote.get("status") == "ok" else "local")
+    checked_at = _when(remote.get("checked_at"))
+    try:
+        manifest = Manifest.from_dict(data.get("manifest"), source=f"{backup_id}{SIDECAR_SUFFIX}")
+    except Exception:
+        manifest = None
+    if not isinstance(data, dict) or manifest is None:
+        return BackupInfo(
+            id=backup_id,
+            created_at=_id_time(backup_id),
+            size_bytes=size,
+            status="unverified",
+            documents={},
+            keys=0,
+            path=path,
+            encrypted=path.name.endswith(ENCRYPTED_SUFFIX),
+            problem="catalog entry missing or unreadable; `jamey backup verify` rebuilds it",
+            location=location,
+            remote_checked_at=checked_at,
+        )
+    verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
+    status = "unverified"
+    verified_at = None
+    problem = None
+    if verify is not None:
+        status = "ok" if verify.get("status") == "ok" else "corrupt"
+        verified_at = _when(verify.get("at"))
+        problem = verify.get("message") if status == "corrupt" else None
+    expected_size = data.get("archive_size")
+    # While a rekey runs (or after one died mid-way) either archive is a sound backup.
+    accepted = {expected_size, data.get("rekey_from_size")}
+    if isinstance(expected_size, int) and size not in accepted:
+        status = "corrupt"
+        problem = f"archive is {size} bytes but {expected_size} bytes were written"
+    if remote.get("status") == "failed" and problem is None:
+        problem = f"off-site copy failed: {remote.get('error')}"
+    return BackupInfo(
+        id=backup_id,
+        created_at=manifest.created_at,
+        size_bytes=size,
+        status=status,
+        documents=dict(manifest.documents),
+        keys=manifest.keys,
+        path=path,
+        label=manifest.label,
+        engine_version=manifest.engine_version,
+        total_bytes=manifest.total_bytes,
+        files=len(manifest.files),
+        verified_at=verified_at,
+        problem=problem,
+        tables=dict(manifest.tables),
+        encrypted=path.name.endswith(ENCRYPTED_SUFFIX),
+        signed=isinstance(data.get("signature"), dict),
+        location=location,
+        remote_checked_at=checked_at,
+    )
+
+
+def _when(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None

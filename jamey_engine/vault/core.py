@@ -26,6 +26,7 @@ from jamey_engine.durations import utcnow
 from jamey_engine.errors import Busy, InvalidInput, JameyError, NotFound, Unavailable
 from jamey_engine.fsutil import fsync_path, is_no_space, lock_new_file, remove_tree
 from jamey_engine.progress import Progress, no_progress
+from jamey_engine.vault import offsite
 from jamey_engine.vault import rekey as rekey_steps
 from jamey_engine.vault import restore as restore_steps
 from jamey_engine.vault import verify as verify_steps
@@ -127,7 +128,13 @@ class Vault:
             self.record("backup", "failure", started, detail=detail, actor=actor)
             raise
         self.record("backup", "success", started, size_bytes=info.size_bytes, detail=info.id, actor=actor)
-        return info
+        # Off-site copies (this one, and earlier ones whose retry is due); a remote failure is
+        # recorded and retried later, never a failed backup.
+        try:
+            offsite.sync(self, actor=actor)
+        except Exception:
+            log.warning("off-site copy after backup %s failed", info.id, exc_info=True)
+        return self.catalog.info(info.id) or info
 
     def _create(self, progress: Progress, label: str) -> BackupInfo:
         backup_dir = self.settings.backup_dir
@@ -225,13 +232,17 @@ class Vault:
         return info
 
     # -- listing -------------------------------------------------------------------------------
-    def list(self) -> list[BackupInfo]:
+    def list(self, *, include_remote: bool = False) -> list[BackupInfo]:
         """Every finished backup, newest first (removes stale leftovers of killed backups first).
 
-        Never decompresses an archive: reads each catalog sidecar and the archive's size.
+        Never decompresses an archive: reads each catalog sidecar and the archive's size. With
+        ``include_remote`` (and JAMEY_BACKUP_REMOTE set), backups only on the remote are listed
+        too (location "remote"); raises Unavailable when the remote cannot be listed.
         """
         self.catalog.clean_stale()
         infos = [info for info in map(self.catalog.info, self.catalog.ids()) if info is not None]
+        if include_remote:
+            infos.extend(offsite.remote_only(self))
         return sorted(infos, key=lambda info: (info.created_at, info.id), reverse=True)
 
     def get(self, backup_id: str) -> BackupInfo:
@@ -357,6 +368,21 @@ class Vault:
         """
         return restore_steps.plan_restore(self, backup_id)
 
+    # -- off-site copies (offsite.py) ----------------------------------------------------------
+    def push(self, *, actor: str | None = None, force: bool = False) -> dict[str, dict[str, Any]]:
+        """Copy local backups whose off-site copy is due (every one not on the remote with
+        ``force``) to JAMEY_BACKUP_REMOTE; return their new remote states by id."""
+        return offsite.sync(self, actor=actor, force=force)
+
+    def pull(self, backup_id: str, *, trust_unsigned: bool = False, actor: str | None = None) -> BackupInfo:
+        """Fetch a remote-only backup and verify it; see ``jamey_engine.vault.offsite.pull``."""
+        return offsite.pull(self, backup_id, trust_unsigned=trust_unsigned, actor=actor)
+
+    def ensure_local(self, backup_id: str, *, trust_unsigned: bool = False, actor: str | None = None) -> None:
+        """Pull ``backup_id`` from the remote when it is not in the backup directory."""
+        if self.catalog.info(check_backup_id(backup_id)) is None:
+            self.pull(backup_id, trust_unsigned=trust_unsigned, actor=actor)
+
     def restore(
         self,
         backup_id: str,
@@ -368,8 +394,10 @@ class Vault:
     ) -> RestorePlan:
         """Replace the live memory layers and database rows with a verified backup's.
 
-        See ``jamey_engine.vault.restore.restore`` for the steps and guarantees.
+        A backup only on the remote is pulled (and verified) first. See
+        ``jamey_engine.vault.restore.restore`` for the steps and guarantees.
         """
+        self.ensure_local(backup_id, trust_unsigned=trust_unsigned, actor=actor)
         return restore_steps.restore(
             self,
             backup_id,
