@@ -65,6 +65,12 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+def _optional_non_negative_int(value: str) -> int | None:
+    if not value.strip():
+        return None
+    return _non_negative_int(value)
+
+
 def _positive_float(value: str) -> float:
     rule = "must be a number above zero"
     try:
@@ -186,6 +192,62 @@ SETTINGS: tuple[Setting, ...] = (
         "0",
         "Retention after a scheduled backup: also keep every backup younger than this many days (0: no age rule).",
         _non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_KEEP_DAILY",
+        "backup_keep_daily",
+        "0",
+        "Retention (restic's keep-daily): also keep the newest backup of each of this many last days that hold one (0: off).",
+        _non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_KEEP_WEEKLY",
+        "backup_keep_weekly",
+        "0",
+        "Retention (restic's keep-weekly): also keep the newest backup of each of this many last ISO weeks that hold one (0: off).",
+        _non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_KEEP_MONTHLY",
+        "backup_keep_monthly",
+        "0",
+        "Retention (restic's keep-monthly): also keep the newest backup of each of this many last months that hold one (0: off).",
+        _non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE_KEEP",
+        "backup_remote_keep",
+        "",
+        "JAMEY_BACKUP_KEEP for the copies on JAMEY_BACKUP_REMOTE; empty means the same as JAMEY_BACKUP_KEEP.",
+        _optional_non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE_KEEP_DAYS",
+        "backup_remote_keep_days",
+        "",
+        "JAMEY_BACKUP_KEEP_DAYS for the copies on JAMEY_BACKUP_REMOTE; empty means the same as JAMEY_BACKUP_KEEP_DAYS.",
+        _optional_non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE_KEEP_DAILY",
+        "backup_remote_keep_daily",
+        "",
+        "JAMEY_BACKUP_KEEP_DAILY for the copies on JAMEY_BACKUP_REMOTE; empty means the same as JAMEY_BACKUP_KEEP_DAILY.",
+        _optional_non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE_KEEP_WEEKLY",
+        "backup_remote_keep_weekly",
+        "",
+        "JAMEY_BACKUP_KEEP_WEEKLY for the copies on JAMEY_BACKUP_REMOTE; empty means the same as JAMEY_BACKUP_KEEP_WEEKLY.",
+        _optional_non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE_KEEP_MONTHLY",
+        "backup_remote_keep_monthly",
+        "",
+        "JAMEY_BACKUP_KEEP_MONTHLY for the copies on JAMEY_BACKUP_REMOTE; empty means the same as JAMEY_BACKUP_KEEP_MONTHLY.",
+        _optional_non_negative_int,
     ),
     Setting(
         "JAMEY_RETENTION_INTERVAL",
@@ -510,6 +572,14 @@ class Settings:
     backup_interval: timedelta | None
     backup_keep: int
     backup_keep_days: int
+    backup_keep_daily: int
+    backup_keep_weekly: int
+    backup_keep_monthly: int
+    backup_remote_keep: int | None
+    backup_remote_keep_days: int | None
+    backup_remote_keep_daily: int | None
+    backup_remote_keep_weekly: int | None
+    backup_remote_keep_monthly: int | None
     retention_interval: timedelta | None
     backup_recipients: str
     backup_passphrase_file: str

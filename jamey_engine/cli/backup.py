@@ -239,3 +239,32 @@ def prune(keep: int, keep_days: int | None) -> None:
         click.echo("nothing to prune")
     for backup_id in deleted:
         click.echo(f"deleted {backup_id}")
+
+
+@group.group("retention")
+def retention() -> None:
+    """Tiered retention (JAMEY_BACKUP_KEEP, _KEEP_DAYS, _KEEP_DAILY, _KEEP_WEEKLY, _KEEP_MONTHLY)."""
+
+
+@retention.command("plan")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def retention_plan(as_json: bool) -> None:
+    """List every backup (local, and on JAMEY_BACKUP_REMOTE) with why it is kept, or that it would go."""
+    plans = get_engine().vault.retention_plan()
+    if as_json:
+        emit_json(
+            {
+                where: [
+                    {"id": d.id, "created_at": d.created_at, "keep": d.keep, "reasons": list(d.reasons)}
+                    for d in decisions
+                ]
+                for where, decisions in plans.items()
+            }
+        )
+        return
+    for where, decisions in plans.items():
+        kept = sum(d.keep for d in decisions)
+        click.echo(f"{where}: {kept} kept, {len(decisions) - kept} would go")
+        for d in decisions:
+            verdict = ", ".join(d.reasons) if d.keep else "would go"
+            click.echo(f"  {d.id:<24} {d.created_at:%Y-%m-%d %H:%M}  {verdict}")

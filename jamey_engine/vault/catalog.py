@@ -84,7 +84,8 @@ class BackupInfo:
     remote_checked_at: datetime | None = None  # when the remote copy was last checked sound
 
 
-def _id_time(backup_id: str) -> datetime:
+def id_time(backup_id: str) -> datetime:
+    """The UTC time written in a backup id."""
     return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
@@ -315,7 +316,7 @@ def info_from_sidecar(backup_id: str, archive: Path | str, size: int, data: Any)
     if not isinstance(data, dict) or manifest is None:
         return BackupInfo(
             id=backup_id,
-            created_at=_id_time(backup_id),
+            created_at=id_time(backup_id),
             size_bytes=size,
             status="unverified",
             documents={},

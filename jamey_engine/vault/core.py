@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -26,12 +25,12 @@ from jamey_engine.durations import utcnow
 from jamey_engine.errors import Busy, InvalidInput, JameyError, NotFound, Unavailable
 from jamey_engine.fsutil import fsync_path, is_no_space, lock_new_file, remove_tree
 from jamey_engine.progress import Progress, no_progress
-from jamey_engine.vault import offsite
+from jamey_engine.vault import offsite, tiers
 from jamey_engine.vault import rekey as rekey_steps
 from jamey_engine.vault import restore as restore_steps
 from jamey_engine.vault import verify as verify_steps
 from jamey_engine.vault.archive import ArchiveWriter, ScanResult
-from jamey_engine.vault.catalog import KEYS_TABLE, BackupInfo, Catalog, RestorePlan, no_space_message
+from jamey_engine.vault.catalog import KEYS_TABLE, BackupInfo, Catalog, RestorePlan, id_time, no_space_message
 from jamey_engine.vault.crypto import (
     BackupKeys,
     encrypting,
@@ -46,6 +45,7 @@ from jamey_engine.vault.manifest import (
     new_backup_id,
 )
 from jamey_engine.vault.signing import load_signing_key
+from jamey_engine.vault.tiers import Decision, Policy
 
 if TYPE_CHECKING:
     from jamey_engine.db import Database
@@ -330,35 +330,53 @@ class Vault:
     def retain(
         self, keep_last: int | None = None, keep_days: int | None = None, *, actor: str | None = None
     ) -> builtins.list[str]:
-        """Delete backups outside the retention rules; return the deleted ids (oldest first).
+        """Delete backups outside the retention rules; return the deleted local ids (oldest first).
 
-        Kept: the union of the newest ``keep_last`` and those younger than ``keep_days`` days,
-        and always the newest backup. With neither rule given, the settings' rules apply
-        (JAMEY_BACKUP_KEEP, 0 keeping all, and JAMEY_BACKUP_KEEP_DAYS). Raises InvalidInput
-        naming the value when ``keep_last`` < 1 or ``keep_days`` < 0.
+        Kept: always the newest backup, the newest ``keep_last``, those younger than
+        ``keep_days`` days. With neither rule given, the settings' policy applies (see
+        ``tiers``: JAMEY_BACKUP_KEEP, 0 keeping all unless a tier is set, _KEEP_DAYS, _KEEP_DAILY,
+        _KEEP_WEEKLY, _KEEP_MONTHLY), and with JAMEY_BACKUP_REMOTE the remote's own policy
+        (JAMEY_BACKUP_REMOTE_KEEP_*) to the copies there. Raises InvalidInput naming the value
+        when ``keep_last`` < 1 or ``keep_days`` < 0.
         """
         if keep_last is None and keep_days is None:
-            if self.settings.backup_keep == 0:
-                return []
-            keep_last = self.settings.backup_keep
-            keep_days = self.settings.backup_keep_days or None
-        if keep_last is not None and (isinstance(keep_last, bool) or keep_last < 1):
-            raise InvalidInput(f"keep_last {keep_last!r} must be 1 or more")
-        if keep_days is not None and (isinstance(keep_days, bool) or keep_days < 0):
-            raise InvalidInput(f"keep_days {keep_days!r} must be 0 or more")
-        infos = self.list()  # newest first
-        keep: set[str] = {infos[0].id} if infos else set()
-        if keep_last is not None:
-            keep.update(info.id for info in infos[:keep_last])
-        if keep_days is not None:
-            cutoff = utcnow() - timedelta(days=keep_days)
-            keep.update(info.id for info in infos if info.created_at > cutoff)
+            plans = self.retention_plan()
+        else:
+            if keep_last is not None and (isinstance(keep_last, bool) or keep_last < 1):
+                raise InvalidInput(f"keep_last {keep_last!r} must be 1 or more")
+            if keep_days is not None and (isinstance(keep_days, bool) or keep_days < 0):
+                raise InvalidInput(f"keep_days {keep_days!r} must be 0 or more")
+            policy = Policy(last=keep_last or 0, days=keep_days or 0)
+            backups = [(info.id, info.created_at) for info in self.list()]
+            plans = {
+                "local": tiers.plan(
+                    backups, policy if not policy.keeps_everything else Policy(last=1), utcnow()
+                )
+            }
         deleted = []
-        for info in reversed(infos):
-            if info.id not in keep:
-                self.delete(info.id, actor=actor)
-                deleted.append(info.id)
+        for decision in reversed(plans["local"]):
+            if not decision.keep:
+                self.delete(decision.id, actor=actor)
+                deleted.append(decision.id)
+        if "remote" in plans:
+            offsite.prune_remote(self, [d.id for d in plans["remote"] if not d.keep], actor=actor)
         return deleted
+
+    def retention_plan(self) -> dict[str, builtins.list[Decision]]:
+        """The settings' retention plan: ``{"local": [...], "remote": [...]}`` (remote only with
+        JAMEY_BACKUP_REMOTE), every backup newest first with why it is kept, or no reason when
+        it would go. Changes nothing; raises Unavailable when the remote cannot be listed."""
+        settings = self.settings
+        policy = Policy.from_settings(settings)
+        if settings.backup_keep == 0 and not (policy.daily or policy.weekly or policy.monthly):
+            policy = Policy()  # JAMEY_BACKUP_KEEP=0 keeps everything, as it always has
+        now = utcnow()
+        local = [(info.id, info.created_at) for info in self.list()]
+        plans = {"local": tiers.plan(local, policy, now)}
+        if settings.backup_remote:
+            remote = [(backup_id, id_time(backup_id)) for backup_id in offsite.remote_ids(self)]
+            plans["remote"] = tiers.plan(remote, Policy.from_settings(settings, remote=True), now)
+        return plans
 
     # -- restore (restore.py) ------------------------------------------------------------------
     def plan_restore(self, backup_id: str) -> RestorePlan:

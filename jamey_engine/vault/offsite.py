@@ -116,7 +116,7 @@ def due(vault: Vault, now: datetime | None = None) -> list[str]:
     ids = []
     for info in reversed(vault.list()):
         state = _remote_state(vault.catalog.read_sidecar(info.id))
-        if state.get("status") == "ok":
+        if state.get("status") in ("ok", "pruned"):  # pruned: the remote's retention let it go
             continue
         next_at = state.get("next_attempt_at")
         if next_at is None or datetime.fromisoformat(str(next_at)) <= now:
@@ -132,6 +132,42 @@ def sync(vault: Vault, *, actor: str | None = None, force: bool = False) -> dict
         return {}
     ids = [info.id for info in reversed(vault.list()) if info.location == "local"] if force else due(vault)
     return {backup_id: push(vault, backup_id, actor=actor) for backup_id in ids}
+
+
+def remote_ids(vault: Vault) -> list[str]:
+    """Ids of every backup whose archive is on the remote (Unavailable when it cannot be listed)."""
+    found = set()
+    for remote_file in Rclone(vault.settings).list():
+        for suffix in (ENCRYPTED_SUFFIX, ARCHIVE_SUFFIX):
+            backup_id = remote_file.name[: -len(suffix)]
+            if remote_file.name.endswith(suffix) and is_backup_id(backup_id):
+                found.add(backup_id)
+    return sorted(found)
+
+
+def prune_remote(vault: Vault, backup_ids: list[str], *, actor: str | None = None) -> None:
+    """Delete these backups' copies (archive and sidecar) from the remote; a local backup's
+    sidecar then says ``pruned`` so it is not copied again. Failures are logged, not raised."""
+    rclone = Rclone(vault.settings)
+    if not backup_ids:
+        return
+    try:
+        names = {f.name for f in rclone.list()}
+    except JameyError as err:
+        log.warning("could not list the remote to apply its retention: %s", err.message)
+        return
+    for backup_id in backup_ids:
+        started = time.monotonic()
+        try:
+            for suffix in (ENCRYPTED_SUFFIX, ARCHIVE_SUFFIX, SIDECAR_SUFFIX):
+                if f"{backup_id}{suffix}" in names:
+                    rclone.delete(f"{backup_id}{suffix}")
+            if vault.catalog.info(backup_id) is not None:
+                _record(vault, backup_id, {"status": "pruned", "at": utcnow().isoformat()})
+        except JameyError as err:
+            log.warning("could not delete backup %s from the remote: %s", backup_id, err.message)
+            continue
+        vault.record("delete", "success", started, detail=f"{backup_id} (remote copy)", actor=actor)
 
 
 def remote_only(vault: Vault) -> list[BackupInfo]:
