@@ -410,6 +410,38 @@ def check_backup_trust(settings: Settings) -> list[Finding]:
     return findings
 
 
+def check_restore_drill(settings: Settings) -> list[Finding]:
+    """When a restore drill last passed (the restore_drill runbook), and whether the last one failed."""
+    from jamey_engine.db import Database, head_revision
+    from jamey_engine.oplog import recent_operations
+
+    if settings.database_url.startswith("sqlite") and not (settings.data_dir / "jamey.db").exists():
+        return []
+    db = Database(settings.database_url)
+    try:
+        if db.current_revision() != head_revision():
+            return []  # the database check reports it; reading would migrate it, and a doctor only looks
+        drills = recent_operations(db, limit=20, kind="drill")
+    finally:
+        db.close()
+    passed = next((d for d in drills if d["status"] == "success"), None)
+    if not drills:
+        return [
+            Finding("restore drill", WARNING, "no restore drill has run", "run the restore_drill runbook")
+        ]
+    if drills[0]["status"] != "success":
+        return [
+            Finding(
+                "restore drill",
+                PROBLEM,
+                f"the last drill failed: {drills[0]['detail']}",
+                "run the restore_drill runbook",
+            )
+        ]
+    assert passed is not None
+    return [Finding("restore drill", OK, f"last passed {passed['at']}: {passed['detail']}")]
+
+
 CHECKS: tuple[Callable[[Settings], list[Finding]], ...] = (
     check_data_dir,
     check_contents,
@@ -418,6 +450,7 @@ CHECKS: tuple[Callable[[Settings], list[Finding]], ...] = (
     check_layers,
     check_backups,
     check_backup_trust,
+    check_restore_drill,
 )
 
 

@@ -37,6 +37,7 @@ KINDS = (
     "verify",
     "pull",
     "offsite",
+    "drill",
 )
 STATUSES = ("success", "failure")
 _DETAIL_LIMIT = 2000

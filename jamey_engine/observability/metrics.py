@@ -258,6 +258,13 @@ class EngineCollector(Collector):
                 "Unix time of the last backup copied to, and checked on, the remote.",
                 value=float(remote),
             )
+        drilled = summary.last_success_timestamp.get("drill")
+        if drilled is not None:  # absent until the first restore drill passes
+            yield GaugeMetricFamily(
+                "backup_last_drill_success_timestamp_seconds",
+                "Unix time of the last restore drill that passed (a backup restored into scratch and checked).",
+                value=float(drilled),
+            )
         last = summary.last_success_timestamp.get("backup")
         if last is not None:  # absent until the first backup succeeds
             yield GaugeMetricFamily(
