@@ -55,11 +55,11 @@ def push(vault: Vault, backup_id: str, *, actor: str | None = None) -> dict[str,
     attempts = int(previous.get("attempts", 0)) + 1
     try:
         rclone.put(info.path, info.path.name)
-        size = {f.name: f.size for f in rclone.list()}.get(info.path.name)
+        size, remote_hash = rclone.stat(info.path.name)
         if size != info.size_bytes:
             raise Unavailable(f"the remote copy of {info.path.name} is {size} bytes, not {info.size_bytes}")
         local = _sha256(info.path)
-        remote = rclone.sha256(info.path.name)
+        remote = remote_hash or rclone.sha256(info.path.name)
         if remote != local:
             raise Unavailable(
                 f"the remote copy of {info.path.name} differs from the local archive (SHA-256 {remote[:16]}…, "

@@ -135,11 +135,21 @@ class Rclone:
         entries: Any = json.loads(out or "[]")
         return [RemoteFile(str(e["Name"]), int(e["Size"])) for e in entries if isinstance(e, dict)]
 
+    def stat(self, name: str) -> tuple[int | None, str | None]:
+        """The size of ``name`` on the remote (None when absent) and its SHA-256 when the remote
+        keeps one (None otherwise), in one listing."""
+        out = self.run(
+            "lsjson", "--files-only", "--hash", "--hash-type", "sha256", self.path(), what="listing"
+        )
+        for entry in json.loads(out or "[]"):
+            if isinstance(entry, dict) and entry.get("Name") == name:
+                hashes = entry.get("Hashes")
+                found = hashes.get("sha256") if isinstance(hashes, dict) else None
+                return int(entry["Size"]), str(found) if found else None
+        return None, None
+
     def sha256(self, name: str) -> str:
-        """The SHA-256 of ``name`` on the remote: the remote's own when it keeps one, else
-        computed by rclone from a fresh download (so a corrupted copy is caught either way)."""
-        try:
-            out = self.run("hashsum", "sha256", self.path(name), what=f"checking {name}")
-        except Unavailable:
-            out = self.run("hashsum", "sha256", "--download", self.path(name), what=f"checking {name}")
+        """The SHA-256 of ``name`` computed by rclone from a fresh download (for remotes that keep
+        no SHA-256 of their own), so a corrupted copy is caught either way."""
+        out = self.run("hashsum", "sha256", "--download", self.path(name), what=f"checking {name}")
         return out.split()[0] if out.split() else ""
