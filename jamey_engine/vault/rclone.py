@@ -52,7 +52,8 @@ class Rclone:
         return bool(self.remote)
 
     def _env(self) -> dict[str, str]:
-        env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ}
+        passed = ("PATH", "HOME", "LANG", "TMPDIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE")
+        env = {name: os.environ[name] for name in passed if name in os.environ}
         if self.config:
             path = Path(self.config).expanduser()
             try:

@@ -83,7 +83,8 @@ class SigningKey:
         under = f" (signed under key {other!s:.16}, the server's is {self.key_id})" if other else ""
         raise BackupCorrupt(
             f"backup {backup_id}: its manifest signature does not match the server's signing key"
-            f"{under}; it was forged or altered, refused before anything was unpacked",
+            f"{under}; it was forged or altered (or, on a new machine, JAMEY_BACKUP_SIGNING_KEY_FILE is "
+            "not the key from the emergency kit); refused before anything was unpacked",
             file=SIGNATURE_NAME,
         )
 
