@@ -65,6 +65,12 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+def _optional_non_negative_int(value: str) -> int | None:
+    if not value.strip():
+        return None
+    return _non_negative_int(value)
+
+
 def _positive_float(value: str) -> float:
     rule = "must be a number above zero"
     try:
@@ -198,6 +204,62 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_int,
     ),
     Setting(
+        "JAMEY_BACKUP_KEEP_DAILY",
+        "backup_keep_daily",
+        "0",
+        "Retention (restic's keep-daily): also keep the newest backup of each of this many last days that hold one (0: off).",
+        _non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_KEEP_WEEKLY",
+        "backup_keep_weekly",
+        "0",
+        "Retention (restic's keep-weekly): also keep the newest backup of each of this many last ISO weeks that hold one (0: off).",
+        _non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_KEEP_MONTHLY",
+        "backup_keep_monthly",
+        "0",
+        "Retention (restic's keep-monthly): also keep the newest backup of each of this many last months that hold one (0: off).",
+        _non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE_KEEP",
+        "backup_remote_keep",
+        "",
+        "JAMEY_BACKUP_KEEP for the copies on JAMEY_BACKUP_REMOTE; empty means the same as JAMEY_BACKUP_KEEP.",
+        _optional_non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE_KEEP_DAYS",
+        "backup_remote_keep_days",
+        "",
+        "JAMEY_BACKUP_KEEP_DAYS for the copies on JAMEY_BACKUP_REMOTE; empty means the same as JAMEY_BACKUP_KEEP_DAYS.",
+        _optional_non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE_KEEP_DAILY",
+        "backup_remote_keep_daily",
+        "",
+        "JAMEY_BACKUP_KEEP_DAILY for the copies on JAMEY_BACKUP_REMOTE; empty means the same as JAMEY_BACKUP_KEEP_DAILY.",
+        _optional_non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE_KEEP_WEEKLY",
+        "backup_remote_keep_weekly",
+        "",
+        "JAMEY_BACKUP_KEEP_WEEKLY for the copies on JAMEY_BACKUP_REMOTE; empty means the same as JAMEY_BACKUP_KEEP_WEEKLY.",
+        _optional_non_negative_int,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE_KEEP_MONTHLY",
+        "backup_remote_keep_monthly",
+        "",
+        "JAMEY_BACKUP_KEEP_MONTHLY for the copies on JAMEY_BACKUP_REMOTE; empty means the same as JAMEY_BACKUP_KEEP_MONTHLY.",
+        _optional_non_negative_int,
+    ),
+    Setting(
         "JAMEY_RETENTION_INTERVAL",
         "retention_interval",
         "1h",
@@ -223,6 +285,27 @@ SETTINGS: tuple[Setting, ...] = (
         "backup_identity_file",
         "",
         "age identity file (AGE-SECRET-KEY-1... lines) that verify, restore and rekey decrypt encrypted backups with.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_BACKUP_SIGNING_KEY_FILE",
+        "backup_signing_key_file",
+        "",
+        "File holding the server key that signs every backup's manifest (HMAC-SHA256); generated 0600 on first use; must lie outside the backup directory; empty means $JAMEY_DATA_DIR/backup-signing.key. Keep a copy with the emergency kit.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_BACKUP_REMOTE",
+        "backup_remote",
+        "",
+        "rclone remote path that every backup (archive and sidecar) is copied to and checked on (name:bucket/path, or an on-the-fly :sftp,host=...:path); empty keeps backups local only. Put credentials in JAMEY_RCLONE_CONFIG, never here.",
+        _text,
+    ),
+    Setting(
+        "JAMEY_RCLONE_CONFIG",
+        "rclone_config",
+        "",
+        "rclone configuration file (mode 0600) holding the remote's credentials; given to rclone through RCLONE_CONFIG, never logged or put on a command line.",
         _text,
     ),
     Setting(
@@ -520,10 +603,21 @@ class Settings:
     backup_interval: timedelta | None
     backup_keep: int
     backup_keep_days: int
+    backup_keep_daily: int
+    backup_keep_weekly: int
+    backup_keep_monthly: int
+    backup_remote_keep: int | None
+    backup_remote_keep_days: int | None
+    backup_remote_keep_daily: int | None
+    backup_remote_keep_weekly: int | None
+    backup_remote_keep_monthly: int | None
     retention_interval: timedelta | None
     backup_recipients: str
     backup_passphrase_file: str
     backup_identity_file: str
+    backup_signing_key_file: Path
+    backup_remote: str
+    rclone_config: str
     allow_shared_data_dir: bool
     host: str
     port: int
@@ -594,6 +688,11 @@ class Settings:
             Path(values["backup_dir"]).expanduser().absolute()
             if values["backup_dir"]
             else data_dir / "backups"
+        )
+        values["backup_signing_key_file"] = (
+            Path(values["backup_signing_key_file"]).expanduser().absolute()
+            if values["backup_signing_key_file"]
+            else data_dir / "backup-signing.key"
         )
         if not values["workbench_url"]:
             values["workbench_url"] = f"http://127.0.0.1:{values['workbench_port']}"

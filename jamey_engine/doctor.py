@@ -344,6 +344,108 @@ def check_backups(settings: Settings) -> list[Finding]:
     return findings
 
 
+def check_backup_trust(settings: Settings) -> list[Finding]:
+    """Unsigned backups, the signing key file, and whether the newest backup is off-site."""
+    from jamey_engine.vault.catalog import Catalog
+
+    catalog = Catalog(settings.backup_dir, settings.data_dir)
+    infos = [info for info in map(catalog.info, catalog.ids()) if info is not None]
+    infos.sort(key=lambda info: (info.created_at, info.id), reverse=True)
+    findings = []
+    unsigned = [info.id for info in infos if not info.signed]
+    if unsigned:
+        findings.append(
+            Finding(
+                "unsigned backups",
+                WARNING,
+                f"{len(unsigned)} backup(s) carry no manifest signature (e.g. {unsigned[0]}); restoring "
+                "one needs --trust-unsigned",
+                "take a new backup (it is signed); delete the unsigned ones once it is verified",
+            )
+        )
+    key_file = settings.backup_signing_key_file
+    if key_file.exists():
+        mode = _mode(key_file)
+        if mode & SHARED_BITS:
+            findings.append(
+                Finding(
+                    "signing key permissions",
+                    PROBLEM,
+                    f"JAMEY_BACKUP_SIGNING_KEY_FILE {key_file} has mode {mode:04o}: group or others can read it",
+                    f"chmod 600 {key_file}",
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "backup signing",
+                    OK,
+                    f"backups are signed with {key_file} (keep a copy in the emergency kit)",
+                )
+            )
+    if not settings.backup_remote:
+        findings.append(
+            Finding(
+                "off-site copies",
+                WARNING,
+                "backups live only on this machine",
+                "set JAMEY_BACKUP_REMOTE to an rclone remote (and JAMEY_RCLONE_CONFIG to its 0600 config)",
+            )
+        )
+    elif infos and infos[0].location != "both":
+        newest = infos[0]
+        findings.append(
+            Finding(
+                "off-site copies",
+                WARNING,
+                f"the newest backup {newest.id} is not on the remote"
+                + (f": {newest.problem}" if newest.problem else ""),
+                "jamey backup push",
+            )
+        )
+    elif infos:
+        checked = infos[0].remote_checked_at
+        when = checked.isoformat(timespec="seconds") if checked else "unknown"
+        findings.append(
+            Finding(
+                "off-site copies", OK, f"the newest backup {infos[0].id} is on the remote (checked {when})"
+            )
+        )
+    return findings
+
+
+def check_restore_drill(settings: Settings) -> list[Finding]:
+    """When a restore drill last passed (the restore_drill runbook), and whether the last one failed."""
+    from jamey_engine.db import Database, head_revision
+    from jamey_engine.oplog import recent_operations
+
+    if settings.database_url.startswith("sqlite") and not (settings.data_dir / "jamey.db").exists():
+        return []
+    db = Database(settings.database_url)
+    try:
+        if db.current_revision() != head_revision():
+            return []  # the database check reports it; reading would migrate it, and a doctor only looks
+        drills = recent_operations(db, limit=20, kind="drill")
+    finally:
+        db.close()
+    passed = next((d for d in drills if d["status"] == "success"), None)
+    if not drills:
+        return [
+            Finding("restore drill", WARNING, "no restore drill has run", "run the restore_drill runbook")
+        ]
+    if drills[0]["status"] != "success":
+        return [
+            Finding(
+                "restore drill",
+                PROBLEM,
+                f"the last drill failed: {drills[0]['detail']}",
+                "run the restore_drill runbook",
+            )
+        ]
+    assert passed is not None
+    return [Finding("restore drill", OK, f"last passed {passed['at']}: {passed['detail']}")]
+
+
 CHECKS: tuple[Callable[[Settings], list[Finding]], ...] = (
     check_data_dir,
     check_contents,
@@ -351,6 +453,8 @@ CHECKS: tuple[Callable[[Settings], list[Finding]], ...] = (
     check_database,
     check_layers,
     check_backups,
+    check_backup_trust,
+    check_restore_drill,
 )
 
 

@@ -148,6 +148,13 @@ class BackupLocked(JameyError):
     status = 422
 
 
+class BackupUnsigned(JameyError):
+    """A backup carries no manifest signature (made before backups were signed): restore,
+    verify and pull refuse it unless an admin passes ``--trust-unsigned``. Nothing was changed."""
+
+    status = 422
+
+
 class LogCorrupt(StorageCorrupt):
     """A memory layer's write-ahead log is damaged before its tail; the message names the layer,
     the segment file and the byte offset. Nothing is served silently without the damaged record."""

@@ -36,6 +36,10 @@ KINDS = (
     "rekey",
     "runbook",
     "plan",
+    "verify",
+    "pull",
+    "offsite",
+    "drill",
 )
 STATUSES = ("success", "failure")
 _DETAIL_LIMIT = 2000

@@ -9,7 +9,7 @@ import streamlit as st
 
 import workbench_ui as ui
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import InvalidInput
+from jamey_engine.errors import InvalidInput, Unavailable
 from jamey_engine.oplog import recent_operations
 from workbench_ui import charts
 
@@ -41,7 +41,11 @@ with ui.shown_errors("The backup"):
 # --- list -----------------------------------------------------------------------------------
 backups: list = []
 with ui.shown_errors("Listing the backups"):
-    backups = engine.vault.list()
+    try:
+        backups = engine.vault.list(include_remote=bool(engine.settings.backup_remote))
+    except Unavailable as err:  # the remote is down: the local backups still list
+        st.warning(f"Backups only on the remote are not shown: {err.message}")
+        backups = engine.vault.list()
     now = utcnow()
     st.subheader(f"Backups ({len(backups)})")
     if backups:
@@ -52,6 +56,7 @@ with ui.shown_errors("Listing the backups"):
                         "id": b.id,
                         "status": b.status,
                         "encrypted": "age" if b.encrypted else "no",
+                        "location": b.location,
                         "created": b.created_at,
                         "age": ui.age(b.created_at, now),
                         "size": charts.format_value(b.size_bytes, "bytes"),

@@ -99,3 +99,47 @@ class PrivateMosquitto(PrivateServer):
             "log_type all\n"
         )
         return ["mosquitto", "-c", str(config)]
+
+
+class PrivateWebdav(PrivateServer):
+    """A real ``rclone serve webdav`` of ``workdir/root`` behind a user and password, and the
+    client's rclone config (0600) that reaches it: an off-site backup remote on loopback."""
+
+    USER = "jamey"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.root = workdir / "root"
+        self.root.mkdir(exist_ok=True)
+        self.password = f"pw-{self.port}-{id(self):x}"
+        self.config = workdir / "rclone.conf"
+        obscured = subprocess.run(
+            ["rclone", "obscure", "-"], input=self.password, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        self.config.write_text(
+            f"[store]\ntype = webdav\nurl = http://127.0.0.1:{self.port}/\nvendor = other\n"
+            f"user = {self.USER}\npass = {obscured}\n"
+        )
+        self.config.chmod(0o600)
+
+    def command(self) -> list[str]:
+        htpasswd = self.workdir / "htpasswd"
+        if not htpasswd.exists():
+            line = subprocess.run(
+                ["openssl", "passwd", "-apr1", "-stdin"],
+                input=self.password,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            htpasswd.write_text(f"{self.USER}:{line}\n")
+        return [
+            "rclone",
+            "serve",
+            "webdav",
+            str(self.root),
+            "--addr",
+            f"127.0.0.1:{self.port}",
+            "--htpasswd",
+            str(htpasswd),
+        ]

@@ -263,3 +263,28 @@ def test_a_check_that_crashes_is_a_problem_naming_the_error_and_the_other_checks
     assert result.exit_code == 1, result.output
     assert "FAIL  clock: the check failed: ZeroDivisionError: a bug in a check" in result.output
     assert "Traceback" not in result.output
+
+
+def test_it_reports_unsigned_backups_the_signing_key_and_the_off_site_state(engine: Engine) -> None:
+    signed = engine.vault.create()
+    assert only(engine.settings, "backup signing").status == doctor.OK
+    assert only(engine.settings, "off-site copies").status == doctor.WARNING  # no remote set
+    assert findings(engine.settings, "unsigned backups") == []
+    sidecar = engine.vault.catalog.sidecar_path(signed.id)
+    entry = json.loads(sidecar.read_text())
+    del entry["signature"]
+    sidecar.write_text(json.dumps(entry))
+    unsigned = only(engine.settings, "unsigned backups")
+    assert (
+        unsigned.status == doctor.WARNING
+        and signed.id in unsigned.detail
+        and "--trust-unsigned" in unsigned.detail
+    )
+    engine.settings.backup_signing_key_file.chmod(0o644)
+    assert only(engine.settings, "signing key permissions").status == doctor.PROBLEM
+    remote = engine.settings.with_overrides(backup_remote="store:backups")
+    off_site = only(remote, "off-site copies")
+    assert (
+        off_site.status == doctor.WARNING
+        and f"the newest backup {signed.id} is not on the remote" in off_site.detail
+    )

@@ -32,6 +32,9 @@ def _info_dict(info: BackupInfo) -> dict[str, object]:
         "verified_at": info.verified_at,
         "problem": info.problem,
         "encrypted": info.encrypted,
+        "signed": info.signed,
+        "location": info.location,
+        "remote_checked_at": info.remote_checked_at,
     }
 
 
@@ -42,6 +45,7 @@ def _plan_dict(plan: RestorePlan) -> dict[str, object]:
         "layers": {layer: {"now": now, "backup": then} for layer, (now, then) in plan.layers.items()},
         "keys": {"now": plan.keys[0], "backup": plan.keys[1]},
         "safety_backup_id": plan.safety_backup_id,
+        "signed": plan.signed,
     }
 
 
@@ -77,7 +81,8 @@ def create(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_backups(as_json: bool) -> None:
     """List backups, newest first, with their size and status."""
-    infos = get_engine().vault.list()
+    vault = get_engine().vault
+    infos = vault.list(include_remote=bool(vault.settings.backup_remote))
     if as_json:
         emit_json([_info_dict(info) for info in infos])
         return
@@ -86,23 +91,30 @@ def list_backups(as_json: bool) -> None:
         return
     click.echo(
         f"{'ID':<24} {'CREATED (UTC)':<20} {'SIZE':>10} {'STATUS':<10} {'ENCRYPTED':<9} "
-        f"{'DOCS':>8} {'KEYS':>5}  LABEL"
+        f"{'LOCATION':<8} {'DOCS':>8} {'KEYS':>5}  LABEL"
     )
     for info in infos:
         created = info.created_at.strftime("%Y-%m-%d %H:%M:%S")
         docs = sum(info.documents.values())
         click.echo(
             f"{info.id:<24} {created:<20} {_size(info.size_bytes):>10} {info.status:<10} "
-            f"{'age' if info.encrypted else 'no':<9} {docs:>8} {info.keys:>5}  {info.label}"
+            f"{'age' if info.encrypted else 'no':<9} {info.location:<8} {docs:>8} {info.keys:>5}  {info.label}"
         )
+
+
+TRUST_UNSIGNED_HELP = (
+    "Accept a backup made before backups were signed (admin; recorded in the operation log). "
+    "Only for a backup known to be genuine: an unsigned archive can be forged."
+)
 
 
 @group.command("verify")
 @click.argument("backup_id", metavar="ID")
-def verify(backup_id: str) -> None:
-    """Recompute every checksum of a backup; exit non-zero naming the damaged file."""
+@click.option("--trust-unsigned", is_flag=True, help=TRUST_UNSIGNED_HELP)
+def verify(backup_id: str, trust_unsigned: bool) -> None:
+    """Check the manifest's signature and recompute every checksum; exit non-zero naming the damaged file."""
     with progress_bar("verify") as progress:
-        info = get_engine().vault.verify(backup_id, progress)
+        info = get_engine().vault.verify(backup_id, progress, trust_unsigned=trust_unsigned, actor="cli")
     click.echo(f"backup {info.id} is ok: {info.files} files, {_size(info.total_bytes)} checked")
 
 
@@ -115,6 +127,7 @@ def verify(backup_id: str) -> None:
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the plan (dry run) or the apply's result as JSON."
 )
+@click.option("--trust-unsigned", is_flag=True, help=TRUST_UNSIGNED_HELP)
 @click.pass_context
 def restore(
     ctx: click.Context,
@@ -124,23 +137,33 @@ def restore(
     yes: bool,
     reenable_keys: bool,
     as_json: bool,
+    trust_unsigned: bool,
 ) -> None:
     """Restore a backup through a plan: verify, safety backup, stage and check, switch atomically,
     verify. Keys revoked or rotated since the backup stay so unless --reenable-keys."""
     from jamey_engine.cli.plans import echo_result, through_plan
+    from jamey_engine.vault.crypto import require_decryption
 
     vault = get_engine().vault
+    vault.ensure_local(backup_id, trust_unsigned=trust_unsigned, actor="cli")
+    plan = vault.plan_restore(backup_id)
+    if not plan.signed and not as_json:
+        note = (
+            "restoring it needs --trust-unsigned" if not trust_unsigned else "trusted with --trust-unsigned"
+        )
+        click.echo(f"backup {plan.backup_id} is unsigned (made before backups were signed): {note}", err=True)
     if dry_run:
-        plan = vault.plan_restore(backup_id)
         if as_json:
             emit_json(_plan_dict(plan))
         else:
             click.echo(f"restoring {plan.backup_id} would change (nothing changed now):")
             _echo_plan(plan)
         return
+    if vault.get(backup_id).encrypted:  # no way to decrypt it: one line, before showing a plan
+        require_decryption(vault.backup_keys(), f"backup {backup_id}")
     if not as_json:
-        _echo_plan(vault.plan_restore(backup_id))
-    parameters = {"backup_id": backup_id, "reenable_keys": reenable_keys}
+        _echo_plan(plan)
+    parameters = {"backup_id": backup_id, "reenable_keys": reenable_keys, "trust_unsigned": trust_unsigned}
     result = through_plan(ctx, "restore", parameters, confirm=confirm, yes=yes, quiet=as_json)
     if as_json:
         emit_json(result.as_dict())
@@ -149,6 +172,38 @@ def restore(
     if result.result.get("safety_backup_id"):
         click.echo(f"  the previous state is in safety backup {result.result['safety_backup_id']}")
     echo_result(result)
+
+
+@group.command("pull")
+@click.argument("backup_id", metavar="ID")
+@click.option("--trust-unsigned", is_flag=True, help=TRUST_UNSIGNED_HELP)
+def pull(backup_id: str, trust_unsigned: bool) -> None:
+    """Fetch a backup that is only on JAMEY_BACKUP_REMOTE into the backup directory, and verify it."""
+    info = get_engine().vault.pull(backup_id, trust_unsigned=trust_unsigned, actor="cli")
+    click.echo(f"backup {info.id} pulled and verified: {info.path}")
+
+
+@group.command("push")
+@click.option("--all", "force", is_flag=True, help="Copy every backup not on the remote, due or not.")
+def push(force: bool) -> None:
+    """Copy to JAMEY_BACKUP_REMOTE the backups whose off-site copy is due (failed ones back off)."""
+    engine = get_engine()
+    if not engine.settings.backup_remote:
+        raise click.ClickException("JAMEY_BACKUP_REMOTE is not set; there is nowhere to copy backups to")
+    states = engine.vault.push(actor="cli", force=force)
+    if not states:
+        click.echo("nothing to copy: every backup is off-site or waiting for its next attempt")
+    failed = 0
+    for backup_id, state in states.items():
+        if state["status"] == "ok":
+            click.echo(f"{backup_id}: copied and checked")
+        else:
+            failed += 1
+            click.echo(
+                f"{backup_id}: failed ({state['error']}); next attempt {state['next_attempt_at']}", err=True
+            )
+    if failed:
+        raise SystemExit(1)
 
 
 @group.command("rekey")
@@ -187,3 +242,32 @@ def prune(keep: int, keep_days: int | None) -> None:
         click.echo("nothing to prune")
     for backup_id in deleted:
         click.echo(f"deleted {backup_id}")
+
+
+@group.group("retention")
+def retention() -> None:
+    """Tiered retention (JAMEY_BACKUP_KEEP, _KEEP_DAYS, _KEEP_DAILY, _KEEP_WEEKLY, _KEEP_MONTHLY)."""
+
+
+@retention.command("plan")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def retention_plan(as_json: bool) -> None:
+    """List every backup (local, and on JAMEY_BACKUP_REMOTE) with why it is kept, or that it would go."""
+    plans = get_engine().vault.retention_plan()
+    if as_json:
+        emit_json(
+            {
+                where: [
+                    {"id": d.id, "created_at": d.created_at, "keep": d.keep, "reasons": list(d.reasons)}
+                    for d in decisions
+                ]
+                for where, decisions in plans.items()
+            }
+        )
+        return
+    for where, decisions in plans.items():
+        kept = sum(d.keep for d in decisions)
+        click.echo(f"{where}: {kept} kept, {len(decisions) - kept} would go")
+        for d in decisions:
+            verdict = ", ".join(d.reasons) if d.keep else "would go"
+            click.echo(f"  {d.id:<24} {d.created_at:%Y-%m-%d %H:%M}  {verdict}")

@@ -137,15 +137,33 @@ _RECEIVER = EvidenceQuery(
 _SCHEDULE_FAILED = EvidenceQuery(
     "schedule_last_run_failed",
     "Schedules whose last run failed (1) or succeeded (0)",
-    "max by (schedule, runbook) (runbook_schedule_last_run_failed{sel})",
+    "max by (schedule, runbook) (runbook_schedule_last_run_failed{{sel}})",
     ("schedule", "runbook"),
 )
 _SCHEDULE_SUCCESS_AGE = EvidenceQuery(
     "schedule_success_age",
     "Seconds since each schedule's last successful run",
-    "time() - max by (schedule, runbook) (runbook_schedule_last_success_timestamp_seconds{sel})",
+    "time() - max by (schedule, runbook) (runbook_schedule_last_success_timestamp_seconds{{sel}})",
     ("schedule", "runbook"),
     "seconds",
+)
+
+_OFFSITE_LAG = EvidenceQuery(
+    "offsite_lag",
+    "Seconds the newest backup is ahead of the newest off-site copy",
+    "max(backup_last_success_timestamp_seconds{{sel}}) - max(backup_last_remote_success_timestamp_seconds{{sel}})",
+    unit="seconds",
+)
+_REMOTE_FAILURES = EvidenceQuery(
+    "remote_copy_failures_1h",
+    "Failed off-site copies in the last hour",
+    'sum(increase(backup_remote_copies_total{{sel},status="failure"}[1h]))',
+)
+_DRILL_AGE = EvidenceQuery(
+    "drill_age",
+    "Seconds since the last restore drill passed",
+    "time() - max(backup_last_drill_success_timestamp_seconds{{sel}})",
+    unit="seconds",
 )
 
 _BY_FAMILY: dict[str, tuple[EvidenceQuery, ...]] = {
@@ -167,6 +185,8 @@ _BY_FAMILY: dict[str, tuple[EvidenceQuery, ...]] = {
     "key_expiring": (_KEY_EXPIRY,),
     "alert_receiver_failing": (_RECEIVER, _UP),
     "scheduled_runbook": (_SCHEDULE_FAILED, _SCHEDULE_SUCCESS_AGE),
+    "backup_not_offsite": (_OFFSITE_LAG, _REMOTE_FAILURES, _BACKUP_AGE),
+    "restore_drill_stale": (_DRILL_AGE, _BACKUP_AGE),
 }
 
 FAMILIES = tuple(_BY_FAMILY)

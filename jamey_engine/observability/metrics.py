@@ -241,6 +241,33 @@ class EngineCollector(Collector):
             yield GaugeMetricFamily(
                 "backup_size_bytes", "Size of the last backup archive.", value=float(size)
             )
+        copies = CounterMetricFamily(
+            "backup_remote_copies",
+            "Off-site copies of backups to JAMEY_BACKUP_REMOTE (copied and checked), by any process, by outcome.",
+            labels=["status"],
+        )
+        for status in OPERATION_STATUSES:
+            copies.add_metric([status], float(summary.counts.get(("offsite", status), 0)))
+        yield copies
+        yield GaugeMetricFamily(
+            "backup_remote_configured",
+            "1 when JAMEY_BACKUP_REMOTE is set (backups are copied off-site), else 0.",
+            value=1.0 if self.engine.settings.backup_remote else 0.0,
+        )
+        remote = summary.last_success_timestamp.get("offsite")
+        if remote is not None:
+            yield GaugeMetricFamily(
+                "backup_last_remote_success_timestamp_seconds",
+                "Unix time of the last backup copied to, and checked on, the remote.",
+                value=float(remote),
+            )
+        drilled = summary.last_success_timestamp.get("drill")
+        if drilled is not None:  # absent until the first restore drill passes
+            yield GaugeMetricFamily(
+                "backup_last_drill_success_timestamp_seconds",
+                "Unix time of the last restore drill that passed (a backup restored into scratch and checked).",
+                value=float(drilled),
+            )
         last = summary.last_success_timestamp.get("backup")
         if last is not None:  # absent until the first backup succeeds
             yield GaugeMetricFamily(

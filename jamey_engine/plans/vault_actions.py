@@ -74,17 +74,26 @@ class RestoreAction(Action):
             parse_flag("reenable_keys"),
             default=False,
         ),
+        Parameter(
+            "trust_unsigned",
+            "true: restore a backup made before backups were signed (an admin's decision, recorded)",
+            parse_flag("trust_unsigned"),
+            default=False,
+        ),
     )
 
     def check(self, raw: Any) -> dict[str, Any]:
         checked = super().check(raw)
         checked["reenable_keys"] = bool(checked["reenable_keys"])
+        checked["trust_unsigned"] = bool(checked["trust_unsigned"])
         return checked
 
     def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:
         from jamey_engine.keys.security_state import merge_keys
         from jamey_engine.runbooks.restore import choose_backup
 
+        if params["backup_id"]:  # a backup only on the remote is pulled (and verified) first
+            engine.vault.ensure_local(params["backup_id"], trust_unsigned=params["trust_unsigned"])
         backup = choose_backup(engine, params["backup_id"] or "")
         params["backup_id"] = backup.id
         current = _current_keys(engine)
@@ -106,6 +115,8 @@ class RestoreAction(Action):
             "tables": tables,
             "keys": merge.as_dict(),
             "reenable_keys": params["reenable_keys"],
+            "signed": diff.signed,
+            "trust_unsigned": params["trust_unsigned"],
         }
         state = {
             "backup": [backup.id, backup.size_bytes],
@@ -128,6 +139,7 @@ class RestoreAction(Action):
             safety_backup=True,
             actor=actor,
             reenable_keys=params["reenable_keys"],
+            trust_unsigned=params["trust_unsigned"],
         )
         result = {
             "backup_id": backup_id,

@@ -115,6 +115,8 @@ ALERT_LINKS: dict[str, AlertLinks] = {
         "alert_receiver_failing",
         _guide("alert-receiver-failing"),
     ),
+    "JameyBackupNotOffsite": AlertLinks("backup_not_offsite", _guide("backups")),
+    "JameyRestoreDrillStale": AlertLinks("restore_drill_stale", _guide("backups")),
     "JameyRunbookFailed": AlertLinks("scheduled_runbook", _guide("scheduled-runbooks")),
     "JameyScheduledRunbookMissed": AlertLinks("scheduled_runbook", _guide("scheduled-runbooks")),
 }

@@ -194,6 +194,22 @@ def _scheduled_runbook(f: Facts) -> str:
     return "No schedule reports a run yet: the schedule is new, paused, or the service is not running."
 
 
+def _backup_not_offsite(f: Facts) -> str:
+    lag = f.get("offsite_lag")
+    failures = f.get("remote_copy_failures_1h")
+    if lag is None:
+        return "No backup has been copied off-site yet: check JAMEY_BACKUP_REMOTE, the rclone config and `jamey backup list`."
+    tried = f"; {failures:.0f} copy attempt(s) failed in the last hour" if failures else ""
+    return f"The newest backup is {_ago(lag)} ahead of the newest off-site copy{tried}."
+
+
+def _restore_drill(f: Facts) -> str:
+    age = f.get("drill_age")
+    if age is None:
+        return "No restore drill has passed yet: run the restore_drill runbook and read its verdict."
+    return f"The last restore drill passed {_ago(age)} ago: the weekly drill is paused or failing."
+
+
 RULES: dict[str, Callable[[Facts], str]] = {
     "service_down": _service_down,
     "error_rate": _error_rate,
@@ -213,6 +229,8 @@ RULES: dict[str, Callable[[Facts], str]] = {
     "key_expiring": _key,
     "alert_receiver_failing": _receiver,
     "scheduled_runbook": _scheduled_runbook,
+    "backup_not_offsite": _backup_not_offsite,
+    "restore_drill_stale": _restore_drill,
 }
 
 

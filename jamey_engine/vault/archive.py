@@ -25,7 +25,7 @@ import zstandard
 from jamey_engine.errors import BackupCorrupt
 from jamey_engine.fsutil import fsync_path
 from jamey_engine.vault.crypto import BackupKeys, decrypting, is_encrypted
-from jamey_engine.vault.manifest import MANIFEST_NAME, FileEntry
+from jamey_engine.vault.manifest import MANIFEST_NAME, SIGNATURE_NAME, FileEntry, Manifest
 
 CHUNK = 1 << 20
 BLOCK = tarfile.BLOCKSIZE
@@ -134,9 +134,67 @@ class ScanResult:
 
     members: list[ScannedMember]
     manifest: bytes | None
+    signature: bytes | None = None
 
 
 MAX_MANIFEST_BYTES = 256 << 20
+MAX_SIGNATURE_BYTES = 4096
+# After the tar's end-of-archive blocks only padding to a record may follow; a stream that
+# goes on decompressing past this is refused (a zstd bomb needs no tar member to fill memory
+# or time).
+MAX_TRAILING_BYTES = 1 << 20
+
+
+class _Bounds:
+    """Holds every member to what a trusted (signed) manifest declares, checked at its header
+    (name, size, not seen before, running total) before a byte of it is written, and its
+    SHA-256 as soon as its last byte is read."""
+
+    def __init__(self, manifest: Manifest, archive: str) -> None:
+        self.entries = {entry.path: entry for entry in manifest.files}
+        self.manifest_size = len(manifest.to_json())
+        self.total = manifest.total_bytes
+        self.archive = archive
+        self.seen: set[str] = set()
+        self.done = 0
+
+    def admit(self, name: str, size: int) -> None:
+        """Raise BackupCorrupt unless member ``name`` of ``size`` bytes is declared as such."""
+        if name in self.seen:
+            raise BackupCorrupt(f"backup archive {self.archive}: {name} appears twice", file=name)
+        self.seen.add(name)
+        if name == MANIFEST_NAME:
+            declared = self.manifest_size
+        elif name == SIGNATURE_NAME:
+            declared = MAX_SIGNATURE_BYTES
+            if size <= declared:
+                return
+        else:
+            entry = self.entries.get(name)
+            if entry is None:
+                raise BackupCorrupt(
+                    f"backup archive {self.archive}: {name} is not in the manifest (the signed one); "
+                    "stopped before unpacking it",
+                    file=name,
+                )
+            declared = entry.size
+            self.done += size
+        if size != declared or self.done > self.total:
+            raise BackupCorrupt(
+                f"backup archive {self.archive}: {name} is {size} bytes but the signed manifest "
+                f"declares {declared}; stopped before unpacking it",
+                file=name,
+            )
+
+    def check_digest(self, name: str, sha256: str) -> None:
+        """Raise BackupCorrupt when member ``name``'s bytes differ from the signed manifest."""
+        entry = self.entries.get(name)
+        if entry is not None and entry.sha256 != sha256:
+            raise BackupCorrupt(
+                f"backup archive {self.archive}: {name} is damaged (SHA-256 {sha256[:16]}…, "
+                f"expected {entry.sha256[:16]}…)",
+                file=name,
+            )
 
 
 def safe_member_path(name: str) -> PurePosixPath:
@@ -164,6 +222,7 @@ def scan_archive(
     on_progress: Callable[[int, int], None] | None = None,
     keys: BackupKeys | None = None,
     label: str | None = None,
+    expected: Manifest | None = None,
 ) -> ScanResult:
     """Stream through the archive at ``path``, hashing every member, in archive order.
 
@@ -176,6 +235,12 @@ def scan_archive(
     names from the catalog) only serves to name the damaged file when the damage is in a
     member's header. ``on_progress(compressed_bytes_read, archive_size)`` reports progress.
 
+    With ``expected`` (a manifest whose signature was checked), every member is held to it
+    before a byte of it is written: a name it does not list, a size other than the declared
+    one, a repeat, or a running total past its total stops the scan at that header; a SHA-256
+    that differs stops it at the member's end. Without it, the manifest and its signature are
+    only read (capped in size). Data past the tar's end is capped at MAX_TRAILING_BYTES.
+
     Raises BackupCorrupt naming the member (or "archive") when decompression or the tar
     structure fails; OSError from reading the archive or writing the staging files
     propagates unchanged (disk full while extracting is not damage of the backup).
@@ -186,8 +251,9 @@ def scan_archive(
     pending: list[Future[None]] = []
     try:
         with _opened(path, keys, label or f"backup archive {path.name}") as (raw, position):
+            bounds = _Bounds(expected, path.name) if expected is not None else None
             result = _scan(
-                path, raw, position, extract_to, keep, expected_order, on_progress, syncer, pending
+                path, raw, position, extract_to, keep, expected_order, on_progress, syncer, pending, bounds
             )
     except BaseException:
         if syncer is not None:
@@ -221,9 +287,11 @@ def _scan(
     on_progress: Callable[[int, int], None] | None,
     syncer: ThreadPoolExecutor | None,
     pending: list[Future[None]],
+    bounds: _Bounds | None,
 ) -> ScanResult:
     members: list[ScannedMember] = []
     manifest: bytearray | None = None
+    signature: bytearray | None = None
     current: str | None = None
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
@@ -248,10 +316,17 @@ def _scan(
                 source = tar.extractfile(member)
                 assert source is not None  # regular files always have a reader
                 digest = hashlib.sha256()
+                if bounds is not None:
+                    bounds.admit(member.name, member.size)
                 if member.name == MANIFEST_NAME:
                     if member.size > MAX_MANIFEST_BYTES:
                         raise BackupCorrupt(f"{MANIFEST_NAME} is implausibly large", file=MANIFEST_NAME)
                     manifest = bytearray()
+                capture: bytearray | None = manifest if member.name == MANIFEST_NAME else None
+                if member.name == SIGNATURE_NAME:
+                    if member.size > MAX_SIGNATURE_BYTES:
+                        raise BackupCorrupt(f"{SIGNATURE_NAME} is implausibly large", file=SIGNATURE_NAME)
+                    signature = capture = bytearray()
                 target = None
                 if extract_to is not None and keep(member.name):
                     destination = extract_to.joinpath(*relative.parts)
@@ -266,8 +341,8 @@ def _scan(
                         digest.update(view[:count])
                         if target is not None:
                             target.write(view[:count])
-                        if manifest is not None and current == MANIFEST_NAME:
-                            manifest += view[:count]
+                        if capture is not None:
+                            capture += view[:count]
                         if on_progress is not None:
                             on_progress(position(), total)
                 finally:
@@ -275,14 +350,27 @@ def _scan(
                         target.close()
                         if syncer is not None:
                             pending.append(syncer.submit(fsync_path, written))
+                if bounds is not None:
+                    bounds.check_digest(member.name, digest.hexdigest())
                 members.append(ScannedMember(member.name, member.size, digest.hexdigest()))
                 current = None
             # Read to the end of the zstd stream so its content checksum is checked too.
-            while stream.read(CHUNK):
-                pass
+            trailing = 0
+            while count := len(stream.read(CHUNK)):
+                trailing += count
+                if trailing > MAX_TRAILING_BYTES:
+                    raise BackupCorrupt(
+                        f"backup archive {path.name} goes on past the end of its tar stream "
+                        f"(more than {MAX_TRAILING_BYTES} bytes); refused",
+                        file="archive",
+                    )
     except (zstandard.ZstdError, tarfile.TarError, EOFError) as err:
         name = _blame(len(members), current, expected_order)
         raise BackupCorrupt(f"backup archive {path.name} is damaged at {name}: {err}", file=name) from None
     if on_progress is not None:
         on_progress(total, total)
-    return ScanResult(members, bytes(manifest) if manifest is not None else None)
+    return ScanResult(
+        members,
+        bytes(manifest) if manifest is not None else None,
+        bytes(signature) if signature is not None else None,
+    )

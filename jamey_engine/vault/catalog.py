@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from jamey_engine.fsutil import is_held, remove_tree, write_durably
+from jamey_engine.fsutil import fsync_path, is_held, remove_tree, write_durably
 from jamey_engine.vault.manifest import ARCHIVE_SUFFIX, ENCRYPTED_SUFFIX, Manifest, is_backup_id
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,12 @@ STALE_TEMP_SECONDS = 60.0
 KEYS_TABLE = "api_keys"
 
 
+def no_space_message(where: Path, snapshot: bool) -> str:
+    """The one-line error for a full disk while snapshotting into, or writing to, ``where``."""
+    doing = "taking the memory snapshot in" if snapshot else "writing backup to"
+    return f"no space left on device while {doing} {where}; free some space and try again"
+
+
 @dataclass(frozen=True)
 class RestorePlan:
     """What a restore changes: documents per layer and key count, ``(now, in the backup)``."""
@@ -51,6 +57,7 @@ class RestorePlan:
     safety_backup_id: str | None = None
     dry_run: bool = True
     switched_at: float | None = None  # epoch seconds when the new layers were installed
+    signed: bool = True  # False: the backup is unsigned and restores only with --trust-unsigned
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,13 @@ class BackupInfo:
     problem: str | None = None
     tables: dict[str, int] = field(default_factory=dict)
     encrypted: bool = False
+    signed: bool = False  # the catalog holds a manifest signature (checked on verify and restore)
+    location: str = "local"  # "local", "remote" (JAMEY_BACKUP_REMOTE only) or "both"
+    remote_checked_at: datetime | None = None  # when the remote copy was last checked sound
 
 
-def _id_time(backup_id: str) -> datetime:
+def id_time(backup_id: str) -> datetime:
+    """The UTC time written in a backup id."""
     return datetime.strptime(backup_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
 
 
@@ -128,10 +139,28 @@ class Catalog:
 
     # -- sidecars ----------------------------------------------------------------------------
     def write_sidecar(
-        self, manifest: Manifest, archive_size: int, verify: dict[str, Any] | None, purpose: str
+        self,
+        manifest: Manifest,
+        archive_size: int,
+        verify: dict[str, Any] | None,
+        purpose: str,
+        **fields: Any,
     ) -> None:
-        """Write the catalog entry of a backup durably (temporary, fsync, rename)."""
-        data = {"manifest": manifest.to_dict(), "archive_size": archive_size, "verify": verify}
+        """Write the catalog entry of a backup durably (temporary, fsync, rename).
+
+        Other fields of the existing entry (the signature, say) are kept unless ``purpose`` is
+        "create"; ``fields`` (JSON-ready) set or replace some, and a field given as None is
+        removed.
+        """
+        kept = {} if purpose == "create" else (self.read_sidecar(manifest.id) or {})
+        data = {
+            **kept,
+            "manifest": manifest.to_dict(),
+            "archive_size": archive_size,
+            "verify": verify,
+            **fields,
+        }
+        data = {name: value for name, value in data.items() if name not in fields or value is not None}
         raw = json.dumps(data, indent=1, sort_keys=True).encode()
         write_durably(self.sidecar_path(manifest.id), raw, self.sidecar_temp_path(manifest.id, purpose))
 
@@ -178,56 +207,49 @@ class Catalog:
             size = archive.stat().st_size
         except FileNotFoundError:
             return None
-        data = self.read_sidecar(backup_id)
-        manifest = self.sidecar_manifest(backup_id)
-        if data is None or manifest is None:
-            return BackupInfo(
-                id=backup_id,
-                created_at=_id_time(backup_id),
-                size_bytes=size,
-                status="unverified",
-                documents={},
-                keys=0,
-                path=archive,
-                encrypted=archive.name.endswith(ENCRYPTED_SUFFIX),
-                problem="catalog entry missing or unreadable; `jamey backup verify` rebuilds it",
-            )
-        verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
-        status = "unverified"
-        verified_at = None
-        problem = None
-        if verify is not None:
-            status = "ok" if verify.get("status") == "ok" else "corrupt"
-            try:
-                verified_at = datetime.fromisoformat(str(verify.get("at")))
-            except ValueError:
-                verified_at = None
-            problem = verify.get("message") if status == "corrupt" else None
-        expected_size = data.get("archive_size")
-        if isinstance(expected_size, int) and expected_size != size:
-            status = "corrupt"
-            problem = f"archive is {size} bytes but {expected_size} bytes were written"
-        return BackupInfo(
-            id=backup_id,
-            created_at=manifest.created_at,
-            size_bytes=size,
-            status=status,
-            documents=dict(manifest.documents),
-            keys=manifest.keys,
-            path=archive,
-            label=manifest.label,
-            engine_version=manifest.engine_version,
-            total_bytes=manifest.total_bytes,
-            files=len(manifest.files),
-            verified_at=verified_at,
-            problem=problem,
-            tables=dict(manifest.tables),
-            encrypted=archive.name.endswith(ENCRYPTED_SUFFIX),
-        )
+        return info_from_sidecar(backup_id, archive, size, self.read_sidecar(backup_id))
 
     # -- cleanup -----------------------------------------------------------------------------
     def _running(self, backup_id: str) -> bool:
         return is_held(self.partial_path(backup_id))
+
+    def archive_forms(self, backup_id: str) -> list[Path]:
+        """Every archive file of ``backup_id`` that exists (the plain and the encrypted name)."""
+        forms = (self.archive_path(backup_id, encrypted=False), self.archive_path(backup_id, encrypted=True))
+        return [path for path in forms if path.exists()]
+
+    def settle(self, backup_id: str) -> list[Path]:
+        """Finish what a rekey of ``backup_id`` that died left half done; return removed paths.
+
+        A rekey renames its complete, fsynced encrypted archive into place before it removes
+        the plain one, so when both exist (and no rekey holds the partial) the plain one is
+        the leftover. The catalog's size is then set to the archive that stays.
+        """
+        if self._running(backup_id):
+            return []
+        removed = []
+        plain = self.archive_path(backup_id, encrypted=False)
+        if plain.exists() and self.archive_path(backup_id, encrypted=True).exists():
+            plain.unlink(missing_ok=True)
+            fsync_path(self.backup_dir)
+            removed.append(plain)
+        data = self.read_sidecar(backup_id)
+        manifest = self.sidecar_manifest(backup_id)
+        if data is not None and manifest is not None and "rekey_from_size" in data:
+            try:
+                size = self.archive_path(backup_id).stat().st_size
+            except FileNotFoundError:
+                return removed
+            accepted = size in (data.get("archive_size"), data.get("rekey_from_size"))
+            verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
+            self.write_sidecar(
+                manifest,
+                size if accepted else data.get("archive_size", size),
+                verify,
+                "settle",
+                rekey_from_size=None,
+            )
+        return removed
 
     def clean_stale(self) -> list[Path]:
         """Remove what killed backups left behind; return the removed paths.
@@ -237,6 +259,8 @@ class Catalog:
         """
         removed: list[Path] = []
         if self.backup_dir.is_dir():
+            for listed in self.ids():
+                removed.extend(self.settle(listed))
             now = time.time()
             for path in self.backup_dir.iterdir():
                 name = path.name
@@ -245,7 +269,9 @@ class Catalog:
                     backup_id = name[len(TEMP_PREFIX) :].split(".", 1)[0]
                     if self._running(backup_id):
                         continue
-                    short_lived = ".verify-" in name or ".restore-" in name
+                    short_lived = any(
+                        f".{purpose}-" in name for purpose in ("verify", "restore", "settle", "rekey")
+                    )
                     try:
                         if short_lived and now - path.stat().st_mtime < STALE_TEMP_SECONDS:
                             continue
@@ -271,3 +297,76 @@ class Catalog:
         for path in removed:
             log.info("removed stale backup leftover %s", path)
         return removed
+
+
+def info_from_sidecar(backup_id: str, archive: Path | str, size: int, data: Any) -> BackupInfo:
+    """The BackupInfo of an archive of ``size`` bytes described by sidecar ``data`` (None when
+    missing). A ``str`` archive names a file on the remote only: its location is "remote"."""
+    remote_only = isinstance(archive, str)
+    path = Path(archive)
+    remote: dict[str, Any] = {}
+    if isinstance(data, dict) and isinstance(data.get("remote"), dict):
+        remote = data["remote"]
+    location = "remote" if remote_only else ("both" if remote.get("status") == "ok" else "local")
+    checked_at = _when(remote.get("checked_at"))
+    try:
+        manifest = Manifest.from_dict(data.get("manifest"), source=f"{backup_id}{SIDECAR_SUFFIX}")
+    except Exception:
+        manifest = None
+    if not isinstance(data, dict) or manifest is None:
+        return BackupInfo(
+            id=backup_id,
+            created_at=id_time(backup_id),
+            size_bytes=size,
+            status="unverified",
+            documents={},
+            keys=0,
+            path=path,
+            encrypted=path.name.endswith(ENCRYPTED_SUFFIX),
+            problem="catalog entry missing or unreadable; `jamey backup verify` rebuilds it",
+            location=location,
+            remote_checked_at=checked_at,
+        )
+    verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
+    status = "unverified"
+    verified_at = None
+    problem = None
+    if verify is not None:
+        status = "ok" if verify.get("status") == "ok" else "corrupt"
+        verified_at = _when(verify.get("at"))
+        problem = verify.get("message") if status == "corrupt" else None
+    expected_size = data.get("archive_size")
+    # While a rekey runs (or after one died mid-way) either archive is a sound backup.
+    accepted = {expected_size, data.get("rekey_from_size")}
+    if isinstance(expected_size, int) and size not in accepted:
+        status = "corrupt"
+        problem = f"archive is {size} bytes but {expected_size} bytes were written"
+    if remote.get("status") == "failed" and problem is None:
+        problem = f"off-site copy failed: {remote.get('error')}"
+    return BackupInfo(
+        id=backup_id,
+        created_at=manifest.created_at,
+        size_bytes=size,
+        status=status,
+        documents=dict(manifest.documents),
+        keys=manifest.keys,
+        path=path,
+        label=manifest.label,
+        engine_version=manifest.engine_version,
+        total_bytes=manifest.total_bytes,
+        files=len(manifest.files),
+        verified_at=verified_at,
+        problem=problem,
+        tables=dict(manifest.tables),
+        encrypted=path.name.endswith(ENCRYPTED_SUFFIX),
+        signed=isinstance(data.get("signature"), dict),
+        location=location,
+        remote_checked_at=checked_at,
+    )
+
+
+def _when(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None

@@ -16,35 +16,36 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from jamey_engine import __version__, oplog
 from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import BackupCorrupt, InvalidInput, JameyError, NotFound, Unavailable
+from jamey_engine.errors import Busy, InvalidInput, JameyError, NotFound, Unavailable
 from jamey_engine.fsutil import fsync_path, is_no_space, lock_new_file, remove_tree
 from jamey_engine.progress import Progress, no_progress
+from jamey_engine.vault import offsite, tiers
+from jamey_engine.vault import rekey as rekey_steps
 from jamey_engine.vault import restore as restore_steps
-from jamey_engine.vault.archive import ArchiveWriter, ScanResult, scan_archive
-from jamey_engine.vault.catalog import KEYS_TABLE, BackupInfo, Catalog, RestorePlan
+from jamey_engine.vault import verify as verify_steps
+from jamey_engine.vault.archive import ArchiveWriter, ScanResult
+from jamey_engine.vault.catalog import KEYS_TABLE, BackupInfo, Catalog, RestorePlan, id_time, no_space_message
 from jamey_engine.vault.crypto import (
     BackupKeys,
-    authenticate,
-    copy_stream,
-    decrypting,
     encrypting,
-    is_encrypted,
 )
 from jamey_engine.vault.manifest import (
     DATABASE_NAME,
     MANIFEST_NAME,
     MEMORY_PREFIX,
+    SIGNATURE_NAME,
     Manifest,
     check_backup_id,
     new_backup_id,
 )
+from jamey_engine.vault.signing import load_signing_key
+from jamey_engine.vault.tiers import Decision, Policy
 
 if TYPE_CHECKING:
     from jamey_engine.db import Database
@@ -72,11 +73,6 @@ def _maybe_encrypting(handle: BinaryIO, keys: BackupKeys) -> Iterator[BinaryIO]:
     with encrypting(handle, keys) as sink:
         yield sink
     handle.flush()
-
-
-def _no_space_message(where: Path, snapshot: bool) -> str:
-    doing = "taking the memory snapshot in" if snapshot else "writing backup to"
-    return f"no space left on device while {doing} {where}; free some space and try again"
 
 
 class Vault:
@@ -132,7 +128,13 @@ class Vault:
             self.record("backup", "failure", started, detail=detail, actor=actor)
             raise
         self.record("backup", "success", started, size_bytes=info.size_bytes, detail=info.id, actor=actor)
-        return info
+        # Off-site copies (this one, and earlier ones whose retry is due); a remote failure is
+        # recorded and retried later, never a failed backup.
+        try:
+            offsite.sync(self, actor=actor)
+        except Exception:
+            log.warning("off-site copy after backup %s failed", info.id, exc_info=True)
+        return self.catalog.info(info.id) or info
 
     def _create(self, progress: Progress, label: str) -> BackupInfo:
         backup_dir = self.settings.backup_dir
@@ -141,6 +143,7 @@ class Vault:
         except OSError as err:
             raise Unavailable(f"cannot create the backup directory {backup_dir}: {err.strerror}") from None
         keys = self.backup_keys()
+        signer = load_signing_key(self.settings)
         self.catalog.clean_stale()
         now = utcnow()
         backup_id = new_backup_id(now)
@@ -193,12 +196,15 @@ class Vault:
                     label=label,
                 )
                 writer.add_bytes(MANIFEST_NAME, manifest.to_json(), now.timestamp())
+                writer.add_bytes(SIGNATURE_NAME, signer.signature_bytes(manifest), now.timestamp())
                 writer.finish()
             progress(total, total, "syncing")
             os.fsync(fd)
             archive_size = os.fstat(fd).st_size
             remove_tree(staging)
-            self.catalog.write_sidecar(manifest, archive_size, None, "create")
+            self.catalog.write_sidecar(
+                manifest, archive_size, None, "create", signature=signer.sign(manifest)
+            )
             os.replace(partial, archive)
             committed = True
             fsync_path(backup_dir)
@@ -210,7 +216,7 @@ class Vault:
             remove_tree(staging)
             if isinstance(err, OSError):
                 if is_no_space(err):
-                    raise Unavailable(_no_space_message(where, where != backup_dir)) from None
+                    raise Unavailable(no_space_message(where, where != backup_dir)) from None
                 raise Unavailable(
                     f"could not write backup to {where}: {err.strerror or err}"
                     + (f" ({err.filename})" if err.filename else "")
@@ -226,13 +232,17 @@ class Vault:
         return info
 
     # -- listing -------------------------------------------------------------------------------
-    def list(self) -> list[BackupInfo]:
+    def list(self, *, include_remote: bool = False) -> list[BackupInfo]:
         """Every finished backup, newest first (removes stale leftovers of killed backups first).
 
-        Never decompresses an archive: reads each catalog sidecar and the archive's size.
+        Never decompresses an archive: reads each catalog sidecar and the archive's size. With
+        ``include_remote`` (and JAMEY_BACKUP_REMOTE set), backups only on the remote are listed
+        too (location "remote"); raises Unavailable when the remote cannot be listed.
         """
         self.catalog.clean_stale()
         infos = [info for info in map(self.catalog.info, self.catalog.ids()) if info is not None]
+        if include_remote:
+            infos.extend(offsite.remote_only(self))
         return sorted(infos, key=lambda info: (info.created_at, info.id), reverse=True)
 
     def get(self, backup_id: str) -> BackupInfo:
@@ -253,57 +263,8 @@ class Vault:
 
     # -- verify --------------------------------------------------------------------------------
     def check_scan(self, backup_id: str, result: ScanResult) -> Manifest:
-        """Compare what a pass over the archive found against its manifest; return the manifest.
-
-        Raises BackupCorrupt naming the first damaged, missing or unexpected member.
-        """
-        catalog_manifest = self.catalog.sidecar_manifest(backup_id)
-        scanned = {member.name: member for member in result.members}
-        if result.manifest is None:
-            if catalog_manifest is not None:
-                for entry in catalog_manifest.files:
-                    member = scanned.get(entry.path)
-                    if member is None or member.sha256 != entry.sha256:
-                        raise BackupCorrupt(
-                            f"backup {backup_id}: {entry.path} is damaged or missing", file=entry.path
-                        )
-            raise BackupCorrupt(f"backup {backup_id}: {MANIFEST_NAME} is missing", file=MANIFEST_NAME)
-        manifest = Manifest.from_json(result.manifest)
-        if manifest.id != backup_id:
-            raise BackupCorrupt(
-                f"backup {backup_id}: its manifest names backup {manifest.id}", file=MANIFEST_NAME
-            )
-        for entry in manifest.files:
-            member = scanned.get(entry.path)
-            if member is None:
-                raise BackupCorrupt(f"backup {backup_id}: {entry.path} is missing", file=entry.path)
-            if member.size != entry.size or member.sha256 != entry.sha256:
-                raise BackupCorrupt(
-                    f"backup {backup_id}: {entry.path} is damaged (SHA-256 {member.sha256[:16]}…, "
-                    f"expected {entry.sha256[:16]}…)",
-                    file=entry.path,
-                )
-        listed = {entry.path for entry in manifest.files} | {MANIFEST_NAME}
-        for member in result.members:
-            if member.name not in listed:
-                raise BackupCorrupt(
-                    f"backup {backup_id}: {member.name} is not in the manifest", file=member.name
-                )
-        return manifest
-
-    def record_verify(self, backup_id: str, manifest: Manifest | None, error: BackupCorrupt | None) -> None:
-        """Store a verification result in the catalog (best effort: a full disk only logs)."""
-        manifest = manifest or self.catalog.sidecar_manifest(backup_id)
-        if manifest is None:
-            return
-        result: dict[str, Any] = {"status": "ok" if error is None else "corrupt", "at": utcnow().isoformat()}
-        if error is not None:
-            result.update(message=error.message, file=error.file)
-        try:
-            size = self.catalog.archive_path(backup_id).stat().st_size
-            self.catalog.write_sidecar(manifest, size, result, "verify")
-        except OSError:
-            log.warning("could not record the verification of backup %s", backup_id, exc_info=True)
+        """Compare what a pass over the archive found against its manifest (see ``verify.check_scan``)."""
+        return verify_steps.check_scan(self, backup_id, result)
 
     def scan(
         self,
@@ -312,135 +273,59 @@ class Vault:
         *,
         extract_to: Path | None = None,
         stage: str = "verifying",
+        trust_unsigned: bool = False,
     ) -> Manifest:
-        """Stream through a backup (optionally extracting it), check every checksum, record the result.
+        """Check a backup's signature and every checksum, optionally extracting it; see
+        ``jamey_engine.vault.verify.scan`` for the passes and the errors."""
+        return verify_steps.scan(
+            self, backup_id, progress, extract_to=extract_to, stage=stage, trust_unsigned=trust_unsigned
+        )
 
-        An encrypted backup is decrypted with JAMEY_BACKUP_IDENTITY_FILE (or the passphrase);
-        when extracting, it is authenticated in full first, so a tampered archive is refused
-        before anything is unpacked. Raises NotFound, BackupCorrupt (naming the damaged file,
-        or "archive" for a failed authentication), BackupLocked (no usable identity: nothing is
-        recorded), or OSError from writing ``extract_to``.
+    def verify(
+        self,
+        backup_id: str,
+        progress: Progress | None = None,
+        *,
+        trust_unsigned: bool = False,
+        actor: str | None = None,
+    ) -> BackupInfo:
+        """Check the manifest's signature and recompute every member's SHA-256 against it;
+        return the (now "ok") BackupInfo.
+
+        Raises NotFound for an unknown backup, BackupUnsigned for an unsigned one (unless
+        ``trust_unsigned``, which is recorded in the operation log with ``actor``), and
+        BackupCorrupt(file=<damaged member>) when the signature is wrong, the archive does not
+        decompress, its tar structure is broken, or a checksum differs.
         """
+        started = time.monotonic()
+        self.scan(backup_id, progress, trust_unsigned=trust_unsigned)
         info = self.get(backup_id)
-        report = progress or no_progress
-        catalog_manifest = self.catalog.sidecar_manifest(backup_id)
-        order = [entry.path for entry in catalog_manifest.files] if catalog_manifest else []
-        keys = self.backup_keys() if is_encrypted(info.path) else None
-        try:
-            if keys is not None and extract_to is not None:
-                # Authenticate the whole file before the first byte is unpacked: age would
-                # only fail at a damaged chunk, after the chunks before it were written out.
-                authenticate(
-                    info.path,
-                    keys,
-                    f"backup {backup_id}",
-                    lambda done, total: report(done, total, "authenticating"),
-                )
-            result = scan_archive(
-                info.path,
-                extract_to=extract_to,
-                keep=lambda name: name != MANIFEST_NAME,
-                expected_order=order,
-                on_progress=lambda done, total: report(done, total, stage),
-                keys=keys,
-                label=f"backup {backup_id}",
-            )
-            manifest = self.check_scan(backup_id, result)
-        except BackupCorrupt as err:
-            self.record_verify(backup_id, None, err)
-            raise
-        self.record_verify(backup_id, manifest, None)
-        return manifest
+        if trust_unsigned and not info.signed:
+            self.record("verify", "success", started, detail=f"{backup_id}: trusted unsigned", actor=actor)
+        return info
 
-    def verify(self, backup_id: str, progress: Progress | None = None) -> BackupInfo:
-        """Recompute every member's SHA-256 against the manifest; return the (now "ok") BackupInfo.
-
-        Raises NotFound for an unknown backup and BackupCorrupt(file=<damaged member>) when the
-        archive does not decompress, its tar structure is broken, or a checksum differs.
-        """
-        self.scan(backup_id, progress)
-        return self.get(backup_id)
-
-    # -- rekey ---------------------------------------------------------------------------------
+    # -- rekey (rekey.py) ----------------------------------------------------------------------
     def rekey(
         self, backup_id: str, progress: Progress | None = None, *, actor: str | None = None
     ) -> BackupInfo:
         """Re-encrypt ``backup_id`` to the current JAMEY_BACKUP_RECIPIENTS (or passphrase);
-        a plain backup gets encrypted. Returns the new BackupInfo.
-
-        Atomic: the new archive is written beside the old one, fsynced and renamed over it,
-        so at every moment one complete backup is listed. The old archive is decrypted with
-        the current identity and authenticated as it streams; any failure leaves it as it was.
-        Raises InvalidInput when no recipient or passphrase is set, BackupLocked without a
-        usable identity, BackupCorrupt when the old archive fails authentication, NotFound,
-        and Unavailable when the disk fills.
-        """
-        started = time.monotonic()
-        try:
-            info = self._rekey(check_backup_id(backup_id), progress or no_progress)
-        except BaseException as err:
-            detail = err.message if isinstance(err, JameyError) else f"{type(err).__name__}: {err}"
-            self.record("rekey", "failure", started, detail=f"{backup_id}: {detail}", actor=actor)
-            raise
-        self.record("rekey", "success", started, size_bytes=info.size_bytes, detail=backup_id, actor=actor)
-        return info
-
-    def _rekey(self, backup_id: str, progress: Progress) -> BackupInfo:
-        keys = self.backup_keys()
-        if not keys.encrypts:
-            raise InvalidInput(
-                "set JAMEY_BACKUP_RECIPIENTS (or JAMEY_BACKUP_PASSPHRASE_FILE) to the keys to "
-                f"re-encrypt backup {backup_id} to"
-            )
-        info = self.get(backup_id)
-        source = info.path
-        target = self.catalog.archive_path(backup_id, encrypted=True)
-        partial = self.catalog.partial_path(backup_id)
-        label = f"backup {backup_id}"
-        fd: int | None = None
-        try:
-            fd = lock_new_file(partial)
-            progress(0, info.size_bytes, "re-encrypting")
-            with open(fd, "wb", closefd=False) as handle, encrypting(handle, keys) as sink:
-                if is_encrypted(source):
-                    with decrypting(source, keys, label) as (plain, _):
-                        copy_stream(plain, sink)
-                else:
-                    with open(source, "rb") as plain_file:
-                        copy_stream(plain_file, sink)
-            os.fsync(fd)
-            size = os.fstat(fd).st_size
-            os.replace(partial, target)
-            fsync_path(self.settings.backup_dir)
-        except BaseException as err:
-            remove_tree(partial)
-            if isinstance(err, OSError):
-                if is_no_space(err):
-                    raise Unavailable(_no_space_message(self.settings.backup_dir, False)) from None
-                raise Unavailable(f"could not re-encrypt {label}: {err.strerror or err}") from None
-            raise
-        finally:
-            if fd is not None:
-                os.close(fd)
-        if source != target:
-            source.unlink(missing_ok=True)
-            fsync_path(self.settings.backup_dir)
-        data = self.catalog.read_sidecar(backup_id) or {}
-        manifest = self.catalog.sidecar_manifest(backup_id)
-        if manifest is not None:
-            verify = data.get("verify") if isinstance(data.get("verify"), dict) else None
-            self.catalog.write_sidecar(manifest, size, verify, "rekey")
-        progress(size, size, "re-encrypted")
-        log.info("backup %s re-encrypted to %d recipient(s)", backup_id, len(keys.recipients))
-        return self.get(backup_id)
+        see ``jamey_engine.vault.rekey.rekey`` for the guarantees and errors."""
+        return rekey_steps.rekey(self, backup_id, progress, actor=actor)
 
     # -- delete and retention ------------------------------------------------------------------
     def delete(self, backup_id: str, *, actor: str | None = None) -> None:
-        """Remove a backup's archive and catalog entry, recorded in the operation log (kind
-        ``delete``, by ``actor``); raises NotFound if it does not exist."""
+        """Remove a backup's archives (plain and encrypted) and catalog entry, recorded in the
+        operation log (kind ``delete``, by ``actor``); raises NotFound if it does not exist and
+        Busy while a rekey of it runs."""
         started = time.monotonic()
         info = self.get(backup_id)
-        info.path.unlink(missing_ok=True)
+        if self.catalog._running(backup_id):
+            raise Busy(
+                f"backup {backup_id} is being written or re-encrypted; delete it when that has finished"
+            )
+        # Every form: a rekey that died between its rename and its unlink leaves two.
+        for path in self.catalog.archive_forms(backup_id):
+            path.unlink(missing_ok=True)
         self.catalog.sidecar_path(backup_id).unlink(missing_ok=True)
         fsync_path(self.settings.backup_dir)
         log.info("backup %s deleted", backup_id)
@@ -449,35 +334,53 @@ class Vault:
     def retain(
         self, keep_last: int | None = None, keep_days: int | None = None, *, actor: str | None = None
     ) -> builtins.list[str]:
-        """Delete backups outside the retention rules; return the deleted ids (oldest first).
+        """Delete backups outside the retention rules; return the deleted local ids (oldest first).
 
-        Kept: the union of the newest ``keep_last`` and those younger than ``keep_days`` days,
-        and always the newest backup. With neither rule given, the settings' rules apply
-        (JAMEY_BACKUP_KEEP, 0 keeping all, and JAMEY_BACKUP_KEEP_DAYS). Raises InvalidInput
-        naming the value when ``keep_last`` < 1 or ``keep_days`` < 0.
+        Kept: always the newest backup, the newest ``keep_last``, those younger than
+        ``keep_days`` days. With neither rule given, the settings' policy applies (see
+        ``tiers``: JAMEY_BACKUP_KEEP, 0 keeping all unless a tier is set, _KEEP_DAYS, _KEEP_DAILY,
+        _KEEP_WEEKLY, _KEEP_MONTHLY), and with JAMEY_BACKUP_REMOTE the remote's own policy
+        (JAMEY_BACKUP_REMOTE_KEEP_*) to the copies there. Raises InvalidInput naming the value
+        when ``keep_last`` < 1 or ``keep_days`` < 0.
         """
         if keep_last is None and keep_days is None:
-            if self.settings.backup_keep == 0:
-                return []
-            keep_last = self.settings.backup_keep
-            keep_days = self.settings.backup_keep_days or None
-        if keep_last is not None and (isinstance(keep_last, bool) or keep_last < 1):
-            raise InvalidInput(f"keep_last {keep_last!r} must be 1 or more")
-        if keep_days is not None and (isinstance(keep_days, bool) or keep_days < 0):
-            raise InvalidInput(f"keep_days {keep_days!r} must be 0 or more")
-        infos = self.list()  # newest first
-        keep: set[str] = {infos[0].id} if infos else set()
-        if keep_last is not None:
-            keep.update(info.id for info in infos[:keep_last])
-        if keep_days is not None:
-            cutoff = utcnow() - timedelta(days=keep_days)
-            keep.update(info.id for info in infos if info.created_at > cutoff)
+            plans = self.retention_plan()
+        else:
+            if keep_last is not None and (isinstance(keep_last, bool) or keep_last < 1):
+                raise InvalidInput(f"keep_last {keep_last!r} must be 1 or more")
+            if keep_days is not None and (isinstance(keep_days, bool) or keep_days < 0):
+                raise InvalidInput(f"keep_days {keep_days!r} must be 0 or more")
+            policy = Policy(last=keep_last or 0, days=keep_days or 0)
+            backups = [(info.id, info.created_at) for info in self.list()]
+            plans = {
+                "local": tiers.plan(
+                    backups, policy if not policy.keeps_everything else Policy(last=1), utcnow()
+                )
+            }
         deleted = []
-        for info in reversed(infos):
-            if info.id not in keep:
-                self.delete(info.id, actor=actor)
-                deleted.append(info.id)
+        for decision in reversed(plans["local"]):
+            if not decision.keep:
+                self.delete(decision.id, actor=actor)
+                deleted.append(decision.id)
+        if "remote" in plans:
+            offsite.prune_remote(self, [d.id for d in plans["remote"] if not d.keep], actor=actor)
         return deleted
+
+    def retention_plan(self) -> dict[str, builtins.list[Decision]]:
+        """The settings' retention plan: ``{"local": [...], "remote": [...]}`` (remote only with
+        JAMEY_BACKUP_REMOTE), every backup newest first with why it is kept, or no reason when
+        it would go. Changes nothing; raises Unavailable when the remote cannot be listed."""
+        settings = self.settings
+        policy = Policy.from_settings(settings)
+        if settings.backup_keep == 0 and not (policy.daily or policy.weekly or policy.monthly):
+            policy = Policy()  # JAMEY_BACKUP_KEEP=0 keeps everything, as it always has
+        now = utcnow()
+        local = [(info.id, info.created_at) for info in self.list()]
+        plans = {"local": tiers.plan(local, policy, now)}
+        if settings.backup_remote:
+            remote = [(backup_id, id_time(backup_id)) for backup_id in offsite.remote_ids(self)]
+            plans["remote"] = tiers.plan(remote, Policy.from_settings(settings, remote=True), now)
+        return plans
 
     # -- restore (restore.py) ------------------------------------------------------------------
     def plan_restore(self, backup_id: str) -> RestorePlan:
@@ -487,6 +390,21 @@ class Vault:
         """
         return restore_steps.plan_restore(self, backup_id)
 
+    # -- off-site copies (offsite.py) ----------------------------------------------------------
+    def push(self, *, actor: str | None = None, force: bool = False) -> dict[str, dict[str, Any]]:
+        """Copy local backups whose off-site copy is due (every one not on the remote with
+        ``force``) to JAMEY_BACKUP_REMOTE; return their new remote states by id."""
+        return offsite.sync(self, actor=actor, force=force)
+
+    def pull(self, backup_id: str, *, trust_unsigned: bool = False, actor: str | None = None) -> BackupInfo:
+        """Fetch a remote-only backup and verify it; see ``jamey_engine.vault.offsite.pull``."""
+        return offsite.pull(self, backup_id, trust_unsigned=trust_unsigned, actor=actor)
+
+    def ensure_local(self, backup_id: str, *, trust_unsigned: bool = False, actor: str | None = None) -> None:
+        """Pull ``backup_id`` from the remote when it is not in the backup directory."""
+        if self.catalog.info(check_backup_id(backup_id)) is None:
+            self.pull(backup_id, trust_unsigned=trust_unsigned, actor=actor)
+
     def restore(
         self,
         backup_id: str,
@@ -495,12 +413,15 @@ class Vault:
         *,
         actor: str | None = None,
         reenable_keys: bool = False,
+        trust_unsigned: bool = False,
     ) -> RestorePlan:
         """Replace the live memory layers and database rows with a verified backup's; keys revoked
         or rotated since the backup stay so unless ``reenable_keys``.
 
-        See ``jamey_engine.vault.restore.restore`` for the steps and guarantees.
+        A backup only on the remote is pulled (and verified) first. See
+        ``jamey_engine.vault.restore.restore`` for the steps and guarantees.
         """
+        self.ensure_local(backup_id, trust_unsigned=trust_unsigned, actor=actor)
         return restore_steps.restore(
             self,
             backup_id,
@@ -508,4 +429,5 @@ class Vault:
             safety_backup=safety_backup,
             actor=actor,
             reenable_keys=reenable_keys,
+            trust_unsigned=trust_unsigned,
         )

@@ -18,6 +18,8 @@ from jamey_engine.errors import BackupCorrupt, InvalidInput
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+# The manifest's HMAC signature (signing.py): the archive's very last member.
+SIGNATURE_NAME = "manifest.sig"
 DATABASE_NAME = "database.json"
 MEMORY_PREFIX = "memory/"
 ARCHIVE_SUFFIX = ".tar.zst"

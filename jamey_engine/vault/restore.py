@@ -65,7 +65,9 @@ def plan_restore(vault: Vault, backup_id: str) -> RestorePlan:
         for table in dict.fromkeys([*counts, *info.tables])
     }
     keys = (counts.get(KEYS_TABLE, 0), info.keys)
-    return RestorePlan(backup_id=info.id, layers=layers, keys=keys, tables=tables, dry_run=True)
+    return RestorePlan(
+        backup_id=info.id, layers=layers, keys=keys, tables=tables, dry_run=True, signed=info.signed
+    )
 
 
 @contextmanager
@@ -191,10 +193,13 @@ def restore(
     safety_backup: bool = True,
     actor: str | None = None,
     reenable_keys: bool = False,
+    trust_unsigned: bool = False,
 ) -> RestorePlan:
     """Restore ``backup_id`` (see the module docstring); return the plan with the safety backup id.
 
-    Keys revoked or rotated since the backup stay so unless ``reenable_keys``.
+    Keys revoked or rotated since the backup stay so unless ``reenable_keys``. An unsigned backup
+    (made before backups were signed) is refused with BackupUnsigned unless ``trust_unsigned``
+    (an admin's decision, recorded with the restore in the operation log).
 
     Raises InvalidInput/NotFound for a bad id, BackupCorrupt (naming the file) for a damaged
     backup, Busy when another restore runs, Unavailable when the disk fills while staging;
@@ -203,14 +208,21 @@ def restore(
     started = time.monotonic()
     try:
         plan = _restore(
-            vault, check_backup_id(backup_id), progress or no_progress, safety_backup, actor, reenable_keys
+            vault,
+            check_backup_id(backup_id),
+            progress or no_progress,
+            safety_backup,
+            actor,
+            reenable_keys,
+            trust_unsigned,
         )
     except BaseException as err:
         detail = err.message if isinstance(err, JameyError) else f"{type(err).__name__}: {err}"
         vault.record("restore", "failure", started, detail=f"{backup_id}: {detail}", actor=actor)
         raise
     info = vault.get(backup_id)
-    vault.record("restore", "success", started, size_bytes=info.size_bytes, detail=backup_id, actor=actor)
+    detail = backup_id if plan.signed else f"{backup_id} (unsigned, trusted with --trust-unsigned)"
+    vault.record("restore", "success", started, size_bytes=info.size_bytes, detail=detail, actor=actor)
     return plan
 
 
@@ -221,6 +233,7 @@ def _restore(
     safety_backup: bool,
     actor: str | None,
     reenable_keys: bool,
+    trust_unsigned: bool,
 ) -> RestorePlan:
     data_dir = vault.settings.data_dir
     plan = plan_restore(vault, backup_id)
@@ -231,7 +244,13 @@ def _restore(
         previous = data_dir / f"{RESTORE_PREVIOUS_PREFIX}{tag}"
         try:
             staging.mkdir()
-            manifest = vault.scan(backup_id, progress, extract_to=staging, stage="extracting and verifying")
+            manifest = vault.scan(
+                backup_id,
+                progress,
+                extract_to=staging,
+                stage="extracting and verifying",
+                trust_unsigned=trust_unsigned,
+            )
             progress(0, 0, "checking the staged copy")
             rows = _check_rows(staging, manifest)
             _check_layers(vault, staging / "memory", manifest)
@@ -255,4 +274,5 @@ def _restore(
         finally:
             remove_tree(staging)
             remove_tree(previous)
-    return replace(plan, safety_backup_id=safety_id, dry_run=False, switched_at=switched_at)
+    signed = vault.get(backup_id).signed
+    return replace(plan, safety_backup_id=safety_id, dry_run=False, switched_at=switched_at, signed=signed)

@@ -60,3 +60,15 @@ def change_everything(engine: Engine) -> None:
     engine.keys.create("newcomer", scopes=("admin",))
     reader = next(info for info in engine.keys.list() if info.name == "reader")
     engine.keys.revoke(reader.id)
+
+
+def restored_to(after: dict[str, Any], before: dict[str, Any]) -> bool:
+    """``after`` (a state() after a restore with reenable_keys) is ``before`` (the state backed
+    up): the same memories and key rows, and the key audit appended to, never replaced (the
+    events made since the backup stay after the backup's own)."""
+    events = before["key_events"]
+    return (
+        after["memories"] == before["memories"]
+        and after["keys"] == before["keys"]
+        and after["key_events"][: len(events)] == events
+    )

@@ -1,7 +1,9 @@
 """Backups whose archive disagrees with its own manifest: verify names the member, restore refuses.
 
 Each archive here is rebuilt from a real backup with one thing changed, and every member
-that is still listed keeps its true checksum, so only the check under test can catch it.
+that is still listed keeps its true checksum, so only the check under test can catch it. The
+rebuilt manifest is signed again with the server's key (as if the server itself had made the
+mistake), so the signature check does not hide the check under test.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import pytest
 from jamey_engine.engine import Engine
 from jamey_engine.errors import BackupCorrupt
 from jamey_engine.vault.archive import ArchiveWriter, scan_archive
-from jamey_engine.vault.manifest import MANIFEST_NAME, new_backup_id
+from jamey_engine.vault.manifest import MANIFEST_NAME, SIGNATURE_NAME, Manifest, new_backup_id
+from jamey_engine.vault.signing import load_signing_key
 
 from .support import change_everything, fill, state
 
@@ -28,9 +31,12 @@ def rebuild(engine: Engine, backup_id: str, tmp: Path, edit: Edit) -> None:
     archive = engine.vault.catalog.archive_path(backup_id)
     unpacked = tmp / f"unpacked-{backup_id}"
     result = scan_archive(archive, extract_to=unpacked)
-    members = {m.name: (unpacked / m.name).read_bytes() for m in result.members if m.name != MANIFEST_NAME}
+    skip = {MANIFEST_NAME, SIGNATURE_NAME}
+    members = {m.name: (unpacked / m.name).read_bytes() for m in result.members if m.name not in skip}
     manifest = json.loads(result.manifest or b"{}")
     edit(members, manifest)
+    signer = load_signing_key(engine.settings)
+    signed = Manifest.from_dict(manifest)
     sources = tmp / f"sources-{backup_id}"
     sources.mkdir()
     with open(archive, "wb") as out:
@@ -39,8 +45,12 @@ def rebuild(engine: Engine, backup_id: str, tmp: Path, edit: Edit) -> None:
             source = sources / str(number)
             source.write_bytes(data)
             writer.add_file(source, name)
-        writer.add_bytes(MANIFEST_NAME, json.dumps(manifest).encode(), 0)
+        writer.add_bytes(MANIFEST_NAME, signed.to_json(), 0)
+        writer.add_bytes(SIGNATURE_NAME, signer.signature_bytes(signed), 0)
         writer.finish()
+    engine.vault.catalog.write_sidecar(
+        signed, archive.stat().st_size, None, "create", signature=signer.sign(signed)
+    )
 
 
 @pytest.fixture

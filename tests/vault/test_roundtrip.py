@@ -98,9 +98,18 @@ def test_reenable_keys_brings_back_a_key_revoked_after_the_backup_and_a_restored
 
 def test_a_sqlite_backup_restores_into_postgresql(tmp_path: Path, postgres_url: str) -> None:
     backups = tmp_path / "backups"
-    source = Engine(make_settings(tmp_path / "source", JAMEY_BACKUP_DIR=str(backups)))
+    # The signing key travels with the backups (the emergency kit): both sides name the same file.
+    key = str(tmp_path / "kit" / "backup-signing.key")
+    source = Engine(
+        make_settings(tmp_path / "source", JAMEY_BACKUP_DIR=str(backups), JAMEY_BACKUP_SIGNING_KEY_FILE=key)
+    )
     target = Engine(
-        make_settings(tmp_path / "target", JAMEY_BACKUP_DIR=str(backups), JAMEY_DATABASE_URL=postgres_url)
+        make_settings(
+            tmp_path / "target",
+            JAMEY_BACKUP_DIR=str(backups),
+            JAMEY_DATABASE_URL=postgres_url,
+            JAMEY_BACKUP_SIGNING_KEY_FILE=key,
+        )
     )
     try:
         fill(source)

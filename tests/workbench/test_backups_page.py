@@ -39,6 +39,7 @@ def test_creating_a_backup_lists_it(with_memories: Engine, admin_app: AppTest) -
     assert list(table["id"]) == [backups[0].id]
     assert table["documents"].iloc[0] == 3
     assert table["keys"].iloc[0] == 1
+    assert table["location"].iloc[0] == "local"  # no JAMEY_BACKUP_REMOTE: never copied off-site
 
 
 def test_verifying_a_good_backup_says_so(with_memories: Engine, admin_app: AppTest) -> None:
