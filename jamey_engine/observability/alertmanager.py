@@ -26,6 +26,7 @@ import requests
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
 from jamey_engine.observability.matchers import Matcher as Matcher
+from jamey_engine.observability.matchers import check_silence_matchers
 from jamey_engine.observability.matchers import matchers_from_labels as matchers_from_labels
 from jamey_engine.observability.matchers import matching_alerts as matching_alerts
 from jamey_engine.observability.matchers import parse_matcher as parse_matcher
@@ -275,10 +276,10 @@ class AlertmanagerClient:
         starts_at: datetime | None = None,
     ) -> str:
         """Create a silence and return its id. Raises InvalidInput for an empty comment or
-        author, no matcher, or an end not after the start (nothing is sent then)."""
+        author, matchers ``check_silence_matchers`` refuses, or an end not after the start
+        (nothing is sent then)."""
         start = starts_at or utcnow()
-        if not matchers:
-            raise InvalidInput("a silence needs at least one matcher")
+        check_silence_matchers(matchers)
         if not comment.strip():
             raise InvalidInput("a silence needs a comment saying why")
         if not created_by.strip():
