@@ -31,6 +31,7 @@ from jamey_engine.observability.matchers import matchers_from_labels as matchers
 from jamey_engine.observability.matchers import matching_alerts as matching_alerts
 from jamey_engine.observability.matchers import parse_matcher as parse_matcher
 from jamey_engine.observability.matchers import parse_matchers as parse_matchers
+from jamey_engine.urls import NoRedirectSession, excerpt, redact_url
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
@@ -195,8 +196,10 @@ class AlertmanagerClient:
         if timeout <= 0:
             raise InvalidInput(f"timeout must be above zero, got {timeout!r}")
         self.url = url.rstrip("/")
+        #: The URL as messages show it (no credentials).
+        self.shown_url = redact_url(self.url)
         self.timeout = float(timeout)
-        self._session = requests.Session()
+        self._session = NoRedirectSession()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertmanagerClient:
@@ -313,7 +316,7 @@ class AlertmanagerClient:
 
     def _unreachable(self, why: str) -> AlertmanagerUnreachable:
         return AlertmanagerUnreachable(
-            f"Alertmanager unreachable at {self.url} ({why}); start it with `make run` or "
+            f"Alertmanager unreachable at {self.shown_url} ({why}); start it with `make run` or "
             "`prometheus-alertmanager --config.file=prometheus/alertmanager.yml`"
         )
 
@@ -345,26 +348,22 @@ class AlertmanagerClient:
         status = response.status_code
         text = response.text.strip()
         if status == 404 and missing is not None:
-            raise NotFound(f"{missing} in Alertmanager at {self.url}")
+            raise NotFound(f"{missing} in Alertmanager at {self.shown_url}")
         if status == 500 and missing is not None and "not found" in text.lower():
-            raise NotFound(f"{missing} in Alertmanager at {self.url}")
+            raise NotFound(f"{missing} in Alertmanager at {self.shown_url}")
         if 400 <= status < 500:
-            detail = _one_line(text) or f"HTTP {status}"
+            detail = excerpt(text) or f"HTTP {status}"
             raise AlertmanagerRefused(f"Alertmanager refused the request: {detail}", detail)
         if status >= 300:
-            raise self._unreachable(f"HTTP {status}: {_one_line(text)[:200]}")
+            raise self._unreachable(f"HTTP {status}: {excerpt(text)}")
         if not body:
             return None
         if not text:
-            raise EmptyAnswer(f"Alertmanager at {self.url} gave an empty answer to {method} {path}")
+            raise EmptyAnswer(f"Alertmanager at {self.shown_url} gave an empty answer to {method} {path}")
         try:
             return response.json()
         except ValueError:
             raise self._not_alertmanager() from None
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.strip().strip('"').split())[:300]
 
 
 def _check_id(silence_id: str) -> None:
