@@ -6,7 +6,10 @@
 - :func:`store_notifications` writes each alert's notification once, whatever Alertmanager
   repeats or retries (one row per fingerprint, start and status), in one transaction: all or
   nothing.
-- :func:`prune_history` keeps JAMEY_ALERT_HISTORY_DAYS days.
+- :func:`prune_history` keeps JAMEY_ALERT_HISTORY_DAYS days, by receipt and by the alert's own
+  times (a notification whose alert ended, or started and still fires, before the window goes,
+  and one like it is never stored).
+- Every query is bounded by its range and by MAX_ROWS rows.
 - :func:`history_frame` (the table, with filters), :func:`intervals` (one firing interval per
   alert instance: start, end, resolved) and :func:`resolve_stats` (per alert name: how often it
   fired, mean and longest time to resolve) are what the Alerts page, the CLI and the notebooks
@@ -41,6 +44,10 @@ from jamey_engine.observability.webhook import parse_webhook as parse_webhook
 log = logging.getLogger(__name__)
 _TABLE = cast(Table, AlertNotification.__table__)
 
+#: Most rows one history query reads (the newest are kept).
+MAX_ROWS = 50_000
+#: How far before a range an alert still firing into it may have started (the default history).
+DEFAULT_LOOKBACK = timedelta(days=90)
 #: How often one process prunes old history while storing notifications.
 PRUNE_EVERY_SECONDS = 3600.0
 
@@ -75,8 +82,11 @@ def store_notifications(
 ) -> None:
     """Write each notification once (a repeat or a retry of the same fingerprint, start and status
     is ignored), all in one transaction; then, at most once an hour per process and database,
-    prune history older than ``keep_days``. Raises Busy/Unavailable from the database."""
+    prune history older than ``keep_days``. A notification whose alert's own time (its end, or
+    its start while firing) is already older than ``keep_days`` is not stored: pruning would
+    drop it. Raises Busy/Unavailable from the database."""
     now = utcnow()
+    cutoff = now - timedelta(days=keep_days)
     rows = [
         {
             "fingerprint": _column(n.fingerprint, MAX_FINGERPRINT),
@@ -92,6 +102,7 @@ def store_notifications(
             "received_at": now,
         }
         for n in notifications
+        if _own_time(n.status, n.starts_at, n.ends_at) >= cutoff
     ]
     table = _TABLE
     if rows:
@@ -114,14 +125,24 @@ def store_notifications(
         prune_history(db, keep_days)
 
 
+def _own_time(status: str, starts_at: datetime, ends_at: datetime | None) -> datetime:
+    """The latest time a notification tells of: its end once resolved, else its start."""
+    return ends_at if status == "resolved" and ends_at is not None else starts_at
+
+
 def prune_history(db: Database, keep_days: int, *, now: datetime | None = None) -> int:
-    """Delete notifications received more than ``keep_days`` days before ``now``; return how many."""
+    """Delete notifications received more than ``keep_days`` days before ``now``, and those whose
+    alert's own time (its end once resolved, else its start) is that old; return how many."""
     if keep_days <= 0:
         raise InvalidInput(f"alert history days must be above zero, got {keep_days}")
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
     table = _TABLE
+    old_alert = sa.or_(
+        sa.and_(table.c.status == "resolved", table.c.ends_at < cutoff),
+        sa.and_(table.c.status == "firing", table.c.starts_at < cutoff),
+    )
     with db.begin() as conn:
-        result = conn.execute(table.delete().where(table.c.received_at < cutoff))
+        result = conn.execute(table.delete().where(sa.or_(table.c.received_at < cutoff, old_alert)))
     return int(result.rowcount or 0)
 
 
@@ -151,10 +172,11 @@ def history_frame(
     alertname: str | None = None,
     severity: str | None = None,
     layer: str | None = None,
-    limit: int = 50_000,
+    limit: int = MAX_ROWS,
 ) -> pd.DataFrame:
     """Notifications received in ``[since, until]`` (until: now), newest first, optionally of one
-    alert name, severity or layer; columns HISTORY_COLUMNS (times UTC), at most ``limit`` rows."""
+    alert name, severity or layer; columns HISTORY_COLUMNS (times UTC), at most ``limit`` rows
+    (never more than MAX_ROWS)."""
     table = _TABLE
     query = sa.select(
         table.c.received_at, table.c.alertname, table.c.severity, table.c.layer, table.c.status,
@@ -165,7 +187,7 @@ def history_frame(
     for column, value in (("alertname", alertname), ("severity", severity), ("layer", layer)):
         if value:
             query = query.where(table.c[column] == value)
-    query = query.order_by(table.c.received_at.desc(), table.c.id.desc()).limit(limit)
+    query = query.order_by(table.c.received_at.desc(), table.c.id.desc()).limit(max(0, min(limit, MAX_ROWS)))
     with db.connect() as conn:
         rows = conn.execute(query).all()
     records = []
@@ -199,25 +221,47 @@ def intervals(
     alertname: str | None = None,
     severity: str | None = None,
     layer: str | None = None,
+    lookback: timedelta = DEFAULT_LOOKBACK,
 ) -> pd.DataFrame:
     """One row per firing interval (an alert instance: fingerprint and start) that overlaps
     ``[since, until]``: ``start``, ``end`` (its resolution, or NaT while still firing),
     ``resolved`` and ``seconds`` (to resolution, or so far up to ``until``). Columns
-    INTERVAL_COLUMNS, ordered by start."""
+    INTERVAL_COLUMNS, ordered by start.
+
+    Reads only rows of the range: started or ended in it, or firing into it having started at
+    most ``lookback`` before it; at most MAX_ROWS of them, the latest starts first."""
     end_of_range = _utc(until) or utcnow()
     start_of_range = _utc(since)
+    assert start_of_range is not None
     table = _TABLE
+    resolved = table.alias("resolved")
+    ended_before = (
+        sa.select(resolved.c.id)
+        .where(resolved.c.fingerprint == table.c.fingerprint, resolved.c.starts_at == table.c.starts_at)
+        .where(resolved.c.status == "resolved", resolved.c.ends_at < start_of_range)
+    )
     query = sa.select(
         table.c.fingerprint, table.c.starts_at, table.c.status, table.c.ends_at,
         table.c.alertname, table.c.severity, table.c.layer,
-    ).where(table.c.starts_at <= end_of_range)  # fmt: skip
-    # Every row started before the range's end: an alert's firing row and its resolution must
-    # meet, or one resolved before the range would look still firing (history is bounded by
-    # JAMEY_ALERT_HISTORY_DAYS, so this stays small).
+    ).where(
+        table.c.starts_at <= end_of_range,
+        sa.or_(
+            table.c.starts_at >= start_of_range,  # started in the range
+            sa.and_(table.c.status == "resolved", table.c.ends_at >= start_of_range),  # ended in it
+            # started before it and firing into it: no resolution before the range's start, and
+            # no older than the history keeps (``lookback``)
+            sa.and_(
+                table.c.status == "firing",
+                table.c.starts_at >= start_of_range - lookback,
+                ~sa.exists(ended_before),
+            ),
+        ),
+    )  # fmt: skip
     for column, value in (("alertname", alertname), ("severity", severity), ("layer", layer)):
         if value:
             query = query.where(table.c[column] == value)
     found: dict[tuple[str, datetime], dict[str, Any]] = {}
+    query = query.order_by(table.c.starts_at.desc()).limit(MAX_ROWS)
     with db.connect() as conn:
         for row in conn.execute(query):
             start = _utc(row.starts_at)

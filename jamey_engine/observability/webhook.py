@@ -1,6 +1,12 @@
 """Alertmanager's webhook payload (version 4): :func:`parse_webhook` checks one and raises
 InvalidInput naming the first bad field; :data:`WEBHOOK_SCHEMA` states exactly what it accepts
-(the webhook route publishes it as its OpenAPI request body)."""
+(the webhook route publishes it as its OpenAPI request body).
+
+Every field has a cap that Alertmanager, with the project's rules and config (``max_alerts:
+1000`` in prometheus/alertmanager.yml), never reaches: at most MAX_ALERTS alerts a payload,
+MAX_PAIRS labels or annotations an object, names of MAX_NAME_CHARS, label values of
+MAX_LABEL_CHARS, annotation values and other texts of MAX_TEXT_CHARS. A payload past one is
+refused whole (400 naming the field), so one key cannot fill the history with giant rows."""
 
 from __future__ import annotations
 
@@ -17,8 +23,16 @@ _FRACTION = re.compile(r"(\.\d+)")
 
 STATUSES = ("firing", "resolved")
 WEBHOOK_VERSION = "4"
-MAX_ALERTS = 10_000
+MAX_ALERTS = 1_000
 MAX_FINGERPRINT = 64
+#: Most labels (or annotations) in one object.
+MAX_PAIRS = 64
+#: Longest label or annotation name.
+MAX_NAME_CHARS = 128
+#: Longest label value.
+MAX_LABEL_CHARS = 1_024
+#: Longest annotation value, URL, group key or receiver.
+MAX_TEXT_CHARS = 8_192
 # Go's zero time: how Alertmanager writes the endsAt of an alert that has not ended.
 ZERO_TIME = "0001-01-01T00:00:00Z"
 # When an alert started (or ended): RFC 3339 as Go writes it, in the years the history's frames hold.
@@ -43,11 +57,14 @@ class Notification:
         return self.labels.get("alertname", "")
 
 
-def _text(value: Any, where: str) -> str:
+def _text(value: Any, where: str, limit: int = MAX_TEXT_CHARS) -> str:
     """``value`` if it is a string of valid Unicode text (no lone surrogate: no schema can name
-    those, and no column can store them); InvalidInput naming ``where`` otherwise."""
+    those, and no column can store them) of at most ``limit`` characters; InvalidInput naming
+    ``where`` otherwise."""
     if not isinstance(value, str):
         raise InvalidInput(f"{where}: expected a string, got {value!r}"[:200])
+    if len(value) > limit:
+        raise InvalidInput(f"{where}: at most {limit} characters, got {len(value)}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:
@@ -57,11 +74,17 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
-def _texts(value: Any, where: str) -> dict[str, str]:
-    """An object whose values are all strings (labels, annotations)."""
+def _texts(value: Any, where: str, limit: int = MAX_TEXT_CHARS) -> dict[str, str]:
+    """An object of at most MAX_PAIRS strings of at most ``limit`` characters (labels,
+    annotations), named by at most MAX_NAME_CHARS characters each."""
     if not isinstance(value, Mapping):
         raise InvalidInput(f"{where}: expected an object of strings, got {value!r}"[:200])
-    return {_text(k, f"{where} (a name)"): _text(v, _member(where, k)) for k, v in value.items()}
+    if len(value) > MAX_PAIRS:
+        raise InvalidInput(f"{where}: at most {MAX_PAIRS} names, got {len(value)}")
+    return {
+        _text(k, f"{where} (a name)", MAX_NAME_CHARS): _text(v, _member(where, str(k)), limit)
+        for k, v in value.items()
+    }
 
 
 def _member(where: str, name: str) -> str:
@@ -95,7 +118,7 @@ def _check_group(payload: Mapping[str, Any]) -> None:
         _status(payload["status"], "status")
     for name in ("groupLabels", "commonLabels", "commonAnnotations"):
         if name in payload:
-            _texts(payload[name], name)
+            _texts(payload[name], name, MAX_TEXT_CHARS if name == "commonAnnotations" else MAX_LABEL_CHARS)
     if "truncatedAlerts" in payload:
         count = payload["truncatedAlerts"]
         whole = isinstance(count, int) or (isinstance(count, float) and count.is_integer())
@@ -115,7 +138,7 @@ def _alert(alert: Any, where: str) -> Notification:
     status = _status(alert.get("status"), f"{where}.status")
     if "labels" not in alert:
         raise InvalidInput(f"{where}.labels: the alertname label is missing (no labels)")
-    labels = _texts(alert["labels"], f"{where}.labels")
+    labels = _texts(alert["labels"], f"{where}.labels", MAX_LABEL_CHARS)
     if not labels.get("alertname"):
         raise InvalidInput(f"{where}.labels: the alertname label is missing")
     starts = _moment(alert.get("startsAt"), f"{where}.startsAt")
@@ -132,7 +155,7 @@ def parse_webhook(payload: Any) -> list[Notification]:
     :data:`WEBHOOK_SCHEMA` states (and valid Unicode text, which no schema can state).
 
     Raises InvalidInput naming the first bad field: not an object, another version, no
-    ``alerts`` list, more than 10,000 alerts, a group field of the wrong type, or an alert
+    ``alerts`` list, more than MAX_ALERTS alerts, a field past its cap (see the module), a group field of the wrong type, or an alert
     without a fingerprint, a status of firing/resolved, an ``alertname`` label or a valid
     ``startsAt``, or with labels, annotations or an ``endsAt`` that are not what the schema says.
     """
@@ -153,7 +176,11 @@ def parse_webhook(payload: Any) -> list[Notification]:
 
 
 _STATUS_SCHEMA: dict[str, Any] = {"type": "string", "enum": list(STATUSES)}
-_TEXTS_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+_TEXT_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": MAX_TEXT_CHARS}
+_LABEL_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": MAX_LABEL_CHARS}
+_NAMES: dict[str, Any] = {"maxProperties": MAX_PAIRS, "propertyNames": {"maxLength": MAX_NAME_CHARS}}
+_TEXTS_SCHEMA: dict[str, Any] = {"type": "object", **_NAMES, "additionalProperties": _TEXT_SCHEMA}
+_LABELS_SCHEMA: dict[str, Any] = {"type": "object", **_NAMES, "additionalProperties": _LABEL_SCHEMA}
 _MOMENT_TEXT = "RFC 3339 (as Go writes it, nanoseconds allowed) in the years 1970 to 2261"
 
 #: Alertmanager's webhook payload (version 4) as a JSON Schema: exactly what :func:`parse_webhook`
@@ -165,14 +192,14 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
     "required": ["version", "alerts"],
     "properties": {
         "version": {"type": "string", "enum": [WEBHOOK_VERSION]},
-        "groupKey": {"type": "string"},
+        "groupKey": _TEXT_SCHEMA,
         "truncatedAlerts": {"type": "integer", "minimum": 0},
         "status": _STATUS_SCHEMA,
-        "receiver": {"type": "string", "description": "Stored with each alert (its first 100 characters)."},
-        "groupLabels": _TEXTS_SCHEMA,
-        "commonLabels": _TEXTS_SCHEMA,
+        "receiver": {**_TEXT_SCHEMA, "description": "Stored with each alert (its first 100 characters)."},
+        "groupLabels": _LABELS_SCHEMA,
+        "commonLabels": _LABELS_SCHEMA,
         "commonAnnotations": _TEXTS_SCHEMA,
-        "externalURL": {"type": "string"},
+        "externalURL": _TEXT_SCHEMA,
         "alerts": {
             "type": "array",
             "maxItems": MAX_ALERTS,
@@ -182,11 +209,10 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "status": _STATUS_SCHEMA,
                     "labels": {
-                        "type": "object",
+                        **_LABELS_SCHEMA,
                         "description": "Strings; alertname is required, severity and layer are kept for filters.",
                         "required": ["alertname"],
-                        "properties": {"alertname": {"type": "string", "minLength": 1}},
-                        "additionalProperties": {"type": "string"},
+                        "properties": {"alertname": {**_LABEL_SCHEMA, "minLength": 1}},
                     },
                     "annotations": _TEXTS_SCHEMA,
                     "startsAt": {
@@ -201,7 +227,7 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
                         "pattern": ENDS_PATTERN,
                         "description": f"{_MOMENT_TEXT}, or Go's zero time {ZERO_TIME} (not ended).",
                     },
-                    "generatorURL": {"type": "string"},
+                    "generatorURL": _TEXT_SCHEMA,
                     "fingerprint": {"type": "string", "minLength": 1, "maxLength": MAX_FINGERPRINT},
                 },
             },
