@@ -227,9 +227,11 @@ class KeyManager:
             legacy=row.legacy,
         )
 
-    def list(self) -> builtins.list[KeyInfo]:
-        """Every key, newest first, with its current status (never a secret)."""
-        self._record_expiries()
+    def list(self, *, record_expiries: bool = True) -> builtins.list[KeyInfo]:
+        """Every key, newest first, with its current status (never a secret). Writes the audit
+        events of keys that expired since (unless ``record_expiries`` is False: a read only)."""
+        if record_expiries:
+            self._record_expiries()
         now = utcnow()
         with self.db.session() as session:
             rows = session.scalars(sa.select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id))

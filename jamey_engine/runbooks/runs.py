@@ -352,9 +352,11 @@ class RunStats:
     last_duration_seconds: dict[str, float]
 
 
-def run_stats(db: Database) -> RunStats:
-    """Counts and durations over every run, read at scrape time (dead runs reaped first)."""
-    reap(db)
+def run_stats(db: Database, *, reap_dead: bool = True) -> RunStats:
+    """Counts and durations over every run (dead runs reaped first, unless ``reap_dead`` is
+    False: a reader that must write nothing, as a scrape)."""
+    if reap_dead:
+        reap(db)
     table = _TABLE
     counts: dict[tuple[str, str], int] = {}
     durations: dict[str, float] = {}

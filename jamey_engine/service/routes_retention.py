@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
-from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from jamey_engine.memory.layers import Layer
@@ -19,7 +18,8 @@ from jamey_engine.retention import PolicyInfo, RetentionRun
 from jamey_engine.retention.policies import MAX_MAX_BYTES, MIN_MAX_BYTES
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
 from jamey_engine.service.contract import MAX_AGE_PATTERN, MAX_BYTES_PATTERN
-from jamey_engine.service.errors import ERROR_RESPONSES
+from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
+from jamey_engine.service.pools import run_admin
 
 router = APIRouter(
     prefix="/admin/retention", tags=["retention"], responses=ERROR_RESPONSES, route_class=KeyedRoute
@@ -166,9 +166,13 @@ def show_policies(request: Request) -> PolicyList:
 
 
 @router.get(f"/{PLAN}", response_model=RunOut, openapi_extra=needs("ops:read"))
-def plan(request: Request) -> RunOut:
-    """Per layer with a policy, the memories and bytes the next run would remove, and the cut-off."""
-    return _run(engine_of(request).apply_retention(dry_run=True, actor=str(current_key(request).name)))
+async def plan(request: Request) -> RunOut:
+    """Per layer with a policy, the memories and bytes the next run would remove, and the cut-off.
+
+    Planned under the admin limiter (a few at once: it flushes each layer's log)."""
+    engine = engine_of(request)
+    actor = str(current_key(request).name)
+    return _run(await run_admin(request, lambda: engine.apply_retention(dry_run=True, actor=actor)))
 
 
 @router.put("/{layer:retention_layer}", response_model=PolicyOut, openapi_extra=needs("admin"))
@@ -184,10 +188,15 @@ def set_policy(layer: LayerName, body: PolicyBody, request: Request) -> PolicyOu
     return _policy(info)
 
 
-@router.post(f"/{APPLY}", response_model=RunOut, openapi_extra=needs("ops:write"))
+@router.post(
+    f"/{APPLY}", response_model=RunOut, openapi_extra=needs("ops:write"), responses=error_responses(409)
+)
 async def apply_now(request: Request) -> RunOut:
-    """Apply every policy now (in a worker thread; writes keep flowing). 503 when a run is in progress."""
+    """Apply every policy now (in a worker thread under the admin limiter; writes keep flowing).
+
+    409 at once when a run is in progress (here or in another process): no thread waits for it.
+    """
     engine = engine_of(request)
     actor = str(current_key(request).name)
-    run = await run_in_threadpool(lambda: engine.apply_retention(actor=actor))
+    run = await run_admin(request, lambda: engine.apply_retention(actor=actor, wait=False))
     return _run(run)
