@@ -55,6 +55,8 @@ STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
 EVENTS = ("created", "rotated", "revoked", "expired", "rate_limit_changed", "legacy_imported")
 EXPIRING_WITHIN = timedelta(days=7)
 NAME_MAX = 100
+#: Most requests one key's limit may allow per window (its moving window keeps one entry per request).
+MAX_KEY_LIMIT = 100_000
 # Characters a key name may not contain: C0 and C1 controls, line and paragraph separators,
 # invisible format characters (zero-width, bidirectional overrides and isolates, BOM). Names
 # show in logs and the audit trail; these would forge or hide text there. (Lone surrogates are
@@ -495,7 +497,11 @@ class KeyManager:
         return info
 
     def _check_limit(self, limit: str) -> str:
-        parse_limit(limit)
+        item = parse_limit(limit)
+        if item.amount > MAX_KEY_LIMIT:  # the moving window keeps one entry per request
+            raise InvalidInput(
+                f"rate limit {str(limit).strip()!r}: at most {MAX_KEY_LIMIT:,} requests per window for one key"
+            )
         return str(limit).strip()
 
     def _check_name_free(self, session: Session, name: str, now: datetime) -> None:

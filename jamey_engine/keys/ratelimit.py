@@ -63,26 +63,32 @@ local now = tonumber(ARGV[1])
 local limit, expiry = tonumber(ARGV[2]), tonumber(ARGV[3])
 local global_limit, global_expiry = tonumber(ARGV[4]), tonumber(ARGV[5])
 
--- Refuses (returns the limit-th newest hit, in the window) or records one hit at now.
-local function acquire(key, limit, expiry)
+-- The limit-th newest hit when it is still in the window (the counter is full), else nil.
+local function full(key, limit, expiry)
     local entry = redis.call('lindex', key, limit - 1)
     if entry and tonumber(entry) >= now - expiry then
         return entry
     end
-    redis.call('lpush', key, now)
-    redis.call('ltrim', key, 0, limit - 1)
-    redis.call('expire', key, expiry)
     return nil
 end
 
-local refused = acquire(KEYS[1], limit, expiry)
+local function record(key, limit, expiry)
+    redis.call('lpush', key, now)
+    redis.call('ltrim', key, 0, limit - 1)
+    redis.call('expire', key, expiry)
+end
+
+-- Both checked before either counts: a request refused by one limit is charged to neither.
+local refused = full(KEYS[1], limit, expiry)
 if refused then
     return {1, refused, limit}
 end
-refused = acquire(KEYS[2], global_limit, global_expiry)
+refused = full(KEYS[2], global_limit, global_expiry)
 if refused then
     return {2, refused, global_limit}
 end
+record(KEYS[1], limit, expiry)
+record(KEYS[2], global_limit, global_expiry)
 
 -- The key's window after the hit: its oldest hit at or after now - expiry, found by the
 -- binary search of limits' moving_window.lua (hits are newest first).
@@ -202,12 +208,12 @@ class SteadyMemoryStorage(MemoryStorage):
                 hits.popleft()
             if len(hits) >= limit:
                 return 1, hits[0], len(hits)
-            hits.append(now)  # counted even if the global limit refuses it, as the Redis path does
             floor = now - other_expiry
             while other_hits and other_hits[0] <= floor:
                 other_hits.popleft()
-            if len(other_hits) >= other_limit:
+            if len(other_hits) >= other_limit:  # not charged to the key either, as in Redis
                 return 2, other_hits[0], len(other_hits)
+            hits.append(now)
             other_hits.append(now)
             return 0, hits[0], len(hits)
 
@@ -353,7 +359,8 @@ class RateLimiter:
     def hit(self, key_id: str, limit: str) -> Decision:
         """Count one request of ``key_id`` against ``limit`` (e.g. ``60/minute``), then the global limit.
 
-        A request refused by its key's limit does not count against the global limit. Raises
+        A request refused by either limit counts against neither (a key whose requests the
+        global limit refuses keeps its own window). Raises
         InvalidInput on a bad limit string, and Unavailable when the storage is unreachable
         and the failure mode is ``closed``.
         """
