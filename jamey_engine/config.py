@@ -367,6 +367,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_float,
     ),
     Setting(
+        "JAMEY_METRICS_CACHE_SECONDS",
+        "metrics_cache_seconds",
+        "5",
+        "How long /metrics reuses its reading of the memory layers and their write-ahead logs (0: read at every scrape).",
+        _non_negative_int,
+    ),
+    Setting(
         "JAMEY_KEY_STALE_DAYS",
         "key_stale_days",
         "90",
@@ -628,6 +635,7 @@ class Settings:
     rate_limit_failure: str
     key_pepper: str
     key_cache_seconds: float
+    metrics_cache_seconds: int
     key_stale_days: int
     key_rotate_days: int
     max_content_bytes: int

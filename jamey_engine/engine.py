@@ -160,18 +160,24 @@ class Engine:
         return RetentionPolicies(self.db)
 
     def apply_retention(
-        self, *, dry_run: bool = False, actor: str = "retention", progress: Progress | None = None
+        self,
+        *,
+        dry_run: bool = False,
+        actor: str = "retention",
+        progress: Progress | None = None,
+        wait: bool = True,
     ) -> RetentionRun:
         """Plan (``dry_run``) or apply every layer's retention policy, one layer at a time, through
         the same prune as everywhere else, on behalf of ``actor`` (``retention`` for the schedule).
 
         An applied run is recorded in the operation log (a row per layer and one for the run,
         failures included); see :func:`jamey_engine.retention.run_retention`. Raises Busy when
-        another retention run holds the lock, StorageCorrupt for a damaged layer.
+        another retention run holds the lock past the lock timeout (Conflict at once when not
+        ``wait``), StorageCorrupt for a damaged layer.
         """
         from jamey_engine.retention import run_retention
 
-        return run_retention(self, dry_run=dry_run, actor=actor, progress=progress)
+        return run_retention(self, dry_run=dry_run, actor=actor, progress=progress, wait=wait)
 
     def flush_key_usage(self) -> None:
         """Write the keys' pending last-used times and usage counts, if the key manager was ever

@@ -33,8 +33,9 @@ CHROMIUM_ARGS = [
 
 
 def make_settings(data_dir: Path, **env: str) -> Settings:
-    """Settings for a test: only what the test passes, on top of the defaults, in ``data_dir``."""
-    return Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), **env})
+    """Settings for a test: only what the test passes, on top of the defaults, in ``data_dir``
+    (and /metrics read at every scrape, JAMEY_METRICS_CACHE_SECONDS=0, unless given)."""
+    return Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), "JAMEY_METRICS_CACHE_SECONDS": "0", **env})
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -55,6 +55,8 @@ STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
 EVENTS = ("created", "rotated", "revoked", "expired", "rate_limit_changed", "legacy_imported")
 EXPIRING_WITHIN = timedelta(days=7)
 NAME_MAX = 100
+#: Most requests one key's limit may allow per window (its moving window keeps one entry per request).
+MAX_KEY_LIMIT = 100_000
 # Characters a key name may not contain: C0 and C1 controls, line and paragraph separators,
 # invisible format characters (zero-width, bidirectional overrides and isolates, BOM). Names
 # show in logs and the audit trail; these would forge or hide text there. (Lone surrogates are
@@ -227,9 +229,11 @@ class KeyManager:
             legacy=row.legacy,
         )
 
-    def list(self) -> builtins.list[KeyInfo]:
-        """Every key, newest first, with its current status (never a secret)."""
-        self._record_expiries()
+    def list(self, *, record_expiries: bool = True) -> builtins.list[KeyInfo]:
+        """Every key, newest first, with its current status (never a secret). Writes the audit
+        events of keys that expired since (unless ``record_expiries`` is False: a read only)."""
+        if record_expiries:
+            self._record_expiries()
         now = utcnow()
         with self.db.session() as session:
             rows = session.scalars(sa.select(ApiKey).order_by(ApiKey.created_at.desc(), ApiKey.id))
@@ -493,7 +497,11 @@ class KeyManager:
         return info
 
     def _check_limit(self, limit: str) -> str:
-        parse_limit(limit)
+        item = parse_limit(limit)
+        if item.amount > MAX_KEY_LIMIT:  # the moving window keeps one entry per request
+            raise InvalidInput(
+                f"rate limit {str(limit).strip()!r}: at most {MAX_KEY_LIMIT:,} requests per window for one key"
+            )
         return str(limit).strip()
 
     def _check_name_free(self, session: Session, name: str, now: datetime) -> None:

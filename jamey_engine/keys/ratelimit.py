@@ -30,7 +30,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import limits
 from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
@@ -38,6 +38,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
+from jamey_engine.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -62,26 +63,32 @@ local now = tonumber(ARGV[1])
 local limit, expiry = tonumber(ARGV[2]), tonumber(ARGV[3])
 local global_limit, global_expiry = tonumber(ARGV[4]), tonumber(ARGV[5])
 
--- Refuses (returns the limit-th newest hit, in the window) or records one hit at now.
-local function acquire(key, limit, expiry)
+-- The limit-th newest hit when it is still in the window (the counter is full), else nil.
+local function full(key, limit, expiry)
     local entry = redis.call('lindex', key, limit - 1)
     if entry and tonumber(entry) >= now - expiry then
         return entry
     end
-    redis.call('lpush', key, now)
-    redis.call('ltrim', key, 0, limit - 1)
-    redis.call('expire', key, expiry)
     return nil
 end
 
-local refused = acquire(KEYS[1], limit, expiry)
+local function record(key, limit, expiry)
+    redis.call('lpush', key, now)
+    redis.call('ltrim', key, 0, limit - 1)
+    redis.call('expire', key, expiry)
+end
+
+-- Both checked before either counts: a request refused by one limit is charged to neither.
+local refused = full(KEYS[1], limit, expiry)
 if refused then
     return {1, refused, limit}
 end
-refused = acquire(KEYS[2], global_limit, global_expiry)
+refused = full(KEYS[2], global_limit, global_expiry)
 if refused then
     return {2, refused, global_limit}
 end
+record(KEYS[1], limit, expiry)
+record(KEYS[2], global_limit, global_expiry)
 
 -- The key's window after the hit: its oldest hit at or after now - expiry, found by the
 -- binary search of limits' moving_window.lua (hits are newest first).
@@ -201,12 +208,12 @@ class SteadyMemoryStorage(MemoryStorage):
                 hits.popleft()
             if len(hits) >= limit:
                 return 1, hits[0], len(hits)
-            hits.append(now)  # counted even if the global limit refuses it, as the Redis path does
             floor = now - other_expiry
             while other_hits and other_hits[0] <= floor:
                 other_hits.popleft()
-            if len(other_hits) >= other_limit:
+            if len(other_hits) >= other_limit:  # not charged to the key either, as in Redis
                 return 2, other_hits[0], len(other_hits)
+            hits.append(now)
             other_hits.append(now)
             return 0, hits[0], len(hits)
 
@@ -268,14 +275,6 @@ def parse_limit(text: str, *, field: str = "rate limit") -> limits.RateLimitItem
     return items[0]
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 class RateLimiter:
     """Checks each request against its key's limit, then the global limit.
 
@@ -320,7 +319,7 @@ class RateLimiter:
         if scheme == "redis+cluster":
             # ACQUIRE_PAIR_LUA touches the key's and the global counter in one script, which a
             # cluster refuses (CROSSSLOT) unless both live on one node.
-            raise InvalidInput(f"rate-limit storage {_redact(url)!r}: Redis Cluster is not supported")
+            raise InvalidInput(f"rate-limit storage {redact_url(url)!r}: Redis Cluster is not supported")
         if scheme.startswith("redis"):
             options = {
                 "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
@@ -328,7 +327,7 @@ class RateLimiter:
                 "key_prefix": KEY_PREFIX,
             }
         elif scheme != "memory":
-            raise InvalidInput(f"rate-limit storage {_redact(url)!r} must be memory:// or a redis:// URL")
+            raise InvalidInput(f"rate-limit storage {redact_url(url)!r} must be memory:// or a redis:// URL")
         else:
             return SteadyMemoryStorage(url, wrap_exceptions=True)
         return cast(Storage, storage_from_string(url, wrap_exceptions=True, **options))
@@ -336,7 +335,7 @@ class RateLimiter:
     @property
     def storage_name(self) -> str:
         """The storage URL with any password hidden."""
-        return _redact(self.storage_url)
+        return redact_url(self.storage_url)
 
     def _limit(self, text: str) -> limits.RateLimitItem:
         item = self._parsed.get(text)
@@ -360,7 +359,8 @@ class RateLimiter:
     def hit(self, key_id: str, limit: str) -> Decision:
         """Count one request of ``key_id`` against ``limit`` (e.g. ``60/minute``), then the global limit.
 
-        A request refused by its key's limit does not count against the global limit. Raises
+        A request refused by either limit counts against neither (a key whose requests the
+        global limit refuses keeps its own window). Raises
         InvalidInput on a bad limit string, and Unavailable when the storage is unreachable
         and the failure mode is ``closed``.
         """

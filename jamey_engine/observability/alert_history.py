@@ -1,12 +1,15 @@
 """Alert history: the notifications Alertmanager delivers to the webhook, and what they tell.
 
-- :func:`parse_webhook` checks an Alertmanager webhook payload (version 4) and raises
-  InvalidInput naming the first bad field; :data:`WEBHOOK_SCHEMA` states exactly what it
-  accepts (the webhook route publishes it as its OpenAPI request body).
+- :func:`parse_webhook` (in :mod:`.webhook`, re-exported here) checks an Alertmanager webhook
+  payload (version 4) and raises InvalidInput naming the first bad field; :data:`WEBHOOK_SCHEMA`
+  states exactly what it accepts (the webhook route publishes it as its OpenAPI request body).
 - :func:`store_notifications` writes each alert's notification once, whatever Alertmanager
   repeats or retries (one row per fingerprint, start and status), in one transaction: all or
   nothing.
-- :func:`prune_history` keeps JAMEY_ALERT_HISTORY_DAYS days.
+- :func:`prune_history` keeps JAMEY_ALERT_HISTORY_DAYS days, by receipt and by the alert's own
+  times (a notification whose alert ended, or started and still fires, before the window goes,
+  and one like it is never stored).
+- Every query is bounded by its range and by MAX_ROWS rows.
 - :func:`history_frame` (the table, with filters), :func:`intervals` (one firing interval per
   alert instance: start, end, resolved) and :func:`resolve_stats` (per alert name: how often it
   fired, mean and longest time to resolve) are what the Alerts page, the CLI and the notebooks
@@ -17,11 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -30,24 +30,24 @@ import sqlalchemy as sa
 from sqlalchemy import Table
 
 from jamey_engine.db import Database
-from jamey_engine.durations import STORED_DATE_TIME_PATTERN, parse_timestamp, utcnow
+from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.models import AlertNotification
+from jamey_engine.observability.webhook import ENDS_PATTERN as ENDS_PATTERN
+from jamey_engine.observability.webhook import MAX_ALERTS as MAX_ALERTS
+from jamey_engine.observability.webhook import MAX_FINGERPRINT, STATUSES
+from jamey_engine.observability.webhook import MOMENT_PATTERN as MOMENT_PATTERN
+from jamey_engine.observability.webhook import WEBHOOK_SCHEMA as WEBHOOK_SCHEMA
+from jamey_engine.observability.webhook import Notification as Notification
+from jamey_engine.observability.webhook import parse_webhook as parse_webhook
 
 log = logging.getLogger(__name__)
 _TABLE = cast(Table, AlertNotification.__table__)
-_FRACTION = re.compile(r"(\.\d+)")
 
-STATUSES = ("firing", "resolved")
-WEBHOOK_VERSION = "4"
-MAX_ALERTS = 10_000
-MAX_FINGERPRINT = 64
-# Go's zero time: how Alertmanager writes the endsAt of an alert that has not ended.
-ZERO_TIME = "0001-01-01T00:00:00Z"
-# When an alert started (or ended): RFC 3339 as Go writes it, in the years the history's frames hold.
-MOMENT_PATTERN = f"^{STORED_DATE_TIME_PATTERN}$"
-ENDS_PATTERN = f"^({ZERO_TIME}|{STORED_DATE_TIME_PATTERN})$"
-_MOMENT = re.compile(MOMENT_PATTERN)
+#: Most rows one history query reads (the newest are kept).
+MAX_ROWS = 50_000
+#: How far before a range an alert still firing into it may have started (the default history).
+DEFAULT_LOOKBACK = timedelta(days=90)
 #: How often one process prunes old history while storing notifications.
 PRUNE_EVERY_SECONDS = 3600.0
 
@@ -70,189 +70,6 @@ INTERVAL_COLUMNS = ["alertname", "severity", "layer", "fingerprint", "start", "e
 STATS_COLUMNS = ["alertname", "fired", "resolved", "mean_resolve_seconds", "longest_resolve_seconds"]
 
 
-@dataclass(frozen=True)
-class Notification:
-    """One alert of a webhook payload, checked."""
-
-    fingerprint: str
-    status: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    starts_at: datetime
-    ends_at: datetime | None
-
-    @property
-    def alertname(self) -> str:
-        return self.labels.get("alertname", "")
-
-
-def _text(value: Any, where: str) -> str:
-    """``value`` if it is a string of valid Unicode text (no lone surrogate: no schema can name
-    those, and no column can store them); InvalidInput naming ``where`` otherwise."""
-    if not isinstance(value, str):
-        raise InvalidInput(f"{where}: expected a string, got {value!r}"[:200])
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise InvalidInput(
-            f"{where}: not valid Unicode text (a lone surrogate at position {err.start})"
-        ) from None
-    return value
-
-
-def _texts(value: Any, where: str) -> dict[str, str]:
-    """An object whose values are all strings (labels, annotations)."""
-    if not isinstance(value, Mapping):
-        raise InvalidInput(f"{where}: expected an object of strings, got {value!r}"[:200])
-    return {_text(k, f"{where} (a name)"): _text(v, _member(where, k)) for k, v in value.items()}
-
-
-def _member(where: str, name: str) -> str:
-    """Where a member is, for a one-line message: ``labels.severity``, else ``labels['a b\\n']``."""
-    return f"{where}.{name}" if name.isidentifier() and len(name) <= 60 else f"{where}[{name[:60]!r}]"
-
-
-def _moment(value: Any, where: str) -> datetime:
-    """An RFC 3339 date-time in the years 1970 to 2261 (MOMENT_PATTERN), as aware UTC."""
-    if not isinstance(value, str) or not _MOMENT.fullmatch(value):
-        raise InvalidInput(
-            f"{where}: expected an RFC 3339 date-time in the years 1970 to 2261, "
-            f"e.g. 2026-01-31T12:00:00Z, got {value!r}"[:200]
-        )
-    # Go writes nanoseconds; Python reads at most microseconds.
-    return parse_timestamp(_FRACTION.sub(lambda m: m.group(1)[:7], value), field=where)
-
-
-def _status(value: Any, where: str) -> str:
-    if value not in STATUSES:
-        raise InvalidInput(f"{where}: expected firing or resolved, got {value!r}"[:200])
-    return str(value)
-
-
-def _check_group(payload: Mapping[str, Any]) -> None:
-    """The payload's fields about the group of alerts: optional, but of their stated types."""
-    for name in ("groupKey", "receiver", "externalURL"):
-        if name in payload:
-            _text(payload[name], name)
-    if "status" in payload:
-        _status(payload["status"], "status")
-    for name in ("groupLabels", "commonLabels", "commonAnnotations"):
-        if name in payload:
-            _texts(payload[name], name)
-    if "truncatedAlerts" in payload:
-        count = payload["truncatedAlerts"]
-        whole = isinstance(count, int) or (isinstance(count, float) and count.is_integer())
-        if isinstance(count, bool) or not whole or count < 0:
-            raise InvalidInput(f"truncatedAlerts: expected a whole number of at least 0, got {count!r}"[:200])
-
-
-def _alert(alert: Any, where: str) -> Notification:
-    if not isinstance(alert, Mapping):
-        raise InvalidInput(f"{where}: expected an object")
-    fingerprint = alert.get("fingerprint")
-    if not isinstance(fingerprint, str) or not 0 < len(fingerprint) <= MAX_FINGERPRINT:
-        raise InvalidInput(
-            f"{where}.fingerprint: expected Alertmanager's fingerprint (1-{MAX_FINGERPRINT} characters)"
-        )
-    _text(fingerprint, f"{where}.fingerprint")
-    status = _status(alert.get("status"), f"{where}.status")
-    if "labels" not in alert:
-        raise InvalidInput(f"{where}.labels: the alertname label is missing (no labels)")
-    labels = _texts(alert["labels"], f"{where}.labels")
-    if not labels.get("alertname"):
-        raise InvalidInput(f"{where}.labels: the alertname label is missing")
-    starts = _moment(alert.get("startsAt"), f"{where}.startsAt")
-    ends = alert.get("endsAt", ZERO_TIME)
-    ends_at = None if ends == ZERO_TIME else _moment(ends, f"{where}.endsAt")
-    annotations = _texts(alert["annotations"], f"{where}.annotations") if "annotations" in alert else {}
-    if "generatorURL" in alert:
-        _text(alert["generatorURL"], f"{where}.generatorURL")
-    return Notification(fingerprint, status, labels, annotations, starts, ends_at)
-
-
-def parse_webhook(payload: Any) -> list[Notification]:
-    """The alerts of an Alertmanager webhook payload (version 4), checked: exactly what
-    :data:`WEBHOOK_SCHEMA` states (and valid Unicode text, which no schema can state).
-
-    Raises InvalidInput naming the first bad field: not an object, another version, no
-    ``alerts`` list, more than 10,000 alerts, a group field of the wrong type, or an alert
-    without a fingerprint, a status of firing/resolved, an ``alertname`` label or a valid
-    ``startsAt``, or with labels, annotations or an ``endsAt`` that are not what the schema says.
-    """
-    if not isinstance(payload, Mapping):
-        raise InvalidInput("body: expected Alertmanager's webhook payload (a JSON object)")
-    version = payload.get("version")
-    if version != WEBHOOK_VERSION:
-        raise InvalidInput(
-            f"version: expected Alertmanager's webhook payload version '4', got {version!r}"[:200]
-        )
-    _check_group(payload)
-    alerts = payload.get("alerts")
-    if not isinstance(alerts, list):
-        raise InvalidInput("alerts: expected a list of alerts")
-    if len(alerts) > MAX_ALERTS:
-        raise InvalidInput(f"alerts: at most {MAX_ALERTS} alerts in one payload, got {len(alerts)}")
-    return [_alert(alert, f"alerts[{index}]") for index, alert in enumerate(alerts)]
-
-
-_STATUS_SCHEMA: dict[str, Any] = {"type": "string", "enum": list(STATUSES)}
-_TEXTS_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
-_MOMENT_TEXT = "RFC 3339 (as Go writes it, nanoseconds allowed) in the years 1970 to 2261"
-
-#: Alertmanager's webhook payload (version 4) as a JSON Schema: exactly what :func:`parse_webhook`
-#: accepts. Fields it does not name are allowed and ignored, as Alertmanager may add some.
-WEBHOOK_SCHEMA: dict[str, Any] = {
-    "title": "AlertmanagerWebhook",
-    "description": "Alertmanager's webhook payload, version 4: one notification of a group of alerts.",
-    "type": "object",
-    "required": ["version", "alerts"],
-    "properties": {
-        "version": {"type": "string", "enum": [WEBHOOK_VERSION]},
-        "groupKey": {"type": "string"},
-        "truncatedAlerts": {"type": "integer", "minimum": 0},
-        "status": _STATUS_SCHEMA,
-        "receiver": {"type": "string", "description": "Stored with each alert (its first 100 characters)."},
-        "groupLabels": _TEXTS_SCHEMA,
-        "commonLabels": _TEXTS_SCHEMA,
-        "commonAnnotations": _TEXTS_SCHEMA,
-        "externalURL": {"type": "string"},
-        "alerts": {
-            "type": "array",
-            "maxItems": MAX_ALERTS,
-            "items": {
-                "type": "object",
-                "required": ["status", "labels", "startsAt", "fingerprint"],
-                "properties": {
-                    "status": _STATUS_SCHEMA,
-                    "labels": {
-                        "type": "object",
-                        "description": "Strings; alertname is required, severity and layer are kept for filters.",
-                        "required": ["alertname"],
-                        "properties": {"alertname": {"type": "string", "minLength": 1}},
-                        "additionalProperties": {"type": "string"},
-                    },
-                    "annotations": _TEXTS_SCHEMA,
-                    "startsAt": {
-                        "type": "string",
-                        "format": "date-time",
-                        "pattern": MOMENT_PATTERN,
-                        "description": _MOMENT_TEXT + ".",
-                    },
-                    "endsAt": {
-                        "type": "string",
-                        "format": "date-time",
-                        "pattern": ENDS_PATTERN,
-                        "description": f"{_MOMENT_TEXT}, or Go's zero time {ZERO_TIME} (not ended).",
-                    },
-                    "generatorURL": {"type": "string"},
-                    "fingerprint": {"type": "string", "minLength": 1, "maxLength": MAX_FINGERPRINT},
-                },
-            },
-        },
-    },
-}
-
-
 _last_prune: dict[str, float] = {}
 _prune_lock = threading.Lock()
 
@@ -268,8 +85,11 @@ def store_notifications(
 ) -> None:
     """Write each notification once (a repeat or a retry of the same fingerprint, start and status
     is ignored), all in one transaction; then, at most once an hour per process and database,
-    prune history older than ``keep_days``. Raises Busy/Unavailable from the database."""
+    prune history older than ``keep_days``. A notification whose alert's own time (its end, or
+    its start while firing) is already older than ``keep_days`` is not stored: pruning would
+    drop it. Raises Busy/Unavailable from the database."""
     now = utcnow()
+    cutoff = now - timedelta(days=keep_days)
     rows = [
         {
             "fingerprint": _column(n.fingerprint, MAX_FINGERPRINT),
@@ -285,6 +105,7 @@ def store_notifications(
             "received_at": now,
         }
         for n in notifications
+        if _own_time(n.status, n.starts_at, n.ends_at) >= cutoff
     ]
     table = _TABLE
     if rows:
@@ -307,14 +128,24 @@ def store_notifications(
         prune_history(db, keep_days)
 
 
+def _own_time(status: str, starts_at: datetime, ends_at: datetime | None) -> datetime:
+    """The latest time a notification tells of: its end once resolved, else its start."""
+    return ends_at if status == "resolved" and ends_at is not None else starts_at
+
+
 def prune_history(db: Database, keep_days: int, *, now: datetime | None = None) -> int:
-    """Delete notifications received more than ``keep_days`` days before ``now``; return how many."""
+    """Delete notifications received more than ``keep_days`` days before ``now``, and those whose
+    alert's own time (its end once resolved, else its start) is that old; return how many."""
     if keep_days <= 0:
         raise InvalidInput(f"alert history days must be above zero, got {keep_days}")
     cutoff = (now or utcnow()) - timedelta(days=keep_days)
     table = _TABLE
+    old_alert = sa.or_(
+        sa.and_(table.c.status == "resolved", table.c.ends_at < cutoff),
+        sa.and_(table.c.status == "firing", table.c.starts_at < cutoff),
+    )
     with db.begin() as conn:
-        result = conn.execute(table.delete().where(table.c.received_at < cutoff))
+        result = conn.execute(table.delete().where(sa.or_(table.c.received_at < cutoff, old_alert)))
     return int(result.rowcount or 0)
 
 
@@ -344,11 +175,12 @@ def history_frame(
     alertname: str | None = None,
     severity: str | None = None,
     layer: str | None = None,
-    limit: int = 50_000,
+    limit: int = MAX_ROWS,
 ) -> pd.DataFrame:
     """Notifications received in ``[since, until]`` (until: now), newest first, optionally of one
     alert name, severity or layer; columns HISTORY_COLUMNS (times UTC; ``diagnosis_run`` is the
-    id of the diagnosis run a firing row started, or None), at most ``limit`` rows."""
+    id of the diagnosis run a firing row started, or None), at most ``limit`` rows (never more
+    than MAX_ROWS)."""
     table = _TABLE
     query = sa.select(
         table.c.received_at, table.c.alertname, table.c.severity, table.c.layer, table.c.status,
@@ -360,7 +192,7 @@ def history_frame(
     for column, value in (("alertname", alertname), ("severity", severity), ("layer", layer)):
         if value:
             query = query.where(table.c[column] == value)
-    query = query.order_by(table.c.received_at.desc(), table.c.id.desc()).limit(limit)
+    query = query.order_by(table.c.received_at.desc(), table.c.id.desc()).limit(max(0, min(limit, MAX_ROWS)))
     with db.connect() as conn:
         rows = conn.execute(query).all()
     records = []
@@ -395,25 +227,47 @@ def intervals(
     alertname: str | None = None,
     severity: str | None = None,
     layer: str | None = None,
+    lookback: timedelta = DEFAULT_LOOKBACK,
 ) -> pd.DataFrame:
     """One row per firing interval (an alert instance: fingerprint and start) that overlaps
     ``[since, until]``: ``start``, ``end`` (its resolution, or NaT while still firing),
     ``resolved`` and ``seconds`` (to resolution, or so far up to ``until``). Columns
-    INTERVAL_COLUMNS, ordered by start."""
+    INTERVAL_COLUMNS, ordered by start.
+
+    Reads only rows of the range: started or ended in it, or firing into it having started at
+    most ``lookback`` before it; at most MAX_ROWS of them, the latest starts first."""
     end_of_range = _utc(until) or utcnow()
     start_of_range = _utc(since)
+    assert start_of_range is not None
     table = _TABLE
+    resolved = table.alias("resolved")
+    ended_before = (
+        sa.select(resolved.c.id)
+        .where(resolved.c.fingerprint == table.c.fingerprint, resolved.c.starts_at == table.c.starts_at)
+        .where(resolved.c.status == "resolved", resolved.c.ends_at < start_of_range)
+    )
     query = sa.select(
         table.c.fingerprint, table.c.starts_at, table.c.status, table.c.ends_at,
         table.c.alertname, table.c.severity, table.c.layer,
-    ).where(table.c.starts_at <= end_of_range)  # fmt: skip
-    # Every row started before the range's end: an alert's firing row and its resolution must
-    # meet, or one resolved before the range would look still firing (history is bounded by
-    # JAMEY_ALERT_HISTORY_DAYS, so this stays small).
+    ).where(
+        table.c.starts_at <= end_of_range,
+        sa.or_(
+            table.c.starts_at >= start_of_range,  # started in the range
+            sa.and_(table.c.status == "resolved", table.c.ends_at >= start_of_range),  # ended in it
+            # started before it and firing into it: no resolution before the range's start, and
+            # no older than the history keeps (``lookback``)
+            sa.and_(
+                table.c.status == "firing",
+                table.c.starts_at >= start_of_range - lookback,
+                ~sa.exists(ended_before),
+            ),
+        ),
+    )  # fmt: skip
     for column, value in (("alertname", alertname), ("severity", severity), ("layer", layer)):
         if value:
             query = query.where(table.c[column] == value)
     found: dict[tuple[str, datetime], dict[str, Any]] = {}
+    query = query.order_by(table.c.starts_at.desc()).limit(MAX_ROWS)
     with db.connect() as conn:
         for row in conn.execute(query):
             start = _utc(row.starts_at)

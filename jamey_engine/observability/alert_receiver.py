@@ -18,12 +18,15 @@ import yaml
 from jamey_engine.engine import Engine
 from jamey_engine.errors import JameyError
 from jamey_engine.fsutil import write_durably
+from jamey_engine.observability.webhook import MAX_ALERTS
 
 WEBHOOK_PATH = "/alertmanager/webhook"
 KEY_NAME = "alertmanager-webhook"
 CREDENTIALS_FILE = "alertmanager-webhook.credentials"
-# Alertmanager retries and repeats; a generous limit so a storm of alerts is never refused.
-KEY_RATE_LIMIT = "600/minute"
+# Alertmanager sends one notification per group and group_interval (and retries): with the
+# project's rules, a storm is a few dozen a minute. Enough for that, and no more, so the key
+# (readable in its credentials file) cannot flood the history.
+KEY_RATE_LIMIT = "120/minute"
 
 
 def write_owner_only(path: Path, text: str) -> None:
@@ -64,6 +67,7 @@ def render_alertmanager_config(source: Path, target: Path, service_url: str, cre
                 auth = hook.setdefault("http_config", {}).setdefault("authorization", {})
                 auth["type"] = "Bearer"
                 auth["credentials_file"] = str(credentials.absolute())
+                hook.setdefault("max_alerts", MAX_ALERTS)  # the receiver refuses more
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(yaml.safe_dump(config, sort_keys=False))
     return target

@@ -9,15 +9,14 @@
 
 Silences made through Jamey always carry ``createdBy`` (the actor: a key's name, ``cli``) and a
 comment; :func:`create_silence` and :func:`expire_silence` also record them in the operation log.
-Matchers are Alertmanager's: ``name=value``, ``name!=value``, ``name=~regex``, ``name!~regex``;
-:func:`matching_alerts` applies them exactly as Alertmanager does (regexes anchored).
+Matchers (parsing, matching, the guards on them) live in :mod:`.matchers`, re-exported here.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,13 @@ import requests
 
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
+from jamey_engine.observability.matchers import Matcher as Matcher
+from jamey_engine.observability.matchers import check_silence_matchers
+from jamey_engine.observability.matchers import matchers_from_labels as matchers_from_labels
+from jamey_engine.observability.matchers import matching_alerts as matching_alerts
+from jamey_engine.observability.matchers import parse_matcher as parse_matcher
+from jamey_engine.observability.matchers import parse_matchers as parse_matchers
+from jamey_engine.urls import NoRedirectSession, excerpt, redact_url
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
@@ -34,7 +40,6 @@ if TYPE_CHECKING:
 
 #: Longest silence Jamey creates (Alertmanager itself has no bound).
 MAX_SILENCE = timedelta(days=30)
-_MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
 _SILENCE_ID = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 
 
@@ -52,76 +57,6 @@ class AlertmanagerRefused(InvalidInput):
 
 class EmptyAnswer(Unavailable):
     """Alertmanager answered 2xx with an empty body where it owes one (a proxy in the way?)."""
-
-
-@dataclass(frozen=True)
-class Matcher:
-    """One Alertmanager matcher: ``name`` ``=``/``!=``/``=~``/``!~`` ``value``."""
-
-    name: str
-    value: str
-    is_regex: bool = False
-    is_equal: bool = True
-
-    @property
-    def operator(self) -> str:
-        return {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}[
-            (self.is_regex, self.is_equal)
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.name}{self.operator}{self.value}"
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        """Whether ``labels`` satisfy this matcher (a missing label is the empty string)."""
-        value = str(labels.get(self.name, ""))
-        hit = re.fullmatch(self.value, value) is not None if self.is_regex else value == self.value
-        return hit if self.is_equal else not hit
-
-    def to_api(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "isRegex": self.is_regex, "isEqual": self.is_equal}
-
-
-def parse_matcher(text: str) -> Matcher:
-    """Parse ``NAME=VALUE`` (or ``!=``, ``=~``, ``!~``); quotes around the value are dropped.
-
-    Raises InvalidInput naming the text when it is not a matcher or its regex does not compile.
-    """
-    found = _MATCHER.match(str(text))
-    if not found:
-        raise InvalidInput(f"matcher {text!r} is not NAME=VALUE (or NAME!=VALUE, NAME=~REGEX, NAME!~REGEX)")
-    name, operator, value = found.groups()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        value = value[1:-1]
-    is_regex = operator in ("=~", "!~")
-    if is_regex:
-        try:
-            re.compile(value)
-        except re.error as err:
-            raise InvalidInput(f"matcher {text!r}: the regex does not compile ({err})") from None
-    return Matcher(name, value, is_regex=is_regex, is_equal=operator in ("=", "=~"))
-
-
-def parse_matchers(texts: Iterable[str]) -> list[Matcher]:
-    """Parse several matchers; raises InvalidInput when there is none or one is bad."""
-    matchers = [parse_matcher(text) for text in texts if str(text).strip()]
-    if not matchers:
-        raise InvalidInput("give at least one matcher, e.g. alertname=JameyHighErrorRate")
-    if all(not m.is_equal or (m.is_regex and re.fullmatch(m.value, "")) for m in matchers):
-        raise InvalidInput(
-            "at least one matcher must name a label value (NAME=VALUE); these match everything"
-        )
-    return matchers
-
-
-def matchers_from_labels(labels: Mapping[str, str]) -> list[Matcher]:
-    """Equality matchers for every label of an alert (what the silence form starts from)."""
-    return [Matcher(str(name), str(value)) for name, value in sorted(labels.items())]
-
-
-def matching_alerts(alerts: Sequence[Alert], matchers: Sequence[Matcher]) -> list[Alert]:
-    """The alerts whose labels satisfy every matcher: what a silence with them would catch."""
-    return [alert for alert in alerts if all(m.matches(alert.labels) for m in matchers)]
 
 
 @dataclass(frozen=True)
@@ -261,8 +196,10 @@ class AlertmanagerClient:
         if timeout <= 0:
             raise InvalidInput(f"timeout must be above zero, got {timeout!r}")
         self.url = url.rstrip("/")
+        #: The URL as messages show it (no credentials).
+        self.shown_url = redact_url(self.url)
         self.timeout = float(timeout)
-        self._session = requests.Session()
+        self._session = NoRedirectSession()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertmanagerClient:
@@ -342,10 +279,10 @@ class AlertmanagerClient:
         starts_at: datetime | None = None,
     ) -> str:
         """Create a silence and return its id. Raises InvalidInput for an empty comment or
-        author, no matcher, or an end not after the start (nothing is sent then)."""
+        author, matchers ``check_silence_matchers`` refuses, or an end not after the start
+        (nothing is sent then)."""
         start = starts_at or utcnow()
-        if not matchers:
-            raise InvalidInput("a silence needs at least one matcher")
+        check_silence_matchers(matchers)
         if not comment.strip():
             raise InvalidInput("a silence needs a comment saying why")
         if not created_by.strip():
@@ -379,7 +316,7 @@ class AlertmanagerClient:
 
     def _unreachable(self, why: str) -> AlertmanagerUnreachable:
         return AlertmanagerUnreachable(
-            f"Alertmanager unreachable at {self.url} ({why}); start it with `make run` or "
+            f"Alertmanager unreachable at {self.shown_url} ({why}); start it with `make run` or "
             "`prometheus-alertmanager --config.file=prometheus/alertmanager.yml`"
         )
 
@@ -411,26 +348,22 @@ class AlertmanagerClient:
         status = response.status_code
         text = response.text.strip()
         if status == 404 and missing is not None:
-            raise NotFound(f"{missing} in Alertmanager at {self.url}")
+            raise NotFound(f"{missing} in Alertmanager at {self.shown_url}")
         if status == 500 and missing is not None and "not found" in text.lower():
-            raise NotFound(f"{missing} in Alertmanager at {self.url}")
+            raise NotFound(f"{missing} in Alertmanager at {self.shown_url}")
         if 400 <= status < 500:
-            detail = _one_line(text) or f"HTTP {status}"
+            detail = excerpt(text) or f"HTTP {status}"
             raise AlertmanagerRefused(f"Alertmanager refused the request: {detail}", detail)
         if status >= 300:
-            raise self._unreachable(f"HTTP {status}: {_one_line(text)[:200]}")
+            raise self._unreachable(f"HTTP {status}: {excerpt(text)}")
         if not body:
             return None
         if not text:
-            raise EmptyAnswer(f"Alertmanager at {self.url} gave an empty answer to {method} {path}")
+            raise EmptyAnswer(f"Alertmanager at {self.shown_url} gave an empty answer to {method} {path}")
         try:
             return response.json()
         except ValueError:
             raise self._not_alertmanager() from None
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.strip().strip('"').split())[:300]
 
 
 def _check_id(silence_id: str) -> None:

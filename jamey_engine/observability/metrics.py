@@ -26,7 +26,8 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -109,6 +110,7 @@ class ServiceMetrics:
     fastpath_requests: Counter
     engine: Engine | None = None
     mirror: ProcessMirror | None = None
+    shared: EngineCollector | None = None
 
     def sync_process_state(self) -> None:
         """Several workers: copy this worker's own counts into the shared metrics (else nothing).
@@ -129,23 +131,34 @@ class ServiceMetrics:
         self.sync_process_state()
         scrape = CollectorRegistry()
         multiprocess.MultiProcessCollector(scrape)
-        scrape.register(EngineCollector(self.engine, per_process=False))
+        if self.shared is None:  # kept across scrapes, so its cache lasts
+            self.shared = EngineCollector(self.engine, per_process=False)
+        scrape.register(self.shared)
         return generate_latest(scrape)
 
 
 class EngineCollector(Collector):
-    """Reads persisted state at scrape time; one failing source never fails the whole scrape."""
+    """Reads persisted state at scrape time; one failing source never fails the whole scrape.
 
-    def __init__(self, engine: Engine, per_process: bool = True) -> None:
+    A scrape writes nothing to the database (no reaping of dead runs, no expiry events: the
+    service's other work does those). The memory layers, their write-ahead logs and the disk are
+    read at most once every ``cache_seconds`` (JAMEY_METRICS_CACHE_SECONDS): those read every log
+    segment and flush the logs, so the unauthenticated ``/metrics`` costs that once per few
+    seconds however often it is asked. The database counters are read at every scrape.
+    """
+
+    def __init__(self, engine: Engine, per_process: bool = True, cache_seconds: float | None = None) -> None:
         self.engine = engine
         # False with several workers: the MQTT and limiter counts then come from ProcessMirror.
         self.per_process = per_process
+        self.cache_seconds = engine.settings.metrics_cache_seconds if cache_seconds is None else cache_seconds
+        self._cached: tuple[float, list[Metric]] | None = None
+        self._cache_lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
         """Yield the memory, operation-log, MQTT and disk families (skipping any source that fails)."""
+        yield from self._expensive()
         sources = [
-            self._memory_logs,
-            self._memory,
             self._operations,
             self._retention,
             self._keys,
@@ -153,10 +166,26 @@ class EngineCollector(Collector):
             self._runbooks,
             self._schedules,
             self._plans,
-            self._disk,
         ]
         if self.per_process:
             sources += [self._mqtt, self._limiter]
+        yield from self._read(sources)
+
+    def _expensive(self) -> Iterator[Metric]:
+        """The memory and disk families, read again once ``cache_seconds`` have passed (read as
+        they are asked for when the cache is off)."""
+        sources = [self._memory_logs, self._memory, self._disk]
+        if self.cache_seconds <= 0:
+            yield from self._read(sources)
+            return
+        with self._cache_lock:
+            cached = self._cached
+            if cached is None or time.monotonic() - cached[0] >= self.cache_seconds:
+                cached = (time.monotonic(), list(self._read(sources)))
+                self._cached = cached
+        yield from cached[1]
+
+    def _read(self, sources: list[Callable[[], Iterator[Metric]]]) -> Iterator[Metric]:
         for source in sources:
             try:
                 families = list(source())
@@ -299,7 +328,7 @@ class EngineCollector(Collector):
             "Unix time at which a working API key expires (keys without an expiry are absent).",
             labels=["key_id", "name"],
         )
-        for info in self.engine.keys.list():
+        for info in self.engine.keys.list(record_expiries=False):
             if info.status in ("active", "expiring") and info.expires_at is not None:
                 expiry.add_metric([info.id, info.name], info.expires_at.timestamp())
         yield expiry
@@ -369,7 +398,7 @@ class EngineCollector(Collector):
     def _runbooks(self) -> Iterator[Metric]:
         from jamey_engine.runbooks.runs import run_stats
 
-        stats = run_stats(self.engine.db)
+        stats = run_stats(self.engine.db, reap_dead=False)
         total = CounterMetricFamily(
             "runbook_runs",
             "Runbook runs, by any process, by runbook and status.",

@@ -36,6 +36,7 @@ from urllib3.util.retry import Retry
 
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
 from jamey_engine.observability.promresult import parse_client_error, tidy, to_float
+from jamey_engine.urls import NoRedirectSession, excerpt, redact_url, without_userinfo
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
@@ -217,11 +218,12 @@ class PromQuery:
         if not re.fullmatch(r"[A-Za-z0-9_.:-]+", job):
             raise InvalidInput(f"job must be a plain scrape job name, got {job!r}")
         self.url = url.rstrip("/")
+        #: The URL as messages and links show it (no credentials).
+        self.shown_url = redact_url(self.url)
         self.timeout = float(timeout)
         self.job = job
         self.rate_window = rate_window
-        self._session = requests.Session()
-        # One quick retry of a refused connection; none on HTTP statuses (we map those).
+        self._session = NoRedirectSession()  # a redirect is an answer, never followed
         # One quick retry of a refused connection; a read timeout raises at once (read=False) and
         # HTTP statuses are mapped by _call, never retried.
         retry = Retry(
@@ -278,7 +280,7 @@ class PromQuery:
             "g0.end_input": _utc(end, "end").strftime("%Y-%m-%d %H:%M:%S"),
             "g0.step_input": str(int(step.total_seconds())),
         }
-        return f"{self.url}/graph?{urlencode(params)}"
+        return f"{without_userinfo(self.url)}/graph?{urlencode(params)}"
 
     # --- range series ------------------------------------------------------------------------
 
@@ -313,7 +315,7 @@ class PromQuery:
         if frame.empty:
             raise NoData(
                 f"No data for {what} between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC "
-                f"in Prometheus at {self.url}"
+                f"in Prometheus at {self.shown_url}"
             )
         return frame
 
@@ -368,7 +370,7 @@ class PromQuery:
         raw = self._call(lambda: self._client.custom_query(expr, params=params))
         frame = tidy(raw, spec.labels)
         if frame.empty:
-            raise NoData(f"No current data for {spec.description.lower()} in Prometheus at {self.url}")
+            raise NoData(f"No current data for {spec.description.lower()} in Prometheus at {self.shown_url}")
         return frame
 
     def _scalar(self, name: str, at: datetime | None, where: dict[str, str] | None = None) -> float | None:
@@ -465,7 +467,7 @@ class PromQuery:
 
     def _unreachable(self, why: str) -> PrometheusUnreachable:
         return PrometheusUnreachable(
-            f"Prometheus unreachable at {self.url} ({why}); start it with `make run` "
+            f"Prometheus unreachable at {self.shown_url} ({why}); start it with `make run` "
             "or `prometheus --config.file=prometheus/prometheus.yml`"
         )
 
@@ -483,10 +485,11 @@ class PromQuery:
             raise self._unreachable(type(err).__name__) from None
         except PrometheusApiClientException as err:
             status, detail = parse_client_error(str(err))
+            detail = excerpt(detail)
             if status in (400, 422):
                 raise BadQuery(f"Prometheus refused the query: {detail}", detail) from None
             if status == 503 and "timeout" in detail.lower():
                 raise self._unreachable(f"the query timed out: {detail}") from None
-            raise self._unreachable(f"HTTP {status}: {detail[:200]}") from None
+            raise self._unreachable(f"HTTP {status}: {detail}") from None
         except (ValueError, KeyError, TypeError):  # a 200 that is not Prometheus' JSON
             raise self._unreachable("the answer was not Prometheus' API") from None

@@ -188,7 +188,8 @@ class RetentionAction(Action):
     def change(
         self, engine: Engine, params: dict[str, Any], preview: Preview, actor: str, progress: Progress
     ) -> Change:
-        run = engine.apply_retention(actor=actor, progress=progress)
+        # wait=False: a run in progress elsewhere is a Conflict at once, no thread waits for it
+        run = engine.apply_retention(actor=actor, progress=progress, wait=False)
         return Change(run.as_dict(), run)
 
     def verify(self, engine: Engine, params: dict[str, Any], preview: Preview, change: Change) -> Checks:

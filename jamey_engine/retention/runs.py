@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import Busy, JameyError
+from jamey_engine.errors import Busy, Conflict, JameyError
 from jamey_engine.memory.layers import LAYERS, check_layer
 from jamey_engine.memory.retention import LayerPlan, Policy, apply_layer, plan_layer
 from jamey_engine.models import Operation, RetentionPolicy
@@ -95,10 +95,12 @@ class RetentionRun:
 
 
 @contextmanager
-def run_lock(engine: Engine) -> Iterator[None]:
+def run_lock(engine: Engine, *, wait: bool = True) -> Iterator[None]:
     """Hold the retention run lock of the data dir (one run at a time across processes).
 
-    Waits up to the lock timeout, then raises Busy. The kernel frees it if the holder dies.
+    Waits up to the lock timeout, then raises Busy; with ``wait`` False, tries once and raises
+    Conflict at once (a caller that must not hold a thread waiting, as the service). The kernel
+    frees it if the holder dies.
     """
     root = engine.settings.memory_dir
     root.mkdir(parents=True, exist_ok=True)
@@ -110,6 +112,8 @@ def run_lock(engine: Engine) -> Iterator[None]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not wait:
+                    raise Conflict("a retention run is in progress; try again when it ends") from None
                 if time.monotonic() >= deadline:
                     raise Busy("a retention run is in progress in another process; try again") from None
                 time.sleep(0.05)
@@ -145,7 +149,12 @@ def preview_policy(
 
 
 def run_retention(
-    engine: Engine, *, dry_run: bool = False, actor: str = SCHEDULE_ACTOR, progress: Progress | None = None
+    engine: Engine,
+    *,
+    dry_run: bool = False,
+    actor: str = SCHEDULE_ACTOR,
+    progress: Progress | None = None,
+    wait: bool = True,
 ) -> RetentionRun:
     """Plan (``dry_run``: nothing changes, nothing recorded) or apply every layer's policy.
 
@@ -153,7 +162,8 @@ def run_retention(
     killed run left behind first. Each layer with a policy is recorded in the operation log as a
     ``retention`` row (actor ``actor``) and the run as one more row; a failure is recorded as a
     failed run and re-raised. Layers without a policy are never touched. Raises Busy when
-    another run holds the run lock, StorageCorrupt for a damaged layer.
+    another run holds the run lock past the lock timeout (Conflict at once without ``wait``),
+    StorageCorrupt for a damaged layer.
     """
     from jamey_engine import oplog
 
@@ -168,7 +178,7 @@ def run_retention(
         ]
         return RetentionRun(layers, True, time.monotonic() - started, who)
     done: list[LayerRetention] = []
-    with run_lock(engine):  # a run that never started (Busy) is not recorded
+    with run_lock(engine, wait=wait):  # a run that never started (Busy, Conflict) is not recorded
         try:
             for number, (layer, policy) in enumerate(policies.items(), start=1):
                 store.generations.sweep_strays(layer)

@@ -21,9 +21,10 @@ from jamey_engine.errors import InvalidInput, NotFound
 
 Kind = Literal["runbook", "analysis"]
 
-# Set by the runner itself (the engine's own data dir), never by a caller: a run acts on the
-# data dir of the process that started it, not on one named in a request.
-RUNNER_PARAMETERS = frozenset({"data_dir"})
+# Set by the runner itself, never by a caller: a run acts on the data dir of the process that
+# started it, and reads the Prometheus of its configuration (PROMETHEUS_URL), not a URL named in
+# a request (which would let a caller make the service fetch any address and show the answer).
+RUNNER_PARAMETERS = frozenset({"data_dir", "prometheus_url"})
 
 # Runbooks whose apply needs more than ops:write: a restore replaces every key and memory, which
 # only ``admin`` may do (the scopes in jamey_engine/keys/scopes.py).
@@ -231,6 +232,11 @@ def validate_parameters(runbook: Runbook, given: Mapping[str, Any]) -> dict[str,
     values: dict[str, Any] = {}
     for name, value in given.items():
         parameter = runbook.parameter(str(name))
+        if str(name) in RUNNER_PARAMETERS:
+            raise InvalidInput(
+                f"parameter {name} is not set by a run: a run uses the service's own configuration"
+                " (JAMEY_DATA_DIR, PROMETHEUS_URL)"
+            )
         if parameter is None:
             known = ", ".join(p.name for p in runbook.parameters) or "none"
             raise InvalidInput(

@@ -115,7 +115,7 @@ class GrowthReport(NotebookRunbook):
             self.prometheus = growth.with_total(daily, ["bytes", "documents"])
             span = sizes["timestamp"].max() - sizes["timestamp"].min()
             self.say(
-                f"Prometheus history from {self.prometheus_url}: {len(sizes)} samples over "
+                f"Prometheus history from {query.shown_url}: {len(sizes)} samples over "
                 f"{span.total_seconds() / 86400:.1f} day(s)."
             )
             return self.prometheus

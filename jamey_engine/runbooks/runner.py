@@ -28,7 +28,7 @@ from jamey_engine.durations import format_duration, utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.errors import NotFound
 from jamey_engine.runbooks import runs
-from jamey_engine.runbooks.catalog import Runbook, load_runbook
+from jamey_engine.runbooks.catalog import RUNNER_PARAMETERS, Runbook, load_runbook
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class _Stopper:
 
 
 def _parameters_for(runbook: Runbook, run: runs.RunRecord, engine: Engine) -> dict[str, Any]:
-    values = dict(run.parameters)
+    values = {name: value for name, value in run.parameters.items() if name not in RUNNER_PARAMETERS}
     if "data_dir" in runbook.declared:
         values["data_dir"] = str(engine.settings.data_dir)
     return values

@@ -10,7 +10,9 @@ reader (:func:`reap`), so no run stays running forever.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import Conflict, NotFound
+from jamey_engine.errors import Conflict, InvalidInput, NotFound
 from jamey_engine.fsutil import process_alive
 from jamey_engine.models import RunbookRun
 
@@ -36,6 +38,9 @@ NOTEBOOK_FILE = "notebook.ipynb"
 HTML_FILE = "notebook.html"
 _CHANGE = "change"
 _TABLE = cast(sa.Table, RunbookRun.__table__)
+#: The form of every run id (``new_run_id``): nothing else names a folder.
+RUN_ID_PATTERN = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -136,9 +141,20 @@ def runs_dir(settings: Settings) -> Path:
     return settings.data_dir / "runbooks" / "runs"
 
 
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it has the form ``new_run_id`` gives (``20261201T063000Z-1a2b3c``).
+
+    Raises InvalidInput naming the id otherwise (``..``, a slash, anything that is not one).
+    """
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise InvalidInput(f"run id {str(run_id)[:80]!r} is not a run id (like 20261201T063000Z-1a2b3c)")
+    return run_id
+
+
 def run_dir(settings: Settings, run_id: str) -> Path:
-    """The folder of one run (not created here)."""
-    return runs_dir(settings) / run_id
+    """The folder of one run (not created here). Raises InvalidInput for an id not of the
+    form ``new_run_id`` gives, before any path is built from it."""
+    return runs_dir(settings) / check_run_id(run_id)
 
 
 def make_run_dir(settings: Settings, run_id: str) -> Path:
@@ -317,13 +333,17 @@ def apply_retention(db: Database, settings: Settings) -> list[str]:
             .order_by(table.c.created_at.desc(), table.c.id.desc())
         ).all()
     since = utcnow() - KEEP_CHANGES_FOR
-    old = [
-        row.id
-        for row in rows[settings.runbook_keep :]
-        if row.status not in ACTIVE and not (row.changes_data and row.created_at > since)
-    ]
-    for run_id in old:
-        shutil.rmtree(run_dir(settings, run_id), ignore_errors=True)
+    old = []
+    for row in rows[settings.runbook_keep :]:
+        if row.status in ACTIVE or (row.changes_data and row.created_at > since):
+            continue
+        try:
+            folder = run_dir(settings, row.id)
+        except InvalidInput as err:  # a row no runner made: no folder of ours to remove
+            log.warning("runbook retention skips a row: %s", err.message)
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        old.append(row.id)
     if old:
         with db.begin() as conn:
             conn.execute(table.update().where(table.c.id.in_(old)).values(files_removed=True))
@@ -339,9 +359,11 @@ class RunStats:
     last_duration_seconds: dict[str, float]
 
 
-def run_stats(db: Database) -> RunStats:
-    """Counts and durations over every run, read at scrape time (dead runs reaped first)."""
-    reap(db)
+def run_stats(db: Database, *, reap_dead: bool = True) -> RunStats:
+    """Counts and durations over every run (dead runs reaped first, unless ``reap_dead`` is
+    False: a reader that must write nothing, as a scrape)."""
+    if reap_dead:
+        reap(db)
     table = _TABLE
     counts: dict[tuple[str, str], int] = {}
     durations: dict[str, float] = {}

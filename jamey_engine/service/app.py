@@ -35,6 +35,7 @@ from jamey_engine.service.contract import content_limits
 from jamey_engine.service.errors import ERROR_RESPONSES, install_error_handler
 from jamey_engine.service.fastpath import FastPath
 from jamey_engine.service.middleware import BodySizeLimit, RateLimitDefaults, ServiceMiddleware
+from jamey_engine.service.pools import ServiceLimiters
 from jamey_engine.service.routes_acks import router as acks_router
 from jamey_engine.service.routes_admin import router as admin_router
 from jamey_engine.service.routes_alerts import router as alerts_router
@@ -225,7 +226,8 @@ def create_app(
     service_metrics = build_metrics(engine)
     app.state.engine = engine
     app.state.metrics = service_metrics
-    app.state.authenticator = Authenticator(engine, service_metrics)
+    app.state.limiters = ServiceLimiters()
+    app.state.authenticator = Authenticator(engine, service_metrics, app.state.limiters)
     install_error_handler(app)
     app.include_router(common)
     app.include_router(keyed)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from jamey_engine.errors import KeyRejected, RateLimited
 from jamey_engine.keys.scopes import has_scope, require_scope
 from jamey_engine.observability.metrics import ServiceMetrics
+from jamey_engine.service.pools import ServiceLimiters
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -55,13 +57,17 @@ class Authenticator:
     A worker-thread hop costs more than the check itself (~100 us against ~30 us), so when the
     KeyManager's cache can answer alone (``verify_cached``: no database) and the limiter counts
     in memory, the check runs on the event loop. Every other case (first use, an expired cache
-    entry, Redis counters) runs in a worker thread. The batched last-used write is kept off the
+    entry, Redis counters) runs in a worker thread, under the key-check limiter of its own
+    (service/pools.py), so it never waits behind busy routes. The batched last-used write is kept off the
     event loop by ``flush_in_background``.
     """
 
-    def __init__(self, engine: Engine, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, engine: Engine, metrics: ServiceMetrics, limiters: ServiceLimiters | None = None
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.limiters = limiters or ServiceLimiters()
         self.inline_limiter = engine.settings.rate_limit_storage.startswith("memory")
         self._ok = metrics.key_verifications.labels("ok")
 
@@ -100,7 +106,10 @@ class Authenticator:
         if cached is not None:
             key, decision = cached, self.engine.limiter.hit(cached.id, cached.rate_limit)
         else:
-            key, decision = await run_in_threadpool(self._verify_and_charge, token)
+            # Under its own limiter: never queued behind routes holding the shared threads.
+            key, decision = await anyio.to_thread.run_sync(
+                self._verify_and_charge, token, limiter=self.limiters.key_checks
+            )
         # Into the request's state dict directly (what request.state wraps; the middleware reads it).
         state = request.scope.setdefault("state", {})
         state["key"] = key

@@ -180,8 +180,8 @@ def _store_fields(body: bytes, max_chars: int) -> tuple[str, str] | None:
     """(layer, content) when the body is exactly a plain store the route accepts; else None."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None  # the route answers it (400 for nesting too deep to parse)
     if type(data) is not dict or data.keys() != {"layer", "content"}:
         return None
     layer, content = data["layer"], data["content"]

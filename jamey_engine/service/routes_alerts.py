@@ -44,7 +44,7 @@ async def alertmanager_webhook(request: Request) -> Received:
     raw = await request.body()
     try:
         payload: Any = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidInput("body: not valid JSON; expected Alertmanager's webhook payload") from None
     notifications = parse_webhook(payload)
     engine = engine_of(request)

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
-from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from jamey_engine.memory.layers import Layer
@@ -22,6 +21,7 @@ from jamey_engine.retention.policies import MAX_MAX_BYTES, MIN_MAX_BYTES
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
 from jamey_engine.service.contract import MAX_AGE_PATTERN, MAX_BYTES_PATTERN
 from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
+from jamey_engine.service.pools import run_admin
 
 router = APIRouter(
     prefix="/admin/retention", tags=["retention"], responses=ERROR_RESPONSES, route_class=KeyedRoute
@@ -168,9 +168,13 @@ def show_policies(request: Request) -> PolicyList:
 
 
 @router.get(f"/{PLAN}", response_model=RunOut, openapi_extra=needs("ops:read"))
-def plan(request: Request) -> RunOut:
-    """Per layer with a policy, the memories and bytes the next run would remove, and the cut-off."""
-    return _run(engine_of(request).apply_retention(dry_run=True, actor=str(current_key(request).name)))
+async def plan(request: Request) -> RunOut:
+    """Per layer with a policy, the memories and bytes the next run would remove, and the cut-off.
+
+    Planned under the admin limiter (a few at once: it flushes each layer's log)."""
+    engine = engine_of(request)
+    actor = str(current_key(request).name)
+    return _run(await run_admin(request, lambda: engine.apply_retention(dry_run=True, actor=actor)))
 
 
 @router.put("/{layer:retention_layer}", response_model=PolicyOut, openapi_extra=needs("admin"))
@@ -190,9 +194,10 @@ def set_policy(layer: LayerName, body: PolicyBody, request: Request) -> PolicyOu
     f"/{APPLY}", response_model=RunOut, openapi_extra=needs("ops:write"), responses=error_responses(409)
 )
 async def apply_now(request: Request) -> RunOut:
-    """Apply every policy now through a plan (backup first, verify; in a worker thread, writes keep
-    flowing). 503 when a run is in progress, 409 naming the plan when a second key must approve."""
+    """Apply every policy now through a plan (backup first, verify; in a worker thread under the
+    admin limiter, writes keep flowing). 409 at once when a run is in progress (here or in another
+    process: no thread waits for it), 409 naming the plan when a second key must approve."""
     engine = engine_of(request)
     key = Actor.from_key(current_key(request))
-    done = await run_in_threadpool(lambda: plan_and_apply(engine, "retention", {}, key))
+    done = await run_admin(request, lambda: plan_and_apply(engine, "retention", {}, key))
     return _run(done.native)

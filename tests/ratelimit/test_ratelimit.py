@@ -164,7 +164,7 @@ def test_the_global_limit_applies_after_the_key_limit(storage_url: str) -> None:
 
 
 def test_memory_and_redis_agree_on_what_a_refusal_counts(storage_url: str) -> None:
-    # Refused by its key: counted nowhere. Refused by the global limit: counted against its key.
+    # Refused by its key: counted nowhere. Refused by the global limit: counted nowhere either.
     limiter = RateLimiter(storage_url, "2/hour")
     limiter._strategy.clear(limiter.global_limit, "global")  # Redis outlives earlier runs
     first, second = unique_key(), unique_key()
@@ -175,9 +175,8 @@ def test_memory_and_redis_agree_on_what_a_refusal_counts(storage_url: str) -> No
         refused = limiter.hit(second, "2/hour")
         assert (refused.allowed, refused.scope) == (False, "global")
         limiter._strategy.clear(limiter.global_limit, "global")
-        assert limiter.hit(second, "2/hour").scope == "key", (
-            "the globally refused hit used its key's second slot"
-        )
+        assert limiter.hit(second, "2/hour").allowed, "the globally refused hit used its key's second slot"
+        assert limiter.hit(second, "2/hour").scope == "key"
     finally:
         limiter.close()
 
@@ -342,16 +341,20 @@ def unique_global_limit(amount: int) -> str:
 
 
 def three_call_decision(storage: RedisStorage, global_limit: str, key_id: str, limit: str) -> Decision:
-    """What RateLimiter._decide computed before the script, through limits' own storage calls."""
+    """What RateLimiter._decide computes, through limits' own storage calls: both windows
+    checked, and only a request both admit counted (in each)."""
     item, glob = parse_limit(limit), parse_limit(global_limit)
     counter, global_counter = item.key_for("key", key_id), glob.key_for("global")
-    for refused, scope, name in ((item, "key", counter), (glob, "global", global_counter)):
-        if not storage.acquire_entry(name, refused.amount, refused.get_expiry()):
-            start, _ = storage.get_moving_window(name, refused.amount, refused.get_expiry())
+    both = ((item, "key", counter), (glob, "global", global_counter))
+    for refused, scope, name in both:
+        start, used = storage.get_moving_window(name, refused.amount, refused.get_expiry())
+        if used >= refused.amount:
             reset_at = start + refused.get_expiry()
             return Decision(
                 False, scope, refused.amount, 0, reset_at, max(1, math.ceil(reset_at - time.time()))
             )
+    for admitted, _, name in both:
+        storage.acquire_entry(name, admitted.amount, admitted.get_expiry())
     start, used = storage.get_moving_window(counter, item.amount, item.get_expiry())
     return Decision(True, None, item.amount, max(0, item.amount - used), start + item.get_expiry(), 0)
 
@@ -407,10 +410,10 @@ def test_redis_decisions_match_the_three_call_path_and_limits_own_view() -> None
     item = parse_limit("3/minute")
     names = [unique_key() for _ in range(3)]
     # key 0: 3 admitted, then refused by its key; key 1: 2 admitted (the global's 4th and 5th);
-    # key 2: refused by the global limit twice (each counted against it), then by its key
-    # (the third hit: no global charge); key 0 again: refused by its key.
+    # key 2: refused by the global limit four times (charged to neither); key 0 again: refused
+    # by its key.
     requests = [names[0]] * 4 + [names[1]] * 2 + [names[2]] * 4 + [names[0]]
-    expected = ["admitted"] * 3 + ["key"] + ["admitted"] * 2 + ["global"] * 3 + ["key", "key"]
+    expected = ["admitted"] * 3 + ["key"] + ["admitted"] * 2 + ["global"] * 4 + ["key"]
     verdicts = []
     try:
         for key_id in requests:

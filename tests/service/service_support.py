@@ -49,7 +49,11 @@ class Persona:
 
 def service_settings(data_dir: Path, **env: str) -> Settings:
     """Settings for a service test in ``data_dir`` (global limit high unless given)."""
-    base = {"JAMEY_DATA_DIR": str(data_dir), "JAMEY_GLOBAL_RATE_LIMIT": "1000000/minute"}
+    base = {
+        "JAMEY_DATA_DIR": str(data_dir),
+        "JAMEY_GLOBAL_RATE_LIMIT": "1000000/minute",
+        "JAMEY_METRICS_CACHE_SECONDS": "0",
+    }
     return Settings.from_env({**base, **env})
 
 
@@ -113,6 +117,7 @@ def start_server(data_dir: Path, log_path: Path, **env: str) -> RunningServer:
         **os.environ,
         "JAMEY_DATA_DIR": str(data_dir),
         "JAMEY_GLOBAL_RATE_LIMIT": "1000000/minute",
+        "JAMEY_METRICS_CACHE_SECONDS": "0",
         "JAMEY_LOG_LEVEL": "info",
         **env,
     }
