@@ -15,7 +15,8 @@ import streamlit as st
 
 import workbench_ui as ui
 from jamey_engine.errors import InvalidInput
-from jamey_engine.runbooks import launch, runs
+from jamey_engine.keys.scopes import MEMORY_CONTENT
+from jamey_engine.runbooks import artifacts, launch, runs
 from jamey_engine.runbooks.catalog import Parameter, Runbook
 from jamey_engine.runbooks.common import confirmation_matches
 from workbench_ui.notebook_view import show_notebook
@@ -25,7 +26,7 @@ PLAN = "runbooks_plan"  # (runbook, parameters, run id) of the last successful d
 STEPS = "runbooks_steps"  # {run id: [cell lines seen]}
 FLOW = ("dry_run", "confirm")  # parameters the flow sets, not the form
 
-ui.require_session("ops:read")
+viewer = ui.require_session("ops:read")
 st.title("Runbooks")
 engine = ui.engine()
 query = st.query_params
@@ -237,9 +238,12 @@ if open_id:
         if run.summary is not None:
             st.json(run.summary, expanded=False)
         folder = runs.run_dir(engine.settings, run.id)
-        if run.files_removed:
+        if not artifacts.can_read_files(viewer.scopes, run.runbook):
+            st.info(f"This run's files quote memory content: opening them needs the {MEMORY_CONTENT} scope.")
+        elif run.files_removed:
             st.info("This run's files were removed by retention (JAMEY_RUNBOOK_KEEP).")
         elif (folder / runs.NOTEBOOK_FILE).is_file():
+            artifacts.require_files(viewer.actor, viewer.scopes, run.runbook)
             d1, d2 = st.columns(2)
             d1.download_button(
                 "Download notebook (.ipynb)",
