@@ -27,8 +27,8 @@ from jamey_engine.observability.alertmanager import (
 )
 from jamey_engine.observability.dashboards import chart_for_alert
 from jamey_engine.observability.promql import PrometheusUnreachable
-from jamey_engine.runbooks.links import runbook_for_alert, runbook_page_url, runbook_section
-from workbench_ui import charts
+from jamey_engine.runbooks.links import runbook_for_alert, runbook_page_url, runbook_section, trusted_link
+from workbench_ui import charts, untrusted
 
 session = ui.require_session("ops:read")
 can_write = session.can("ops:write")
@@ -64,12 +64,14 @@ def _render_alert(view: AlertView) -> None:
     state = f":violet-badge[{view.status_text}]" if view.silenced or view.inhibited else ""
     with st.container(border=True):
         st.markdown(
-            f"**{view.alertname}** :{color}-badge[{view.severity}] :gray-badge[{view.state} since {since}] {state}"
+            f"**{untrusted.text(view.alertname)}** :{color}-badge[{untrusted.text(view.severity)}] "
+            f":gray-badge[{untrusted.text(view.state)} since {since}] {state}"
         )
+        # Names, summaries and descriptions are whatever Alertmanager was sent: text, never Markdown.
         if view.summary:
-            st.write(view.summary)
+            st.markdown(untrusted.text(view.summary))
         if view.annotations.get("description"):
-            st.caption(view.annotations["description"])
+            st.caption(untrusted.text(view.annotations["description"]))
         links = st.columns(4)
         chart = chart_for_alert(view.alertname, view.annotations)
         if chart:
@@ -92,14 +94,17 @@ def _render_alert(view: AlertView) -> None:
                 help="Fill the silence form below with this alert's labels",
             )
         url = view.annotations.get("runbook_url", "")
-        if url.startswith(("http://", "https://")):
+        section = runbook_section(url, REPO) if url else None
+        if url and trusted_link(url, settings.workbench_url):
             links[3].link_button("Runbook", url, icon=":material/menu_book:")
-        elif url:
+        elif section:  # a Markdown file of this repository and one of its headings: safe to quote
             st.caption(f":material/menu_book: Runbook: `{url}` in the repository")
-            section = runbook_section(url, REPO)
-            if section:
-                with st.expander("Runbook"):
-                    st.markdown(section)
+            with st.expander("Runbook"):
+                st.markdown(section)
+        elif url:
+            st.caption(
+                f":material/menu_book: Runbook: {untrusted.text(url)} (not a link to this workbench: not opened)"
+            )
         with st.expander("Labels and annotations"):
             st.json({"labels": view.labels, "annotations": view.annotations}, expanded=True)
 
@@ -128,7 +133,7 @@ with ui.shown_errors("Reading the alerts"):
     if not views and (am_ok or prom_alerts is not None):
         st.caption("No firing or pending alerts.")
     for title, members in grouped(views, groups):
-        st.markdown(f"##### {title}")
+        st.markdown(f"##### {untrusted.text(title)}")
         for view in members:
             _render_alert(view)
 
@@ -161,10 +166,10 @@ else:
         except InvalidInput as err:
             problem, matchers = err.message, []
         if problem:
-            st.error(problem)
+            st.error(untrusted.text(problem))
         elif matchers and caught:
             names = ", ".join(sorted({a.alertname for a in caught}))
-            st.info(f"These matchers catch {len(caught)} current alert(s): {names}.")
+            st.info(f"These matchers catch {len(caught)} current alert(s): {untrusted.text(names)}.")
         elif matchers:
             st.warning("These matchers catch no current alert; a silence would match nothing.")
         if st.button("Silence", key="silence_submit", type="primary", disabled=not caught):

@@ -19,6 +19,7 @@ from jamey_engine.keys.scopes import MEMORY_CONTENT
 from jamey_engine.runbooks import artifacts, launch, runs
 from jamey_engine.runbooks.catalog import Parameter, Runbook
 from jamey_engine.runbooks.common import confirmation_matches
+from workbench_ui import untrusted
 from workbench_ui.notebook_view import show_notebook
 
 CURRENT = "runbooks_current"  # id of the run this tab follows
@@ -84,7 +85,9 @@ with ui.shown_errors("Reading the runbooks"):
     names = list(catalog)
     wanted = query.get("runbook")
     if wanted is not None and wanted not in catalog:
-        st.warning(f"The link names runbook {wanted!r}, which does not exist; choose one below.")
+        st.warning(
+            f"The link names runbook {untrusted.text(repr(wanted))}, which does not exist; choose one below."
+        )
     chosen_name = st.selectbox(
         "Runbook",
         names,
@@ -126,10 +129,12 @@ if current_id:
                 steps.append(line)
             state = "running" if run.active else ("complete" if run.status == "succeeded" else "error")
             with st.status(
-                f"{run.runbook} {run.id}: {run.status} · {line}", state=state, expanded=run.active
+                untrusted.text(f"{run.runbook} {run.id}: {run.status} · {line}"),
+                state=state,
+                expanded=run.active,
             ):
                 for step in steps:
-                    st.write(step)
+                    st.markdown(untrusted.text(step))
             if run.cell_count:
                 st.progress(min(1.0, (run.cell_index or 0) / run.cell_count), text=line)
             if run.active:
@@ -152,7 +157,9 @@ if plan and not st.session_state.get(CURRENT):
         summary = planned.summary or {}
         phrase = summary.get("confirm_phrase")
         if planned.status != "succeeded":
-            st.error(f"The dry run {planned.id} {planned.status}: {planned.error or 'no error recorded'}")
+            st.error(
+                f"The dry run {planned.id} {planned.status}: {untrusted.text(planned.error or 'no error recorded')}"
+            )
         elif plan_name in catalog and catalog[plan_name].kind == "runbook":
             st.subheader("Plan")
             st.json(summary, expanded=True)
@@ -161,7 +168,8 @@ if plan and not st.session_state.get(CURRENT):
                     "Nothing to apply: the plan has no confirm phrase (nothing to change, or it cannot apply)."
                 )
             else:
-                st.markdown(f"To apply, type the confirm phrase exactly: **`{phrase}`**")
+                st.markdown("To apply, type the confirm phrase exactly:")
+                st.code(phrase, language=None)
                 typed = st.text_input(
                     "Confirm phrase", key="rb_confirm_text", placeholder="type the phrase above"
                 )
@@ -228,13 +236,14 @@ if open_id:
     with ui.shown_errors("Showing the run"):
         run = runs.get_run(engine.db, open_id)
         st.subheader(f"Run {run.id}: {run.runbook}")
-        st.write(
-            f"**{run.status}** · by {run.actor} · {_duration(run) or 'not started'} · "
-            f"parameters `{json.dumps(run.parameters, sort_keys=True)}`"
+        # Parameters, actor and error are what a caller sent or a kernel printed: text, never Markdown.
+        st.markdown(
+            f"**{run.status}** · by {untrusted.text(run.actor)} · {_duration(run) or 'not started'} · parameters"
         )
+        st.code(json.dumps(run.parameters, sort_keys=True), language="json")
         if run.error:
             where = f"cell {run.error_cell}: " if run.error_cell else ""
-            st.error(f"{where}{run.error}")
+            st.error(f"{where}{untrusted.text(run.error)}")
         if run.summary is not None:
             st.json(run.summary, expanded=False)
         folder = runs.run_dir(engine.settings, run.id)
