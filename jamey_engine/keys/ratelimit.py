@@ -30,7 +30,7 @@ import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import limits
 from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
@@ -38,6 +38,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
+from jamey_engine.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -268,14 +269,6 @@ def parse_limit(text: str, *, field: str = "rate limit") -> limits.RateLimitItem
     return items[0]
 
 
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 class RateLimiter:
     """Checks each request against its key's limit, then the global limit.
 
@@ -320,7 +313,7 @@ class RateLimiter:
         if scheme == "redis+cluster":
             # ACQUIRE_PAIR_LUA touches the key's and the global counter in one script, which a
             # cluster refuses (CROSSSLOT) unless both live on one node.
-            raise InvalidInput(f"rate-limit storage {_redact(url)!r}: Redis Cluster is not supported")
+            raise InvalidInput(f"rate-limit storage {redact_url(url)!r}: Redis Cluster is not supported")
         if scheme.startswith("redis"):
             options = {
                 "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
@@ -328,7 +321,7 @@ class RateLimiter:
                 "key_prefix": KEY_PREFIX,
             }
         elif scheme != "memory":
-            raise InvalidInput(f"rate-limit storage {_redact(url)!r} must be memory:// or a redis:// URL")
+            raise InvalidInput(f"rate-limit storage {redact_url(url)!r} must be memory:// or a redis:// URL")
         else:
             return SteadyMemoryStorage(url, wrap_exceptions=True)
         return cast(Storage, storage_from_string(url, wrap_exceptions=True, **options))
@@ -336,7 +329,7 @@ class RateLimiter:
     @property
     def storage_name(self) -> str:
         """The storage URL with any password hidden."""
-        return _redact(self.storage_url)
+        return redact_url(self.storage_url)
 
     def _limit(self, text: str) -> limits.RateLimitItem:
         item = self._parsed.get(text)

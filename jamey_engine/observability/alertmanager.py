@@ -26,6 +26,7 @@ import requests
 
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
+from jamey_engine.redact import redact_url
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
@@ -261,6 +262,8 @@ class AlertmanagerClient:
         if timeout <= 0:
             raise InvalidInput(f"timeout must be above zero, got {timeout!r}")
         self.url = url.rstrip("/")
+        # What messages show: ALERTMANAGER_URL may carry user:password@.
+        self.shown_url = redact_url(self.url)
         self.timeout = float(timeout)
         self._session = requests.Session()
 
@@ -379,7 +382,7 @@ class AlertmanagerClient:
 
     def _unreachable(self, why: str) -> AlertmanagerUnreachable:
         return AlertmanagerUnreachable(
-            f"Alertmanager unreachable at {self.url} ({why}); start it with `make run` or "
+            f"Alertmanager unreachable at {self.shown_url} ({why}); start it with `make run` or "
             "`prometheus-alertmanager --config.file=prometheus/alertmanager.yml`"
         )
 
@@ -411,9 +414,9 @@ class AlertmanagerClient:
         status = response.status_code
         text = response.text.strip()
         if status == 404 and missing is not None:
-            raise NotFound(f"{missing} in Alertmanager at {self.url}")
+            raise NotFound(f"{missing} in Alertmanager at {self.shown_url}")
         if status == 500 and missing is not None and "not found" in text.lower():
-            raise NotFound(f"{missing} in Alertmanager at {self.url}")
+            raise NotFound(f"{missing} in Alertmanager at {self.shown_url}")
         if 400 <= status < 500:
             detail = _one_line(text) or f"HTTP {status}"
             raise AlertmanagerRefused(f"Alertmanager refused the request: {detail}", detail)
@@ -422,7 +425,7 @@ class AlertmanagerClient:
         if not body:
             return None
         if not text:
-            raise EmptyAnswer(f"Alertmanager at {self.url} gave an empty answer to {method} {path}")
+            raise EmptyAnswer(f"Alertmanager at {self.shown_url} gave an empty answer to {method} {path}")
         try:
             return response.json()
         except ValueError:

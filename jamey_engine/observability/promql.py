@@ -36,6 +36,7 @@ from urllib3.util.retry import Retry
 
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
 from jamey_engine.observability.promresult import parse_client_error, tidy, to_float
+from jamey_engine.redact import redact_url, strip_userinfo
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
@@ -217,6 +218,8 @@ class PromQuery:
         if not re.fullmatch(r"[A-Za-z0-9_.:-]+", job):
             raise InvalidInput(f"job must be a plain scrape job name, got {job!r}")
         self.url = url.rstrip("/")
+        # What messages and links show: PROMETHEUS_URL may carry user:password@.
+        self.shown_url = redact_url(self.url)
         self.timeout = float(timeout)
         self.job = job
         self.rate_window = rate_window
@@ -278,7 +281,7 @@ class PromQuery:
             "g0.end_input": _utc(end, "end").strftime("%Y-%m-%d %H:%M:%S"),
             "g0.step_input": str(int(step.total_seconds())),
         }
-        return f"{self.url}/graph?{urlencode(params)}"
+        return f"{strip_userinfo(self.url)}/graph?{urlencode(params)}"
 
     # --- range series ------------------------------------------------------------------------
 
@@ -313,7 +316,7 @@ class PromQuery:
         if frame.empty:
             raise NoData(
                 f"No data for {what} between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC "
-                f"in Prometheus at {self.url}"
+                f"in Prometheus at {self.shown_url}"
             )
         return frame
 
@@ -368,7 +371,7 @@ class PromQuery:
         raw = self._call(lambda: self._client.custom_query(expr, params=params))
         frame = tidy(raw, spec.labels)
         if frame.empty:
-            raise NoData(f"No current data for {spec.description.lower()} in Prometheus at {self.url}")
+            raise NoData(f"No current data for {spec.description.lower()} in Prometheus at {self.shown_url}")
         return frame
 
     def _scalar(self, name: str, at: datetime | None, where: dict[str, str] | None = None) -> float | None:
@@ -465,7 +468,7 @@ class PromQuery:
 
     def _unreachable(self, why: str) -> PrometheusUnreachable:
         return PrometheusUnreachable(
-            f"Prometheus unreachable at {self.url} ({why}); start it with `make run` "
+            f"Prometheus unreachable at {self.shown_url} ({why}); start it with `make run` "
             "or `prometheus --config.file=prometheus/prometheus.yml`"
         )
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from jamey_engine.config import without_secrets
 from jamey_engine.errors import Unavailable
 from jamey_engine.fsutil import process_alive
 from jamey_engine.keys.scopes import require_scope
@@ -83,7 +84,8 @@ def start_run(
         changes_data=chosen.changes_data(values),
     )
     folder = runs.make_run_dir(engine.settings, record.id)
-    environ = {**os.environ, **engine.settings.to_environ()}
+    # The run reads the data dir and the database; it never verifies a key, so no pepper.
+    environ = without_secrets({**os.environ, **engine.settings.to_environ()})
     log_path = folder / "runner.log"
     try:
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
