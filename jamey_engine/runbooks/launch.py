@@ -139,9 +139,11 @@ def cancel_run(engine: Engine, run_id: str) -> runs.RunRecord:
     Raises NotFound for an unknown run, Conflict when it already finished.
     """
     run = runs.request_cancel(engine.db, run_id)
-    if run.host == socket.gethostname() and run.status == "running" and process_alive(run.pid):
+    # The identity, not the pid alone: a pid reused by an unrelated process is never signalled.
+    alive = process_alive(run.pid, run.pid_identity)
+    if run.host == socket.gethostname() and run.status == "running" and alive:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(run.pid or 0), signal.SIGTERM)
-    elif run.status == "queued" and not process_alive(run.pid):
+    elif run.status == "queued" and not alive:
         runs.finish_if_active(engine.db, run_id, "cancelled", error="cancelled before it started")
     return runs.get_run(engine.db, run_id)
