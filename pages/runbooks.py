@@ -122,6 +122,9 @@ if current_id:
 
         @st.fragment(run_every=1.0)
         def follow() -> None:
+            # It reruns on its own every second: a revoked key or an idle session stops it here
+            # (the whole page reruns and shows the sign-in form), as the dashboards' refresh does.
+            ui.still_signed_in()
             run = runs.get_run(engine.db, current_id)
             steps = st.session_state.setdefault(STEPS, {}).setdefault(run.id, [])
             line = run.progress_text
