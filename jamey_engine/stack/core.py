@@ -249,7 +249,8 @@ class Stack:
                 "-m",
                 "streamlit",
                 "run",
-                str(REPO_ROOT / "app.py"),
+                # app.py behind the workbench's security headers (CSP, frame protection)
+                str(REPO_ROOT / "workbench_asgi.py"),
                 "--server.address",
                 "127.0.0.1",
                 "--server.port",
