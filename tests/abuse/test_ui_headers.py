@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import CHROMIUM, CHROMIUM_ARGS, free_port
+from nginx.test_workbench_through_nginx import RECORD_VIOLATIONS
 from playwright.sync_api import expect, sync_playwright
 from workbench.conftest import running_workbench
 
@@ -26,7 +27,7 @@ from jamey_engine.stack.core import Stack, StackPorts
 
 def test_the_csp_allows_no_eval_and_no_foreign_websocket() -> None:
     directives = dict(part.strip().split(" ", 1) for part in WORKBENCH_CSP.split(";"))
-    assert "'unsafe-eval'" not in WORKBENCH_CSP
+    assert "'unsafe-eval'" not in WORKBENCH_CSP  # ('wasm-unsafe-eval' allows WebAssembly only)
     assert directives["connect-src"] == "'self'"
     assert directives["frame-ancestors"] == "'self'"
     assert f'add_header Content-Security-Policy "{WORKBENCH_CSP}" always;' in render()
@@ -66,7 +67,9 @@ def test_the_workbench_alone_sends_its_headers_and_works_under_them_in_chromium(
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                context.add_init_script(RECORD_VIOLATIONS)
+                page = context.new_page()
                 page.set_default_timeout(60_000)
                 expect.set_options(timeout=60_000)
                 violations: list[str] = []
@@ -84,8 +87,12 @@ def test_the_workbench_alone_sends_its_headers_and_works_under_them_in_chromium(
                 expect(page.get_by_role("heading", name="Memory")).to_be_visible()
                 expect(page.locator(".js-plotly-plot").first).to_be_visible()  # plotly draws under the CSP
                 expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+                page.get_by_test_id("stSidebar").get_by_role("link", name="Dashboards", exact=True).click()
+                expect(page.get_by_role("heading", name="Dashboards")).to_be_visible()
                 page.get_by_test_id("stSidebar").get_by_role("link", name="API keys", exact=True).click()
                 expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+                page.wait_for_timeout(1500)
+                assert page.evaluate("window.__cspViolations") == []
                 assert violations == []
             finally:
                 browser.close()
