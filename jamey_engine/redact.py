@@ -13,6 +13,8 @@ import re
 REDACTED = "***"
 # ``scheme://userinfo@host``: whatever sits between ``//`` and the first ``@`` of the authority.
 _USERINFO = re.compile(r"(?<=//)[^/?#@\s]*@")
+# Its password: after the user name's ``:`` (the user name itself stays, as SQLAlchemy shows it).
+_PASSWORD = re.compile(r"(?<=//)([^/?#@:\s]*):[^/?#@\s]*@")
 # A mistyped URL without ``//`` (``redis:secret@host``): everything up to the ``@``.
 _LEADING_USERINFO = re.compile(r"^[^/@\s]*@")
 # An absolute path that is not part of a URL (``http://host/a/b`` is preceded by a host name).
@@ -20,10 +22,11 @@ _ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/:,;()]+/)+([^\s'\"/:,;()
 
 
 def redact_url(url: object) -> str:
-    """``url`` as text with any user info replaced by ``***`` (``redis://***@host:6379/0``). Safe on
-    any text: without user info it is returned unchanged."""
+    """``url`` as text with the password of its user info replaced by ``***``
+    (``redis://:***@host:6379/0``, ``postgresql://jamey:***@db/jamey``); a mistyped URL without
+    ``//`` loses everything before its ``@``. Safe on any text: without user info it is unchanged."""
     text = str(url)
-    redacted = _USERINFO.sub(f"{REDACTED}@", text)
+    redacted = _PASSWORD.sub(rf"\1:{REDACTED}@", text)
     if redacted == text and "//" not in text:
         redacted = _LEADING_USERINFO.sub(f"{REDACTED}@", text)
     return redacted

@@ -78,7 +78,7 @@ def test_unreachable_prometheus_and_alertmanager_errors_hide_the_credentials() -
         for call in (prom.alerts, alertmanager.alerts):
             with pytest.raises(JameyError) as caught:
                 call()
-            assert "unreachable at http://***@127.0.0.1" in caught.value.message
+            assert "unreachable at http://ops:***@127.0.0.1" in caught.value.message
             assert PASSWORD not in caught.value.message
         now = datetime.now(UTC)
         link = prom.query_link("error_rate", now - timedelta(hours=1), now)
