@@ -160,6 +160,10 @@ def _optional_mqtt_url(value: str) -> str:
     return value
 
 
+# Settings whose value is a secret: never quoted in a message, and passed only to the processes
+# that need them (:func:`child_environ`). URL settings may hold a password too: messages redact them.
+SECRETS = frozenset({"JAMEY_KEY_PEPPER", "API_KEY"})
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JAMEY_DATA_DIR",
@@ -684,7 +688,7 @@ class Settings:
             try:
                 values[setting.attr] = setting.parse(raw)
             except (ValueError, TypeError) as err:
-                raise ConfigError(setting.env, raw, str(err)) from None
+                raise ConfigError(setting.env, None if setting.env in SECRETS else raw, str(err)) from None
         unknown = set(overrides) - {s.attr for s in SETTINGS}
         if unknown:
             raise InvalidInput(f"unknown setting override(s): {', '.join(sorted(unknown))}")
@@ -744,3 +748,17 @@ class Settings:
     def memory_dir(self) -> Path:
         """Where the five layer indexes live."""
         return self.data_dir / "memory"
+
+
+def without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the secret settings (the key pepper, the legacy API_KEY): the
+    environment of a child that reads the data dir and database but never verifies a key (a
+    runbook run and its kernel)."""
+    return {name: value for name, value in environ.items() if name not in SECRETS}
+
+
+def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without any Jamey setting (secrets, database URL, service URLs): the
+    environment of a child that is not Jamey (Prometheus, Alertmanager, nginx under the stack)."""
+    names = {setting.env for setting in SETTINGS}
+    return {name: value for name, value in environ.items() if name not in names}

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from jamey_engine.config import Settings
 from jamey_engine.errors import Busy, InvalidInput, StorageCorrupt, Unavailable
 from jamey_engine.models import TABLES, ApiKey, Base, KeyEvent, Operation, UTCDateTime
+from jamey_engine.redact import redact_url
 
 __all__ = ["ApiKey", "Base", "Database", "KeyEvent", "Operation"]
 
@@ -77,8 +78,8 @@ class Database:
     def __init__(self, url: str) -> None:
         try:
             self.url = sa.make_url(url)
-        except sa.exc.ArgumentError:
-            raise InvalidInput(f"database URL {url!r} is not an SQLAlchemy URL") from None
+        except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
+            raise InvalidInput(f"database URL {redact_url(url)!r} is not an SQLAlchemy URL") from None
         if self.url.drivername in ("postgresql", "postgres"):
             # psycopg 3 is the driver we ship; SQLAlchemy's default for postgresql:// is psycopg2.
             self.url = self.url.set(drivername="postgresql+psycopg")
@@ -110,7 +111,7 @@ class Database:
     @property
     def safe_url(self) -> str:
         """The URL with any password hidden, for messages."""
-        return self.url.render_as_string(hide_password=True)
+        return redact_url(self.url.render_as_string(hide_password=False))
 
     @property
     def sqlite_path(self) -> Path | None:

@@ -36,9 +36,15 @@ class ConfigError(InvalidInput):
     """A setting (environment variable or flag) has an invalid value."""
 
     def __init__(self, variable: str, value: object, reason: str) -> None:
-        super().__init__(f"Setting {variable}={value!r} is invalid: {reason}")
+        """``value`` None (a secret's value) is left out of the message; any other is quoted with
+        the user info of a URL in it hidden, since the message may be shown before sign-in."""
+        from jamey_engine.redact import redact_url
+
+        shown = None if value is None else redact_url(value)
+        named = variable if shown is None else f"{variable}={shown!r}"
+        super().__init__(f"Setting {named} is invalid: {reason}")
         self.variable = variable
-        self.value = value
+        self.value = shown
 
 
 class KeyRejected(JameyError):

@@ -95,9 +95,38 @@ def remove_tree(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def process_alive(pid: int | None) -> bool:
-    """True when a process ``pid`` exists on this host and is not a zombie (a zombie has finished)."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 onwards), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def process_identity(pid: int | None) -> str | None:
+    """What tells process ``pid`` from any later process given the same pid: this boot's id and
+    the process's start time (clock ticks after boot, /proc/PID/stat field 22), as
+    ``"<boot id>/<start>"``. None when there is no such process (or no /proc to read)."""
     if pid is None or pid <= 0:
+        return None
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 20:
+        return None
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "unknown-boot"
+    return f"{boot}/{fields[19]}"
+
+
+def process_alive(pid: int | None, identity: str | None = None) -> bool:
+    """True when a process ``pid`` exists on this host and is not a zombie (a zombie has finished),
+    and, when ``identity`` (from :func:`process_identity`) is given, is that very process: a pid
+    reused by an unrelated process, after the first ended or the host rebooted, is not alive."""
+    if pid is None or pid <= 0:
+        return False
+    if identity is not None and process_identity(pid) != identity:
         return False
     try:
         os.kill(pid, 0)
@@ -105,8 +134,5 @@ def process_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+    fields = _stat_fields(pid)
+    return fields is None or fields[:1] != ["Z"]

@@ -216,6 +216,8 @@ class RunbookRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int | None] = mapped_column(Integer)
+    # The process behind ``pid`` (fsutil.process_identity): a reused pid is not the run's process.
+    pid_identity: Mapped[str | None] = mapped_column(String(80))
     cell_index: Mapped[int | None] = mapped_column(Integer)
     cell_count: Mapped[int | None] = mapped_column(Integer)
     cell_heading: Mapped[str | None] = mapped_column(String(200))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from jamey_engine.errors import InvalidInput
+from jamey_engine.security_headers import WORKBENCH_CSP
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "nginx" / "jamey.conf.template"
 INTERNAL_NETWORKS = ("127.0.0.1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
@@ -112,6 +113,7 @@ def render(settings: NginxSettings | None = None, template: Path = TEMPLATE) -> 
         "rate": settings.rate,
         "burst": str(settings.burst),
         "max_body": settings.max_body,
+        "workbench_csp": WORKBENCH_CSP,
         "metrics_allow": "\n".join(f"        allow {network};" for network in settings.metrics_allow),
     }
 

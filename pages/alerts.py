@@ -35,8 +35,9 @@ from jamey_engine.runbooks.links import (
     runbook_for_alert,
     runbook_page_url,
     runbook_section,
+    trusted_link,
 )
-from workbench_ui import charts
+from workbench_ui import charts, untrusted
 from workbench_ui.acknowledgements import show_acknowledgement, show_acknowledgement_history
 from workbench_ui.alert_evidence import render_evidence
 
@@ -74,13 +75,15 @@ def _render_alert(view: AlertView, ack: Acknowledgement | None = None) -> None:
     state = f":violet-badge[{view.status_text}]" if view.silenced or view.inhibited else ""
     with st.container(border=True):
         st.markdown(
-            f"**{view.alertname}** :{color}-badge[{view.severity}] :gray-badge[{view.state} since {since}] {state}"
+            f"**{untrusted.text(view.alertname)}** :{color}-badge[{untrusted.text(view.severity)}] "
+            f":gray-badge[{untrusted.text(view.state)} since {since}] {state}"
         )
+        # Names, summaries and descriptions are whatever Alertmanager was sent: text, never Markdown.
         if view.summary:
-            st.write(view.summary)
+            st.markdown(untrusted.text(view.summary))
         show_acknowledgement(view, ack, can_write)
         if view.annotations.get("description"):
-            st.caption(view.annotations["description"])
+            st.caption(untrusted.text(view.annotations["description"]))
         links = st.columns(4)
         chart = chart_for_alert(view.alertname, view.annotations)
         if chart:
@@ -104,10 +107,15 @@ def _render_alert(view: AlertView, ack: Acknowledgement | None = None) -> None:
             )
         url = view.annotations.get("runbook_url", "")
         mapped = links_for_alert(view.alertname)
-        if url.startswith(("http://", "https://")) and f"/{ALERTS_PAGE}?" not in url:
-            links[3].link_button("Runbook", url, icon=":material/menu_book:")
+        if url and f"/{ALERTS_PAGE}?" not in url:
+            if trusted_link(url, settings.workbench_url):
+                links[3].link_button("Runbook", url, icon=":material/menu_book:")
+            elif "://" in url:
+                st.caption(
+                    f":material/menu_book: Runbook: {untrusted.text(url)} (not a link to this workbench: not opened)"
+                )
         guide = mapped.guide if mapped else (url if "://" not in url else "")
-        if guide:
+        if guide:  # a Markdown file of this repository and one of its headings: safe to quote
             st.caption(f":material/menu_book: Runbook: `{guide}` in the repository")
             section = runbook_section(guide, REPO)
             if section:
@@ -171,7 +179,7 @@ with ui.shown_errors("Reading the alerts"):
     if not views and (am_ok or prom_alerts is not None):
         st.caption("No firing or pending alerts.")
     for title, members in grouped(views, groups):
-        st.markdown(f"##### {title}")
+        st.markdown(f"##### {untrusted.text(title)}")
         for view in members:
             _render_alert(view, acks.get(view.fingerprint))
     if focus:
@@ -206,10 +214,10 @@ else:
         except InvalidInput as err:
             problem, matchers = err.message, []
         if problem:
-            st.error(problem)
+            st.error(untrusted.text(problem))
         elif matchers and caught:
             names = ", ".join(sorted({a.alertname for a in caught}))
-            st.info(f"These matchers catch {len(caught)} current alert(s): {names}.")
+            st.info(f"These matchers catch {len(caught)} current alert(s): {untrusted.text(names)}.")
         elif matchers:
             st.warning("These matchers catch no current alert; a silence would match nothing.")
         if st.button("Silence", key="silence_submit", type="primary", disabled=not caught):

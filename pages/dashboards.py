@@ -18,7 +18,7 @@ from jamey_engine.errors import InvalidInput, JameyError, NotFound
 from jamey_engine.observability import promql
 from jamey_engine.observability.annotations import chart_annotations
 from jamey_engine.observability.dashboards import ChartSpec, annotations_for_chart, chart_specs
-from workbench_ui import charts
+from workbench_ui import charts, untrusted
 from workbench_ui.timerange import CUSTOM, DEFAULT_PRESET, PRESETS, TimeRange, resolve_range
 
 REFRESH_CHOICES = ("off", "10s", "30s", "1m", "5m")
@@ -39,7 +39,7 @@ if "dash_range" not in st.session_state:
     st.session_state["dash_annotations"] = params.get("annotations", "on") != "off"
     if wanted not in (*PRESETS, CUSTOM):
         st.warning(
-            f"Range {wanted!r} from the link is not one of {', '.join(PRESETS)} or custom; showing {DEFAULT_PRESET}."
+            f"Range {untrusted.text(repr(wanted))} from the link is not one of {', '.join(PRESETS)} or custom; showing {DEFAULT_PRESET}."
         )
 
 controls = st.columns([5, 3, 3, 2, 2], vertical_alignment="bottom")
@@ -65,7 +65,7 @@ show_annotations = controls[4].toggle(
 chart_names = [spec.name for spec in CHART_SPECS]
 only = params.get("chart")
 if only and only not in chart_names:
-    st.warning(f"No chart named {only!r}; showing them all.")
+    st.warning(f"No chart named {untrusted.text(repr(only))}; showing them all.")
     only = None
 
 try:

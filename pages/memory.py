@@ -1,4 +1,5 @@
-"""Memory: sizes and documents per layer, growth over time, search, pruning (a dry run
+"""Memory: sizes and documents per layer, growth over time, search (memory:read: it shows what
+memories say), pruning (a dry run
 first, then a confirmation, with progress and the result), and retention policies (edited
 behind a confirmation showing what they would remove; applied now with progress; the schedule's
 next and last runs; the size chart with each layer's cap)."""
@@ -13,6 +14,7 @@ import streamlit as st
 import workbench_ui as ui
 from jamey_engine.durations import format_duration, parse_duration, utcnow
 from jamey_engine.errors import InvalidInput
+from jamey_engine.keys.scopes import MEMORY_CONTENT
 from jamey_engine.memory import LAYERS
 from jamey_engine.retention import last_run, next_scheduled_run, preview_policy
 from workbench_ui import charts
@@ -174,6 +176,9 @@ with ui.shown_errors("Applying retention"):
 # --- search ---------------------------------------------------------------------------------
 with ui.shown_errors("Searching"):
     st.subheader("Search")
+    if not ui.can(MEMORY_CONTENT):
+        st.caption("Searching shows what memories say, which needs the memory:read scope.")
+        ui.stop_section()
     with st.form("search"):
         c1, c2, c3, c4 = st.columns([2, 4, 1, 1], vertical_alignment="bottom")
         layer = c1.selectbox("Layer", LAYERS, key="search_layer")
@@ -185,6 +190,7 @@ with ui.shown_errors("Searching"):
         if not query.strip():
             st.error("Query must not be empty.")
         else:
+            ui.authorize(MEMORY_CONTENT)
             hits = engine.memory.search(layer, query, limit=limit, order=order)
             if hits:
                 st.dataframe(

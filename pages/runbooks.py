@@ -15,9 +15,11 @@ import streamlit as st
 
 import workbench_ui as ui
 from jamey_engine.errors import InvalidInput
-from jamey_engine.runbooks import launch, runs
+from jamey_engine.keys.scopes import MEMORY_CONTENT
+from jamey_engine.runbooks import artifacts, launch, runs
 from jamey_engine.runbooks.catalog import Parameter, Runbook
 from jamey_engine.runbooks.common import confirmation_matches
+from workbench_ui import untrusted
 from workbench_ui.notebook_view import show_notebook
 from workbench_ui.schedules import show_schedules
 
@@ -26,7 +28,7 @@ PLAN = "runbooks_plan"  # (runbook, parameters, run id) of the last successful d
 STEPS = "runbooks_steps"  # {run id: [cell lines seen]}
 FLOW = ("dry_run", "confirm")  # parameters the flow sets, not the form
 
-ui.require_session("ops:read")
+viewer = ui.require_session("ops:read")
 st.title("Runbooks")
 engine = ui.engine()
 query = st.query_params
@@ -84,7 +86,9 @@ with ui.shown_errors("Reading the runbooks"):
     names = list(catalog)
     wanted = query.get("runbook")
     if wanted is not None and wanted not in catalog:
-        st.warning(f"The link names runbook {wanted!r}, which does not exist; choose one below.")
+        st.warning(
+            f"The link names runbook {untrusted.text(repr(wanted))}, which does not exist; choose one below."
+        )
     chosen_name = st.selectbox(
         "Runbook",
         names,
@@ -119,6 +123,9 @@ if current_id:
 
         @st.fragment(run_every=1.0)
         def follow() -> None:
+            # It reruns on its own every second: a revoked key or an idle session stops it here
+            # (the whole page reruns and shows the sign-in form), as the dashboards' refresh does.
+            ui.still_signed_in()
             run = runs.get_run(engine.db, current_id)
             steps = st.session_state.setdefault(STEPS, {}).setdefault(run.id, [])
             line = run.progress_text
@@ -126,10 +133,12 @@ if current_id:
                 steps.append(line)
             state = "running" if run.active else ("complete" if run.status == "succeeded" else "error")
             with st.status(
-                f"{run.runbook} {run.id}: {run.status} · {line}", state=state, expanded=run.active
+                untrusted.text(f"{run.runbook} {run.id}: {run.status} · {line}"),
+                state=state,
+                expanded=run.active,
             ):
                 for step in steps:
-                    st.write(step)
+                    st.markdown(untrusted.text(step))
             if run.cell_count:
                 st.progress(min(1.0, (run.cell_index or 0) / run.cell_count), text=line)
             if run.active:
@@ -154,7 +163,9 @@ if plan and not st.session_state.get(CURRENT):
         summary = planned.summary or {}
         phrase = summary.get("confirm_phrase")
         if planned.status != "succeeded":
-            st.error(f"The dry run {planned.id} {planned.status}: {planned.error or 'no error recorded'}")
+            st.error(
+                f"The dry run {planned.id} {planned.status}: {untrusted.text(planned.error or 'no error recorded')}"
+            )
         elif plan_name in catalog and catalog[plan_name].kind == "runbook":
             st.subheader("Plan")
             st.json(summary, expanded=True)
@@ -163,7 +174,8 @@ if plan and not st.session_state.get(CURRENT):
                     "Nothing to apply: the plan has no confirm phrase (nothing to change, or it cannot apply)."
                 )
             else:
-                st.markdown(f"To apply, type the confirm phrase exactly: **`{phrase}`**")
+                st.markdown("To apply, type the confirm phrase exactly:")
+                st.code(phrase, language=None)
                 typed = st.text_input(
                     "Confirm phrase", key="rb_confirm_text", placeholder="type the phrase above"
                 )
@@ -230,19 +242,23 @@ if open_id:
     with ui.shown_errors("Showing the run"):
         run = runs.get_run(engine.db, open_id)
         st.subheader(f"Run {run.id}: {run.runbook}")
-        st.write(
-            f"**{run.status}** · by {run.actor} · {_duration(run) or 'not started'} · "
-            f"parameters `{json.dumps(run.parameters, sort_keys=True)}`"
+        # Parameters, actor and error are what a caller sent or a kernel printed: text, never Markdown.
+        st.markdown(
+            f"**{run.status}** · by {untrusted.text(run.actor)} · {_duration(run) or 'not started'} · parameters"
         )
+        st.code(json.dumps(run.parameters, sort_keys=True), language="json")
         if run.error:
             where = f"cell {run.error_cell}: " if run.error_cell else ""
-            st.error(f"{where}{run.error}")
+            st.error(f"{where}{untrusted.text(run.error)}")
         if run.summary is not None:
             st.json(run.summary, expanded=False)
         folder = runs.run_dir(engine.settings, run.id)
-        if run.files_removed:
+        if not artifacts.can_read_files(viewer.scopes, run.runbook):
+            st.info(f"This run's files quote memory content: opening them needs the {MEMORY_CONTENT} scope.")
+        elif run.files_removed:
             st.info("This run's files were removed by retention (JAMEY_RUNBOOK_KEEP).")
         elif (folder / runs.NOTEBOOK_FILE).is_file():
+            artifacts.require_files(viewer.actor, viewer.scopes, run.runbook)
             d1, d2 = st.columns(2)
             d1.download_button(
                 "Download notebook (.ipynb)",

@@ -21,6 +21,7 @@ from jamey_engine.errors import Forbidden, JameyError, KeyRejected
 from jamey_engine.keys.scopes import SCOPE_DESCRIPTIONS, require_scope
 from jamey_engine.observability.promql import PromQuery
 from jamey_engine.progress import Progress
+from workbench_ui import untrusted
 from workbench_ui.session import ADMIN_SCOPE, SessionExpired, WorkbenchSession
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def require_session(needs: str | None = None) -> WorkbenchSession:
         )
         st.stop()
     with st.sidebar:
-        st.caption(f"Signed in as **{session.actor}**")
+        st.caption(f"Signed in as **{untrusted.text(session.actor)}**")
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             sign_out("Signed out.")
             st.rerun()

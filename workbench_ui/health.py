@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from jamey_engine.redact import redact_url
+
 
 @dataclass(frozen=True)
 class Health:
@@ -22,9 +24,10 @@ class Health:
 def check_health(service_url: str, timeout: float = 2.0) -> Health:
     """GET ``<service_url>/health`` with a short timeout. Never raises: failures come back as
     ``Health(ok=False, detail=...)`` saying what went wrong."""
-    url = service_url.rstrip("/") + "/health"
+    target = service_url.rstrip("/") + "/health"
+    url = redact_url(target)  # what the page shows: JAMEY_SERVICE_URL may carry user:password@
     try:
-        response = httpx.get(url, timeout=timeout)
+        response = httpx.get(target, timeout=timeout)
     except httpx.TimeoutException:
         return Health(url, False, None, f"no answer from {url} within {timeout:g}s")
     except httpx.HTTPError as err:

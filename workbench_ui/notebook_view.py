@@ -1,5 +1,6 @@
 """An executed notebook drawn as Streamlit elements: markdown, printed text, tables, images,
-plotly charts and errors (one line each), in cell order. No HTML of the notebook's own is run in
+plotly charts and errors (one line each, as text: an error quotes whatever the run was given), in
+cell order. No HTML of the notebook's own is run in
 the page: tables go through ``st.html`` (sanitised), charts through ``st.plotly_chart``, so the
 run view works on a closed network (nbconvert's HTML loads scripts from a CDN; it stays a download).
 """
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+
+from workbench_ui import untrusted
 
 PLOTLY = "application/vnd.plotly.v1+json"
 _SKIP_TAGS = {"injected-parameters", "parameters"}
@@ -26,7 +29,7 @@ def _output(output: Any, key: str) -> None:
         st.code(_text(output.get("text", "")), language=None)
         return
     if kind == "error":
-        st.error(f"{output.get('ename')}: {output.get('evalue')}")
+        st.error(untrusted.text(f"{output.get('ename')}: {output.get('evalue')}"))
         return
     data = output.get("data", {})
     if PLOTLY in data:

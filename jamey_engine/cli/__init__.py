@@ -50,7 +50,11 @@ class JameyGroup(click.Group):
 @click.group(cls=JameyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jamey")
 @click.option("--data-dir", metavar="DIR", help="Data directory [env: JAMEY_DATA_DIR; default ./data]")
-@click.option("--database-url", metavar="URL", help="SQLAlchemy URL [env: JAMEY_DATABASE_URL]")
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="SQLAlchemy URL [env: JAMEY_DATABASE_URL; prefer it for a URL with a password, which on the command line every local user can read]",
+)
 @click.option("--backup-dir", metavar="DIR", help="Backup directory [env: JAMEY_BACKUP_DIR]")
 @click.pass_context
 def cli(ctx: click.Context, data_dir: str | None, database_url: str | None, backup_dir: str | None) -> None:

@@ -38,7 +38,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
-from jamey_engine.urls import redact_url
+from jamey_engine.redact import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -3,6 +3,10 @@
 ``admin`` grants every scope. ``ops:write`` grants ``ops:read``. The other scopes grant only
 themselves. Front doors never compare scope strings themselves: they call :func:`has_scope` or
 :func:`require_scope`, so one rule decides everywhere.
+
+Memory *content* (the text of memories, and any artifact that quotes it) needs ``memory:read`` on
+every door; counts, sizes and charts need only ``ops:read``. :func:`require_memory_content` is that
+rule; the workbench only hides what it would refuse.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from jamey_engine.errors import Forbidden
 Scope = Literal["memory:read", "memory:write", "alerts:write", "ops:read", "ops:write", "admin"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 ADMIN: Scope = "admin"
+# The scope that reads what memories say (search hits, artifacts quoting them), on every door.
+MEMORY_CONTENT: Scope = "memory:read"
 
 SCOPE_DESCRIPTIONS: dict[str, str] = {
-    "memory:read": "search and read memories through the HTTP API",
+    "memory:read": "search and read memories' content (the HTTP API, the workbench's search, run files quoting memories)",
     "memory:write": "store and delete memories through the HTTP API",
     "alerts:write": "deliver Alertmanager notifications to the webhook receiver",
     "ops:read": "sign in to the workbench and view dashboards, alerts, memory, backups and runbooks",
@@ -47,3 +53,14 @@ def require_scope(name: str, scopes: Iterable[str], needed: str | None) -> None:
             f"key {name!r} lacks the scope {needed!r} (it has: {', '.join(held) or 'none'}); "
             f"{needed} lets a key {SCOPE_DESCRIPTIONS.get(str(needed), 'do this')}."
         )
+
+
+def can_read_memory_content(scopes: Iterable[str]) -> bool:
+    """True when ``scopes`` may see what memories say (search hits, artifacts quoting them)."""
+    return has_scope(scopes, MEMORY_CONTENT)
+
+
+def require_memory_content(name: str, scopes: Iterable[str]) -> None:
+    """Raise Forbidden naming the key unless ``scopes`` may read memory content (``memory:read``):
+    the one rule for every door that shows what memories say."""
+    require_scope(name, scopes, MEMORY_CONTENT)

@@ -31,7 +31,8 @@ from jamey_engine.observability.matchers import matchers_from_labels as matchers
 from jamey_engine.observability.matchers import matching_alerts as matching_alerts
 from jamey_engine.observability.matchers import parse_matcher as parse_matcher
 from jamey_engine.observability.matchers import parse_matchers as parse_matchers
-from jamey_engine.urls import NoRedirectSession, excerpt, redact_url
+from jamey_engine.redact import redact_url
+from jamey_engine.urls import NoRedirectSession, excerpt
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
@@ -196,7 +197,7 @@ class AlertmanagerClient:
         if timeout <= 0:
             raise InvalidInput(f"timeout must be above zero, got {timeout!r}")
         self.url = url.rstrip("/")
-        #: The URL as messages show it (no credentials).
+        # What messages show: ALERTMANAGER_URL may carry user:password@.
         self.shown_url = redact_url(self.url)
         self.timeout = float(timeout)
         self._session = NoRedirectSession()

@@ -36,7 +36,8 @@ from urllib3.util.retry import Retry
 
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
 from jamey_engine.observability.promresult import parse_client_error, tidy, to_float
-from jamey_engine.urls import NoRedirectSession, excerpt, redact_url, without_userinfo
+from jamey_engine.redact import redact_url, strip_userinfo
+from jamey_engine.urls import NoRedirectSession, excerpt
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
@@ -218,7 +219,7 @@ class PromQuery:
         if not re.fullmatch(r"[A-Za-z0-9_.:-]+", job):
             raise InvalidInput(f"job must be a plain scrape job name, got {job!r}")
         self.url = url.rstrip("/")
-        #: The URL as messages and links show it (no credentials).
+        # What messages and links show: PROMETHEUS_URL may carry user:password@.
         self.shown_url = redact_url(self.url)
         self.timeout = float(timeout)
         self.job = job
@@ -280,7 +281,7 @@ class PromQuery:
             "g0.end_input": _utc(end, "end").strftime("%Y-%m-%d %H:%M:%S"),
             "g0.step_input": str(int(step.total_seconds())),
         }
-        return f"{without_userinfo(self.url)}/graph?{urlencode(params)}"
+        return f"{strip_userinfo(self.url)}/graph?{urlencode(params)}"
 
     # --- range series ------------------------------------------------------------------------
 

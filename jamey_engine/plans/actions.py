@@ -8,6 +8,7 @@ each step calls the engine function every door already used (``runbooks.prune.pl
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -159,6 +160,17 @@ def all_actions() -> list[Action]:
     return list(_REGISTRY.values())
 
 
+_LOADED = threading.Event()
+_LOADING = threading.Lock()
+
+
 def _load() -> None:
-    if not _REGISTRY:
+    """Import the action modules once. Under a lock, and done only when all three are in: a
+    registry that merely is not empty may be one module into its first import in another
+    thread (45 parallel first applies saw "action 'retention' is unknown")."""
+    if _LOADED.is_set():
+        return
+    with _LOADING:
         from jamey_engine.plans import key_actions, memory_actions, vault_actions  # noqa: F401
+
+        _LOADED.set()

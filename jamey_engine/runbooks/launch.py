@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from jamey_engine.config import without_secrets
 from jamey_engine.errors import Unavailable
 from jamey_engine.fsutil import process_alive
 from jamey_engine.keys.scopes import require_scope
@@ -92,7 +93,8 @@ def start_run(
         changes_data=chosen.changes_data(values),
     )
     folder = runs.make_run_dir(engine.settings, record.id)
-    environ = {**os.environ, **engine.settings.to_environ()}
+    # The run reads the data dir and the database; it never verifies a key, so no pepper.
+    environ = without_secrets({**os.environ, **engine.settings.to_environ()})
     log_path = folder / "runner.log"
     try:
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
@@ -154,9 +156,11 @@ def cancel_run(
         existing = runs.get_run(engine.db, run_id)
         require_scope(actor, tuple(scopes), runbook(engine, existing.runbook).scope_for(existing.parameters))
     run = runs.request_cancel(engine.db, run_id)
-    if run.host == socket.gethostname() and run.status == "running" and process_alive(run.pid):
+    # The identity, not the pid alone: a pid reused by an unrelated process is never signalled.
+    alive = process_alive(run.pid, run.pid_identity)
+    if run.host == socket.gethostname() and run.status == "running" and alive:
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(run.pid or 0), signal.SIGTERM)
-    elif run.status == "queued" and not process_alive(run.pid):
+    elif run.status == "queued" and not alive:
         runs.finish_if_active(engine.db, run_id, "cancelled", error="cancelled before it started")
     return runs.get_run(engine.db, run_id)

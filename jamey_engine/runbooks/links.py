@@ -9,7 +9,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 RUNBOOKS_PAGE = "runbooks"  # the workbench page's URL path
 ALERTS_PAGE = "alerts"  # every rule's runbook_url opens the alert's evidence there
@@ -229,3 +229,23 @@ def runbook_section(runbook_url: str, repo_root: Path) -> str | None:
         elif start is not None and len(match.group(1)) <= level:
             return "\n".join(lines[start:number]).strip()
     return "\n".join(lines[start:]).strip() if start is not None else None
+
+
+def trusted_link(url: str, workbench_url: str) -> str | None:
+    """``url`` when it may be shown as a live link: http(s), no user info, and on the workbench's
+    own origin (``workbench_url``, JAMEY_WORKBENCH_URL), which is where the project's alert rules
+    point. Any other URL (a ``runbook_url`` annotation is whatever Alertmanager was sent) is None:
+    show it as text."""
+    try:
+        parts, base = urlsplit(url.strip()), urlsplit(workbench_url.strip())
+        port, base_port = parts.port, base.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or parts.username is not None or parts.password is not None:
+        return None
+    same_origin = (parts.scheme, (parts.hostname or "").lower(), port) == (
+        base.scheme,
+        (base.hostname or "").lower(),
+        base_port,
+    )
+    return url.strip() if same_origin and parts.hostname else None

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import Conflict, InvalidInput, NotFound
-from jamey_engine.fsutil import process_alive
+from jamey_engine.fsutil import process_alive, process_identity
 from jamey_engine.models import RunbookRun
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class RunRecord:
     started_at: datetime | None
     finished_at: datetime | None
     pid: int | None
+    pid_identity: str | None
     host: str
     cell_index: int | None
     cell_count: int | None
@@ -125,6 +126,7 @@ def _record(row: RunbookRun) -> RunRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         pid=row.pid,
+        pid_identity=row.pid_identity,
         host=row.host,
         cell_index=row.cell_index,
         cell_count=row.cell_count,
@@ -178,9 +180,12 @@ def reap(db: Database) -> list[str]:
     table = _TABLE
     with db.connect() as conn:
         rows = conn.execute(
-            sa.select(table.c.id, table.c.pid).where(table.c.status.in_(ACTIVE), table.c.host == host)
+            sa.select(table.c.id, table.c.pid, table.c.pid_identity).where(
+                table.c.status.in_(ACTIVE), table.c.host == host
+            )
         ).all()
-    dead = [row.id for row in rows if not process_alive(row.pid)]
+    # A pid alone may now belong to an unrelated process (reused after a crash or a reboot).
+    dead = [row.id for row in rows if not process_alive(row.pid, row.pid_identity)]
     if not dead:
         return []
     with db.begin() as conn:
@@ -217,6 +222,7 @@ def create_run(
         created_at=utcnow(),
         host=socket.gethostname()[:255],
         pid=os.getpid(),
+        pid_identity=process_identity(os.getpid()),
         files_removed=False,
     )
     try:
@@ -276,7 +282,10 @@ def list_runs(
 
 def update_run(db: Database, run_id: str, **values: Any) -> None:
     """Set columns of a run (the runner's progress and outcome). A finished status frees the
-    change slot."""
+    change slot. A new ``pid`` records that process's identity with it, so a later reader never
+    takes an unrelated process that reuses the pid for the run's."""
+    if values.get("pid") is not None and "pid_identity" not in values:
+        values["pid_identity"] = process_identity(int(values["pid"]))
     if values.get("status") in STATUSES and values["status"] not in ACTIVE:
         values["change_slot"] = None
     if "summary" in values and values["summary"] is not None:

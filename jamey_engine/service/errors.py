@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jamey_engine.errors import Busy, JameyError, KeyRejected, RateLimited, Unavailable
+from jamey_engine.redact import redact_paths
 from jamey_engine.service.routemap import route_map
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ async def handle_error(request: Request, exc: Exception) -> JSONResponse:
             log.error(
                 "%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc.message
             )
+            # The log keeps the whole message; the client learns no file system layout.
+            message = redact_paths(message)
     elif isinstance(exc, RequestValidationError):
         errors = exc.errors()
         if _is_json_error(errors):

@@ -1,6 +1,7 @@
 """Runbook routes: the catalog, starting and cancelling runs, the run history and a run's files.
 
-Reading needs ``ops:read``; starting or cancelling a run needs ``ops:write`` (``admin`` grants
+Reading needs ``ops:read``, and the files of a run that quotes memory content (explore, dedupe)
+``memory:read`` as well (:mod:`jamey_engine.runbooks.artifacts`); starting or cancelling a run needs ``ops:write`` (``admin`` grants
 both). A run's actor is the calling key's name. Starting answers 202 at once: the run goes on
 in its own process, and ``GET /admin/runbooks/runs/{id}`` follows it.
 """
@@ -14,7 +15,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from jamey_engine.errors import NotFound
-from jamey_engine.runbooks import launch, runs
+from jamey_engine.runbooks import artifacts, launch, runs
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
 from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
 
@@ -81,6 +82,8 @@ def show_run(request: Request, run_id: RunId) -> dict[str, Any]:
 def _file(request: Request, run_id: str, name: str, media_type: str) -> FileResponse:
     engine = engine_of(request)
     run = runs.get_run(engine.db, run_id)
+    key = current_key(request)
+    artifacts.require_files(str(key.name), key.scopes, run.runbook)
     path = runs.run_dir(engine.settings, run.id) / name
     if run.files_removed or not path.is_file():
         why = "were removed by retention" if run.files_removed else "are not written yet"

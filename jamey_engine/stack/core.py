@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from jamey_engine.config import Settings
+from jamey_engine.config import Settings, without_settings
 from jamey_engine.engine import Engine
 from jamey_engine.errors import InvalidInput, NotFound, StorageCorrupt
 from jamey_engine.keys import SCOPES
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 INSTALL_HINT = "install it with: apt-get install prometheus prometheus-alertmanager"
 NGINX_HINT = "install it with: apt-get install nginx-light"
+# The processes that are Jamey itself and read its settings; every other gets none of them.
+JAMEY_COMPONENTS = frozenset({"service", "workbench"})
 
 # Each port: the setting that chooses it and the `jamey stack` flag that overrides it.
 PORT_SOURCES: dict[str, tuple[str, str]] = {
@@ -247,7 +249,8 @@ class Stack:
                 "-m",
                 "streamlit",
                 "run",
-                str(REPO_ROOT / "app.py"),
+                # app.py behind the workbench's security headers (CSP, frame protection)
+                str(REPO_ROOT / "workbench_asgi.py"),
                 "--server.address",
                 "127.0.0.1",
                 "--server.port",
@@ -347,7 +350,8 @@ class Stack:
                 command=command,
                 url=urls[name],
                 log_path=self.run_dir / f"{name}.log",
-                env=env,
+                # Prometheus, Alertmanager and nginx need no Jamey setting, least of all a secret.
+                env=env if name in JAMEY_COMPONENTS else without_settings(env),
                 cwd=REPO_ROOT,
             )
             for name, command in self.commands().items()

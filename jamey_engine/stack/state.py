@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from jamey_engine.errors import NotFound, StorageCorrupt
-from jamey_engine.fsutil import process_alive
+from jamey_engine.fsutil import process_alive, process_identity
 from jamey_engine.stack.supervisor import Component
 
 STATE_FILE = "state.json"
@@ -69,8 +69,10 @@ def write_state(
     run_dir: Path, components: list[Component], *, state: str, started_at: float, pid: int | None = None
 ) -> None:
     """Atomically replace the state file with the current state of ``components``."""
+    owner = os.getpid() if pid is None else pid
     payload = {
-        "pid": os.getpid() if pid is None else pid,
+        "pid": owner,
+        "pid_identity": process_identity(owner),  # a reused pid is not the stack
         "state": state,
         "started_at": started_at,
         "updated_at": time.time(),
@@ -115,7 +117,8 @@ def read_status(run_dir: Path, now: float | None = None) -> StackStatus:
     now = time.time() if now is None else now
     state = str(payload.get("state", "stopped"))
     note = ""
-    alive = state == "running" and process_alive(pid)
+    identity = payload.get("pid_identity")
+    alive = state == "running" and process_alive(pid, str(identity) if identity else None)
     if state == "running" and not alive:
         state = "stopped"
         note = f"the stack (pid {pid}) is gone without stopping cleanly; its processes may still run"

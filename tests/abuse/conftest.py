@@ -1,5 +1,5 @@
-"""Fixtures for the abuse tests: real apps and real ``jamey serve`` processes on temporary data
-dirs, built with the service tests' helpers (imported from ``tests/service``)."""
+"""Fixtures for the abuse reproductions: real apps and real ``jamey serve`` processes on
+temporary data dirs (the service tests' helpers), and the workbench's AppTest personas."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from service.service_support import (
     stop_server,
     test_client,
 )
+from workbench.conftest import admin_app, admin_key, app, wb_env  # noqa: F401
 
 from jamey_engine.engine import Engine
 from jamey_engine.service import create_app
@@ -42,13 +43,14 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, Engi
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
-    """Start real ``jamey serve`` processes; each is stopped when the test ends."""
+    """Start real ``jamey serve`` processes on ``tmp_path`` (or a given data dir); each is
+    stopped when the test ends."""
     servers: list[RunningServer] = []
 
-    def start(**env: str) -> RunningServer:
-        data_dir = tmp_path / f"served{len(servers)}"
-        data_dir.mkdir()
-        server = start_server(data_dir, tmp_path / f"serve{len(servers)}.log", **env)
+    def start(data_dir: Path | None = None, **env: str) -> RunningServer:
+        folder = data_dir or tmp_path / f"served{len(servers)}"
+        folder.mkdir(exist_ok=True)
+        server = start_server(folder, tmp_path / f"serve{len(servers)}.log", **env)
         servers.append(server)
         return server
 

@@ -106,9 +106,10 @@ def prom_env(wb_env: Path, backfilled_prometheus: PromServer, monkeypatch: pytes
 
 
 @contextmanager
-def running_workbench(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """`streamlit run app.py` on a free loopback port with ``env``; yields its URL once it listens,
-    and stops it afterwards, failing if its log (``log_path``) holds a traceback."""
+def running_workbench(env: dict[str, str], log_path: Path, script: str = "app.py") -> Iterator[str]:
+    """`streamlit run <script>` (app.py, or workbench_asgi.py: app.py behind its security headers) on
+    a free loopback port with ``env``; yields its URL once it listens, and stops it afterwards,
+    failing if its log (``log_path``) holds a traceback."""
     import subprocess
     import sys
 
@@ -117,7 +118,7 @@ def running_workbench(env: dict[str, str], log_path: Path) -> Iterator[str]:
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+            [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
              "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
