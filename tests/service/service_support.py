@@ -127,8 +127,8 @@ def start_server(data_dir: Path, log_path: Path, **env: str) -> RunningServer:
                 cwd=ROOT,
             )
 
-    try:
-        process, port = start_on_free_port(launch, timeout=30)
+    try:  # several workers on a loaded machine: their start can take tens of seconds
+        process, port = start_on_free_port(launch, timeout=60)
     except TimeoutError as exc:
         log = log_path.read_text(errors="replace")
         raise AssertionError(f"jamey serve did not start ({exc}):\n{log}") from None
