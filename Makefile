@@ -32,9 +32,12 @@ $(STAMP): requirements.txt pyproject.toml
 run: system-or-warn $(STAMP)
 	$(BIN)/jamey stack
 
-## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium)
+## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium),
+##       one pytest-xdist worker per logical core (-n auto would count physical cores: 1 on many
+##       VMs), a module per worker at a time (module fixtures start their servers once), in
+##       pytest-randomly's order (the seed is printed; repeat with -p randomly_seed=N)
 test: system $(STAMP) $(NOTEBOOKS_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n logical --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

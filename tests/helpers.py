@@ -19,7 +19,18 @@ from jamey_engine.db import Database
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("JAMEY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_url() -> str:
+    """JAMEY_TEST_REDIS_URL, else the local Redis with a database of this pytest-xdist worker's
+    own (gw0 db 0, gw1 db 1, ... modulo Redis' 16), so workers' services never share a
+    counter, a global one included."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    database = int(worker[2:]) % 16 if worker[2:].isdigit() else 0
+    return os.environ.get("JAMEY_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{database}")
+
+
+REDIS_URL = _redis_url()
 MQTT_URL = os.environ.get("JAMEY_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 # Debian's Chromium, headless; never a downloaded browser.
 CHROMIUM = "/usr/bin/chromium"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import random
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from helpers import REDIS_URL
 from limits.storage import RedisStorage, storage_from_string
 from private_servers import PrivateRedis
 
@@ -26,8 +26,6 @@ from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
 from jamey_engine.keys.ratelimit import RETRY_AFTER_FAILURE, Decision, RateLimiter, parse_limit
 
-# As tests/conftest.py (not imported: another directory's conftest module may shadow it).
-REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
 
