@@ -106,6 +106,15 @@ def wait_for_own_port(process: subprocess.Popen[bytes], port: int, timeout: floa
     raise TimeoutError(f"process {process.pid} did not listen on 127.0.0.1:{port} within {timeout}s")
 
 
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
+    """``wait_for_own_port``, failing the test when the process exited before it listened
+    (its port was taken: better a clear failure than requests to another worker's server)."""
+    if not wait_for_own_port(process, port, timeout):
+        raise AssertionError(
+            f"process {process.pid} exited with {process.returncode} before it listened on 127.0.0.1:{port}"
+        )
+
+
 def start_on_free_port(
     launch: Callable[[int], subprocess.Popen[bytes]], timeout: float = 20.0, attempts: int = 3
 ) -> tuple[subprocess.Popen[bytes], int]:

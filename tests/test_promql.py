@@ -15,7 +15,7 @@ import pandas as pd
 import promserver
 import pytest
 import yaml
-from helpers import closed_port, free_port
+from helpers import closed_port, free_port, wait_until_listening
 from promserver import LAYERS, PromServer
 
 from jamey_engine.config import Settings
@@ -342,6 +342,7 @@ def test_no_alerts_is_an_empty_frame_with_the_columns(tmp_path: Path) -> None:
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
+        wait_until_listening(process, port, timeout=60)
         promserver.wait_ready(f"http://127.0.0.1:{port}", process, log)
         with PromQuery(f"http://127.0.0.1:{port}") as empty:
             alerts = empty.alerts()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
+import secrets
 import socket
 import subprocess
 import sys
@@ -293,8 +293,11 @@ def test_limits_resume_when_redis_comes_back(private_redis: PrivateRedis) -> Non
 
 
 def unique_global_limit(amount: int) -> str:
-    """A global limit whose Redis counter no other test or run shares (a unique period)."""
-    return f"{amount}/{random.randint(100_000, 999_999)} hours"
+    """A global limit whose Redis counter no other test or run shares (a unique period).
+
+    From the system's entropy, not ``random``: pytest-randomly seeds ``random`` per test from
+    the run's seed, and a run repeated with its seed would meet the first run's counters."""
+    return f"{amount}/{secrets.randbelow(900_000) + 100_000} hours"
 
 
 def three_call_decision(storage: RedisStorage, global_limit: str, key_id: str, limit: str) -> Decision:
