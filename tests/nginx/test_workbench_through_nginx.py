@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import CHROMIUM, CHROMIUM_ARGS, closed_port, free_port, start_streamlit
 from playwright.sync_api import expect, sync_playwright
-from promserver import PromServer, backfilled_prometheus
+from promserver import PromServer
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
@@ -20,7 +20,6 @@ from jamey_engine.nginxconf import NginxSettings
 
 from .conftest import Certificate, start_nginx, stop_nginx
 
-backfilled_prometheus = backfilled_prometheus  # the session fixture, shared with this module
 RECORD_VIOLATIONS = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => {
