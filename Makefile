@@ -35,7 +35,8 @@ run: system-or-warn $(STAMP)
 ## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium),
 ##       one pytest-xdist worker per logical core (-n auto would count physical cores: 1 on many
 ##       VMs), a module per worker at a time (module fixtures start their servers once), in
-##       pytest-randomly's order (the seed is printed; repeat with -p randomly_seed=N)
+##       pytest-randomly's order (it prints the seed: repeat a run with --randomly-seed=N;
+##       -p no:randomly keeps the file order)
 test: system $(STAMP) $(NOTEBOOKS_STAMP)
 	$(BIN)/pytest -n logical --dist loadfile
 
