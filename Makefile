@@ -35,8 +35,7 @@ run: system-or-warn $(STAMP)
 ## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium),
 ##       one pytest-xdist worker per logical core (-n auto would count physical cores: 1 on many
 ##       VMs), a module per worker at a time (module fixtures start their servers once), in
-##       pytest-randomly's order (it prints the seed: repeat a run with --randomly-seed=N;
-##       -p no:randomly keeps the file order)
+##       file order (`pytest -p randomly` shuffles; repeat a run with --randomly-seed=N)
 test: system $(STAMP) $(NOTEBOOKS_STAMP)
 	$(BIN)/pytest -n logical --dist loadfile
 
