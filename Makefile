@@ -36,8 +36,11 @@ run: system-or-warn $(STAMP)
 
 ## test: the whole suite (real tantivy, SQLite, PostgreSQL, Redis, MQTT, Prometheus, nginx, Chromium),
 ##       then the date-sensitive modules again with the clock moved (test-dates)
+##       on one pytest-xdist worker per logical core (-n auto would count physical cores: 1 on
+##       many VMs), a module per worker at a time (module fixtures start their servers once), in
+##       file order (`pytest -p randomly` shuffles; repeat a run with --randomly-seed=N)
 test: system $(STAMP) $(NOTEBOOKS_STAMP) $(DOCS_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n logical --dist loadfile
 	$(MAKE) --no-print-directory test-dates
 
 ## test-dates: the modules whose outcome depends on today's date (windows around "now", ages,
@@ -56,7 +59,7 @@ DATE_SENSITIVE := tests/alerting/test_alert_history.py tests/service/test_alert_
 	tests/test_growth_retention.py tests/db/test_oplog.py tests/test_doctor.py tests/test_durations.py \
 	tests/workbench/test_workbench_logic.py tests/workbench/test_charts.py
 test-dates: $(STAMP)
-	$(BIN)/pytest -m "not real_clock" --clock=$(CLOCK) $(DATE_SENSITIVE)
+	$(BIN)/pytest -n logical --dist loadfile -m "not real_clock" --clock=$(CLOCK) $(DATE_SENSITIVE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -19,7 +19,7 @@ from typing import Any
 
 import helpers
 import yaml
-from helpers import free_port
+from helpers import closed_port, start_on_free_port
 from promserver import REPO, require_binary
 
 from jamey_engine.observability.alert_receiver import render_alertmanager_config
@@ -66,13 +66,15 @@ class AmServer:
 def start_alertmanager(
     workdir: Path,
     *,
-    service_url: str = "http://127.0.0.1:9",
+    service_url: str | None = None,
     credentials: Path | None = None,
     timers: str = "1s",
     repeat: str = "1m",
 ) -> AmServer:
     """Start Alertmanager with the project's config rendered for ``service_url`` and
-    ``credentials`` (a file holding a key; an empty one by default) and short timers."""
+    ``credentials`` (a file holding a key; an empty one by default) and short timers. Without
+    ``service_url`` the webhooks point at a closed port."""
+    service_url = service_url or f"http://127.0.0.1:{closed_port()}"
     binary = require_binary("prometheus-alertmanager", "alertmanager")
     workdir.mkdir(parents=True, exist_ok=True)
     if credentials is None:
@@ -86,13 +88,20 @@ def start_alertmanager(
         if "repeat_interval" in route:
             route["repeat_interval"] = repeat
     config.write_text(yaml.safe_dump(rendered, sort_keys=False))
-    port = free_port()
-    with (workdir / "alertmanager.log").open("wb") as log:
-        process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=debug"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        with (workdir / "alertmanager.log").open("wb") as log:
+            return subprocess.Popen(
+                [binary, f"--config.file={config}", f"--storage.path={workdir / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=debug"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    try:
+        process, port = start_on_free_port(launch, timeout=30)
+    except TimeoutError as exc:
+        log = (workdir / "alertmanager.log").read_text(errors="replace")[-4000:]
+        raise AssertionError(f"alertmanager did not start ({exc}):\n{log}") from None
     server = AmServer(f"http://127.0.0.1:{port}", config, workdir, process)
     deadline = time.monotonic() + 30
     while True:

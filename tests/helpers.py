@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import sqlalchemy as sa
 
 from jamey_engine.config import Settings
@@ -19,8 +21,20 @@ from jamey_engine.db import Database
 from jamey_engine.memory import MemoryStore
 from jamey_engine.memory.schema import to_memory
 
+REPO = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("JAMEY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_url() -> str:
+    """JAMEY_TEST_REDIS_URL, else the local Redis with a database of this pytest-xdist worker's
+    own (gw0 db 0, gw1 db 1, ... modulo Redis' 16), so workers' services never share a
+    counter, a global one included."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    database = int(worker[2:]) % 16 if worker[2:].isdigit() else 0
+    return os.environ.get("JAMEY_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{database}")
+
+
+REDIS_URL = _redis_url()
 MQTT_URL = os.environ.get("JAMEY_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 # Debian's Chromium, headless; never a downloaded browser.
 CHROMIUM = "/usr/bin/chromium"
@@ -43,6 +57,130 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+# Bound, never listening, open until this test process exits (see closed_port).
+_CLOSED_SOCKETS: list[socket.socket] = []
+
+
+def closed_port() -> int:
+    """A loopback port that refuses every connection while this test process lives.
+
+    A socket of this process holds the port bound without listening (and without
+    SO_REUSEADDR), so no other process, such as another pytest-xdist worker's server, can
+    listen there: a URL on it is unreachable for sure, unlike a port ``free_port`` gave back.
+    """
+    if not _CLOSED_SOCKETS:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        _CLOSED_SOCKETS.append(sock)
+    return int(_CLOSED_SOCKETS[0].getsockname()[1])
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` or one of its descendants listens on TCP ``port``."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return False
+    for process in processes:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections):
+            return True
+    return False
+
+
+def wait_for_own_port(process: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> bool:
+    """Block until ``process`` itself (or a child of it) listens on ``port``: True.
+
+    False when the process exits first, as a server does when another process (another test
+    worker's server) bound the port between ``free_port`` and its own bind; a connection test
+    alone would then reach the other server. Raises TimeoutError after ``timeout`` s.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if listens_on(process.pid, port):
+            return True
+        time.sleep(0.05)
+    raise TimeoutError(f"process {process.pid} did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
+    """``wait_for_own_port``, failing the test when the process exited before it listened
+    (its port was taken: better a clear failure than requests to another worker's server)."""
+    if not wait_for_own_port(process, port, timeout):
+        raise AssertionError(
+            f"process {process.pid} exited with {process.returncode} before it listened on 127.0.0.1:{port}"
+        )
+
+
+def start_on_free_port(
+    launch: Callable[[int], subprocess.Popen[bytes]], timeout: float = 20.0, attempts: int = 3
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start a server with ``launch(port)`` on a free loopback port; return it and the port
+    once it listens there itself.
+
+    A server that exits before it listens (the port was taken meanwhile) is started again on
+    a fresh port, ``attempts`` times in all. Raises TimeoutError (the process stopped) when it
+    never listens; the caller shows the server's log.
+    """
+    for _ in range(attempts):
+        port = free_port()
+        process = launch(port)
+        try:
+            if wait_for_own_port(process, port, timeout):
+                return process, port
+        except TimeoutError:
+            stop_process(process)
+            raise
+    raise TimeoutError(
+        f"the server exited {attempts} times before it listened (exit code {process.returncode})"
+    )
+
+
+def start_streamlit(
+    env: dict[str, str], log_path: Path, timeout: float = 60.0, script: str = "app.py"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`streamlit run <script>` (the workbench) with ``env`` on a free loopback port, logging to
+    ``log_path``; returns the process and its port once it listens (TimeoutError otherwise)."""
+    import sys
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        with log_path.open("wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
+                 "--server.address", "127.0.0.1", "--server.headless", "true",
+                 "--browser.gatherUsageStats", "false"],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    return start_on_free_port(launch, timeout=timeout)
+
+
+def listening_socket() -> socket.socket:
+    """A socket listening on a loopback port the kernel chose (port 0), for an in-process
+    server (``uvicorn.Server.run(sockets=[...])``); read the port with ``getsockname()[1]``."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited after ``timeout`` s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:

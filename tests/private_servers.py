@@ -6,46 +6,78 @@ server to go down (and come back) starts one of these instead.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
-from helpers import free_port, wait_for_port
+from helpers import free_port, stop_process, wait_for_own_port
 
 
 class PrivateServer:
-    """One server process at a time on a fixed free port; ``stop`` then ``start`` brings it back."""
+    """One server process at a time on a free port of its own; ``stop`` then ``start`` brings
+    it back on the same port, which this object holds bound while the server is down, so no
+    other test worker's server is given it meanwhile."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._started_once = False
+        self._reservation: socket.socket | None = None
 
     def command(self) -> list[str]:
         raise NotImplementedError
 
     def start(self) -> None:
-        """Start the server and wait until it accepts connections."""
+        """Start the server and wait until it listens on its port itself.
+
+        The first start moves to another free port if the server exits before it listens
+        (another process took the port); a restart on the same port fails instead.
+        """
         assert self.process is None, "already running"
-        self.process = subprocess.Popen(
-            self.command(), cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_for_port(self.port)
-        except TimeoutError:
-            self.stop()
-            raise
+        for _ in range(1 if self._started_once else 3):
+            self._release()
+            process = self.process = subprocess.Popen(
+                self.command(), cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            try:
+                listening = wait_for_own_port(process, self.port)
+            except TimeoutError:
+                self.stop()
+                raise
+            if listening:
+                self._started_once = True
+                return
+            self.process = None
+            if not self._started_once:
+                self.port = free_port()
+        raise AssertionError(f"{self.command()[0]} exited before it listened on 127.0.0.1:{self.port}")
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, which lets it save its state) and wait for it to exit."""
+        """Stop the server (SIGTERM, which lets it save its state), wait for it to exit and
+        hold its port until the next ``start``."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        if process is not None:
+            stop_process(process)
+            self._reserve()
+
+    def _reserve(self) -> None:
+        # SO_REUSEADDR: the server's closed connections may still be in TIME_WAIT; bound is
+        # enough to keep bind(port 0), which free_port uses, from handing the port out.
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", self.port))
+        except OSError:
+            sock.close()
+            return
+        self._reservation = sock
+
+    def _release(self) -> None:
+        reservation, self._reservation = self._reservation, None
+        if reservation is not None:
+            reservation.close()
 
     def __enter__(self) -> PrivateServer:
         self.start()
@@ -53,6 +85,7 @@ class PrivateServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self._release()
 
 
 class PrivateRedis(PrivateServer):

@@ -31,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import start_on_free_port
 
 REPO = Path(__file__).resolve().parent.parent
 RULES = sorted((REPO / "prometheus" / "rules").glob("*.yml"))
@@ -319,18 +319,26 @@ def launch_prometheus(workdir: Path, config_text: str, tsdb: Path) -> tuple[str,
     prometheus = require_binary("prometheus")
     config = workdir / "prometheus.yml"
     config.write_text(config_text)
-    port = free_port()
-    with (workdir / "prometheus.log").open("wb") as log:
-        process = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tsdb}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.tsdb.retention.time=30d",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        with (workdir / "prometheus.log").open("wb") as log:
+            return subprocess.Popen(
+                [
+                    prometheus,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={tsdb}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--storage.tsdb.retention.time=30d",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    try:
+        process, port = start_on_free_port(launch, timeout=60)
+    except TimeoutError as exc:
+        pytest.fail(
+            f"prometheus did not start ({exc}):\n{(workdir / 'prometheus.log').read_text(errors='replace')[-3000:]}"
         )
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, process, workdir / "prometheus.log")

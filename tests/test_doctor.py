@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import time_machine
 from alembic import command
 from click.testing import CliRunner
-from helpers import free_port, make_settings
+from helpers import closed_port, make_settings
 
 from jamey_engine import doctor
 from jamey_engine.cli import cli
@@ -128,7 +128,7 @@ def test_it_finds_a_database_behind_the_newest_migration_without_upgrading_it(da
 
 def test_it_finds_an_unreachable_database_and_a_missing_one(data_dir: Path) -> None:
     down = make_settings(
-        data_dir, JAMEY_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
+        data_dir, JAMEY_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/x"
     )
     finding = only(down, "database")
     assert finding.status == "problem" and "postgres@127.0.0.1" in finding.detail

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers import free_port
+from helpers import closed_port
 from private_servers import PrivateMosquitto
 
 from jamey_engine.errors import ConfigError
@@ -172,7 +172,7 @@ def _publish_many_in_a_thread(publisher: EventPublisher, count: int) -> threadin
 
 
 def test_a_broker_that_is_down_never_blocks_publish_and_counts_failures() -> None:
-    url = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there
+    url = f"mqtt://127.0.0.1:{closed_port()}"  # nothing listens there
     publisher = EventPublisher(url, min_delay=1, max_delay=2)
     try:
         publishing = _publish_many_in_a_thread(publisher, 200)
@@ -201,7 +201,7 @@ def test_a_broker_that_accepts_but_never_answers_never_blocks_publish() -> None:
 
 
 def test_a_full_queue_drops_the_oldest_event_and_counts_it() -> None:
-    url = f"mqtt://127.0.0.1:{free_port()}"
+    url = f"mqtt://127.0.0.1:{closed_port()}"
     publisher = EventPublisher(url, queue_size=5)
     try:
         for number in range(8):
@@ -224,7 +224,7 @@ def test_publisher_is_a_no_op_without_a_url() -> None:
 
 
 def test_publish_never_raises_on_an_unencodable_payload() -> None:
-    publisher = EventPublisher(f"mqtt://127.0.0.1:{free_port()}")
+    publisher = EventPublisher(f"mqtt://127.0.0.1:{closed_port()}")
     try:
         cyclic: dict[str, Any] = {}
         cyclic["self"] = cyclic

@@ -7,7 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from helpers import free_port
+from helpers import closed_port
 from prometheus_client import REGISTRY, generate_latest
 
 from jamey_engine.config import Settings
@@ -155,7 +155,7 @@ def test_mqtt_gauges_follow_the_publisher(data_dir: Path) -> None:
     off = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir)}))
     down = Engine(
         Settings.from_env(
-            {"JAMEY_DATA_DIR": str(data_dir), "JAMEY_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}"}
+            {"JAMEY_DATA_DIR": str(data_dir), "JAMEY_MQTT_URL": f"mqtt://127.0.0.1:{closed_port()}"}
         )
     )
     up = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), "JAMEY_MQTT_URL": MQTT_URL}))

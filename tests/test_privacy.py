@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-from helpers import free_port, make_settings, wait_for_port
+from helpers import free_port, make_settings, wait_until_listening
 from notebook_runner import run_notebook
 from seed_data import seed
 from streamlit.testing.v1 import AppTest
@@ -96,7 +96,7 @@ def test_service_cli_backup_and_runbook_leave_nothing_readable_by_group_or_other
             umask=0o022,
         )
     try:
-        wait_for_port(port, timeout=60)
+        wait_until_listening(service, port, timeout=60)
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
         for layer in ("working", "episodic"):
             stored = jamey("memory", "store", "--layer", layer, f"a private note in {layer}", env=env)
@@ -162,7 +162,7 @@ def test_the_service_starts_on_a_shared_data_dir_with_the_escape_hatch_and_warns
             cwd=ROOT,
         )
     try:
-        wait_for_port(port, timeout=60)
+        wait_until_listening(service, port, timeout=60)
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
     finally:
         service.terminate()

@@ -15,7 +15,7 @@ import pandas as pd
 import promserver
 import pytest
 import yaml
-from helpers import free_port
+from helpers import closed_port, free_port, wait_until_listening
 from promserver import LAYERS, PromServer
 
 from jamey_engine.config import Settings
@@ -344,6 +344,7 @@ def test_no_alerts_is_an_empty_frame_with_the_columns(tmp_path: Path) -> None:
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
+        wait_until_listening(process, port, timeout=60)
         promserver.wait_ready(f"http://127.0.0.1:{port}", process, log)
         with PromQuery(f"http://127.0.0.1:{port}") as empty:
             alerts = empty.alerts()
@@ -356,7 +357,7 @@ def test_no_alerts_is_an_empty_frame_with_the_columns(tmp_path: Path) -> None:
 
 
 def test_a_closed_port_is_unreachable_with_how_to_start_prometheus() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
     with PromQuery(url, timeout=2) as prom:
         now = datetime.now(UTC)
         with pytest.raises(PrometheusUnreachable) as err:

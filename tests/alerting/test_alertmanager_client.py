@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from amserver import AmServer, alert, start_alertmanager, wait_until
-from helpers import free_port
+from helpers import closed_port
 from promserver import require_binary
 
 from jamey_engine import oplog
@@ -150,7 +150,7 @@ def test_create_silence_refuses_bad_input_before_asking(client: AlertmanagerClie
 
 
 def test_unreachable_is_told_apart_and_names_the_url() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
     with AlertmanagerClient(url, timeout=2) as client, pytest.raises(AlertmanagerUnreachable) as err:
         client.silences()
     assert err.value.message.startswith(f"Alertmanager unreachable at {url} (connection refused")

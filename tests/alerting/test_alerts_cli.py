@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from amserver import AmServer, alert, start_alertmanager, wait_until
 from click.testing import CliRunner, Result
-from helpers import free_port
+from helpers import closed_port
 from promserver import PromServer
 
 from jamey_engine import oplog
@@ -34,7 +34,7 @@ def jamey(data_dir: Path, *args: str, am_url: str, prom_url: str | None = None) 
         "JAMEY_DATA_DIR": str(data_dir),
         "ALERTMANAGER_URL": am_url,
         "ALERTMANAGER_TIMEOUT": "3",
-        "PROMETHEUS_URL": prom_url or f"http://127.0.0.1:{free_port()}",
+        "PROMETHEUS_URL": prom_url or f"http://127.0.0.1:{closed_port()}",
         "JAMEY_DATABASE_URL": "",
     }
     return CliRunner().invoke(cli, list(args), env=env)
@@ -73,7 +73,7 @@ def test_bad_input_is_one_line_with_exit_2(am: AmServer, data_dir: Path) -> None
 
 
 def test_alertmanager_down_is_a_clear_message_and_exit_1(data_dir: Path) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
     for args in (["silences"], ["list"], ["expire", "00000000-0000-0000-0000-000000000000"]):
         result = jamey(data_dir, "alerts", *args, am_url=url)
         assert result.exit_code == 1, result.output

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from helpers import free_port, wait_for_port
+from helpers import free_port, wait_until_listening
 from promserver import REPO, launch_prometheus, prometheus_config
 
 from jamey_engine.config import Settings
@@ -111,7 +111,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         )  # fmt: skip
     prometheus_process = None
     try:
-        wait_for_port(port, timeout=30)
+        wait_until_listening(service, port, timeout=30)
         workdir = tmp_path / "prometheus"
         workdir.mkdir()
         url, prometheus_process = launch_prometheus(

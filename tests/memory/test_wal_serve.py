@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
-from helpers import copies_of_each_id, free_port, wait_for_port
+from helpers import copies_of_each_id, free_port, wait_until_listening
 
 from jamey_engine.engine import Engine
 from jamey_engine.memory import MemoryStore
@@ -65,7 +65,7 @@ def test_sigkill_of_jamey_serve_under_32_connections_loses_no_acknowledged_memor
                             acknowledged.append(answer.json()["id"])
 
         try:
-            wait_for_port(port, timeout=60)
+            wait_until_listening(server, port, timeout=60)
             before = len(acknowledged)
             pool = [threading.Thread(target=write, args=(n,)) for n in range(32)]
             for thread in pool:

@@ -7,11 +7,11 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for_port
+from helpers import free_port, start_on_free_port, wait_for_own_port
 from promserver import require_binary
 
 from jamey_engine.nginxconf import NginxSettings, render, render_standalone
@@ -72,20 +72,22 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
 @pytest.fixture(scope="session")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """tests/nginx/upstream_app.py under uvicorn: the service and the workbench stand-in."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("upstream") / "uvicorn.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "upstream_app:app", "--app-dir", str(HERE),
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    log_path = tmp_path_factory.mktemp("upstream") / "uvicorn.log"
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        with log_path.open("wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "upstream_app:app", "--app-dir", str(HERE),
+                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    process, port = start_on_free_port(launch)
     try:
-        wait_for_port(port)
         yield port
     finally:
         process.terminate()
         process.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +109,7 @@ def nginx(
         rate="10r/s",
         burst=5,
     )
-    process = start_nginx(prefix, settings)
+    process, settings = start_nginx(prefix, settings)
     server = Nginx(settings, certificate, prefix, upstream)
     try:
         yield server
@@ -115,27 +117,37 @@ def nginx(
         stop_nginx(process)
 
 
-def start_nginx(prefix: Path, settings: NginxSettings) -> subprocess.Popen[bytes]:
+def start_nginx(
+    prefix: Path, settings: NginxSettings, attempts: int = 3
+) -> tuple[subprocess.Popen[bytes], NginxSettings]:
     """Render ``settings`` under ``prefix``, check it with ``nginx -t``, start nginx in the
-    foreground and wait until its three ports listen."""
+    foreground and wait until it listens on its three ports itself; returns the process and
+    the settings it runs with (fresh free ports if another process took one meanwhile)."""
     binary = require_binary("nginx")
     site = prefix / "jamey.conf"
-    site.write_text(render(settings))
     main = prefix / "nginx.conf"
-    main.write_text(render_standalone(site, prefix))
     command = [binary, "-p", str(prefix), "-c", str(main), "-e", str(prefix / "error.log")]
-    check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
-    assert check.returncode == 0, check.stderr
-    process = subprocess.Popen(
-        [*command, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        for port in (settings.http_port, settings.https_port, settings.workbench_port):
-            wait_for_port(port)
-    except TimeoutError:
-        stop_nginx(process)
-        raise AssertionError((prefix / "error.log").read_text(errors="replace")[-3000:]) from None
-    return process
+    for _ in range(attempts):
+        site.write_text(render(settings))
+        main.write_text(render_standalone(site, prefix))
+        check = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stderr
+        process = subprocess.Popen(
+            [*command, "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            if all(
+                wait_for_own_port(process, port)
+                for port in (settings.http_port, settings.https_port, settings.workbench_port)
+            ):
+                return process, settings
+        except TimeoutError:
+            stop_nginx(process)
+            raise AssertionError((prefix / "error.log").read_text(errors="replace")[-3000:]) from None
+        settings = replace(
+            settings, http_port=free_port(), https_port=free_port(), workbench_port=free_port()
+        )
+    raise AssertionError((prefix / "error.log").read_text(errors="replace")[-3000:])
 
 
 def stop_nginx(process: subprocess.Popen[bytes]) -> None:

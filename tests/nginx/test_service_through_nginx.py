@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import free_port, wait_for_port
+from helpers import free_port, start_on_free_port
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
@@ -60,21 +60,23 @@ def fronted(
         limited = engine.keys.create("nginx-limited", scopes=("memory:read",), rate_limit="2/minute")
     finally:
         engine.close()
-    port = free_port()
     log_path = workdir / "serve.log"
     full_env = {**os.environ, **env, "JAMEY_LOG_LEVEL": "info"}
     for name in ("API_KEY", "JAMEY_DATABASE_URL", "JAMEY_MQTT_URL", "JAMEY_BACKUP_INTERVAL"):
         full_env.pop(name, None)
-    with log_path.open("wb") as log:
-        service = subprocess.Popen(
-            [sys.executable, "-m", "jamey_engine", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        with log_path.open("wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "jamey_engine", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    service, port = start_on_free_port(launch, timeout=60)
     nginx_process = None
     try:
-        wait_for_port(port, timeout=60)
         settings = NginxSettings(
             server_name="localhost 127.0.0.1",
             listen_address="127.0.0.1",
@@ -92,7 +94,7 @@ def fronted(
         )
         prefix = workdir / "nginx"
         prefix.mkdir()
-        nginx_process = start_nginx(prefix, settings)
+        nginx_process, settings = start_nginx(prefix, settings)
         yield Fronted(Nginx(settings, certificate, prefix, port), writer.key, limited.key, log_path)
     finally:
         if nginx_process is not None:

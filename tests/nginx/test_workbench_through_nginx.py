@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_port
+from helpers import CHROMIUM, CHROMIUM_ARGS, closed_port, free_port, start_streamlit
 from playwright.sync_api import expect, sync_playwright
-from promserver import REPO, PromServer, backfilled_prometheus
+from promserver import PromServer
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
@@ -21,7 +20,6 @@ from jamey_engine.nginxconf import NginxSettings
 
 from .conftest import Certificate, start_nginx, stop_nginx
 
-backfilled_prometheus = backfilled_prometheus  # the session fixture, shared with this module
 RECORD_VIOLATIONS = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => {
@@ -43,19 +41,13 @@ def proxied_workbench(
     env.update(
         JAMEY_DATA_DIR=str(data),
         PROMETHEUS_URL=backfilled_prometheus.url,
-        JAMEY_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
+        JAMEY_SERVICE_URL=f"http://127.0.0.1:{closed_port()}",
     )
     engine = Engine(Settings.from_env(env))
     key = engine.keys.create("proxied-admin", scopes=("admin",), actor="test").key
     engine.close()
-    port = free_port()
     log_path = tmp_path / "streamlit.log"
-    with log_path.open("wb") as log:
-        streamlit = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    streamlit, port = start_streamlit(env, log_path)
     prefix = tmp_path / "nginx"
     prefix.mkdir()
     settings = NginxSettings(
@@ -66,13 +58,12 @@ def proxied_workbench(
         workbench_port=free_port(),
         certificate=str(certificate.cert),
         certificate_key=str(certificate.key),
-        service_upstream=f"127.0.0.1:{free_port()}",
+        service_upstream=f"127.0.0.1:{closed_port()}",
         workbench_upstream=f"127.0.0.1:{port}",
     )
     nginx = None
     try:
-        wait_for_port(port, timeout=60)
-        nginx = start_nginx(prefix, settings)
+        nginx, settings = start_nginx(prefix, settings)
         yield f"https://127.0.0.1:{settings.workbench_port}", key
     finally:
         if nginx is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import free_port
+from helpers import closed_port
 from notebook_runner import run_notebook
 from promserver import MIB, PromServer
 from seed_data import Lines
@@ -22,7 +22,7 @@ PLOTLY = "application/vnd.plotly.v1+json"
 def test_with_prometheus_down_it_notes_it_and_projects_from_the_index(
     seeded_dir: Path, tmp_path: Path
 ) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
     run = run_notebook(NOTEBOOK, tmp_path, data_dir=str(seeded_dir), days=14, prometheus_url=url)
     assert "Note: no Prometheus history (" in run.text
     assert "bytes per day from the index (estimated bytes)" in run.text

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import free_port
+from helpers import closed_port
 from notebook_runner import run_notebook
 
 from jamey_engine.config import Settings
@@ -34,7 +34,7 @@ def test_the_notebook_projects_each_layer_with_and_without_its_policy(
         engine.retention.set(layer, max_bytes="1MiB", max_age="1d", actor="analyst")
     finally:
         engine.close()
-    url = f"http://127.0.0.1:{free_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
     run = run_notebook("memory_growth.ipynb", tmp_path, data_dir=str(seeded_dir), days=14, prometheus_url=url)
     [sentence] = [line for line in run.text.splitlines() if line.startswith(f"{layer}: up to")]
     assert "without its policy" in sentence and "with it; it never crosses" in sentence, sentence

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from helpers import free_port, wait_until
+from helpers import free_port, wait_until, wait_until_listening
 from promserver import REPO, require_binary
 
 from jamey_engine.runbooks.catalog import load_catalog
@@ -256,6 +256,7 @@ def alertmanager(tmp_path: Path) -> Iterator[tuple[str, list[tuple[str, dict[str
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
+        wait_until_listening(process, port, timeout=30)  # none of another worker's servers
         deadline = time.monotonic() + 30
         while True:
             assert process.poll() is None, (tmp_path / "alertmanager.log").read_text()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import random
+import secrets
 import socket
 import subprocess
 import sys
@@ -14,13 +13,14 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
 import pytest
-from helpers import free_port, wait_for_port
+from helpers import REDIS_URL
 from limits.storage import RedisStorage, storage_from_string
+from private_servers import PrivateRedis
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
@@ -32,8 +32,6 @@ from jamey_engine.keys.ratelimit import (
     parse_limit,
 )
 
-# As tests/conftest.py (not imported: another directory's conftest module may shadow it).
-REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
 
@@ -268,59 +266,23 @@ def test_a_bad_storage_url_or_failure_mode_is_invalid_input() -> None:
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[tuple[int, Callable[[], None], Callable[[], None]]]:
-    """A redis-server of this test's own on a free port: (port, start, stop)."""
-    port = free_port()
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start() -> None:
-        procs.append(
-            subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ],
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        wait_for_port(port)
-
-    def stop() -> None:
-        proc = procs.pop()
-        proc.terminate()
-        proc.wait(timeout=10)
-
-    start()
-    try:
-        yield port, start, stop
-    finally:
-        while procs:
-            stop()
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own on a free port, running; ``stop``/``start`` it."""
+    with PrivateRedis(tmp_path / "redis") as redis:
+        yield redis
 
 
 @pytest.mark.redis
-def test_limits_resume_when_redis_comes_back(
-    private_redis: tuple[int, Callable[[], None], Callable[[], None]],
-) -> None:
-    port, start, stop = private_redis
-    limiter = RateLimiter(f"redis://127.0.0.1:{port}/0", "1000/minute", "open")
+def test_limits_resume_when_redis_comes_back(private_redis: PrivateRedis) -> None:
+    limiter = RateLimiter(private_redis.url, "1000/minute", "open")
     key_id = unique_key()
     try:
         assert limiter.hit(key_id, "2/minute").allowed
-        stop()
+        private_redis.stop()
         outage = limiter.hit(key_id, "2/minute")
         assert outage.allowed and outage.degraded
         assert limiter.storage_failures == 1
-        start()  # a fresh, empty Redis
+        private_redis.start()  # a fresh, empty Redis
         time.sleep(RETRY_AFTER_FAILURE + 0.1)
         decisions = [limiter.hit(key_id, "2/minute") for _ in range(3)]
         assert [d.allowed for d in decisions] == [True, True, False]
@@ -336,8 +298,11 @@ def test_limits_resume_when_redis_comes_back(
 
 
 def unique_global_limit(amount: int) -> str:
-    """A global limit whose Redis counter no other test or run shares (a unique period)."""
-    return f"{amount}/{random.randint(100_000, 999_999)} hours"
+    """A global limit whose Redis counter no other test or run shares (a unique period).
+
+    From the system's entropy, not ``random``: pytest-randomly seeds ``random`` per test from
+    the run's seed, and a run repeated with its seed would meet the first run's counters."""
+    return f"{amount}/{secrets.randbelow(900_000) + 100_000} hours"
 
 
 def three_call_decision(storage: RedisStorage, global_limit: str, key_id: str, limit: str) -> Decision:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import free_port
+from helpers import closed_port
 from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, Lines
 
 from jamey_engine.runbooks import GrowthReport
@@ -18,7 +18,7 @@ def _report(data_dir: Path, url: str, lines: Lines, days: int = 7) -> GrowthRepo
 
 def test_unreachable_prometheus_is_a_note_and_the_index_figures_stand(seeded_dir: Path) -> None:
     lines = Lines()
-    report = _report(seeded_dir, f"http://127.0.0.1:{free_port()}", lines)
+    report = _report(seeded_dir, f"http://127.0.0.1:{closed_port()}", lines)
     try:
         assert report.prometheus_history() is None
         rates = report.growth_rates()

@@ -177,10 +177,10 @@ def test_verification_fails_when_an_old_memory_is_left(seeded: Engine) -> None:
 
 
 def test_a_database_that_is_down_does_not_hide_a_finished_prune(data_dir: Path) -> None:
-    from helpers import free_port, make_settings
+    from helpers import closed_port, make_settings
     from seed_data import seed_memories
 
-    down = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/jamey"
+    down = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/jamey"
     engine = Engine(make_settings(data_dir, JAMEY_DATABASE_URL=down))
     try:
         seed_memories(engine)

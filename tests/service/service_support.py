@@ -23,7 +23,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)
     from starlette.testclient import TestClient
 
-from helpers import free_port, wait_for_port
+from helpers import start_on_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIG_LIMIT = "100000/minute"
@@ -111,8 +111,7 @@ class RunningServer:
 
 
 def start_server(data_dir: Path, log_path: Path, **env: str) -> RunningServer:
-    """Start ``jamey serve`` on a free loopback port and wait until it listens."""
-    port = free_port()
+    """Start ``jamey serve`` on a free loopback port and wait until it listens there itself."""
     full_env = {
         **os.environ,
         "JAMEY_DATA_DIR": str(data_dir),
@@ -122,21 +121,23 @@ def start_server(data_dir: Path, log_path: Path, **env: str) -> RunningServer:
         **env,
     }
     full_env.pop("API_KEY", None)
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "jamey_engine", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=full_env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
-    server = RunningServer(process, f"http://127.0.0.1:{port}", data_dir, full_env, log_path)
-    try:
-        wait_for_port(port, timeout=30)
-    except TimeoutError:
-        stop_server(server)
-        raise AssertionError(f"jamey serve did not start:\n{server.log()}") from None
-    return server
+
+    def launch(port: int) -> subprocess.Popen[bytes]:
+        with log_path.open("wb") as log_file:
+            return subprocess.Popen(
+                [sys.executable, "-m", "jamey_engine", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=full_env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+
+    try:  # several workers on a loaded machine: their start can take tens of seconds
+        process, port = start_on_free_port(launch, timeout=60)
+    except TimeoutError as exc:
+        log = log_path.read_text(errors="replace")
+        raise AssertionError(f"jamey serve did not start ({exc}):\n{log}") from None
+    return RunningServer(process, f"http://127.0.0.1:{port}", data_dir, full_env, log_path)
 
 
 def stop_server(server: RunningServer) -> None:

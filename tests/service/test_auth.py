@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import sleep_until, threads_started_by_this_thread
+from helpers import REDIS_URL, sleep_until, threads_started_by_this_thread
 from service_support import Persona, TestClient, make_persona, sample
 
 from jamey_engine.engine import Engine
@@ -222,10 +222,9 @@ def test_the_in_memory_limiter_starts_no_thread_while_counting(
 def test_two_service_processes_share_a_keys_limit_through_redis(
     make_client: Callable[..., tuple[TestClient, Engine]], tmp_path: Path
 ) -> None:
-    redis_url = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     database = f"sqlite:///{tmp_path / 'shared.db'}"
-    first, engine = make_client(JAMEY_RATE_LIMIT_STORAGE=redis_url, JAMEY_DATABASE_URL=database)
-    second, _ = make_client(JAMEY_RATE_LIMIT_STORAGE=redis_url, JAMEY_DATABASE_URL=database)
+    first, engine = make_client(JAMEY_RATE_LIMIT_STORAGE=REDIS_URL, JAMEY_DATABASE_URL=database)
+    second, _ = make_client(JAMEY_RATE_LIMIT_STORAGE=REDIS_URL, JAMEY_DATABASE_URL=database)
     persona = make_persona(
         engine, f"shared-{os.getpid()}-{time.time_ns()}", ("memory:read",), rate_limit="3/minute"
     )

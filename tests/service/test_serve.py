@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import free_port, is_revoked, sleep_until, wait_until
+from helpers import closed_port, is_revoked, sleep_until, wait_until
 from service_support import ROOT, RunningServer, stop_server
 
 from jamey_engine.config import Settings
@@ -35,7 +35,7 @@ def cli_key(
 def test_serve_answers_health_and_keyed_requests_on_the_flag_port(
     serve: Callable[..., RunningServer],
 ) -> None:
-    other_port = free_port()
+    other_port = closed_port()
     server = serve(JAMEY_PORT=str(other_port))  # --port wins over JAMEY_PORT
     health = httpx.get(f"{server.url}/health", timeout=10)
     assert health.status_code == 200, health.text
@@ -119,7 +119,7 @@ def test_scheduled_backups_run_and_keep_the_newest(serve: Callable[..., RunningS
 
 
 def test_a_down_mqtt_broker_never_blocks_or_fails_requests(serve: Callable[..., RunningServer]) -> None:
-    server = serve(JAMEY_MQTT_URL=f"mqtt://127.0.0.1:{free_port()}")
+    server = serve(JAMEY_MQTT_URL=f"mqtt://127.0.0.1:{closed_port()}")
     admin = cli_key(server, "mqtt-admin", "admin")
     headers = {"X-API-Key": admin["key"]}
     # A request that waited on the broker would hang past this; how fast they are is for bench/.

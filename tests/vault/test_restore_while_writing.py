@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from helpers import free_port, wait_for_port
+from helpers import free_port, wait_until_listening
 
 from jamey_engine.engine import Engine
 
@@ -136,7 +136,7 @@ def test_writes_through_a_running_jamey_serve_after_the_switch_survive_the_resto
 
     thread = threading.Thread(target=write_loop)
     try:
-        wait_for_port(port, timeout=30)
+        wait_until_listening(server, port, timeout=30)
         thread.start()
         _wait_until(lambda: len(acknowledged) >= 5, server)
         plan = engine.vault.restore(backup.id)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from helpers import free_port
+from helpers import closed_port, start_streamlit, stop_process
 from promserver import PromServer
 from streamlit.testing.v1 import AppTest
 
@@ -21,17 +21,24 @@ APP = str(REPO / "app.py")
 TIMEOUT = 60
 
 
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where browser tests save their screenshots: a temporary dir (pytest prints no path;
+    look under ``pytest --basetemp=DIR``), never a fixed path in the repository."""
+    return tmp_path_factory.mktemp("artifacts")
+
+
 @pytest.fixture
 def wb_env(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The app's environment: this test's data dir, a tiny key cache (so a revocation by
     another process shows at once), and Prometheus, Alertmanager and the service on closed ports."""
     monkeypatch.setenv("JAMEY_DATA_DIR", str(data_dir))
     monkeypatch.setenv("JAMEY_KEY_CACHE_SECONDS", "0.001")
-    monkeypatch.setenv("PROMETHEUS_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("PROMETHEUS_URL", f"http://127.0.0.1:{closed_port()}")
     monkeypatch.setenv("PROMETHEUS_TIMEOUT", "2")
-    monkeypatch.setenv("ALERTMANAGER_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("ALERTMANAGER_URL", f"http://127.0.0.1:{closed_port()}")
     monkeypatch.setenv("ALERTMANAGER_TIMEOUT", "2")
-    monkeypatch.setenv("JAMEY_SERVICE_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("JAMEY_SERVICE_URL", f"http://127.0.0.1:{closed_port()}")
     for name in ("JAMEY_DATABASE_URL", "JAMEY_BACKUP_DIR", "API_KEY", "JAMEY_KEY_PEPPER", "JAMEY_MQTT_URL"):
         monkeypatch.delenv(name, raising=False)
     yield data_dir
@@ -110,28 +117,16 @@ def running_workbench(env: dict[str, str], log_path: Path, script: str = "app.py
     """`streamlit run <script>` (app.py, or workbench_asgi.py: app.py behind its security headers) on
     a free loopback port with ``env``; yields its URL once it listens, and stops it afterwards,
     failing if its log (``log_path``) holds a traceback."""
-    import subprocess
-    import sys
-
-    from helpers import wait_for_port
-
-    port = free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
     try:
-        wait_for_port(port, timeout=60)
+        process, port = start_streamlit(env, log_path, script=script)
+    except TimeoutError as exc:
+        raise AssertionError(
+            f"streamlit did not start ({exc}):\n{log_path.read_text(errors='replace')[-3000:]}"
+        ) from None
+    try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     text = log_path.read_text(errors="replace")
     assert "Traceback" not in text, text[-3000:]
 

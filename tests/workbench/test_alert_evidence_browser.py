@@ -21,14 +21,12 @@ from jamey_engine.runbooks.alert_evidence import alert_evidence
 from jamey_engine.runbooks.auto_diagnosis import start_diagnoses
 from jamey_engine.runbooks.links import alert_page_url
 
-from .conftest import REPO, running_workbench
-
-ARTIFACTS = REPO / "tests" / "artifacts"
+from .conftest import running_workbench
 
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_the_alert_link_opens_its_evidence_in_the_browser(tmp_path: Path) -> None:
+def test_the_alert_link_opens_its_evidence_in_the_browser(tmp_path: Path, artifacts: Path) -> None:
     am = start_alertmanager(tmp_path / "am")
     data = tmp_path / "data"
     data.mkdir()
@@ -61,7 +59,6 @@ def test_the_alert_link_opens_its_evidence_in_the_browser(tmp_path: Path) -> Non
         found = alert_evidence(engine.db, held.fingerprint)
         assert found.verdict and found.gathered_text
         with running_workbench(env, tmp_path / "streamlit.log") as url:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
             expect.set_options(timeout=60_000)
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -77,7 +74,7 @@ def test_the_alert_link_opens_its_evidence_in_the_browser(tmp_path: Path) -> Non
                     expect(page.get_by_text(found.gathered_text)).to_be_visible()
                     expect(page.get_by_text(found.verdict)).to_be_visible()
                     expect(page.get_by_role("button", name="Run diagnosis again")).to_be_visible()
-                    page.screenshot(path=str(ARTIFACTS / "workbench_alert_evidence.png"), full_page=True)
+                    page.screenshot(path=str(artifacts / "workbench_alert_evidence.png"), full_page=True)
                 finally:
                     browser.close()
     finally:

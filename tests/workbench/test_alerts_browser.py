@@ -9,16 +9,14 @@ from pathlib import Path
 
 import pytest
 from amserver import AmServer, alert, start_alertmanager, wait_until
-from helpers import CHROMIUM, CHROMIUM_ARGS, free_port
+from helpers import CHROMIUM, CHROMIUM_ARGS, closed_port
 from playwright.sync_api import expect, sync_playwright
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.observability.alertmanager import AlertmanagerClient
 
-from .conftest import REPO, running_workbench
-
-ARTIFACTS = REPO / "tests" / "artifacts"
+from .conftest import running_workbench
 
 
 @pytest.fixture
@@ -30,9 +28,9 @@ def alerts_workbench(tmp_path: Path) -> Iterator[tuple[str, str, AmServer]]:
         **os.environ,
         "JAMEY_DATA_DIR": str(data),
         "ALERTMANAGER_URL": am.url,
-        "PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
+        "PROMETHEUS_URL": f"http://127.0.0.1:{closed_port()}",
         "PROMETHEUS_TIMEOUT": "1",
-        "JAMEY_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
+        "JAMEY_SERVICE_URL": f"http://127.0.0.1:{closed_port()}",
     }
     for name in ("JAMEY_DATABASE_URL", "JAMEY_BACKUP_DIR", "API_KEY", "JAMEY_KEY_PEPPER", "JAMEY_MQTT_URL"):
         env.pop(name, None)
@@ -49,13 +47,13 @@ def alerts_workbench(tmp_path: Path) -> Iterator[tuple[str, str, AmServer]]:
 @pytest.mark.browser
 @pytest.mark.slow
 def test_an_operator_silences_a_firing_alert_from_the_page(
+    artifacts: Path,
     alerts_workbench: tuple[str, str, AmServer],
 ) -> None:
     url, key, am = alerts_workbench
     am.post_alerts(alert("JameyBackupFailed", "critical", layer="working"))
     client = AlertmanagerClient(am.url)
     wait_until(lambda: client.alerts(), what="the alert reaches Alertmanager")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=30_000)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -86,7 +84,7 @@ def test_an_operator_silences_a_firing_alert_from_the_page(
                 "link", name="Alerts", exact=True
             ).click()  # a fresh read
             expect(page.get_by_text("silenced by browser-admin until").first).to_be_visible(timeout=60_000)
-            page.screenshot(path=str(ARTIFACTS / "workbench_alerts.png"), full_page=True)
+            page.screenshot(path=str(artifacts / "workbench_alerts.png"), full_page=True)
         finally:
             browser.close()
     (silence,) = client.silences()

@@ -1,6 +1,6 @@
 """The workbench in a real browser: `streamlit run app.py` in a subprocess and Debian's headless
 Chromium driven by Playwright. Signs in, creates a key, sees it listed, opens the dashboards
-(with a real Prometheus behind them) and saves screenshots to tests/artifacts/."""
+(with a real Prometheus behind them) and saves screenshots to a temporary dir (the artifacts fixture)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, free_port
+from helpers import CHROMIUM, CHROMIUM_ARGS, closed_port
 from playwright.sync_api import Page, expect, sync_playwright
 from promserver import PromServer
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 
-from .conftest import REPO, running_workbench
-
-ARTIFACTS = REPO / "tests" / "artifacts"
+from .conftest import running_workbench
 
 
 @pytest.fixture
@@ -31,7 +29,7 @@ def workbench(tmp_path: Path, backfilled_prometheus: PromServer) -> Iterator[tup
         **os.environ,
         "JAMEY_DATA_DIR": str(data),
         "PROMETHEUS_URL": backfilled_prometheus.url,
-        "JAMEY_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
+        "JAMEY_SERVICE_URL": f"http://127.0.0.1:{closed_port()}",
     }
     for name in ("JAMEY_DATABASE_URL", "JAMEY_BACKUP_DIR", "API_KEY", "JAMEY_KEY_PEPPER", "JAMEY_MQTT_URL"):
         env.pop(name, None)
@@ -54,9 +52,10 @@ def menu_links(page: Page) -> list[str]:
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_an_admin_signs_in_creates_a_key_and_opens_the_dashboards(workbench: tuple[str, str, Path]) -> None:
+def test_an_admin_signs_in_creates_a_key_and_opens_the_dashboards(
+    artifacts: Path, workbench: tuple[str, str, Path]
+) -> None:
     url, key, data = workbench
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=30_000)  # the first run imports pandas, plotly and tantivy
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -85,7 +84,7 @@ def test_an_admin_signs_in_creates_a_key_and_opens_the_dashboards(workbench: tup
             cells = keys_table.locator('td[role="gridcell"]', has_text=re.compile("^browser-bot$"))
             expect(cells).to_have_count(1)
             page.get_by_test_id("stDataFrame").first.hover()
-            page.screenshot(path=str(ARTIFACTS / "workbench_keys.png"), full_page=True)
+            page.screenshot(path=str(artifacts / "workbench_keys.png"), full_page=True)
 
             go_to(page, "Dashboards")
             expect(page.get_by_role("heading", name="Dashboards")).to_be_visible()
@@ -95,7 +94,7 @@ def test_an_admin_signs_in_creates_a_key_and_opens_the_dashboards(workbench: tup
             assert "/dashboards" in page.url and "range=1h" in page.url, page.url
             page.set_viewport_size({"width": 1400, "height": 2600})
             page.wait_for_timeout(1500)  # let plotly finish drawing before the screenshot
-            page.screenshot(path=str(ARTIFACTS / "workbench_dashboards.png"), full_page=True)
+            page.screenshot(path=str(artifacts / "workbench_dashboards.png"), full_page=True)
         finally:
             browser.close()
 
@@ -120,6 +119,7 @@ def sign_in(page: Page, url: str, key: str) -> None:
 @pytest.mark.browser
 @pytest.mark.slow
 def test_a_viewer_sees_dashboards_but_no_keys_page_and_an_operator_runs_a_prune_dry_run(
+    artifacts: Path,
     workbench: tuple[str, str, Path],
 ) -> None:
     url, _, data = workbench
@@ -155,6 +155,6 @@ def test_a_viewer_sees_dashboards_but_no_keys_page_and_an_operator_runs_a_prune_
             expect(
                 operator_page.get_by_text(re.compile(r"Dry run: \*?\*?0 documents|Dry run: 0 documents"))
             ).to_be_visible()
-            operator_page.screenshot(path=str(ARTIFACTS / "workbench_operator_dry_run.png"), full_page=True)
+            operator_page.screenshot(path=str(artifacts / "workbench_operator_dry_run.png"), full_page=True)
         finally:
             browser.close()

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for_port
+from helpers import listening_socket, wait_for_port
 from promserver import PromServer
 from streamlit.testing.v1 import AppTest
 
@@ -32,11 +32,10 @@ def healthy_service(wb_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     from jamey_engine.service.app import create_app
 
     engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(wb_env)}))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     wait_for_port(port)
     url = f"http://127.0.0.1:{port}"

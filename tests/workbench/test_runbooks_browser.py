@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -21,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_port
+from helpers import CHROMIUM, CHROMIUM_ARGS, closed_port, start_streamlit, stop_process
 from playwright.sync_api import expect, sync_playwright
 from promserver import REPO as PROM_REPO
 from promserver import launch_prometheus
@@ -37,10 +35,6 @@ from jamey_engine.runbooks.links import (
     runbook_page_url,
 )
 
-from .conftest import REPO
-
-ARTIFACTS = REPO / "tests" / "artifacts"
-
 
 @pytest.fixture
 def workbench(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
@@ -50,9 +44,9 @@ def workbench(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     env = {
         **os.environ,
         "JAMEY_DATA_DIR": str(data),
-        "PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}",
+        "PROMETHEUS_URL": f"http://127.0.0.1:{closed_port()}",
         "PROMETHEUS_TIMEOUT": "1",
-        "JAMEY_SERVICE_URL": f"http://127.0.0.1:{free_port()}",
+        "JAMEY_SERVICE_URL": f"http://127.0.0.1:{closed_port()}",
     }
     for name in ("JAMEY_DATABASE_URL", "JAMEY_BACKUP_DIR", "API_KEY", "JAMEY_KEY_PEPPER", "JAMEY_MQTT_URL"):
         env.pop(name, None)
@@ -60,24 +54,17 @@ def workbench(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     key = engine.keys.create("browser-admin", scopes=("admin",), actor="test").key
     seed_memories(engine)
     engine.close()
-    port = free_port()
-    log = (tmp_path / "streamlit.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    log_path = tmp_path / "streamlit.log"
     try:
-        wait_for_port(port, timeout=60)
+        process, port = start_streamlit(env, log_path)
+    except TimeoutError as exc:
+        raise AssertionError(
+            f"streamlit did not start ({exc}):\n{log_path.read_text(errors='replace')[-3000:]}"
+        ) from None
+    try:
         yield f"http://127.0.0.1:{port}", key, data
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        stop_process(process)
         text = (tmp_path / "streamlit.log").read_text(errors="replace")
         assert "Traceback" not in text, text[-3000:]
 
@@ -155,7 +142,7 @@ def _documents(data: Path, layer: str) -> int:
 @pytest.mark.browser
 @pytest.mark.slow
 def test_a_firing_alert_opens_the_prune_runbook_and_the_operator_dry_runs_then_applies(
-    workbench: tuple[str, str, Path], firing_alert_link: str
+    artifacts: Path, workbench: tuple[str, str, Path], firing_alert_link: str
 ) -> None:
     base, key, data = workbench
     url = firing_alert_link
@@ -166,7 +153,6 @@ def test_a_firing_alert_opens_the_prune_runbook_and_the_operator_dry_runs_then_a
     link = runbook_for_alert("JameyMemoryIndexTooLarge", {"layer": "episodic", "severity": "warning"})
     assert link is not None
     url = runbook_page_url(base, link)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=60_000)  # a loaded machine starts a kernel slowly
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -202,7 +188,7 @@ def test_a_firing_alert_opens_the_prune_runbook_and_the_operator_dry_runs_then_a
                 2
             )
             expect(page.get_by_role("button", name="Download HTML")).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "workbench_runbooks.png"), full_page=True)
+            page.screenshot(path=str(artifacts / "workbench_runbooks.png"), full_page=True)
         finally:
             browser.close()
     assert _documents(data, "episodic") == NEW_PER_LAYER

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from helpers import POSTGRES_URL, free_port, wait_for_port
+from helpers import POSTGRES_URL, closed_port, listening_socket, wait_for_port
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
@@ -74,11 +74,10 @@ def running_service(data_dir: Path, **env: str) -> Iterator[str]:
     from jamey_engine.service.app import create_app
 
     engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), **env}))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
         wait_for_port(port)
@@ -119,7 +118,7 @@ def test_health_is_not_ok_when_the_service_reports_trouble(data_dir: Path, postg
 
 
 def test_health_of_a_closed_port_says_how_to_start_the_service() -> None:
-    health = check_health(f"http://127.0.0.1:{free_port()}", timeout=1.0)
+    health = check_health(f"http://127.0.0.1:{closed_port()}", timeout=1.0)
     assert not health.ok
     assert health.status_code is None
     assert "cannot reach" in health.detail and "jamey serve" in health.detail
