@@ -6,17 +6,21 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.models import ApiKey
+from jamey_engine.service import create_app
 
 with warnings.catch_warnings():
     # starlette asks for httpx2; the pinned httpx works the same for the test client.
@@ -154,3 +158,43 @@ def stop_server(server: RunningServer) -> None:
 def count_rows(engine: Engine, table: str) -> int:
     with engine.db.engine.connect() as conn:
         return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+# --- fixtures the service and abuse tests share (imported by their conftests) -----------------
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, Engine]]]:
+    """Build an app on a fresh data dir with extra settings; returns (client, engine)."""
+    with ExitStack() as stack:
+        counter = 0
+
+        def build(**env: str) -> tuple[TestClient, Engine]:
+            nonlocal counter
+            counter += 1
+            data_dir = tmp_path / f"data{counter}"
+            data_dir.mkdir()
+            engine = Engine(service_settings(data_dir, **env))
+            stack.callback(engine.close)
+            client = stack.enter_context(test_client(create_app(engine)))
+            return client, engine
+
+        yield build
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., RunningServer]]:
+    """Start real ``jamey serve`` processes on ``tmp_path`` (or a given data dir); each is
+    stopped when the test ends."""
+    servers: list[RunningServer] = []
+
+    def start(data_dir: Path | None = None, **env: str) -> RunningServer:
+        folder = data_dir or tmp_path / f"served{len(servers)}"
+        folder.mkdir(exist_ok=True)
+        server = start_server(folder, tmp_path / f"serve{len(servers)}.log", **env)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        stop_server(server)
