@@ -413,9 +413,8 @@ def test_redis_decisions_match_the_three_call_path_and_limits_own_view() -> None
 
 @pytest.mark.redis
 def test_two_processes_sharing_redis_admit_exactly_the_global_limit_between_them() -> None:
-    # Each process: 20 threads on one shared key (5/minute) and 20 on keys of their own. Of the 40
-    # shared-key requests exactly 5 pass the key's limit (35 refused by it); the global limit
-    # then sees 45 and admits exactly 9, refusing 36.
+    # Each process: 20 threads on one shared key (5/minute) and 20 on keys of their own: 80
+    # requests, of which the global limit (9) admits exactly 9 between the two processes.
     shared = unique_key()
     global_limit = unique_global_limit(9)
     start_at = time.time() + 3.0  # both processes start hitting at the same moment
@@ -456,7 +455,11 @@ def test_two_processes_sharing_redis_admit_exactly_the_global_limit_between_them
         limiter = RateLimiter(REDIS_URL, global_limit)
         limiter._strategy.clear(limiter.global_limit, "global")
         limiter.close()
-    assert totals == [9, 35, 36], totals
+    # Exactly the global limit is admitted across the two processes. Which limit refuses the
+    # other 71 depends on arrival order: a request the global limit refuses charges neither
+    # window, so once the global window is full the shared key may never reach its own 5.
+    allowed, by_key, by_global = totals
+    assert allowed == 9 and by_key + by_global == 71 and by_key <= 35, totals
 
 
 @pytest.mark.redis
