@@ -10,6 +10,7 @@ import contextlib
 from datetime import datetime, timedelta
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 import workbench_ui as ui
@@ -22,6 +23,9 @@ from workbench_ui import charts, untrusted
 from workbench_ui.timerange import CUSTOM, DEFAULT_PRESET, PRESETS, TimeRange, resolve_range
 
 REFRESH_CHOICES = ("off", "10s", "30s", "1m", "5m")
+# A built figure is kept as long as the data it shows could be served from the query cache and the
+# range's alignment (a preset's window moves every RANGE_ALIGNMENT_SECONDS).
+FIGURE_TTL_SECONDS = 60
 CHART_SPECS = chart_specs()
 
 ui.require_session("ops:read")
@@ -106,40 +110,53 @@ def _annotation_end(window: TimeRange) -> datetime:
     return window.end if window.preset == CUSTOM else max(window.end, utcnow())
 
 
-def _render_chart(spec: ChartSpec, window: TimeRange, notes: pd.DataFrame | None = None) -> bool:
-    """Draw one chart; False when Prometheus is unreachable (the caller stops then)."""
+@st.cache_resource(ttl=FIGURE_TTL_SECONDS, max_entries=64, show_spinner=False)
+def _figure(
+    name: str, frame: pd.DataFrame, notes: pd.DataFrame | None, start: datetime, end: datetime
+) -> go.Figure:
+    """The chart of one series, built once for the same data, annotations and window and shared
+    by every session and rerun that shows them (a refresh or a second visit within the range's
+    alignment draws the cached figure; st.plotly_chart copies it, never changes it).
+    Raises ValueError when the series cannot be drawn."""
+    spec = next(spec for spec in CHART_SPECS if spec.name == name)
+    return charts.time_series_figure(
+        frame,
+        title="",
+        unit=spec.unit,
+        by=spec.by,
+        threshold=spec.threshold,
+        threshold_label=spec.threshold_label,
+        stacked=spec.stacked,
+        name=spec.series_name,
+        annotations=annotations_for_chart(notes, spec.name) if notes is not None else None,
+        window=(start, end),
+    )
+
+
+def _render_chart(
+    spec: ChartSpec, window: TimeRange, result: pd.DataFrame | JameyError, notes: pd.DataFrame | None = None
+) -> bool:
+    """Draw one chart from its query's ``result`` (a frame, or the error the query raised);
+    False when Prometheus is unreachable (the caller stops then)."""
     with st.container(border=True):
         st.markdown(f"#### {spec.title}")
-        try:
-            frame = ui.prom_frame(spec.name, window.start, window.end)
-        except promql.PrometheusUnreachable as err:
-            st.error(err.message)
+        frame: pd.DataFrame | None = None
+        if isinstance(result, promql.PrometheusUnreachable):
+            st.error(result.message)
             return False
-        except NotFound:  # NoData
+        if isinstance(result, NotFound):  # NoData
             st.info(
                 f"No data for {spec.title.lower()} between {window.start:%Y-%m-%d %H:%M} and {window.end:%Y-%m-%d %H:%M} UTC."
             )
-            frame = None
-        except JameyError as err:
-            st.error(err.message)
-            frame = None
-        if frame is not None and frame.empty:
+        elif isinstance(result, JameyError):
+            st.error(result.message)
+        elif result.empty:
             st.info(f"No data for {spec.title.lower()} in this range.")
-            frame = None
+        else:
+            frame = result
         if frame is not None:
             try:
-                figure = charts.time_series_figure(
-                    frame,
-                    title="",
-                    unit=spec.unit,
-                    by=spec.by,
-                    threshold=spec.threshold,
-                    threshold_label=spec.threshold_label,
-                    stacked=spec.stacked,
-                    name=spec.series_name,
-                    annotations=annotations_for_chart(notes, spec.name) if notes is not None else None,
-                    window=(window.start, _annotation_end(window)),
-                )
+                figure = _figure(spec.name, frame, notes, window.start, _annotation_end(window))
                 st.plotly_chart(figure, key=f"chart_{spec.name}")
             except ValueError as err:
                 st.error(f"Cannot draw {spec.title}: {err}")
@@ -175,10 +192,11 @@ def _render_all() -> None:
         f"{window.start:%Y-%m-%d %H:%M:%S} → {window.end:%Y-%m-%d %H:%M:%S} UTC · {ui.settings().prometheus_url}"
     )
     notes = _annotations(window)
+    results = ui.prom_frames([spec.name for spec in specs], window.start, window.end)
     columns = st.columns(2)
     for index, spec in enumerate(specs):
         with columns[index % 2] if len(specs) > 1 else st.container():
-            if not _render_chart(spec, window, notes):
+            if not _render_chart(spec, window, results[spec.name], notes):
                 return
 
 

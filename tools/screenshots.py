@@ -20,9 +20,12 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -95,21 +98,20 @@ def problems_on(page_name: str, text: str) -> list[Finding]:
     return found
 
 
-def tour(out: Path) -> list[Finding]:
-    """Take the tour; write one PNG a page into ``out``; return what it found wrong."""
+@contextmanager
+def live_workbench(days: float = 7) -> Iterator[tuple[str, str]]:
+    """A real workbench on loopback over a seeded data dir, a running `jamey serve` and the test
+    suite's Prometheus with ``days`` of backfilled metrics; yields (workbench URL, admin key)."""
     from helpers import free_port, wait_for_port
-    from playwright.sync_api import expect, sync_playwright
     from promserver import start_prometheus
     from workbench.conftest import running_workbench
 
-    out.mkdir(parents=True, exist_ok=True)
-    findings: list[Finding] = []
     with tempfile.TemporaryDirectory(prefix="jamey-tour-") as tmp:
         work = Path(tmp)
         data = work / "data"
         data.mkdir(mode=0o700)
         key = seed(data)
-        prometheus = start_prometheus(work / "prometheus", days=7)
+        prometheus = start_prometheus(work / "prometheus", days=days)
         service_port = free_port()
         env = {
             **os.environ,
@@ -132,42 +134,76 @@ def tour(out: Path) -> list[Finding]:
         )  # fmt: skip
         try:
             wait_for_port(service_port, timeout=60)
-            with running_workbench(env, work / "streamlit.log") as url, sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                try:
-                    # tall enough for the longest page: Streamlit scrolls inside its own container,
-                    # so a full-page screenshot is the viewport
-                    page = browser.new_page(viewport={"width": 1400, "height": 2400})
-                    page.set_default_timeout(60_000)
-                    expect.set_options(timeout=60_000)
-                    page.goto(url)
-                    page.get_by_label("API key").fill(key)
-                    page.get_by_role("button", name="Sign in").click()
-                    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
-                    for title, name in PAGES:
-                        page.get_by_test_id("stSidebar").get_by_role("link", name=title, exact=True).click()
-                        expect(page.get_by_role("heading", name=title).first).to_be_visible()
-                        page.wait_for_load_state("networkidle")
-                        # Streamlit marks a page that is still running; wait for it to finish.
-                        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
-                        # placeholders of a fragment still running, then plotly, which draws
-                        # after the script run ends: wait for every chart's SVG
-                        expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
-                        page.wait_for_function(
-                            "document.querySelectorAll('.js-plotly-plot .main-svg').length >="
-                            " document.querySelectorAll('[data-testid=stPlotlyChart]').length"
-                        )
-                        page.wait_for_timeout(1000)
-                        # text_content, not inner_text: a table's cells live in the grid's
-                        # accessible shadow table, which is in the DOM but not drawn as text
-                        findings += problems_on(name, page.get_by_test_id("stMain").text_content() or "")
-                        page.screenshot(path=str(out / f"{name}.png"), full_page=True)
-                finally:
-                    browser.close()
+            with running_workbench(env, work / "streamlit.log") as url:
+                yield url, key
         finally:
             service.terminate()
             service.wait(timeout=30)
             prometheus.stop()
+
+
+def sign_in(page: Any, url: str, key: str) -> None:
+    """Open the workbench at ``url`` and sign in with ``key``; returns on the Overview."""
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+def open_page(page: Any, title: str) -> None:
+    """Click ``title`` in the sidebar and wait until its heading shows."""
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("stSidebar").get_by_role("link", name=title, exact=True).click()
+    expect(page.get_by_role("heading", name=title).first).to_be_visible()
+
+
+def wait_settled(page: Any) -> None:
+    """Wait until the page's script run, its fragments and plotly's drawing have all finished."""
+    from playwright.sync_api import expect
+
+    # Streamlit marks a page that is still running; wait for it to finish.
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+    # placeholders of a fragment still running, then plotly, which draws after the script
+    # run ends: wait for every chart's SVG
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
+    page.wait_for_function(PLOTS_DRAWN)
+
+
+PLOTS_DRAWN = (
+    "document.querySelectorAll('.js-plotly-plot .main-svg').length >="
+    " document.querySelectorAll('[data-testid=stPlotlyChart]').length"
+)
+
+
+def tour(out: Path) -> list[Finding]:
+    """Take the tour; write one PNG a page into ``out``; return what it found wrong."""
+    from playwright.sync_api import expect, sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    findings: list[Finding] = []
+    with live_workbench() as (url, key), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            # tall enough for the longest page: Streamlit scrolls inside its own container,
+            # so a full-page screenshot is the viewport
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.set_default_timeout(60_000)
+            expect.set_options(timeout=60_000)
+            sign_in(page, url, key)
+            for title, name in PAGES:
+                open_page(page, title)
+                page.wait_for_load_state("networkidle")
+                wait_settled(page)
+                page.wait_for_timeout(1000)
+                # text_content, not inner_text: a table's cells live in the grid's
+                # accessible shadow table, which is in the DOM but not drawn as text
+                findings += problems_on(name, page.get_by_test_id("stMain").text_content() or "")
+                page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+        finally:
+            browser.close()
     return findings
 
 

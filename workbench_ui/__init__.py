@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
@@ -94,6 +97,28 @@ def prom_frame(method: str, start: datetime, end: datetime) -> pd.DataFrame:
     """A range query of PromQuery by its method name, cached for a short TTL."""
     frame: pd.DataFrame = prom_query(method, start, end)
     return frame
+
+
+def prom_frames(
+    methods: Sequence[str], start: datetime, end: datetime
+) -> dict[str, pd.DataFrame | JameyError]:
+    """Several range queries at once, one thread each (as a browser loads a dashboard's panels),
+    through the same cache as :func:`prom_frame`: each method's frame, or the JameyError it
+    raised (NoData, PrometheusUnreachable...). A dashboard's round trips then cost about one."""
+    context = get_script_run_ctx()
+
+    def one(method: str) -> pd.DataFrame | JameyError:
+        if context is not None:  # st.cache_data needs the script run's context in this thread
+            add_script_run_ctx(threading.current_thread(), context)
+        try:
+            return prom_frame(method, start, end)
+        except JameyError as err:
+            return err
+
+    if len(methods) <= 1:
+        return {method: one(method) for method in methods}
+    with ThreadPoolExecutor(max_workers=min(len(methods), 8), thread_name_prefix="prom") as pool:
+        return dict(zip(methods, pool.map(one, methods), strict=True))
 
 
 # --- the session -------------------------------------------------------------------------
