@@ -81,9 +81,11 @@ check: lint typecheck test
 deploy-check:
 	$(BIN)/python -m jamey_engine.deploy check
 
-## bench: the benchmarks in bench/ (numbers go into the README)
-bench: $(STAMP)
-	$(BIN)/python -m bench
+## bench: the benchmarks in bench/ (numbers go into the README and docs/benchmarks.md);
+##        BENCH="service workers wal workbench_paint" runs only those modules (the ingest table)
+BENCH ?=
+bench: system $(STAMP)
+	$(BIN)/python -m bench $(BENCH)
 
 ## profile: where a keyed search's (or store's: make profile REQUEST=store) server time goes:
 ##          py-spy on a real `jamey serve` under wrk (bench/profile_service.py)
