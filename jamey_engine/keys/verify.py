@@ -23,7 +23,8 @@
   process works here at most ``key_negative_cache_seconds`` after its commit, and at once
   unless this process was told it was unknown, or was flooded, in that time.
 * Last-used times are kept in memory and written in one batch at most every
-  ``LAST_USED_FLUSH_SECONDS`` and when the database closes: never a write per request.
+  ``LAST_USED_FLUSH_SECONDS`` (from a thread of its own: a key check never waits for a
+  write) and when the database closes: never a write per request.
 * The deprecated ``API_KEY`` variable still authenticates (memory:read and memory:write, the
   default limit, one deprecation warning per process) until it is imported; an imported legacy
   key is then judged by its database row, found by hash (a lookup refreshed at most once per
@@ -327,8 +328,14 @@ class KeyVerifier:
         if record:
             self._pending_last_used[key.id] = utcnow()
             if time.monotonic() - self._last_flush >= LAST_USED_FLUSH_SECONDS:
-                self.flush_last_used()
+                self._flush_in_a_thread()
         return key
+
+    def _flush_in_a_thread(self) -> None:
+        # Never inline: a write here would make this key check wait behind whoever holds the
+        # database's write lock (SQLite has one writer: a retention apply, a 1,000-alert webhook).
+        self._last_flush = time.monotonic()  # one flush thread per period
+        threading.Thread(target=self.flush_last_used, name="jamey-last-used-flush").start()
 
     def _reject(self, reason: str, *, cached: bool = False) -> VerifiedKey:
         self.verification_counts[reason] += 1
