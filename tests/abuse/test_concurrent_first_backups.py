@@ -22,26 +22,13 @@ from typing import Any
 
 import pytest
 
+from abuse.backup_workers import first_backup
 from jamey_engine import fsutil
 from jamey_engine.engine import Engine
 from jamey_engine.vault.catalog import BACKUP_STAGING_PREFIX
 
 PROCESSES = 12
 ROUNDS = 2
-
-
-def _first_backup(data_dir: str, barrier: Any, results: Any) -> None:
-    from helpers import make_settings
-
-    engine = Engine(make_settings(Path(data_dir)))
-    try:
-        barrier.wait(timeout=120)
-        try:
-            results.put(("ok", engine.vault.create().id))
-        except Exception as err:  # the test reports every failure, with its type
-            results.put(("failed", f"{type(err).__name__}: {err}"))
-    finally:
-        engine.close()
 
 
 def _seed(data_dir: Path) -> None:
@@ -74,12 +61,11 @@ def test_parallel_first_backups_all_succeed_and_leave_a_sound_dir(tmp_path: Path
     data_dir = tmp_path / "data"
     data_dir.mkdir(mode=0o700)
     _seed(data_dir)
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(PROCESSES)
     results = context.Queue()
     processes = [
-        context.Process(target=_first_backup, args=(str(data_dir), barrier, results))
-        for _ in range(PROCESSES)
+        context.Process(target=first_backup, args=(str(data_dir), barrier, results)) for _ in range(PROCESSES)
     ]
     for process in processes:
         process.start()
