@@ -31,18 +31,7 @@ class Received(BaseModel):
     alerts: int
 
 
-#: Bodies up to this size are parsed on the event loop (a thread hop costs more than that).
-INLINE_PARSE_BYTES = 16 * 1024
 PAYLOAD = {"required": True, "content": {"application/json": {"schema": WEBHOOK_SCHEMA}}}
-
-
-def _parse(raw: bytes) -> tuple[Any, list[Any]]:
-    """The payload and its notifications; InvalidInput when it is not a webhook payload."""
-    try:
-        payload: Any = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidInput("body: not valid JSON; expected Alertmanager's webhook payload") from None
-    return payload, parse_webhook(payload)
 
 
 @router.post(
@@ -53,12 +42,11 @@ def _parse(raw: bytes) -> tuple[Any, list[Any]]:
 async def alertmanager_webhook(request: Request) -> Received:
     """Store the notifications of one Alertmanager webhook payload (version 4), idempotently."""
     raw = await request.body()
-    # A large payload (up to 1,000 alerts) is parsed and checked in a worker thread: on the
-    # event loop it held every other request for tens of milliseconds (bench_abuse's p99).
-    if len(raw) <= INLINE_PARSE_BYTES:
-        payload, notifications = _parse(raw)
-    else:
-        payload, notifications = await run_in_threadpool(_parse, raw)
+    try:
+        payload: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidInput("body: not valid JSON; expected Alertmanager's webhook payload") from None
+    notifications = parse_webhook(payload)
     engine = engine_of(request)
     receiver = payload.get("receiver") if isinstance(payload.get("receiver"), str) else None
     await run_in_threadpool(
