@@ -26,7 +26,7 @@ from jamey_engine.config import Settings
 from jamey_engine.db import Database
 from jamey_engine.errors import KeyRejected
 from jamey_engine.keys import KeyManager
-from jamey_engine.keys.ratelimit import RateLimiter
+from jamey_engine.keys.ratelimit import MAX_KEY_LIMIT, RateLimiter
 
 REDIS_URL = os.environ.get("JAMEY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get("JAMEY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -47,7 +47,7 @@ def _keys_on(url: str, data_dir: Path, count: int) -> tuple[Database, KeyManager
     settings = Settings.from_env({"JAMEY_DATA_DIR": str(data_dir), "JAMEY_DATABASE_URL": url})
     db = Database(url)
     keys = KeyManager(db, settings)
-    plaintexts = [keys.create(f"bench-{i}", rate_limit="1000000/minute").key for i in range(count)]
+    plaintexts = [keys.create(f"bench-{i}", rate_limit=f"{MAX_KEY_LIMIT}/minute").key for i in range(count)]
     keys.verify(plaintexts[0])  # warm the pool and the statement cache
     return db, keys, plaintexts
 
@@ -178,7 +178,7 @@ def decisions_per_second(storage_url: str, calls: int, batches: int, threads: in
             t: int, limiter: RateLimiter = limiter, prefix: str = prefix, per_thread: int = per_thread
         ) -> None:
             for i in range(per_thread):
-                limiter.hit(f"{prefix}-{t}-{i % 100}", "1000000/minute")
+                limiter.hit(f"{prefix}-{t}-{i % 100}", f"{MAX_KEY_LIMIT}/minute")
 
         workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
         start = time.perf_counter()

@@ -72,7 +72,7 @@ def seed(data_dir: Path, count: int) -> str:
         engine.memory.store_batch(
             "working", [{"content": " ".join(rng.choice(WORDS) for _ in range(10))} for _ in range(count)]
         )
-        return engine.keys.create("profiler", scopes=("admin",), rate_limit="100000000/day").key
+        return engine.keys.create("profiler", scopes=("admin",), rate_limit="100000/second").key
     finally:
         engine.close()
 

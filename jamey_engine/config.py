@@ -107,14 +107,25 @@ def _duration(value: str) -> timedelta:
     return result
 
 
-def _rate_limit(value: str) -> str:
-    from limits import parse
+def _rate_limit_at_most(most: str) -> Callable[[str], str]:
+    """A parser of one rate limit such as 60/minute, allowing at most the ``most`` constant of
+    keys/ratelimit.py per window (its moving window keeps one entry per request)."""
 
-    try:
-        parse(value)
-    except ValueError:
-        raise ValueError("not a rate limit such as 60/minute or 10/second") from None
-    return value
+    def parse(value: str) -> str:
+        from jamey_engine.keys import ratelimit
+
+        cap = int(getattr(ratelimit, most))
+        try:
+            item = ratelimit.parse_limit(value)
+        except InvalidInput:
+            raise ValueError("not a rate limit such as 60/minute or 10/second") from None
+        if item.amount > cap:
+            raise ValueError(
+                f"at most {cap:,} requests per window (the moving window keeps one entry per request)"
+            )
+        return value
+
+    return parse
 
 
 def _storage_url(value: str) -> str:
@@ -332,15 +343,15 @@ SETTINGS: tuple[Setting, ...] = (
         "JAMEY_DEFAULT_RATE_LIMIT",
         "default_rate_limit",
         "60/minute",
-        "Rate limit of a key that has none of its own, and of the legacy API_KEY.",
-        _rate_limit,
+        "Rate limit of a key that has none of its own, and of the legacy API_KEY; at most 100,000 requests per window.",
+        _rate_limit_at_most("MAX_KEY_LIMIT"),
     ),
     Setting(
         "JAMEY_GLOBAL_RATE_LIMIT",
         "global_rate_limit",
         "20000/second",
-        "Limit over all keys together, checked after the key's own limit; the default sits about twice above one worker's measured capacity (see docs/benchmarks.md).",
-        _rate_limit,
+        "Limit over all keys together, checked after the key's own limit; the default sits about twice above one worker's measured capacity (see docs/benchmarks.md); at most 1,000,000 requests per window.",
+        _rate_limit_at_most("MAX_GLOBAL_LIMIT"),
     ),
     Setting(
         "JAMEY_RATE_LIMIT_STORAGE",
@@ -368,6 +379,13 @@ SETTINGS: tuple[Setting, ...] = (
         "key_cache_seconds",
         "2",
         "How long a verified key is trusted from the in-process cache: the bound on how late a revocation takes effect.",
+        _positive_float,
+    ),
+    Setting(
+        "JAMEY_KEY_NEGATIVE_CACHE_SECONDS",
+        "key_negative_cache_seconds",
+        "5",
+        "How long a process trusts that a well-formed key is unknown (and its list of key ids under a flood of unknown keys): the bound on how late a key created or restored by another process starts to work there.",
         _positive_float,
     ),
     Setting(
@@ -639,6 +657,7 @@ class Settings:
     rate_limit_failure: str
     key_pepper: str
     key_cache_seconds: float
+    key_negative_cache_seconds: float
     metrics_cache_seconds: int
     key_stale_days: int
     key_rotate_days: int

@@ -57,17 +57,44 @@ def lock_new_file(path: Path) -> int:
     """Create ``path`` exclusively and hold an exclusive flock on it; return the open descriptor.
 
     The lock lives as long as the descriptor (and so dies with the process, even on SIGKILL),
-    which is how other processes tell a live temporary from a stale one.
+    which is how other processes tell a live temporary from a stale one. The name appears
+    already locked: the file is made nameless (``O_TMPFILE``) or under a private name, locked,
+    and only then linked to ``path``, so a cleaner in another process that probes the lock
+    (:func:`is_held`) never finds a fresh file unlocked and removes it, and its probe never
+    takes the lock first. Raises FileExistsError when ``path`` exists, as ``O_EXCL`` would.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        # A cleaner may have removed the file between open and lock: make sure it is still ours.
-        if os.stat(path).st_ino != os.fstat(fd).st_ino:
-            raise FileNotFoundError(errno.ENOENT, "temporary removed while locking", str(path))
+        fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o600)
+    except (AttributeError, OSError):  # no O_TMPFILE here (not Linux, or the filesystem)
+        return _lock_new_file_by_name(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else can reach it yet
+        # linkat(AT_SYMLINK_FOLLOW) of the open file: EEXIST when the name is taken, as O_EXCL.
+        os.link(f"/proc/self/fd/{fd}", path)
+    except FileExistsError:
+        os.close(fd)
+        raise
+    except OSError:  # no /proc to link through: a private name instead
+        os.close(fd)
+        return _lock_new_file_by_name(path)
     except BaseException:
         os.close(fd)
         raise
+    return fd
+
+
+def _lock_new_file_by_name(path: Path) -> int:
+    # The private name ends in ".new", which no cleaner matches; it lives for microseconds.
+    temp = path.with_name(f"{path.name}.{os.getpid()}-{os.urandom(4).hex()}.new")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.link(temp, path)  # FileExistsError when the name is taken
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        temp.unlink(missing_ok=True)
     return fd
 
 

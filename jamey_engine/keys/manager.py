@@ -32,7 +32,7 @@ from jamey_engine.db import Database
 from jamey_engine.durations import format_duration, utcnow
 from jamey_engine.errors import Conflict, InvalidInput, NotFound
 from jamey_engine.keys import keyformat
-from jamey_engine.keys.ratelimit import parse_limit
+from jamey_engine.keys.ratelimit import MAX_KEY_LIMIT, parse_limit
 from jamey_engine.keys.scopes import SCOPES
 from jamey_engine.keys.usage import UsageRecorder, hygiene_flags, usage_by_key
 from jamey_engine.keys.verify import LEGACY_SCOPES, KeyVerifier, VerifiedKey
@@ -55,8 +55,6 @@ STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
 EVENTS = ("created", "rotated", "revoked", "expired", "rate_limit_changed", "legacy_imported")
 EXPIRING_WITHIN = timedelta(days=7)
 NAME_MAX = 100
-#: Most requests one key's limit may allow per window (its moving window keeps one entry per request).
-MAX_KEY_LIMIT = 100_000
 # Characters a key name may not contain: C0 and C1 controls, line and paragraph separators,
 # invisible format characters (zero-width, bidirectional overrides and isolates, BOM). Names
 # show in logs and the audit trail; these would forge or hide text there. (Lone surrogates are
@@ -372,6 +370,7 @@ class KeyManager:
                 detail += f" expires_at={row.expires_at.isoformat()}"
             self._event(session, now, "created", row, actor, detail)
             info = self._info(row, now)
+        self.verifier.forget_unknown()  # had it been presented before, it works here at once
         log.info("API key %s (%s) created by %s", info.id, info.name, actor)
         self._changed("created", info, actor)
         return CreatedKey(plaintext, info)

@@ -46,6 +46,11 @@ KEY_PREFIX = "jamey"
 RETRY_AFTER_FAILURE = 1.0
 REDIS_TIMEOUT_SECONDS = 0.5
 _COUNTER_KEY_CACHE = 100_000
+#: Most requests one key's limit may allow per window (the moving window keeps one entry per
+#: request): a key's own limit and JAMEY_DEFAULT_RATE_LIMIT.
+MAX_KEY_LIMIT = 100_000
+#: Most requests JAMEY_GLOBAL_RATE_LIMIT may allow per window (one entry per request too).
+MAX_GLOBAL_LIMIT = 1_000_000
 
 # What SteadyMemoryStorage.acquire_pair does, in Redis, atomically: one EVALSHA per decision.
 # The counters are limits' own moving-window lists (acquire_moving_window.lua with amount 1:
@@ -255,11 +260,11 @@ def _sweep_forever(ref: weakref.ReferenceType[SteadyMemoryStorage]) -> None:
         del storage
 
 
-def parse_limit(text: str, *, field: str = "rate limit") -> limits.RateLimitItem:
+def parse_limit(text: str, *, field: str = "rate limit", most: int | None = None) -> limits.RateLimitItem:
     """Parse ``60/minute``-style text into one limit.
 
     Raises InvalidInput naming ``field`` and the value when it is not exactly one limit with an
-    amount above zero.
+    amount above zero, or (with ``most``) when it allows more than ``most`` requests per window.
     """
     raw = str(text).strip()
     try:
@@ -272,6 +277,11 @@ def parse_limit(text: str, *, field: str = "rate limit") -> limits.RateLimitItem
         )
     if items[0].amount <= 0:
         raise InvalidInput(f"{field} {text!r} must allow at least one request")
+    if most is not None and items[0].amount > most:
+        raise InvalidInput(
+            f"{field} {raw!r}: at most {most:,} requests per window"
+            " (the moving window keeps one entry per request)"
+        )
     return items[0]
 
 
@@ -286,7 +296,7 @@ class RateLimiter:
             raise InvalidInput(f"rate-limit failure mode {failure_mode!r} must be open or closed")
         self.storage_url = storage_url
         self.failure_mode = failure_mode
-        self.global_limit = parse_limit(global_limit, field="global rate limit")
+        self.global_limit = parse_limit(global_limit, field="global rate limit", most=MAX_GLOBAL_LIMIT)
         self.storage_failures = 0
         self._parsed: dict[str, limits.RateLimitItem] = {}
         self._failed_until = 0.0
@@ -341,6 +351,10 @@ class RateLimiter:
         item = self._parsed.get(text)
         if item is None:
             item = parse_limit(text)
+            if item.amount > MAX_KEY_LIMIT:
+                # A limit stored before the cap existed: counted at the cap, never above it.
+                log.warning("rate limit %r is above the cap; counting %d per window", text, MAX_KEY_LIMIT)
+                item = type(item)(MAX_KEY_LIMIT, item.multiples, item.namespace)
             self._parsed[text] = item
         return item
 

@@ -4,13 +4,27 @@
   any database query.
 * A key is found by its public lookup id and its hash compared in constant time; only a hash is
   stored (SHA-256, or HMAC-SHA256 with ``JAMEY_KEY_PEPPER``).
-* Answers (both accepted and refused) are cached in-process, keyed by a hash of the presented
-  key, for ``settings.key_cache_seconds`` (default 2 s) counted from when the database was
-  asked. So a revocation, rotation or limit change committed by ANY process is honoured by
-  every other process at most ``key_cache_seconds`` after its commit (the process that made the
-  change: at once). A key's own expiry and grace end apply exactly on time, cache or not.
+* Answers about keys that exist (accepted, revoked, expired) are cached in-process, keyed by a
+  hash of the presented key, for ``settings.key_cache_seconds`` (default 2 s) counted from when
+  the database was asked. So a revocation, rotation or limit change committed by ANY process is
+  honoured by every other process at most ``key_cache_seconds`` after its commit (the process
+  that made the change: at once). A key's own expiry and grace end apply exactly on time, cache
+  or not.
+* "Unknown" answers (a well-formed token whose lookup id has no row, or whose secret does not
+  match) go to a negative cache of their own: an LRU of at most ``NEGATIVE_CACHE_MAX_ENTRIES``
+  entries, each trusted for ``settings.key_negative_cache_seconds`` (default 5 s). A flood of
+  unknown keys therefore never pushes valid keys out of the positive cache. Repeats of one
+  unknown key cost no query; and when more than ``UNKNOWN_LOOKUPS_PER_SECOND`` distinct unknown
+  ids were looked up in the last second (a flood of random keys), an id is first checked
+  against this process's list of every key id (one query, reloaded at most once per
+  ``key_negative_cache_seconds``), so such a flood costs a bounded number of queries per second.
+  A key created in this process is known at once (``KeyManager.create`` calls
+  :meth:`KeyVerifier.forget_unknown`); one created (or brought back by a restore) in ANOTHER
+  process works here at most ``key_negative_cache_seconds`` after its commit, and at once
+  unless this process was told it was unknown, or was flooded, in that time.
 * Last-used times are kept in memory and written in one batch at most every
-  ``LAST_USED_FLUSH_SECONDS`` and when the database closes: never a write per request.
+  ``LAST_USED_FLUSH_SECONDS`` (from a thread of its own: a key check never waits for a
+  write) and when the database closes: never a write per request.
 * The deprecated ``API_KEY`` variable still authenticates (memory:read and memory:write, the
   default limit, one deprecation warning per process) until it is imported; an imported legacy
   key is then judged by its database row, found by hash (a lookup refreshed at most once per
@@ -24,7 +38,7 @@ import hmac
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +58,10 @@ log = logging.getLogger(__name__)
 LEGACY_SCOPES = ("memory:read", "memory:write")
 LAST_USED_FLUSH_SECONDS = 5.0
 CACHE_MAX_ENTRIES = 10_000
+#: Most "unknown" answers remembered (an LRU apart from the positive cache).
+NEGATIVE_CACHE_MAX_ENTRIES = 4_096
+#: Database lookups of unknown key ids per second before ids are checked against the id list.
+UNKNOWN_LOOKUPS_PER_SECOND = 20
 
 _KEYS = TABLES[0]
 _legacy_warned = False  # one deprecation warning per process
@@ -88,6 +106,15 @@ class KeyVerifier:
         self.on_expired = on_expired
         self._pepper = settings.key_pepper.encode() if settings.key_pepper else b""
         self._cache: dict[bytes, _CacheEntry] = {}
+        self.negative_seconds = settings.key_negative_cache_seconds
+        # b"id:" + lookup id (no such row) or the presented key's hash (wrong secret) -> the
+        # time.monotonic() until which "unknown" is trusted; least recently used first.
+        self._unknown: OrderedDict[bytes, float] = OrderedDict()
+        self._unknown_lock = threading.Lock()
+        self._unknown_lookups: deque[float] = deque(maxlen=UNKNOWN_LOOKUPS_PER_SECOND)
+        self._known_ids: frozenset[str] = frozenset()
+        self._known_ids_until = 0.0  # time.monotonic(): when the id list must be reloaded
+        self._unknown_generation = 0  # bumped by forget_unknown: a list read before is stale
         self._legacy_rows: dict[str, str] = {}  # hash -> key id of imported legacy keys
         self._legacy_fresh_until = 0.0
         self._pending_last_used: dict[str, datetime] = {}
@@ -111,6 +138,14 @@ class KeyVerifier:
         """Drop every cached answer (after a change made by this process)."""
         self._cache.clear()
         self._legacy_fresh_until = 0.0
+        self.forget_unknown()
+
+    def forget_unknown(self) -> None:
+        """Drop every cached "unknown" answer and the id list (after this process made a key)."""
+        with self._unknown_lock:
+            self._unknown.clear()
+            self._known_ids_until = 0.0
+            self._unknown_generation += 1
 
     def verify(self, plaintext: str | None) -> VerifiedKey:
         """Who ``plaintext`` is, or KeyRejected(reason) with reason in missing, malformed,
@@ -144,8 +179,11 @@ class KeyVerifier:
         """
         if not plaintext:
             return None
-        entry = self._cache.get(hashlib.sha256(plaintext.encode()).digest())
+        cache_key = hashlib.sha256(plaintext.encode()).digest()
+        entry = self._cache.get(cache_key)
         if entry is None or time.monotonic() >= entry.fresh_until:
+            if self._known_unknown(plaintext, cache_key, time.monotonic()):
+                return self._reject("unknown", cached=True)
             return None
         if entry.key is None:
             return self._reject(entry.reason, cached=True)
@@ -157,9 +195,63 @@ class KeyVerifier:
 
     def _verify_token(self, plaintext: str, lookup_id: str, cache_key: bytes) -> VerifiedKey:
         asked_at = time.monotonic()
+        if self._known_unknown(plaintext, cache_key, asked_at):
+            return self._reject("unknown", cached=True)
+        if self._flooded(asked_at) and lookup_id not in self._key_ids(asked_at):
+            self._remember_unknown(b"id:" + lookup_id.encode(), asked_at)
+            return self._reject("unknown")
         with self.db.connect() as conn:
             row = conn.execute(sa.select(_KEYS).where(_KEYS.c.id == lookup_id)).first()
+        if row is None:
+            self._unknown_lookups.append(asked_at)
+            self._remember_unknown(b"id:" + lookup_id.encode(), asked_at)
+            return self._reject("unknown")
         return self._judge(row, plaintext, cache_key, asked_at, legacy=False)
+
+    # -- the negative cache --------------------------------------------------------------------
+    def _known_unknown(self, plaintext: str, cache_key: bytes, now: float) -> bool:
+        """True when a fresh "unknown" answer is cached for this key or its lookup id."""
+        if not self._unknown:
+            return False
+        token = keyformat.parse_token(plaintext) if keyformat.looks_like_token(plaintext) else None
+        names = (cache_key,) if token is None else (cache_key, b"id:" + token.lookup_id.encode())
+        with self._unknown_lock:
+            for name in names:
+                fresh_until = self._unknown.get(name)
+                if fresh_until is None:
+                    continue
+                if now < fresh_until:
+                    self._unknown.move_to_end(name)
+                    return True
+                del self._unknown[name]
+        return False
+
+    def _remember_unknown(self, name: bytes, asked_at: float) -> None:
+        with self._unknown_lock:
+            self._unknown[name] = asked_at + self.negative_seconds
+            self._unknown.move_to_end(name)
+            while len(self._unknown) > NEGATIVE_CACHE_MAX_ENTRIES:
+                self._unknown.popitem(last=False)
+
+    def _flooded(self, now: float) -> bool:
+        """True when the last UNKNOWN_LOOKUPS_PER_SECOND lookups of unknown ids all fell
+        within the last second."""
+        lookups = self._unknown_lookups
+        return len(lookups) == lookups.maxlen and now - lookups[0] < 1.0
+
+    def _key_ids(self, now: float) -> frozenset[str]:
+        """Every key id in the database, as of at most ``key_negative_cache_seconds`` ago."""
+        if now >= self._known_ids_until:
+            generation = self._unknown_generation
+            with self.db.connect() as conn:
+                ids = frozenset(conn.execute(sa.select(_KEYS.c.id)).scalars())
+            with self._unknown_lock:
+                self._known_ids = ids
+                # A key made here during the query may be missing from it: ask again next time.
+                if generation == self._unknown_generation:
+                    self._known_ids_until = now + self.negative_seconds
+            return ids
+        return self._known_ids
 
     def _verify_legacy(self, plaintext: str, cache_key: bytes) -> VerifiedKey:
         asked_at = time.monotonic()
@@ -192,7 +284,7 @@ class KeyVerifier:
         self, row: Any, plaintext: str, cache_key: bytes, asked_at: float, *, legacy: bool
     ) -> VerifiedKey:
         if row is None or not hmac.compare_digest(row.secret_hash, self.hash_key(plaintext)):
-            self._remember(cache_key, asked_at, None, None, "unknown")
+            self._remember_unknown(cache_key, asked_at)
             return self._reject("unknown")
         now = utcnow()
         stops = [t for t in (row.expires_at, row.grace_until) if t is not None]
@@ -236,8 +328,14 @@ class KeyVerifier:
         if record:
             self._pending_last_used[key.id] = utcnow()
             if time.monotonic() - self._last_flush >= LAST_USED_FLUSH_SECONDS:
-                self.flush_last_used()
+                self._flush_in_a_thread()
         return key
+
+    def _flush_in_a_thread(self) -> None:
+        # Never inline: a write here would make this key check wait behind whoever holds the
+        # database's write lock (SQLite has one writer: a retention apply, a 1,000-alert webhook).
+        self._last_flush = time.monotonic()  # one flush thread per period
+        threading.Thread(target=self.flush_last_used, name="jamey-last-used-flush").start()
 
     def _reject(self, reason: str, *, cached: bool = False) -> VerifiedKey:
         self.verification_counts[reason] += 1

@@ -128,11 +128,13 @@ class Catalog:
 
     def _staging_is_stale(self, path: Path, now: float) -> bool:
         owner = path / ".owner"
-        if is_held(owner):
-            return False
+        # Existence first, then the lock: the owner file appears already locked
+        # (fsutil.lock_new_file), so "exists and unlocked" can only mean its backup died (the
+        # lock dies with the process). Asked the other way round, an owner made between the
+        # two questions would look stale.
         if owner.exists():
-            return True  # its backup died (the lock dies with the process)
-        try:  # just created, not yet locked: give it a moment
+            return not is_held(owner)
+        try:  # just created, owner not yet made: give it a moment
             return now - path.stat().st_mtime > STALE_TEMP_SECONDS
         except FileNotFoundError:
             return False
@@ -281,7 +283,10 @@ class Catalog:
                     backup_id = name[: -len(SIDECAR_SUFFIX)]
                     if not is_backup_id(backup_id):
                         continue
-                    if self.archive_path(backup_id).exists() or self._running(backup_id):
+                    # Running first: a backup renames its partial to the archive after
+                    # writing the sidecar, so one of the two exists throughout; asked the
+                    # other way round, a rename between the questions loses the sidecar.
+                    if self._running(backup_id) or self.archive_path(backup_id).exists():
                         continue
                 else:
                     continue
