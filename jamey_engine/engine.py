@@ -87,10 +87,10 @@ class Engine:
     @cached_property
     def memory(self) -> MemoryStore:
         from jamey_engine.memory import MemoryStore
-        from jamey_engine.vault.restore_journal import journal_path, recover
+        from jamey_engine.vault.restore_journal import needs_recovery, recover
 
         store = MemoryStore.from_settings(self.settings)
-        if journal_path(store.generations.root).exists():  # a restore was killed: finish it first
+        if needs_recovery(store.generations.root, self.settings.data_dir):  # a restore was killed
             recover(store, self.db, self.settings.data_dir)
         return store
 

@@ -89,9 +89,8 @@ def _restore_lock(data_dir: Path) -> Iterator[None]:
 
 def _clean_leftovers(data_dir: Path) -> None:
     """Remove staging of earlier restores that died (we hold the restore lock, so none is live)."""
-    for path in data_dir.iterdir():
-        if path.name.startswith((RESTORE_STAGING_PREFIX, RESTORE_PREVIOUS_PREFIX)):
-            remove_tree(path)
+    for path in journal_steps.leftovers(data_dir):
+        remove_tree(path)
 
 
 def _check_rows(staging: Path, manifest: Manifest) -> dict[str, list[dict[str, Any]]]:

@@ -221,19 +221,43 @@ def roll_forward(store: MemoryStore, journal: Journal, memory_dir: Path) -> None
     remove_journal(memory_dir)
 
 
-def recover(store: MemoryStore, db: Database, data_dir: Path) -> str | None:
-    """Finish a restore that was killed: roll it forward when its commit happened, else back.
+def leftovers(data_dir: Path) -> list[Path]:
+    """Staging and way-back directories of restores (a live one's too: hold the lock to remove)."""
+    from jamey_engine.vault.catalog import RESTORE_PREVIOUS_PREFIX, RESTORE_STAGING_PREFIX
 
-    Returns "forward", "back", or None (no journal, or a live restore holds the lock). Cheap
-    when there is no journal (one stat). Raises StorageCorrupt for an unreadable journal.
+    try:
+        return [
+            path
+            for path in data_dir.iterdir()
+            if path.name.startswith((RESTORE_STAGING_PREFIX, RESTORE_PREVIOUS_PREFIX))
+        ]
+    except FileNotFoundError:
+        return []
+
+
+def needs_recovery(memory_dir: Path, data_dir: Path) -> bool:
+    """Whether a restore was killed here (a journal or a staging directory is left): a stat and
+    a listing of the data dir."""
+    return journal_path(memory_dir).exists() or bool(leftovers(data_dir))
+
+
+def recover(store: MemoryStore, db: Database, data_dir: Path) -> str | None:
+    """Finish a restore that was killed: roll it forward when its commit happened, else back,
+    and remove its staging.
+
+    Returns "forward", "back", or None (no journal, or a live restore holds the lock). Raises
+    StorageCorrupt for an unreadable journal.
     """
     memory_dir = store.generations.root
-    if not journal_path(memory_dir).exists():
+    if not needs_recovery(memory_dir, data_dir):
         return None
     with restore_lock(data_dir) as held:
         if not held:
             return None
-        return recover_locked(store, db, memory_dir)
+        outcome = recover_locked(store, db, memory_dir)
+        for path in leftovers(data_dir):
+            remove_tree(path)
+        return outcome
 
 
 def recover_locked(store: MemoryStore, db: Database, memory_dir: Path) -> str | None:
