@@ -159,3 +159,30 @@ def test_after_a_roll_back_the_same_backup_restores(db_settings: Settings, tmp_p
         assert not journal_path(db_settings.memory_dir).exists()
     finally:
         again.close()
+
+
+def test_a_cancel_waits_only_past_the_point_of_no_return(tmp_path: Path) -> None:
+    from jamey_engine.vault.restore_journal import (
+        Journal,
+        past_point_of_no_return,
+        remove_journal,
+        write_journal,
+    )
+
+    memory_dir = tmp_path / "memory"
+    memory_dir.mkdir()
+    assert not past_point_of_no_return(memory_dir), "no restore in flight"
+    journal = Journal("b", {}, {}, str(tmp_path / "way-back"), "marker")  # this (live) process
+    write_journal(memory_dir, journal)
+    assert not past_point_of_no_return(memory_dir), "before the commit a cancel may kill"
+    for phase in ("committing", "committed"):
+        journal.phase = phase
+        write_journal(memory_dir, journal)
+        assert past_point_of_no_return(memory_dir), f"{phase}: a cancel waits"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    journal.pid = dead.pid
+    write_journal(memory_dir, journal)
+    assert not past_point_of_no_return(memory_dir), "a dead restore's journal is the next start's to finish"
+    remove_journal(memory_dir)
+    assert not past_point_of_no_return(memory_dir)
