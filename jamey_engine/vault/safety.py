@@ -46,6 +46,88 @@ class BackupSafety:
         } | {"unsigned": list(self.unsigned)}
 
 
+@dataclass(frozen=True)
+class SafetyCard:
+    """One headline of the backups' safety as every page shows it: a label, the value, its level
+    (ok, warning, critical) and a note saying why or what to do."""
+
+    label: str
+    text: str
+    level: str
+    note: str
+
+
+def safety_cards(facts: BackupSafety) -> list[SafetyCard]:
+    """The Overview's four backup headlines: where the newest backup is, the last remote copy,
+    the last restore drill, unsigned backups (the judgement here, the page only renders)."""
+    from jamey_engine.durations import format_moment
+
+    def when(moment: datetime | None) -> str:
+        return format_moment(moment) if moment else "never"
+
+    cards = []
+    if facts.newest_id is None:
+        cards.append(SafetyCard("Newest backup", "none yet", "critical", "jamey backup create"))
+    elif not facts.remote_configured:
+        cards.append(
+            SafetyCard(
+                "Newest backup", "local only", "warning", "JAMEY_BACKUP_REMOTE is not set: no off-site copy"
+            )
+        )
+    else:
+        level = "ok" if facts.newest_location == "both" else "warning"
+        note = f"{facts.newest_id}" + (
+            f": {facts.newest_problem}" if facts.newest_problem and level != "ok" else ""
+        )
+        cards.append(SafetyCard("Newest backup", facts.newest_location or "local", level, note))
+    if facts.remote_configured:
+        cards.append(
+            SafetyCard(
+                "Last remote copy",
+                when(facts.last_remote_copy_at),
+                "ok" if facts.last_remote_copy_at else "warning",
+                "copied and checked on JAMEY_BACKUP_REMOTE"
+                if facts.last_remote_copy_at
+                else "jamey backup push",
+            )
+        )
+    else:
+        cards.append(SafetyCard("Last remote copy", "no remote", "warning", "set JAMEY_BACKUP_REMOTE"))
+    schedule = "schedule enabled" if facts.drills_enabled else "no enabled drill schedule"
+    if facts.last_drill_at is None:
+        cards.append(SafetyCard("Last restore drill", "never", "warning", f"{schedule}; run restore_drill"))
+    elif not facts.last_drill_passed:
+        cards.append(
+            SafetyCard(
+                "Last restore drill",
+                f"failed {when(facts.last_drill_at)}",
+                "critical",
+                f"{schedule}; {facts.last_drill_detail}",
+            )
+        )
+    else:
+        cards.append(
+            SafetyCard(
+                "Last restore drill",
+                f"passed {when(facts.last_drill_passed_at)}",
+                "ok" if facts.drills_enabled else "warning",
+                schedule,
+            )
+        )
+    count = len(facts.unsigned)
+    cards.append(
+        SafetyCard(
+            "Unsigned backups",
+            str(count),
+            "ok" if count == 0 else "warning",
+            "every backup is signed"
+            if count == 0
+            else f"e.g. {facts.unsigned[0]}; restoring one needs --trust-unsigned",
+        )
+    )
+    return cards
+
+
 def drills_enabled(db: Database) -> bool:
     """True when a restore_drill runbook schedule exists and is not paused."""
     from jamey_engine.models import RunbookSchedule

@@ -71,7 +71,9 @@ def test_backup_drills_enabled_follows_the_restore_drill_schedule_and_doctor_say
         return build_registry(engine).get_sample_value("backup_drills_enabled", {})  # type: ignore[no-any-return]
 
     def schedule_finding() -> str:
-        return next(f.status for f in doctor.run(engine.settings).findings if f.check == "restore drill schedule")
+        return next(
+            f.status for f in doctor.run(engine.settings).findings if f.check == "restore drill schedule"
+        )
 
     engine.db.count_rows()  # the database exists (doctor only reads one that does)
     assert enabled() == 0.0 and schedule_finding() == "warning"
