@@ -2,7 +2,8 @@
 against the backup alone, and the copy's throughput against `rclone copyto` of the same
 archive run by hand (target: at least 80% of it).
 
-Usage: python -m bench.bench_offsite [MEGABYTES]   (default 20; the issue's figure is 1000)
+Usage: python -m bench.bench_offsite [--quick] [--megabytes N]   (default 1000, the issue's
+figure: a 1 GB data dir; --quick: 20)
 The copy includes what `rclone copyto` does not: a listing for the size, the SHA-256 of the
 local archive, the remote's SHA-256 (downloaded again: webdav keeps no hash) and the sidecar.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -105,4 +105,11 @@ def main(megabytes: int = 20) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 20)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a 20 MB data dir (while developing)")
+    parser.add_argument("--megabytes", type=int, default=1000, help="size of the data dir (default 1000)")
+    parser.add_argument("legacy", nargs="?", type=int, help=argparse.SUPPRESS)  # the old positional form
+    args = parser.parse_args()
+    main(20 if args.quick else (args.legacy or args.megabytes))
