@@ -34,7 +34,16 @@ def _fill(engine: Engine, megabytes: int) -> None:
     batch = [{"content": os.urandom(24_000).hex()} for _ in range(40)]  # ~1.9 MB of text a batch
     for _ in range(max(1, megabytes * 1_000_000 // (40 * 48_000))):
         engine.memory.store_batch("long_term", batch)
-    engine.memory.flush()
+    from jamey_engine.errors import Busy
+
+    for attempt in range(5):  # the background flush may hold the log's flush lock (loaded machine)
+        try:
+            engine.memory.flush()
+            break
+        except Busy:
+            if attempt == 4:
+                raise
+            time.sleep(2)
 
 
 def main(megabytes: int = 20) -> None:

@@ -425,12 +425,24 @@ def check_backup_trust(settings: Settings) -> list[Finding]:
 def check_restore_drill(settings: Settings) -> list[Finding]:
     """When a restore drill last passed (the restore_drill runbook), whether the last one failed,
     and whether the drill's schedule is enabled."""
+    from jamey_engine.vault.restore_journal import read_journal
     from jamey_engine.vault.safety import backup_safety
 
+    findings = []
+    journal = read_journal(settings.memory_dir)  # a doctor only looks: the next start finishes it
+    if journal is not None:
+        findings.append(
+            Finding(
+                "interrupted restore",
+                WARNING,
+                f"a restore of backup {journal.backup_id} was interrupted (phase {journal.phase}); "
+                "the next start of the service or any jamey command rolls it forward or back",
+                "jamey backup list",
+            )
+        )
     facts = backup_safety(settings)
     if facts.drills_enabled is None:
-        return []  # no database yet, or not at head: the database check reports it
-    findings = []
+        return findings  # no database yet, or not at head: the database check reports it
     if facts.drills_enabled:
         findings.append(Finding("restore drill schedule", OK, "the restore_drill runbook runs on a schedule"))
     else:
