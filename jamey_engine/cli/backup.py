@@ -256,12 +256,22 @@ def delete(ctx: click.Context, backup_id: str, confirm: str | None, yes: bool) -
 @click.option(
     "--keep-days", type=click.IntRange(min=0), default=None, help="Also keep backups younger than D days."
 )
-def prune(keep: int, keep_days: int | None) -> None:
-    """Delete old backups, keeping the newest N (and, with --keep-days, the recent ones)."""
-    deleted = get_engine().vault.retain(keep_last=keep, keep_days=keep_days, actor="cli")
-    if not deleted:
+@click.option("--confirm", metavar="PHRASE", default=None, help="The plan's confirm phrase.")
+@click.option("--yes", is_flag=True, help="Apply the plan just shown without typing its phrase.")
+@click.pass_context
+def prune(ctx: click.Context, keep: int, keep_days: int | None, confirm: str | None, yes: bool) -> None:
+    """Delete old local backups, keeping the newest N (and, with --keep-days, the recent ones),
+    through a backup-delete plan."""
+    from jamey_engine.cli.plans import through_plan
+    from jamey_engine.plans.vault_actions import retention_rows
+
+    rows = retention_rows(get_engine(), keep, keep_days)
+    if all(row["keep"] for row in rows["local"]):
         click.echo("nothing to prune")
-    for backup_id in deleted:
+        return
+    parameters: dict[str, object] = {"retention": True, "keep_last": keep, "keep_days": keep_days}
+    result = through_plan(ctx, "backup-delete", parameters, confirm=confirm, yes=yes, quiet=True)
+    for backup_id in result.result["deleted_local"]:
         click.echo(f"deleted {backup_id}")
 
 

@@ -171,6 +171,19 @@ class RestoreAction(Action):
         return Checks("Verification", tuple(checks))
 
 
+def _parse_count(name: str, *, minimum: int) -> Any:
+    def parse(value: Any) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise InvalidInput(f"parameter {name!r} is {value!r}; use a whole number") from None
+        if isinstance(value, bool) or number < minimum:
+            raise InvalidInput(f"parameter {name!r} is {value!r}; use {minimum} or more")
+        return number
+
+    return parse
+
+
 class BackupDeleteAction(Action):
     """Delete one backup (``backup_id``), or apply the tiered backup retention (``retention``):
     every local backup and every remote copy the settings' policies would drop, local and
@@ -188,6 +201,16 @@ class BackupDeleteAction(Action):
             parse_flag("retention"),
             default=False,
         ),
+        Parameter(
+            "keep_last",
+            "with retention: keep only the newest N local backups (instead of the settings' policy)",
+            _parse_count("keep_last", minimum=1),
+        ),
+        Parameter(
+            "keep_days",
+            "with retention: also keep local backups younger than D days (instead of the settings' policy)",
+            _parse_count("keep_days", minimum=0),
+        ),
     )
 
     def check(self, raw: Any) -> dict[str, Any]:
@@ -198,11 +221,15 @@ class BackupDeleteAction(Action):
                 "backup-delete needs exactly one of backup_id (one backup) or retention=true "
                 "(what the tiered retention drops)"
             )
+        if not checked["retention"] and (
+            checked["keep_last"] is not None or checked["keep_days"] is not None
+        ):
+            raise InvalidInput("keep_last and keep_days go with retention=true")
         return checked
 
     def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:
         if params["retention"]:
-            return _retention_preview(engine)
+            return _retention_preview(engine, params.get("keep_last"), params.get("keep_days"))
         info = engine.vault.get(params["backup_id"])
         summary = {
             "backup_id": info.id,
@@ -266,22 +293,36 @@ class BackupDeleteAction(Action):
         )
 
 
-def retention_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+def retention_rows(
+    engine: Engine, keep_last: int | None = None, keep_days: int | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """The settings' backup retention, for every door: ``{"local": [...], "remote": [...]}``
     (remote only with JAMEY_BACKUP_REMOTE), each backup newest first as ``{"id", "created_at"
     (ISO 8601), "keep", "reasons"}`` ("daily 2026-12-05", "weekly 2026-W48", "newest"…; none
-    when it would go). Changes nothing; raises Unavailable when the remote cannot be listed."""
+    when it would go). With ``keep_last``/``keep_days``, those rules instead, local only (as
+    ``jamey backup prune``). Changes nothing; raises Unavailable when the remote cannot be listed."""
+    if keep_last is None and keep_days is None:
+        plans = engine.vault.retention_plan()
+    else:
+        from jamey_engine.durations import utcnow
+        from jamey_engine.vault import tiers
+
+        policy = tiers.Policy(last=keep_last or 0, days=keep_days or 0)
+        if policy.keeps_everything:
+            policy = tiers.Policy(last=1)
+        backups = [(info.id, info.created_at) for info in engine.vault.list()]
+        plans = {"local": tiers.plan(backups, policy, utcnow())}
     return {
         where: [
             {"id": d.id, "created_at": d.created_at.isoformat(), "keep": d.keep, "reasons": list(d.reasons)}
             for d in decisions
         ]
-        for where, decisions in engine.vault.retention_plan().items()
+        for where, decisions in plans.items()
     }
 
 
-def _retention_preview(engine: Engine) -> Preview:
-    rows = retention_rows(engine)
+def _retention_preview(engine: Engine, keep_last: int | None = None, keep_days: int | None = None) -> Preview:
+    rows = retention_rows(engine, keep_last, keep_days)
     # Oldest first: a deletion stopped half-way has removed the oldest ones.
     local = sorted(row["id"] for row in rows["local"] if not row["keep"])
     remote = sorted(row["id"] for row in rows.get("remote", []) if not row["keep"])

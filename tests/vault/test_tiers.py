@@ -160,7 +160,7 @@ def test_tiered_retention_applies_through_a_backup_delete_plan_from_the_cli(
     assert all(check["ok"] for check in body["verification"]) and len(body["verification"]) == 6
     assert listed == {ids[0]: "both", ids[1]: "local", ids[9]: "local"}
     stored = get(tiered.db, body["plan_id"])
-    assert stored.parameters == {"backup_id": None, "retention": True}
+    assert stored.parameters == {"backup_id": None, "retention": True, "keep_last": None, "keep_days": None}
     assert [p.id for p in list_plans(tiered.db) if p.action == "backup-delete"] == [body["plan_id"]]
 
 
