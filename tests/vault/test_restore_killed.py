@@ -192,3 +192,38 @@ def test_a_cancel_waits_only_past_the_point_of_no_return(tmp_path: Path) -> None
     assert not past_point_of_no_return(memory_dir), "a dead restore's journal is the next start's to finish"
     remove_journal(memory_dir)
     assert not past_point_of_no_return(memory_dir)
+
+
+def test_a_restore_that_does_not_verify_after_its_commit_puts_the_way_back_in_place(
+    tmp_path: Path,
+) -> None:
+    from helpers import make_settings
+
+    from jamey_engine.errors import JameyError
+    from jamey_engine.vault import restore_journal
+
+    # Without the write-ahead log a store commits into the index at once, so the damage below
+    # lands in the backup's generation only.
+    engine = Engine(make_settings(tmp_path / "data", JAMEY_WAL="off"))
+    try:
+        fill(engine)
+        backup = engine.vault.create()
+        change_everything(engine)
+        before = state(engine, tmp_path)
+
+        def damage(name: str) -> None:  # the restored state stops matching its manifest
+            if name == "committed":
+                engine.memory.store("working", "a memory the backup does not hold")
+
+        restore_journal.step_hook = damage
+        try:
+            with pytest.raises(JameyError, match=r"did not verify.*previous state was put back"):
+                engine.vault.restore(backup.id, safety_backup=False, reenable_keys=True)
+        finally:
+            restore_journal.step_hook = None
+        assert state(engine, tmp_path) == before, "memories and keys as before the restore"
+        assert operation_summary(engine.db).counts[("restore", "success")] == 0
+        assert operation_summary(engine.db).counts[("restore", "failure")] == 1
+        assert not journal_path(engine.settings.memory_dir).exists()
+    finally:
+        engine.close()
