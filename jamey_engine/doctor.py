@@ -393,13 +393,21 @@ def check_backup_trust(settings: Settings) -> list[Finding]:
             )
         )
     elif infos and infos[0].location != "both":
+        from jamey_engine.vault.safety import backup_safety
+
         newest = infos[0]
+        copied = backup_safety(settings).last_remote_copy_at
         findings.append(
             Finding(
                 "off-site copies",
                 WARNING,
                 f"the newest backup {newest.id} is not on the remote"
-                + (f": {newest.problem}" if newest.problem else ""),
+                + (f": {newest.problem}" if newest.problem else "")
+                + (
+                    f" (last copy that succeeded: {copied.isoformat(timespec='seconds')})"
+                    if copied
+                    else " (no copy has succeeded yet)"
+                ),
                 "jamey backup push",
             )
         )
@@ -415,35 +423,57 @@ def check_backup_trust(settings: Settings) -> list[Finding]:
 
 
 def check_restore_drill(settings: Settings) -> list[Finding]:
-    """When a restore drill last passed (the restore_drill runbook), and whether the last one failed."""
-    from jamey_engine.db import Database, head_revision
-    from jamey_engine.oplog import recent_operations
+    """When a restore drill last passed (the restore_drill runbook), whether the last one failed,
+    and whether the drill's schedule is enabled."""
+    from jamey_engine.vault.restore_journal import read_journal
+    from jamey_engine.vault.safety import backup_safety
 
-    if settings.database_url.startswith("sqlite") and not (settings.data_dir / "jamey.db").exists():
-        return []
-    db = Database(settings.database_url)
-    try:
-        if db.current_revision() != head_revision():
-            return []  # the database check reports it; reading would migrate it, and a doctor only looks
-        drills = recent_operations(db, limit=20, kind="drill")
-    finally:
-        db.close()
-    passed = next((d for d in drills if d["status"] == "success"), None)
-    if not drills:
-        return [
+    findings = []
+    journal = read_journal(settings.memory_dir)  # a doctor only looks: the next start finishes it
+    if journal is not None:
+        findings.append(
+            Finding(
+                "interrupted restore",
+                WARNING,
+                f"a restore of backup {journal.backup_id} was interrupted (phase {journal.phase}); "
+                "the next start of the service or any jamey command rolls it forward or back",
+                "jamey backup list",
+            )
+        )
+    facts = backup_safety(settings)
+    if facts.drills_enabled is None:
+        return findings  # no database yet, or not at head: the database check reports it
+    if facts.drills_enabled:
+        findings.append(Finding("restore drill schedule", OK, "the restore_drill runbook runs on a schedule"))
+    else:
+        findings.append(
+            Finding(
+                "restore drill schedule",
+                WARNING,
+                "no enabled restore_drill schedule: nobody learns that the backups stopped restoring",
+                "jamey runbook schedule add restore_drill --cron '0 4 * * 0' (or resume the paused one)",
+            )
+        )
+    if facts.last_drill_at is None:
+        findings.append(
             Finding("restore drill", WARNING, "no restore drill has run", "run the restore_drill runbook")
-        ]
-    if drills[0]["status"] != "success":
-        return [
+        )
+    elif not facts.last_drill_passed:
+        findings.append(
             Finding(
                 "restore drill",
                 PROBLEM,
-                f"the last drill failed: {drills[0]['detail']}",
+                f"the last drill failed: {facts.last_drill_detail}",
                 "run the restore_drill runbook",
             )
-        ]
-    assert passed is not None
-    return [Finding("restore drill", OK, f"last passed {passed['at']}: {passed['detail']}")]
+        )
+    else:
+        findings.append(
+            Finding(
+                "restore drill", OK, f"last passed {facts.last_drill_passed_at}: {facts.last_drill_detail}"
+            )
+        )
+    return findings
 
 
 CHECKS: tuple[Callable[[Settings], list[Finding]], ...] = (

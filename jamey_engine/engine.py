@@ -87,8 +87,12 @@ class Engine:
     @cached_property
     def memory(self) -> MemoryStore:
         from jamey_engine.memory import MemoryStore
+        from jamey_engine.vault.restore_journal import needs_recovery, recover
 
-        return MemoryStore.from_settings(self.settings)
+        store = MemoryStore.from_settings(self.settings)
+        if needs_recovery(store.generations.root, self.settings.data_dir):  # a restore was killed
+            recover(store, self.db, self.settings.data_dir)
+        return store
 
     @cached_property
     def analysis(self) -> MemoryAnalysis:

@@ -13,6 +13,7 @@ from jamey_engine import doctor
 from jamey_engine.durations import format_moment, utcnow
 from jamey_engine.errors import NotFound
 from jamey_engine.observability import promql
+from jamey_engine.vault.safety import backup_safety, safety_cards
 from workbench_ui import charts
 from workbench_ui.health import check_health
 
@@ -96,6 +97,14 @@ with ui.shown_errors("The headline numbers"):
             (f"largest layer {largest[0]} {charts.format_value(largest[1], 'bytes')}; " if largest else "")
             + f"alert at {charts.format_value(promql.INDEX_SIZE_THRESHOLD, 'bytes')} per layer",
         )
+
+# --- backups: off-site, drills, signatures (the facts and their levels come from the engine) ------
+with ui.shown_errors("The backup safety"):
+    st.subheader("Backups off-site")
+    cards = st.columns(4)
+    for column, card in zip(cards, safety_cards(backup_safety(current)), strict=True):
+        with column:
+            _card(card.label, card.text, card.level, card.note)  # type: ignore[arg-type]
 
 # --- firing alerts --------------------------------------------------------------------------
 with ui.shown_errors("The alerts"):

@@ -66,15 +66,36 @@ def group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new backup as JSON.")
 def create(as_json: bool) -> None:
     """Take a backup now (safe while the service runs)."""
+    from jamey_engine.errors import Conflict
+    from jamey_engine.plans.actors import Actor
+    from jamey_engine.plans.vault_actions import apply_backup_retention
+
     engine = get_engine()
     with progress_bar("backup") as progress:
         info = engine.vault.create(progress, actor="cli")
+    # A manual backup applies the backup retention too, through its backup-delete plan.
+    note = None
+    try:
+        applied = apply_backup_retention(engine, Actor.cli())
+        if applied is not None:
+            gone = applied.result["deleted_local"]
+            note = f"retention (plan {applied.plan.id}) deleted {len(gone)} older backup(s)" + (
+                f" and {len(applied.result['deleted_remote'])} remote copy(ies)"
+                if applied.result["deleted_remote"]
+                else ""
+            )
+    except Conflict as err:  # approval required: the backup stands, the retention waits
+        note = f"retention not applied: {err.message}"
     if as_json:
         emit_json(_info_dict(info))
+        if note:
+            click.echo(note, err=True)
         return
     total = sum(info.documents.values())
     click.echo(f"backup {info.id} created: {_size(info.size_bytes)}, {total} documents, {info.keys} keys")
     click.echo(f"  {info.path}")
+    if note:
+        click.echo(f"  {note}")
 
 
 @group.command("list")
@@ -235,12 +256,22 @@ def delete(ctx: click.Context, backup_id: str, confirm: str | None, yes: bool) -
 @click.option(
     "--keep-days", type=click.IntRange(min=0), default=None, help="Also keep backups younger than D days."
 )
-def prune(keep: int, keep_days: int | None) -> None:
-    """Delete old backups, keeping the newest N (and, with --keep-days, the recent ones)."""
-    deleted = get_engine().vault.retain(keep_last=keep, keep_days=keep_days, actor="cli")
-    if not deleted:
+@click.option("--confirm", metavar="PHRASE", default=None, help="The plan's confirm phrase.")
+@click.option("--yes", is_flag=True, help="Apply the plan just shown without typing its phrase.")
+@click.pass_context
+def prune(ctx: click.Context, keep: int, keep_days: int | None, confirm: str | None, yes: bool) -> None:
+    """Delete old local backups, keeping the newest N (and, with --keep-days, the recent ones),
+    through a backup-delete plan."""
+    from jamey_engine.cli.plans import through_plan
+    from jamey_engine.plans.vault_actions import retention_rows
+
+    rows = retention_rows(get_engine(), keep, keep_days)
+    if all(row["keep"] for row in rows["local"]):
         click.echo("nothing to prune")
-    for backup_id in deleted:
+        return
+    parameters: dict[str, object] = {"retention": True, "keep_last": keep, "keep_days": keep_days}
+    result = through_plan(ctx, "backup-delete", parameters, confirm=confirm, yes=yes, quiet=True)
+    for backup_id in result.result["deleted_local"]:
         click.echo(f"deleted {backup_id}")
 
 
@@ -253,21 +284,41 @@ def retention() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def retention_plan(as_json: bool) -> None:
     """List every backup (local, and on JAMEY_BACKUP_REMOTE) with why it is kept, or that it would go."""
-    plans = get_engine().vault.retention_plan()
+    from jamey_engine.plans.vault_actions import retention_rows
+
+    plans = retention_rows(get_engine())
     if as_json:
-        emit_json(
-            {
-                where: [
-                    {"id": d.id, "created_at": d.created_at, "keep": d.keep, "reasons": list(d.reasons)}
-                    for d in decisions
-                ]
-                for where, decisions in plans.items()
-            }
-        )
+        emit_json(plans)
         return
-    for where, decisions in plans.items():
-        kept = sum(d.keep for d in decisions)
-        click.echo(f"{where}: {kept} kept, {len(decisions) - kept} would go")
-        for d in decisions:
-            verdict = ", ".join(d.reasons) if d.keep else "would go"
-            click.echo(f"  {d.id:<24} {d.created_at:%Y-%m-%d %H:%M}  {verdict}")
+    for where, rows in plans.items():
+        kept = sum(row["keep"] for row in rows)
+        click.echo(f"{where}: {kept} kept, {len(rows) - kept} would go")
+        for row in rows:
+            verdict = ", ".join(row["reasons"]) if row["keep"] else "would go"
+            created = row["created_at"][:16].replace("T", " ")
+            click.echo(f"  {row['id']:<24} {created}  {verdict}")
+
+
+@retention.command("apply")
+@click.option(
+    "--confirm",
+    metavar="PHRASE",
+    default=None,
+    help="The plan's confirm phrase (delete N local and M remote backups).",
+)
+@click.option("--yes", is_flag=True, help="Apply the plan just shown without typing its phrase.")
+@click.option("--json", "as_json", is_flag=True, help="Print the apply's result as JSON.")
+@click.pass_context
+def retention_apply(ctx: click.Context, confirm: str | None, yes: bool, as_json: bool) -> None:
+    """Delete what the tiered retention drops (local and remote separately), through a backup-delete plan."""
+    from jamey_engine.cli.plans import echo_result, through_plan
+
+    result = through_plan(ctx, "backup-delete", {"retention": True}, confirm=confirm, yes=yes, quiet=as_json)
+    if as_json:
+        emit_json(result.as_dict())
+        return
+    for backup_id in result.result["deleted_local"]:
+        click.echo(f"deleted {backup_id}")
+    for backup_id in result.result["deleted_remote"]:
+        click.echo(f"deleted {backup_id} (remote copy)")
+    echo_result(result)

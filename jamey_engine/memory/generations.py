@@ -40,6 +40,9 @@ POINTER = "CURRENT"
 LOCK = "CURRENT.lock"
 TURNSTILE = "CURRENT.turnstile"
 BUILDING = "BUILDING.lock"  # SHARED while a generation is built; a stray sweep needs it EXCLUSIVE
+# A restore in flight (or killed) names both sides here (jamey_engine/vault/restore_journal.py);
+# until the next start rolls it forward or back, no sweep may take either side's generations.
+RESTORE_JOURNAL = "RESTORE.journal"
 
 StatKey = tuple[int, int, int]
 
@@ -138,6 +141,20 @@ class Generations:
         """Delete a replaced generation directory (open files stay readable until closed)."""
         shutil.rmtree(self.layer_path(layer, generation), ignore_errors=True)
 
+    def pinned(self, layer: str) -> set[str]:
+        """Generations of ``layer`` a restore journal names (either side of a restore in flight)."""
+        try:
+            data = json.loads((self.root / RESTORE_JOURNAL).read_bytes())
+            return {str(data[side][layer]) for side in ("previous", "staged") if layer in data[side]}
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError, KeyError, TypeError):
+            return (
+                {child.name for child in (self.root / layer).iterdir()}
+                if (self.root / layer).is_dir()
+                else set()
+            )
+
     def sweep(self, layer: str, min_age: float = 3600.0) -> list[str]:
         """Remove leftovers of ``layer`` older than ``min_age`` seconds that the pointer does not name.
 
@@ -146,6 +163,7 @@ class Generations:
         compaction in progress elsewhere, so they stay. Returns the names removed.
         """
         current = self.read().get(layer)
+        pinned = self.pinned(layer)
         removed = []
         cutoff = time.time() - min_age
         try:
@@ -156,7 +174,7 @@ class Generations:
             if is_log_file(child.name):
                 continue  # the layer's write-ahead log lives beside its generations
             try:
-                stale = child.name != current and child.stat().st_mtime < cutoff
+                stale = child.name != current and child.name not in pinned and child.stat().st_mtime < cutoff
             except FileNotFoundError:
                 continue
             if stale:
@@ -196,6 +214,7 @@ class Generations:
                 return []
             with self.exclusive("sweep of leftover generations"):
                 current = self.read().get(layer)
+                pinned = self.pinned(layer)
                 removed = []
                 for child in sorted(self.root.glob(f".{POINTER}.*.tmp")):
                     child.unlink(missing_ok=True)
@@ -206,7 +225,12 @@ class Generations:
                 for child in children:
                     # Only generation directories: the layer's write-ahead log and its locks
                     # are files beside them, and must stay.
-                    if current is not None and child.name != current and child.is_dir():
+                    if (
+                        current is not None
+                        and child.name != current
+                        and child.name not in pinned
+                        and child.is_dir()
+                    ):
                         shutil.rmtree(child, ignore_errors=True)
                         removed.append(child.name)
                 return removed

@@ -133,6 +133,31 @@ def restore_layers(store: MemoryStore, src: Path) -> None:
 
 
 def _restore_staged(store: MemoryStore, gens: Generations, src: Path) -> None:
+    staged = stage_generations(store, src, validated=True)
+    try:
+        previous = switch_generations(store, {**gens.read(), **staged}, discard_log=True)
+    except BaseException:
+        named = gens.read()
+        for layer, name in staged.items():
+            if named.get(layer) != name:  # not switched: leave no trace
+                gens.remove_generation(layer, name)
+        raise
+    for layer in LAYERS:
+        if previous.get(layer) and previous[layer] != staged[layer]:
+            gens.remove_generation(layer, previous[layer])
+        gens.sweep(layer)
+
+
+def stage_generations(store: MemoryStore, src: Path, *, validated: bool = False) -> dict[str, str]:
+    """Install src/<layer>/ as new generations of every layer without switching to them;
+    returns {layer: generation}. Validates the staged indexes first unless ``validated``
+    (StorageCorrupt, nothing left behind). The files are linked (or copied) and flushed to disk.
+    Hold :meth:`Generations.building` (or pin the names) until they are switched in or removed.
+    """
+    if not validated:
+        validate_layers(src)
+    gens = store.generations
+    gens.ensure()
     staged: dict[str, str] = {}
     try:
         for layer in LAYERS:
@@ -144,23 +169,26 @@ def _restore_staged(store: MemoryStore, gens: Generations, src: Path) -> None:
                     fsync_path(path / entry.name)
             fsync_path(path)
             open_index(path, layer)
-        with ExitStack() as held:
-            if store.wal:  # flush lock before switch lock, as a flush takes them
-                for layer in LAYERS:
-                    held.enter_context(store.layer_log(layer).flush_lock())
-            held.enter_context(gens.exclusive("restore"))
-            previous = gens.read()
-            gens.write({**previous, **staged})
-            if store.wal:  # writes logged before the switch belong to the replaced layers
-                for layer in LAYERS:
-                    store.layer_log(layer).discard_locked()
     except BaseException:
-        named = gens.read()
         for layer, name in staged.items():
-            if named.get(layer) != name:  # not switched: leave no trace
-                gens.remove_generation(layer, name)
+            gens.remove_generation(layer, name)
         raise
-    for layer in LAYERS:
-        if previous.get(layer) and previous[layer] != staged[layer]:
-            gens.remove_generation(layer, previous[layer])
-        gens.sweep(layer)
+    return staged
+
+
+def switch_generations(store: MemoryStore, mapping: dict[str, str], *, discard_log: bool) -> dict[str, str]:
+    """Point CURRENT at ``mapping`` in one atomic rename under the EXCLUSIVE switch lock (and
+    every layer's flush lock); returns the mapping it replaced. With ``discard_log`` the records
+    in the write-ahead logs (written for the replaced generations) are dropped."""
+    gens = store.generations
+    with ExitStack() as held:
+        if store.wal:  # flush lock before switch lock, as a flush takes them
+            for layer in LAYERS:
+                held.enter_context(store.layer_log(layer).flush_lock())
+        held.enter_context(gens.exclusive("restore"))
+        previous = gens.read()
+        gens.write(mapping)
+        if store.wal and discard_log:  # writes logged before the switch belong to the replaced layers
+            for layer in LAYERS:
+                store.layer_log(layer).discard_locked()
+    return previous

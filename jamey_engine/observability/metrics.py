@@ -290,6 +290,13 @@ class EngineCollector(Collector):
                 "Unix time of the last backup copied to, and checked on, the remote.",
                 value=float(remote),
             )
+        from jamey_engine.vault.safety import drills_enabled
+
+        yield GaugeMetricFamily(
+            "backup_drills_enabled",
+            "1 when a restore_drill runbook schedule is enabled (not paused), else 0.",
+            value=1.0 if drills_enabled(self.engine.db) else 0.0,
+        )
         drilled = summary.last_success_timestamp.get("drill")
         if drilled is not None:  # absent until the first restore drill passes
             yield GaugeMetricFamily(

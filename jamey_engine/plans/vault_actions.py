@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from jamey_engine.errors import NotFound
+from jamey_engine.errors import InvalidInput, NotFound
 from jamey_engine.plans.actions import Action, Change, Parameter, Preview, parse_flag, parse_text, register
 from jamey_engine.runbooks.common import Check, Checks
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
+    from jamey_engine.plans.actors import Actor
+    from jamey_engine.plans.applying import ApplyResult
     from jamey_engine.progress import Progress
 
 # Tables whose rows a restore replaces and whose change between plan and apply makes it stale.
@@ -169,13 +171,65 @@ class RestoreAction(Action):
         return Checks("Verification", tuple(checks))
 
 
+def _parse_count(name: str, *, minimum: int) -> Any:
+    def parse(value: Any) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise InvalidInput(f"parameter {name!r} is {value!r}; use a whole number") from None
+        if isinstance(value, bool) or number < minimum:
+            raise InvalidInput(f"parameter {name!r} is {value!r}; use {minimum} or more")
+        return number
+
+    return parse
+
+
 class BackupDeleteAction(Action):
+    """Delete one backup (``backup_id``), or apply the tiered backup retention (``retention``):
+    every local backup and every remote copy the settings' policies would drop, local and
+    remote separately. The digest is the set deleted, so a backup made (or removed) between
+    plan and apply that changes it makes the plan stale."""
+
     name = "backup-delete"
     scope = "admin"
-    description = "Remove a backup's archive and catalog entry."
-    parameters = (Parameter("backup_id", "the backup to delete", parse_text("backup_id"), required=True),)
+    description = "Remove a backup's archive and catalog entry, or the backups tiered retention drops."
+    parameters = (
+        Parameter("backup_id", "the backup to delete", parse_text("backup_id")),
+        Parameter(
+            "retention",
+            "true: delete what the tiered retention (JAMEY_BACKUP_KEEP_*, _REMOTE_KEEP_*) drops",
+            parse_flag("retention"),
+            default=False,
+        ),
+        Parameter(
+            "keep_last",
+            "with retention: keep only the newest N local backups (instead of the settings' policy)",
+            _parse_count("keep_last", minimum=1),
+        ),
+        Parameter(
+            "keep_days",
+            "with retention: also keep local backups younger than D days (instead of the settings' policy)",
+            _parse_count("keep_days", minimum=0),
+        ),
+    )
+
+    def check(self, raw: Any) -> dict[str, Any]:
+        checked = super().check(raw)
+        checked["retention"] = bool(checked["retention"])
+        if bool(checked["backup_id"]) == checked["retention"]:
+            raise InvalidInput(
+                "backup-delete needs exactly one of backup_id (one backup) or retention=true "
+                "(what the tiered retention drops)"
+            )
+        if not checked["retention"] and (
+            checked["keep_last"] is not None or checked["keep_days"] is not None
+        ):
+            raise InvalidInput("keep_last and keep_days go with retention=true")
+        return checked
 
     def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:
+        if params["retention"]:
+            return _retention_preview(engine, params.get("keep_last"), params.get("keep_days"))
         info = engine.vault.get(params["backup_id"])
         summary = {
             "backup_id": info.id,
@@ -190,10 +244,44 @@ class BackupDeleteAction(Action):
     def change(
         self, engine: Engine, params: dict[str, Any], preview: Preview, actor: str, progress: Progress
     ) -> Change:
+        if params["retention"]:
+            from jamey_engine.vault import offsite
+
+            local, remote = preview.state["local"], preview.state["remote"]
+            for number, backup_id in enumerate(local):  # oldest first (ids sort by time)
+                progress(number, len(local) + len(remote), f"deleting backup {backup_id}")
+                engine.vault.delete(backup_id, actor=actor)
+            if remote:
+                progress(len(local), len(local) + len(remote), "deleting remote copies")
+                offsite.prune_remote(engine.vault, list(remote), actor=actor)
+            return Change({"deleted_local": local, "deleted_remote": remote})
         engine.vault.delete(preview.native.id, actor=actor)
         return Change({"deleted": preview.native.id, "size_bytes": preview.native.size_bytes})
 
     def verify(self, engine: Engine, params: dict[str, Any], preview: Preview, change: Change) -> Checks:
+        if params["retention"]:
+            from jamey_engine.vault import offsite
+
+            left = {info.id for info in engine.vault.list()}
+            checks = [
+                Check(
+                    f"backup {backup_id} gone",
+                    backup_id not in left,
+                    "gone" if backup_id not in left else "still listed",
+                )
+                for backup_id in preview.state["local"]
+            ]
+            if preview.state["remote"]:
+                on_remote = set(offsite.remote_ids(engine.vault))
+                checks += [
+                    Check(
+                        f"remote copy of {backup_id} gone",
+                        backup_id not in on_remote,
+                        "gone" if backup_id not in on_remote else "still on the remote",
+                    )
+                    for backup_id in preview.state["remote"]
+                ]
+            return Checks("Verification", tuple(checks))
         try:
             engine.vault.get(preview.native.id)
             gone = False
@@ -203,6 +291,63 @@ class BackupDeleteAction(Action):
             "Verification",
             (Check("backup gone", gone, f"{preview.native.id} is {'gone' if gone else 'still listed'}"),),
         )
+
+
+def retention_rows(
+    engine: Engine, keep_last: int | None = None, keep_days: int | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The settings' backup retention, for every door: ``{"local": [...], "remote": [...]}``
+    (remote only with JAMEY_BACKUP_REMOTE), each backup newest first as ``{"id", "created_at"
+    (ISO 8601), "keep", "reasons"}`` ("daily 2026-12-05", "weekly 2026-W48", "newest"…; none
+    when it would go). With ``keep_last``/``keep_days``, those rules instead, local only (as
+    ``jamey backup prune``). Changes nothing; raises Unavailable when the remote cannot be listed."""
+    if keep_last is None and keep_days is None:
+        plans = engine.vault.retention_plan()
+    else:
+        from jamey_engine.durations import utcnow
+        from jamey_engine.vault import tiers
+
+        policy = tiers.Policy(last=keep_last or 0, days=keep_days or 0)
+        if policy.keeps_everything:
+            policy = tiers.Policy(last=1)
+        backups = [(info.id, info.created_at) for info in engine.vault.list()]
+        plans = {"local": tiers.plan(backups, policy, utcnow())}
+    return {
+        where: [
+            {"id": d.id, "created_at": d.created_at.isoformat(), "keep": d.keep, "reasons": list(d.reasons)}
+            for d in decisions
+        ]
+        for where, decisions in plans.items()
+    }
+
+
+def _retention_preview(engine: Engine, keep_last: int | None = None, keep_days: int | None = None) -> Preview:
+    rows = retention_rows(engine, keep_last, keep_days)
+    # Oldest first: a deletion stopped half-way has removed the oldest ones.
+    local = sorted(row["id"] for row in rows["local"] if not row["keep"])
+    remote = sorted(row["id"] for row in rows.get("remote", []) if not row["keep"])
+    summary = {
+        "retention": True,
+        "local": rows["local"],
+        "remote": rows.get("remote"),
+        "delete_local": local,
+        "delete_remote": remote,
+    }
+    phrase = f"delete {len(local)} local and {len(remote)} remote backups"
+    return Preview(summary, {"local": local, "remote": remote}, phrase, rows)
+
+
+def apply_backup_retention(engine: Engine, actor: Actor) -> ApplyResult | None:
+    """Apply the tiered backup retention through a ``backup-delete`` plan (the path every door
+    and every backup, scheduled or manual, takes); None when it would delete nothing (no plan is
+    stored then). Raises Conflict naming the plan when JAMEY_APPROVALS asks for a second key,
+    and the errors of ``plans.applying.plan_and_apply``."""
+    from jamey_engine.plans.applying import plan_and_apply
+
+    preview = _retention_preview(engine)
+    if not (preview.state["local"] or preview.state["remote"]):
+        return None
+    return plan_and_apply(engine, "backup-delete", {"retention": True}, actor)
 
 
 for _action in (RestoreAction(), BackupDeleteAction()):

@@ -101,19 +101,28 @@ def write_html(notebook_path: Path, html_path: Path) -> None:
 
 
 class _Stopper:
-    """Kills the kernel (every child of this process) once, and remembers why."""
+    """Kills the kernel (every child of this process) once, and remembers why.
 
-    def __init__(self) -> None:
+    A restore past its point of no return is never killed: the stop waits for it to end
+    (``vault.restore_journal``); before that point a kill is safe (the next start rolls back).
+    """
+
+    def __init__(self, memory_dir: Path | None = None) -> None:
         self.reason: str | None = None
         self._lock = threading.Lock()
+        self.memory_dir = memory_dir
 
     def stop(self, reason: str) -> None:
         import psutil
+
+        from jamey_engine.vault.restore_journal import past_point_of_no_return
 
         with self._lock:
             if self.reason is not None:
                 return
             self.reason = reason
+        while self.memory_dir is not None and past_point_of_no_return(self.memory_dir):
+            time.sleep(0.1)
         for child in psutil.Process(os.getpid()).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 child.kill()
@@ -161,7 +170,7 @@ def execute(engine: Engine, run_id: str) -> runs.RunRecord:
     started = time.monotonic()
     folder = runs.make_run_dir(settings, run_id)
     out = folder / runs.NOTEBOOK_FILE
-    stopper = _Stopper()
+    stopper = _Stopper(settings.memory_dir)
     error: str | None = None
     error_cell: int | None = None
     summary: dict[str, Any] | None = None
@@ -232,6 +241,13 @@ def execute(engine: Engine, run_id: str) -> runs.RunRecord:
         except Exception as err:
             log.warning("run %s: rendering the executed notebook failed", run_id, exc_info=True)
             error = error or one_line(f"rendering the executed notebook failed: {err}")
+    if stopper.reason is not None:  # a restore killed before its point of no return: roll it back now
+        try:
+            from jamey_engine.vault.restore_journal import recover
+
+            recover(engine.memory, db, settings.data_dir)
+        except Exception:
+            log.warning("run %s: finishing an interrupted restore failed", run_id, exc_info=True)
     if stopper.reason == "cancelled":
         status, error = "cancelled", "cancelled: the kernel was stopped"
     elif stopper.reason is not None:

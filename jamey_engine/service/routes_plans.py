@@ -82,7 +82,13 @@ class RestoreParameters(BaseModel):
 
 class BackupDeleteParameters(BaseModel):
     model_config = STRICT
-    backup_id: str = Field(pattern=BACKUP_ID_PATTERN, description="The backup to delete.")
+    backup_id: str | None = Field(
+        default=None, pattern=BACKUP_ID_PATTERN, description="The backup to delete (or retention: true)."
+    )
+    retention: bool = Field(
+        default=False,
+        description="Delete what the tiered backup retention drops, local and remote (instead of backup_id).",
+    )
 
 
 class KeyRevokeParameters(BaseModel):

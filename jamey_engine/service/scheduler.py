@@ -80,6 +80,22 @@ class SchedulerLease:
                 self._fd = None
 
 
+def _retain(engine: Engine) -> list[str]:
+    """The backup retention through its backup-delete plan, as the scheduler (an admin actor
+    named ``schedule``); the local ids deleted. When JAMEY_APPROVALS asks a second key for
+    backup-delete, the plan waits for it (logged) and nothing is deleted now."""
+    from jamey_engine.errors import Conflict
+    from jamey_engine.plans.actors import Actor
+    from jamey_engine.plans.vault_actions import apply_backup_retention
+
+    try:
+        applied = apply_backup_retention(engine, Actor("schedule", ("admin",)))
+    except Conflict as err:
+        log.warning("scheduled backup retention not applied: %s", err.message)
+        return []
+    return [] if applied is None else list(applied.result["deleted_local"])
+
+
 class BackupScheduler:
     """A daemon thread that backs up every ``interval``; ``stop()`` ends it promptly.
 
@@ -124,11 +140,11 @@ class BackupScheduler:
         return max(0.0, (due - utcnow()).total_seconds())
 
     def run_once(self) -> bool:
-        """One backup plus retention; True on success. Never raises (failures are logged)."""
+        """One backup plus retention (see ``_retain``); True on success. Never raises (failures are logged)."""
         try:
             info = self.engine.vault.create(actor="schedule")
-            # The settings' rules (JAMEY_BACKUP_KEEP=0 keeps all).
-            deleted = self.engine.vault.retain(actor="schedule")
+            # The settings' rules (JAMEY_BACKUP_KEEP=0 keeps all), through a backup-delete plan.
+            deleted = _retain(self.engine)
         except Exception as err:
             self.failures += 1
             log.error("scheduled backup failed: %s: %s", type(err).__name__, err)

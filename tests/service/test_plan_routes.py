@@ -122,3 +122,34 @@ def test_approval_over_http_needs_another_key_and_the_revoke_endpoint_stops_nami
     assert _wait_for(client, plan_id, alice.headers)["status"] == "applied"
     assert engine.keys.show(victim.id).status == "revoked"
     assert client.get("/metrics").text.count("plans_pending_approval 0.0") == 1
+
+
+def test_tiered_backup_retention_is_a_backup_delete_plan_over_http(
+    database_url: str, make_client: Build
+) -> None:
+    client, engine = make_client(JAMEY_DATABASE_URL=database_url, JAMEY_BACKUP_KEEP="1")
+    admin = make_persona(engine, "retention-admin", ("admin",))
+    made = [engine.vault.create().id for _ in range(3)]  # a backup alone applies no retention
+
+    neither = client.post(
+        "/admin/plans", json={"action": "backup-delete", "parameters": {}}, headers=admin.headers
+    )
+    assert neither.status_code == 400 and "exactly one of backup_id" in neither.json()["error"]
+    created = client.post(
+        "/admin/plans",
+        json={"action": "backup-delete", "parameters": {"retention": True}},
+        headers=admin.headers,
+    )
+    assert created.status_code == 201, created.text
+    planned = created.json()
+    assert planned["summary"]["delete_local"] == sorted(made[:2])
+    assert planned["summary"]["local"][0]["reasons"] == ["newest", "last 1"]
+    started = client.post(
+        f"/admin/plans/{planned['id']}/apply",
+        json={"confirm": planned["confirm_phrase"]},
+        headers=admin.headers,
+    )
+    assert started.status_code == 202, started.text
+    done = _wait_for(client, planned["id"], admin.headers)
+    assert done["status"] == "applied", done
+    assert [info.id for info in engine.vault.list()] == [made[2]]

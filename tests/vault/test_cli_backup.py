@@ -94,10 +94,16 @@ def test_delete_and_prune(engine: Engine, run: Invoke) -> None:
     ids = [engine.vault.create().id for _ in range(3)]
     deleted = run("delete", ids[0], "--yes")
     assert deleted.exit_code == 0, deleted.output
-    pruned = run("prune", "--keep", "1")
+    pruned = run("prune", "--keep", "1", "--yes")
     assert pruned.exit_code == 0, pruned.output
     assert ids[1] in pruned.output
     assert [info.id for info in Engine(engine.settings).vault.list()] == [ids[2]]
+    from jamey_engine.plans import list_plans
+
+    # Both went through backup-delete plans: one backup, then the prune's retention.
+    planned = [p.parameters for p in list_plans(engine.db) if p.action == "backup-delete"]
+    assert [bool(p["retention"]) for p in planned] == [True, False] and planned[0]["keep_last"] == 1
+    assert run("prune", "--keep", "1", "--yes").output.strip() == "nothing to prune"
     zero = run("prune", "--keep", "0")
     assert zero.exit_code == 2 and "--keep" in zero.output
 

@@ -62,3 +62,24 @@ def test_the_restore_drill_notebook_runs_the_drill(engine: Engine, tmp_path: Pat
     engine.close()
     run = run_notebook("restore_drill.ipynb", tmp_path, data_dir=str(engine.settings.data_dir))
     assert f"restore drill of {backup.id} passed" in run.text, run.text
+
+
+def test_backup_drills_enabled_follows_the_restore_drill_schedule_and_doctor_says_so(engine: Engine) -> None:
+    from jamey_engine.runbooks.schedules import add_schedule, pause_schedule, resume_schedule
+
+    def enabled() -> float | None:
+        return build_registry(engine).get_sample_value("backup_drills_enabled", {})  # type: ignore[no-any-return]
+
+    def schedule_finding() -> str:
+        return next(
+            f.status for f in doctor.run(engine.settings).findings if f.check == "restore drill schedule"
+        )
+
+    engine.db.count_rows()  # the database exists (doctor only reads one that does)
+    assert enabled() == 0.0 and schedule_finding() == "warning"
+    schedule = add_schedule(engine, "restore_drill", "0 4 * * 0", created_by="tester", paused=True)
+    assert enabled() == 0.0, "a paused drill schedule is no enabled drill"
+    resume_schedule(engine.db, schedule.id)
+    assert enabled() == 1.0 and schedule_finding() == "ok"
+    pause_schedule(engine.db, schedule.id)
+    assert enabled() == 0.0 and schedule_finding() == "warning"

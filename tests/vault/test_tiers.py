@@ -125,3 +125,79 @@ def test_local_and_remote_backups_are_pruned_by_their_own_policies_with_the_reas
     stored = sorted(p.name for p in (webdav.root / "backups").iterdir())
     assert stored == sorted([f"{ids[0]}.tar.zst", f"{ids[0]}.json"])
     assert tiered.vault.push() == {}, "a copy the remote's retention let go is not copied again"
+
+
+def _spread_backups(engine: Engine) -> tuple[datetime, dict[int, str]]:
+    fill(engine, per_layer=2)
+    ids = {}
+    with time_machine.travel(SATURDAY, tick=False):
+        start = utcnow()
+    for days_back in (40, 10, 9, 1, 0):
+        with time_machine.travel(start - timedelta(days=days_back), tick=True):
+            ids[days_back] = engine.vault.create().id
+    return start, ids
+
+
+def test_tiered_retention_applies_through_a_backup_delete_plan_from_the_cli(
+    tiered: Engine,
+    webdav: PrivateWebdav,  # noqa: F811
+) -> None:
+    from jamey_engine.plans import list_plans
+    from jamey_engine.plans.store import get
+
+    start, ids = _spread_backups(tiered)
+    env = {**offsite_env(tiered, webdav), "JAMEY_BACKUP_KEEP": "1", "JAMEY_BACKUP_KEEP_DAILY": "2"}
+    env |= {"JAMEY_BACKUP_KEEP_MONTHLY": "2", "JAMEY_BACKUP_REMOTE_KEEP_DAILY": "0"}
+    env |= {"JAMEY_BACKUP_REMOTE_KEEP_MONTHLY": "0"}
+    with time_machine.travel(start + timedelta(minutes=5), tick=True):
+        applied = CliRunner().invoke(cli, ["backup", "retention", "apply", "--yes", "--json"], env=env)
+        assert applied.exit_code == 0, applied.output
+        body = json.loads(applied.output)
+        listed = {info.id: info.location for info in tiered.vault.list(include_remote=True)}
+    assert body["action"] == "backup-delete" and body["status"] == "applied"
+    assert body["result"]["deleted_local"] == [ids[40], ids[10]]
+    assert body["result"]["deleted_remote"] == sorted([ids[1], ids[9], ids[10], ids[40]])
+    assert all(check["ok"] for check in body["verification"]) and len(body["verification"]) == 6
+    assert listed == {ids[0]: "both", ids[1]: "local", ids[9]: "local"}
+    stored = get(tiered.db, body["plan_id"])
+    assert stored.parameters == {"backup_id": None, "retention": True, "keep_last": None, "keep_days": None}
+    assert [p.id for p in list_plans(tiered.db) if p.action == "backup-delete"] == [body["plan_id"]]
+
+
+def test_a_backup_made_between_plan_and_apply_makes_the_retention_plan_stale(
+    tiered: Engine,
+    webdav: PrivateWebdav,  # noqa: F811
+) -> None:
+    from jamey_engine.errors import Conflict
+    from jamey_engine.plans import Actor, apply, plan
+
+    start, ids = _spread_backups(tiered)
+    with time_machine.travel(start + timedelta(minutes=5), tick=True):
+        record = plan(tiered, "backup-delete", {"retention": True}, Actor.cli())
+        assert record.summary["delete_local"] == [ids[40], ids[10]]
+        newer = tiered.vault.create().id  # today's backup: the one before it no longer the day's newest
+        with pytest.raises(Conflict, match="stale"):
+            apply(tiered, record.id, record.confirm_phrase, Actor.cli())
+        left = {info.id for info in tiered.vault.list()}
+    assert left == {ids[40], ids[10], ids[9], ids[1], ids[0], newer}, "nothing deleted by a stale plan"
+
+
+def test_a_manual_backup_applies_the_backup_retention_through_the_same_plan(
+    tiered: Engine,
+    webdav: PrivateWebdav,  # noqa: F811
+) -> None:
+    from jamey_engine.plans import list_plans
+
+    start, ids = _spread_backups(tiered)
+    env = {**offsite_env(tiered, webdav), "JAMEY_BACKUP_KEEP": "1", "JAMEY_BACKUP_KEEP_DAILY": "2"}
+    env |= {"JAMEY_BACKUP_KEEP_MONTHLY": "2", "JAMEY_BACKUP_REMOTE_KEEP_DAILY": "0"}
+    env |= {"JAMEY_BACKUP_REMOTE_KEEP_MONTHLY": "0"}
+    with time_machine.travel(start + timedelta(minutes=5), tick=True):
+        made = CliRunner().invoke(cli, ["backup", "create"], env=env)
+        assert made.exit_code == 0, made.output
+        left = {info.id for info in tiered.vault.list()}
+    # Today's new backup is the day's newest: the earlier one of today goes too.
+    assert "retention (plan" in made.output and "deleted 3 older backup(s)" in made.output, made.output
+    assert ids[0] not in left and ids[40] not in left and ids[10] not in left
+    assert {ids[1], ids[9]} <= left and len(left) == 3
+    assert len([p for p in list_plans(tiered.db) if p.action == "backup-delete"]) == 1
