@@ -123,6 +123,10 @@ def _parameters_for(runbook: Runbook, run: runs.RunRecord, engine: Engine) -> di
     values = {name: value for name, value in run.parameters.items() if name not in RUNNER_PARAMETERS}
     if "data_dir" in runbook.declared:
         values["data_dir"] = str(engine.settings.data_dir)
+    if "run_actor" in runbook.declared:  # who plans and applies inside the notebook
+        values["run_actor"] = run.actor
+    if "run_scope" in runbook.declared:
+        values["run_scope"] = runbook.scope_for(run.parameters)
     return values
 
 
