@@ -25,8 +25,10 @@ Kind = Literal["runbook", "analysis"]
 # started it, and reads the Prometheus of its configuration (PROMETHEUS_URL), not a URL named in
 # a request (which would let a caller make the service fetch any address and show the answer).
 # ``run_actor`` and ``run_scope`` name the key that started the run and the scope it was checked
-# for: the actor a notebook plans and applies as (``runbooks/planned.py``).
-RUNNER_PARAMETERS = frozenset({"data_dir", "prometheus_url", "run_actor", "run_scope"})
+# for: the actor a notebook plans and applies as (``runbooks/planned.py``); ``run_schedule`` the
+# schedule that started it (a scheduled change applies its own plan: the schedule, added by a
+# key with the runbook's scope, is its confirmation). Only the engine sets them.
+RUNNER_PARAMETERS = frozenset({"data_dir", "prometheus_url", "run_actor", "run_scope", "run_schedule"})
 
 # The plan action each data-changing runbook plans and applies (``jamey_engine/plans``).
 PLAN_ACTIONS: dict[str, str] = {

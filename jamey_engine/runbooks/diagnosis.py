@@ -87,7 +87,29 @@ class Diagnosis:
             "gathered_at": self.gathered_at.isoformat(),
             "gather_seconds": round(self.seconds, 2),
             "notes": self.notes,
+            "series": [series_record(query, frame) for query, frame in self.series.values()],
         }
+
+
+#: Points kept per line of a series in the summary: enough for a chart, small enough to store.
+SERIES_POINTS = 120
+
+
+def series_record(query: EvidenceQuery, frame: pd.DataFrame) -> dict[str, Any]:
+    """One gathered series as JSON for the run's summary (the Alerts page draws it): its
+    ``name``, ``title``, ``unit``, ``labels`` and ``points`` (``timestamp`` ISO 8601, ``value``,
+    and the label columns), at most :data:`SERIES_POINTS` per line, evenly thinned."""
+    columns = [label for label in query.labels if label in frame.columns]
+    parts = [part for _, part in frame.groupby(columns, sort=True)] if columns else [frame]
+    points: list[dict[str, Any]] = []
+    for part in parts:
+        step = max(1, math.ceil(len(part) / SERIES_POINTS))
+        for row in part.iloc[::step].itertuples(index=False):
+            values = row._asdict()
+            point = {"timestamp": _jsonable(values["timestamp"]), "value": _jsonable(float(values["value"]))}
+            point.update({label: str(values[label]) for label in columns})
+            points.append(point)
+    return {"name": query.name, "title": query.title, "unit": query.unit, "labels": columns, "points": points}
 
 
 def _jsonable(value: Any) -> Any:

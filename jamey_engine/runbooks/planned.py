@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from jamey_engine.plans.store import PlanRecord
 
 #: Who plans when a notebook runs under plain papermill (the host's user, like the CLI).
-NOTEBOOK_ACTOR = "notebook"
+NOTEBOOK_ACTOR = "runbook"  # what the runbooks recorded as their actor before plans
 
 
 def plan_step_actor(run_actor: str | None, run_scope: str | None) -> Actor:
@@ -147,6 +147,18 @@ def apply_plan(engine: Any, record: PlanRecord, confirm: object, actor: Actor, s
     return apply(engine, record.id, confirm, actor, progress)
 
 
+def scheduled_confirm(
+    record: PlanRecord, run_schedule: int | None, dry_run: bool, confirm: str, say: Say
+) -> str:
+    """The confirm phrase an apply step uses: a run that a schedule started and that is no dry
+    run applies its own plan (the schedule is the standing confirmation); any other run, what
+    ``confirm`` holds."""
+    if run_schedule is None or dry_run:
+        return confirm
+    say(f"Confirmed by schedule {run_schedule}: a scheduled run applies the plan it made.")
+    return record.confirm_phrase
+
+
 def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
     """A plan's summary as a table: its per-layer rows when it has them, else one row per fact."""
     rows = summary.get("layers")
@@ -185,6 +197,7 @@ class PlannedRunbook(ChangingRunbook):
         self.parameters = dict(parameters or {})
         self.plan_id = plan_id
         self.actor = actor or plan_step_actor(None, None)
+        self.run_schedule: int | None = None
         self.preflight_checks: Checks | None = None
         self.step = PlanStep()
 
@@ -200,6 +213,7 @@ class PlannedRunbook(ChangingRunbook):
         confirm: str | None = "",
         run_actor: str | None = None,
         run_scope: str | None = None,
+        run_schedule: int | None = None,
         say: Say = print,
     ) -> PlannedRunbook:
         """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
@@ -211,6 +225,7 @@ class PlannedRunbook(ChangingRunbook):
             chosen = get_action(action)
             runbook.plan_id = str(plan_id or "").strip()
             runbook.actor = plan_step_actor(run_actor, run_scope)
+            runbook.run_schedule = int(run_schedule) if run_schedule is not None else None
             given = {name: value for name, value in (parameters or {}).items() if value not in (None, "")}
             # An applying run takes the stored plan's parameters; the notebook's are checked only to plan.
             runbook.parameters = given if runbook.plan_id else chosen.check(given)
@@ -280,11 +295,12 @@ class PlannedRunbook(ChangingRunbook):
             record = self.step.record
             if record is None:
                 raise Conflict("there is no plan; run the plan step first")
+            confirm = scheduled_confirm(record, self.run_schedule, self.dry_run, self.confirm, self.say)
             decision, outcome = decide_plan(
                 record,
                 action=self.verb,
                 dry_run=self.dry_run,
-                confirm=self.confirm,
+                confirm=confirm,
                 nothing_to_do=self.nothing_to_do(record),
             )
             if outcome == "applied" and self.action in SECRET_ACTIONS:
@@ -293,7 +309,7 @@ class PlannedRunbook(ChangingRunbook):
             self.say(decision.message)
             if not decision.go or outcome != "applied":
                 return None
-            result = apply_plan(self._engine, record, self.confirm, self.actor, self.say)
+            result = apply_plan(self._engine, record, confirm, self.actor, self.say)
             self.step.result = result
             self.step.record = result.plan
             if result.backup_id:
@@ -343,6 +359,7 @@ class PlannedRunbook(ChangingRunbook):
             "plan_status": record.status if record else None,
             "requires_approval": record.requires_approval if record else None,
             "outcome": self.step.outcome,
+            "schedule": self.run_schedule,
             "backup": result.backup_id if result else None,
             "result": result.result if result else None,
             "verified": result.verified if result else None,

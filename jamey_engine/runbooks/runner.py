@@ -127,6 +127,8 @@ def _parameters_for(runbook: Runbook, run: runs.RunRecord, engine: Engine) -> di
         values["run_actor"] = run.actor
     if "run_scope" in runbook.declared:
         values["run_scope"] = runbook.scope_for(run.parameters)
+    if "run_schedule" in runbook.declared and run.parameters.get("run_schedule") is not None:
+        values["run_schedule"] = run.parameters["run_schedule"]  # recorded by the engine's scheduler only
     return values
 
 

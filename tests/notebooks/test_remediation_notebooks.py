@@ -67,7 +67,7 @@ def test_take_backup_dry_run_stores_a_plan_and_the_applying_run_applies_exactly_
     engine = _engine(seeded_dir)
     try:
         assert [backup.id for backup in engine.vault.list()] == [done["backup"]]
-        assert store.get(engine.db, summary["plan_id"]).applied_by == "notebook"
+        assert store.get(engine.db, summary["plan_id"]).applied_by == "runbook"
     finally:
         engine.close()
     assert len(_plans(seeded_dir)) == 1  # no second plan: it applied the one it was given
