@@ -84,7 +84,11 @@ def test_a_scheduled_change_plans_and_applies_or_waits_for_approval(tmp_path: Pa
         assert waiting.summary is not None and waiting.summary["plan_status"] == "pending_approval"
         assert waiting.summary["outcome"] == "pending_approval" and waiting.summary["result"] is None
         pending = store.get(engine.db, str(waiting.summary["plan_id"]))
-        assert (pending.status, pending.planned_by, pending.applied_by) == ("pending_approval", "schedule", None)
+        assert (pending.status, pending.planned_by, pending.applied_by) == (
+            "pending_approval",
+            "schedule",
+            None,
+        )
         assert _listed(server, flush_schedule["id"])["last_status"] == "pending_approval"
         assert [p.id for p in store.list_plans(engine.db, status="pending_approval")] == [pending.id]
     finally:

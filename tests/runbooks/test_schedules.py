@@ -283,9 +283,18 @@ def test_a_run_whose_plan_waits_for_approval_shows_as_pending_approval(repo_engi
         repo_engine, "take_backup", "0 3 * * *", parameters={"dry_run": False}, created_by="olga"
     )
     waiting = runs.create_run(
-        repo_engine.db, runbook="take_backup", parameters={"dry_run": False}, actor="schedule", changes_data=True
+        repo_engine.db,
+        runbook="take_backup",
+        parameters={"dry_run": False},
+        actor="schedule",
+        changes_data=True,
     )
-    summary = {"plan_id": "plan-1", "plan_status": "pending_approval", "outcome": "pending_approval", "error": None}
+    summary = {
+        "plan_id": "plan-1",
+        "plan_status": "pending_approval",
+        "outcome": "pending_approval",
+        "error": None,
+    }
     with repo_engine.db.begin() as conn:
         conn.execute(
             sa.update(RunbookRun.__table__)
