@@ -110,14 +110,16 @@ def unit_from_cgroup(text: str) -> str | None:
 
 
 def systemd_unit(
-    environ: Mapping[str, str] | None = None, cgroup_path: Path = Path("/proc/self/cgroup")
+    configured: str = "",
+    environ: Mapping[str, str] | None = None,
+    cgroup_path: Path = Path("/proc/self/cgroup"),
 ) -> str | None:
-    """The service unit this process runs in when systemd started it (``INVOCATION_ID`` set and
-    the cgroup names a ``.service``), else None. ``JAMEY_SYSTEMD_UNIT`` names it outright."""
+    """The unit ``configured`` (JAMEY_SYSTEMD_UNIT) when set; else the service unit this process
+    runs in when systemd started it (``INVOCATION_ID`` set and the cgroup names a ``.service``);
+    else None."""
+    if configured.strip():
+        return configured.strip()
     env = os.environ if environ is None else environ
-    named = env.get("JAMEY_SYSTEMD_UNIT", "").strip()
-    if named:
-        return named
     if not env.get("INVOCATION_ID"):
         return None
     try:

@@ -200,7 +200,7 @@ def _log_lines(diagnosis: Diagnosis, engine: Engine, now: datetime) -> None:
     its journal is readable, else from the stack's log file."""
     from jamey_engine.observability.journal import read_journal, systemd_unit
 
-    unit = systemd_unit()
+    unit = systemd_unit(engine.settings.systemd_unit)
     if unit is not None:
         since = max(min(diagnosis.starts_at, now) - LOOKBACK, now - timedelta(days=1))
         entries = read_journal(unit, since)

@@ -17,10 +17,12 @@ import os
 import shutil
 import stat
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from helpers import make_settings
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
@@ -84,9 +86,9 @@ def test_the_unit_comes_from_the_cgroup_under_systemd_only(tmp_path: Path) -> No
     assert unit_from_cgroup(Path("/proc/self/cgroup").read_text()) is None
     cgroup = tmp_path / "cgroup"
     cgroup.write_text("0::/system.slice/jamey.service\n")
-    assert systemd_unit({}, cgroup) is None  # not started by systemd
-    assert systemd_unit({"INVOCATION_ID": "5f1c"}, cgroup) == "jamey.service"
-    assert systemd_unit({"JAMEY_SYSTEMD_UNIT": "jamey@blue.service"}, cgroup) == "jamey@blue.service"
+    assert systemd_unit("", {}, cgroup) is None  # not started by systemd
+    assert systemd_unit("", {"INVOCATION_ID": "5f1c"}, cgroup) == "jamey.service"
+    assert systemd_unit("jamey@blue.service", {}, cgroup) == "jamey@blue.service"  # JAMEY_SYSTEMD_UNIT
 
 
 def test_a_journal_this_machine_cannot_read_is_none() -> None:
@@ -106,9 +108,19 @@ def _stand_in(bin_dir: Path, lines: list[str], calls: Path) -> None:
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
 
 
+@pytest.fixture
+def unit_engine(data_dir: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """An engine whose JAMEY_SYSTEMD_UNIT is the test's parameter."""
+    engine = Engine(make_settings(data_dir, JAMEY_SYSTEMD_UNIT=request.param))
+    yield engine
+    engine.close()
+
+
+@pytest.mark.parametrize("unit_engine", ["jamey.service"], indirect=True)
 def test_under_systemd_the_diagnosis_reads_the_unit_s_journal(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    unit_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    engine = unit_engine
     now = utcnow()
     calls = tmp_path / "calls.txt"
     _stand_in(
@@ -121,7 +133,6 @@ def test_under_systemd_the_diagnosis_reads_the_unit_s_journal(
         calls,
     )
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("JAMEY_SYSTEMD_UNIT", "jamey.service")
     starts = now - timedelta(minutes=10)
     found = diagnose(engine, None, "JameyBackupFailed", {}, starts)
     assert [line.split(" ", 1)[1] for line in found.log_lines] == [
@@ -136,10 +147,9 @@ def test_under_systemd_the_diagnosis_reads_the_unit_s_journal(
     assert since == int((starts - timedelta(hours=1)).timestamp())
 
 
-def test_an_unreadable_journal_falls_back_to_the_stack_s_log_file(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("JAMEY_SYSTEMD_UNIT", f"jamey-test-{uuid.uuid4().hex[:8]}.service")
+@pytest.mark.parametrize("unit_engine", [f"jamey-test-{uuid.uuid4().hex[:8]}.service"], indirect=True)
+def test_an_unreadable_journal_falls_back_to_the_stack_s_log_file(unit_engine: Engine) -> None:
+    engine = unit_engine
     log = engine.settings.data_dir / "stack" / "service.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("INFO jamey: ok\nERROR jamey.vault: backup failed: No space left on device\n")
