@@ -148,15 +148,29 @@ def apply_plan(engine: Any, record: PlanRecord, confirm: object, actor: Actor, s
 
 
 def scheduled_confirm(
-    record: PlanRecord, run_schedule: int | None, dry_run: bool, confirm: str, say: Say
+    record: PlanRecord, run_schedule: int | None, dry_run: bool, confirm: str, say: Say, given_plan: str = ""
 ) -> str:
-    """The confirm phrase an apply step uses: a run that a schedule started and that is no dry
-    run applies its own plan (the schedule is the standing confirmation); any other run, what
-    ``confirm`` holds."""
-    if run_schedule is None or dry_run:
+    """The confirm phrase an apply step uses: a run that a schedule started, that is no dry run
+    and that made its plan itself applies that plan (the schedule is the standing confirmation);
+    any other run (a ``given_plan`` included), what ``confirm`` holds."""
+    if run_schedule is None or dry_run or given_plan:
         return confirm
     say(f"Confirmed by schedule {run_schedule}: a scheduled run applies the plan it made.")
     return record.confirm_phrase
+
+
+def fresh_record(engine: Any, record: PlanRecord | None) -> PlanRecord | None:
+    """``record`` as the store has it now (a refused apply may have marked it stale), or as it
+    was when it cannot be read."""
+    from jamey_engine.errors import JameyError
+    from jamey_engine.plans import store
+
+    if record is None or engine is None:
+        return record
+    try:
+        return store.get(engine.db, record.id)
+    except JameyError:
+        return record
 
 
 def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
@@ -295,7 +309,9 @@ class PlannedRunbook(ChangingRunbook):
             record = self.step.record
             if record is None:
                 raise Conflict("there is no plan; run the plan step first")
-            confirm = scheduled_confirm(record, self.run_schedule, self.dry_run, self.confirm, self.say)
+            confirm = scheduled_confirm(
+                record, self.run_schedule, self.dry_run, self.confirm, self.say, self.plan_id
+            )
             decision, outcome = decide_plan(
                 record,
                 action=self.verb,
@@ -349,7 +365,7 @@ class PlannedRunbook(ChangingRunbook):
         """One closing line, and the facts of the run (the record papermill leaves behind):
         ``plan_id``, ``confirm_phrase``, ``plan_status``, ``requires_approval``, ``outcome``,
         ``backup``, ``result``, ``verified``, ``error``."""
-        record, result = self.step.record, self.step.result
+        record, result = fresh_record(self.engine, self.step.record), self.step.result
         facts: dict[str, Any] = {
             "action": self.action,
             "parameters": self.parameters if not record else record.parameters,

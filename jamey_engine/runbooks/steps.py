@@ -22,6 +22,7 @@ from jamey_engine.runbooks.planned import (
     apply_plan,
     approval_message,
     decide_plan,
+    fresh_record,
     make_plan,
     plan_step_actor,
     scheduled_confirm,
@@ -103,7 +104,7 @@ class PlanContractSteps:
         self.plan_result: ApplyResult | None = None
 
     def _contract_facts(self) -> dict[str, Any]:
-        record = self.plan_record
+        record = fresh_record(getattr(self, "engine", None), self.plan_record)
         return {
             "plan_id": record.id if record else None,
             "plan_status": record.status if record else None,
@@ -214,7 +215,9 @@ class LayerRewriteRunbook(ChangingRunbook, PlanContractSteps, Generic[Plan, Outc
             if record is None:  # nothing to do: the runbook's own rule says so, changing nothing
                 outcome = apply(self._engine, self.current_plan, dry_run=True, confirm="", backup_first=False)
             else:
-                confirm = scheduled_confirm(record, self.run_schedule, self.dry_run, self.confirm, self.say)
+                confirm = scheduled_confirm(
+                    record, self.run_schedule, self.dry_run, self.confirm, self.say, self.plan_id
+                )
                 decision, self.plan_outcome = decide_plan(
                     record, action=self.action, dry_run=self.dry_run, confirm=confirm, nothing_to_do=None
                 )
@@ -512,7 +515,9 @@ class RestoreRunbook(ChangingRunbook, PlanContractSteps):
                     self._engine, self.current_plan, dry_run=self.dry_run, confirm=self.confirm
                 )
             else:
-                confirm = scheduled_confirm(record, self.run_schedule, self.dry_run, self.confirm, self.say)
+                confirm = scheduled_confirm(
+                    record, self.run_schedule, self.dry_run, self.confirm, self.say, self.plan_id
+                )
                 decision, self.plan_outcome = decide_plan(
                     record, action="restore", dry_run=self.dry_run, confirm=confirm, nothing_to_do=None
                 )
