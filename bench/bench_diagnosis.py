@@ -68,7 +68,7 @@ def _deliver_and_wait(engine: Engine, url: str, key: str, fingerprint: str) -> f
         f"{url}/alertmanager/webhook",
         json=_payload(fingerprint),
         headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
+        timeout=120,  # the first delivery also loads the runbook catalog; a loaded machine is slow
     )
     answer.raise_for_status()
     start = time.perf_counter()
