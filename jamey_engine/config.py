@@ -592,6 +592,13 @@ SETTINGS: tuple[Setting, ...] = (
         _flag,
     ),
     Setting(
+        "JAMEY_SYSTEMD_UNIT",
+        "systemd_unit",
+        "",
+        "The systemd unit whose journal a diagnosis reads the service's log lines from (journalctl -u UNIT); empty: the unit of the process's cgroup when systemd started it, else the stack's log file.",
+        _text,
+    ),
+    Setting(
         "JAMEY_APPROVALS",
         "approvals",
         "",
@@ -687,6 +694,7 @@ class Settings:
     alertmanager_timeout: float
     alert_history_days: int
     auto_diagnose: bool
+    systemd_unit: str
     approvals: tuple[str, ...]
     plan_ttl: timedelta
     log_level: str

@@ -20,9 +20,27 @@ def _again(fingerprint: str) -> None:
     st.session_state[NOTICE] = f"Diagnosis started again: run {run_id}."
 
 
+def _charts(found: AlertEvidence) -> None:
+    """The diagnosis's Prometheus series around the firing time, two charts a row."""
+    from workbench_ui.charts import evidence_figure
+
+    figures = [
+        (record, figure)
+        for record in found.series
+        if (figure := evidence_figure(record, found.starts_at)) is not None
+    ]
+    for start in range(0, len(figures), 2):
+        columns = st.columns(2)
+        for column, (record, figure) in zip(columns, figures[start : start + 2], strict=False):
+            column.plotly_chart(
+                figure,
+                key=f"evidence_chart_{found.fingerprint}_{record.get('name')}",
+            )
+
+
 def render_evidence(found: AlertEvidence | None, *, can_write: bool) -> None:
     """Show ``found``'s diagnosis under its alert: "Evidence, gathered at HH:MM:SS in N s", the
-    verdict, the facts and a link to the run; while it runs, its progress; with ops:write, a
+    verdict, the facts, the charts of its Prometheus series and a link to the run; while it runs, its progress; with ops:write, a
     button that starts it again. Nothing when the history holds no such alert."""
     if found is None:
         return
@@ -44,6 +62,7 @@ def render_evidence(found: AlertEvidence | None, *, can_write: bool) -> None:
                     hide_index=True,
                     key=f"evidence_{found.fingerprint}",
                 )
+            _charts(found)
             suggested = found.summary.get("suggested_runbook")
             if suggested:
                 st.caption(f"Suggested runbook: **{suggested}**")

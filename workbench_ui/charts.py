@@ -410,3 +410,32 @@ def size_cap_figure(
     )
     figure.update_yaxes(range=[low, high], tickvals=ticks, ticktext=labels)
     return figure
+
+
+EVIDENCE_UNITS = ("ratio", "seconds", "bytes", "per_second", "count")
+
+
+def evidence_figure(record: Mapping[str, object], firing_at: object | None = None) -> go.Figure | None:
+    """The chart of one series a diagnosis gathered (its summary's ``series`` item: ``title``,
+    ``unit``, ``labels``, ``points``), the alert's firing time marked by a dashed red line; None
+    when the record holds no point."""
+    points = record.get("points")
+    if not isinstance(points, list) or not points:
+        return None
+    frame = pd.DataFrame(points)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
+    labels = [str(label) for label in record.get("labels") or [] if str(label) in frame.columns]  # type: ignore[attr-defined]
+    unit = str(record.get("unit") or "count")
+    figure = time_series_figure(
+        frame,
+        title=str(record.get("title") or record.get("name") or ""),
+        unit=unit if unit in EVIDENCE_UNITS else "count",  # type: ignore[arg-type]
+        by=labels or None,
+        name=str(record.get("name") or "value"),
+    )
+    if firing_at is not None:
+        moment = pd.Timestamp(firing_at)
+        figure.add_vline(x=moment.timestamp() * 1000, line_dash="dash", line_color=THRESHOLD_COLOR)
+    figure.update_layout(height=280)
+    return figure

@@ -95,7 +95,8 @@ def _add(engine: Engine, catalog: dict[str, Runbook]) -> None:
         "Parameters (JSON)",
         value='{"dry_run": true}' if catalog[runbook].parameter("dry_run") is not None else "{}",
         key="sc_parameters",
-        help="Analyses and dry runs only: a schedule that changes data waits for plans and approvals.",
+        help="dry_run false: each run plans its change and applies it when no approval is required"
+        " (a plan waiting for approval shows as pending_approval).",
     )
     try:
         upcoming = schedules.next_run_times(cron, timezone, utcnow())

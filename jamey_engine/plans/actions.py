@@ -165,12 +165,17 @@ _LOADING = threading.Lock()
 
 
 def _load() -> None:
-    """Import the action modules once. Under a lock, and done only when all three are in: a
+    """Import the action modules once. Under a lock, and done only when all of them are in: a
     registry that merely is not empty may be one module into its first import in another
     thread (45 parallel first applies saw "action 'retention' is unknown")."""
     if _LOADED.is_set():
         return
     with _LOADING:
-        from jamey_engine.plans import key_actions, memory_actions, vault_actions  # noqa: F401
+        from jamey_engine.plans import (  # noqa: F401
+            key_actions,
+            maintenance_actions,
+            memory_actions,
+            vault_actions,
+        )
 
         _LOADED.set()

@@ -13,6 +13,8 @@ ACTIONS: tuple[str, ...] = (
     "backup-delete",
     "key-revoke",
     "key-rotate",
+    "backup",
+    "memory-flush",
 )
 STATUSES: tuple[str, ...] = (
     "planned",

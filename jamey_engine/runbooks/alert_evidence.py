@@ -58,6 +58,12 @@ class AlertEvidence:
         return dict(self.summary.get("evidence") or {})
 
     @property
+    def series(self) -> list[dict[str, Any]]:
+        """The Prometheus series the diagnosis gathered (``diagnosis.series_record`` each)."""
+        found = self.summary.get("series")
+        return [item for item in found if isinstance(item, dict)] if isinstance(found, list) else []
+
+    @property
     def gathered_text(self) -> str | None:
         """``Evidence, gathered at HH:MM:SS in N s`` once the run finished, else None."""
         run = self.run

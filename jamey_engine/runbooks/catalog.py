@@ -24,11 +24,27 @@ Kind = Literal["runbook", "analysis"]
 # Set by the runner itself, never by a caller: a run acts on the data dir of the process that
 # started it, and reads the Prometheus of its configuration (PROMETHEUS_URL), not a URL named in
 # a request (which would let a caller make the service fetch any address and show the answer).
-RUNNER_PARAMETERS = frozenset({"data_dir", "prometheus_url"})
+# ``run_actor`` and ``run_scope`` name the key that started the run and the scope it was checked
+# for: the actor a notebook plans and applies as (``runbooks/planned.py``); ``run_schedule`` the
+# schedule that started it (a scheduled change applies its own plan: the schedule, added by a
+# key with the runbook's scope, is its confirmation). Only the engine sets them.
+RUNNER_PARAMETERS = frozenset({"data_dir", "prometheus_url", "run_actor", "run_scope", "run_schedule"})
 
-# Runbooks whose apply needs more than ops:write: a restore replaces every key and memory, which
-# only ``admin`` may do (the scopes in jamey_engine/keys/scopes.py).
-ADMIN_RUNBOOKS = frozenset({"restore_backup"})
+# The plan action each data-changing runbook plans and applies (``jamey_engine/plans``).
+PLAN_ACTIONS: dict[str, str] = {
+    "prune_memories": "prune",
+    "dedupe_memories": "dedupe",
+    "restore_backup": "restore",
+    "take_backup": "backup",
+    "flush_memory_log": "memory-flush",
+    "apply_retention": "retention",
+    "rotate_key": "key-rotate",
+}
+
+# Runbooks whose action needs more than ops:write (a restore replaces every key and memory, a
+# rotation replaces a key): only ``admin`` may run them, a dry run included, since a dry run
+# stores the plan and planning needs the action's scope. A test holds this equal to the actions.
+ADMIN_RUNBOOKS = frozenset({"restore_backup", "rotate_key"})
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 _TRUE = {"true", "1", "yes", "on"}
@@ -79,9 +95,15 @@ class Runbook:
         return values.get("dry_run", dry.default) is not True
 
     def scope_for(self, values: Mapping[str, Any]) -> str:
-        """The scope a key needs to start a run with ``values``: ``admin`` to apply a restore,
-        ``ops:write`` for every other run."""
-        return "admin" if self.name in ADMIN_RUNBOOKS and self.changes_data(values) else "ops:write"
+        """The scope a key needs to start a run with ``values``: ``admin`` for a runbook whose
+        plan action needs it (a restore, a key rotation; its dry run plans it too), ``ops:write``
+        for every other run."""
+        return "admin" if self.name in ADMIN_RUNBOOKS else "ops:write"
+
+    @property
+    def plan_action(self) -> str | None:
+        """The plan action this runbook changes data through (None for an analysis)."""
+        return PLAN_ACTIONS.get(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         """The runbook as JSON-friendly data (the CLI's and the API's shape)."""

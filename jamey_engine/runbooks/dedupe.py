@@ -243,6 +243,9 @@ def verify_dedupe(engine: Engine, outcome: DedupeOutcome) -> Checks:
 class DedupeRunbook(LayerRewriteRunbook[DedupePlan, DedupeOutcome]):
     """The steps of ``notebooks/dedupe_memories.ipynb``; each prints plainly and returns a table."""
 
+    action = "dedupe"
+    outcome_type = DedupeOutcome
+
     def __init__(
         self,
         engine: Engine | None,
@@ -266,10 +269,22 @@ class DedupeRunbook(LayerRewriteRunbook[DedupePlan, DedupeOutcome]):
         dry_run: bool = True,
         backup_first: bool = True,
         confirm: str = "",
+        plan_id: str | None = "",
+        run_actor: str | None = None,
+        run_scope: str | None = None,
+        run_schedule: int | None = None,
         say: Say = print,
     ) -> DedupeRunbook:
-        """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
+        """Check the parameters and open the engine; a bad parameter stops the runbook with its message.
+
+        ``plan_id`` names a stored dedupe plan to apply (its layers replace ``layer``);
+        ``run_actor``/``run_scope`` are set by the runner (who plans and applies)."""
+        from jamey_engine.runbooks.planned import plan_step_actor
+
         runbook = cls(None, say=say)
+        runbook._init_contract(
+            str(plan_id or "").strip(), plan_step_actor(run_actor, run_scope), run_schedule
+        )
 
         def setup() -> None:
             runbook.layers = parse_layers(layer)
@@ -287,6 +302,7 @@ class DedupeRunbook(LayerRewriteRunbook[DedupePlan, DedupeOutcome]):
         """Show the duplicates per layer, the bytes to free, and the confirmation phrase."""
 
         def body() -> pd.DataFrame:
+            self._given_plan()
             plan = plan_dedupe(self._engine, self.layers)
             self.current_plan = plan
             self.say(
@@ -297,6 +313,7 @@ class DedupeRunbook(LayerRewriteRunbook[DedupePlan, DedupeOutcome]):
                 self.say("No duplicates.")
             else:
                 self.say(f"To apply: dry_run=False and confirm={plan.phrase!r}")
+            self._store_plan(plan.nothing_to_do)
             return plan.to_frame()
 
         return self._step("plan", body)

@@ -87,7 +87,29 @@ class Diagnosis:
             "gathered_at": self.gathered_at.isoformat(),
             "gather_seconds": round(self.seconds, 2),
             "notes": self.notes,
+            "series": [series_record(query, frame) for query, frame in self.series.values()],
         }
+
+
+#: Points kept per line of a series in the summary: enough for a chart, small enough to store.
+SERIES_POINTS = 120
+
+
+def series_record(query: EvidenceQuery, frame: pd.DataFrame) -> dict[str, Any]:
+    """One gathered series as JSON for the run's summary (the Alerts page draws it): its
+    ``name``, ``title``, ``unit``, ``labels`` and ``points`` (``timestamp`` ISO 8601, ``value``,
+    and the label columns), at most :data:`SERIES_POINTS` per line, evenly thinned."""
+    columns = [label for label in query.labels if label in frame.columns]
+    parts = [part for _, part in frame.groupby(columns, sort=True)] if columns else [frame]
+    points: list[dict[str, Any]] = []
+    for part in parts:
+        step = max(1, math.ceil(len(part) / SERIES_POINTS))
+        for row in part.iloc[::step].itertuples(index=False):
+            values = row._asdict()
+            point = {"timestamp": _jsonable(values["timestamp"]), "value": _jsonable(float(values["value"]))}
+            point.update({label: str(values[label]) for label in columns})
+            points.append(point)
+    return {"name": query.name, "title": query.title, "unit": query.unit, "labels": columns, "points": points}
 
 
 def _jsonable(value: Any) -> Any:
@@ -173,7 +195,28 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _log_lines(diagnosis: Diagnosis, engine: Engine) -> None:
+def _log_lines(diagnosis: Diagnosis, engine: Engine, now: datetime) -> None:
+    """The service's noteworthy log lines: from journald when the service runs under systemd and
+    its journal is readable, else from the stack's log file."""
+    from jamey_engine.observability.journal import read_journal, systemd_unit
+
+    unit = systemd_unit(engine.settings.systemd_unit)
+    if unit is not None:
+        since = max(min(diagnosis.starts_at, now) - LOOKBACK, now - timedelta(days=1))
+        entries = read_journal(unit, since)
+        if entries is not None:
+            noteworthy = [entry.line() for entry in entries if entry.noteworthy]
+            diagnosis.log_lines = noteworthy[-LOG_LINES:]
+            diagnosis.evidence["log_problems"] = len(noteworthy)
+            diagnosis.evidence["log_source"] = f"journald ({unit})"
+            return
+        diagnosis.notes.append(
+            f"service log: the journal of {unit} is not readable here; trying the log file"
+        )
+    _log_file_lines(diagnosis, engine)
+
+
+def _log_file_lines(diagnosis: Diagnosis, engine: Engine) -> None:
     path = engine.settings.data_dir / SERVICE_LOG
     try:
         with path.open("rb") as handle:
@@ -187,6 +230,7 @@ def _log_lines(diagnosis: Diagnosis, engine: Engine) -> None:
     lines = [line for line in tail.splitlines() if _NOTEWORTHY.search(line)]
     diagnosis.log_lines = lines[-LOG_LINES:]
     diagnosis.evidence["log_problems"] = len(lines)
+    diagnosis.evidence["log_source"] = str(SERVICE_LOG)
 
 
 def _keys(diagnosis: Diagnosis, engine: Engine, now: datetime) -> None:
@@ -321,7 +365,7 @@ def diagnose(
     _prometheus_facts(diagnosis, prom, now)
     for gather in (
         lambda: _operations(diagnosis, engine, now),
-        lambda: _log_lines(diagnosis, engine),
+        lambda: _log_lines(diagnosis, engine, now),
         lambda: _keys(diagnosis, engine, now),
         lambda: _layers(diagnosis, engine),
         lambda: _backups(diagnosis, engine),

@@ -24,7 +24,13 @@ from jamey_engine.errors import Unavailable
 from jamey_engine.fsutil import process_alive
 from jamey_engine.keys.scopes import require_scope
 from jamey_engine.runbooks import runs
-from jamey_engine.runbooks.catalog import Runbook, find_runbook, load_catalog, validate_parameters
+from jamey_engine.runbooks.catalog import (
+    RUNNER_PARAMETERS,
+    Runbook,
+    find_runbook,
+    load_catalog,
+    validate_parameters,
+)
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -70,6 +76,7 @@ def start_run(
     *,
     actor: str,
     scopes: Iterable[str] | None = None,
+    runner_parameters: Mapping[str, Any] | None = None,
 ) -> runs.RunRecord:
     """Validate, record and start a run of runbook ``name`` with ``parameters`` on behalf of
     ``actor``; returns the ``queued`` record at once (the run goes on in its own process).
@@ -80,11 +87,16 @@ def start_run(
     the runner process cannot be started (the run is then marked failed). Given the caller's key
     ``scopes`` (the API, the workbench), raises Forbidden unless they grant the run's scope
     (``Runbook.scope_for``); the CLI, run by the data dir's owner, passes none.
+    ``runner_parameters`` are the engine's own (``catalog.RUNNER_PARAMETERS``, such as the
+    schedule that starts the run), recorded with the run and never taken from a caller.
     """
     chosen = runbook(engine, name)
     values = validate_parameters(chosen, parameters)
     if scopes is not None:
         require_scope(actor, tuple(scopes), chosen.scope_for(values))
+    for name, value in (runner_parameters or {}).items():
+        if name in RUNNER_PARAMETERS and name in chosen.declared:
+            values[name] = value
     record = runs.create_run(
         engine.db,
         runbook=chosen.name,

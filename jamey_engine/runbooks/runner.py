@@ -132,6 +132,12 @@ def _parameters_for(runbook: Runbook, run: runs.RunRecord, engine: Engine) -> di
     values = {name: value for name, value in run.parameters.items() if name not in RUNNER_PARAMETERS}
     if "data_dir" in runbook.declared:
         values["data_dir"] = str(engine.settings.data_dir)
+    if "run_actor" in runbook.declared:  # who plans and applies inside the notebook
+        values["run_actor"] = run.actor
+    if "run_scope" in runbook.declared:
+        values["run_scope"] = runbook.scope_for(run.parameters)
+    if "run_schedule" in runbook.declared and run.parameters.get("run_schedule") is not None:
+        values["run_schedule"] = run.parameters["run_schedule"]  # recorded by the engine's scheduler only
     return values
 
 

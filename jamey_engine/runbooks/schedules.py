@@ -9,15 +9,20 @@ moved past now in one conditional UPDATE, so two claimers never both win) and st
 actor ``schedule``. A schedule whose slots were missed while the service was down is due once,
 and its next slot is the first one after now: it runs once, not once per missed slot.
 
-Until the plan contract (approvals) exists, a schedule may only run what changes no data:
-analyses, and runbooks in dry-run mode; anything else is refused with a one-line InvalidInput.
+A schedule that changes data runs through the plan contract (``runbooks/planned.py``): each run
+plans, and applies its own plan only when no approval is required (the schedule, added by a key
+with the runbook's scope, is the confirmation; the run is told which schedule started it by the
+engine, never by a parameter a caller can set). Where ``JAMEY_APPROVALS`` lists the action, the
+plan waits in ``pending_approval`` like any other and the schedule's ``last_status`` says
+``pending_approval``. Only runbooks over a plan action may change data on a schedule; any other
+is refused with a one-line InvalidInput.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -27,6 +32,7 @@ import sqlalchemy as sa
 
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput, NotFound
+from jamey_engine.keys.scopes import require_scope
 from jamey_engine.models import RunbookRun, RunbookSchedule
 from jamey_engine.runbooks.catalog import validate_parameters
 
@@ -143,12 +149,28 @@ def next_run_times(cron: str, timezone: str, after: datetime, count: int = PREVI
 
 def _select() -> sa.Select[Any]:
     return sa.select(
-        _TABLE, _RUNS.c.status.label("run_status"), _RUNS.c.finished_at.label("run_finished")
+        _TABLE,
+        _RUNS.c.status.label("run_status"),
+        _RUNS.c.finished_at.label("run_finished"),
+        _RUNS.c.summary.label("run_summary"),
     ).join(_RUNS, _RUNS.c.id == _TABLE.c.last_run_id, isouter=True)
+
+
+def _plan_waiting(summary: str | None) -> bool:
+    """True when a run's summary says its plan waits for a second key's approval."""
+    if not summary or "pending_approval" not in summary:
+        return False
+    try:
+        found = json.loads(summary)
+    except ValueError:
+        return False
+    return isinstance(found, dict) and found.get("plan_status") == "pending_approval"
 
 
 def _record(row: Any) -> Schedule:
     status = row.run_status or row.last_status
+    if status == "succeeded" and _plan_waiting(row.run_summary):
+        status = "pending_approval"  # it planned; the change waits for an approval
     last_success = row.last_success_at
     if row.run_status == "succeeded" and row.run_finished is not None:
         last_success = max(last_success, row.run_finished) if last_success else row.run_finished
@@ -211,13 +233,15 @@ def add_schedule(
     parameters: Mapping[str, Any] | None = None,
     created_by: str,
     paused: bool = False,
+    scopes: Iterable[str] | None = None,
 ) -> Schedule:
     """Record a schedule of ``runbook`` on ``cron`` in ``timezone`` with ``parameters``.
 
     Raises NotFound for an unknown runbook (naming the ones there are), InvalidInput naming the
     field and value for a bad cron expression, an unknown time zone, an unknown parameter or a
-    value of the wrong type, or parameters that would change data (scheduled changes wait for
-    the plan contract and its approvals). Nothing is recorded then.
+    value of the wrong type, parameters that would change data in a runbook over no plan action,
+    or a ``plan_id`` (a plan is applied once); given the author's key ``scopes``, Forbidden
+    unless they grant the runbook's scope (``Runbook.scope_for``). Nothing is recorded then.
     """
     from jamey_engine.runbooks.launch import runbook as find
 
@@ -225,12 +249,18 @@ def add_schedule(
     expression = check_cron(cron)
     next_run_times(expression, timezone, utcnow(), 1)  # a known zone, and it runs some day
     values = validate_parameters(chosen, parameters or {})
-    if chosen.changes_data(values):
+    if scopes is not None:  # a schedule runs with the scope its runbook needs: its author must hold it
+        require_scope(created_by, tuple(scopes), chosen.scope_for(values))
+    if chosen.changes_data(values) and chosen.plan_action is None:
         given = ", ".join(f"{name}={value!r}" for name, value in values.items()) or "its defaults"
         raise InvalidInput(
-            f"parameters of runbook {chosen.name} ({given}) would change data: a schedule runs only "
-            "analyses and dry runs until scheduled changes go through a plan and its approval "
-            "(set dry_run true)"
+            f"parameters of runbook {chosen.name} ({given}) would change data: a schedule changes data "
+            "only through a plan action's runbook (set dry_run true)"
+        )
+    if values.get("plan_id"):
+        raise InvalidInput(
+            f"parameter plan_id {values['plan_id']!r} cannot be scheduled: a plan is applied once; "
+            "a scheduled run plans anew each time"
         )
     now = utcnow()
     row = RunbookSchedule(
@@ -314,7 +344,7 @@ def claim(db: Database, schedule: Schedule, now: datetime) -> bool:
     skipped: a schedule runs once however many slots it missed."""
     following = next_run_times(schedule.cron, schedule.timezone, now, 1)[0]
     values: dict[str, Any] = {"next_run_at": following}
-    if schedule.last_status == "succeeded":  # keep it before last_run_id moves on
+    if schedule.last_status in ("succeeded", "pending_approval"):  # keep it before last_run_id moves on
         values["last_success_at"] = schedule.last_success_at
     with db.begin() as conn:
         done = conn.execute(
@@ -335,7 +365,13 @@ def run_schedule(engine: Engine, schedule: Schedule) -> str | None:
     from jamey_engine.runbooks.launch import start_run
 
     try:
-        record = start_run(engine, schedule.runbook, schedule.parameters, actor=ACTOR)
+        record = start_run(
+            engine,
+            schedule.runbook,
+            schedule.parameters,
+            actor=ACTOR,
+            runner_parameters={"run_schedule": schedule.id},
+        )
         run_id: str | None = record.id
         status = record.status
     except Exception as err:

@@ -17,6 +17,16 @@ from jamey_engine.durations import parse_duration
 from jamey_engine.errors import JameyError
 from jamey_engine.growth import format_bytes
 from jamey_engine.runbooks.common import ChangingRunbook, Checks, Decision, Say, check_bool
+from jamey_engine.runbooks.planned import (
+    apply_hint,
+    apply_plan,
+    approval_message,
+    decide_plan,
+    fresh_record,
+    make_plan,
+    plan_step_actor,
+    scheduled_confirm,
+)
 from jamey_engine.runbooks.prune import (
     PruneOutcome,
     PrunePlan,
@@ -37,6 +47,9 @@ from jamey_engine.runbooks.restore import (
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
+    from jamey_engine.plans.actors import Actor
+    from jamey_engine.plans.applying import ApplyResult
+    from jamey_engine.plans.store import PlanRecord
     from jamey_engine.vault import BackupInfo
 
 
@@ -73,9 +86,42 @@ Plan = TypeVar("Plan", bound=_Plan)
 Outcome = TypeVar("Outcome", bound=_Outcome)
 
 
-class LayerRewriteRunbook(ChangingRunbook, Generic[Plan, Outcome]):
+class PlanContractSteps:
+    """What a data-changing notebook runbook keeps of the plan contract (``runbooks/planned.py``):
+    the stored plan it works on (``plan_id`` given, or the one its plan step stored), the actor
+    that plans and applies, and what became of the plan."""
+
+    action: str = ""  # the plan action (``jamey_engine/plans``)
+
+    def _init_contract(
+        self, plan_id: str = "", actor: Actor | None = None, run_schedule: int | None = None
+    ) -> None:
+        self.plan_id = plan_id
+        self.run_schedule = int(run_schedule) if run_schedule is not None else None
+        self.actor = actor or plan_step_actor(None, None)
+        self.plan_record: PlanRecord | None = None
+        self.plan_outcome: str | None = None
+        self.plan_result: ApplyResult | None = None
+
+    def _contract_facts(self) -> dict[str, Any]:
+        record = fresh_record(getattr(self, "engine", None), self.plan_record)
+        return {
+            "plan_id": record.id if record else None,
+            "plan_status": record.status if record else None,
+            "requires_approval": record.requires_approval if record else None,
+            "schedule": self.run_schedule,
+        }
+
+
+class LayerRewriteRunbook(ChangingRunbook, PlanContractSteps, Generic[Plan, Outcome]):
     """Base of the runbooks that rewrite memory layers through the prune compaction (prune,
-    dedupe): the layers, the backup taken first, and the shared preflight, apply and verify steps."""
+    dedupe): the layers, the backup taken first, and the shared preflight, apply and verify steps.
+
+    The change goes through the plan contract: the plan step stores a plan (or loads ``plan_id``)
+    and the apply step applies exactly that plan (the contract takes the backup first)."""
+
+    #: The outcome type the apply step builds (PruneOutcome, DedupeOutcome).
+    outcome_type: type
 
     def __init__(
         self,
@@ -85,19 +131,66 @@ class LayerRewriteRunbook(ChangingRunbook, Generic[Plan, Outcome]):
         dry_run: bool = True,
         backup_first: bool = True,
         confirm: str = "",
+        plan_id: str = "",
+        actor: Actor | None = None,
         say: Say = print,
     ) -> None:
         super().__init__(engine, dry_run=dry_run, confirm=confirm, say=say)
+        self._init_contract(plan_id, actor)
         self.layers = layers
         self.backup_first = backup_first
         self.preflight_checks: Checks | None = None
         self.current_plan: Plan | None = None
         self.outcome: Outcome | None = None
 
+    def _plan_parameters(self) -> dict[str, Any]:
+        """The plan action's parameters for this run."""
+        return {"layer": list(self.layers)}
+
+    def _adopt(self, parameters: dict[str, Any]) -> None:
+        """Take a stored plan's parameters as this run's."""
+        self.layers = tuple(parameters["layer"])
+
+    def _given_plan(self) -> None:
+        """With ``plan_id``: load that plan (of this runbook's action) and take its parameters."""
+        if not self.plan_id or self.plan_record is not None:
+            return
+        record = make_plan(self._engine, self.action, {}, self.actor, self.plan_id)
+        self.plan_record = record
+        self._adopt(dict(record.parameters))
+        self.say(
+            f"Plan {record.id} ({record.status}), planned by {record.planned_by}: its parameters are used."
+        )
+
+    def _store_plan(self, nothing_to_do: bool) -> None:
+        """Store the plan of this run (unless one was given, or there is nothing to do) and say
+        how to apply it."""
+        if self.plan_record is None and not nothing_to_do:
+            self.plan_record = make_plan(self._engine, self.action, self._plan_parameters(), self.actor)
+        record = self.plan_record
+        if record is None:
+            return
+        self.say(f"Plan {record.id} stored ({record.status}).")
+        self.say(approval_message(record) if record.status == "pending_approval" else apply_hint(record))
+
+    def _outcome_of(self, decision: Decision, result: ApplyResult | None) -> Outcome:
+        run = result.native if result is not None else None
+        backup = self._engine.vault.get(result.backup_id) if result is not None and result.backup_id else None
+        outcome: Outcome = self.outcome_type(
+            decision,
+            self.current_plan,
+            backup,
+            tuple(run.results) if run is not None else (),
+            run.duration if run is not None else 0.0,
+            (run.note,) if run is not None and run.note else (),
+        )
+        return outcome
+
     def preflight(self) -> pd.DataFrame | None:
         """Run the preflight checks; any failure stops the runbook."""
 
         def body() -> pd.DataFrame:
+            self._given_plan()  # an applying run checks the stored plan's layers
             checks = prune_preflight(self._engine, self.layers, backup_first=self.backup_first)
             self.preflight_checks = checks
             if not checks.ok:
@@ -118,13 +211,25 @@ class LayerRewriteRunbook(ChangingRunbook, Generic[Plan, Outcome]):
         def body() -> pd.DataFrame | None:
             if self.current_plan is None:
                 raise _Stop("there is no plan; run the plan step first")
-            outcome = apply(
-                self._engine,
-                self.current_plan,
-                dry_run=self.dry_run,
-                confirm=self.confirm,
-                backup_first=self.backup_first,
-            )
+            record = self.plan_record
+            if record is None:  # nothing to do: the runbook's own rule says so, changing nothing
+                outcome = apply(self._engine, self.current_plan, dry_run=True, confirm="", backup_first=False)
+            else:
+                confirm = scheduled_confirm(
+                    record, self.run_schedule, self.dry_run, self.confirm, self.say, self.plan_id
+                )
+                decision, self.plan_outcome = decide_plan(
+                    record, action=self.action, dry_run=self.dry_run, confirm=confirm, nothing_to_do=None
+                )
+                result = None
+                if decision.go and self.plan_outcome == "applied":
+                    self.say(decision.message)
+                    if not self.backup_first:
+                        self.say("backup_first=False: a plan always takes its backup first.")
+                    result = apply_plan(self._engine, record, confirm, self.actor, self.say)
+                    self.plan_result, self.plan_record = result, result.plan
+                    decision = Decision("go", f"Applied plan {record.id}.")
+                outcome = self._outcome_of(decision, result)
             self.outcome = outcome
             self._say_all(outcome.notes)
             self.say(outcome.decision.message)
@@ -173,7 +278,10 @@ class LayerRewriteRunbook(ChangingRunbook, Generic[Plan, Outcome]):
             "backup": outcome.backup.id if outcome and outcome.backup else None,
             "verified": self.verification.ok if self.verification else None,
             "error": self.error,
+            **self._contract_facts(),
         }
+        if self.plan_outcome is not None:
+            facts["outcome"] = self.plan_outcome
         if self.error:
             self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
         elif outcome and outcome.applied:
@@ -189,6 +297,9 @@ class LayerRewriteRunbook(ChangingRunbook, Generic[Plan, Outcome]):
 
 class PruneRunbook(LayerRewriteRunbook[PrunePlan, PruneOutcome]):
     """The steps of ``notebooks/prune_memories.ipynb``; each prints plainly and returns a table."""
+
+    action = "prune"
+    outcome_type = PruneOutcome
 
     def __init__(
         self,
@@ -206,6 +317,13 @@ class PruneRunbook(LayerRewriteRunbook[PrunePlan, PruneOutcome]):
         )
         self.older_than = older_than
 
+    def _plan_parameters(self) -> dict[str, Any]:
+        return {"layer": list(self.layers), "older_than": self.older_than}
+
+    def _adopt(self, parameters: dict[str, Any]) -> None:
+        self.layers = tuple(parameters["layer"])
+        self.older_than = str(parameters["older_than"])
+
     @classmethod
     def open(
         cls,
@@ -216,10 +334,20 @@ class PruneRunbook(LayerRewriteRunbook[PrunePlan, PruneOutcome]):
         dry_run: bool = True,
         backup_first: bool = True,
         confirm: str = "",
+        plan_id: str | None = "",
+        run_actor: str | None = None,
+        run_scope: str | None = None,
+        run_schedule: int | None = None,
         say: Say = print,
     ) -> PruneRunbook:
-        """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
+        """Check the parameters and open the engine; a bad parameter stops the runbook with its message.
+
+        ``plan_id`` names a stored prune plan to apply (its parameters replace these);
+        ``run_actor``/``run_scope`` are set by the runner (who plans and applies)."""
         runbook = cls(None, say=say)
+        runbook._init_contract(
+            str(plan_id or "").strip(), plan_step_actor(run_actor, run_scope), run_schedule
+        )
 
         def setup() -> None:
             runbook.layers = parse_layers(layer)
@@ -239,6 +367,7 @@ class PruneRunbook(LayerRewriteRunbook[PrunePlan, PruneOutcome]):
         """Show what would be pruned per layer and the confirmation phrase."""
 
         def body() -> pd.DataFrame:
+            self._given_plan()
             plan = plan_prune(self._engine, self.layers, self.older_than)
             self.current_plan = plan
             self.say(
@@ -249,6 +378,7 @@ class PruneRunbook(LayerRewriteRunbook[PrunePlan, PruneOutcome]):
                 self.say("Nothing to prune.")
             else:
                 self.say(f"To apply: dry_run=False and confirm={plan.phrase!r}")
+            self._store_plan(plan.nothing_to_do)
             return plan.to_frame()
 
         return self._step("plan", body)
@@ -271,8 +401,13 @@ class PruneRunbook(LayerRewriteRunbook[PrunePlan, PruneOutcome]):
         )
 
 
-class RestoreRunbook(ChangingRunbook):
-    """The steps of ``notebooks/restore_backup.ipynb``; each prints plainly and returns a table."""
+class RestoreRunbook(ChangingRunbook, PlanContractSteps):
+    """The steps of ``notebooks/restore_backup.ipynb``; each prints plainly and returns a table.
+
+    The restore goes through the plan contract (action ``restore``, scope ``admin``): the plan
+    step stores a plan of the verified backup (or loads ``plan_id``), the apply step applies it."""
+
+    action = "restore"
 
     def __init__(
         self,
@@ -284,6 +419,7 @@ class RestoreRunbook(ChangingRunbook):
         say: Say = print,
     ) -> None:
         super().__init__(engine, dry_run=dry_run, confirm=confirm, say=say)
+        self._init_contract()
         self.backup_id = backup_id
         self.current_plan: RestoreRunPlan | None = None
         self.outcome: RestoreOutcome | None = None
@@ -296,10 +432,20 @@ class RestoreRunbook(ChangingRunbook):
         backup_id: str = "",
         dry_run: bool = True,
         confirm: str = "",
+        plan_id: str | None = "",
+        run_actor: str | None = None,
+        run_scope: str | None = None,
+        run_schedule: int | None = None,
         say: Say = print,
     ) -> RestoreRunbook:
-        """Check the parameters and open the engine; a bad parameter stops the runbook with its message."""
+        """Check the parameters and open the engine; a bad parameter stops the runbook with its message.
+
+        ``plan_id`` names a stored restore plan to apply (its backup replaces ``backup_id``);
+        ``run_actor``/``run_scope`` are set by the runner (who plans and applies)."""
         runbook = cls(None, say=say)
+        runbook._init_contract(
+            str(plan_id or "").strip(), plan_step_actor(run_actor, run_scope), run_schedule
+        )
 
         def setup() -> None:
             runbook.backup_id = "" if backup_id is None else str(backup_id).strip()
@@ -324,6 +470,13 @@ class RestoreRunbook(ChangingRunbook):
         """Verify the chosen backup and diff it against now; state the confirmation phrase."""
 
         def body() -> pd.DataFrame:
+            if self.plan_id and self.plan_record is None:
+                record = make_plan(self._engine, self.action, {}, self.actor, self.plan_id)
+                self.plan_record = record
+                self.backup_id = str(record.parameters.get("backup_id") or "")
+                self.say(
+                    f"Plan {record.id} ({record.status}), planned by {record.planned_by}: it restores {self.backup_id}."
+                )
             plan = plan_restore(self._engine, self.backup_id)
             self.current_plan = plan
             backup = plan.backup
@@ -337,6 +490,15 @@ class RestoreRunbook(ChangingRunbook):
             else:
                 self.say("Verified: every file matches its checksum.")
                 self.say(f"To apply: dry_run=False and confirm={plan.phrase!r}")
+                if self.plan_record is None:
+                    self.plan_record = make_plan(
+                        self._engine, self.action, {"backup_id": backup.id}, self.actor
+                    )
+                record = self.plan_record
+                self.say(f"Plan {record.id} stored ({record.status}).")
+                self.say(
+                    approval_message(record) if record.status == "pending_approval" else apply_hint(record)
+                )
             return plan.to_frame()
 
         return self._step("plan", body)
@@ -347,9 +509,30 @@ class RestoreRunbook(ChangingRunbook):
         def body() -> None:
             if self.current_plan is None:
                 raise _Stop("there is no plan; run the plan step first")
-            outcome = apply_restore(
-                self._engine, self.current_plan, dry_run=self.dry_run, confirm=self.confirm
-            )
+            record = self.plan_record
+            if record is None:  # a damaged backup: the runbook's own rule refuses, changing nothing
+                outcome = apply_restore(
+                    self._engine, self.current_plan, dry_run=self.dry_run, confirm=self.confirm
+                )
+            else:
+                confirm = scheduled_confirm(
+                    record, self.run_schedule, self.dry_run, self.confirm, self.say, self.plan_id
+                )
+                decision, self.plan_outcome = decide_plan(
+                    record, action="restore", dry_run=self.dry_run, confirm=confirm, nothing_to_do=None
+                )
+                outcome = RestoreOutcome(decision, self.current_plan)
+                if decision.go and self.plan_outcome == "applied":
+                    self.say(decision.message)
+                    result = apply_plan(self._engine, record, confirm, self.actor, self.say)
+                    self.plan_result, self.plan_record = result, result.plan
+                    safety = (result.backup_id,) if result.backup_id else ()
+                    outcome = RestoreOutcome(
+                        Decision("go", f"Applied plan {record.id}."),
+                        self.current_plan,
+                        safety,
+                        result.duration_seconds,
+                    )
             self.outcome = outcome
             self.say(outcome.decision.message)
             if outcome.applied:
@@ -395,7 +578,10 @@ class RestoreRunbook(ChangingRunbook):
             "safety_backups": list(self.outcome.safety_backups) if self.outcome else [],
             "verified": self.verification.ok if self.verification else None,
             "error": self.error,
+            **self._contract_facts(),
         }
+        if self.plan_outcome is not None:
+            facts["outcome"] = self.plan_outcome
         if self.error:
             self.say(f"Summary: stopped at {self.stopped_at}: {self.error}")
         elif self.outcome and self.outcome.applied:

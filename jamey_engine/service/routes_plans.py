@@ -25,7 +25,17 @@ from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
 log = logging.getLogger(__name__)
 
 PlanId = Annotated[str, Path(min_length=1, max_length=40, description="The plan's id.")]
-ActionName = Literal["prune", "dedupe", "retention", "restore", "backup-delete", "key-revoke", "key-rotate"]
+ActionName = Literal[
+    "prune",
+    "dedupe",
+    "retention",
+    "restore",
+    "backup-delete",
+    "key-revoke",
+    "key-rotate",
+    "backup",
+    "memory-flush",
+]
 StatusName = Literal[
     "planned", "pending_approval", "approved", "rejected", "applying", "applied", "failed", "expired", "stale"
 ]

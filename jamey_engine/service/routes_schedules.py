@@ -66,9 +66,11 @@ BODY = {"required": True, "content": {"application/json": {"schema": {"type": "o
 
 @router.post("", status_code=201, response_model=AddedSchedule, openapi_extra={**WRITE, "requestBody": BODY})
 async def add_schedule(request: Request) -> AddedSchedule:
-    """Add a schedule of a runbook (analyses, and dry runs of runbooks); the answer has its next
-    five run times. A body outside the schema (an unknown runbook, a bad cron expression, time
-    zone or parameter, parameters that would change data) is a 422 naming the field."""
+    """Add a schedule of a runbook (analyses, dry runs, and changes through the plan contract:
+    each run plans, and applies only when no approval is required); the answer has its next five
+    run times. A body outside the schema (an unknown runbook, a bad cron expression, time zone or
+    parameter, a plan_id) is a 422 naming the field; a runbook that needs a scope the key lacks
+    (admin for restore_backup and rotate_key) is a 403."""
     raw = await request.body()
     try:
         body: Any = json.loads(raw)
@@ -87,6 +89,7 @@ def _add(request: Request, body: Any) -> AddedSchedule:
         timezone=checked.get("timezone", "UTC"),
         parameters=checked.get("parameters") or {},
         created_by=str(current_key(request).name),
+        scopes=tuple(current_key(request).scopes),
     )
     upcoming = schedules.next_run_times(schedule.cron, schedule.timezone, schedule.created_at)
     return AddedSchedule(**schedule.to_dict(), next_run_times=[at.isoformat() for at in upcoming])

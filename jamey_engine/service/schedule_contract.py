@@ -2,8 +2,10 @@
 and enforced by the route (a body outside it is a 422 naming the field; nothing is recorded).
 
 What the schema calls valid the engine accepts, because the schema is built from the service's
-own runbook catalog: one variant per runbook a schedule may run (analyses, and runbooks with a
-``dry_run`` parameter, which must then be ``true``), its parameters with their JSON types; a
+own runbook catalog: one variant per runbook a schedule may run (analyses; runbooks over a plan
+action, whose scheduled changes go through the plan contract; other runbooks with a ``dry_run``
+parameter, which must then be ``true``), its parameters with their JSON types (never ``plan_id``:
+a plan is applied once); a
 cron expression of five fields within their ranges (days of the month up to 28, so every
 expression the schema allows runs some day; the CLI takes any expression croniter accepts);
 and a time zone of the IANA database on this machine.
@@ -57,8 +59,16 @@ def _variant(runbook: Runbook) -> dict[str, Any] | None:
         return None  # every run of it may change data: not schedulable until plans exist
     properties: dict[str, Any] = {}
     required: list[str] = []
+    planned = runbook.plan_action is not None
     for parameter in runbook.parameters:
-        if parameter.name == "dry_run":
+        if parameter.name == "plan_id" and planned:
+            continue  # a plan is applied once; a scheduled run plans anew each time
+        if parameter.name == "dry_run" and planned:
+            properties["dry_run"] = {
+                "type": "boolean",
+                "description": "false: each run plans and applies its plan when no approval is required.",
+            }
+        elif parameter.name == "dry_run":
             properties["dry_run"] = {"const": True, "description": "Scheduled runs are dry runs."}
             if parameter.default is not True:
                 required.append("dry_run")

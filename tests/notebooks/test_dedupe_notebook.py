@@ -85,9 +85,9 @@ def test_apply_backs_up_keeps_the_oldest_verifies_and_a_second_apply_is_a_noop(
     try:
         left = engine.analysis.memories_frame("working", query="disk OR cache")["content"].tolist()
         assert left == ["Disk full on node 3", "cache miss storm"]  # the oldest of each group
-        assert [(r["layer"], r["count"], r["actor"]) for r in recent_operations(engine.db, kind="dedupe")] == [
-            ("working", 4, "runbook")
-        ]
+        assert [
+            (r["layer"], r["count"], r["actor"]) for r in recent_operations(engine.db, kind="dedupe")
+        ] == [("working", 4, "runbook")]
         assert len(engine.vault.list()) == 1
     finally:
         engine.close()

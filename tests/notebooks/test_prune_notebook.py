@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from notebook_runner import counts, fingerprint, run_notebook
+from notebook_runner import Executed, counts, fingerprint, run_notebook
 from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, SEEDED_LAYERS
 
 from jamey_engine.config import Settings
+from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.oplog import operation_summary
+from jamey_engine.runbooks.runner import summary_of
 
 # Each test starts a kernel (2-3 s) per notebook run.
 pytestmark = pytest.mark.slow
@@ -80,4 +84,79 @@ def test_a_writer_holding_the_lock_stops_it_at_preflight(seeded_dir: Path, tmp_p
     assert "Preflight failed." in run.text
     assert "error: preflight failed (writer lock: not free within 2s" in run.text
     assert "Skipped apply" in run.text
+    assert fingerprint(seeded_dir) == before
+
+
+def _summary(run: Executed) -> dict[str, Any]:
+    found = summary_of(run.notebook)
+    assert found is not None, run.text
+    return found
+
+
+def test_a_dry_run_stores_the_plan_and_the_applying_run_applies_exactly_that_plan(
+    seeded_dir: Path, tmp_path: Path
+) -> None:
+    dry = _summary(run_notebook(NOTEBOOK, tmp_path, data_dir=str(seeded_dir), layer="working"))
+    assert dry["confirm_phrase"] == f"prune {OLD_PER_LAYER} memories older than 30d"
+    assert dry["plan_id"] and dry["plan_status"] == "planned" and dry["outcome"] == "dry_run"
+    # The notebook's own layer and period are replaced by the plan's.
+    run = run_notebook(
+        NOTEBOOK,
+        tmp_path,
+        data_dir=str(seeded_dir),
+        layer="episodic",
+        older_than="1d",
+        plan_id=dry["plan_id"],
+        dry_run=False,
+        confirm=dry["confirm_phrase"],
+    )
+    done = _summary(run)
+    assert f"Plan {dry['plan_id']} (planned), planned by runbook: its parameters are used." in run.text
+    assert (done["plan_id"], done["plan_status"], done["deleted"]) == (
+        dry["plan_id"],
+        "applied",
+        OLD_PER_LAYER,
+    )
+    after = counts(seeded_dir)
+    assert (after["working"], after["episodic"]) == (NEW_PER_LAYER, OLD_PER_LAYER + NEW_PER_LAYER)
+
+
+def test_a_plan_applied_after_the_world_moved_is_refused_as_stale(seeded_dir: Path, tmp_path: Path) -> None:
+    dry = _summary(run_notebook(NOTEBOOK, tmp_path, data_dir=str(seeded_dir), layer="working"))
+    engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(seeded_dir)}))
+    try:
+        old = utcnow() - timedelta(days=90)
+        engine.memory.store_batch("working", [{"content": "a late old memory", "timestamp": old}])
+        engine.memory.flush()
+    finally:
+        engine.close()
+    before = fingerprint(seeded_dir)
+    run = run_notebook(
+        NOTEBOOK,
+        tmp_path,
+        data_dir=str(seeded_dir),
+        plan_id=dry["plan_id"],
+        dry_run=False,
+        confirm=dry["confirm_phrase"],
+    )
+    done = _summary(run)
+    assert f"plan {dry['plan_id']} is stale" in done["error"] and "plan again" in done["error"]
+    assert done["plan_status"] == "stale"
+    assert fingerprint(seeded_dir) == before
+
+
+def test_the_unattended_form_stops_plainly_when_the_prune_needs_approval(
+    seeded_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAMEY_APPROVALS", "prune")
+    before = fingerprint(seeded_dir)
+    run = run_notebook(NOTEBOOK, tmp_path, data_dir=str(seeded_dir), dry_run=False, confirm=PHRASE)
+    done = _summary(run)
+    assert (done["plan_status"], done["outcome"], done["error"]) == (
+        "pending_approval",
+        "pending_approval",
+        None,
+    )
+    assert f"Plan {done['plan_id']} needs approval by a second key before it can be applied" in run.text
+    assert "Backup taken first" not in run.text
     assert fingerprint(seeded_dir) == before

@@ -55,3 +55,40 @@ def test_runbook_list_json_names_the_alerts_each_notebook_answers(tmp_path: Path
     assert by_name["prune_memories"]["answers"] == ["JameyMemoryIndexTooLarge"]
     assert by_name["memory_growth"]["answers"] == []
     assert sorted(by_name["diagnose_alert"]["answers"]) == sorted(rule_alert_names(RULES))
+
+
+def test_every_remediation_of_the_mapping_is_a_plan_runbook_of_the_catalog() -> None:
+    from jamey_engine.plans.actions import get_action
+    from jamey_engine.runbooks.catalog import ADMIN_RUNBOOKS, PLAN_ACTIONS
+
+    catalog = load_catalog(ROOT / "notebooks")
+    remediations = {link.remediation for link in ALERT_LINKS.values() if link.remediation}
+    assert remediations == {
+        "prune_memories",
+        "take_backup",
+        "flush_memory_log",
+        "apply_retention",
+        "rotate_key",
+    }
+    for name in remediations:
+        runbook = catalog[name]
+        assert runbook.kind == "runbook", f"{name} changes data but is no runbook"
+        assert runbook.plan_action == PLAN_ACTIONS[name]
+        assert {p.name for p in runbook.parameters} >= {"dry_run", "confirm", "plan_id"}, name
+        assert runbook.description, f"{name}: its first markdown cell explains it"
+    # A runbook needs admin exactly when its plan action does (its dry run stores the plan).
+    for name, action in PLAN_ACTIONS.items():
+        assert (name in ADMIN_RUNBOOKS) == (get_action(action).scope == "admin"), name
+        assert name in catalog, f"{name} is mapped to {action} but has no notebook"
+
+
+def test_each_alert_s_remediation_is_filled_from_its_labels() -> None:
+    key = runbook_for_alert("JameyApiKeyExpiringSoon", {"key_id": "k_123", "severity": "warning"})
+    assert key is not None and (key.runbook, key.parameters) == ("rotate_key", {"key_id": "k_123"})
+    log = runbook_for_alert("JameyMemoryLogNotFlushing", {"layer": "working"})
+    assert log is not None and (log.runbook, log.parameters) == ("flush_memory_log", {"layer": "working"})
+    retention = runbook_for_alert("JameyRetentionFailing", {})
+    assert retention is not None and retention.runbook == "apply_retention"
+    for name in ("JameyBackupFailed", "JameyBackupTooOld", "JameyBackupNeverSucceeded"):
+        found = runbook_for_alert(name, {})
+        assert found is not None and found.runbook == "take_backup", name

@@ -94,7 +94,7 @@ def test_an_unknown_runbook_is_not_found(sched_engine: Engine) -> None:
         schedules.add_schedule(sched_engine, "nope", "0 6 * * *", created_by="test")
 
 
-def test_a_schedule_that_would_change_data_is_refused_until_plans_exist(sched_engine: Engine) -> None:
+def test_a_schedule_that_would_change_data_outside_a_plan_action_is_refused(sched_engine: Engine) -> None:
     with pytest.raises(InvalidInput, match=r"slow_change \(dry_run=False\) would change data"):
         schedules.add_schedule(
             sched_engine, "slow_change", "0 6 * * *", parameters={"dry_run": "false"}, created_by="test"
@@ -228,3 +228,90 @@ def test_due_schedules_wait_while_the_cap_of_scheduled_runs_is_active(sched_engi
     assert moment is not None
     assert schedules.run_due(sched_engine, moment) == []
     assert [s.id for s in schedules.due_schedules(sched_engine.db, moment)] == [added.id]  # still due
+
+
+# --- schedules that change data through the plan contract (the repository's notebooks) ----------
+
+
+@pytest.fixture
+def repo_engine(data_dir: Path, database_url: str) -> Iterator[Engine]:
+    """An engine on SQLite and PostgreSQL whose catalog is the repository's notebooks/."""
+    from jamey_engine.runbooks.links import REPO_NOTEBOOKS
+
+    engine = Engine(
+        make_settings(data_dir, JAMEY_NOTEBOOKS_DIR=str(REPO_NOTEBOOKS), JAMEY_DATABASE_URL=database_url)
+    )
+    yield engine
+    engine.close()
+
+
+def test_a_plan_runbook_may_change_data_on_a_schedule_but_never_with_a_plan_id(repo_engine: Engine) -> None:
+    added = schedules.add_schedule(
+        repo_engine, "take_backup", "0 3 * * *", parameters={"dry_run": "false"}, created_by="olga"
+    )
+    assert added.parameters == {"dry_run": False} and not added.paused
+    with pytest.raises(InvalidInput, match=r"parameter plan_id 'plan-x' cannot be scheduled"):
+        schedules.add_schedule(
+            repo_engine, "prune_memories", "0 3 * * *", parameters={"plan_id": "plan-x"}, created_by="olga"
+        )
+
+
+def test_a_key_without_the_runbooks_scope_cannot_schedule_it(repo_engine: Engine) -> None:
+    from jamey_engine.errors import Forbidden
+
+    before = schedules.list_schedules(repo_engine.db)
+    for name in ("restore_backup", "rotate_key"):
+        with pytest.raises(Forbidden, match="lacks the scope 'admin'"):
+            schedules.add_schedule(
+                repo_engine, name, "0 3 * * *", created_by="olga-ops", scopes=("ops:write",)
+            )
+    assert schedules.list_schedules(repo_engine.db) == before
+    allowed = schedules.add_schedule(
+        repo_engine, "rotate_key", "0 3 * * *", created_by="ada", scopes=("admin",), paused=True
+    )
+    assert allowed.runbook == "rotate_key"
+
+
+def test_a_run_whose_plan_waits_for_approval_shows_as_pending_approval(repo_engine: Engine) -> None:
+    import json
+
+    import sqlalchemy as sa
+
+    from jamey_engine.models import RunbookRun, RunbookSchedule
+
+    added = schedules.add_schedule(
+        repo_engine, "take_backup", "0 3 * * *", parameters={"dry_run": False}, created_by="olga"
+    )
+    waiting = runs.create_run(
+        repo_engine.db,
+        runbook="take_backup",
+        parameters={"dry_run": False},
+        actor="schedule",
+        changes_data=True,
+    )
+    summary = {
+        "plan_id": "plan-1",
+        "plan_status": "pending_approval",
+        "outcome": "pending_approval",
+        "error": None,
+    }
+    with repo_engine.db.begin() as conn:
+        conn.execute(
+            sa.update(RunbookRun.__table__)
+            .where(RunbookRun.__table__.c.id == waiting.id)
+            .values(status="succeeded", finished_at=utcnow(), summary=json.dumps(summary), change_slot=None)
+        )
+        conn.execute(
+            sa.update(RunbookSchedule.__table__)
+            .where(RunbookSchedule.__table__.c.id == added.id)
+            .values(last_run_id=waiting.id, last_status="queued")
+        )
+    assert schedules.get_schedule(repo_engine.db, added.id).last_status == "pending_approval"
+    applied = {**summary, "plan_status": "applied", "outcome": "applied"}
+    with repo_engine.db.begin() as conn:
+        conn.execute(
+            sa.update(RunbookRun.__table__)
+            .where(RunbookRun.__table__.c.id == waiting.id)
+            .values(summary=json.dumps(applied))
+        )
+    assert schedules.get_schedule(repo_engine.db, added.id).last_status == "succeeded"

@@ -102,8 +102,10 @@ def test_bad_schedules_are_refused_naming_the_field_and_nothing_is_recorded(
     status, error = add(runbook="nope")
     assert status == 422 and error.startswith("runbook (body): must name a runbook a schedule may run: ")
     assert "prune_memories" in error and "memory_growth" in error
-    status, error = add(runbook="dedupe_memories", parameters={"dry_run": False})
-    assert status == 422 and error.startswith("parameters.dry_run (body): True was expected"), error
+    status, error = add(runbook="dedupe_memories", parameters={"plan_id": "plan-x"})
+    assert status == 422 and error.startswith(
+        "parameters (body): Additional properties are not allowed ('plan_id'"
+    ), error
     assert add(runbook="memory_growth", cron="0 6 * * *", extra=1)[0] == 422
     bad_json = client.post(BASE, content=b"{", headers={**writer.headers, "Content-Type": "application/json"})
     assert bad_json.status_code == 400
@@ -126,8 +128,9 @@ def test_the_documented_body_is_exactly_what_the_route_accepts(
     assert {"memory_growth", "dedupe_memories", "prune_memories", "explore_memories"} <= titles
     good = {"runbook": "prune_memories", "cron": "*/15 0-6 1,15 * 1-5", "timezone": "Europe/Paris",
             "parameters": {"layer": "working", "dry_run": True}}  # fmt: skip
-    bad = {**good, "parameters": {"dry_run": False}}
-    assert validator.is_valid(good) and not validator.is_valid(bad)
+    bad = {**good, "parameters": {"plan_id": "plan-x"}}
+    changes = {**good, "parameters": {"dry_run": False}}  # through the plan contract
+    assert validator.is_valid(good) and not validator.is_valid(bad) and validator.is_valid(changes)
     assert client.post(BASE, json=good, headers=writer.headers).status_code == 201
     assert client.post(BASE, json=bad, headers=writer.headers).status_code == 422
 

@@ -5,20 +5,27 @@ ops:write; ?alert=NAME (the rules' runbook_url) opens that alert's evidence."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from amserver import AmServer, alert, start_alertmanager, wait_until
+from promserver import PromServer
 from streamlit.testing.v1 import AppTest
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
+from jamey_engine.models import AlertNotification
 from jamey_engine.observability.alert_history import Notification, store_notifications
 from jamey_engine.observability.alertmanager import AlertmanagerClient
-from jamey_engine.runbooks import launch
+from jamey_engine.observability.promql import PromQuery
+from jamey_engine.runbooks import launch, runs
 from jamey_engine.runbooks.alert_evidence import alert_evidence
 from jamey_engine.runbooks.auto_diagnosis import start_diagnoses
+from jamey_engine.runbooks.diagnosis import diagnose
 
 from .conftest import open_page, sign_in, texts
 
@@ -94,3 +101,43 @@ def test_the_alert_link_opens_that_alert_s_evidence(diagnosed: str, admin_app: A
     assert "JameyHighLatency is not firing, and the alert history holds no diagnosis of it." in texts(
         admin_app
     )
+
+
+def test_the_evidence_panel_draws_the_diagnosis_series_as_charts(
+    admin_app: AppTest, engine: Engine, backfilled_prometheus: PromServer, am: AmServer
+) -> None:
+    """A real diagnosis of JameyHighErrorRate against a real Prometheus (tests/promserver.py's
+    8% of failing requests): its run's summary holds the series, and the page draws each one."""
+    starts = utcnow() - timedelta(minutes=5)
+    with PromQuery(backfilled_prometheus.url, 10.0) as prom:
+        found = diagnose(engine, prom, "JameyHighErrorRate", {}, starts, available_runbooks=set())
+    summary = json.loads(json.dumps(found.summary(), default=str))
+    assert [item["name"] for item in summary["series"]] == list(found.series)
+    assert summary["series"] and all(item["points"] for item in summary["series"])
+    run = runs.create_run(
+        engine.db, runbook="diagnose_alert", parameters={}, actor="alertmanager", changes_data=False
+    )
+    runs.finish_if_active(engine.db, run.id, "succeeded", summary=summary)
+    # Firing in the history (not in Alertmanager): ?alert= opens its newest diagnosis from there.
+    notification = Notification("f00dfeed", "firing", {"alertname": "JameyHighErrorRate"}, {}, starts, None)
+    store_notifications(engine.db, [notification])
+    table = AlertNotification.__table__
+    with engine.db.begin() as conn:
+        conn.execute(sa.update(table).where(table.c.fingerprint == "f00dfeed").values(diagnosis_run=run.id))
+
+    admin_app.query_params["alert"] = "JameyHighErrorRate"
+    open_page(admin_app, "alerts")
+    assert not admin_app.exception, admin_app.exception
+    assert "Evidence, gathered at " in texts(admin_app)
+    expected = [item["title"] for item in summary["series"]]
+    drawn = [
+        figure
+        for figure in (json.loads(chart.proto.spec) for chart in admin_app.get("plotly_chart"))
+        if figure["layout"].get("title", {}).get("text") in expected
+    ]
+    assert [figure["layout"]["title"]["text"] for figure in drawn] == expected
+    for figure, item in zip(drawn, summary["series"], strict=True):
+        lines = [trace for trace in figure["data"] if trace.get("name") and "threshold" not in trace["name"]]
+        # x holds the timestamps as a list (y may be packed as a typed array)
+        assert sum(len(trace["x"]) for trace in lines) == len(item["points"]), item["name"]
+        assert figure["layout"]["shapes"], "the firing time is marked"
