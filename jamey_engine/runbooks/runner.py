@@ -2,7 +2,8 @@
 
 It takes a ``queued`` run, marks it ``running`` with its own pid, executes the notebook with
 papermill (a kernel of its own), writes progress to the run's row as each code cell starts, and
-leaves the executed notebook and its HTML in the run's folder. Then it records the outcome:
+leaves the executed notebook and its HTML in the run's folder (then starts the runs queued
+behind the caps that its slot lets in). Then it records the outcome:
 ``succeeded``; ``failed`` (a cell raised, the summary reports an error, or the run outlived
 ``JAMEY_RUNBOOK_TIMEOUT``), with the failing cell and its error in one line; or ``cancelled``
 (its kernel was killed on request: SIGTERM, or the row's cancel flag, polled every second). The
@@ -108,12 +109,16 @@ class _Stopper:
         self._lock = threading.Lock()
 
     def stop(self, reason: str) -> None:
-        import psutil
-
         with self._lock:
             if self.reason is not None:
                 return
             self.reason = reason
+        self.kill_children()
+
+    def kill_children(self) -> None:
+        """Kill every child of this process (the kernel), now."""
+        import psutil
+
         for child in psutil.Process(os.getpid()).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 child.kill()
@@ -191,6 +196,11 @@ def execute(engine: Engine, run_id: str) -> runs.RunRecord:
         nbformat.write(notebook, staged)
 
         def on_start(cell: Any, cell_index: int) -> None:
+            if stopper.reason is not None:
+                # Stopped before its kernel existed (a cancel while queued or starting): the
+                # kernel that started since is killed before this cell runs.
+                stopper.kill_children()
+                return
             if cell_index not in cells.ordinal:  # markdown: nothing runs
                 return
             runs.update_run(
@@ -278,6 +288,16 @@ def _record(engine: Engine, run: runs.RunRecord, status: str, seconds: float, er
     )
 
 
+def _start_next(engine: Engine) -> None:
+    """This run freed its slot: start the runs waiting for one (JAMEY_RUNS_MAX_ACTIVE)."""
+    from jamey_engine.runbooks.launch import start_waiting
+
+    try:
+        start_waiting(engine)
+    except Exception:
+        log.warning("starting the queued runbook runs failed", exc_info=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the id in ``argv``; exit 0 when it succeeded, 1 otherwise (2 on a bad command line)."""
     args = sys.argv[1:] if argv is None else argv
@@ -297,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.finish_if_active(engine.db, args[0], "failed", error=one_line(f"the runner failed: {err}"))
         return 1
     finally:
+        _start_next(engine)
         engine.close()
     return 0 if record.status == "succeeded" else 1
 
