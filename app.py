@@ -58,6 +58,7 @@ sections: dict[str, list[tuple[st.Page, str]]] = {
         (_page("dashboards", "Dashboards", ":material/monitoring:"), "ops:read"),
         (_page("alerts", "Alerts", ":material/notifications_active:"), "ops:read"),
         (_page("runbooks", "Runbooks", ":material/play_circle:"), "ops:read"),
+        (_page("approvals", "Approvals", ":material/approval:"), "ops:write"),
     ],
     "Administration": [
         (_page("keys", "API keys", ":material/key:"), "admin"),

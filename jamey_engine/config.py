@@ -71,6 +71,13 @@ def _optional_non_negative_int(value: str) -> int | None:
     return _non_negative_int(value)
 
 
+def _cores_or_positive_int(value: str) -> int:
+    """A whole number above zero; empty means the number of CPU cores of this host."""
+    if not value.strip():
+        return max(1, os.cpu_count() or 1)
+    return _positive_int(value)
+
+
 def _positive_float(value: str) -> float:
     rule = "must be a number above zero"
     try:
@@ -550,6 +557,27 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "JAMEY_RUNS_MAX_ACTIVE",
+        "runs_max_active",
+        "",
+        "At most this many runbook runs (each a runner and a Jupyter kernel) run at once on all hosts sharing the database; empty means the number of CPU cores. More wait queued.",
+        _cores_or_positive_int,
+    ),
+    Setting(
+        "JAMEY_RUNS_MAX_PER_ACTOR",
+        "runs_max_per_actor",
+        "2",
+        "At most this many runbook runs of one key (or actor) run at once; its further runs wait queued.",
+        _positive_int,
+    ),
+    Setting(
+        "JAMEY_RUNS_MAX_QUEUED",
+        "runs_max_queued",
+        "20",
+        "At most this many runbook runs wait queued; past it a new run is refused (HTTP 429 with Retry-After).",
+        _non_negative_int,
+    ),
+    Setting(
         "PROMETHEUS_URL",
         "prometheus_url",
         "http://127.0.0.1:9090",
@@ -688,6 +716,9 @@ class Settings:
     notebooks_dir: Path
     runbook_timeout: timedelta
     runbook_keep: int
+    runs_max_active: int
+    runs_max_per_actor: int
+    runs_max_queued: int
     prometheus_url: str
     prometheus_timeout: float
     alertmanager_url: str

@@ -476,6 +476,54 @@ def check_restore_drill(settings: Settings) -> list[Finding]:
     return findings
 
 
+def check_approvals(settings: Settings) -> list[Finding]:
+    """Whether a team's restores need a second person: with admin keys of two or more names and
+    ``restore`` not in JAMEY_APPROVALS, one admin alone can restore (and undo others' work)."""
+    import sqlalchemy as sa
+
+    from jamey_engine.db import Database, head_revision
+    from jamey_engine.models import ApiKey
+
+    if "restore" in settings.approvals:
+        return [Finding("approvals", OK, f"JAMEY_APPROVALS: {', '.join(settings.approvals)}")]
+    if settings.database_url.startswith("sqlite") and not (settings.data_dir / "jamey.db").exists():
+        return []
+    db = Database(settings.database_url)
+    try:
+        if db.current_revision() != head_revision():
+            return []  # the database check reports it; reading would migrate it
+        now = utcnow()
+        with db.connect() as conn:
+            rows = conn.execute(
+                sa.select(ApiKey.name, ApiKey.scopes, ApiKey.expires_at, ApiKey.grace_until).where(
+                    ApiKey.revoked_at.is_(None)
+                )
+            ).all()
+    finally:
+        db.close()
+    admins = sorted(
+        {
+            row.name
+            for row in rows
+            if "admin" in str(row.scopes).split()
+            and (row.expires_at is None or row.expires_at > now)
+            and (row.grace_until is None or row.grace_until > now)
+        }
+    )
+    if len(admins) < 2:
+        return []
+    shown = ", ".join(admins[:5]) + (f" and {len(admins) - 5} more" if len(admins) > 5 else "")
+    return [
+        Finding(
+            "approvals",
+            WARNING,
+            f"{len(admins)} people hold admin keys ({shown}) but a restore needs no second person's "
+            "approval: restore is not in JAMEY_APPROVALS",
+            "set JAMEY_APPROVALS=restore (add prune, dedupe, retention, backup-delete, key-revoke as wanted)",
+        )
+    ]
+
+
 CHECKS: tuple[Callable[[Settings], list[Finding]], ...] = (
     check_data_dir,
     check_contents,
@@ -485,6 +533,7 @@ CHECKS: tuple[Callable[[Settings], list[Finding]], ...] = (
     check_backups,
     check_backup_trust,
     check_restore_drill,
+    check_approvals,
 )
 
 

@@ -61,7 +61,8 @@ class PruneRun:
 
 @dataclass(frozen=True)
 class DedupeRun:
-    """A real dedupe: each layer's result, how long it took, and a note when it went unrecorded."""
+    """A dedupe (real, or a dry run): each layer's result, how long it took, and a note when it
+    went unrecorded."""
 
     results: list[DedupeResult]
     duration: float
@@ -198,18 +199,30 @@ class Engine:
         actor: str | None = None,
         normalize: bool = True,
         progress: Progress | None = None,
+        dry_run: bool = False,
     ) -> DedupeRun:
         """Delete duplicate memories in ``layers`` (None: all) for real, keeping the oldest of each
         group, and record the run (one ``dedupe`` operation-log row per layer and a ``dedupe``
         event) for ``source`` on behalf of ``actor``, as :meth:`prune` does.
 
+        With ``dry_run`` nothing is deleted nor recorded: the results say what would go (every
+        door's dry run comes here, so it counts exactly what the real dedupe would delete).
         Recording is best effort (the run's ``note`` says when it failed); a failed dedupe is
         recorded as a failure and re-raised; bad input (InvalidInput) records nothing.
         """
+        import time
+
         from jamey_engine.memory.dedupe import dedupe_layer
         from jamey_engine.memory.layers import check_layers
 
         chosen = check_layers(layers)
+        if dry_run:
+            started = time.monotonic()
+            planned = [
+                dedupe_layer(self.memory, layer, normalize=normalize, dry_run=True, progress=progress)
+                for layer in chosen
+            ]
+            return DedupeRun(planned, time.monotonic() - started)
         results, duration, note = self._recorded(
             "dedupe",
             source,

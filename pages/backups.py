@@ -1,6 +1,7 @@
-"""Backups: list with status, size and age; create and verify with progress; restore with
-the dry-run diff and a typed confirmation; delete; retention; and the operation log, which
-names who ran each backup, restore, prune and deletion."""
+"""Backups: list with status, size and age; create and verify with progress; restore and delete
+through a plan (the shared plan component: the diff, the approval, the typed phrase); the
+retention plan (why each backup is kept) and retention; and the operation log, which names who
+ran each backup, restore, prune and deletion."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import workbench_ui as ui
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput, Unavailable
 from jamey_engine.oplog import recent_operations
-from workbench_ui import charts
+from workbench_ui import charts, plans
 
 FLASH = "backups_flash"  # a success message to show after a rerun
-PLAN = "backups_restore_plan"  # (backup_id, rows) of the last restore dry run
-PENDING_DELETE = "backups_pending_delete"
+RESTORE_SLOT = "backups_restore"  # the plan component's slots (workbench_ui.plans)
+DELETE_SLOT = "backups_delete"
 
 ui.require_session("ops:read")
 st.title("Backups")
@@ -75,28 +76,9 @@ with ui.shown_errors("Listing the backups"):
 ids = [b.id for b in backups]
 
 # --- verify, restore, delete ----------------------------------------------------------------
-
-
-def _clear_delete() -> None:
-    st.session_state.pop(PENDING_DELETE, None)
-
-
-@st.dialog("Delete backup", on_dismiss=_clear_delete)
-def _confirm_delete(backup_id: str) -> None:
-    st.write(f"Delete backup **{backup_id}**? Its archive is removed from disk.")
-    yes, no = st.columns(2)
-    if no.button("Cancel", key="delete_cancel"):
-        _clear_delete()
-        st.rerun()
-    if yes.button("Yes, delete", type="primary", key="delete_yes"):
-        with ui.shown_errors(f"Deleting {backup_id}"):
-            actor = ui.authorize("admin")
-            engine.vault.delete(backup_id, actor=actor)
-            st.session_state[FLASH] = f"Deleted backup {backup_id}."
-            _clear_delete()
-            st.rerun()
-
-
+# A restore and a deletion go through the plan contract (workbench_ui.plans): the plan shows
+# what changes (the layers, the tables, the keys a restore would re-enable), waits for a second
+# person when JAMEY_APPROVALS names the action, and applies once its phrase is typed.
 if ids:
     st.subheader("Verify, restore or delete")
     chosen = st.selectbox("Backup", ids, key="backup_chosen")
@@ -106,57 +88,62 @@ if ids:
             ui.authorize("ops:write")
             checked = engine.vault.verify(chosen, progress=ui.progress_bar("Verifying…"))
             st.success(f"Backup {checked.id} verified: {checked.status}.")
-    with ui.shown_errors("The restore dry run"):
-        if ui.can("admin") and p.button("Plan a restore", key="backup_plan", icon=":material/restore:"):
-            plan = engine.vault.plan_restore(chosen)
-            rows = [
-                {
-                    "what": f"memory: {layer}",
-                    "now": now_count,
-                    "after restore": backup_count,
-                    "change": backup_count - now_count,
-                }
-                for layer, (now_count, backup_count) in plan.layers.items()
-            ]
-            rows.append(
-                {
-                    "what": "API keys",
-                    "now": plan.keys[0],
-                    "after restore": plan.keys[1],
-                    "change": plan.keys[1] - plan.keys[0],
-                }
-            )
-            st.session_state[PLAN] = (plan.backup_id, rows)
-    if ui.can("admin") and d.button("Delete…", key="backup_delete", icon=":material/delete:"):
-        st.session_state[PENDING_DELETE] = chosen
+    if ui.can("admin"):
+        reenable = st.checkbox(
+            "Re-enable keys revoked or rotated since the backup",
+            key="restore_reenable",
+            help="Off: a key stopped after the backup stays stopped (the plan names them).",
+        )
+        trust_unsigned = st.checkbox(
+            "Trust an unsigned backup (made before backups were signed)",
+            key="restore_trust_unsigned",
+            help="An admin's decision, recorded with the restore.",
+        )
+        with ui.shown_errors("The restore plan"):
+            if p.button("Plan a restore", key="backup_plan", icon=":material/restore:"):
+                plans.forget(RESTORE_SLOT)
+                plans.create(
+                    RESTORE_SLOT,
+                    "restore",
+                    {"backup_id": chosen, "reenable_keys": reenable, "trust_unsigned": trust_unsigned},
+                )
+        with ui.shown_errors("The deletion plan"):
+            if d.button("Plan a deletion", key="backup_delete", icon=":material/delete:"):
+                plans.create(DELETE_SLOT, "backup-delete", {"backup_id": chosen})
 
-    plan_state = st.session_state.get(PLAN)
-    if plan_state and plan_state[0] in ids:
-        plan_id, rows = plan_state
-        with ui.shown_errors("The restore"):
-            st.markdown(f"**Restore dry run for {plan_id}**: what the data would look like afterwards.")
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-            st.warning(
-                "A restore replaces every memory layer and the key database with the backup's. "
-                "A safety backup of the current state is taken first."
-            )
-            with st.form("restore"):
-                typed = st.text_input(f"Type the backup id ({plan_id}) to confirm", key="restore_typed")
-                go = st.form_submit_button("Restore", type="primary")
-            if go:
-                if typed.strip() != plan_id:
-                    raise InvalidInput(
-                        f"Typed {typed.strip()!r}, which is not the backup id {plan_id}; nothing restored."
-                    )
-                actor = ui.authorize("admin")
-                engine.vault.restore(plan_id, progress=ui.progress_bar("Restoring…"), actor=actor)
-                st.session_state.pop(PLAN, None)
-                st.session_state[FLASH] = f"Restored backup {plan_id}."
-                st.rerun()
+plans.panel(RESTORE_SLOT, title="Restore plan")
+plans.panel(DELETE_SLOT, title="Deletion plan")
 
-pending_delete = st.session_state.get(PENDING_DELETE)
-if pending_delete:
-    _confirm_delete(pending_delete)
+# --- retention plan: why each backup is kept -------------------------------------------------
+with ui.shown_errors("The retention plan"):
+    if backups:
+        st.subheader("Retention plan")
+        # TODO(backup28): call the engine's backup retention plan function once it lands,
+        # instead of reading the tiers here.
+        from jamey_engine.vault import tiers
+
+        policy = tiers.Policy.from_settings(engine.settings)
+        decisions = tiers.plan([(b.id, b.created_at) for b in backups if b.location != "remote"], policy, now)
+        st.caption(
+            "What the configured retention (JAMEY_BACKUP_KEEP, _KEEP_DAYS, _KEEP_DAILY, _KEEP_WEEKLY, "
+            "_KEEP_MONTHLY) keeps, and why; a backup with no reason goes at the next retention run."
+        )
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "id": decision.id,
+                        "created": decision.created_at,
+                        "kept": "yes" if decision.keep else "no: deleted next",
+                        "why": ", ".join(decision.reasons) or "no rule keeps it",
+                    }
+                    for decision in decisions
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+            key="retention_plan",
+        )
 
 # --- retention ------------------------------------------------------------------------------
 with ui.shown_errors("Retention"):

@@ -1,6 +1,6 @@
 """API keys: create (shown once), list with usage sparklines, hygiene flags and filters, per-key
-traffic and top keys, rotate and revoke (one, or the stale ones in bulk) behind confirmations,
-and the audit trail. Every change is checked against the signed-in key first and audited with
+traffic and top keys, rotate and revoke (one, or the stale ones in bulk) through plans (the
+shared plan component: the keys affected, the approval, the phrase to type), and the audit trail. Every change is checked against the signed-in key first and audited with
 its name as the actor."""
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.keys import SCOPE_DESCRIPTIONS, SCOPES, STATUSES
 from jamey_engine.keys.usage import FLAGS, hourly_counts, usage_series
+from workbench_ui import plans
 
-PENDING = "keys_pending"  # ("rotate" | "revoke", key_id, name, grace text)
-BULK = "keys_bulk_revoke"  # [(key_id, name)] waiting for the bulk-revoke confirmation
+ROTATE_SLOT = "keys_rotate"  # the plan component's slots (workbench_ui.plans)
+REVOKE_SLOT = "keys_revoke"
+BULK_SLOT = "keys_bulk_revoke"
 RANGES = {"24 hours": 1, "7 days": 7, "30 days": 30}
 NEW_SECRET = "keys_new_secret"  # noqa: S105 -- a session-state key; (label, plaintext) to show once after a rerun
 
@@ -197,101 +199,53 @@ with ui.shown_errors("Reading the key usage"):
 # --- rotate and revoke ----------------------------------------------------------------------
 
 
-def _clear_pending() -> None:
-    st.session_state.pop(PENDING, None)
-
-
-@st.dialog("Confirm", on_dismiss=_clear_pending)
-def _confirm(action: str, key_id: str, key_name: str, grace_text: str) -> None:
-    if action == "rotate":
-        st.write(
-            f"Rotate **{key_name}** (`{key_id}`)? A new key is issued; the old one keeps working for "
-            f"**{grace_text or 'no time at all'}** and then stops."
-        )
-    else:
-        st.write(f"Revoke **{key_name}** (`{key_id}`)? Clients using it are refused from now on.")
-    if session.key_id == key_id:
-        st.warning(
-            "This is the key you are signed in with: the workbench signs you out once it stops working."
-        )
-    yes, no = st.columns(2)
-    if no.button("Cancel", key="confirm_cancel"):
-        _clear_pending()
-        st.rerun()
-    if yes.button(f"Yes, {action}", key="confirm_yes", type="primary"):
-        with ui.shown_errors(f"{action.capitalize()} of {key_name}"):
-            actor = ui.authorize("admin")
-            if action == "rotate":
-                grace = parse_duration(grace_text, field="grace") if grace_text else None
-                created = engine.keys.rotate(key_id, grace=grace, actor=actor)
-                st.session_state[NEW_SECRET] = (
-                    f"Rotated {key_name!r}: the new key is {created.info.id}.",
-                    created.key,
-                )
-            else:
-                engine.keys.revoke(key_id, actor=actor)
-                st.toast(f"Revoked {key_name}")
-            _clear_pending()
-            st.rerun()
+def _rotated(result: dict) -> None:
+    change = result["result"]
+    st.session_state[NEW_SECRET] = (
+        f"Rotated {change['name']!r}: the new key is {change['new_id']}.",
+        result["key"],
+    )
 
 
 live = [k for k in keys if k.status not in ("revoked", "expired")]
 if live:
     st.subheader("Rotate or revoke")
-    with ui.shown_errors("Preparing the action"):
+    with ui.shown_errors("Planning the action"):
         labels = {f"{k.name} ({k.id}, {k.status})": k for k in live}
         c1, c2, c3, c4 = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
         chosen_label = c1.selectbox("Key", list(labels), key="action_key")
         grace_text = c2.text_input("Grace period for rotation", value="1h", key="action_grace")
         chosen = labels[chosen_label] if chosen_label else None
-        if chosen is not None and c3.button("Rotate…", key="rotate"):
+        if chosen is not None and c3.button("Plan rotation", key="rotate"):
             if grace_text.strip():
                 parse_duration(grace_text, field="grace")  # InvalidInput shows inline, nothing changes
-            st.session_state[PENDING] = ("rotate", chosen.id, chosen.name, grace_text.strip())
-        if chosen is not None and c4.button("Revoke…", key="revoke"):
-            st.session_state[PENDING] = ("revoke", chosen.id, chosen.name, "")
+            plans.forget(REVOKE_SLOT)
+            plans.create(
+                ROTATE_SLOT, "key-rotate", {"key_id": chosen.id, "grace": grace_text.strip() or None}
+            )
+        if chosen is not None and c4.button("Plan revocation", key="revoke"):
+            plans.forget(ROTATE_SLOT)
+            plans.create(REVOKE_SLOT, "key-revoke", {"key_ids": [chosen.id]})
+        if chosen is not None and session.key_id == chosen.id:
+            st.warning(
+                "This is the key you are signed in with: the workbench signs you out once it stops working."
+            )
 
-pending = st.session_state.get(PENDING)
-if pending:
-    _confirm(*pending)
+plans.panel(ROTATE_SLOT, title="Rotation plan", on_applied=_rotated)
+plans.panel(REVOKE_SLOT, title="Revocation plan")
 
 
 # --- stale keys, in bulk --------------------------------------------------------------------
-def _clear_bulk() -> None:
-    st.session_state.pop(BULK, None)
-
-
-@st.dialog("Revoke stale keys", on_dismiss=_clear_bulk)
-def _confirm_bulk(chosen: list[tuple[str, str]]) -> None:
-    st.write(f"Revoke these {len(chosen)} key(s)? Clients using them are refused from now on.")
-    st.markdown("\n".join(f"- **{name}** (`{key_id}`)" for key_id, name in chosen))
-    if any(key_id == session.key_id for key_id, _ in chosen):
-        st.warning("This includes the key you are signed in with.")
-    yes, no = st.columns(2)
-    if no.button("Cancel", key="bulk_cancel"):
-        _clear_bulk()
-        st.rerun()
-    if yes.button(f"Yes, revoke {len(chosen)}", key="bulk_yes", type="primary"):
-        with ui.shown_errors("Revoking the stale keys"):
-            actor = ui.authorize("admin")
-            for key_id, _ in chosen:
-                engine.keys.revoke(key_id, actor=actor)
-            st.toast(f"Revoked {len(chosen)} stale key(s)")
-            _clear_bulk()
-            st.rerun()
-
-
 stale = [k for k in keys if "stale" in flags_by_key.get(k.id, ())]
 if stale:
     st.subheader(f"Stale keys ({len(stale)})")
     st.caption(f"Working keys unused for {ui.settings().key_stale_days} days (JAMEY_KEY_STALE_DAYS).")
     stale_labels = {f"{k.name} ({k.id})": k for k in stale}
     picked = st.multiselect("Select", list(stale_labels), default=list(stale_labels), key="bulk_pick")
-    if st.button("Revoke the selected stale keys…", key="bulk_revoke", disabled=not picked):
-        st.session_state[BULK] = [(stale_labels[label].id, stale_labels[label].name) for label in picked]
-bulk = st.session_state.get(BULK)
-if bulk:
-    _confirm_bulk(bulk)
+    with ui.shown_errors("Planning the revocation of the stale keys"):
+        if st.button("Plan revoking the selected stale keys", key="bulk_revoke", disabled=not picked):
+            plans.create(BULK_SLOT, "key-revoke", {"key_ids": [stale_labels[label].id for label in picked]})
+plans.panel(BULK_SLOT, title="Stale keys revocation plan")
 
 # --- audit ----------------------------------------------------------------------------------
 with ui.shown_errors("Reading the audit trail"):

@@ -1,8 +1,8 @@
 """Memory: sizes and documents per layer, growth over time, search (memory:read: it shows what
-memories say), pruning (a dry run
-first, then a confirmation, with progress and the result), and retention policies (edited
-behind a confirmation showing what they would remove; applied now with progress; the schedule's
-next and last runs; the size chart with each layer's cap)."""
+memories say), pruning and deduping (through a plan: the shared plan component shows what would
+go, the approval, the phrase to type, the progress and the result), and retention policies
+(edited behind a confirmation showing what they would remove; applied now through a plan; the
+schedule's next and last runs; the size chart with each layer's cap)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from jamey_engine.errors import InvalidInput
 from jamey_engine.keys.scopes import MEMORY_CONTENT
 from jamey_engine.memory import LAYERS
 from jamey_engine.retention import last_run, next_scheduled_run, preview_policy
-from workbench_ui import charts
+from workbench_ui import charts, plans
 
-PLAN = "memory_prune_plan"  # (older_than text, layers tuple, rows) of the last dry run
-DONE = "memory_prune_done"  # (rows, note) of the last real prune, shown after the rerun
+PRUNE_SLOT = "memory_prune"  # the plan component's slots (workbench_ui.plans)
+DEDUPE_SLOT = "memory_dedupe"
+RETENTION_SLOT = "memory_retention"
 
 ui.require_session("ops:read")
 st.title("Memory")
@@ -163,15 +164,9 @@ with ui.shown_errors("Applying retention"):
     if not ui.can("ops:write"):
         st.caption("Applying retention now needs the ops:write scope.")
         ui.stop_section()
-    if st.button("Apply retention now", key="retention_apply"):
-        actor = ui.authorize("ops:write")
-        run = engine.apply_retention(actor=actor, progress=ui.progress_bar("Applying retention…"))
-        removed = sum(layer.deleted for layer in run.layers)
-        st.session_state[RETENTION_DONE] = (
-            f"Retention applied to {len(run.layers)} layer(s): {removed:,} memories removed.",
-            run.note,
-        )
-        st.rerun()
+    if st.button("Plan applying retention now", key="retention_apply"):
+        plans.create(RETENTION_SLOT, "retention", {})
+plans.panel(RETENTION_SLOT, title="Retention plan")
 
 # --- search ---------------------------------------------------------------------------------
 with ui.shown_errors("Searching"):
@@ -206,28 +201,10 @@ with ui.shown_errors("Searching"):
             else:
                 st.info(f"No memory in {layer} matches {query!r}.")
 
-# --- prune ----------------------------------------------------------------------------------
+# --- prune and dedupe -----------------------------------------------------------------------
+# Both go through the plan contract (workbench_ui.plans): the same preflight, backup first,
+# verify and record as from the CLI, the API and the runbooks.
 st.subheader("Prune")
-done = st.session_state.pop(DONE, None)
-if done:
-    rows, note = done
-    st.success(f"Pruned {sum(r['documents'] for r in rows):,} documents.")
-    if note:
-        st.warning(note)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-
-
-def _rows(results: list) -> list[dict]:
-    return [
-        {
-            "layer": r.layer,
-            "documents": r.deleted,
-            "bytes": max(0, r.bytes_before - r.bytes_after),
-            "size": charts.format_value(max(0, r.bytes_before - r.bytes_after), "bytes"),
-        }
-        for r in results
-    ]
-
 
 with ui.shown_errors("Pruning"):
     if not ui.can("ops:write"):
@@ -237,38 +214,24 @@ with ui.shown_errors("Pruning"):
         c1, c2 = st.columns([1, 3])
         older_text = c1.text_input("Older than", value="30d", key="prune_older", help="Such as 30d or 12h")
         layers = c2.multiselect("Layers", LAYERS, default=list(LAYERS), key="prune_layers")
-        dry = st.form_submit_button("Dry run")
+        dry = st.form_submit_button("Plan the prune")
     if dry:
-        st.session_state.pop(PLAN, None)
         if not layers:
             raise InvalidInput("Pick at least one layer to prune.")
-        older_than = parse_duration(older_text, field="older than")
-        ui.authorize("ops:write")
-        preview = engine.memory.prune(older_than, layers, dry_run=True)
-        st.session_state[PLAN] = (older_text.strip(), tuple(layers), _rows(preview))
+        parse_duration(older_text, field="older than")
+        plans.create(PRUNE_SLOT, "prune", {"older_than": older_text.strip(), "layer": ",".join(layers)})
+plans.panel(PRUNE_SLOT, title="Prune plan")
 
-    plan = st.session_state.get(PLAN)
-    if plan:
-        plan_older, plan_layers, plan_rows = plan
-        total_docs = sum(r["documents"] for r in plan_rows)
-        total_bytes = sum(r["bytes"] for r in plan_rows)
-        st.write(
-            f"Dry run: **{total_docs:,} documents** ({charts.format_value(total_bytes, 'bytes')}) older than "
-            f"**{plan_older}** would go from {', '.join(plan_layers)}."
-        )
-        st.dataframe(pd.DataFrame(plan_rows), hide_index=True, width="stretch")
-        if total_docs == 0:
-            st.info("Nothing to prune.")
-        elif st.button(f"Prune {total_docs:,} documents", type="primary", key="prune_confirm"):
-            actor = ui.authorize("ops:write")
-            progress = ui.progress_bar("Pruning…")
-            run = engine.prune(
-                parse_duration(plan_older, field="older than"),
-                list(plan_layers),
-                source="workbench",
-                actor=actor,
-                progress=progress,
-            )
-            st.session_state.pop(PLAN, None)
-            st.session_state[DONE] = (_rows(run.results), run.note)
-            st.rerun()
+st.subheader("Dedupe")
+with ui.shown_errors("Deduping"):
+    if not ui.can("ops:write"):
+        st.caption("Deduping needs the ops:write scope.")
+        ui.stop_section()
+    with st.form("dedupe"):
+        dedupe_layers = st.multiselect("Layers", LAYERS, default=list(LAYERS), key="dedupe_layers")
+        dedupe_go = st.form_submit_button("Plan the dedupe")
+    if dedupe_go:
+        if not dedupe_layers:
+            raise InvalidInput("Pick at least one layer to dedupe.")
+        plans.create(DEDUPE_SLOT, "dedupe", {"layer": ",".join(dedupe_layers)})
+plans.panel(DEDUPE_SLOT, title="Dedupe plan")

@@ -288,3 +288,22 @@ def test_it_reports_unsigned_backups_the_signing_key_and_the_off_site_state(engi
         off_site.status == doctor.WARNING
         and f"the newest backup {signed.id} is not on the remote" in off_site.detail
     )
+
+
+def test_it_mentions_approvals_when_several_people_hold_admin_keys_and_restore_needs_none(
+    engine: Engine,
+) -> None:
+    engine.keys.create("ana", scopes=("admin",))
+    engine.keys.create("reader", scopes=("memory:read",))
+    settings = engine.settings
+    assert findings(settings, "approvals") == []  # one admin: a one-person installation
+    second = engine.keys.create("bo", scopes=("admin",))
+    hint = only(settings, "approvals")
+    assert hint.status == "warning" and "2 people hold admin keys (ana, bo)" in hint.detail
+    assert hint.fix is not None and "JAMEY_APPROVALS=restore" in hint.fix
+    assert not doctor.run(settings).needs_action  # a hint, not a problem
+    engine.keys.revoke(second.info.id)
+    assert findings(settings, "approvals") == []  # a revoked key is nobody
+    engine.keys.create("cy", scopes=("admin",))
+    team = make_settings(settings.data_dir, JAMEY_APPROVALS="restore")
+    assert only(team, "approvals").status == "ok"

@@ -20,7 +20,7 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
-from jamey_engine.errors import Forbidden, JameyError, KeyRejected
+from jamey_engine.errors import Forbidden, JameyError, KeyRejected, RateLimited
 from jamey_engine.keys.scopes import SCOPE_DESCRIPTIONS, require_scope
 from jamey_engine.observability.promql import PromQuery
 from jamey_engine.progress import Progress
@@ -268,6 +268,7 @@ def authorize(needs: str = ADMIN_SCOPE) -> str:
     A key revoked, expired or stripped of the sign-in scope since sign-in (or an idle session)
     signs the session out and reruns to the sign-in page with the reason. A key that is valid
     but lacks ``needs`` raises Forbidden (shown by :func:`shown_errors` as a one-line error).
+    Every action is charged to the key's rate limit (:func:`charge`): RateLimited when used up.
     """
     session = current_session()
     if session is None:
@@ -280,8 +281,25 @@ def authorize(needs: str = ADMIN_SCOPE) -> str:
         sign_out(f"Signed out: {err.message}")
         st.rerun()
         raise  # unreachable: st.rerun raises
+    charge(session)
     require_scope(actor, session.scopes, needs)
     return actor
+
+
+def charge(session: WorkbenchSession) -> None:
+    """Count one action of the session's key against its rate limit and the global one, with
+    the very limiter (and counters) the API charges. Raises RateLimited, saying nothing was
+    done and when to try again, when either limit is used up."""
+    limit = session.rate_limit or settings().default_rate_limit
+    decision = engine().limiter.hit(session.key_id, limit)
+    if not decision.allowed:
+        which = "this key's" if (decision.scope or "key") == "key" else "the service's global"
+        raise RateLimited(
+            f"Over {which} rate limit ({decision.limit} requests, shared with the API); nothing was "
+            f"done. Try again in {decision.retry_after}s.",
+            retry_after=decision.retry_after,
+            scope=decision.scope or "key",
+        )
 
 
 @contextmanager

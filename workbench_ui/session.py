@@ -66,6 +66,7 @@ class WorkbenchSession:
     signed_in_at: datetime
     last_active: datetime
     scopes: tuple[str, ...] = ()
+    rate_limit: str = ""  # the key's effective limit (each action is charged to it)
 
     @classmethod
     def sign_in(
@@ -90,6 +91,7 @@ class WorkbenchSession:
             signed_in_at=moment,
             last_active=moment,
             scopes=tuple(verified.scopes),
+            rate_limit=str(getattr(verified, "rate_limit", "") or ""),
         )
 
     def can(self, scope: str) -> bool:
@@ -116,6 +118,7 @@ class WorkbenchSession:
         verified = keys.verify(self.key)
         self.scopes = tuple(verified.scopes)
         self.actor = str(verified.name)
+        self.rate_limit = str(getattr(verified, "rate_limit", "") or "")
         _require(verified, SIGN_IN_SCOPE)
         _require(verified, needs)
         return self.actor

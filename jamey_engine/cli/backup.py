@@ -247,7 +247,7 @@ def delete(ctx: click.Context, backup_id: str, confirm: str | None, yes: bool) -
     """Delete one backup, through a plan."""
     from jamey_engine.cli.plans import through_plan
 
-    through_plan(ctx, "backup-delete", {"backup_id": backup_id}, confirm=confirm, yes=yes, quiet=True)
+    through_plan(ctx, "backup-delete", {"backup_id": backup_id}, confirm=confirm, yes=yes)
     click.echo(f"backup {backup_id} deleted")
 
 

@@ -151,7 +151,7 @@ def rotate(
     if grace is not None:
         parse_duration(grace, field="--grace")
     parameters = {"key_id": key_id, "grace": grace}
-    created = through_plan(ctx, "key-rotate", parameters, confirm=confirm, yes=yes, quiet=True).native
+    created = through_plan(ctx, "key-rotate", parameters, confirm=confirm, yes=yes, quiet=as_json).native
     if as_json:
         emit_json({"key": created.key, "replaces": key_id, **_info_json(created.info)})
         return
@@ -171,7 +171,7 @@ def revoke(
     """Stop one or more keys now, through a plan."""
     from jamey_engine.cli.plans import through_plan
 
-    through_plan(ctx, "key-revoke", {"key_ids": list(key_ids)}, confirm=confirm, yes=yes, quiet=True)
+    through_plan(ctx, "key-revoke", {"key_ids": list(key_ids)}, confirm=confirm, yes=yes, quiet=as_json)
     infos = [get_engine().keys.show(key_id) for key_id in key_ids]
     if as_json:
         emit_json(_info_json(infos[0]) if len(infos) == 1 else [_info_json(info) for info in infos])

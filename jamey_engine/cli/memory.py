@@ -244,7 +244,6 @@ def dedupe_command(
     """Delete exact duplicate memories (ignoring case and whitespace), keeping the oldest of each,
     through a plan (preflight, backup first, dedupe, verify, one record)."""
     from jamey_engine.cli.plans import echo_result, through_plan
-    from jamey_engine.memory.dedupe import dedupe_layer
     from jamey_engine.memory.layers import check_layers
 
     if bool(layers) == all_layers:
@@ -264,7 +263,8 @@ def dedupe_command(
             )
         echo_result(result)
         return
-    results = [dedupe_layer(engine.memory, layer, dry_run=True) for layer in chosen]
+    with progress_bar("dedupe dry run") as progress:
+        results = engine.dedupe(chosen, source="cli", dry_run=True, progress=progress).results
     if as_json:
         emit_json(
             {

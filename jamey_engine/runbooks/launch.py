@@ -4,6 +4,11 @@
 is a one-line InvalidInput and no run is recorded), records a ``queued`` run and starts its
 runner as a separate process, then returns at once. ``wait_for_run`` follows a run's row;
 ``cancel_run`` asks the runner to stop its kernel.
+
+Beyond the caps (``runs.RunCaps``: ``JAMEY_RUNS_MAX_ACTIVE``, ``JAMEY_RUNS_MAX_PER_ACTOR``) a run
+stays ``queued`` with no runner; ``start_waiting`` starts those that fit once slots free. It is
+called by every runner that finishes, by the service's runbook scheduler on each pass, and by
+whoever waits for a queued run, so a queued run starts whichever process frees its slot.
 """
 
 from __future__ import annotations
@@ -79,12 +84,14 @@ def start_run(
     runner_parameters: Mapping[str, Any] | None = None,
 ) -> runs.RunRecord:
     """Validate, record and start a run of runbook ``name`` with ``parameters`` on behalf of
-    ``actor``; returns the ``queued`` record at once (the run goes on in its own process).
+    ``actor``; returns the ``queued`` record at once (the run goes on in its own process, or,
+    beyond the caps, waits queued: ``record.waiting``, started when a slot frees).
 
     Raises NotFound for an unknown runbook, InvalidInput for an unknown parameter or a value of
     the wrong type (nothing recorded, no kernel started), Conflict naming the running one when
     this run would change data while another data-changing run is active, and Unavailable when
-    the runner process cannot be started (the run is then marked failed). Given the caller's key
+    the runner process cannot be started (the run is then marked failed), RateLimited (429, with
+    ``retry_after``) when it would wait and ``JAMEY_RUNS_MAX_QUEUED`` runs already wait. Given the caller's key
     ``scopes`` (the API, the workbench), raises Forbidden unless they grant the run's scope
     (``Runbook.scope_for``); the CLI, run by the data dir's owner, passes none.
     ``runner_parameters`` are the engine's own (``catalog.RUNNER_PARAMETERS``, such as the
@@ -103,15 +110,38 @@ def start_run(
         parameters=values,
         actor=actor,
         changes_data=chosen.changes_data(values),
+        caps=runs.RunCaps.from_settings(engine.settings),
     )
-    folder = runs.make_run_dir(engine.settings, record.id)
+    if record.waiting:
+        return record
+    return _spawn_runner(engine, record.id)
+
+
+def start_waiting(engine: Engine) -> list[str]:
+    """Start the runners of the oldest waiting runs that now fit under the caps; their ids.
+
+    Never raises for one runner that cannot start (that run is marked failed)."""
+    started = []
+    for run_id in runs.claim_waiting(engine.db, runs.RunCaps.from_settings(engine.settings)):
+        try:
+            _spawn_runner(engine, run_id)
+        except Unavailable:
+            continue
+        started.append(run_id)
+    return started
+
+
+def _spawn_runner(engine: Engine, run_id: str) -> runs.RunRecord:
+    """Start the runner process of the claimed run ``run_id``; its record. Raises Unavailable
+    (the run marked failed) when the process cannot start."""
+    folder = runs.make_run_dir(engine.settings, run_id)
     # The run reads the data dir and the database; it never verifies a key, so no pepper.
     environ = without_secrets({**os.environ, **engine.settings.to_environ()})
     log_path = folder / "runner.log"
     try:
         with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "jamey_engine.runbooks.runner", record.id],
+                [sys.executable, "-m", "jamey_engine.runbooks.runner", run_id],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,
@@ -119,14 +149,14 @@ def start_run(
                 start_new_session=True,  # a Ctrl-C in the caller's terminal is not a cancel
             )
     except OSError as err:
-        runs.finish_if_active(engine.db, record.id, "failed", error=f"the runner could not start: {err}")
+        runs.finish_if_active(engine.db, run_id, "failed", error=f"the runner could not start: {err}")
         raise Unavailable(f"the runbook runner could not start: {err}") from None
     # The runner marks itself running with its own pid; until then the row names it too, so a
     # runner that dies before its first write is still found dead.
-    runs.update_run(engine.db, record.id, pid=process.pid)
+    runs.update_run(engine.db, run_id, pid=process.pid)
     # Collect the child's exit status so it never lingers as a zombie that looks alive.
-    threading.Thread(target=process.wait, name=f"runbook-{record.id}", daemon=True).start()
-    return runs.get_run(engine.db, record.id, reap_first=False)
+    threading.Thread(target=process.wait, name=f"runbook-{run_id}", daemon=True).start()
+    return runs.get_run(engine.db, run_id, reap_first=False)
 
 
 def wait_for_run(
@@ -139,11 +169,14 @@ def wait_for_run(
 ) -> runs.RunRecord:
     """Follow ``run_id`` until it finishes (or ``timeout`` seconds pass: then the current record),
     calling ``on_progress`` whenever its status or cell changes. A runner that died is found
-    (``interrupted``) on the next poll."""
+    (``interrupted``) on the next poll; a run waiting behind the caps is started here as soon
+    as a slot frees (should no other process do it first)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     seen: tuple[Any, ...] = ()
     while True:
         record = runs.get_run(engine.db, run_id)
+        if record.waiting and start_waiting(engine):
+            record = runs.get_run(engine.db, run_id)
         now = (record.status, record.cell_index, record.cell_heading)
         if on_progress is not None and now != seen:
             on_progress(record)

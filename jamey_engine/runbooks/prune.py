@@ -6,13 +6,14 @@ rules and raise JameyError subclasses, so the CLI or the workbench can reuse the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import pandas as pd
 
@@ -191,10 +192,15 @@ def prune_preflight(
     """
     checks: list[Check] = []
     sizes: dict[str, int] = {}
+    # Every layer's size once (the backup needs the total): each is a walk of its directory.
+    measured: dict[str, Any] = {}
+    if backup_first:
+        with contextlib.suppress(JameyError):
+            measured = dict(engine.memory.sizes().layers)
     for layer in layers:
         try:
             engine.memory.count(layer)  # opens the index and a searcher, not just its meta.json
-            size = engine.memory.layer_size(layer)
+            size = measured.get(layer) or engine.memory.layer_size(layer)
         except JameyError as err:
             checks.append(Check(f"{layer}: index opens", False, err.message))
             continue
@@ -217,10 +223,7 @@ def prune_preflight(
 
     need(settings.memory_dir, sum(sizes.values()), "rewriting the pruned layers")
     if backup_first:
-        try:
-            total = engine.memory.sizes().total_bytes
-        except JameyError:
-            total = sum(sizes.values())
+        total = sum(size.bytes for size in measured.values()) if measured else sum(sizes.values())
         need(settings.backup_dir, total, "the backup taken first")
     for where, amount, why in needs.values():
         free = shutil.disk_usage(where).free

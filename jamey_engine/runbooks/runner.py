@@ -2,7 +2,8 @@
 
 It takes a ``queued`` run, marks it ``running`` with its own pid, executes the notebook with
 papermill (a kernel of its own), writes progress to the run's row as each code cell starts, and
-leaves the executed notebook and its HTML in the run's folder. Then it records the outcome:
+leaves the executed notebook and its HTML in the run's folder (then starts the runs queued
+behind the caps that its slot lets in). Then it records the outcome:
 ``succeeded``; ``failed`` (a cell raised, the summary reports an error, or the run outlived
 ``JAMEY_RUNBOOK_TIMEOUT``), with the failing cell and its error in one line; or ``cancelled``
 (its kernel was killed on request: SIGTERM, or the row's cancel flag, polled every second). The
@@ -113,8 +114,6 @@ class _Stopper:
         self.memory_dir = memory_dir
 
     def stop(self, reason: str) -> None:
-        import psutil
-
         from jamey_engine.vault.restore_journal import past_point_of_no_return
 
         with self._lock:
@@ -123,6 +122,12 @@ class _Stopper:
             self.reason = reason
         while self.memory_dir is not None and past_point_of_no_return(self.memory_dir):
             time.sleep(0.1)
+        self.kill_children()
+
+    def kill_children(self) -> None:
+        """Kill every child of this process (the kernel), now."""
+        import psutil
+
         for child in psutil.Process(os.getpid()).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 child.kill()
@@ -206,6 +211,11 @@ def execute(engine: Engine, run_id: str) -> runs.RunRecord:
         nbformat.write(notebook, staged)
 
         def on_start(cell: Any, cell_index: int) -> None:
+            if stopper.reason is not None:
+                # Stopped before its kernel existed (a cancel while queued or starting): the
+                # kernel that started since is killed before this cell runs.
+                stopper.kill_children()
+                return
             if cell_index not in cells.ordinal:  # markdown: nothing runs
                 return
             runs.update_run(
@@ -300,6 +310,16 @@ def _record(engine: Engine, run: runs.RunRecord, status: str, seconds: float, er
     )
 
 
+def _start_next(engine: Engine) -> None:
+    """This run freed its slot: start the runs waiting for one (JAMEY_RUNS_MAX_ACTIVE)."""
+    from jamey_engine.runbooks.launch import start_waiting
+
+    try:
+        start_waiting(engine)
+    except Exception:
+        log.warning("starting the queued runbook runs failed", exc_info=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the id in ``argv``; exit 0 when it succeeded, 1 otherwise (2 on a bad command line)."""
     args = sys.argv[1:] if argv is None else argv
@@ -319,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.finish_if_active(engine.db, args[0], "failed", error=one_line(f"the runner failed: {err}"))
         return 1
     finally:
+        _start_next(engine)
         engine.close()
     return 0 if record.status == "succeeded" else 1
 

@@ -5,10 +5,18 @@ A run is one row of ``runbook_runs`` (status ``queued`` -> ``running`` -> ``succ
 (owner-only) holding the executed notebook and its HTML. The row is the truth: a run whose
 process is gone while the row still says queued or running is marked ``interrupted`` by the next
 reader (:func:`reap`), so no run stays running forever.
+
+Caps (``RunCaps``): a queued run with no ``pid`` is *waiting* for a slot; a run holds a slot from
+the moment a process claims it (sets its pid) until it finishes. Claims are made under one lock
+per database (an advisory transaction lock on PostgreSQL, a file lock beside an SQLite file), so
+processes on every door never together exceed ``JAMEY_RUNS_MAX_ACTIVE`` runs, nor
+``JAMEY_RUNS_MAX_PER_ACTOR`` of one actor; at most ``JAMEY_RUNS_MAX_QUEUED`` wait.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -16,6 +24,9 @@ import re
 import secrets
 import shutil
 import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,7 +35,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import Conflict, InvalidInput, NotFound
+from jamey_engine.errors import Conflict, InvalidInput, NotFound, RateLimited
 from jamey_engine.fsutil import process_alive, process_identity
 from jamey_engine.models import RunbookRun
 
@@ -71,6 +82,11 @@ class RunRecord:
     def active(self) -> bool:
         """True while queued or running."""
         return self.status in ACTIVE
+
+    @property
+    def waiting(self) -> bool:
+        """True while queued behind the caps: no process has claimed it yet."""
+        return self.status == "queued" and self.pid is None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -185,7 +201,8 @@ def reap(db: Database) -> list[str]:
             )
         ).all()
     # A pid alone may now belong to an unrelated process (reused after a crash or a reboot).
-    dead = [row.id for row in rows if not process_alive(row.pid, row.pid_identity)]
+    # A waiting run (no pid: queued behind the caps) has no process yet; it is not dead.
+    dead = [row.id for row in rows if row.pid is not None and not process_alive(row.pid, row.pid_identity)]
     if not dead:
         return []
     with db.begin() as conn:
@@ -202,32 +219,104 @@ def reap(db: Database) -> list[str]:
     return dead
 
 
+@dataclass(frozen=True)
+class RunCaps:
+    """How many runs may hold a slot at once (``active``), of one actor (``per_actor``), and how
+    many may wait for one (``queued``)."""
+
+    active: int
+    per_actor: int
+    queued: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunCaps:
+        """``JAMEY_RUNS_MAX_ACTIVE``, ``JAMEY_RUNS_MAX_PER_ACTOR`` and ``JAMEY_RUNS_MAX_QUEUED``."""
+        return cls(settings.runs_max_active, settings.runs_max_per_actor, settings.runs_max_queued)
+
+
+#: What a refused run tells its caller to wait before trying again (a run takes seconds to minutes).
+QUEUE_FULL_RETRY_AFTER = 30
+_PG_RUNS_LOCK = 0x4A414D4559_52  # "JAMEY" "R": the advisory lock every claim of a run slot takes
+_process_lock = threading.Lock()  # an in-memory SQLite database: one process, so a thread lock
+
+
+@contextlib.contextmanager
+def _claim_lock(db: Database) -> Iterator[sa.Connection]:
+    """A transaction that no other claim of a run slot overlaps, in any process: PostgreSQL's
+    advisory transaction lock, or an exclusive file lock beside the SQLite file."""
+    path = db.sqlite_path
+    with contextlib.ExitStack() as stack:
+        if db.dialect == "postgresql":
+            conn = stack.enter_context(db.begin())
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_PG_RUNS_LOCK)))
+        else:
+            if path is None:
+                stack.enter_context(_process_lock)
+            else:
+                handle = stack.enter_context(open(path.with_name(path.name + ".runs-lock"), "a"))
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                stack.callback(fcntl.flock, handle, fcntl.LOCK_UN)
+            conn = stack.enter_context(db.begin())
+        yield conn
+
+
+def _slots_taken(conn: sa.Connection) -> tuple[int, Counter[str], int]:
+    """Runs holding a slot (claimed or running), those per actor, and runs waiting for one."""
+    table = _TABLE
+    rows = conn.execute(sa.select(table.c.actor, table.c.pid).where(table.c.status.in_(ACTIVE))).all()
+    holding = [row.actor for row in rows if row.pid is not None]
+    return len(holding), Counter(holding), sum(1 for row in rows if row.pid is None)
+
+
 def create_run(
-    db: Database, *, runbook: str, parameters: dict[str, Any], actor: str, changes_data: bool
+    db: Database,
+    *,
+    runbook: str,
+    parameters: dict[str, Any],
+    actor: str,
+    changes_data: bool,
+    caps: RunCaps | None = None,
 ) -> RunRecord:
-    """Record a new ``queued`` run owned by this process (its pid until the runner takes over).
+    """Record a new ``queued`` run. Under ``caps`` it is claimed by this process (its pid until
+    the runner takes over) when a slot is free for it, and otherwise left waiting (``waiting``:
+    no pid) for whoever frees a slot to start it (:func:`claim_waiting`); without ``caps`` it is
+    always claimed.
 
     Raises Conflict naming the running run when ``changes_data`` and another run that changes
-    data is queued or running (dead runs are reaped first, so a crash never blocks for good).
+    data is queued or running (dead runs are reaped first, so a crash never blocks for good), and
+    RateLimited (with ``retry_after``) when it would have to wait and ``caps.queued`` runs
+    already wait: nothing is recorded then.
     """
     reap(db)
-    run = RunbookRun(
-        id=new_run_id(),
-        runbook=runbook,
-        parameters=json.dumps(parameters, sort_keys=True),
-        actor=(actor or "unknown")[:100],
-        status="queued",
-        changes_data=changes_data,
-        change_slot=_CHANGE if changes_data else None,
-        created_at=utcnow(),
-        host=socket.gethostname()[:255],
-        pid=os.getpid(),
-        pid_identity=process_identity(os.getpid()),
-        files_removed=False,
-    )
+    values: dict[str, Any] = {
+        "id": new_run_id(),
+        "runbook": runbook,
+        "parameters": json.dumps(parameters, sort_keys=True),
+        "actor": (actor or "unknown")[:100],
+        "status": "queued",
+        "changes_data": changes_data,
+        "change_slot": _CHANGE if changes_data else None,
+        "created_at": utcnow(),
+        "host": socket.gethostname()[:255],
+        "pid": os.getpid(),
+        "pid_identity": process_identity(os.getpid()),
+        "files_removed": False,
+    }
     try:
-        with db.session() as session:
-            session.add(run)
+        with _claim_lock(db) as conn:
+            if caps is not None:
+                holding, per_actor, waiting = _slots_taken(conn)
+                if holding >= caps.active or per_actor[values["actor"]] >= caps.per_actor:
+                    if waiting >= caps.queued:
+                        raise RateLimited(
+                            f"too many runbook runs: {holding} running ({per_actor[values['actor']]} of "
+                            f"them by {values['actor']}) and {waiting} queued, the most that may wait "
+                            f"(JAMEY_RUNS_MAX_QUEUED={caps.queued}); try again when runs finish",
+                            retry_after=QUEUE_FULL_RETRY_AFTER,
+                            scope="runs",
+                        )
+                    values["pid"] = values["pid_identity"] = None
+            conn.execute(_TABLE.insert().values(**values))
     except sa.exc.IntegrityError:
         holder = _change_holder(db)
         what = (
@@ -239,7 +328,43 @@ def create_run(
             f"{what} is changing data; one data-changing run at a time. Wait for it or cancel it "
             "(dry runs and analyses may run meanwhile)."
         ) from None
-    return _record(run)
+    return get_run(db, values["id"], reap_first=False)
+
+
+def claim_waiting(db: Database, caps: RunCaps) -> list[str]:
+    """Claim for this process the oldest waiting runs that fit under ``caps`` (race-free across
+    processes: under the claim lock); the ids claimed, whose runners the caller must start."""
+    reap(db)
+    table = _TABLE
+    claimed: list[str] = []
+    with _claim_lock(db) as conn:
+        holding, per_actor, waiting = _slots_taken(conn)
+        if not waiting or holding >= caps.active:
+            return []
+        rows = conn.execute(
+            sa.select(table.c.id, table.c.actor)
+            .where(table.c.status == "queued", table.c.pid.is_(None))
+            .order_by(table.c.created_at, table.c.id)
+        ).all()
+        for row in rows:
+            if holding >= caps.active:
+                break
+            if per_actor[row.actor] >= caps.per_actor:
+                continue
+            done = conn.execute(
+                table.update()
+                .where(table.c.id == row.id, table.c.status == "queued", table.c.pid.is_(None))
+                .values(
+                    pid=os.getpid(),
+                    pid_identity=process_identity(os.getpid()),
+                    host=socket.gethostname()[:255],
+                )
+            )
+            if done.rowcount:
+                holding += 1
+                per_actor[row.actor] += 1
+                claimed.append(row.id)
+    return claimed
 
 
 def _change_holder(db: Database) -> RunRecord | None:

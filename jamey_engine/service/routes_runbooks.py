@@ -64,7 +64,10 @@ def list_runs(
 @router.post("/{name}/runs", status_code=202, response_model=Started, openapi_extra=WRITE)
 def start_run(request: Request, name: RunbookName, body: Annotated[RunBody | None, Body()] = None) -> Started:
     """Start a run; 400 names a bad parameter (nothing recorded), 403 when applying a restore
-    without ``admin``, 409 names the data-changing run that is already running."""
+    without ``admin``, 409 names the data-changing run that is already running. Beyond
+    ``JAMEY_RUNS_MAX_ACTIVE`` runs (``JAMEY_RUNS_MAX_PER_ACTOR`` of this key) the run is
+    ``queued`` and starts when a slot frees; 429 with Retry-After when ``JAMEY_RUNS_MAX_QUEUED``
+    runs already wait (nothing recorded)."""
     engine = engine_of(request)
     parameters = body.parameters if body is not None else {}
     key = current_key(request)

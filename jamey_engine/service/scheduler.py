@@ -327,9 +327,13 @@ class RunbookScheduler:
 
     def run_once(self) -> list[str]:
         """One pass: start the due schedules' runs; their ids. Never raises (failures are logged)."""
+        from jamey_engine.runbooks.launch import start_waiting
         from jamey_engine.runbooks.schedules import run_due
 
         try:
+            # Runs queued behind the caps whose slot freed without a runner to start them
+            # (one was killed, or reaped): the scheduler starts them.
+            start_waiting(self.engine)
             started = run_due(self.engine)
         except Exception as err:
             log.error("runbook schedules pass failed: %s: %s", type(err).__name__, err)

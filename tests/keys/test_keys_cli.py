@@ -63,7 +63,10 @@ def test_create_list_show_rotate_revoke_and_audit(jamey: Jamey) -> None:
     assert rotated["id"] != created["id"] and rotated["key"] != created["key"]
     assert jamey.json("keys", "show", created["id"])["status"] == "rotating"
     assert "limited to 100/minute" in jamey.ok("keys", "set-limit", rotated["id"], "100/minute").output
-    assert "revoked" in jamey.ok("keys", "revoke", created["id"], "--yes").output
+    revoked = jamey.ok("keys", "revoke", created["id"], "--yes").output
+    assert "revoked" in revoked
+    # Shown first, as every data-changing command does: the plan, its keys and its phrase.
+    assert ": key-revoke " in revoked and "confirm phrase:" in revoked and "ci-bot" in revoked
     events = jamey.json("keys", "audit")
     assert [e["event"] for e in events] == ["revoked", "rate_limit_changed", "created", "rotated", "created"]
     assert all(e["actor"] == "cli" for e in events)

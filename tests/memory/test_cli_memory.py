@@ -170,3 +170,34 @@ def test_dedupe_dry_run_reports_then_dedupe_deletes_and_records(run, data_dir: P
         assert len(rows) == len(LAYERS)
     finally:
         engine.close()
+
+
+def test_dedupe_dry_run_goes_through_engine_dedupe_and_records_nothing(  # type: ignore[no-untyped-def]
+    run, data_dir: Path, monkeypatch
+) -> None:
+    from jamey_engine.config import Settings
+    from jamey_engine.engine import Engine
+    from jamey_engine.oplog import recent_operations
+
+    for text in ["Disk full", "disk  FULL", "other"]:
+        assert run("store", "--layer", "working", text).exit_code == 0
+    calls: list[dict[str, object]] = []
+    real = Engine.dedupe
+
+    def watched(self, layers=None, **options):  # type: ignore[no-untyped-def]
+        calls.append({"layers": list(layers or []), **options})
+        return real(self, layers, **options)
+
+    monkeypatch.setattr(Engine, "dedupe", watched)
+    dry = run("dedupe", "--layer", "working", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["working"]["deleted"] == 1
+    assert [(call["layers"], call["dry_run"], call["source"]) for call in calls] == [
+        (["working"], True, "cli")
+    ]
+    engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir)}))
+    try:
+        assert recent_operations(engine.db, kind="dedupe") == []
+        assert engine.memory.count("working") == 3
+    finally:
+        engine.close()

@@ -124,3 +124,33 @@ def test_an_ops_write_key_cannot_cancel_an_admins_restore_run(make_client: Calla
     cancelled = client.post(f"/admin/runbooks/runs/{restore.id}/cancel", headers=admin.headers)
     assert cancelled.status_code == 202, cancelled.text
     assert cancelled.json()["id"] == restore.id
+
+
+def test_past_the_run_queue_bound_a_start_is_429_with_retry_after_and_nothing_recorded(
+    make_client: Callable[..., tuple[TestClient, Engine]], tmp_path: Any
+) -> None:
+    from notebook_factory import make_test_notebooks
+
+    from jamey_engine.runbooks import launch, runs
+
+    notebooks = make_test_notebooks(tmp_path / "notebooks")
+    client, engine = make_client(
+        JAMEY_NOTEBOOKS_DIR=str(notebooks), JAMEY_RUNS_MAX_ACTIVE="1", JAMEY_RUNS_MAX_QUEUED="1"
+    )
+    alice = make_persona(engine, "alice-ops", ("ops:write",))
+    first = client.post(
+        "/admin/runbooks/slow/runs", json={"parameters": {"seconds": 300}}, headers=alice.headers
+    )
+    assert first.status_code == 202, first.text
+    second = client.post("/admin/runbooks/ok/runs", json={}, headers=alice.headers)
+    assert second.status_code == 202 and second.json()["status"] == "queued"
+    refused = client.post("/admin/runbooks/ok/runs", json={}, headers=alice.headers)
+    try:
+        assert refused.status_code == 429, refused.text
+        assert int(refused.headers["Retry-After"]) == runs.QUEUE_FULL_RETRY_AFTER
+        assert "JAMEY_RUNS_MAX_QUEUED=1" in refused.json()["error"]
+        assert len(runs.list_runs(engine.db)) == 2
+    finally:
+        for run_id in (second.json()["id"], first.json()["id"]):
+            launch.cancel_run(engine, run_id)
+        launch.wait_for_run(engine, first.json()["id"], timeout=DEADLINE)

@@ -134,3 +134,10 @@ def running_workbench(env: dict[str, str], log_path: Path, script: str = "app.py
 def figures(at: AppTest) -> list[dict]:
     """The plotly figures on the page, as their JSON specs."""
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def apply_plan(at: AppTest, slot: str, phrase: str) -> AppTest:
+    """Type ``phrase`` into the plan component's form of ``slot`` and press Apply."""
+    at.text_input(key=f"plan_phrase_{slot}").input(phrase)
+    at.button(key=f"FormSubmitter:plan_apply_{slot}-Apply").click()
+    return at.run()

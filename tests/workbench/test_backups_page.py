@@ -8,10 +8,11 @@ from streamlit.testing.v1 import AppTest
 
 from jamey_engine.engine import Engine
 from jamey_engine.oplog import recent_operations
+from jamey_engine.plans.store import list_plans
 
 from .conftest import open_page, texts
 
-RESTORE = "FormSubmitter:restore-Restore"
+RESTORE = "FormSubmitter:plan_apply_backups_restore-Apply"
 RETAIN = "FormSubmitter:retention-Apply retention"
 
 
@@ -66,7 +67,9 @@ def test_verifying_a_damaged_backup_is_an_inline_error_and_the_page_goes_on(
     assert admin_app.number_input(key="keep_last"), "the retention form still renders"
 
 
-def test_restore_shows_the_diff_and_needs_the_typed_id(with_memories: Engine, admin_app: AppTest) -> None:
+def test_restore_is_planned_with_its_diff_and_applied_with_its_phrase(
+    with_memories: Engine, admin_app: AppTest
+) -> None:
     open_page(admin_app, "backups")
     create_backup(admin_app)
     backup_id = with_memories.vault.list()[0].id
@@ -75,44 +78,60 @@ def test_restore_shows_the_diff_and_needs_the_typed_id(with_memories: Engine, ad
 
     admin_app.button(key="backup_plan").click().run()
     assert not admin_app.exception, admin_app.exception
-    diff = next(df.value for df in admin_app.dataframe if "what" in df.value.columns).set_index("what")
-    assert diff.loc["memory: working", "now"] == 5
-    assert diff.loc["memory: working", "after restore"] == 3
-    assert diff.loc["memory: working", "change"] == -2
+    (plan,) = list_plans(with_memories.db)
+    assert (plan.action, plan.parameters["backup_id"], plan.confirm_phrase) == (
+        "restore",
+        backup_id,
+        f"restore {backup_id}",
+    )
+    diff = next(
+        df.value for df in admin_app.dataframe if "backup" in df.value.columns and "layer" in df.value.columns
+    )
+    diff = diff.set_index("layer")
+    assert diff.loc["working", "now"] == 5
+    assert diff.loc["working", "backup"] == 3
+    assert diff.loc["working", "change"] == -2
 
-    admin_app.text_input(key="restore_typed").input("not-the-id")
+    admin_app.text_input(key="plan_phrase_backups_restore").input("not-the-id")
     admin_app.button(key=RESTORE).click().run()
-    assert any("not the backup id" in e.value for e in admin_app.error)
+    assert any("does not match" in e.value for e in admin_app.error), [e.value for e in admin_app.error]
     assert with_memories.memory.layer_size("working").documents == 5, "nothing restored"
 
-    admin_app.text_input(key="restore_typed").input(backup_id)
+    admin_app.text_input(key="plan_phrase_backups_restore").input(plan.confirm_phrase)
     admin_app.button(key=RESTORE).click().run()
     assert not admin_app.exception, admin_app.exception
-    assert f"Restored backup {backup_id}." in texts(admin_app)
+    assert f"Plan {plan.id} applied (restore" in texts(admin_app)
     assert with_memories.memory.layer_size("working").documents == 3
 
 
-def test_deleting_asks_first(with_memories: Engine, admin_app: AppTest) -> None:
+def test_deleting_is_planned_first(with_memories: Engine, admin_app: AppTest) -> None:
     open_page(admin_app, "backups")
     create_backup(admin_app)
-    backup_id = with_memories.vault.list()[0].id
     admin_app.button(key="backup_delete").click().run()
-    assert f"Delete backup **{backup_id}**?" in texts(admin_app)
+    assert not admin_app.exception, admin_app.exception
+    (plan,) = list_plans(with_memories.db)
+    assert plan.action == "backup-delete" and f"**Plan {plan.id}**" in texts(admin_app)
     assert len(with_memories.vault.list()) == 1
-    admin_app.button(key="delete_yes").click().run()
+    admin_app.text_input(key="plan_phrase_backups_delete").input(plan.confirm_phrase)
+    admin_app.button(key="FormSubmitter:plan_apply_backups_delete-Apply").click().run()
     assert not admin_app.exception, admin_app.exception
     assert with_memories.vault.list() == []
-    assert f"Deleted backup {backup_id}." in texts(admin_app)
+    assert f"Plan {plan.id} applied (backup-delete" in texts(admin_app)
     # Both actions are in the operation log, by the signed-in key's name, and shown on the page.
-    logged = [
-        (op["kind"], op["status"], op["actor"], op["detail"]) for op in recent_operations(with_memories.db)
-    ]
-    assert logged == [
-        ("delete", "success", "ops-admin", backup_id),
-        ("backup", "success", "ops-admin", backup_id),
-    ]
+    logged = [(op["kind"], op["status"], op["actor"]) for op in recent_operations(with_memories.db)]
+    assert ("delete", "success", "ops-admin") in logged and ("backup", "success", "ops-admin") in logged
     log_table = admin_app.dataframe[-1].value
-    assert list(log_table["kind"]) == ["delete", "backup"] and set(log_table["actor"]) == {"ops-admin"}
+    assert "delete" in list(log_table["kind"]) and set(log_table["actor"]) == {"ops-admin"}
+
+
+def test_the_retention_plan_says_why_each_backup_is_kept(with_memories: Engine, admin_app: AppTest) -> None:
+    open_page(admin_app, "backups")
+    create_backup(admin_app)
+    create_backup(admin_app)
+    newest, older = [b.id for b in with_memories.vault.list()]
+    table = next(df.value for df in admin_app.dataframe if "why" in df.value.columns).set_index("id")
+    assert table.loc[newest, "kept"] == "yes"
+    assert table.loc[older, "why"]  # a reason, or "no rule keeps it"
 
 
 def test_retention_keeps_the_newest(with_memories: Engine, admin_app: AppTest) -> None:

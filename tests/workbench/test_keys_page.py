@@ -9,8 +9,9 @@ from streamlit.testing.v1 import AppTest
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
+from jamey_engine.plans.store import list_plans
 
-from .conftest import open_page, texts
+from .conftest import apply_plan, open_page, texts
 
 CREATE = "FormSubmitter:create_key-Create key"
 
@@ -124,27 +125,34 @@ def choose(at: AppTest, name: str) -> None:
     at.selectbox(key="action_key").set_value(next(o for o in box.options if o.startswith(name + " (")))
 
 
-def test_revoking_asks_first_then_revokes_in_the_database(admin_app: AppTest, engine: Engine) -> None:
+def test_revoking_is_planned_first_then_revokes_in_the_database(admin_app: AppTest, engine: Engine) -> None:
     victim = engine.keys.create("victim", actor="test")
     open_page(admin_app, "keys")
     choose(admin_app, "victim")
     admin_app.button(key="revoke").click().run()
-    assert "Revoke **victim**" in texts(admin_app)
-    assert engine.keys.show(victim.id).status == "active", "nothing happens before confirming"
-    admin_app.button(key="confirm_yes").click().run()
+    assert not admin_app.exception, admin_app.exception
+    (plan,) = list_plans(engine.db)
+    assert plan.action == "key-revoke" and f"**Plan {plan.id}**" in texts(admin_app)
+    keys_table = next(
+        df.value for df in admin_app.dataframe if "name" in df.value.columns and "scopes" in df.value.columns
+    )
+    assert "victim" in list(keys_table["name"])
+    assert engine.keys.show(victim.id).status == "active", "nothing happens before applying"
+    apply_plan(admin_app, "keys_revoke", plan.confirm_phrase)
     assert not admin_app.exception, admin_app.exception
     assert engine.keys.show(victim.id).status == "revoked"
     assert any(e["event"] == "revoked" and e["actor"] == "ops-admin" for e in engine.keys.audit())
 
 
-def test_cancelling_a_revoke_changes_nothing(admin_app: AppTest, engine: Engine) -> None:
+def test_discarding_a_revocation_plan_changes_nothing(admin_app: AppTest, engine: Engine) -> None:
     victim = engine.keys.create("victim", actor="test")
     open_page(admin_app, "keys")
     choose(admin_app, "victim")
     admin_app.button(key="revoke").click().run()
-    admin_app.button(key="confirm_cancel").click().run()
+    admin_app.button(key="FormSubmitter:plan_apply_keys_revoke-Discard the plan").click().run()
+    assert not admin_app.exception, admin_app.exception
     assert engine.keys.show(victim.id).status == "active"
-    assert "Revoke **victim**" not in texts(admin_app)
+    assert "Revocation plan" not in texts(admin_app)
 
 
 def test_rotating_with_grace_issues_a_new_key_shown_once(admin_app: AppTest, engine: Engine) -> None:
@@ -153,12 +161,16 @@ def test_rotating_with_grace_issues_a_new_key_shown_once(admin_app: AppTest, eng
     choose(admin_app, "rotating-bot")
     admin_app.text_input(key="action_grace").input("2h")
     admin_app.button(key="rotate").click().run()
-    assert "keeps working for **2h**" in texts(admin_app)
-    admin_app.button(key="confirm_yes").click().run()
+    assert not admin_app.exception, admin_app.exception
+    (plan,) = list_plans(engine.db)
+    assert plan.action == "key-rotate" and plan.parameters["grace"] == "2h"
+    apply_plan(admin_app, "keys_rotate", plan.confirm_phrase)
     assert not admin_app.exception, admin_app.exception
     assert engine.keys.show(old.id).status == "rotating"
     new_plaintext = admin_app.code[0].value
     assert engine.keys.verify(new_plaintext).id != old.id
+    kept = admin_app.session_state["plan_result_keys_rotate"]
+    assert "key" not in kept and new_plaintext not in str(kept), "the new key is never kept in the session"
     assert any(e["event"] == "rotated" and e["actor"] == "ops-admin" for e in engine.keys.audit())
     assert engine.keys.verify(old.key).id == old.id, "the old key works during the grace period"
 
@@ -173,20 +185,21 @@ def test_a_bad_grace_period_is_an_inline_error_and_nothing_rotates(
     admin_app.button(key="rotate").click().run()
     assert any("grace 'soon' is not a duration" in e.value for e in admin_app.error)
     assert engine.keys.show(old.id).status == "active"
-    assert "Yes, rotate" not in [b.label for b in admin_app.button]
+    assert list_plans(engine.db) == []
 
 
 def test_revoking_your_own_key_warns_first(admin_app: AppTest, engine: Engine) -> None:
     open_page(admin_app, "keys")
     choose(admin_app, "ops-admin")
-    admin_app.button(key="revoke").click().run()
     assert any("the key you are signed in with" in w.value for w in admin_app.warning)
-    admin_app.button(key="confirm_yes").click().run()
+    admin_app.button(key="revoke").click().run()
+    (plan,) = list_plans(engine.db)
+    apply_plan(admin_app, "keys_revoke", plan.confirm_phrase)
     assert not admin_app.exception, admin_app.exception
     assert [t.value for t in admin_app.title] == ["Jamey ops workbench"], "signed out at once"
 
 
-def test_stale_keys_are_flagged_filtered_and_revoked_in_bulk_after_one_confirmation(
+def test_stale_keys_are_flagged_filtered_and_revoked_in_bulk_through_one_plan(
     admin_app: AppTest, engine: Engine
 ) -> None:
     from datetime import timedelta
@@ -208,9 +221,11 @@ def test_stale_keys_are_flagged_filtered_and_revoked_in_bulk_after_one_confirmat
     admin_app.multiselect(key="filter_flag").select("stale").run()
     assert sorted(admin_app.dataframe[0].value["name"]) == ["idle-0", "idle-1"]
     admin_app.button(key="bulk_revoke").click().run()
-    assert "**idle-0**" in texts(admin_app) and "**idle-1**" in texts(admin_app)
-    assert {engine.keys.show(k.id).status for k in idle} == {"active"}, "nothing before confirming"
-    admin_app.button(key="bulk_yes").click().run()
+    assert not admin_app.exception, admin_app.exception
+    (plan,) = list_plans(engine.db)
+    assert sorted(plan.parameters["key_ids"]) == sorted(k.id for k in idle)
+    assert {engine.keys.show(k.id).status for k in idle} == {"active"}, "nothing before applying"
+    apply_plan(admin_app, "keys_bulk_revoke", plan.confirm_phrase)
     assert not admin_app.exception, admin_app.exception
     assert {engine.keys.show(k.id).status for k in idle} == {"revoked"}
     revoked = [e for e in engine.keys.audit() if e["event"] == "revoked"]

@@ -1,5 +1,5 @@
-"""The memory page: sizes, growth and search over real tantivy indexes, and pruning with a
-dry run first that changes nothing, then a confirmation that deletes."""
+"""The memory page: sizes, growth and search over real tantivy indexes, and pruning through a
+plan (the shared plan component) that changes nothing until its phrase is typed."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ from streamlit.testing.v1 import AppTest
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.oplog import operation_summary, recent_operations
+from jamey_engine.plans.store import list_plans
 
 from .conftest import open_page, texts
 
-DRY = "FormSubmitter:prune-Dry run"
+DRY = "FormSubmitter:prune-Plan the prune"
+APPLY = "FormSubmitter:plan_apply_memory_prune-Apply"
 
 
 @pytest.fixture
@@ -72,19 +74,33 @@ def test_a_malformed_query_is_an_inline_error_and_the_page_goes_on(
     assert admin_app.text_input(key="prune_older"), "the prune form still renders"
 
 
-def test_prune_dry_run_changes_nothing_then_confirming_deletes(seeded: Engine, admin_app: AppTest) -> None:
+def test_prune_is_planned_changing_nothing_then_applied_with_its_phrase(
+    seeded: Engine, admin_app: AppTest
+) -> None:
     open_page(admin_app, "memory")
     admin_app.text_input(key="prune_older").input("30d")
     admin_app.button(key=DRY).click().run()
     assert not admin_app.exception, admin_app.exception
-    assert "**4 documents**" in texts(admin_app)
-    plan = admin_app.dataframe[-1].value.set_index("layer")
-    assert plan.loc["working", "documents"] == 3 and plan.loc["semantic", "documents"] == 1
-    assert seeded.memory.sizes().total_documents == 6, "a dry run deletes nothing"
+    (plan,) = list_plans(seeded.db)
+    assert (plan.action, plan.status, plan.planned_by) == ("prune", "planned", "ops-admin")
+    assert f"**Plan {plan.id}**" in texts(admin_app)
+    layers = next(frame.value for frame in admin_app.dataframe if "to_delete" in frame.value.columns)
+    layers = layers.set_index("layer")
+    assert layers.loc["working", "to_delete"] == 3 and layers.loc["semantic", "to_delete"] == 1
+    assert seeded.memory.sizes().total_documents == 6, "planning deletes nothing"
 
-    admin_app.button(key="prune_confirm").click().run()
+    admin_app.text_input(key="plan_phrase_memory_prune").input("not the phrase")
+    admin_app.button(key=APPLY).click().run()
+    assert any("does not match" in error.value for error in admin_app.error), [
+        e.value for e in admin_app.error
+    ]
+    assert seeded.memory.sizes().total_documents == 6, "a wrong phrase changes nothing"
+
+    admin_app.text_input(key="plan_phrase_memory_prune").input(plan.confirm_phrase)
+    admin_app.button(key=APPLY).click().run()
     assert not admin_app.exception, admin_app.exception
-    assert "Pruned 4 documents." in texts(admin_app)
+    assert f"Plan {plan.id} applied (prune" in texts(admin_app)
+    assert "backup taken first" in texts(admin_app)  # as from the CLI and the runbook
     sizes = seeded.memory.sizes()
     assert sizes.total_documents == 2
     assert {m.content for m in seeded.memory.search("working", "deploy", limit=10)} == {
@@ -96,6 +112,7 @@ def test_prune_dry_run_changes_nothing_then_confirming_deletes(seeded: Engine, a
     assert summary.counts[("prune", "success")] == 5, "one row per layer of the form (all five)"
     assert {layer: n for layer, n in summary.pruned_documents.items() if n} == {"working": 3, "semantic": 1}
     assert {op["actor"] for op in recent_operations(seeded.db, kind="prune")} == {"ops-admin"}
+    assert [op["kind"] for op in recent_operations(seeded.db, kind="backup")] == ["backup"]
 
 
 @pytest.mark.parametrize(
@@ -112,5 +129,5 @@ def test_bad_prune_input_is_an_inline_error_and_nothing_changes(
     admin_app.button(key=DRY).click().run()
     assert not admin_app.exception
     assert any(message in e.value for e in admin_app.error), [e.value for e in admin_app.error]
-    assert "Dry run:" not in texts(admin_app)
+    assert list_plans(seeded.db) == []
     assert seeded.memory.sizes().total_documents == 6

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.oplog import recent_operations
+from jamey_engine.plans.store import list_plans
 
 from .conftest import APP, TIMEOUT, figures, open_page, sign_in, texts
 
@@ -52,9 +53,14 @@ def test_a_policy_is_reviewed_with_the_plan_then_saved_then_applied(
     assert seeded.retention.audit()[0]["actor"] == "ops-admin"
     assert seeded.memory.count("working") == 5, "saving removes nothing by itself"
 
-    admin_app.button(key="retention_apply").click().run()
+    admin_app.button(key="retention_apply").click().run()  # plans it: the shared plan component
     assert not admin_app.exception, admin_app.exception
-    assert "3 memories removed" in texts(admin_app)
+    (plan,) = list_plans(seeded.db)
+    assert plan.action == "retention" and seeded.memory.count("working") == 5
+    admin_app.text_input(key="plan_phrase_memory_retention").input(plan.confirm_phrase)
+    admin_app.button(key="FormSubmitter:plan_apply_memory_retention-Apply").click().run()
+    assert not admin_app.exception, admin_app.exception
+    assert f"Plan {plan.id} applied (retention" in texts(admin_app)
     assert seeded.memory.count("working") == 2
     assert {row["actor"] for row in recent_operations(seeded.db, kind="retention")} == {"ops-admin"}
     assert "Last run" in texts(admin_app) and "by ops-admin succeeded" in texts(admin_app)

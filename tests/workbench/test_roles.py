@@ -20,7 +20,7 @@ from .conftest import APP, TIMEOUT, open_page, sign_in, texts
 
 PAGES = ("overview", "dashboards", "alerts", "runbooks", "memory", "backups", "keys")
 VIEWS = {"Overview", "Dashboards", "Alerts", "Runbooks", "Memory", "Backups"}
-MENU = {"ops:read": VIEWS, "ops:write": VIEWS, "admin": {*VIEWS, "API keys"}}
+MENU = {"ops:read": VIEWS, "ops:write": {*VIEWS, "Approvals"}, "admin": {*VIEWS, "Approvals", "API keys"}}
 TITLES = {
     "overview": "Overview",
     "dashboards": "Dashboards",
@@ -118,7 +118,7 @@ def test_only_operators_may_prune_from_the_memory_page(
 ) -> None:
     at = signed_in(engine, scope)
     open_page(at, "memory")
-    assert ("FormSubmitter:prune-Dry run" in _buttons(at)) is allowed
+    assert ("FormSubmitter:prune-Plan the prune" in _buttons(at)) is allowed
     assert ("Pruning needs the ops:write scope." in texts(at)) is (not allowed)
 
 
