@@ -511,6 +511,13 @@ SETTINGS: tuple[Setting, ...] = (
         _optional_http_url,
     ),
     Setting(
+        "JAMEY_DOCS_URL",
+        "docs_url",
+        "http://127.0.0.1:8000",
+        "Base URL of the documentation site (`make docs-serve` serves it here); the workbench's Alerts page links each alert to its page there. Empty: no link.",
+        _optional_http_url,
+    ),
+    Setting(
         "JAMEY_NOTEBOOKS_DIR",
         "notebooks_dir",
         "",
@@ -659,6 +666,7 @@ class Settings:
     workbench_idle_timeout: timedelta
     service_url: str
     workbench_url: str
+    docs_url: str
     notebooks_dir: Path
     runbook_timeout: timedelta
     runbook_keep: int

@@ -6,7 +6,6 @@ The rules (matching, grouping, intervals, statistics) live in jamey_engine; this
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -29,12 +28,13 @@ from jamey_engine.observability.alertmanager import (
 from jamey_engine.observability.dashboards import chart_for_alert
 from jamey_engine.observability.promql import PrometheusUnreachable
 from jamey_engine.runbooks.alert_evidence import AlertEvidence, evidence_for, latest_evidence
+from jamey_engine.runbooks.alert_guides import GUIDES
 from jamey_engine.runbooks.links import (
     ALERTS_PAGE,
+    alert_docs_url,
     links_for_alert,
     runbook_for_alert,
     runbook_page_url,
-    runbook_section,
     trusted_link,
 )
 from workbench_ui import charts, untrusted
@@ -44,7 +44,6 @@ from workbench_ui.alert_evidence import render_evidence
 session = ui.require_session("ops:read")
 can_write = session.can("ops:write")
 st.title("Alerts")
-REPO = Path(__file__).resolve().parents[1]
 SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 DURATIONS = ("30m", "1h", "2h", "4h", "1d", "custom")
 HISTORY_DAYS = (1, 7, 30, 90)
@@ -114,13 +113,16 @@ def _render_alert(view: AlertView, ack: Acknowledgement | None = None) -> None:
                 st.caption(
                     f":material/menu_book: Runbook: {untrusted.text(url)} (not a link to this workbench: not opened)"
                 )
-        guide = mapped.guide if mapped else (url if "://" not in url else "")
-        if guide:  # a Markdown file of this repository and one of its headings: safe to quote
-            st.caption(f":material/menu_book: Runbook: `{guide}` in the repository")
-            section = runbook_section(guide, REPO)
-            if section:
-                with st.expander("Runbook"):
-                    st.markdown(section)
+        if mapped:  # the guide of jamey_engine/runbooks/alert_guides.py, as the alert's docs page has it
+            guide = GUIDES[mapped.guide]
+            with st.expander(f"Runbook: {guide.title}"):
+                st.markdown(guide.text)
+                st.markdown(f"**Silencing:** {guide.silence}")
+            if settings.docs_url:
+                st.caption(
+                    f":material/menu_book: [{view.alertname} in the docs]"
+                    f"({alert_docs_url(settings.docs_url, view.alertname)})"
+                )
         with st.expander("Labels and annotations"):
             st.json({"labels": view.labels, "annotations": view.annotations}, expanded=True)
         _render_diagnosis(view)

@@ -49,3 +49,40 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "reference" / "configuration" / "index.html").is_file()
     assert (tmp_path / "site" / "alerts" / "index.html").is_file()
+
+
+def test_a_hand_edited_alert_page_and_a_page_of_a_removed_alert_are_reported() -> None:
+    """The alert pages are generated too: an edit by hand, and a page whose alert left the
+    rules, both fail --check (and `make docs` would rewrite the one and delete the other)."""
+    page = ROOT / "docs" / "alerts" / "JameyBackupFailed.md"
+    gone = ROOT / "docs" / "alerts" / "JameyNoSuchAlert.md"
+    kept = page.read_text()
+    try:
+        page.write_text(kept.replace("## Silencing", "## Silencing\n\nSilence it for a week."))
+        gone.write_text("# JameyNoSuchAlert\n")
+        result = run_generator("--check")
+    finally:
+        page.write_text(kept)
+        gone.unlink()
+    assert result.returncode == 1
+    assert "docs/alerts/JameyBackupFailed.md" in result.stderr
+    assert "docs/alerts/JameyNoSuchAlert.md" in result.stderr
+
+
+def test_every_alert_page_shows_each_of_its_rules_and_its_workbench_link() -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from alert_pages import alert_rules, pages
+
+    from jamey_engine.runbooks.alert_guides import GUIDES
+    from jamey_engine.runbooks.links import ALERT_LINKS
+
+    written = pages()
+    for name, rules in alert_rules().items():
+        text = written[f"alerts/{name}.md"]
+        assert f"[{name}](alerts/{name}.md)" in written["alerts.md"]
+        assert GUIDES[ALERT_LINKS[name].guide].silence in text
+        for rule in rules:
+            assert str(rule["expr"]).strip() in text, name
+            assert f"### {rule['labels']['severity']}" in text, name
+            assert rule["annotations"]["description"] in text, name
+            assert rule["annotations"]["runbook_url"] in text, name
