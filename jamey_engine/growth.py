@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jamey_engine import thresholds
 from jamey_engine.errors import InvalidInput
 
-GIB = 1024**3
-#: The index-size alert fires above this many bytes (the same number as promql.INDEX_SIZE_THRESHOLD).
-ALERT_THRESHOLD_BYTES = GIB
+GIB = thresholds.GIB
+#: The index-size alert fires above this many bytes.
+ALERT_THRESHOLD_BYTES = thresholds.INDEX_SIZE_WARNING_BYTES
 TOTAL = "total"
 
 _HISTORY_COLUMNS = ["day", "layer", "added", "documents", "bytes"]

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from jamey_engine import thresholds
 from jamey_engine.config import Settings
 from jamey_engine.db import Database
 from jamey_engine.durations import format_duration, utcnow
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
 EVENTS = ("created", "rotated", "revoked", "expired", "rate_limit_changed", "legacy_imported")
-EXPIRING_WITHIN = timedelta(days=7)
+EXPIRING_WITHIN = thresholds.KEY_EXPIRING_WITHIN
 NAME_MAX = 100
 #: Most requests one key's limit may allow per window (its moving window keeps one entry per request).
 MAX_KEY_LIMIT = 100_000
