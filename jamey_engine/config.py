@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from jamey_engine import ports
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import ConfigError, InvalidInput
 
@@ -320,7 +321,7 @@ SETTINGS: tuple[Setting, ...] = (
         _flag,
     ),
     Setting("JAMEY_HOST", "host", "127.0.0.1", "Address `jamey serve` binds to.", _text),
-    Setting("JAMEY_PORT", "port", "3000", "Port `jamey serve` listens on.", _port),
+    Setting("JAMEY_PORT", "port", str(ports.SERVICE), "Port `jamey serve` listens on.", _port),
     Setting(
         "JAMEY_WORKERS",
         "workers",
@@ -443,21 +444,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JAMEY_WORKBENCH_PORT",
         "workbench_port",
-        "8501",
+        str(ports.WORKBENCH),
         "Port of the Streamlit workbench started by `make run`.",
         _port,
     ),
     Setting(
         "JAMEY_PROMETHEUS_PORT",
         "prometheus_port",
-        "9090",
+        str(ports.PROMETHEUS),
         "Port of the Prometheus that `jamey stack` starts.",
         _port,
     ),
     Setting(
         "JAMEY_ALERTMANAGER_PORT",
         "alertmanager_port",
-        "9093",
+        str(ports.ALERTMANAGER),
         "Port of the Alertmanager that `jamey stack` starts.",
         _port,
     ),
@@ -471,21 +472,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JAMEY_NGINX_HTTPS_PORT",
         "nginx_https_port",
-        "8443",
+        str(ports.NGINX_HTTPS),
         "HTTPS port of the API through nginx under `jamey stack --tls`.",
         _port,
     ),
     Setting(
         "JAMEY_NGINX_HTTP_PORT",
         "nginx_http_port",
-        "8080",
+        str(ports.NGINX_HTTP),
         "Plain HTTP port of nginx under `jamey stack --tls`; it only redirects to HTTPS.",
         _port,
     ),
     Setting(
         "JAMEY_NGINX_WORKBENCH_PORT",
         "nginx_workbench_port",
-        "8444",
+        str(ports.NGINX_WORKBENCH),
         "HTTPS port of the workbench (websocket included) through nginx under `jamey stack --tls`.",
         _port,
     ),
@@ -513,7 +514,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JAMEY_DOCS_URL",
         "docs_url",
-        "http://127.0.0.1:8000",
+        ports.local_url(ports.DOCS),
         "Base URL of the documentation site (`make docs-serve` serves it here); the workbench's Alerts page links each alert to its page there. Empty: no link.",
         _optional_http_url,
     ),
@@ -541,7 +542,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PROMETHEUS_URL",
         "prometheus_url",
-        "http://127.0.0.1:9090",
+        ports.local_url(ports.PROMETHEUS),
         "Prometheus (or any PromQL-compatible store) the dashboards and notebooks query.",
         _http_url,
     ),
@@ -555,7 +556,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ALERTMANAGER_URL",
         "alertmanager_url",
-        "http://127.0.0.1:9093",
+        ports.local_url(ports.ALERTMANAGER),
         "Alertmanager whose alerts and silences the Alerts page, the CLI and the notebooks show and change.",
         _http_url,
     ),

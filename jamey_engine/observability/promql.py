@@ -34,7 +34,7 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
-from jamey_engine import thresholds
+from jamey_engine import ports, thresholds
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
 from jamey_engine.observability.promresult import parse_client_error, tidy, to_float
 from jamey_engine.redact import redact_url, strip_userinfo
@@ -209,7 +209,7 @@ class PromQuery:
 
     def __init__(
         self,
-        url: str = "http://127.0.0.1:9090",
+        url: str = ports.local_url(ports.PROMETHEUS),
         timeout: float = 10.0,
         *,
         job: str = "jamey",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jamey_engine.ports import SERVICE, local_url
+
 
 @dataclass(frozen=True)
 class AlertGuide:
@@ -26,8 +28,8 @@ class AlertGuide:
 GUIDES: dict[str, AlertGuide] = {
     "service-down": AlertGuide(
         "Service down",
-        """Prometheus cannot scrape the service. Check the process (`make run` prints where its log is:
-`data/stack/service.log`), then `curl http://127.0.0.1:3000/health`: a 503 names what is unusable
+        f"""Prometheus cannot scrape the service. Check the process (`make run` prints where its log is:
+`data/stack/service.log`), then `curl {local_url(SERVICE)}/health`: a 503 names what is unusable
 (the data dir or the database). Start it again with `jamey serve`.""",
         """Silence only for a planned stop (an upgrade, a host reboot), matched on `instance`, for the
 length of the window. Every other alert of that instance goes quiet anyway while it is down.""",

@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+from jamey_engine import ports
+
 RUNBOOKS_PAGE = "runbooks"  # the workbench page's URL path
 ALERTS_PAGE = "alerts"  # every rule's runbook_url opens the alert's evidence there
 # The base the alert rules in prometheus/rules/ are written with (JAMEY_WORKBENCH_URL's default);
 # render_alert_rules puts the configured base in its place.
-DEFAULT_WORKBENCH_URL = "http://127.0.0.1:8501"
+DEFAULT_WORKBENCH_URL = ports.local_url(ports.WORKBENCH)
 ALERT_DOCS_DIR = "alerts"  # docs/alerts/<alertname>.md, one generated page per alert
 
 
