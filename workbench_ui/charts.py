@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from jamey_engine.observability.dashboards import Unit
+from jamey_engine.sizes import format_bytes
 
 Level = Literal["ok", "warning", "critical", "unknown"]
 
@@ -47,11 +48,7 @@ def format_value(value: float | None, unit: Unit) -> str:
             return f"{value / 60:.1f} min"
         return f"{value / 3600:.1f} h"
     if unit == "bytes":
-        size = float(value)
-        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
-            if abs(size) < 1024 or suffix == "TiB":
-                return f"{size:.0f} {suffix}" if suffix == "B" else f"{size:.1f} {suffix}"
-            size /= 1024
+        return format_bytes(value)
     if unit == "per_second":
         return f"{value:.3g}/s"
     return f"{value:.4g}"

@@ -13,8 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 from jamey_engine.durations import format_duration
-from jamey_engine.growth import format_bytes
 from jamey_engine.observability.promql import BACKUP_AGE_THRESHOLD, ERROR_RATE_THRESHOLD, INDEX_SIZE_THRESHOLD
+from jamey_engine.sizes import format_bytes
 
 Facts = Mapping[str, Any]
 
