@@ -290,15 +290,15 @@ with ui.shown_errors("Reading the silences"):
 st.subheader("History")
 with ui.shown_errors("Reading the alert history"):
     db = ui.engine().db
-    cols = st.columns(4)
+    cols = list(st.columns(4))
     days = cols[0].selectbox(
         "Range", HISTORY_DAYS, index=1, format_func=lambda d: f"last {d} days", key="history_days"
     )
     end = utcnow()
     start = end - timedelta(days=days)
     spans = alert_history.intervals(db, start, end)
-    names = sorted(set(spans["alertname"]))
-    alertname = cols[1].selectbox("Alert", [ALL, *names], key="history_alert")
+    alertnames = sorted(set(spans["alertname"]))
+    alertname = cols[1].selectbox("Alert", [ALL, *alertnames], key="history_alert")
     severity = cols[2].selectbox("Severity", [ALL, "critical", "warning", "info"], key="history_severity")
     layer = cols[3].selectbox(
         "Layer", [ALL, "short_term", "long_term", "working", "episodic", "semantic"], key="history_layer"

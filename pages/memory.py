@@ -263,7 +263,7 @@ with ui.shown_errors("Pruning"):
         elif st.button(f"Prune {total_docs:,} documents", type="primary", key="prune_confirm"):
             actor = ui.authorize("ops:write")
             progress = ui.progress_bar("Pruning…")
-            run = engine.prune(
+            pruned = engine.prune(
                 parse_duration(plan_older, field="older than"),
                 list(plan_layers),
                 source="workbench",
@@ -271,5 +271,5 @@ with ui.shown_errors("Pruning"):
                 progress=progress,
             )
             st.session_state.pop(PLAN, None)
-            st.session_state[DONE] = (_rows(run.results), run.note)
+            st.session_state[DONE] = (_rows(pruned.results), pruned.note)
             st.rerun()
