@@ -44,7 +44,6 @@ from workbench_ui.alert_evidence import render_evidence
 session = ui.require_session("ops:read")
 can_write = session.can("ops:write")
 st.title("Alerts")
-SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 DURATIONS = ("30m", "1h", "2h", "4h", "1d", "custom")
 HISTORY_DAYS = (1, 7, 30, 90)
 TABLE_ROWS = 2000
@@ -69,7 +68,7 @@ def _fill_silence(labels: dict[str, str]) -> None:
 
 
 def _render_alert(view: AlertView, ack: Acknowledgement | None = None) -> None:
-    color = SEVERITY_COLORS.get(view.severity, "gray")
+    color = charts.severity_color(view.severity)
     since = f"{view.since:%Y-%m-%d %H:%M:%S} UTC" if view.since else "unknown"
     state = f":violet-badge[{view.status_text}]" if view.silenced or view.inhibited else ""
     with st.container(border=True):
@@ -299,7 +298,7 @@ with ui.shown_errors("Reading the alert history"):
     spans = alert_history.intervals(db, start, end)
     alertnames = sorted(set(spans["alertname"]))
     alertname = cols[1].selectbox("Alert", [ALL, *alertnames], key="history_alert")
-    severity = cols[2].selectbox("Severity", [ALL, "critical", "warning", "info"], key="history_severity")
+    severity = cols[2].selectbox("Severity", [ALL, *charts.SEVERITY_COLORS], key="history_severity")
     layer = cols[3].selectbox(
         "Layer", [ALL, "short_term", "long_term", "working", "episodic", "semantic"], key="history_layer"
     )
