@@ -34,7 +34,7 @@ from jamey_engine.durations import format_duration, utcnow
 from jamey_engine.errors import Conflict, InvalidInput, NotFound
 from jamey_engine.keys import keyformat
 from jamey_engine.keys.ratelimit import parse_limit
-from jamey_engine.keys.scopes import SCOPES
+from jamey_engine.keys.scopes import DEFAULT_SCOPES, SCOPES
 from jamey_engine.keys.usage import UsageRecorder, hygiene_flags, usage_by_key
 from jamey_engine.keys.verify import LEGACY_SCOPES, KeyVerifier, VerifiedKey
 from jamey_engine.models import ApiKey, KeyEvent
@@ -337,7 +337,7 @@ class KeyManager:
     def create(
         self,
         name: str,
-        scopes: Iterable[str] | str = ("memory:read",),
+        scopes: Iterable[str] | str = DEFAULT_SCOPES,
         rate_limit: str | None = None,
         expires_in: timedelta | None = None,
         actor: str = "cli",
