@@ -83,11 +83,16 @@ def _positive_float(value: str) -> float:
     return number
 
 
+#: The words a true/false value may be written as, in a setting or a runbook parameter.
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
 def _flag(value: str) -> bool:
     lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
+    if lowered in TRUE_WORDS:
         return True
-    if lowered in {"", "0", "false", "no", "off"}:
+    if lowered in FALSE_WORDS or not lowered:  # an empty variable is unset: false
         return False
     raise ValueError("must be 1 or 0 (also true/false, yes/no, on/off)")
 
