@@ -4,7 +4,7 @@ list of variable names in the README. `make docs` writes them before building; t
 when a committed page differs from what the code would write (a setting or a command was
 added, renamed or re-documented without regenerating).
 
-Usage: python tools/docs_reference.py [--check]
+Usage: python tools/docs_reference.py [--check] [--docs DIR]  (DIR: a copy of docs/ to write or check)
 """
 
 from __future__ import annotations
@@ -187,24 +187,27 @@ def readme_with_settings(readme: str) -> str:
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    site = DOCS.parent
-    written = {DOCS / name: build() for name, build in PAGES.items()}
+    site = Path(argv[argv.index("--docs") + 1]) if "--docs" in argv else DOCS.parent
+    shown = site.parent  # paths are reported relative to the repository (or the copy's parent)
+    written = {site / DOCS.name / name: build() for name, build in PAGES.items()}
     written.update({site / name: text for name, text in alert_pages().items()})
     for path in sorted((site / ALERT_DOCS_DIR).glob("*.md")):
         if path not in written:  # an alert removed from the rules: its page goes too
             if check:
-                stale.append(str(path.relative_to(DOCS.parents[1])))
+                stale.append(str(path.relative_to(shown)))
             else:
                 path.unlink()
     for path, text in written.items():
         if check:
             if not path.exists() or path.read_text() != text:
-                stale.append(str(path.relative_to(DOCS.parents[1])))
+                stale.append(str(path.relative_to(shown)))
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     readme = README.read_text()
-    if check and readme_with_settings(readme) != readme:
+    if "--docs" in argv:
+        pass  # a copy of docs/ only: the repository's README is left alone
+    elif check and readme_with_settings(readme) != readme:
         stale.append("README.md")
     elif not check:
         README.write_text(readme_with_settings(readme))
