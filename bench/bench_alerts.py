@@ -23,7 +23,7 @@ import time
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.common import Row, cli, percentile, row
 
@@ -53,7 +53,7 @@ def _seed_history(db: Any, rows: int, days: int) -> None:
         batch.append(Notification(fingerprint, "resolved", labels, {"summary": name}, start, end))
     for chunk in range(0, len(batch), 2000):
         store_notifications(db, batch[chunk : chunk + 2000])
-    table = AlertNotification.__table__
+    table = cast(sa.Table, AlertNotification.__table__)
     with db.begin() as conn:  # received when they happened, not now
         conn.execute(
             sa.update(table).values(received_at=sa.func.coalesce(table.c.ends_at, table.c.starts_at))

@@ -89,7 +89,8 @@ def bench_growth(data_dir: Path, repeat: int) -> list[Row]:
 
 
 def bench_prune(data_dir: Path, work: Path, repeat: int) -> list[Row]:
-    raw, runbook = [], []
+    raw: list[float] = []
+    runbook: list[float] = []
     for n in range(repeat):
         for kind, samples in (("raw", raw), ("runbook", runbook)):
             copy = work / f"{kind}-{n}"

@@ -29,6 +29,9 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
+
+import sqlalchemy as sa
 
 from bench.bench_memory import make_texts, make_timestamps
 from bench.common import Row, cli, median_seconds, row
@@ -68,7 +71,7 @@ def _store_plans(engine: Engine, count: int) -> None:
         for n in range(count)
     ]
     with engine.db.begin() as conn:
-        conn.execute(Plan.__table__.insert(), rows)
+        conn.execute(cast(sa.Table, Plan.__table__).insert(), rows)
 
 
 def main(quick: bool = False) -> list[Row]:

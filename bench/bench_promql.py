@@ -54,16 +54,13 @@ def main(quick: bool = False) -> list[Row]:
 
             def raw_dashboards() -> None:
                 for name in CHARTS:
-                    response = session.get(
-                        f"{server.url}/api/v1/query_range",
-                        params={
-                            "query": prom.expression(name, step),
-                            "start": start.timestamp(),
-                            "end": end.timestamp(),
-                            "step": step.total_seconds(),
-                        },
-                        timeout=30,
-                    )
+                    params: dict[str, str | float] = {
+                        "query": prom.expression(name, step),
+                        "start": start.timestamp(),
+                        "end": end.timestamp(),
+                        "step": step.total_seconds(),
+                    }
+                    response = session.get(f"{server.url}/api/v1/query_range", params=params, timeout=30)
                     response.raise_for_status()
                     response.json()
 

@@ -37,7 +37,7 @@ DAYS = 60
 def _count_since(store: MemoryStore, moment: datetime) -> int:
     searcher = store.index(LAYER).searcher()
     query = tantivy.Query.range_query(SCHEMA, TIMESTAMP, tantivy.FieldType.Date, moment, None)
-    return int(searcher.search(query, 1, count=True).count)
+    return int(searcher.search(query, 1, count=True).count)  # type: ignore[attr-defined]
 
 
 def _kth_newest(store: MemoryStore, keep: int, low: datetime, high: datetime) -> datetime:

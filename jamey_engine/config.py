@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from jamey_engine import ports
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import ConfigError, InvalidInput
 
@@ -89,11 +90,16 @@ def _positive_float(value: str) -> float:
     return number
 
 
+#: The words a true/false value may be written as, in a setting or a runbook parameter.
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
 def _flag(value: str) -> bool:
     lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
+    if lowered in TRUE_WORDS:
         return True
-    if lowered in {"", "0", "false", "no", "off"}:
+    if lowered in FALSE_WORDS or not lowered:  # an empty variable is unset: false
         return False
     raise ValueError("must be 1 or 0 (also true/false, yes/no, on/off)")
 
@@ -338,7 +344,7 @@ SETTINGS: tuple[Setting, ...] = (
         _flag,
     ),
     Setting("JAMEY_HOST", "host", "127.0.0.1", "Address `jamey serve` binds to.", _text),
-    Setting("JAMEY_PORT", "port", "3000", "Port `jamey serve` listens on.", _port),
+    Setting("JAMEY_PORT", "port", str(ports.SERVICE), "Port `jamey serve` listens on.", _port),
     Setting(
         "JAMEY_WORKERS",
         "workers",
@@ -468,21 +474,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JAMEY_WORKBENCH_PORT",
         "workbench_port",
-        "8501",
+        str(ports.WORKBENCH),
         "Port of the Streamlit workbench started by `make run`.",
         _port,
     ),
     Setting(
         "JAMEY_PROMETHEUS_PORT",
         "prometheus_port",
-        "9090",
+        str(ports.PROMETHEUS),
         "Port of the Prometheus that `jamey stack` starts.",
         _port,
     ),
     Setting(
         "JAMEY_ALERTMANAGER_PORT",
         "alertmanager_port",
-        "9093",
+        str(ports.ALERTMANAGER),
         "Port of the Alertmanager that `jamey stack` starts.",
         _port,
     ),
@@ -496,21 +502,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JAMEY_NGINX_HTTPS_PORT",
         "nginx_https_port",
-        "8443",
+        str(ports.NGINX_HTTPS),
         "HTTPS port of the API through nginx under `jamey stack --tls`.",
         _port,
     ),
     Setting(
         "JAMEY_NGINX_HTTP_PORT",
         "nginx_http_port",
-        "8080",
+        str(ports.NGINX_HTTP),
         "Plain HTTP port of nginx under `jamey stack --tls`; it only redirects to HTTPS.",
         _port,
     ),
     Setting(
         "JAMEY_NGINX_WORKBENCH_PORT",
         "nginx_workbench_port",
-        "8444",
+        str(ports.NGINX_WORKBENCH),
         "HTTPS port of the workbench (websocket included) through nginx under `jamey stack --tls`.",
         _port,
     ),
@@ -533,6 +539,13 @@ SETTINGS: tuple[Setting, ...] = (
         "workbench_url",
         "",
         "Base URL of the workbench, for links to it (alert rules' runbook_url); empty means http://127.0.0.1:$JAMEY_WORKBENCH_PORT.",
+        _optional_http_url,
+    ),
+    Setting(
+        "JAMEY_DOCS_URL",
+        "docs_url",
+        ports.local_url(ports.DOCS),
+        "Base URL of the documentation site (`make docs-serve` serves it here); the workbench's Alerts page links each alert to its page there. Empty: no link.",
         _optional_http_url,
     ),
     Setting(
@@ -580,7 +593,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "PROMETHEUS_URL",
         "prometheus_url",
-        "http://127.0.0.1:9090",
+        ports.local_url(ports.PROMETHEUS),
         "Prometheus (or any PromQL-compatible store) the dashboards and notebooks query.",
         _http_url,
     ),
@@ -594,7 +607,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "ALERTMANAGER_URL",
         "alertmanager_url",
-        "http://127.0.0.1:9093",
+        ports.local_url(ports.ALERTMANAGER),
         "Alertmanager whose alerts and silences the Alerts page, the CLI and the notebooks show and change.",
         _http_url,
     ),
@@ -713,6 +726,7 @@ class Settings:
     workbench_idle_timeout: timedelta
     service_url: str
     workbench_url: str
+    docs_url: str
     notebooks_dir: Path
     runbook_timeout: timedelta
     runbook_keep: int

@@ -22,6 +22,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from jamey_engine import ports
 from jamey_engine.config import SETTINGS
 from jamey_engine.nginxconf import NginxSettings, render, render_standalone
 from jamey_engine.stack.selfsigned import ensure_self_signed
@@ -39,10 +40,10 @@ MAX_EXPOSURE = 2.5
 SERVER_VALUES = {
     "JAMEY_DATA_DIR": "/var/lib/jamey",
     "JAMEY_HOST": "127.0.0.1",
-    "JAMEY_PORT": "3000",
+    "JAMEY_PORT": str(ports.SERVICE),
     "JAMEY_BACKUP_INTERVAL": "24h",
     "JAMEY_BACKUP_KEEP": "7",
-    "JAMEY_WORKBENCH_PORT": "8501",
+    "JAMEY_WORKBENCH_PORT": str(ports.WORKBENCH),
 }
 
 

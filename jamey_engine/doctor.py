@@ -14,22 +14,16 @@ import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from jamey_engine import thresholds
 from jamey_engine.config import Settings
-from jamey_engine.durations import utcnow
+from jamey_engine.durations import format_duration, utcnow
 from jamey_engine.errors import JameyError
 from jamey_engine.privacy import SHARED_BITS
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
-# Free space on the data dir's filesystem: below these, a problem (or a warning).
-MIN_FREE_BYTES = 1 << 30
-MIN_FREE_RATIO = 0.05
-WARN_FREE_RATIO = 0.15
-# Without a backup schedule, a newest backup older than this is worth a warning.
-DEFAULT_BACKUP_AGE = timedelta(days=7)
 # The permission walk stops after this many entries (a data dir this big says so).
 MAX_WALK = 200_000
 
@@ -190,12 +184,14 @@ def check_free_space(settings: Settings) -> list[Finding]:
         seen.add(device)
         usage = shutil.disk_usage(existing)
         ratio = usage.free / usage.total if usage.total else 0.0
-        text = f"{usage.free / (1 << 30):.1f} GiB free of {usage.total / (1 << 30):.1f} GiB ({ratio:.0%}) at {existing}"
-        if usage.free < MIN_FREE_BYTES or ratio < MIN_FREE_RATIO:
+        gib = thresholds.GIB
+        text = f"{usage.free / gib:.1f} GiB free of {usage.total / gib:.1f} GiB ({ratio:.0%}) at {existing}"
+        # The rule of JameyDataDirDiskNearlyFull, with an absolute floor the ratios cannot give.
+        if usage.free < thresholds.DISK_FREE_MIN_BYTES or ratio < thresholds.DISK_FREE_CRITICAL_RATIO:
             findings.append(
                 Finding(label, PROBLEM, text, "free some space (old backups: jamey backup prune --keep N)")
             )
-        elif ratio < WARN_FREE_RATIO:
+        elif ratio < thresholds.DISK_FREE_WARNING_RATIO:
             findings.append(Finding(label, WARNING, text))
         else:
             findings.append(Finding(label, OK, text))
@@ -280,7 +276,7 @@ def check_backups(settings: Settings) -> list[Finding]:
     catalog = Catalog(settings.backup_dir, settings.data_dir)
     infos = [info for info in map(catalog.info, catalog.ids()) if info is not None]
     infos.sort(key=lambda info: (info.created_at, info.id), reverse=True)
-    limit = 2 * settings.backup_interval if settings.backup_interval else DEFAULT_BACKUP_AGE
+    limit = thresholds.BACKUP_MAX_AGE  # the age at which JameyBackupTooOld fires
     latest = infos[0] if infos else None
     if latest is None:
         findings.append(
@@ -296,7 +292,12 @@ def check_backups(settings: Settings) -> list[Finding]:
             findings.append(Finding("backups", PROBLEM, f"{text}: {latest.problem}", "jamey backup create"))
         elif age > limit:
             findings.append(
-                Finding("backups", WARNING, f"{text} (older than {limit})", "jamey backup create")
+                Finding(
+                    "backups",
+                    WARNING,
+                    f"{text} (older than {format_duration(limit)}: JameyBackupTooOld fires)",
+                    "jamey backup create",
+                )
             )
         else:
             findings.append(Finding("backups", OK, text))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, JameyError
+from jamey_engine.sizes import bytes_freed
 
 if TYPE_CHECKING:
     from jamey_engine.db import Database
@@ -270,10 +271,7 @@ class Engine:
                 )
             raise
         duration = time.monotonic() - started
-        rows = [
-            {"size_bytes": max(r.bytes_before - r.bytes_after, 0), "layer": r.layer, "count": r.deleted}
-            for r in results
-        ]
+        rows = [{"size_bytes": bytes_freed(r), "layer": r.layer, "count": r.deleted} for r in results]
         event = {"status": "success", "deleted": {r.layer: r.deleted for r in results}, "source": source}
         note = oplog.record(
             self.db, self.events, kind, "success", duration, rows=rows, event=event, actor=who

@@ -21,11 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jamey_engine import thresholds
 from jamey_engine.errors import InvalidInput
+from jamey_engine.sizes import format_bytes
 
-GIB = 1024**3
-#: The index-size alert fires above this many bytes (the same number as promql.INDEX_SIZE_THRESHOLD).
-ALERT_THRESHOLD_BYTES = GIB
+GIB = thresholds.GIB
+#: The index-size alert fires above this many bytes.
+ALERT_THRESHOLD_BYTES = thresholds.INDEX_SIZE_WARNING_BYTES
 TOTAL = "total"
 
 _HISTORY_COLUMNS = ["day", "layer", "added", "documents", "bytes"]
@@ -254,16 +256,6 @@ def describe_projection(projection: pd.DataFrame, *, threshold: float = ALERT_TH
         else:
             lines.append(f"{row.layer}: {size}; too little history to estimate a rate.")
     return lines
-
-
-def format_bytes(value: float) -> str:
-    """``1536`` -> ``1.5 KiB``: binary units, one decimal."""
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
 
 
 def project_with_policies(

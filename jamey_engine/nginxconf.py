@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from jamey_engine import ports
 from jamey_engine.errors import InvalidInput
 from jamey_engine.security_headers import WORKBENCH_CSP
 
@@ -36,11 +37,11 @@ class NginxSettings:
     listen_address: str = ""  # empty: every address; "127.0.0.1" for a local-only proxy
     http_port: int = 80
     https_port: int = 443
-    workbench_port: int = 8443
+    workbench_port: int = ports.NGINX_WORKBENCH  # as under `jamey stack --tls`
     certificate: str = "/etc/ssl/jamey/fullchain.pem"
     certificate_key: str = "/etc/ssl/jamey/privkey.pem"
-    service_upstream: str = "127.0.0.1:3000"
-    workbench_upstream: str = "127.0.0.1:8501"
+    service_upstream: str = f"{ports.LOCALHOST}:{ports.SERVICE}"
+    workbench_upstream: str = f"{ports.LOCALHOST}:{ports.WORKBENCH}"
     rate: str = "10r/s"
     burst: int = 20
     max_body: str = "4m"

@@ -6,7 +6,6 @@ The rules (matching, grouping, intervals, statistics) live in jamey_engine; this
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -29,12 +28,13 @@ from jamey_engine.observability.alertmanager import (
 from jamey_engine.observability.dashboards import chart_for_alert
 from jamey_engine.observability.promql import PrometheusUnreachable
 from jamey_engine.runbooks.alert_evidence import AlertEvidence, evidence_for, latest_evidence
+from jamey_engine.runbooks.alert_guides import GUIDES
 from jamey_engine.runbooks.links import (
     ALERTS_PAGE,
+    alert_docs_url,
     links_for_alert,
     runbook_for_alert,
     runbook_page_url,
-    runbook_section,
     trusted_link,
 )
 from workbench_ui import charts, untrusted
@@ -44,8 +44,6 @@ from workbench_ui.alert_evidence import render_evidence
 session = ui.require_session("ops:read")
 can_write = session.can("ops:write")
 st.title("Alerts")
-REPO = Path(__file__).resolve().parents[1]
-SEVERITY_COLORS = {"critical": "red", "warning": "orange", "info": "blue"}
 DURATIONS = ("30m", "1h", "2h", "4h", "1d", "custom")
 HISTORY_DAYS = (1, 7, 30, 90)
 TABLE_ROWS = 2000
@@ -70,7 +68,7 @@ def _fill_silence(labels: dict[str, str]) -> None:
 
 
 def _render_alert(view: AlertView, ack: Acknowledgement | None = None) -> None:
-    color = SEVERITY_COLORS.get(view.severity, "gray")
+    color = charts.severity_color(view.severity)
     since = f"{view.since:%Y-%m-%d %H:%M:%S} UTC" if view.since else "unknown"
     state = f":violet-badge[{view.status_text}]" if view.silenced or view.inhibited else ""
     with st.container(border=True):
@@ -114,13 +112,16 @@ def _render_alert(view: AlertView, ack: Acknowledgement | None = None) -> None:
                 st.caption(
                     f":material/menu_book: Runbook: {untrusted.text(url)} (not a link to this workbench: not opened)"
                 )
-        guide = mapped.guide if mapped else (url if "://" not in url else "")
-        if guide:  # a Markdown file of this repository and one of its headings: safe to quote
-            st.caption(f":material/menu_book: Runbook: `{guide}` in the repository")
-            section = runbook_section(guide, REPO)
-            if section:
-                with st.expander("Runbook"):
-                    st.markdown(section)
+        if mapped:  # the guide of jamey_engine/runbooks/alert_guides.py, as the alert's docs page has it
+            guide = GUIDES[mapped.guide]
+            with st.expander(f"Runbook: {guide.title}"):
+                st.markdown(guide.text)
+                st.markdown(f"**Silencing:** {guide.silence}")
+            if settings.docs_url:
+                st.caption(
+                    f":material/menu_book: [{view.alertname} in the docs]"
+                    f"({alert_docs_url(settings.docs_url, view.alertname)})"
+                )
         with st.expander("Labels and annotations"):
             st.json({"labels": view.labels, "annotations": view.annotations}, expanded=True)
         _render_diagnosis(view)
@@ -288,16 +289,16 @@ with ui.shown_errors("Reading the silences"):
 st.subheader("History")
 with ui.shown_errors("Reading the alert history"):
     db = ui.engine().db
-    cols = st.columns(4)
+    cols = list(st.columns(4))
     days = cols[0].selectbox(
         "Range", HISTORY_DAYS, index=1, format_func=lambda d: f"last {d} days", key="history_days"
     )
     end = utcnow()
     start = end - timedelta(days=days)
     spans = alert_history.intervals(db, start, end)
-    names = sorted(set(spans["alertname"]))
-    alertname = cols[1].selectbox("Alert", [ALL, *names], key="history_alert")
-    severity = cols[2].selectbox("Severity", [ALL, "critical", "warning", "info"], key="history_severity")
+    alertnames = sorted(set(spans["alertname"]))
+    alertname = cols[1].selectbox("Alert", [ALL, *alertnames], key="history_alert")
+    severity = cols[2].selectbox("Severity", [ALL, *charts.SEVERITY_COLORS], key="history_severity")
     layer = cols[3].selectbox(
         "Layer", [ALL, "short_term", "long_term", "working", "episodic", "semantic"], key="history_layer"
     )

@@ -15,6 +15,7 @@ import workbench_ui as ui
 from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.keys import SCOPE_DESCRIPTIONS, SCOPES, STATUSES
+from jamey_engine.keys.scopes import DEFAULT_SCOPES
 from jamey_engine.keys.usage import FLAGS, hourly_counts, usage_series
 from workbench_ui import plans
 
@@ -46,7 +47,7 @@ with st.expander("Create a key", expanded=True), ui.shown_errors("Creating the k
         scopes = st.multiselect(
             "Scopes",
             SCOPES,
-            default=["memory:read"],
+            default=list(DEFAULT_SCOPES),
             key="create_scopes",
             format_func=lambda scope: f"{scope}: {SCOPE_DESCRIPTIONS[scope]}",
             help="  \n".join(f"**{scope}**: {SCOPE_DESCRIPTIONS[scope]}" for scope in SCOPES),

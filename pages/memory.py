@@ -17,6 +17,7 @@ from jamey_engine.errors import InvalidInput
 from jamey_engine.keys.scopes import MEMORY_CONTENT
 from jamey_engine.memory import LAYERS
 from jamey_engine.retention import last_run, next_scheduled_run, preview_policy
+from jamey_engine.sizes import bytes_freed
 from workbench_ui import charts, plans
 
 PRUNE_SLOT = "memory_prune"  # the plan component's slots (workbench_ui.plans)
@@ -146,7 +147,7 @@ with ui.shown_errors("Editing a retention policy"):
     pending = st.session_state.get(RETENTION_REVIEW)
     if pending:
         p_layer, p_age, p_bytes, p_row = pending
-        freed = max(p_row.bytes_before - p_row.bytes_after, 0)
+        freed = bytes_freed(p_row)
         cut = f", everything before {p_row.cutoff:%Y-%m-%d %H:%M:%S} UTC" if p_row.cutoff else ""
         st.write(
             f"With max age **{p_age or 'none'}** and max bytes **{p_bytes or 'none'}**, the next run would "

@@ -8,7 +8,7 @@ hand), follow it cell by cell, cancel it, and open any past run with its outputs
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import streamlit as st
@@ -127,12 +127,14 @@ if current_id:
             # It reruns on its own every second: a revoked key or an idle session stops it here
             # (the whole page reruns and shows the sign-in form), as the dashboards' refresh does.
             ui.still_signed_in()
-            run = runs.get_run(engine.db, current_id)
+            run = runs.get_run(engine.db, str(current_id))
             steps = st.session_state.setdefault(STEPS, {}).setdefault(run.id, [])
             line = run.progress_text
             if run.cell_index is not None and (not steps or steps[-1] != line):
                 steps.append(line)
-            state = "running" if run.active else ("complete" if run.status == "succeeded" else "error")
+            state: Literal["running", "complete", "error"] = (
+                "running" if run.active else ("complete" if run.status == "succeeded" else "error")
+            )
             with st.status(
                 untrusted.text(f"{run.runbook} {run.id}: {run.status} · {line}"),
                 state=state,

@@ -263,7 +263,7 @@ def threads_started_by_this_thread() -> Iterator[list[threading.Thread]]:
             started.append(thread)
         original(thread)
 
-    threading.Thread.start = recording_start  # type: ignore[method-assign]
+    threading.Thread.start = recording_start  # type: ignore[method-assign,assignment]
     try:
         yield started
     finally:

@@ -1,3 +1,6 @@
+import types
+import typing
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,30 @@ def test_every_setting_is_documented_in_the_readme_and_the_configuration_page() 
         text = page.read_text()
         missing = [s.env for s in SETTINGS if f"`{s.env}`" not in text]
         assert not missing, f"settings missing from {page.name}: {missing}"
+
+
+def _has_type(value: object, hint: object) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, tuple) and all(isinstance(part, item) for part in value)
+    return isinstance(value, origin or hint)  # type: ignore[arg-type]
+
+
+def test_every_setting_is_one_field_of_settings_in_order_and_parses_to_its_type(tmp_path: Path) -> None:
+    """The table (name, default, help, parser) and the dataclass (what mypy checks) are written
+    apart; they must name the same settings, and each parser must give its field's type."""
+    assert [s.attr for s in SETTINGS] == [f.name for f in fields(Settings)]
+    hints = typing.get_type_hints(Settings)
+    for environ in ({}, {"JAMEY_BACKUP_INTERVAL": "1h", "JAMEY_BACKUP_REMOTE_KEEP": "3"}):
+        settings = Settings.from_env({"JAMEY_DATA_DIR": str(tmp_path), **environ})
+        wrong = {
+            f.name: type(getattr(settings, f.name)).__name__
+            for f in fields(Settings)
+            if not _has_type(getattr(settings, f.name), hints[f.name])
+        }
+        assert not wrong, f"settings parsed to a type their field does not declare: {wrong}"

@@ -115,12 +115,6 @@ def test_threshold_matches_the_alert_rule_constant() -> None:
     assert promql.INDEX_SIZE_THRESHOLD == growth.ALERT_THRESHOLD_BYTES
 
 
-def test_format_bytes_uses_binary_units() -> None:
-    assert growth.format_bytes(512) == "512 B"
-    assert growth.format_bytes(1536) == "1.5 KiB"
-    assert growth.format_bytes(3 * growth.GIB) == "3.0 GiB"
-
-
 def test_current_frame_reads_sizes() -> None:
     from types import SimpleNamespace
 

@@ -14,10 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 import promserver
 import pytest
-import yaml
 from helpers import closed_port, free_port, wait_until_listening
 from promserver import LAYERS, PromServer
 
+from jamey_engine import thresholds
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
 from jamey_engine.observability import promql
@@ -263,18 +263,12 @@ def test_recording_rules_evaluate_and_agree_with_the_module(
     assert values("layer:memory_index_size_bytes:sum", "layer") == pytest.approx(module, rel=1e-4)
 
 
-def test_the_thresholds_are_the_alert_rules_thresholds() -> None:
-    rules = yaml.safe_load((promserver.REPO / "prometheus" / "rules" / "alerts.yml").read_text())
-    exprs = {
-        (rule["alert"], rule["labels"]["severity"]): rule["expr"]
-        for group in rules["groups"]
-        for rule in group["rules"]
-    }
-    assert exprs[("JameyHighErrorRate", "warning")].endswith(f"> {promql.ERROR_RATE_THRESHOLD}")
-    assert exprs[("JameyHighLatency", "warning")].endswith(f"> {promql.P95_LATENCY_THRESHOLD:g}")
-    assert exprs[("JameyMemoryIndexTooLarge", "warning")].endswith(f"> {promql.INDEX_SIZE_THRESHOLD}")
-    assert exprs[("JameyBackupTooOld", "critical")].endswith("> 26 * 3600")
-    assert promql.BACKUP_AGE_THRESHOLD == 26 * 3600
+def test_the_chart_thresholds_are_the_declared_warning_thresholds() -> None:
+    """The numbers themselves are held equal to the rules by tests/test_thresholds.py."""
+    assert promql.ERROR_RATE_THRESHOLD == thresholds.ERROR_RATE_WARNING
+    assert promql.P95_LATENCY_THRESHOLD == thresholds.P95_LATENCY_WARNING_SECONDS
+    assert promql.INDEX_SIZE_THRESHOLD == thresholds.INDEX_SIZE_WARNING_BYTES
+    assert thresholds.BACKUP_MAX_AGE.total_seconds() == promql.BACKUP_AGE_THRESHOLD
 
 
 # --- links to Prometheus ----------------------------------------------------------------------

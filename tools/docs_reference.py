@@ -1,9 +1,10 @@
 """Generate the documentation pages the code already knows: the settings table and the CLI
-reference, and the list of variable names in the README. `make docs` writes them before building; the suite runs `--check`, which fails
+reference, the HTTP API, one page per alert and their index (tools/alert_pages.py), and the
+list of variable names in the README. `make docs` writes them before building; the suite runs `--check`, which fails
 when a committed page differs from what the code would write (a setting or a command was
 added, renamed or re-documented without regenerating).
 
-Usage: python tools/docs_reference.py [--check]
+Usage: python tools/docs_reference.py [--check] [--docs DIR]  (DIR: a copy of docs/ to write or check)
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import click
 
 from jamey_engine.cli import cli
 from jamey_engine.config import SETTINGS
+from jamey_engine.runbooks.links import ALERT_DOCS_DIR
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from alert_pages import pages as alert_pages
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "reference"
 GENERATED = (
@@ -182,17 +187,27 @@ def readme_with_settings(readme: str) -> str:
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
-    for name, build in PAGES.items():
-        path = DOCS / name
-        text = build()
+    site = Path(argv[argv.index("--docs") + 1]) if "--docs" in argv else DOCS.parent
+    shown = site.parent  # paths are reported relative to the repository (or the copy's parent)
+    written = {site / DOCS.name / name: build() for name, build in PAGES.items()}
+    written.update({site / name: text for name, text in alert_pages().items()})
+    for path in sorted((site / ALERT_DOCS_DIR).glob("*.md")):
+        if path not in written:  # an alert removed from the rules: its page goes too
+            if check:
+                stale.append(str(path.relative_to(shown)))
+            else:
+                path.unlink()
+    for path, text in written.items():
         if check:
             if not path.exists() or path.read_text() != text:
-                stale.append(str(path.relative_to(DOCS.parents[1])))
+                stale.append(str(path.relative_to(shown)))
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     readme = README.read_text()
-    if check and readme_with_settings(readme) != readme:
+    if "--docs" in argv:
+        pass  # a copy of docs/ only: the repository's README is left alone
+    elif check and readme_with_settings(readme) != readme:
         stale.append("README.md")
     elif not check:
         README.write_text(readme_with_settings(readme))

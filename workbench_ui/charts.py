@@ -16,11 +16,29 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from jamey_engine.observability.dashboards import Unit
+from jamey_engine.sizes import format_bytes
 
 Level = Literal["ok", "warning", "critical", "unknown"]
 
-THRESHOLD_COLOR = "#d62728"
+# The one palette: each colour by the name Streamlit's badges and cards use, and the hex the
+# charts draw it in. Severities and levels are given by name only.
+HUES: dict[str, str] = {
+    "red": "#d62728",
+    "orange": "#ff7f0e",
+    "blue": "#1f77b4",
+    "green": "#2ca02c",
+    "gray": "#7f7f7f",
+}
+SEVERITY_COLORS: dict[str, str] = {"critical": "red", "warning": "orange", "info": "blue"}
 LEVEL_COLORS: dict[str, str] = {"ok": "green", "warning": "orange", "critical": "red", "unknown": "gray"}
+THRESHOLD_COLOR = HUES[SEVERITY_COLORS["critical"]]
+
+
+def severity_color(severity: str) -> str:
+    """The colour name of an alert's ``severity`` (gray for one the rules do not use)."""
+    return SEVERITY_COLORS.get(severity, "gray")
+
+
 # A headline number is "warning" from this fraction of its threshold on.
 WARNING_FRACTION = 0.8
 _BASE_COLUMNS = ("timestamp", "value")
@@ -48,11 +66,7 @@ def format_value(value: float | None, unit: Unit) -> str:
             return f"{value / 60:.1f} min"
         return f"{value / 3600:.1f} h"
     if unit == "bytes":
-        size = float(value)
-        for suffix in ("B", "KiB", "MiB", "GiB", "TiB"):
-            if abs(size) < 1024 or suffix == "TiB":
-                return f"{size:.0f} {suffix}" if suffix == "B" else f"{size:.1f} {suffix}"
-            size /= 1024
+        return format_bytes(value)
     if unit == "per_second":
         return f"{value:.3g}/s"
     return f"{value:.4g}"
@@ -310,7 +324,6 @@ def alert_timeline_figure(interval_frame: pd.DataFrame, start: object, end: obje
     ``end``), colored by severity, hover text with start, end and duration."""
     figure = go.Figure()
     low, high = pd.Timestamp(start), pd.Timestamp(end)
-    colors = {"critical": "#d62728", "warning": "#ff7f0e"}
     if not interval_frame.empty:
         frame = interval_frame.copy()
         frame["bar_start"] = frame["start"].clip(lower=low)
@@ -327,7 +340,7 @@ def alert_timeline_figure(interval_frame: pd.DataFrame, start: object, end: obje
                 go.Bar(
                     x=milliseconds.clip(lower=1000), base=part["bar_start"], y=part["alertname"],
                     orientation="h", name=str(severity) or "no severity",
-                    marker={"color": colors.get(str(severity), "#7f7f7f")},
+                    marker={"color": HUES[severity_color(str(severity))]},
                     hovertext=text, hoverinfo="text", showlegend=True,
                 )
             )  # fmt: skip

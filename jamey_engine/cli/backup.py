@@ -5,16 +5,8 @@ from __future__ import annotations
 import click
 
 from jamey_engine.cli.common import emit_json, get_engine, progress_bar
+from jamey_engine.sizes import format_bytes
 from jamey_engine.vault import BackupInfo, RestorePlan
-
-
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
 
 
 def _info_dict(info: BackupInfo) -> dict[str, object]:
@@ -92,7 +84,9 @@ def create(as_json: bool) -> None:
             click.echo(note, err=True)
         return
     total = sum(info.documents.values())
-    click.echo(f"backup {info.id} created: {_size(info.size_bytes)}, {total} documents, {info.keys} keys")
+    click.echo(
+        f"backup {info.id} created: {format_bytes(info.size_bytes)}, {total} documents, {info.keys} keys"
+    )
     click.echo(f"  {info.path}")
     if note:
         click.echo(f"  {note}")
@@ -118,7 +112,7 @@ def list_backups(as_json: bool) -> None:
         created = info.created_at.strftime("%Y-%m-%d %H:%M:%S")
         docs = sum(info.documents.values())
         click.echo(
-            f"{info.id:<24} {created:<20} {_size(info.size_bytes):>10} {info.status:<10} "
+            f"{info.id:<24} {created:<20} {format_bytes(info.size_bytes):>10} {info.status:<10} "
             f"{'age' if info.encrypted else 'no':<9} {info.location:<8} {docs:>8} {info.keys:>5}  {info.label}"
         )
 
@@ -136,7 +130,7 @@ def verify(backup_id: str, trust_unsigned: bool) -> None:
     """Check the manifest's signature and recompute every checksum; exit non-zero naming the damaged file."""
     with progress_bar("verify") as progress:
         info = get_engine().vault.verify(backup_id, progress, trust_unsigned=trust_unsigned, actor="cli")
-    click.echo(f"backup {info.id} is ok: {info.files} files, {_size(info.total_bytes)} checked")
+    click.echo(f"backup {info.id} is ok: {info.files} files, {format_bytes(info.total_bytes)} checked")
 
 
 @group.command("restore")

@@ -9,6 +9,7 @@ import click
 from jamey_engine.cli.common import emit_json, get_engine
 from jamey_engine.durations import parse_duration
 from jamey_engine.keys import SCOPE_DESCRIPTIONS, SCOPES, KeyInfo
+from jamey_engine.keys.scopes import DEFAULT_SCOPES
 from jamey_engine.keys.usage import FLAGS
 
 ACTOR = "cli"
@@ -87,7 +88,7 @@ def create(
     """Create a key and print it once."""
     expiry = parse_duration(expires_in, field="--expires-in") if expires_in is not None else None
     created = get_engine().keys.create(
-        name, scopes=scopes or ("memory:read",), rate_limit=rate_limit, expires_in=expiry, actor=ACTOR
+        name, scopes=scopes or DEFAULT_SCOPES, rate_limit=rate_limit, expires_in=expiry, actor=ACTOR
     )
     if as_json:
         emit_json({"key": created.key, **_info_json(created.info)})

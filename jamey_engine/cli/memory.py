@@ -10,6 +10,7 @@ from jamey_engine.cli.common import emit_json, get_engine, progress_bar
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import InvalidInput
 from jamey_engine.memory import LAYERS, Memory
+from jamey_engine.memory.model import DEFAULT_LIMIT, MAX_LIMIT
 
 _LAYER_HELP = f"Memory layer: {', '.join(LAYERS)}."
 
@@ -75,7 +76,9 @@ def export_command(layer: str, as_json: bool, file: str) -> None:
 
 @group.command("search")
 @click.option("--layer", required=True, help=_LAYER_HELP)
-@click.option("--limit", default=10, show_default=True, type=int, help="Results to return (1-1000).")
+@click.option(
+    "--limit", default=DEFAULT_LIMIT, show_default=True, type=int, help=f"Results to return (1-{MAX_LIMIT})."
+)
 @click.option("--order", default="score", show_default=True, help="score or newest.")
 @click.option("--since", default=None, help="Only memories at or after this ISO 8601 time.")
 @click.option("--until", default=None, help="Only memories before this ISO 8601 time.")

@@ -9,6 +9,7 @@ import click
 from jamey_engine.cli.common import emit_json, get_engine
 from jamey_engine.memory import LAYERS
 from jamey_engine.retention import PolicyInfo, RetentionRun
+from jamey_engine.sizes import bytes_freed
 
 _LAYER_HELP = f"Memory layer: {', '.join(LAYERS)}."
 ACTOR = "cli"
@@ -84,7 +85,7 @@ def _render(run: RetentionRun, as_json: bool) -> None:
             {
                 layer.layer: {
                     "memories": layer.deleted,
-                    "bytes": max(layer.bytes_before - layer.bytes_after, 0),
+                    "bytes": bytes_freed(layer),
                     "bytes_before": layer.bytes_before,
                     "bytes_after": layer.bytes_after,
                     "cutoff": layer.cutoff.isoformat() if layer.cutoff else None,
@@ -100,7 +101,7 @@ def _render(run: RetentionRun, as_json: bool) -> None:
     verb = "would remove" if run.dry_run else "removed"
     for layer in run.layers:
         cut = layer.cutoff.isoformat() if layer.cutoff else "-"
-        freed = max(layer.bytes_before - layer.bytes_after, 0)
+        freed = bytes_freed(layer)
         click.echo(f"{layer.layer:<11} {verb} {layer.deleted:>10} memories {freed:>14} bytes   cut-off {cut}")
 
 

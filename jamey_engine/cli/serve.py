@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from jamey_engine import ports
 from jamey_engine.cli.common import get_engine
 from jamey_engine.config import Settings
 from jamey_engine.errors import ConfigError, InvalidInput, Unavailable
@@ -69,7 +70,7 @@ def fresh_metrics_dir(data_dir: Path) -> Path:
 
 @click.command("serve")
 @click.option("--host", metavar="ADDR", help="Address to bind [env: JAMEY_HOST; default 127.0.0.1]")
-@click.option("--port", metavar="PORT", help="Port to listen on [env: JAMEY_PORT; default 3000]")
+@click.option("--port", metavar="PORT", help=f"Port to listen on [env: JAMEY_PORT; default {ports.SERVICE}]")
 @click.option(
     "--workers",
     metavar="N",

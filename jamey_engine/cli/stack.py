@@ -5,18 +5,34 @@ from __future__ import annotations
 
 import click
 
+from jamey_engine import ports
 from jamey_engine.cli.common import emit_json, get_engine
 
 PORT = click.IntRange(1, 65535)
 
 
 @click.group("stack", invoke_without_command=True)
-@click.option("--port", type=PORT, default=None, help="Service port [env: JAMEY_PORT; default 3000]")
-@click.option("--prometheus-port", type=PORT, default=None, help="[env: JAMEY_PROMETHEUS_PORT; default 9090]")
 @click.option(
-    "--alertmanager-port", type=PORT, default=None, help="[env: JAMEY_ALERTMANAGER_PORT; default 9093]"
+    "--port", type=PORT, default=None, help=f"Service port [env: JAMEY_PORT; default {ports.SERVICE}]"
 )
-@click.option("--workbench-port", type=PORT, default=None, help="[env: JAMEY_WORKBENCH_PORT; default 8501]")
+@click.option(
+    "--prometheus-port",
+    type=PORT,
+    default=None,
+    help=f"[env: JAMEY_PROMETHEUS_PORT; default {ports.PROMETHEUS}]",
+)
+@click.option(
+    "--alertmanager-port",
+    type=PORT,
+    default=None,
+    help=f"[env: JAMEY_ALERTMANAGER_PORT; default {ports.ALERTMANAGER}]",
+)
+@click.option(
+    "--workbench-port",
+    type=PORT,
+    default=None,
+    help=f"[env: JAMEY_WORKBENCH_PORT; default {ports.WORKBENCH}]",
+)
 @click.option("--workbench/--no-workbench", default=True, show_default=True)
 @click.option(
     "--tls/--no-tls",
@@ -24,11 +40,22 @@ PORT = click.IntRange(1, 65535)
     help="Also run nginx (TLS 1.3, self-signed certificate) in front [env: JAMEY_STACK_TLS; default off]",
 )
 @click.option(
-    "--nginx-https-port", type=PORT, default=None, help="[env: JAMEY_NGINX_HTTPS_PORT; default 8443]"
+    "--nginx-https-port",
+    type=PORT,
+    default=None,
+    help=f"[env: JAMEY_NGINX_HTTPS_PORT; default {ports.NGINX_HTTPS}]",
 )
-@click.option("--nginx-http-port", type=PORT, default=None, help="[env: JAMEY_NGINX_HTTP_PORT; default 8080]")
 @click.option(
-    "--nginx-workbench-port", type=PORT, default=None, help="[env: JAMEY_NGINX_WORKBENCH_PORT; default 8444]"
+    "--nginx-http-port",
+    type=PORT,
+    default=None,
+    help=f"[env: JAMEY_NGINX_HTTP_PORT; default {ports.NGINX_HTTP}]",
+)
+@click.option(
+    "--nginx-workbench-port",
+    type=PORT,
+    default=None,
+    help=f"[env: JAMEY_NGINX_WORKBENCH_PORT; default {ports.NGINX_WORKBENCH}]",
 )
 @click.option(
     "--scrape-interval",

@@ -27,13 +27,14 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from jamey_engine import thresholds
 from jamey_engine.config import Settings
 from jamey_engine.db import Database
 from jamey_engine.durations import format_duration, utcnow
 from jamey_engine.errors import Conflict, InvalidInput, NotFound
 from jamey_engine.keys import keyformat
 from jamey_engine.keys.ratelimit import MAX_KEY_LIMIT, parse_limit
-from jamey_engine.keys.scopes import SCOPES
+from jamey_engine.keys.scopes import DEFAULT_SCOPES, SCOPES
 from jamey_engine.keys.usage import UsageRecorder, hygiene_flags, usage_by_key
 from jamey_engine.keys.verify import LEGACY_SCOPES, KeyVerifier, VerifiedKey
 from jamey_engine.models import ApiKey, KeyEvent
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
 EVENTS = ("created", "rotated", "revoked", "expired", "rate_limit_changed", "legacy_imported")
-EXPIRING_WITHIN = timedelta(days=7)
+EXPIRING_WITHIN = thresholds.KEY_EXPIRING_WITHIN
 NAME_MAX = 100
 # Characters a key name may not contain: C0 and C1 controls, line and paragraph separators,
 # invisible format characters (zero-width, bidirectional overrides and isolates, BOM). Names
@@ -334,7 +335,7 @@ class KeyManager:
     def create(
         self,
         name: str,
-        scopes: Iterable[str] | str = ("memory:read",),
+        scopes: Iterable[str] | str = DEFAULT_SCOPES,
         rate_limit: str | None = None,
         expires_in: timedelta | None = None,
         actor: str = "cli",

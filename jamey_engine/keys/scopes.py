@@ -19,6 +19,8 @@ from jamey_engine.errors import Forbidden
 Scope = Literal["memory:read", "memory:write", "alerts:write", "ops:read", "ops:write", "admin"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 ADMIN: Scope = "admin"
+# What a new key may do when its creator names no scope, at every door (CLI, HTTP, workbench).
+DEFAULT_SCOPES: tuple[Scope, ...] = ("memory:read",)
 # The scope that reads what memories say (search hits, artifacts quoting them), on every door.
 MEMORY_CONTENT: Scope = "memory:read"
 

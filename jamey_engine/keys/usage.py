@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from jamey_engine import thresholds
 from jamey_engine.db import Database
 from jamey_engine.models import ApiKey, KeyUsage
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 HOUR = 3600
 METRICS_RETIRED_DAYS = 30  # keys revoked or expired longer ago than this drop out of /metrics
-EXPIRING_WITHIN = timedelta(days=7)
+EXPIRING_WITHIN = thresholds.KEY_EXPIRING_WITHIN
 FLAGS: dict[str, str] = {
     "never_used": "never used",
     "stale": "unused for the stale period",

@@ -16,7 +16,8 @@ from jamey_engine.durations import parse_timestamp
 from jamey_engine.errors import InvalidInput, PayloadTooLarge
 from jamey_engine.memory.layers import ORDERS
 
-MAX_LIMIT = 1000
+MAX_LIMIT = 1000  # most results of one search, at every front door
+DEFAULT_LIMIT = 10  # results of a search that names no limit
 # tantivy stores dates as i64 nanoseconds since the epoch: up to 2262-04-11.
 MIN_YEAR, MAX_YEAR = 1970, 2261
 

@@ -20,6 +20,7 @@ from jamey_engine.memory.generations import Generations, dir_size
 from jamey_engine.memory.layers import LAYERS, MAX_QUERY_CHARS, check_layer, check_layers
 from jamey_engine.memory.logs import WriteAheadLogs, on_disk, unflushed
 from jamey_engine.memory.model import (
+    DEFAULT_LIMIT,
     LayerSize,
     Memory,
     PruneResult,
@@ -337,7 +338,7 @@ class MemoryStore:
         layer: str,
         query: str,
         *,
-        limit: int = 10,
+        limit: int = DEFAULT_LIMIT,
         order: str = "score",
         since: str | datetime | None = None,
         until: str | datetime | None = None,

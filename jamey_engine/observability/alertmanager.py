@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from jamey_engine import ports
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
 from jamey_engine.observability.matchers import Matcher as Matcher
@@ -193,7 +194,7 @@ class AlertmanagerClient:
     (see the module), never a client or JSON error.
     """
 
-    def __init__(self, url: str = "http://127.0.0.1:9093", timeout: float = 10.0) -> None:
+    def __init__(self, url: str = ports.local_url(ports.ALERTMANAGER), timeout: float = 10.0) -> None:
         if timeout <= 0:
             raise InvalidInput(f"timeout must be above zero, got {timeout!r}")
         self.url = url.rstrip("/")

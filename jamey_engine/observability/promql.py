@@ -34,6 +34,7 @@ import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.util.retry import Retry
 
+from jamey_engine import ports, thresholds
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
 from jamey_engine.observability.promresult import parse_client_error, tidy, to_float
 from jamey_engine.redact import redact_url, strip_userinfo
@@ -42,12 +43,12 @@ from jamey_engine.urls import NoRedirectSession, excerpt
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
 
-#: Alert thresholds, the same numbers as prometheus/rules/alerts.yml (warning level).
-ERROR_RATE_THRESHOLD = 0.05
-P95_LATENCY_THRESHOLD = 1.0
-INDEX_SIZE_THRESHOLD = 1024**3
-#: Seconds since the last successful backup before JameyBackupTooOld fires (26 h).
-BACKUP_AGE_THRESHOLD = 26 * 3600.0
+#: The alert thresholds the charts and cards draw (warning level; declared in jamey_engine.thresholds).
+ERROR_RATE_THRESHOLD = thresholds.ERROR_RATE_WARNING
+P95_LATENCY_THRESHOLD = thresholds.P95_LATENCY_WARNING_SECONDS
+INDEX_SIZE_THRESHOLD = thresholds.INDEX_SIZE_WARNING_BYTES
+#: Seconds since the last successful backup before JameyBackupTooOld fires.
+BACKUP_AGE_THRESHOLD = thresholds.BACKUP_MAX_AGE.total_seconds()
 
 #: At most this many points per series in a range query.
 MAX_POINTS = 1000
@@ -208,7 +209,7 @@ class PromQuery:
 
     def __init__(
         self,
-        url: str = "http://127.0.0.1:9090",
+        url: str = ports.local_url(ports.PROMETHEUS),
         timeout: float = 10.0,
         *,
         job: str = "jamey",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jamey_engine.config import FALSE_WORDS, TRUE_WORDS
 from jamey_engine.errors import InvalidInput
 from jamey_engine.runbooks.common import Checks
 
@@ -115,9 +116,9 @@ def parse_flag(name: str) -> Callable[[Any], bool]:
         if isinstance(value, bool):
             return value
         lowered = str(value).strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
+        if lowered in TRUE_WORDS:
             return True
-        if lowered in {"0", "false", "no", "off"}:
+        if lowered in FALSE_WORDS:
             return False
         raise InvalidInput(f"parameter {name!r} is {value!r}; use true or false")
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from jamey_engine.durations import parse_duration
 from jamey_engine.plans.actions import Action, Change, Parameter, Preview, register
 from jamey_engine.runbooks.common import Check, Checks, Decision
+from jamey_engine.sizes import total_freed
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -84,7 +85,7 @@ class PruneAction(Action):
         )
         result = {
             "deleted": {r.layer: r.deleted for r in run.results},
-            "bytes_freed": sum(max(r.bytes_before - r.bytes_after, 0) for r in run.results),
+            "bytes_freed": total_freed(run.results),
             "layers": {
                 r.layer: {"deleted": r.deleted, "bytes_before": r.bytes_before, "bytes_after": r.bytes_after}
                 for r in run.results

@@ -30,6 +30,7 @@ from jamey_engine.retention.policies import (
     clean_actor,
     format_age,
 )
+from jamey_engine.sizes import bytes_freed, total_freed
 
 if TYPE_CHECKING:
     from jamey_engine.db import Database
@@ -62,7 +63,7 @@ class LayerRetention:
             "documents": self.documents,
             "bytes_before": self.bytes_before,
             "delete_documents": self.deleted,
-            "delete_bytes": max(self.bytes_before - self.bytes_after, 0),
+            "delete_bytes": bytes_freed(self),
             "bytes_after": self.bytes_after,
             "cutoff": self.cutoff.isoformat() if self.cutoff else None,
             "reason": self.reason,
@@ -226,7 +227,7 @@ def _record(
         {
             "layer": layer.layer,
             "count": layer.deleted,
-            "size_bytes": max(layer.bytes_before - layer.bytes_after, 0),
+            "size_bytes": bytes_freed(layer),
             "detail": json.dumps(
                 {
                     "bytes_before": layer.bytes_before,
@@ -242,7 +243,7 @@ def _record(
         {
             "layer": None,
             "count": sum(layer.deleted for layer in done),
-            "size_bytes": sum(max(layer.bytes_before - layer.bytes_after, 0) for layer in done),
+            "size_bytes": total_freed(done),
             "detail": error,
         }
     )

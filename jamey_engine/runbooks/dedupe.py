@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from jamey_engine.errors import JameyError
-from jamey_engine.growth import format_bytes
 from jamey_engine.memory.dedupe import DedupeResult, DuplicateScan, duplicates_frame, find_duplicates
 from jamey_engine.progress import Progress
 from jamey_engine.runbooks.common import Check, Checks, Say, check_bool, decide
 from jamey_engine.runbooks.prune import RewriteOutcome, parse_layers
 from jamey_engine.runbooks.steps import LayerRewriteRunbook, _Stop
+from jamey_engine.sizes import format_bytes, total_freed
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -110,7 +110,7 @@ class DedupeOutcome(RewriteOutcome[DedupePlan, DedupeResult]):
 
     @property
     def bytes_freed(self) -> int:
-        return sum(max(r.bytes_before - r.bytes_after, 0) for r in self.results)
+        return total_freed(self.results)
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer: groups, deleted, bytes before and after."""

@@ -48,6 +48,17 @@ CHANGE_HOURS = 24
 LOG_TAIL_BYTES = 256 * 1024
 LOG_LINES = 20
 SERVICE_LOG = Path("stack") / "service.log"  # under the data dir, as `jamey stack` writes it
+#: What every diagnosis reads besides its family's Prometheus series, as the alert pages list it.
+SOURCES = (
+    f"the operation log of the last {OPERATION_HOURS} hours (failed operations, the last backup"
+    " and retention errors)",
+    f"the service's last {LOG_LINES} warnings and errors from `data/stack/service.log` (when"
+    " `jamey stack` writes it)",
+    "the keys with the most errors and 429s over a day",
+    "the layers' sizes on disk",
+    "the last backups and their state",
+    f"the key and retention-policy changes of the last {CHANGE_HOURS} hours",
+)
 _NOTEWORTHY = re.compile(r"\b(ERROR|CRITICAL|WARNING|Traceback|Exception)\b")
 
 

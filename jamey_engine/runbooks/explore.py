@@ -15,9 +15,9 @@ import pandas as pd
 
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput
-from jamey_engine.growth import format_bytes
 from jamey_engine.memory.analysis import MemoryAnalysis, check_analysis_layer, parse_window
 from jamey_engine.runbooks.common import NotebookRunbook, Say, engine_for
+from jamey_engine.sizes import format_bytes
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -17,6 +17,7 @@ from jamey_engine import growth
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput, JameyError
 from jamey_engine.runbooks.common import NotebookRunbook, Say, engine_for
+from jamey_engine.sizes import format_bytes
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -79,7 +80,7 @@ class GrowthReport(NotebookRunbook):
             self.history = growth.with_total(history)
             total = self.current["documents"].sum()
             self.say(
-                f"{total} documents, {growth.format_bytes(self.current['bytes'].sum())} in the index now. "
+                f"{total} documents, {format_bytes(self.current['bytes'].sum())} in the index now. "
                 "History is counted from the documents' timestamps; bytes are estimated from each layer's "
                 "bytes per document now (Prometheus, below, has the measured sizes)."
             )

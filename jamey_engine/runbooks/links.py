@@ -1,21 +1,22 @@
 """Which runbooks answer an alert, and where their forms are: the one mapping every front door
 uses (the diagnosis auto-run, the Alerts page's "Run runbook", the alert rules' ``runbook_url``,
-``jamey runbook list``'s ``answers``). Also the
-section of the repository's Markdown that an older, file-style runbook link points at."""
+``jamey runbook list``'s ``answers``, the generated pages under docs/alerts/)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
+from jamey_engine import ports
+
 RUNBOOKS_PAGE = "runbooks"  # the workbench page's URL path
 ALERTS_PAGE = "alerts"  # every rule's runbook_url opens the alert's evidence there
 # The base the alert rules in prometheus/rules/ are written with (JAMEY_WORKBENCH_URL's default);
 # render_alert_rules puts the configured base in its place.
-DEFAULT_WORKBENCH_URL = "http://127.0.0.1:8501"
+DEFAULT_WORKBENCH_URL = ports.local_url(ports.WORKBENCH)
+ALERT_DOCS_DIR = "alerts"  # docs/alerts/<alertname>.md, one generated page per alert
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,13 @@ DIAGNOSIS_RUNBOOK = "diagnose_alert"
 class AlertLinks:
     """What answers one alert: its diagnosis family and notebook, and the one remediation runbook
     intended for it (None: no action exists) with {runbook parameter: alert label it is filled from},
-    and the section of docs/alerts.md that explains it."""
+    and the guide that explains it."""
 
     family: str
-    guide: str  # the section of docs/alerts.md to read (the Alerts page shows it beside the evidence)
+    guide: str  # a key of alert_guides.GUIDES (the Alerts page and the alert's docs page show it)
     diagnosis: str = DIAGNOSIS_RUNBOOK
     remediation: str | None = None
     parameters: dict[str, str] = field(default_factory=dict)
-
-
-def _guide(anchor: str) -> str:
-    return f"docs/alerts.md#runbook-{anchor}"
 
 
 # The one table: alert name -> diagnosis family and remediation. A remediation is offered only
@@ -54,71 +51,69 @@ def _guide(anchor: str) -> str:
 ALERT_LINKS: dict[str, AlertLinks] = {
     "JameyServiceDown": AlertLinks(
         "service_down",
-        _guide("service-down"),
+        "service-down",
     ),
     "JameyHighErrorRate": AlertLinks(
         "error_rate",
-        _guide("high-error-rate"),
+        "high-error-rate",
     ),
     "JameyHighLatency": AlertLinks(
         "latency",
-        _guide("high-latency"),
+        "high-latency",
     ),
     "JameyRateLimitSurge": AlertLinks(
         "rate_limit_surge",
-        _guide("rate-limit-surge"),
+        "rate-limit-surge",
     ),
     "JameyMemoryIndexTooLarge": AlertLinks(
         "index_too_large",
-        _guide("memory-index-size"),
+        "memory-index-size",
         remediation="prune_memories",
         parameters={"layer": "layer"},
     ),
     "JameyMemoryLogNotFlushing": AlertLinks(
         "log_not_flushing",
-        _guide("memory-write-ahead-log"),
+        "memory-write-ahead-log",
         remediation="flush_memory_log",
         parameters={"layer": "layer"},
     ),
     "JameyRetentionFailing": AlertLinks(
-        "retention_failing", _guide("memory-retention"), remediation="apply_retention"
+        "retention_failing", "memory-retention", remediation="apply_retention"
     ),
-    "JameyBackupFailed": AlertLinks("backup_failed", _guide("backups"), remediation="take_backup"),
-    "JameyBackupTooOld": AlertLinks("backup_too_old", _guide("backups"), remediation="take_backup"),
-    "JameyBackupNeverSucceeded": AlertLinks(
-        "backup_never_succeeded", _guide("backups"), remediation="take_backup"
-    ),
+    "JameyBackupFailed": AlertLinks("backup_failed", "backups", remediation="take_backup"),
+    "JameyBackupTooOld": AlertLinks("backup_too_old", "backups", remediation="take_backup"),
+    "JameyBackupNeverSucceeded": AlertLinks("backup_never_succeeded", "backups", remediation="take_backup"),
     "JameyMqttDisconnected": AlertLinks(
         "mqtt_disconnected",
-        _guide("mqtt"),
+        "mqtt",
     ),
     "JameyMqttConnectionFailures": AlertLinks(
         "mqtt_connection_failures",
-        _guide("mqtt"),
+        "mqtt",
     ),
     "JameyHighMemoryUsage": AlertLinks(
         "memory",
-        _guide("process-resources"),
+        "process-resources",
     ),
     "JameyHighCpuUsage": AlertLinks(
         "cpu",
-        _guide("process-resources"),
+        "process-resources",
     ),
     "JameyDataDirDiskNearlyFull": AlertLinks(
         "disk_nearly_full",
-        _guide("data-dir-disk-full"),
+        "data-dir-disk-full",
     ),
     "JameyApiKeyExpiringSoon": AlertLinks(
-        "key_expiring", _guide("api-key-expiring"), remediation="rotate_key", parameters={"key_id": "key_id"}
+        "key_expiring", "api-key-expiring", remediation="rotate_key", parameters={"key_id": "key_id"}
     ),
     "JameyAlertReceiverFailing": AlertLinks(
         "alert_receiver_failing",
-        _guide("alert-receiver-failing"),
+        "alert-receiver-failing",
     ),
-    "JameyBackupNotOffsite": AlertLinks("backup_not_offsite", _guide("backups")),
-    "JameyRestoreDrillStale": AlertLinks("restore_drill_stale", _guide("backups")),
-    "JameyRunbookFailed": AlertLinks("scheduled_runbook", _guide("scheduled-runbooks")),
-    "JameyScheduledRunbookMissed": AlertLinks("scheduled_runbook", _guide("scheduled-runbooks")),
+    "JameyBackupNotOffsite": AlertLinks("backup_not_offsite", "offsite-and-drills"),
+    "JameyRestoreDrillStale": AlertLinks("restore_drill_stale", "offsite-and-drills"),
+    "JameyRunbookFailed": AlertLinks("scheduled_runbook", "scheduled-runbooks"),
+    "JameyScheduledRunbookMissed": AlertLinks("scheduled_runbook", "scheduled-runbooks"),
 }
 
 
@@ -178,6 +173,12 @@ def runbook_page_url(base_url: str, link: RunbookLink) -> str:
     return f"{base_url.rstrip('/')}/{RUNBOOKS_PAGE}?{query}"
 
 
+def alert_docs_url(docs_url: str, alertname: str) -> str:
+    """The page of the documentation site on one alert (written by tools/docs_reference.py from
+    the rules and this mapping): ``<docs_url>/alerts/JameyBackupFailed/``."""
+    return f"{docs_url.rstrip('/')}/{ALERT_DOCS_DIR}/{alertname}/"
+
+
 def alert_page_url(base_url: str, alertname: str) -> str:
     """The workbench URL that opens the Alerts page on one alert and its evidence (what every
     rule's ``runbook_url`` is): ``<base>/alerts?alert=JameyBackupFailed``."""
@@ -190,45 +191,6 @@ def render_alert_rules(text: str, base_url: str) -> str:
     for page in (ALERTS_PAGE, RUNBOOKS_PAGE):
         text = text.replace(f"{DEFAULT_WORKBENCH_URL}/{page}?", f"{base_url.rstrip('/')}/{page}?")
     return text
-
-
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-
-
-def heading_slug(text: str) -> str:
-    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to -."""
-    kept = re.sub(r"[^\w\- ]", "", text.strip().lower())
-    return kept.replace(" ", "-")
-
-
-def runbook_section(runbook_url: str, repo_root: Path) -> str | None:
-    """The Markdown of the section a repository-relative runbook link points at
-    (``docs/alerts.md#runbook-high-error-rate``), or None when the link is not a Markdown file inside
-    ``repo_root``, or names no such heading. Never reads outside ``repo_root``."""
-    path_text, _, anchor = runbook_url.partition("#")
-    if not path_text.endswith(".md") or "://" in path_text:
-        return None
-    root = repo_root.resolve()
-    path = (root / path_text).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    if not anchor:
-        return "\n".join(lines).strip() or None
-    start: int | None = None
-    level = 0
-    in_code = False
-    for number, line in enumerate(lines):
-        if line.lstrip().startswith("```"):
-            in_code = not in_code
-        match = None if in_code else _HEADING.match(line)
-        if not match:
-            continue
-        if start is None and heading_slug(match.group(2)) == anchor:
-            start, level = number, len(match.group(1))
-        elif start is not None and len(match.group(1)) <= level:
-            return "\n".join(lines[start:number]).strip()
-    return "\n".join(lines[start:]).strip() if start is not None else None
 
 
 def trusted_link(url: str, workbench_url: str) -> str | None:

@@ -19,10 +19,10 @@ import pandas as pd
 
 from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput, JameyError
-from jamey_engine.growth import format_bytes
 from jamey_engine.memory.model import PruneResult
 from jamey_engine.progress import Progress
 from jamey_engine.runbooks.common import Check, Checks, Decision, decide
+from jamey_engine.sizes import format_bytes
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine

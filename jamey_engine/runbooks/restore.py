@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from jamey_engine.errors import BackupCorrupt, NotFound
-from jamey_engine.growth import format_bytes
 from jamey_engine.progress import Progress
 from jamey_engine.runbooks.common import Check, Checks, Decision, decide
+from jamey_engine.sizes import format_bytes
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine

@@ -15,7 +15,6 @@ import pandas as pd
 
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import JameyError
-from jamey_engine.growth import format_bytes
 from jamey_engine.runbooks.common import ChangingRunbook, Checks, Decision, Say, check_bool
 from jamey_engine.runbooks.planned import (
     apply_hint,
@@ -44,6 +43,7 @@ from jamey_engine.runbooks.restore import (
     plan_restore,
     verify_restore,
 )
+from jamey_engine.sizes import format_bytes
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine

@@ -13,8 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 from jamey_engine.durations import format_duration
-from jamey_engine.growth import format_bytes
 from jamey_engine.observability.promql import BACKUP_AGE_THRESHOLD, ERROR_RATE_THRESHOLD, INDEX_SIZE_THRESHOLD
+from jamey_engine.sizes import format_bytes
 
 Facts = Mapping[str, Any]
 
@@ -54,7 +54,11 @@ def _error_rate(f: Facts) -> str:
         return "No request traffic is recorded, so the error rate cannot be judged."
     worst = _top(f.get("errors_by_route"))
     where = f", mostly on {worst[0]} ({worst[1]:.2f}/s)" if worst and worst[1] > 0 else ""
-    state = "fail" if rate > ERROR_RATE_THRESHOLD else "fail, under the 5% threshold now,"
+    state = (
+        "fail"
+        if rate > ERROR_RATE_THRESHOLD
+        else f"fail, under the {_pct(ERROR_RATE_THRESHOLD)} threshold now,"
+    )
     return f"{_pct(rate)} of API requests {state} with 5xx{where}."
 
 
@@ -90,7 +94,7 @@ def _index(f: Facts) -> str:
     growth = f.get("layer_growth_per_day")
     grows = f", growing {_bytes(growth)} a day" if growth and growth > 0 else ""
     over = "over" if size > INDEX_SIZE_THRESHOLD else "under"
-    return f"Layer {layer}'s index is {_bytes(size)} ({over} the 1 GiB threshold){grows}: prune old memories."
+    return f"Layer {layer}'s index is {_bytes(size)} ({over} the {_bytes(INDEX_SIZE_THRESHOLD)} threshold){grows}: prune old memories."
 
 
 def _wal(f: Facts) -> str:

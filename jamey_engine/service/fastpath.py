@@ -33,6 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jamey_engine.memory.layers import LAYERS, MAX_QUERY_CHARS, ORDERS
+from jamey_engine.memory.model import DEFAULT_LIMIT, MAX_LIMIT
 from jamey_engine.service.middleware import WRAPPED
 from jamey_engine.service.routes_memory import search_results, store_one
 
@@ -111,7 +112,7 @@ class FastPath:
             self.engine.memory,
             params["layer"],
             params["q"],
-            int(params.get("limit", 10)),
+            int(params.get("limit", DEFAULT_LIMIT)),
             params.get("order", "score"),
         )
         await response(scope, receive, send)
@@ -169,7 +170,7 @@ def _search_params(query_string: bytes) -> dict[str, str] | None:
     if params.get("layer") not in LAYERS or not _plain_text(params.get("q"), MAX_QUERY_CHARS):
         return None
     limit = params.get("limit")
-    if limit is not None and not (LIMIT_DIGITS.fullmatch(limit) and int(limit) <= 1000):
+    if limit is not None and not (LIMIT_DIGITS.fullmatch(limit) and int(limit) <= MAX_LIMIT):
         return None
     if params.get("order", "score") not in ORDERS:
         return None

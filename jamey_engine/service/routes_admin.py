@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from jamey_engine.durations import parse_duration
 from jamey_engine.keys import KeyManager
 from jamey_engine.keys.manager import NAME_MAX, NAME_PATTERN
-from jamey_engine.keys.scopes import SCOPE_DESCRIPTIONS, SCOPES, Scope
+from jamey_engine.keys.scopes import DEFAULT_SCOPES, SCOPE_DESCRIPTIONS, SCOPES, Scope
 from jamey_engine.plans.actors import Actor
 from jamey_engine.plans.applying import plan_and_apply
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
@@ -42,7 +42,7 @@ class CreateKeyBody(BaseModel):
         description="A name people recognise (shown in logs and audit): not blank, no control characters.",
     )
     scopes: list[Scope] = Field(
-        default=["memory:read"],
+        default=list(DEFAULT_SCOPES),
         min_length=1,
         max_length=len(SCOPES),
         description="What the key may do. "

@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from jamey_engine.errors import InvalidInput
 from jamey_engine.memory.layers import MAX_QUERY_CHARS, Layer, Order
+from jamey_engine.memory.model import DEFAULT_LIMIT, MAX_LIMIT
 from jamey_engine.service.auth import KeyedRoute, engine_of, needs
 from jamey_engine.service.contract import NOT_BLANK_PATTERN, UUID_PATTERN, Timestamp
 from jamey_engine.service.errors import ERROR_RESPONSES
@@ -193,7 +194,7 @@ async def search_memories(
             "is searched as tantivy's lenient parser reads it, never refused.",
         ),
     ],
-    limit: Annotated[int, Query(ge=1, le=1000, description="Most results to return.")] = 10,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most results to return.")] = DEFAULT_LIMIT,
     order: Annotated[Order, Query(description="Rank by relevance or time.")] = "score",
     since: Annotated[
         datetime | None,

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from jamey_engine import ports
 from jamey_engine.config import Settings, without_settings
 from jamey_engine.engine import Engine
 from jamey_engine.errors import InvalidInput, NotFound, StorageCorrupt
@@ -59,13 +60,13 @@ PORT_SOURCES: dict[str, tuple[str, str]] = {
 class StackPorts:
     """Where each part of the stack listens (all on 127.0.0.1)."""
 
-    service: int = 3000
-    prometheus: int = 9090
-    alertmanager: int = 9093
-    workbench: int = 8501
-    nginx_https: int = 8443
-    nginx_http: int = 8080
-    nginx_workbench: int = 8444
+    service: int = ports.SERVICE
+    prometheus: int = ports.PROMETHEUS
+    alertmanager: int = ports.ALERTMANAGER
+    workbench: int = ports.WORKBENCH
+    nginx_https: int = ports.NGINX_HTTPS
+    nginx_http: int = ports.NGINX_HTTP
+    nginx_workbench: int = ports.NGINX_WORKBENCH
 
     @classmethod
     def from_settings(cls, settings: Settings, **flags: int | None) -> StackPorts:

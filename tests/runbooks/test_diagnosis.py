@@ -59,7 +59,7 @@ def test_every_family_of_the_mapping_has_evidence_queries_and_a_verdict_rule() -
             {},
             "1.00 requests/s are refused (16.1% of requests), mostly by the key limit",
         ),
-        ("JameyMemoryIndexTooLarge", {"layer": "semantic"}, "(under the 1 GiB threshold), growing"),
+        ("JameyMemoryIndexTooLarge", {"layer": "semantic"}, "(under the 1.0 GiB threshold), growing"),
         ("JameyMemoryLogNotFlushing", {"layer": "episodic"}, "No write-ahead log size is recorded"),
         ("JameyRetentionFailing", {}, "No retention run is recorded"),
         ("JameyBackupTooOld", {}, "old (recent); 0 archive(s) in the backup directory."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -191,3 +192,17 @@ def test_a_bytes_figure_labels_its_ticks_in_binary_units() -> None:
     data = frame([(0, 600 * 1024**2, {"layer": "a"})])
     figure = charts.time_series_figure(data, title="x", unit="bytes", threshold=1024**3)
     assert "1 GiB" in figure.layout.yaxis.ticktext
+
+
+def test_every_severity_of_the_rules_and_every_level_has_a_colour_of_the_one_palette() -> None:
+    import yaml
+
+    rules = Path(__file__).resolve().parents[2] / "prometheus" / "rules" / "alerts.yml"
+    severities = {
+        rule["labels"]["severity"]
+        for group in yaml.safe_load(rules.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    assert severities <= set(charts.SEVERITY_COLORS), severities
+    assert set(charts.SEVERITY_COLORS.values()) | set(charts.LEVEL_COLORS.values()) <= set(charts.HUES)
+    assert charts.severity_color("page-me") == "gray"

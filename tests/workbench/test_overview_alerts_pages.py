@@ -19,6 +19,8 @@ from streamlit.testing.v1 import AppTest
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.observability import promql
+from jamey_engine.runbooks.alert_guides import GUIDES
+from jamey_engine.runbooks.links import ALERT_LINKS
 from workbench_ui import charts
 
 from .conftest import open_page, texts
@@ -136,8 +138,9 @@ def test_alerts_page_shows_labels_annotations_and_links(prom_env: PromServer, ad
     assert "**JameyHighErrorRate** :orange-badge[warning] :gray-badge[" in page
     assert re.search(r"(pending|firing) since 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC\]", page)
     assert "8% of Jamey API requests fail with 5xx" in page
-    assert "Runbook: `docs/alerts.md#runbook-high-error-rate`" in page
-    assert "## Runbook: high error rate" in page, "the section of docs/alerts.md opens right there"
+    guide = GUIDES[ALERT_LINKS["JameyHighErrorRate"].guide]
+    assert guide.text in page and guide.silence in page, "the alert's guide opens right there"
+    assert "[JameyHighErrorRate in the docs](http://127.0.0.1:8000/alerts/JameyHighErrorRate/)" in page
     links = admin_app.get("page_link")
     assert any(
         "dashboards" in link.proto.page and "chart=error_rate" in link.proto.query_string for link in links

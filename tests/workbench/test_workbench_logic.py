@@ -16,7 +16,6 @@ from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.errors import InvalidInput
 from jamey_engine.observability.dashboards import chart_for_alert
-from jamey_engine.runbooks.links import runbook_section
 from workbench_ui.health import check_health
 from workbench_ui.timerange import CUSTOM, resolve_range
 
@@ -143,57 +142,14 @@ def test_alerts_link_to_the_dashboard_that_shows_them(
     assert chart_for_alert(alertname, annotations) == chart
 
 
-RUNBOOKS = """# Project
-
-## Runbooks
-
-### Runbook: high error rate
-Check the log.
-
-```sh
-# not a heading
-jamey status
-```
-
-### Runbook: backups
-Take one now.
-
-## Next part
-"""
-
-
-def test_a_runbook_link_opens_its_readme_section(tmp_path: Path) -> None:
-    (tmp_path / "README.md").write_text(RUNBOOKS)
-    section = runbook_section("README.md#runbook-high-error-rate", tmp_path)
-    assert section is not None
-    assert section.startswith("### Runbook: high error rate")
-    assert "# not a heading" in section and "jamey status" in section
-    assert "Take one now" not in section
-    assert runbook_section("README.md#runbook-backups", tmp_path) == "### Runbook: backups\nTake one now."
-
-
-@pytest.mark.parametrize(
-    "link",
-    [
-        "README.md#no-such-heading",
-        "notebooks/prune.ipynb",
-        "../outside.md#x",
-        "https://example.org/run.md#a",
-        "GONE.md",
-    ],
-)
-def test_runbook_links_outside_the_repo_or_not_markdown_give_nothing(tmp_path: Path, link: str) -> None:
-    (tmp_path / "README.md").write_text(RUNBOOKS)
-    (tmp_path.parent / "outside.md").write_text("# X\nsecret")
-    assert runbook_section(link, tmp_path) is None
-
-
-def test_the_alerts_page_of_the_docs_has_every_runbook_section_the_alert_mapping_names() -> None:
+def test_every_alert_s_guide_is_written_once_in_the_guides_table() -> None:
+    from jamey_engine.runbooks.alert_guides import GUIDES
     from jamey_engine.runbooks.links import ALERT_LINKS
 
-    repo = Path(__file__).resolve().parents[2]
-    for name, link in sorted(ALERT_LINKS.items()):
-        assert runbook_section(link.guide, repo), f"{name}: {link.guide} names no section of docs/alerts.md"
+    missing = {name: link.guide for name, link in ALERT_LINKS.items() if link.guide not in GUIDES}
+    assert not missing, f"alerts whose guide is not in alert_guides.GUIDES: {missing}"
+    unused = set(GUIDES) - {link.guide for link in ALERT_LINKS.values()}
+    assert not unused, f"guides no alert uses: {unused}"
 
 
 def test_an_index_size_alert_opens_the_prune_runbook_for_its_layer() -> None:
