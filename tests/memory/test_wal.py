@@ -138,19 +138,23 @@ def test_a_log_cut_at_every_byte_of_its_last_record_opens_with_that_record_whole
             store.close()
 
 
-def test_a_torn_tail_left_by_a_dead_appender_is_cut_before_the_next_append(memory_root: Path) -> None:
+def test_a_torn_tail_left_by_a_dead_appender_is_ignored_and_others_keep_appending(memory_root: Path) -> None:
     store = _unflushed(memory_root)
     kept = store.store("working", "before the torn write")
-    [segment] = _segments(memory_root, "working")
+    wal = store.layer_log("working")
+    # Another writer (its own stream) died halfway through its second append.
+    whole_id = "00000000-0000-4000-8000-000000000008"
+    whole = encode_add([(whole_id, "whole record of the dead writer", datetime.now(UTC))])
     torn = encode_add([("00000000-0000-4000-8000-000000000009", "torn", datetime.now(UTC))])
-    with open(segment, "ab") as handle:  # another process died halfway through its append
-        handle.write(torn[: len(torn) // 2])
+    dead = memory_root / "working" / segment_name(wal.epoch(), "999999-deadbeef")
+    dead.write_bytes(whole + torn[: len(torn) // 2])
     after = store.store("working", "after the torn write")
-    data = segment.read_bytes()
-    assert len(scan(data, 0, "working", str(segment))[0]) == 2
+    records, end = scan(dead.read_bytes(), 0, "working", str(dead))
+    assert len(records) == 1 and end == len(whole)
     store.close()
     reopened = MemoryStore(memory_root)
-    assert {m.id for m in reopened.search("working", "*")} == {kept.id, after.id}
+    assert {m.id for m in reopened.search("working", "*")} == {kept.id, after.id, whole_id}
+    assert not dead.exists(), "the flush removed the dead writer's segment with its torn tail"
     reopened.close()
 
 
