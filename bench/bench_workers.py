@@ -144,7 +144,7 @@ def main(quick: bool = False) -> list[Row]:
                 "working",
                 [{"content": " ".join(words[(i + j) % 8] for j in range(6))} for i in range(5000)],
             )
-            key = engine.keys.create("bench", scopes=("admin",), rate_limit="100000000/day").key
+            key = engine.keys.create("bench", scopes=("admin",), rate_limit="100000/second").key
         finally:
             engine.close()
         script = work / "post.lua"
