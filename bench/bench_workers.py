@@ -80,8 +80,7 @@ def rss_mib(pid: int) -> float:
 
 def serving_processes(serve_pid: int, memory_dir: Path) -> tuple[list[int], int | None]:
     """(the serving workers' pids, the flusher's pid) of one ``jamey serve``: with one worker
-    the serve process itself serves; with more, its children other than the flusher and
-    multiprocessing's helper do."""
+    the serve process itself serves; with more, the children uvicorn spawned do."""
     from jamey_engine.memory.flusher import holder
 
     flusher = holder(memory_dir)
@@ -95,7 +94,7 @@ def serving_processes(serve_pid: int, memory_dir: Path) -> tuple[list[int], int 
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == serve_pid and int(entry.name) != flusher and b"resource_tracker" not in cmdline:
+        if ppid == serve_pid and b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
             children.append(int(entry.name))
     return (children or [serve_pid]), flusher
 

@@ -110,7 +110,8 @@ def group(host: str | None, port: str | None, workers: str | None) -> None:
     assert isinstance(engine, Engine)
     check_data_dir(settings)
     check_workers(settings)
-    settings = supervise_flusher(engine)
+    supervise_flusher(engine)
+    settings = engine.settings
     if settings.workers == 1:
         uvicorn.Server(
             uvicorn.Config(
@@ -226,17 +227,17 @@ class FlusherSupervisor:
         self._thread.join(timeout=5)
 
 
-def supervise_flusher(engine: Any) -> Settings:
-    """Resolve JAMEY_FLUSHER for serving (``auto`` becomes ``process``) and, with ``process``,
-    start the supervised ``jamey flusher`` child, stopped at exit. Returns the settings the
-    serving processes use (also put in the environment, for uvicorn's workers)."""
+def supervise_flusher(engine: Any) -> FlusherSupervisor | None:
+    """Resolve JAMEY_FLUSHER for serving (``auto`` becomes ``process``: ``engine.settings`` and
+    the environment, for uvicorn's workers, say so) and, with ``process``, start the supervised
+    ``jamey flusher`` child, stopped at exit. Returns its supervisor (None when inline)."""
     settings: Settings = engine.settings
     if not settings.wal or settings.flusher == "inline":
-        return settings
+        return None
     settings = engine.settings = settings.with_overrides(flusher="process")
     os.environ["JAMEY_FLUSHER"] = "process"
     environ = {**os.environ, **settings.to_environ()}
     supervisor = FlusherSupervisor(environ)
     supervisor.start()
     atexit.register(supervisor.stop)
-    return settings
+    return supervisor

@@ -4,6 +4,7 @@ when another process sees a write (JAMEY_FLUSH_INTERVAL plus one commit)."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import signal
@@ -16,6 +17,9 @@ from pathlib import Path
 import pytest
 from helpers import memories_on_disk, wait_until
 
+from jamey_engine.cli.serve import supervise_flusher
+from jamey_engine.engine import Engine
+from jamey_engine.fsutil import process_alive
 from jamey_engine.memory import MemoryStore
 from jamey_engine.memory.flusher import Flusher, FlusherLease, holder
 from jamey_engine.memory.wal import FLUSH_WANTED, LayerLog, parse_segment
@@ -260,3 +264,49 @@ def test_a_flush_merges_the_streams_in_the_order_records_were_accepted(
     finally:
         for store in stores:
             store.close()
+
+
+def test_jamey_serve_runs_the_flusher_and_restarts_it_when_it_dies(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAMEY_FLUSHER", "auto")
+    monkeypatch.delenv("API_KEY", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(TESTS)]))
+    assert engine.settings.flusher == "auto"
+    supervisor = supervise_flusher(engine)
+    assert supervisor is not None
+    try:
+        atexit.unregister(supervisor.stop)
+        assert engine.settings.flusher == "process" and os.environ["JAMEY_FLUSHER"] == "process"
+        assert engine.memory.flusher == "process", "the serving process never flushes"
+        memory_dir = engine.settings.memory_dir
+        first = wait_until(
+            lambda: supervisor.pid if holder(memory_dir) == supervisor.pid else 0, 60, "the flusher"
+        )
+        os.kill(first, signal.SIGKILL)
+        second = wait_until(
+            lambda: supervisor.pid if supervisor.pid != first and holder(memory_dir) == supervisor.pid else 0,
+            60,
+            "a restarted flusher holding the lease",
+        )
+        assert supervisor.restarts == 1
+        memory = engine.memory.store("working", "flushed by the restarted flusher")
+        other = MemoryStore(memory_dir, flush_interval=3600)
+        try:
+            wait_until(lambda: other.search("working", "restarted"), 60, "the restarted flusher's flush")
+            assert other.get("working", memory.id)
+        finally:
+            other.close()
+    finally:
+        supervisor.stop()
+    assert not process_alive(second), "stopping jamey serve stops its flusher"
+    assert supervisor.restarts == 1, "a flusher asked to stop is not restarted"
+
+
+def test_inline_keeps_the_flush_in_the_serving_process(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.settings = engine.settings.with_overrides(flusher="inline")
+    monkeypatch.delenv("JAMEY_FLUSHER", raising=False)
+    assert supervise_flusher(engine) is None
+    assert engine.memory.flusher == "inline" and "JAMEY_FLUSHER" not in os.environ
