@@ -194,7 +194,8 @@ class FlusherSupervisor:
         self._thread.start()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "jamey_engine", "flusher", "--parent", str(os.getpid())]
+        # The flusher's own module, not the CLI: it starts in a tenth of the CPU time.
+        command = [sys.executable, "-m", "jamey_engine.memory.flusher", "--parent", str(os.getpid())]
         return subprocess.Popen(command, env=self.environ, stdin=subprocess.DEVNULL)
 
     def _run(self) -> None:
