@@ -48,6 +48,8 @@ from jamey_engine.memory.writer import BulkSink, LayerWriter
 
 log = logging.getLogger("jamey_engine.memory")
 
+SMALL_FLUSH = 50_000  # records and memories a flush indexes with the small writer arena
+
 
 class LogOwner(Protocol):
     """What the logs need of the store that holds them (``MemoryStore``)."""
@@ -147,6 +149,10 @@ class WriteAheadLogs:
         wal, tier = self.layer_log(layer), self._tier(layer)
 
         def written() -> None:
+            if not self.inline:
+                # Nothing here flushes, so a process that only writes must still forget what the
+                # flusher moved into the index (a stat per group commit), or its tier would grow.
+                self.sync_tier(layer)
             with tier.lock:
                 full = tier.pending() >= self.flush_docs
             if full and self.inline:
@@ -239,7 +245,10 @@ class WriteAheadLogs:
                                 sink.delete(memory_id)
                             sink.add(memory_id, content, when)
 
-                self._store().writer(layer).bulk(job).result()
+                # A routine flush (seconds of writes) fits the small arena: the flusher process
+                # stays lean; a large backlog (a replay after downtime) gets the bulk writer.
+                small = sum(len(r.adds) + 1 for r in records) <= SMALL_FLUSH
+                self._store().writer(layer).bulk(job, small=small).result()
             if upto > 0 and (records or any(seq <= upto for seq in wal.segments())):
                 wal.end_flush(upto, time.monotonic() - started if records else None)
         tier = self._tiers.get(layer)

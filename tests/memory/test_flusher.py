@@ -167,10 +167,18 @@ def test_a_serving_process_never_flushes_it_only_asks_the_flusher(memory_root: P
         assert serving.index("working").searcher().num_docs == 7
         assert serving.count("working") == 7 and serving.get("working", ids[0])
         assert serving.logs.flushes == 0
+        flusher.flush_due()
+        tier = serving.logs._tiers["working"]
+        serving.store("working", "written after the flush, no read in between")
+        flusher_store.flush_layer("working")
+        serving.store("working", "a write alone drops what the flusher moved")
+        # The writer thread forgets after it answered: poll (a write, never a read, triggers it).
+        wait_until(lambda: list(tier.epochs) == [tier.flushed + 1], 30, "a writing process's tier dropping")
+        assert tier.pending() == 1, "a writing process's tier stays bounded"
     finally:
         serving.close()
         flusher_store.close()
-    assert MemoryStore(memory_root).count("working") == 7
+    assert MemoryStore(memory_root).count("working") == 9
 
 
 def test_another_process_sees_a_write_within_the_flush_interval_plus_one_commit(memory_root: Path) -> None:
