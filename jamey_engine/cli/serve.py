@@ -237,7 +237,11 @@ def supervise_flusher(engine: Any) -> FlusherSupervisor | None:
         return None
     settings = engine.settings = settings.with_overrides(flusher="process")
     os.environ["JAMEY_FLUSHER"] = "process"
-    environ = {**os.environ, **settings.to_environ()}
+    from jamey_engine.config import without_secrets
+
+    # The flusher reads the data dir only: no key pepper, no database URL (it may hold a password).
+    environ = without_secrets({**os.environ, **settings.to_environ()})
+    environ.pop("JAMEY_DATABASE_URL", None)
     supervisor = FlusherSupervisor(environ)
     supervisor.start()
     atexit.register(supervisor.stop)

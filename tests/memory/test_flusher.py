@@ -291,6 +291,8 @@ def test_jamey_serve_runs_the_flusher_and_restarts_it_when_it_dies(
         first = wait_until(
             lambda: supervisor.pid if holder(memory_dir) == supervisor.pid else 0, 60, "the flusher"
         )
+        environ = Path(f"/proc/{first}/environ").read_bytes().split(b"\0")
+        assert not [v for v in environ if v.startswith((b"JAMEY_KEY_PEPPER=", b"JAMEY_DATABASE_URL="))]
         os.kill(first, signal.SIGKILL)
         second = wait_until(
             lambda: supervisor.pid if supervisor.pid != first and holder(memory_dir) == supervisor.pid else 0,
