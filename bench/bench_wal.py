@@ -8,6 +8,10 @@
 3. Search p99 with memories in the in-memory tier against the same layer fully flushed.
 4. Replay of a 100,000-record log on open.
 5. ``POST /memories`` from 32 connections, with the log and with JAMEY_WAL=off.
+6. Durable stores to one layer from 1 and from 2 writer processes (32 threads in all, each
+   process with its own segment stream, JAMEY_FLUSHER=process, a ``jamey flusher`` running),
+   against 2 processes whose appends are serialised by one cross-process lock (the design
+   before issue 31, emulated by wrapping each append in a flock): stores/s and p99.
 
 ``--quick`` uses small sizes. Set JAMEY_BENCH_TMP to choose the scratch filesystem (the same
 one for every measurement here).
@@ -289,6 +293,144 @@ def bench_http_store(work: Path, quick: bool) -> list[Row]:
     ]  # fmt: skip
 
 
+def process_writer(root: str, threads: int, seconds: float, serialise: bool) -> None:
+    """Run in a child: store to one layer from ``threads`` threads for ``seconds`` after a line
+    on stdin, then print {"count", "ms"} as JSON. With ``serialise``, every append holds one
+    cross-process flock, as the single shared log did."""
+    import fcntl
+    import json
+
+    if serialise:
+        real_append = LayerLog.append
+        lock_fd = os.open(Path(root) / "working" / ".bench-append.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        guard = threading.Lock()
+
+        def append(self: LayerLog, data: bytes) -> int:
+            with guard:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
+                try:
+                    return real_append(self, data)
+                finally:
+                    fcntl.flock(lock_fd, fcntl.LOCK_UN)
+
+        LayerLog.append = append  # type: ignore[method-assign]
+    store = MemoryStore(Path(root), lock_timeout=60, flusher="process")
+    store.store("working", "warm")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    end = time.perf_counter() + seconds
+
+    def worker(n: int) -> None:
+        mine = latencies[n]
+        i = 0
+        while time.perf_counter() < end:
+            start = time.perf_counter()
+            store.store("working", f"process writer {os.getpid()} thread {n} item {i}")
+            mine.append((time.perf_counter() - start) * 1000)
+            i += 1
+
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    every = [x for xs in latencies for x in xs]
+    print(json.dumps({"count": len(every), "ms": every}), flush=True)
+    store.close()
+
+
+def _process_round(root: Path, processes: int, seconds: float, serialise: bool) -> tuple[float, list[float]]:
+    import json
+    import subprocess
+
+    code = (
+        "from bench.bench_wal import process_writer; "
+        f"process_writer({str(root)!r}, {THREADS // processes}, {seconds}, {serialise})"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        for _ in range(processes)
+    ]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    count, ms = 0, []
+    for child in children:
+        out, _ = child.communicate(timeout=300)
+        result = json.loads(out.strip().splitlines()[-1])
+        count += result["count"]
+        ms += result["ms"]
+    return count / seconds, ms
+
+
+def bench_process_stores(work: Path, quick: bool) -> list[Row]:
+    """Stores/s and p99 of 1 and 2 writer processes on one layer, a flusher process running."""
+    import subprocess
+
+    from jamey_engine.memory.flusher import holder
+
+    seconds, rounds = (2.0, 1) if quick else (5.0, 3)
+    data = work / "procs"
+    data.mkdir(mode=0o700)
+    root = data / "memory"
+    MemoryStore(root).close()
+    flusher = subprocess.Popen(
+        [sys.executable, "-m", "jamey_engine", "flusher"],
+        env={**os.environ, "JAMEY_DATA_DIR": str(data), "JAMEY_FLUSH_INTERVAL": "1"},
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    rates: dict[str, list[float]] = {"one": [], "two": [], "locked": []}
+    ms: dict[str, list[float]] = {"one": [], "two": [], "locked": []}
+    try:
+        deadline = time.monotonic() + 120
+        while holder(root) != flusher.pid:
+            assert time.monotonic() < deadline and flusher.poll() is None, "the flusher did not start"
+            time.sleep(0.1)
+        for _ in range(rounds):  # alternate, so all three see the same (noisy) machine
+            for name, processes, serialise in (("one", 1, False), ("two", 2, False), ("locked", 2, True)):
+                rate, lat = _process_round(root, processes, seconds, serialise)
+                rates[name].append(rate)
+                ms[name] += lat
+        rss = _rss_kib(flusher.pid)
+    finally:
+        flusher.terminate()
+        flusher.wait(timeout=60)
+    one, two, locked = (statistics.median(rates[k]) for k in ("one", "two", "locked"))
+    label = "durable stores to one layer, 32 threads in all, flusher process"
+    return [
+        row(label, "stores/s, 2 writer processes (vs 1)", two, baseline=one, target=">= 1.5x",
+            met=two >= 1.5 * one),
+        row(label, "stores/s, 2 processes, own streams (vs one shared append lock, emulated)", two,
+            baseline=locked),
+        row(label, "p99 store ms, 2 processes (vs 1)", percentile(ms["two"], 99),
+            baseline=percentile(ms["one"], 99), higher_is_better=False),
+        row(label, "p99 store ms, 2 processes (vs one shared append lock)", percentile(ms["two"], 99),
+            baseline=percentile(ms["locked"], 99), higher_is_better=False),
+        row(label, "flusher RSS MiB after the runs", rss / 1024, higher_is_better=False),
+    ]  # fmt: skip
+
+
+def _rss_kib(pid: int) -> float:
+    """VmRSS of ``pid`` in KiB (0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
 def main(quick: bool = False) -> list[Row]:
     """Run the write-ahead log benchmarks and return their rows."""
     work = Path(tempfile.mkdtemp(prefix="bench-wal-", dir=os.environ.get("JAMEY_BENCH_TMP")))
@@ -300,6 +442,7 @@ def main(quick: bool = False) -> list[Row]:
             ("replay", bench_replay),
             ("search with the tier", bench_search_with_tier),
             ("http stores", bench_http_store),
+            ("process stores", bench_process_stores),
         ):
             if os.environ.get("JAMEY_BENCH_ONLY") and stage not in os.environ["JAMEY_BENCH_ONLY"]:
                 continue

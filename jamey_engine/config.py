@@ -465,6 +465,13 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
     ),
     Setting(
+        "JAMEY_FLUSHER",
+        "flusher",
+        "auto",
+        "Who flushes the write-ahead log into the index: process (one flusher process per data dir, started and restarted by jamey serve; serving workers only append and search), inline (each process flushes its own writes on a background thread), auto (process under jamey serve, inline in the library and the CLI).",
+        _choice("auto", "process", "inline"),
+    ),
+    Setting(
         "JAMEY_MQTT_URL",
         "mqtt_url",
         "",
@@ -715,6 +722,7 @@ class Settings:
     wal: bool
     flush_interval: float
     flush_docs: int
+    flusher: str
     mqtt_url: str
     workbench_port: int
     prometheus_port: int

@@ -82,6 +82,7 @@ _COMMAND_MODULES = (
     "keys",
     "backup",
     "serve",
+    "flusher",
     "stack",
     "alerts",
     "doctor",

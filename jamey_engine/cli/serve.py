@@ -4,13 +4,21 @@ One worker (the default) serves from this process. With ``--workers N`` (or JAME
 above 1, uvicorn's supervisor runs N worker processes on one socket, each a full service on the
 same data dir and database (``jamey_engine.service.asgi:app_from_env``); it replaces a worker
 that dies (logging "Child process [pid] died") and stops them all on Ctrl-C or SIGTERM.
+
+With JAMEY_FLUSHER=process (``auto``, the default, means process here) it also runs
+``jamey flusher`` as a child and restarts it when it dies, so the serving processes only
+append, answer and search (memory/flusher.py); the child stops when ``jamey serve`` does.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +111,8 @@ def group(host: str | None, port: str | None, workers: str | None) -> None:
     assert isinstance(engine, Engine)
     check_data_dir(settings)
     check_workers(settings)
+    supervise_flusher(engine)
+    settings = engine.settings
     if settings.workers == 1:
         uvicorn.Server(
             uvicorn.Config(
@@ -156,3 +166,84 @@ def check_data_dir(settings: Settings) -> None:
                 pass
         except OSError as err:
             raise Unavailable(f"data dir {directory} cannot be used: {err.strerror or err}") from None
+
+
+# A flusher that dies is restarted after this long, doubling to the cap while it keeps dying.
+FLUSHER_RESTART_SECONDS = 0.5
+FLUSHER_RESTART_MAX_SECONDS = 10.0
+FLUSHER_STOP_SECONDS = 30.0
+
+
+class FlusherSupervisor:
+    """Runs ``jamey flusher`` as a child of this process and restarts it when it dies.
+
+    A flusher that exits with status 0 was asked to stop (SIGTERM, as systemd sends to the
+    whole unit): it is not restarted. Any other end (a crash, SIGKILL, the OOM killer) is
+    logged and followed by a restart with backoff. ``pid`` is the running child's.
+    """
+
+    def __init__(self, environ: dict[str, str]) -> None:
+        self.environ = environ
+        self.pid: int | None = None
+        self.restarts = 0
+        self._child: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="jamey-flusher-supervisor", daemon=True)
+
+    def start(self) -> None:
+        """Start the flusher and the thread that watches it."""
+        self._thread.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        # The flusher's own module, not the CLI: it starts in a tenth of the CPU time.
+        command = [sys.executable, "-m", "jamey_engine.memory.flusher", "--parent", str(os.getpid())]
+        return subprocess.Popen(command, env=self.environ, stdin=subprocess.DEVNULL)
+
+    def _run(self) -> None:
+        delay = FLUSHER_RESTART_SECONDS
+        while not self._stopping.is_set():
+            child = self._child = self._spawn()
+            self.pid = child.pid
+            code = child.wait()
+            if self._stopping.is_set() or code == 0:
+                return
+            log.warning(
+                "the write-ahead log flusher (pid %d) ended with status %d; restarting it", child.pid, code
+            )
+            self.restarts += 1
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, FLUSHER_RESTART_MAX_SECONDS)
+
+    def stop(self) -> None:
+        """Stop the flusher (SIGTERM: it flushes once more) and stop restarting it."""
+        self._stopping.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(FLUSHER_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self._thread.join(timeout=5)
+
+
+def supervise_flusher(engine: Any) -> FlusherSupervisor | None:
+    """Resolve JAMEY_FLUSHER for serving (``auto`` becomes ``process``: ``engine.settings`` and
+    the environment, for uvicorn's workers, say so) and, with ``process``, start the supervised
+    ``jamey flusher`` child, stopped at exit. Returns its supervisor (None when inline)."""
+    settings: Settings = engine.settings
+    if not settings.wal or settings.flusher == "inline":
+        return None
+    settings = engine.settings = settings.with_overrides(flusher="process")
+    os.environ["JAMEY_FLUSHER"] = "process"
+    from jamey_engine.config import without_secrets
+
+    # The flusher reads the data dir only: no key pepper, no database URL (it may hold a password).
+    environ = without_secrets({**os.environ, **settings.to_environ()})
+    environ.pop("JAMEY_DATABASE_URL", None)
+    supervisor = FlusherSupervisor(environ)
+    supervisor.start()
+    atexit.register(supervisor.stop)
+    return supervisor

@@ -9,10 +9,13 @@ through it. A record's life:
    (memory/wal.py), shared by every process. The caller returns once it is durable.
 2. **tier**: the same thread puts it into this process's ``Tier`` (memory/tier.py), so this
    process's searches, gets and counts see it before any flush (see ``unflushed``).
-3. **flush**: ``flush_layer`` seals the active segment and applies every sealed record, any
-   process's, to the on-disk index in one commit. It runs every ``flush_interval`` on a
-   background thread, early once a tier holds ``flush_docs`` memories, before a layer first
-   serves in this process (replaying what a dead process left), and at close or exit.
+3. **flush**: ``flush_layer`` seals the current epoch and applies every sealed record, any
+   process's, to the on-disk index in one commit. With ``flusher="inline"`` (the library, the
+   CLI) it runs every ``flush_interval`` on a background thread, early once a tier holds
+   ``flush_docs`` memories, before a layer first serves in this process (replaying what a dead
+   process left), and at close or exit. With ``flusher="process"`` (``jamey serve``'s workers)
+   this process never flushes on its own: the data dir's one flusher process does it
+   (memory/flusher.py), and a full tier only asks it to come early (``wal.flush-wanted``).
 4. **marker**: the flush records the highest flushed segment in ``wal.flushed`` and removes
    the segments. Other processes see the records from here, in the index.
 5. **drop**: each process's tier forgets the flushed epochs: the flushing process at once,
@@ -44,6 +47,8 @@ from jamey_engine.memory.wal import FLUSHED, LayerLog
 from jamey_engine.memory.writer import BulkSink, LayerWriter
 
 log = logging.getLogger("jamey_engine.memory")
+
+SMALL_FLUSH = 50_000  # records and memories a flush indexes with the small writer arena
 
 
 class LogOwner(Protocol):
@@ -84,8 +89,10 @@ class WriteAheadLogs:
         lock_timeout: float,
         flush_interval: float,
         flush_docs: int,
+        flusher: str = "inline",
     ) -> None:
         self._owner = weakref.ref(owner)
+        self.inline = flusher != "process"
         self.root = root
         self.generations = generations
         self.lock_timeout = lock_timeout
@@ -99,6 +106,7 @@ class WriteAheadLogs:
         self._serve_locks: dict[str, threading.Lock] = {}
         self._flush_wake = threading.Event()
         self._flusher: threading.Thread | None = None
+        self._exit_hook = False
         self.closing = False
         self.flushes = 0
         self.flush_failures = 0
@@ -141,28 +149,41 @@ class WriteAheadLogs:
         wal, tier = self.layer_log(layer), self._tier(layer)
 
         def written() -> None:
+            if not self.inline:
+                # Nothing here flushes, so a process that only writes must still forget what the
+                # flusher moved into the index (a stat per group commit), or its tier would grow.
+                self.sync_tier(layer)
             with tier.lock:
                 full = tier.pending() >= self.flush_docs
-            if full:
+            if full and self.inline:
                 self._flush_wake.set()
+            elif full:
+                wal.want_flush()
 
         with self._lock:
             found = self.log_writers.get(layer)
             if found is None:
                 found = self.log_writers[layer] = LogWriter(wal, tier, written)
-            if self._flusher is None:
+            if self._flusher is None and self.inline:
                 self._flusher = threading.Thread(
                     target=self._flush_loop, args=(owner,), name="jamey-memory-flush", daemon=True
                 )
                 self._flusher.start()
+            if not self._exit_hook:
                 # A process that ends without close() (a notebook kernel, a script) still flushes
                 # at interpreter exit; only a kill leaves records for the next opener to replay.
+                self._exit_hook = True
                 atexit.register(_close_at_exit, weakref.ref(owner))
             return found
 
     def serve(self, layer: str) -> None:
-        """Before ``layer`` first serves in this process, replay its log into the index."""
+        """Before ``layer`` first serves in this process, replay its log into the index (inline
+        only: under a flusher process, what a dead process left is flushed within its interval)."""
         if layer in self.opened:
+            return
+        if not self.inline:
+            with self._lock:
+                self.opened.add(layer)
             return
         with self._lock:
             gate = self._serve_locks.setdefault(layer, threading.Lock())
@@ -208,8 +229,10 @@ class WriteAheadLogs:
             return 0
         started = time.monotonic()
         with wal.flush_lock():
-            upto = wal.rotate()
-            records = wal.read(upto) if upto > 0 else []
+            upto = wal.seal()
+            # Epochs at or below the flushed mark are in the index already (a flush that died
+            # while removing its files left them): never applied twice.
+            records = wal.read(upto, after=wal.flushed_seq()) if upto > 0 else []
             if records:
                 idempotent = wal.begin_flush(upto)
 
@@ -222,7 +245,10 @@ class WriteAheadLogs:
                                 sink.delete(memory_id)
                             sink.add(memory_id, content, when)
 
-                self._store().writer(layer).bulk(job).result()
+                # A routine flush (seconds of writes) fits the small arena: the flusher process
+                # stays lean; a large backlog (a replay after downtime) gets the bulk writer.
+                small = sum(len(r.adds) + 1 for r in records) <= SMALL_FLUSH
+                self._store().writer(layer).bulk(job, small=small).result()
             if upto > 0 and (records or any(seq <= upto for seq in wal.segments())):
                 wal.end_flush(upto, time.monotonic() - started if records else None)
         tier = self._tiers.get(layer)
@@ -271,6 +297,8 @@ class WriteAheadLogs:
             flusher.join()
         for layer, log_writer in log_writers:
             log_writer.close()
+            if not self.inline:
+                continue  # the flusher process takes the records from the log
             try:
                 self.flush_layer(layer)
             except Exception as err:

@@ -72,8 +72,9 @@ class MemoryStore:
     its record is appended and fdatasynced to the layer's log (group commit), visible at once
     in this process through the in-memory tier, and visible to other processes once flushed
     into the on-disk index: within ``flush_interval`` (plus the time the flush's commit takes),
-    or at ``flush_docs`` memories, or when this store closes. See memory/logs.py (and wal.py,
-    tier.py). Without it, every store waits for a tantivy commit (the older path).
+    or at ``flush_docs`` memories, or when this store closes. With ``flusher="process"`` this
+    process never flushes on its own: the data dir's flusher process does (memory/flusher.py),
+    within the same bound. See memory/logs.py (and wal.py, tier.py). Without it, every store waits for a tantivy commit (the older path).
     Reads reopen a layer whose generation changed and reload to see other processes' commits.
     """
 
@@ -86,8 +87,12 @@ class MemoryStore:
         wal: bool = True,
         flush_interval: float = 1.0,
         flush_docs: int = 10_000,
+        flusher: str = "inline",
     ) -> None:
+        if flusher not in ("inline", "process"):
+            raise InvalidInput(f"flusher {flusher!r} must be 'inline' or 'process'")
         self.root = Path(root)
+        self.flusher = flusher
         self.max_content_bytes = max_content_bytes
         self.lock_timeout = lock_timeout
         self.wal = wal
@@ -105,6 +110,7 @@ class MemoryStore:
             lock_timeout=lock_timeout,
             flush_interval=flush_interval,
             flush_docs=flush_docs,
+            flusher=flusher,
         )
 
     @classmethod
@@ -117,6 +123,7 @@ class MemoryStore:
             wal=settings.wal,
             flush_interval=settings.flush_interval,
             flush_docs=settings.flush_docs,
+            flusher="process" if settings.flusher == "process" else "inline",
         )
 
     # -- plumbing -------------------------------------------------------------------------
@@ -440,7 +447,8 @@ class MemoryStore:
         acknowledged write; if that flush stays Busy, the figures are the index's as it is.
         """
         check_layer(layer)
-        if self.wal and self.layer_log(layer).active_bytes():
+        # Under a flusher process a serving process never indexes: the figures are the index's.
+        if self.wal and self.flusher == "inline" and self.layer_log(layer).active_bytes():
             try:
                 self.logs.serve(layer)
                 self.flush_layer(layer)

@@ -120,6 +120,7 @@ class _Op:
     docs: list[tuple[str, str, datetime]] = field(default_factory=list)
     memory_id: str = ""
     job: Callable[[BulkSink], Any] | None = None
+    small: bool = False  # a bulk job with the group commits' modest arena (a log flush)
 
 
 class LayerWriter:
@@ -174,9 +175,10 @@ class LayerWriter:
         """Queue the deletion of one id; the future resolves once it is committed."""
         return self._submit(_Op("delete", memory_id=memory_id))
 
-    def bulk(self, job: Callable[[BulkSink], Any]) -> Future[Any]:
-        """Run ``job(sink)`` alone with a large writer and commit once (rolled back if it raises)."""
-        return self._submit(_Op("bulk", job=job))
+    def bulk(self, job: Callable[[BulkSink], Any], small: bool = False) -> Future[Any]:
+        """Run ``job(sink)`` alone with a large writer (with ``small``, the group commits' one
+        thread and modest arena) and commit once (rolled back if it raises)."""
+        return self._submit(_Op("bulk", job=job, small=small))
 
     def flush(self) -> None:
         """Wait until everything queued before this call is committed (or failed)."""
@@ -259,7 +261,7 @@ class LayerWriter:
                     op.future.set_result(None)
                 return
             with self.generations.shared(f"layer {self.layer!r}"):
-                writer = self._acquire("bulk" if bulk else "small")
+                writer = self._acquire("bulk" if bulk and not ops[0].small else "small")
                 added = time.time_ns()
                 if bulk:
                     job = ops[0].job

@@ -232,16 +232,23 @@ class EngineCollector(Collector):
         last = GaugeMetricFamily(
             "memory_wal_last_flush_duration_seconds", "Duration of the layer's last flush.", labels=["layer"]
         )
+        damaged = CounterMetricFamily(
+            "memory_log_damaged_records",
+            "Full-length log records that failed their checksum (damage at rest), set aside beside "
+            "their segment as <segment>.damaged-<offset>.",
+            labels=["layer"],
+        )
         root = self.engine.settings.memory_dir
         for layer in LAYERS:
             wal = LayerLog(root / layer, layer, 1.0)
             state = wal.flush_state()
+            damaged.add_metric([layer], state.get("damaged", 0.0))
             size.add_metric([layer], float(wal.active_bytes()))
             records.add_metric([layer], float(wal.record_count()))
             flushes.add_metric([layer], state.get("flushes", 0.0))
             seconds.add_metric([layer], state.get("seconds", 0.0))
             last.add_metric([layer], state.get("last_seconds", 0.0))
-        yield from (size, records, flushes, seconds, last)
+        yield from (size, records, flushes, seconds, last, damaged)
 
     def _operations(self) -> Iterator[Metric]:
         from jamey_engine.oplog import operation_summary

@@ -138,19 +138,23 @@ def test_a_log_cut_at_every_byte_of_its_last_record_opens_with_that_record_whole
             store.close()
 
 
-def test_a_torn_tail_left_by_a_dead_appender_is_cut_before_the_next_append(memory_root: Path) -> None:
+def test_a_torn_tail_left_by_a_dead_appender_is_ignored_and_others_keep_appending(memory_root: Path) -> None:
     store = _unflushed(memory_root)
     kept = store.store("working", "before the torn write")
-    [segment] = _segments(memory_root, "working")
+    wal = store.layer_log("working")
+    # Another writer (its own stream) died halfway through its second append.
+    whole_id = "00000000-0000-4000-8000-000000000008"
+    whole = encode_add([(whole_id, "whole record of the dead writer", datetime.now(UTC))])
     torn = encode_add([("00000000-0000-4000-8000-000000000009", "torn", datetime.now(UTC))])
-    with open(segment, "ab") as handle:  # another process died halfway through its append
-        handle.write(torn[: len(torn) // 2])
+    dead = memory_root / "working" / segment_name(wal.epoch(), "999999-deadbeef")
+    dead.write_bytes(whole + torn[: len(torn) // 2])
     after = store.store("working", "after the torn write")
-    data = segment.read_bytes()
-    assert len(scan(data, 0, "working", str(segment))[0]) == 2
+    records, end = scan(dead.read_bytes(), 0, "working", str(dead))
+    assert len(records) == 1 and end == len(whole)
     store.close()
     reopened = MemoryStore(memory_root)
-    assert {m.id for m in reopened.search("working", "*")} == {kept.id, after.id}
+    assert {m.id for m in reopened.search("working", "*")} == {kept.id, after.id, whole_id}
+    assert not dead.exists(), "the flush removed the dead writer's segment with its torn tail"
     reopened.close()
 
 
@@ -182,6 +186,74 @@ def test_a_flipped_byte_mid_log_is_a_clear_error_naming_layer_file_and_offset(
     finally:
         store.close()
     assert segment.read_bytes() == bytes(data)  # nothing was cut or skipped
+
+
+def _scrape(engine: Any, name: str, layer: str) -> float | None:
+    from jamey_engine.observability.metrics import build_registry
+
+    return build_registry(engine).get_sample_value(name, {"layer": layer})
+
+
+def test_a_damaged_full_length_last_record_is_set_aside_logged_and_counted(
+    engine: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Damage at rest (a whole record, wrong checksum) is not a torn tail: it must not vanish."""
+    root = engine.settings.memory_dir
+    engine.memory.sizes()
+    records = _records(3)
+    data = bytearray(b"".join(d for _, d in records))
+    last = len(data) - len(records[-1][1])
+    data[last + HEAD + 10] ^= 0x01  # inside the last record's payload: its length is intact
+    segment = root / "working" / segment_name(1, "4242-0badc0de")
+    segment.write_bytes(bytes(data))
+    assert _scrape(engine, "memory_log_damaged_records_total", "working") == 0
+    store = MemoryStore(root)
+    try:
+        with caplog.at_level("ERROR", logger="jamey_engine.memory"):
+            assert store.get("working", records[0][0]) and store.get("working", records[1][0])
+        with pytest.raises(NotFound):
+            store.get("working", records[2][0])
+        kept = root / "working" / f"{segment.name}.damaged-{last}"
+        assert kept.read_bytes() == bytes(data[last:]), "the damaged record's bytes are kept for inspection"
+        [line] = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+        assert f"byte {last}" in line and segment.name in line and kept.name in line
+        assert "logged memory" not in line, "no memory content in the log line"
+        store.store("working", "the log goes on after the damaged record")
+        store.flush()
+        assert store.count("working") == 3
+    finally:
+        store.close()
+    assert _scrape(engine, "memory_log_damaged_records_total", "working") == 1
+    assert _scrape(engine, "memory_log_damaged_records_total", "episodic") == 0
+    assert kept.exists() and not segment.exists()
+
+
+@pytest.mark.parametrize("tail", ["short", "zero-filled"])
+def test_a_torn_last_record_is_cut_silently_with_nothing_set_aside(
+    engine: Any, caplog: pytest.LogCaptureFixture, tail: str
+) -> None:
+    root = engine.settings.memory_dir
+    engine.memory.sizes()
+    records = _records(3)
+    data = bytearray(b"".join(d for _, d in records))
+    last = len(data) - len(records[-1][1])
+    if tail == "short":
+        data = data[:-5]  # the crash cut the last write short
+    else:
+        data[last + HEAD :] = bytes(len(data) - last - HEAD)  # size grew, the data never landed
+    segment = root / "working" / segment_name(1, "4242-0badc0de")
+    segment.write_bytes(bytes(data))
+    store = MemoryStore(root)
+    try:
+        with caplog.at_level("ERROR", logger="jamey_engine.memory"):
+            assert store.count("working") == 2
+        with pytest.raises(NotFound):
+            store.get("working", records[2][0])
+    finally:
+        store.close()
+    assert not list((root / "working").glob("*.damaged-*"))
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert _scrape(engine, "memory_log_damaged_records_total", "working") == 0
 
 
 # -- crashes -------------------------------------------------------------------------------

@@ -35,7 +35,9 @@ def hold_writer(index_path: str, ready: str, release: str, max_seconds: float = 
     writer.wait_merging_threads()
 
 
-def write_until_killed(root: str, threads: int = 32, flush_interval: float = 0.05) -> None:
+def write_until_killed(
+    root: str, threads: int = 32, flush_interval: float = 0.05, flusher: str = "inline"
+) -> None:
     """Store memories from ``threads`` threads until killed, printing each acknowledged write.
 
     Lines are ``one <id>`` for a single store and ``batch <tag> <id> <id> <id>`` for a batch
@@ -46,7 +48,7 @@ def write_until_killed(root: str, threads: int = 32, flush_interval: float = 0.0
     import threading
     import uuid
 
-    store = MemoryStore(Path(root), lock_timeout=30.0, flush_interval=flush_interval)
+    store = MemoryStore(Path(root), lock_timeout=30.0, flush_interval=flush_interval, flusher=flusher)
     store.sizes()
     out = threading.Lock()
     print("ready", flush=True)
@@ -71,11 +73,13 @@ def write_until_killed(root: str, threads: int = 32, flush_interval: float = 0.0
         time.sleep(1)
 
 
-def store_and_wait(root: str, content: str, flush_interval: float, seconds: float) -> None:
+def store_and_wait(
+    root: str, content: str, flush_interval: float, seconds: float, flusher: str = "inline"
+) -> None:
     """Store one memory, print its id, and stay alive (unclosed) for ``seconds``."""
     import sys
 
-    store = MemoryStore(Path(root), flush_interval=flush_interval)
+    store = MemoryStore(Path(root), flush_interval=flush_interval, flusher=flusher)
     memory = store.store("working", content)
     sys.stdout.write(f"{memory.id} {time.time()}\n")
     sys.stdout.flush()
@@ -117,3 +121,57 @@ def apply_retention_stopped_before_the_switch(data_dir: str, said: str) -> None:
 
     prune._catch_up = stop_here  # type: ignore[assignment]
     Engine(Settings.from_env({"JAMEY_DATA_DIR": data_dir})).apply_retention(actor="tester")
+
+
+def flush_and_die_at(root: str, point: str) -> None:
+    """Flush the episodic layer's log (as the flusher does) and die by SIGKILL at ``point``:
+    ``sealed`` (epoch raised, nothing read), ``marked`` (the flush marker written, before the
+    commit), ``committed`` (the commit in the index, before the flushed mark), ``deleting``
+    (the mark written, one segment file removed, the others not)."""
+    import os
+    import signal
+
+    from jamey_engine.memory import wal as wal_module
+    from jamey_engine.memory.wal import LayerLog
+
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if point == "sealed":
+        real_seal = LayerLog.seal
+
+        def seal(self: LayerLog) -> int:
+            real_seal(self)
+            die()
+            return 0
+
+        LayerLog.seal = seal  # type: ignore[method-assign]
+    elif point == "marked":
+        real_begin = LayerLog.begin_flush
+
+        def begin(self: LayerLog, upto: int) -> bool:
+            real_begin(self, upto)
+            die()
+            return False
+
+        LayerLog.begin_flush = begin  # type: ignore[method-assign]
+    elif point == "committed":
+
+        def end(self: LayerLog, upto: int, seconds: float | None = None) -> None:
+            die()
+
+        LayerLog.end_flush = end  # type: ignore[method-assign]
+    elif point == "deleting":
+        real_unlink = os.unlink
+
+        def unlink(path: object, *args: object, **kwargs: object) -> None:
+            real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+            if os.path.basename(str(path)).startswith("wal-"):
+                die()
+
+        wal_module.os.unlink = unlink  # type: ignore[assignment]
+    else:
+        raise ValueError(point)
+    store = MemoryStore(Path(root), lock_timeout=30.0, flush_interval=3600)
+    store.flush_layer("episodic")
+    os._exit(1)  # not reached: the flush had nothing to do
