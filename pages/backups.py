@@ -5,6 +5,8 @@ ran each backup, restore, prune and deletion."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 import streamlit as st
 
@@ -12,11 +14,14 @@ import workbench_ui as ui
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import InvalidInput, Unavailable
 from jamey_engine.oplog import recent_operations
+from jamey_engine.plans.actions import get_action
+from jamey_engine.plans.vault_actions import retention_rows
 from workbench_ui import charts, plans
 
 FLASH = "backups_flash"  # a success message to show after a rerun
 RESTORE_SLOT = "backups_restore"  # the plan component's slots (workbench_ui.plans)
 DELETE_SLOT = "backups_delete"
+RETENTION_SLOT = "backups_retention"
 
 ui.require_session("ops:read")
 st.title("Backups")
@@ -118,43 +123,47 @@ plans.panel(DELETE_SLOT, title="Deletion plan")
 with ui.shown_errors("The retention plan"):
     if backups:
         st.subheader("Retention plan")
-        # TODO(backup28): call the engine's backup retention plan function once it lands,
-        # instead of reading the tiers here.
-        from jamey_engine.vault import tiers
-
-        policy = tiers.Policy.from_settings(engine.settings)
-        decisions = tiers.plan([(b.id, b.created_at) for b in backups if b.location != "remote"], policy, now)
         st.caption(
             "What the configured retention (JAMEY_BACKUP_KEEP, _KEEP_DAYS, _KEEP_DAILY, _KEEP_WEEKLY, "
-            "_KEEP_MONTHLY) keeps, and why; a backup with no reason goes at the next retention run."
+            "_KEEP_MONTHLY, and _REMOTE_KEEP_* off-site) keeps, and why; a backup with no reason goes "
+            "at the next retention run. The same table as `jamey backup retention plan`."
         )
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "id": decision.id,
-                        "created": decision.created_at,
-                        "kept": "yes" if decision.keep else "no: deleted next",
-                        "why": ", ".join(decision.reasons) or "no rule keeps it",
-                    }
-                    for decision in decisions
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
-            key="retention_plan",
-        )
+        for where, decisions in retention_rows(engine).items():
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {
+                            "where": where,
+                            "id": decision["id"],
+                            "created": datetime.fromisoformat(decision["created_at"]),
+                            "kept": "yes" if decision["keep"] else "no: deleted next",
+                            "why": ", ".join(decision["reasons"]) or "no rule keeps it",
+                        }
+                        for decision in decisions
+                    ],
+                    columns=["where", "id", "created", "kept", "why"],
+                ),
+                hide_index=True,
+                width="stretch",
+                key=f"retention_plan_{where}",
+            )
 
 # --- retention ------------------------------------------------------------------------------
 with ui.shown_errors("Retention"):
     st.subheader("Retention")
-    if not ui.can("admin"):
-        st.caption("Changing backup retention needs the admin scope.")
+    retention_scope = get_action("backup-delete").scope
+    if not ui.can(retention_scope):
+        st.caption(f"Applying backup retention needs the {retention_scope} scope.")
         ui.stop_section()
     current = ui.settings()
+    st.caption(
+        "Plan what the retention deletes (a backup-delete plan, as from the CLI and the API): the "
+        "configured policy, or the two rules below for local backups only."
+    )
     with st.form("retention"):
-        r1, r2 = st.columns(2)
-        keep_last = r1.number_input(
+        r1, r2, r3 = st.columns(3)
+        use_rules = r1.toggle("Use these rules instead", key="retention_rules")
+        keep_last = r2.number_input(
             "Keep the newest",
             min_value=0,
             step=1,
@@ -162,7 +171,7 @@ with ui.shown_errors("Retention"):
             key="keep_last",
             help="0: no count rule",
         )
-        keep_days = r2.number_input(
+        keep_days = r3.number_input(
             "Keep every backup younger than (days)",
             min_value=0,
             step=1,
@@ -170,20 +179,19 @@ with ui.shown_errors("Retention"):
             key="keep_days",
             help="0: no age rule",
         )
-        apply = st.form_submit_button("Apply retention")
-    if apply:
-        if not keep_last and not keep_days:
-            raise InvalidInput("Set at least one rule: keep the newest N, or keep days > 0.")
-        actor = ui.authorize("admin")
-        deleted = engine.vault.retain(
-            keep_last=int(keep_last) or None, keep_days=int(keep_days) or None, actor=actor
-        )
-        st.session_state[FLASH] = (
-            f"Retention deleted {len(deleted)} backup(s): {', '.join(deleted)}."
-            if deleted
-            else "Retention kept every backup."
-        )
-        st.rerun()
+        planned = st.form_submit_button("Plan the retention")
+    if planned:
+        parameters: dict[str, object] = {"retention": True}
+        if use_rules:
+            if not keep_last and not keep_days:
+                raise InvalidInput("Set at least one rule: keep the newest N, or keep days > 0.")
+            if keep_last:
+                parameters["keep_last"] = int(keep_last)
+            if keep_days:
+                parameters["keep_days"] = int(keep_days)
+        plans.forget(RETENTION_SLOT)
+        plans.create(RETENTION_SLOT, "backup-delete", parameters)
+plans.panel(RETENTION_SLOT, title="Retention plan to apply")
 
 # --- operation log --------------------------------------------------------------------------
 with ui.shown_errors("Reading the operation log"):

@@ -13,7 +13,8 @@ from jamey_engine.plans.store import list_plans
 from .conftest import open_page, texts
 
 RESTORE = "FormSubmitter:plan_apply_backups_restore-Apply"
-RETAIN = "FormSubmitter:retention-Apply retention"
+RETAIN = "FormSubmitter:retention-Plan the retention"
+RETAIN_APPLY = "FormSubmitter:plan_apply_backups_retention-Apply"
 
 
 @pytest.fixture
@@ -134,26 +135,35 @@ def test_the_retention_plan_says_why_each_backup_is_kept(with_memories: Engine, 
     assert table.loc[older, "why"]  # a reason, or "no rule keeps it"
 
 
-def test_retention_keeps_the_newest(with_memories: Engine, admin_app: AppTest) -> None:
+def test_retention_keeps_the_newest_through_a_plan(with_memories: Engine, admin_app: AppTest) -> None:
     open_page(admin_app, "backups")
     for _ in range(3):
         create_backup(admin_app)
-    newest = with_memories.vault.list()
-    assert len(newest) == 3
+    backups = [b.id for b in with_memories.vault.list()]
+    assert len(backups) == 3
+    admin_app.toggle(key="retention_rules").set_value(True)
     admin_app.number_input(key="keep_last").set_value(1)
     admin_app.number_input(key="keep_days").set_value(0)
     admin_app.button(key=RETAIN).click().run()
     assert not admin_app.exception, admin_app.exception
-    left = with_memories.vault.list()
-    assert len(left) == 1
-    assert "Retention deleted 2 backup(s)" in texts(admin_app)
+    # Planned, not applied: the plan names what goes, and nothing is deleted yet.
+    (plan,) = [p for p in list_plans(with_memories.db) if p.action == "backup-delete"]
+    assert plan.parameters["retention"] is True and plan.parameters["keep_last"] == 1
+    assert len(with_memories.vault.list()) == 3
+    admin_app.text_input(key="plan_phrase_backups_retention").input(plan.confirm_phrase)
+    admin_app.button(key=RETAIN_APPLY).click().run()
+    assert not admin_app.exception, admin_app.exception
+    assert [b.id for b in with_memories.vault.list()] == backups[:1]
+    assert f"Plan {plan.id} applied (backup-delete" in texts(admin_app)
 
 
 def test_retention_without_a_rule_is_an_inline_error(with_memories: Engine, admin_app: AppTest) -> None:
     open_page(admin_app, "backups")
     create_backup(admin_app)
+    admin_app.toggle(key="retention_rules").set_value(True)
     admin_app.number_input(key="keep_last").set_value(0)
     admin_app.number_input(key="keep_days").set_value(0)
     admin_app.button(key=RETAIN).click().run()
     assert any("at least one rule" in e.value for e in admin_app.error)
     assert len(with_memories.vault.list()) == 1
+    assert [p for p in list_plans(with_memories.db) if p.action == "backup-delete"] == []
