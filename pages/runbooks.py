@@ -27,7 +27,7 @@ from workbench_ui.schedules import show_schedules
 CURRENT = "runbooks_current"  # id of the run this tab follows
 PLAN = "runbooks_plan"  # (runbook, parameters, run id) of the last successful dry run
 STEPS = "runbooks_steps"  # {run id: [cell lines seen]}
-FLOW = ("dry_run", "confirm")  # parameters the flow sets, not the form
+FLOW = ("dry_run", "confirm", "plan_id")  # parameters the flow sets, not the form
 
 viewer = ui.require_session("ops:read")
 st.title("Runbooks")
@@ -191,7 +191,15 @@ if plan and not st.session_state.get(CURRENT):
                     if not confirmation_matches(phrase, typed):
                         raise InvalidInput("The phrase you typed does not match the plan's confirm phrase.")
                     st.session_state.pop(PLAN, None)
-                    _start(catalog[plan_name], {**plan_values, "dry_run": False, "confirm": typed})
+                    applying = {**plan_values, "dry_run": False, "confirm": typed}
+                    if (
+                        isinstance(contract_plan, str)
+                        and contract_plan
+                        and catalog[plan_name].parameter("plan_id")
+                    ):
+                        # Apply exactly the plan shown above (stale if the data moved since), not a new one.
+                        applying["plan_id"] = contract_plan
+                    _start(catalog[plan_name], applying)
                     st.rerun()
 
 # --- history ---------------------------------------------------------------------------------

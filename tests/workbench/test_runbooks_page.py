@@ -12,6 +12,7 @@ from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, seed_memories
 from streamlit.testing.v1 import AppTest
 
 from jamey_engine.engine import Engine
+from jamey_engine.plans import store as plan_store
 from jamey_engine.runbooks import runs
 
 from .conftest import sign_in, texts
@@ -76,6 +77,9 @@ def test_a_deep_link_fills_the_form_and_the_dry_run_then_apply_prunes(
     latest = runs.list_runs(seeded.db, runbook="prune_memories")[0]
     assert latest.status == "succeeded" and latest.actor == "ops-admin"
     assert latest.parameters["dry_run"] is False and latest.parameters["layer"] == "episodic"
+    # The apply applied exactly the dry run's plan, not a new one.
+    assert latest.parameters["plan_id"] == planned.summary["plan_id"]
+    assert plan_store.get(seeded.db, planned.summary["plan_id"]).status == "applied"
     assert engine_documents(seeded, "episodic") == NEW_PER_LAYER
     history = at.dataframe[0].value
     assert list(history["status"][:2]) == ["succeeded", "succeeded"]
