@@ -1,4 +1,6 @@
-"""Every PromQL expression the workbench, the notebooks and the runbooks use, in one place.
+"""The Prometheus client of the workbench, the notebooks and the runbooks. Every PromQL expression
+they use is declared once in ``promql_series`` (the named series and the step policy) and
+re-exported here, so callers keep importing ``promql``.
 
 ``PromQuery`` asks Prometheus (or anything speaking its HTTP API: Thanos, Mimir,
 VictoriaMetrics) through prometheus-api-client and returns tidy pandas DataFrames: one row per
@@ -21,11 +23,9 @@ The alert thresholds are constants here; a test checks they match prometheus/rul
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -36,9 +36,41 @@ from urllib3.util.retry import Retry
 
 from jamey_engine import ports, thresholds
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
+from jamey_engine.observability.promql_series import (  # the named series, re-exported below
+    BACKUP_COUNT_WINDOW,
+    DEFAULT_RATE_WINDOW,
+    MAX_POINTS,
+    QUANTILES,
+    SERIES,
+    STEPS,
+    SeriesSpec,
+    choose_step,
+    promql_duration,
+)
+from jamey_engine.observability.promql_series import utc as _utc
 from jamey_engine.observability.promresult import parse_client_error, tidy, to_float
 from jamey_engine.redact import redact_url, strip_userinfo
 from jamey_engine.urls import NoRedirectSession, excerpt
+
+__all__ = [
+    "BACKUP_AGE_THRESHOLD",
+    "BACKUP_COUNT_WINDOW",
+    "DEFAULT_RATE_WINDOW",
+    "ERROR_RATE_THRESHOLD",
+    "INDEX_SIZE_THRESHOLD",
+    "MAX_POINTS",
+    "P95_LATENCY_THRESHOLD",
+    "QUANTILES",
+    "SERIES",
+    "STEPS",
+    "BadQuery",
+    "NoData",
+    "PromQuery",
+    "PrometheusUnreachable",
+    "SeriesSpec",
+    "choose_step",
+    "promql_duration",
+]
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
@@ -49,16 +81,6 @@ P95_LATENCY_THRESHOLD = thresholds.P95_LATENCY_WARNING_SECONDS
 INDEX_SIZE_THRESHOLD = thresholds.INDEX_SIZE_WARNING_BYTES
 #: Seconds since the last successful backup before JameyBackupTooOld fires.
 BACKUP_AGE_THRESHOLD = thresholds.BACKUP_MAX_AGE.total_seconds()
-
-#: At most this many points per series in a range query.
-MAX_POINTS = 1000
-#: Steps ``choose_step`` picks from, in seconds: round numbers, so cached ranges line up.
-STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
-#: The shortest window a rate is taken over.
-DEFAULT_RATE_WINDOW = timedelta(minutes=5)
-#: Backups are rare: count them over at least an hour.
-BACKUP_COUNT_WINDOW = timedelta(hours=1)
-QUANTILES = ("0.5", "0.95", "0.99")
 
 
 class NoData(NotFound):
@@ -75,126 +97,6 @@ class BadQuery(InvalidInput):
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
-
-
-@dataclass(frozen=True)
-class SeriesSpec:
-    """One named query: its PromQL (built from a selector and a rate window) and label columns."""
-
-    name: str
-    description: str
-    labels: tuple[str, ...]
-    build: Callable[[str, str, str], str]  # (selector, rate window, count window) -> PromQL
-
-
-def _error_rate(sel: str, w: str, _cw: str) -> str:
-    api = f'{{{sel},route!="/metrics"}}'
-    errors = f'{{{sel},route!="/metrics",status=~"5.."}}'
-    return (
-        f"sum(rate(http_requests_total{errors}[{w}])) / sum(rate(http_requests_total{api}[{w}]))"
-        f" or sum(rate(http_requests_total{api}[{w}])) * 0"
-    )
-
-
-def _latency_quantiles(sel: str, w: str, _cw: str) -> str:
-    buckets = f'sum by (le) (rate(http_request_duration_seconds_bucket{{{sel},route!="/metrics"}}[{w}]))'
-    return " or ".join(
-        f'label_replace(histogram_quantile({q}, {buckets}), "quantile", "{q}", "", "")' for q in QUANTILES
-    )
-
-
-SERIES: dict[str, SeriesSpec] = {
-    spec.name: spec
-    for spec in (
-        SeriesSpec("error_rate", "Share of API requests answered 5xx", (), _error_rate),
-        SeriesSpec(
-            "latency_quantiles", "API latency p50/p95/p99 in seconds", ("quantile",), _latency_quantiles
-        ),
-        SeriesSpec(
-            "request_rate",
-            "Requests per second by route and status",
-            ("route", "status"),
-            lambda sel, w, _cw: f"sum by (route, status) (rate(http_requests_total{{{sel}}}[{w}]))",
-        ),
-        SeriesSpec(
-            "backup_counts",
-            "Backups by outcome in the preceding window (at least an hour)",
-            ("status",),
-            lambda sel, _w, cw: f"sum by (status) (increase(backup_operations_total{{{sel}}}[{cw}]))",
-        ),
-        SeriesSpec(
-            "backup_duration",
-            "Duration of the last backup in seconds",
-            (),
-            lambda sel, _w, _cw: f"max(backup_duration_seconds{{{sel}}})",
-        ),
-        SeriesSpec(
-            "backup_size",
-            "Size of the last backup archive in bytes",
-            (),
-            lambda sel, _w, _cw: f"max(backup_size_bytes{{{sel}}})",
-        ),
-        SeriesSpec(
-            "backup_age",
-            "Seconds since the last successful backup",
-            (),
-            lambda sel, _w, _cw: f"time() - max(backup_last_success_timestamp_seconds{{{sel}}})",
-        ),
-        SeriesSpec(
-            "index_size",
-            "Bytes on disk of each memory layer's index",
-            ("layer",),
-            lambda sel, _w, _cw: f"sum by (layer) (memory_index_size_bytes{{{sel}}})",
-        ),
-        SeriesSpec(
-            "total_index_size",
-            "Bytes on disk of all memory indexes",
-            (),
-            lambda sel, _w, _cw: f"sum(memory_index_size_bytes{{{sel}}})",
-        ),
-        SeriesSpec(
-            "index_documents",
-            "Documents in each memory layer",
-            ("layer",),
-            lambda sel, _w, _cw: f"sum by (layer) (memory_documents{{{sel}}})",
-        ),
-        SeriesSpec(
-            "rate_limited",
-            "Requests refused by a rate limit per second, by scope",
-            ("scope",),
-            lambda sel, w, _cw: f"sum by (scope) (rate(rate_limited_requests_total{{{sel}}}[{w}]))",
-        ),
-    )
-}
-
-
-def choose_step(start: datetime, end: datetime) -> timedelta:
-    """The smallest step in ``STEPS`` that keeps ``[start, end]`` within ``MAX_POINTS`` points.
-
-    Raises InvalidInput when ``end`` is not after ``start``.
-    """
-    seconds = (_utc(end, "end") - _utc(start, "start")).total_seconds()
-    if seconds <= 0:
-        raise InvalidInput(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
-    for step in STEPS:
-        if math.floor(seconds / step) + 1 <= MAX_POINTS:
-            return timedelta(seconds=step)
-    return timedelta(seconds=math.ceil(seconds / (MAX_POINTS - 1)))
-
-
-def promql_duration(delta: timedelta) -> str:
-    """A Prometheus duration (``5m``, ``1h``, ``90s``...) for a whole number of seconds."""
-    seconds = max(1, round(delta.total_seconds()))
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def _utc(value: datetime, field: str) -> datetime:
-    if not isinstance(value, datetime):
-        raise InvalidInput(f"{field} must be a datetime, got {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class PromQuery:
