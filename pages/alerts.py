@@ -19,14 +19,13 @@ from jamey_engine.observability.alert_state import AlertView, current_alerts, gr
 from jamey_engine.observability.alertmanager import (
     Alert,
     AlertmanagerClient,
-    create_silence,
-    expire_silence,
     matchers_from_labels,
     matching_alerts,
     parse_matchers,
 )
 from jamey_engine.observability.dashboards import chart_for_alert
 from jamey_engine.observability.promql import PrometheusUnreachable
+from jamey_engine.observability.silences import create_silence, expire_silence
 from jamey_engine.runbooks.alert_evidence import AlertEvidence, evidence_for, latest_evidence
 from jamey_engine.runbooks.alert_guides import GUIDES
 from jamey_engine.runbooks.links import (

@@ -17,11 +17,10 @@ from jamey_engine.observability import alert_acks, alert_history
 from jamey_engine.observability.alert_state import current_alerts
 from jamey_engine.observability.alertmanager import (
     AlertmanagerClient,
-    create_silence,
-    expire_silence,
     parse_matchers,
 )
 from jamey_engine.observability.promql import PromQuery
+from jamey_engine.observability.silences import create_silence, expire_silence
 
 ACTOR = "cli"
 

@@ -8,14 +8,13 @@
   ``NotFound`` (no such silence); never a requests or JSON error.
 
 Silences made through Jamey always carry ``createdBy`` (the actor: a key's name, ``cli``) and a
-comment; :func:`create_silence` and :func:`expire_silence` also record them in the operation log.
+comment; :func:`silences.create_silence` and :func:`silences.expire_silence` also record them in the operation log.
 Matchers (parsing, matching, the guards on them) live in :mod:`.matchers`, re-exported here.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,8 +36,6 @@ from jamey_engine.urls import NoRedirectSession, excerpt
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
-    from jamey_engine.db import Database
-    from jamey_engine.oplog import EventSink
 
 #: Longest silence Jamey creates (Alertmanager itself has no bound).
 MAX_SILENCE = timedelta(days=30)
@@ -371,61 +368,3 @@ class AlertmanagerClient:
 def _check_id(silence_id: str) -> None:
     if not _SILENCE_ID.fullmatch(str(silence_id)):
         raise InvalidInput(f"silence id {silence_id!r} is not an Alertmanager silence id (a UUID)")
-
-
-def create_silence(
-    client: AlertmanagerClient,
-    db: Database,
-    events: EventSink | None,
-    matchers: Sequence[Matcher],
-    duration: timedelta,
-    *,
-    actor: str,
-    comment: str,
-) -> str:
-    """Silence what ``matchers`` catch for ``duration`` from now, as ``actor``, with ``comment``;
-    record it in the operation log (kind ``silence``) and return the silence id.
-
-    Raises InvalidInput for no matcher, an empty comment, or a duration not in (0, 30 days];
-    the client's errors otherwise (a refusal is recorded as a failure). The record is best
-    effort: a database that is down does not undo the silence.
-    """
-    from jamey_engine import oplog
-
-    if duration <= timedelta(0) or duration > MAX_SILENCE:
-        raise InvalidInput(f"silence duration must be above zero and at most {MAX_SILENCE.days} days")
-    started = time.monotonic()
-    text = ", ".join(str(m) for m in matchers)
-    try:
-        silence_id = client.post_silence(
-            matchers, ends_at=utcnow() + duration, created_by=actor, comment=comment
-        )
-    except (AlertmanagerRefused, AlertmanagerUnreachable, EmptyAnswer) as err:
-        oplog.record(
-            db, events, "silence", "failure", time.monotonic() - started,
-            detail=f"silence {text} refused: {err.message}", actor=actor,
-        )  # fmt: skip
-        raise
-    hours = duration.total_seconds() / 3600
-    oplog.record(
-        db, events, "silence", "success", time.monotonic() - started,
-        detail=f"created silence {silence_id} of {text} for {hours:g}h: {comment.strip()}", actor=actor,
-    )  # fmt: skip
-    return silence_id
-
-
-def expire_silence(
-    client: AlertmanagerClient, db: Database, events: EventSink | None, silence_id: str, *, actor: str
-) -> None:
-    """Expire the silence ``silence_id`` now, as ``actor``, and record it in the operation log.
-
-    Raises InvalidInput for a malformed id, NotFound for an unknown one, and the client's errors.
-    """
-    from jamey_engine import oplog
-
-    started = time.monotonic()
-    client.delete_silence(silence_id)
-    oplog.record(
-        db, events, "silence", "success", time.monotonic() - started,
-        detail=f"expired silence {silence_id}", actor=actor,
-    )  # fmt: skip

@@ -30,12 +30,12 @@ from jamey_engine.errors import InvalidInput
 from jamey_engine.observability.alertmanager import (
     AlertmanagerClient,
     Matcher,
-    create_silence,
     matching_alerts,
     parse_matcher,
     parse_matchers,
 )
 from jamey_engine.observability.matchers import MAX_MATCHER_CHARS
+from jamey_engine.observability.silences import create_silence
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_NAMES = sorted(

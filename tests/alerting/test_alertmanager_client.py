@@ -28,13 +28,12 @@ from jamey_engine.observability.alertmanager import (
     AlertmanagerUnreachable,
     EmptyAnswer,
     Matcher,
-    create_silence,
-    expire_silence,
     matchers_from_labels,
     matching_alerts,
     parse_matcher,
     parse_matchers,
 )
+from jamey_engine.observability.silences import create_silence, expire_silence
 
 
 @pytest.fixture(scope="module")

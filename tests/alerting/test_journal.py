@@ -147,7 +147,7 @@ def test_under_systemd_the_diagnosis_reads_the_unit_s_journal(
     assert since == int((starts - timedelta(hours=1)).timestamp())
 
 
-@pytest.mark.parametrize("unit_engine", [f"jamey-test-{uuid.uuid4().hex[:8]}.service"], indirect=True)
+@pytest.mark.parametrize("unit_engine", ["jamey-test-never-installed.service"], indirect=True)
 def test_an_unreadable_journal_falls_back_to_the_stack_s_log_file(unit_engine: Engine) -> None:
     engine = unit_engine
     log = engine.settings.data_dir / "stack" / "service.log"

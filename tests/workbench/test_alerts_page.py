@@ -88,7 +88,8 @@ def test_a_silence_is_expired_only_after_confirmation(
 ) -> None:
     firing(am, alert("JameyHighLatency"))
     client = AlertmanagerClient(am.url)
-    from jamey_engine.observability.alertmanager import Matcher, create_silence
+    from jamey_engine.observability.alertmanager import Matcher
+    from jamey_engine.observability.silences import create_silence
 
     silence_id = create_silence(
         client, engine.db, None, [Matcher("alertname", "JameyHighLatency")], timedelta(hours=1),
