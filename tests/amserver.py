@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import helpers
 import yaml
 from helpers import closed_port, start_on_free_port
 from promserver import REPO, require_binary
@@ -114,11 +113,6 @@ def start_alertmanager(
                 server.stop()
                 raise AssertionError(f"alertmanager not ready within 30s:\n{server.log()}") from None
             time.sleep(0.2)
-
-
-def wait_until(check: Any, timeout: float = 30.0, every: float = 0.2, what: str = "condition") -> Any:
-    """helpers.wait_until with this module's callers' argument names (``what``, ``every``)."""
-    return helpers.wait_until(check, timeout, what, every=every)
 
 
 def alert(name: str, severity: str = "warning", **labels: str) -> dict[str, Any]:

@@ -7,7 +7,6 @@ import os
 import queue
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers import closed_port
+from helpers import closed_port, wait_until
 from private_servers import PrivateMosquitto
 
 from jamey_engine.errors import ConfigError
@@ -65,19 +64,10 @@ def subscriber() -> Iterator[Subscriber]:
     sub.close()
 
 
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
-
-
 def test_published_event_arrives_as_json_on_its_topic(subscriber: Subscriber) -> None:
     publisher = EventPublisher(MQTT_URL)
     try:
-        assert wait_until(lambda: publisher.connected), "publisher never connected to Mosquitto"
+        wait_until(lambda: publisher.connected, 10, "the publisher to connect to Mosquitto", every=0.02)
         marker = uuid.uuid4().hex
         publisher.publish("backup", {"backup_id": marker, "size_bytes": 123})
         while True:
@@ -138,12 +128,14 @@ def test_events_queued_while_the_broker_is_down_are_delivered_after_it_returns(
     subscriber = Subscriber(private_broker.url, persistent=True)
     publisher = EventPublisher(private_broker.url, min_delay=1, max_delay=1)
     try:
-        assert wait_until(lambda: publisher.connected, timeout=30), "publisher never connected"
+        wait_until(lambda: publisher.connected, 30, "the publisher to connect", every=0.02)
         first = uuid.uuid4().hex
         publisher.publish("backup", {"backup_id": first})
         _next_with(subscriber, "backup_id", first)
         private_broker.stop()
-        assert wait_until(lambda: not publisher.connected, timeout=30), "the lost connection went unnoticed"
+        wait_until(
+            lambda: not publisher.connected, 30, "the publisher to notice the lost connection", every=0.02
+        )
         assert publisher.connection_failures >= 1
         queued = [uuid.uuid4().hex for _ in range(3)]
         for marker in queued:
@@ -178,7 +170,7 @@ def test_a_broker_that_is_down_never_blocks_publish_and_counts_failures() -> Non
         publishing = _publish_many_in_a_thread(publisher, 200)
         publishing.join(timeout=30)  # a blocked publish would hang here; speed is for bench/
         assert not publishing.is_alive(), "publish blocked against a down broker"
-        assert wait_until(lambda: publisher.connection_failures >= 1), "no connection failure counted"
+        wait_until(lambda: publisher.connection_failures >= 1, 10, "a counted connection failure", every=0.02)
         assert publisher.connected is False
         assert publisher.pending() == 200  # held for when the broker comes back
     finally:

@@ -147,8 +147,11 @@ def _parameters_for(runbook: Runbook, run: runs.RunRecord, engine: Engine) -> di
 
 
 def _runbook(engine: Engine, name: str) -> Runbook:
-    """The one notebook this run needs (not the whole catalog). Raises NotFound."""
-    found = load_runbook(engine.settings.notebooks_dir / f"{name}.ipynb")
+    """The one notebook this run needs (not the whole catalog). Raises NotFound when it was
+    removed, or is no runbook any more, since the run was queued."""
+    path = engine.settings.notebooks_dir / f"{name}.ipynb"
+    # A removed file is "no longer exists", not a read error quoting the path twice.
+    found = load_runbook(path) if path.is_file() else None
     if found is None:
         raise NotFound(f"runbook {name!r} no longer exists in {engine.settings.notebooks_dir}")
     return found

@@ -123,6 +123,11 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 _signal_group(component.process, signal.SIGKILL)
                 component.process.wait()
+                # Killed without a chance to clean up: whoever reads the terminal or its log should know.
+                self._say(
+                    component,
+                    f"{component.name} did not stop within {timeout:g} s of SIGTERM: killed it (SIGKILL)",
+                )
         for component in running:
             assert component.process is not None
             # Leftovers of the group. Only groups whose leader was reaped just now: the id of

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from amserver import AmServer, alert, start_alertmanager, wait_until
+from amserver import AmServer, alert, start_alertmanager
 from click.testing import CliRunner
-from helpers import free_port
+from helpers import free_port, wait_until
 
 from jamey_engine import oplog
 from jamey_engine.cli import cli
@@ -66,7 +66,8 @@ def am(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AmServer]:
         server.post_alerts(*(alert(name, severity) for name in [*RULE_NAMES, MADE_UP]))
     wait_until(
         lambda: len(AlertmanagerClient(server.url).alerts()) == 2 * (len(RULE_NAMES) + 1),
-        what="every rule's alert (and a made-up one) in Alertmanager",
+        message="every rule's alert (and a made-up one) in Alertmanager",
+        every=0.2,
     )
     yield server
     server.stop()
@@ -129,7 +130,9 @@ def test_a_narrow_regex_is_anchored_as_alertmanager_anchors_it(am: AmServer, eng
 
         if predicted:
             wait_until(
-                lambda want=predicted: suppressed() == want, what="Alertmanager silences what was predicted"
+                lambda want=predicted: suppressed() == want,
+                message="Alertmanager silences what was predicted",
+                every=0.2,
             )
         assert suppressed() == predicted
         client.delete_silence(silence_id)

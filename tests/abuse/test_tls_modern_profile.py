@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import free_port
-from stack.test_stack import healthy, read_until, start_stack, stop, wait_until
+from helpers import free_port, wait_until
+from stack.test_stack import healthy, read_until, start_stack, stop
 
 from jamey_engine.stack.selfsigned import DAYS, RENEW_DAYS_LEFT, ensure_self_signed, lasts_another
 
@@ -46,7 +46,9 @@ def test_the_tls_stack_meets_the_modern_profile_but_for_the_self_signed_path(dat
     process = start_stack(data_dir, ports, None, *flags)
     try:
         read_until(process, "Ctrl-C stops everything")
-        wait_until(lambda: healthy(f"https://127.0.0.1:{https}", verify=False), 60, "nginx over HTTPS")
+        wait_until(
+            lambda: healthy(f"https://127.0.0.1:{https}", verify=False), 60, "nginx over HTTPS", every=0.1
+        )
         output, failed = _sslyze_modern(https)
     finally:
         stop(process)

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from amserver import AmServer, start_alertmanager, wait_until
-from helpers import CHROMIUM, CHROMIUM_ARGS, free_port
+from amserver import AmServer, start_alertmanager
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, wait_until
 from playwright.sync_api import expect, sync_playwright
 from streamlit.testing.v1 import AppTest
 from workbench.conftest import open_page, running_workbench, texts
@@ -59,7 +59,7 @@ def test_an_alert_from_alertmanager_shows_its_text_and_no_foreign_link(
         },
     }
     am.post_alerts(crafted)
-    wait_until(lambda: AlertmanagerClient(am.url).alerts(), what="Alertmanager holds the alert")
+    wait_until(lambda: AlertmanagerClient(am.url).alerts(), message="Alertmanager holds the alert", every=0.2)
     at = open_page(admin_app, "alerts")
     assert not at.exception, at.exception
     page = texts(at)

@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from amserver import AmServer, alert, start_alertmanager, wait_until
-from helpers import closed_port
+from amserver import AmServer, alert, start_alertmanager
+from helpers import closed_port, wait_until
 from promserver import require_binary
 
 from jamey_engine import oplog
@@ -90,7 +90,9 @@ def test_a_silenced_alert_shows_as_suppressed_by_that_silence(
 ) -> None:
     am.post_alerts(alert("JameyTestSilenced", layer="episodic"), alert("JameyTestLoud"))
     alerts = wait_until(
-        lambda: [a for a in client.alerts() if a.alertname.startswith("JameyTest")], what="alerts arrive"
+        lambda: [a for a in client.alerts() if a.alertname.startswith("JameyTest")],
+        message="alerts arrive",
+        every=0.2,
     )
     target = next(a for a in alerts if a.alertname == "JameyTestSilenced")
     matchers = [Matcher("alertname", "JameyTestSilenced")]
@@ -102,7 +104,8 @@ def test_a_silenced_alert_shows_as_suppressed_by_that_silence(
         lambda: [
             a for a in client.alerts() if a.alertname == "JameyTestSilenced" and a.state == "suppressed"
         ],
-        what="the alert is suppressed",
+        message="the alert is suppressed",
+        every=0.2,
     )
     assert silenced[0].silenced_by == (silence_id,)
     loud = next(a for a in client.alerts() if a.alertname == "JameyTestLoud")
@@ -248,7 +251,7 @@ def test_an_inhibited_alert_says_by_what_and_groups_follow_alertmanager(
         views = current_alerts(None, client.alerts(), client.silences())
         return [v for v in views if v.alertname == "JameyTestInhibit" and v.inhibited]
 
-    (view,) = wait_until(inhibited, what="the warning is inhibited")
+    (view,) = wait_until(inhibited, message="the warning is inhibited", every=0.2)
     assert view.severity == "warning" and view.inhibited == ("by JameyTestInhibit (critical)",)
     assert view.status_text == "inhibited by JameyTestInhibit (critical)"
     views = current_alerts(None, client.alerts(), client.silences())

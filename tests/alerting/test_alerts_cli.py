@@ -9,9 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from amserver import AmServer, alert, start_alertmanager, wait_until
+from amserver import AmServer, alert, start_alertmanager
 from click.testing import CliRunner, Result
-from helpers import closed_port
+from helpers import closed_port, wait_until
 from promserver import PromServer
 
 from jamey_engine import oplog
@@ -86,7 +86,11 @@ def test_list_joins_prometheus_and_alertmanager(
 ) -> None:
     am.post_alerts(alert("JameyCliSilenced"))
     client = AlertmanagerClient(am.url)
-    wait_until(lambda: any(a.alertname == "JameyCliSilenced" for a in client.alerts()), what="the alert")
+    wait_until(
+        lambda: any(a.alertname == "JameyCliSilenced" for a in client.alerts()),
+        message="the alert",
+        every=0.2,
+    )
     made = jamey(
         data_dir, "alerts", "silence", "--match", "alertname=JameyCliSilenced", "--for", "1h",
         "--comment", "known", am_url=am.url,
@@ -94,11 +98,13 @@ def test_list_joins_prometheus_and_alertmanager(
     assert made.exit_code == 0, made.output
     wait_until(
         lambda: any(a.state == "suppressed" for a in client.alerts() if a.alertname == "JameyCliSilenced"),
-        what="suppressed",
+        message="suppressed",
+        every=0.2,
     )
     wait_until(
         lambda: backfilled_prometheus.query('ALERTS{alertname="JameyHighErrorRate"}'),
-        what="Prometheus alerts",
+        message="Prometheus alerts",
+        every=0.2,
     )
     result = jamey(data_dir, "alerts", "list", "--json", am_url=am.url, prom_url=backfilled_prometheus.url)
     assert result.exit_code == 0, result.output

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from helpers import free_port, wait_until_listening
+from helpers import free_port, wait_until, wait_until_listening
 from promserver import REPO, launch_prometheus, prometheus_config
 
 from jamey_engine.config import Settings
@@ -132,13 +132,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             service.wait()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.25)
-
-
 def scraped_after(stack: Stack, moment: float, scrapes: int = 2) -> None:
     """Wait until Prometheus has scraped the service ``scrapes`` times after ``moment``."""
 
@@ -148,7 +141,7 @@ def scraped_after(stack: Stack, moment: float, scrapes: int = 2) -> None:
         result = stack.query('timestamp(up{job="jamey"} == 1)')
         return bool(result) and float(result[0]["value"][1]) >= moment + scrapes
 
-    wait_until(done, 30, f"{scrapes} scrapes after the traffic")
+    wait_until(done, 30, f"{scrapes} scrapes after the traffic", every=0.25)
     time.sleep(1.5)  # and a rule evaluation on them
 
 
@@ -220,7 +213,7 @@ def last(frame: pd.DataFrame, **labels: str) -> float:
 
 def test_every_dashboard_series_shows_what_the_traffic_and_backups_did(stack: Stack) -> None:
     started = datetime.now(UTC) - timedelta(seconds=5)
-    wait_until(lambda: bool(stack.query('up{job="jamey"} == 1')), 30, "the first scrape")
+    wait_until(lambda: bool(stack.query('up{job="jamey"} == 1')), 30, "the first scrape", every=0.25)
 
     # Warm-up: one of each kind, so every series exists before the measured traffic.
     warm = traffic(stack, 1)
@@ -268,6 +261,7 @@ def test_every_dashboard_series_shows_what_the_traffic_and_backups_did(stack: St
         lambda: float((stack.query(counted) or [{"value": [0, "0"]}])[0]["value"][1]) >= sum(total.values()),
         30,
         "every request sent counted in a scrape",
+        every=0.25,
     )
     scraped_after(stack, time.time())  # and the recording rules evaluated on those samples
     end = datetime.now(UTC)
@@ -322,9 +316,17 @@ def test_every_dashboard_series_shows_what_the_traffic_and_backups_did(stack: St
     try:
         assert store_values("documents")["working"] == 20 + warm[201] + main[201]
         wait_until(
-            lambda: layer_values("index_documents") == store_values("documents"), 20, "documents to match"
+            lambda: layer_values("index_documents") == store_values("documents"),
+            20,
+            "documents to match",
+            every=0.25,
         )
-        wait_until(lambda: layer_values("index_size") == store_values("bytes"), 20, "index sizes to match")
+        wait_until(
+            lambda: layer_values("index_size") == store_values("bytes"),
+            20,
+            "index sizes to match",
+            every=0.25,
+        )
         total_bytes = sum(store_values("bytes").values())
     finally:
         engine.close()
@@ -350,7 +352,7 @@ def test_every_dashboard_series_shows_what_the_traffic_and_backups_did(stack: St
         alerts = prom.alerts()
         return bool((alerts["alertname"] == "JameyHighErrorRate").any())
 
-    wait_until(error_alert, 15, "JameyHighErrorRate to be pending")
+    wait_until(error_alert, 15, "JameyHighErrorRate to be pending", every=0.25)
     alerts = prom.alerts()
     pending = alerts[alerts["alertname"] == "JameyHighErrorRate"].iloc[0]
     assert pending["state"] == "pending" and pending["severity"] == "warning"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import MQTT_URL, make_settings
-from test_events import Subscriber, wait_until
+from helpers import MQTT_URL, make_settings, wait_until
+from test_events import Subscriber
 
 from jamey_engine.engine import Engine
 from jamey_engine.plans import Actor, approve, plan
@@ -15,7 +15,7 @@ def test_approving_a_plan_publishes_a_plan_approved_event(data_dir: Path) -> Non
     subscriber = Subscriber(MQTT_URL)
     engine = Engine(make_settings(data_dir, JAMEY_MQTT_URL=MQTT_URL, JAMEY_APPROVALS="backup-delete"))
     try:
-        assert wait_until(lambda: engine.events.connected), "publisher never connected to Mosquitto"
+        wait_until(lambda: engine.events.connected, 10, "the publisher to connect to Mosquitto", every=0.02)
         backup = engine.vault.create()
         planned = plan(engine, "backup-delete", {"backup_id": backup.id}, Actor.cli())
         approve(engine, planned.id, Actor("bob", ("admin",), "bobkey"), "old enough")

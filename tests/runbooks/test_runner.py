@@ -6,6 +6,8 @@ import contextlib
 import os
 import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -13,10 +15,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import make_settings
+from helpers import REPO, make_settings, wait_until
 from notebook_factory import make_test_notebooks
 
-from jamey_engine.config import Settings
+from jamey_engine.config import Settings, without_secrets
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Conflict, InvalidInput, NotFound
@@ -59,14 +61,16 @@ def _stop_all(engine: Engine) -> None:
             launch.wait_for_run(engine, run.id, timeout=DEADLINE)
 
 
-def wait_until(check: Callable[[], RunRecord | None], what: str) -> RunRecord:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        found = check()
-        if found is not None:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+def run_runner(engine: Engine, run_id: str) -> subprocess.CompletedProcess[str]:
+    """The runner process for ``run_id`` (as ``launch.start_run`` starts it), run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "jamey_engine.runbooks.runner", run_id],
+        env=without_secrets({**os.environ, **engine.settings.to_environ()}),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
 
 
 def running_in(engine: Engine, run_id: str, cell: int) -> Callable[[], RunRecord | None]:
@@ -145,7 +149,7 @@ def test_a_run_that_fails_keeps_the_failing_cell_and_its_error(sqlite_engine: En
 
 def test_cancel_stops_the_kernel_and_marks_the_run_cancelled(sqlite_engine: Engine) -> None:
     started = launch.start_run(sqlite_engine, "slow", {"seconds": 300}, actor="cli")
-    running = wait_until(running_in(sqlite_engine, started.id, 3), "the sleeping cell")
+    running = wait_until(running_in(sqlite_engine, started.id, 3), DEADLINE, "the sleeping cell", every=0.1)
     kernels = psutil.Process(running.pid).children(recursive=True)
     assert kernels
     launch.cancel_run(sqlite_engine, started.id)
@@ -159,7 +163,7 @@ def test_cancel_stops_the_kernel_and_marks_the_run_cancelled(sqlite_engine: Engi
 
 def test_a_runner_killed_with_sigkill_is_marked_interrupted(sqlite_engine: Engine) -> None:
     started = launch.start_run(sqlite_engine, "slow_change", {"seconds": 300, "dry_run": False}, actor="cli")
-    running = wait_until(running_in(sqlite_engine, started.id, 3), "the sleeping cell")
+    running = wait_until(running_in(sqlite_engine, started.id, 3), DEADLINE, "the sleeping cell", every=0.1)
     assert running.pid is not None
     kernels = psutil.Process(running.pid).children(recursive=True)
     os.kill(running.pid, signal.SIGKILL)
@@ -169,7 +173,7 @@ def test_a_runner_killed_with_sigkill_is_marked_interrupted(sqlite_engine: Engin
         return None if run.active else run
 
     try:
-        found = wait_until(finished, "the reader to find the dead runner")
+        found = wait_until(finished, DEADLINE, "the reader to find the dead runner", every=0.1)
         assert found.status == "interrupted" and "killed or crashed" in str(found.error)
         # The orphaned kernel ends itself (ipykernel watches its parent), so its cell stops too.
         _gone, alive = psutil.wait_procs(kernels, timeout=30)
@@ -273,3 +277,125 @@ def test_retention_never_evicts_a_run_that_changed_data_in_the_last_week(
         assert runs.run_dir(settings, cheap[-1]).exists()  # the newest
     finally:
         engine.close()
+
+
+# -- failure paths: the runbook gone, rendering, a runner that dies, a cancel from another host ---
+@pytest.mark.parametrize("change", ["removed", "no parameters cell any more"])
+def test_a_run_whose_runbook_was_removed_before_it_started_fails_naming_it(
+    sqlite_engine: Engine, nb_dir: Path, change: str
+) -> None:
+    queued = runs.create_run(
+        sqlite_engine.db,
+        runbook="slow_change",
+        parameters={"dry_run": False},
+        actor="alice",
+        changes_data=True,
+    )
+    # Changed between the request and the runner's start.
+    if change == "removed":
+        (nb_dir / "slow_change.ipynb").unlink()
+    else:
+        (nb_dir / "slow_change.ipynb").write_bytes((nb_dir / "plain.ipynb").read_bytes())
+
+    finished = run_runner(sqlite_engine, queued.id)
+
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    done = runs.get_run(sqlite_engine.db, queued.id)
+    assert done.status == "failed", done
+    assert done.error == f"runbook 'slow_change' no longer exists in {nb_dir}"
+    assert done.summary is None and done.finished_at is not None
+    assert not (runs.run_dir(sqlite_engine.settings, queued.id) / runs.NOTEBOOK_FILE).exists()
+    [operation] = recent_operations(sqlite_engine.db, kind="runbook")
+    assert operation["status"] == "failure" and "no longer exists" in str(operation["detail"])
+    # The failed run let go of the one change slot.
+    runs.create_run(sqlite_engine.db, runbook="slow_change", parameters={}, actor="bob", changes_data=True)
+
+
+def test_a_notebook_that_cannot_be_rendered_fails_the_run_and_keeps_its_notebook_and_summary(
+    sqlite_engine: Engine,
+) -> None:
+    queued = runs.create_run(
+        sqlite_engine.db, runbook="ok", parameters={"repeat": 3}, actor="alice", changes_data=False
+    )
+    folder = runs.make_run_dir(sqlite_engine.settings, queued.id)
+    (folder / runs.HTML_FILE).mkdir()  # where the HTML goes, a directory: writing it fails
+
+    finished = run_runner(sqlite_engine, queued.id)
+
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    assert "rendering the executed notebook failed" in finished.stderr  # logged with its traceback
+    done = runs.get_run(sqlite_engine.db, queued.id)
+    assert done.status == "failed", done
+    assert done.error is not None and done.error.startswith("rendering the executed notebook failed: ")
+    assert "Is a directory" in done.error and "\n" not in done.error
+    assert done.summary == {"count": 9, "words": "a b c"}  # the notebook itself ran to the end
+    assert done.error_cell is None  # no cell failed
+    assert "counted 9" in (folder / runs.NOTEBOOK_FILE).read_text()
+    assert recent_operations(sqlite_engine.db, kind="runbook")[0]["status"] == "failure"
+
+
+def test_a_runner_that_crashes_before_its_notebook_marks_the_run_failed_with_the_reason(
+    sqlite_engine: Engine,
+) -> None:
+    queued = runs.create_run(sqlite_engine.db, runbook="ok", parameters={}, actor="alice", changes_data=True)
+    runs.runs_dir(sqlite_engine.settings).mkdir(parents=True)
+    runs.run_dir(sqlite_engine.settings, queued.id).write_text("not a folder")  # its folder cannot be made
+
+    finished = run_runner(sqlite_engine, queued.id)
+
+    assert finished.returncode == 1, finished.stdout + finished.stderr
+    assert f"runbook run {queued.id} failed in the runner" in finished.stderr
+    done = runs.get_run(sqlite_engine.db, queued.id)
+    assert done.status == "failed", done
+    assert done.error is not None and done.error.startswith("the runner failed: ")
+    assert "File exists" in done.error and "\n" not in done.error
+    runs.create_run(sqlite_engine.db, runbook="ok", parameters={}, actor="bob", changes_data=True)
+
+
+def test_a_runner_that_dies_before_taking_its_run_is_found_by_the_next_reader(sqlite_engine: Engine) -> None:
+    """start_run records the runner's pid on the queued row; a runner killed before its first
+    write leaves the run queued, and the next reader (the history, the run view) marks it."""
+    queued = runs.create_run(
+        sqlite_engine.db,
+        runbook="slow_change",
+        parameters={"dry_run": False},
+        actor="alice",
+        changes_data=True,
+    )
+    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        runs.update_run(sqlite_engine.db, queued.id, pid=runner.pid)  # as start_run does
+        assert runs.get_run(sqlite_engine.db, queued.id).status == "queued"  # alive: left alone
+    finally:
+        runner.kill()
+        runner.wait(timeout=30)
+
+    [listed] = runs.list_runs(sqlite_engine.db)
+
+    assert listed.id == queued.id and listed.status == "interrupted", listed
+    assert "killed or crashed" in str(listed.error) and listed.finished_at is not None
+    # Its claim on the change slot went with it: the next data-changing run may start.
+    again = launch.start_run(sqlite_engine, "slow_change", {"seconds": 0, "dry_run": False}, actor="bob")
+    assert launch.wait_for_run(sqlite_engine, again.id, timeout=DEADLINE).status == "succeeded"
+
+
+def test_a_cancel_from_another_host_reaches_the_runner_through_the_cancel_flag(
+    sqlite_engine: Engine,
+) -> None:
+    """A run started on another host cannot be signalled from here: the cancel only sets the
+    row's flag, which that host's runner polls (every second) and obeys."""
+    started = launch.start_run(sqlite_engine, "slow", {"seconds": 300}, actor="cli")
+    running = wait_until(running_in(sqlite_engine, started.id, 3), DEADLINE, "the sleeping cell", every=0.1)
+    kernels = psutil.Process(running.pid).children(recursive=True)
+    runs.update_run(sqlite_engine.db, started.id, host="another-host.example")  # seen from elsewhere
+    try:
+        asked = launch.cancel_run(sqlite_engine, started.id)
+        assert asked.status == "running"  # nothing signalled here: the flag is all there is
+        assert runs.cancel_requested(sqlite_engine.db, started.id)
+        done = launch.wait_for_run(sqlite_engine, started.id, timeout=120)
+    finally:
+        runs.update_run(sqlite_engine.db, started.id, host=running.host)  # so cleanup may signal it
+    assert done.status == "cancelled", done
+    assert done.error == "cancelled: the kernel was stopped"
+    _gone, alive = psutil.wait_procs(kernels, timeout=30)
+    assert not alive

@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from amserver import alert, resolved, start_alertmanager, wait_until
+from amserver import alert, resolved, start_alertmanager
+from helpers import wait_until
 from jsonschema import Draft202012Validator
 from service_support import Persona, RunningServer, TestClient, count_rows, make_persona, sample
 
@@ -313,15 +314,21 @@ def test_a_real_alertmanager_delivers_to_a_real_service_with_the_credentials_fil
             rows = _history(server)["notifications"]
             return [r for r in rows if r["alertname"] == "JameyBackupFailed" and r["status"] == status]
 
-        first = wait_until(lambda: stored("firing"), timeout=60, what="the firing notification is stored")
+        first = wait_until(
+            lambda: stored("firing"), timeout=60, message="the firing notification is stored", every=0.2
+        )
         assert first[0]["severity"] == "critical" and first[0]["layer"] == "working"
         assert first[0]["receiver"] == "critical"
         # Alertmanager repeats the notification every 2 s: still one row.
-        wait_until(lambda: am.log().count("Notify success") >= 3, timeout=60, what="three deliveries")
+        wait_until(
+            lambda: am.log().count("Notify success") >= 3, timeout=60, message="three deliveries", every=0.2
+        )
         assert len(stored("firing")) == 1
 
         am.post_alerts(resolved(firing))
-        done = wait_until(lambda: stored("resolved"), timeout=60, what="the resolution is stored")
+        done = wait_until(
+            lambda: stored("resolved"), timeout=60, message="the resolution is stored", every=0.2
+        )
         assert len(done) == 1
         per_alert = {row["alertname"]: row for row in _history(server)["alerts"]}
         assert per_alert["JameyBackupFailed"]["fired"] == 1

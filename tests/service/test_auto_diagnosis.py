@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from amserver import alert, start_alertmanager, wait_until
+from amserver import alert, start_alertmanager
+from helpers import wait_until
 from promserver import PromServer
 from service_support import RunningServer, TestClient, make_persona
 
@@ -49,17 +50,21 @@ def test_a_delivered_firing_alert_is_diagnosed_once_and_its_verdict_is_on_the_al
     am = start_alertmanager(tmp_path / "am", service_url=server.url, credentials=credentials, repeat="2s")
     try:
         am.post_alerts(alert("JameyBackupTooOld", "critical"))
-        started = wait_until(lambda: _diagnoses(server), timeout=60, what="a diagnosis run by alertmanager")
+        started = wait_until(
+            lambda: _diagnoses(server), timeout=60, message="a diagnosis run by alertmanager", every=0.2
+        )
         run_id = started[0]["id"]
 
         def finished() -> dict[str, Any] | None:
             run = _json(server, "runbook", "runs", "--runbook", "diagnose_alert")[0]
             return run if run["status"] not in ("queued", "running") else None
 
-        done = wait_until(finished, timeout=180, every=1.0, what="the diagnosis run finishes")
+        done = wait_until(finished, timeout=180, every=1.0, message="the diagnosis run finishes")
         assert done["status"] == "succeeded", done
         # Alertmanager repeats the notification every 2 s: still one diagnosis.
-        wait_until(lambda: am.log().count("Notify success") >= 4, timeout=60, what="four deliveries")
+        wait_until(
+            lambda: am.log().count("Notify success") >= 4, timeout=60, message="four deliveries", every=0.2
+        )
         assert [run["id"] for run in _diagnoses(server)] == [run_id]
         assert done["parameters"]["alertname"] == "JameyBackupTooOld"
     finally:

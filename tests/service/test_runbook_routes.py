@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import httpx
+import psutil
+from helpers import wait_until
+from notebook_factory import make_test_notebooks
 from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, seed_memories
 from service_support import TestClient, make_persona
 
@@ -154,3 +159,62 @@ def test_past_the_run_queue_bound_a_start_is_429_with_retry_after_and_nothing_re
         for run_id in (second.json()["id"], first.json()["id"]):
             launch.cancel_run(engine, run_id)
         launch.wait_for_run(engine, first.json()["id"], timeout=DEADLINE)
+
+
+def test_cancelling_a_running_run_over_http_stops_its_kernel_in_a_real_server(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    """`jamey serve` runs the run in its own runner process; a cancel over HTTP ends it
+    ``cancelled`` mid-cell, its kernel gone, and only a key that may run it may stop it."""
+    from jamey_engine.config import Settings
+    from jamey_engine.runbooks import runs
+
+    notebooks = make_test_notebooks(tmp_path / "notebooks")
+    server = serve(JAMEY_NOTEBOOKS_DIR=str(notebooks))
+    engine = Engine(Settings.from_env(server.env))
+    try:
+        operator = make_persona(engine, "olga-ops", ("ops:write",))
+        viewer = make_persona(engine, "victor-viewer", ("ops:read",))
+        # The first request reads the catalog (papermill inspects each notebook): slow under load.
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            started = http.post(
+                "/admin/runbooks/slow/runs", json={"parameters": {"seconds": 300}}, headers=operator.headers
+            )
+            assert started.status_code == 202, started.text
+            run_id = started.json()["id"]
+
+            def sleeping() -> dict[str, Any] | None:
+                run = http.get(f"/admin/runbooks/runs/{run_id}", headers=viewer.headers).json()
+                assert run["status"] in ("queued", "running"), run
+                return run if run["status"] == "running" and (run["cell"]["index"] or 0) >= 3 else None
+
+            wait_until(sleeping, DEADLINE, "the run's sleeping cell", every=0.2)
+            runner = runs.get_run(engine.db, run_id).pid
+            assert runner is not None
+            kernels = psutil.Process(runner).children(recursive=True)
+            assert kernels, "the run has its kernel"
+
+            refused = http.post(f"/admin/runbooks/runs/{run_id}/cancel", headers=viewer.headers)
+            assert refused.status_code == 403 and "ops:write" in refused.json()["error"]
+            assert runs.get_run(engine.db, run_id).status == "running"
+
+            cancelled = http.post(f"/admin/runbooks/runs/{run_id}/cancel", headers=operator.headers)
+            assert cancelled.status_code == 202, cancelled.text
+            assert cancelled.json() == {"id": run_id, "status": "running"}  # stopping: follow with GET
+
+            def finished() -> dict[str, Any] | None:
+                run = http.get(f"/admin/runbooks/runs/{run_id}", headers=viewer.headers).json()
+                return None if run["status"] in ("queued", "running") else run
+
+            done = wait_until(finished, DEADLINE, "the cancelled run to finish", every=0.2)
+            assert done["status"] == "cancelled", done
+            assert done["error"] == "cancelled: the kernel was stopped" and done["finished_at"]
+            assert done["cell"]["index"] == 3 and done["summary"] is None  # stopped mid-cell
+            _gone, alive = psutil.wait_procs(kernels, timeout=30)
+            assert not alive, "the kernel was stopped"
+            again = http.post(f"/admin/runbooks/runs/{run_id}/cancel", headers=operator.headers)
+            assert again.status_code == 409 and "already finished (cancelled)" in again.json()["error"]
+            metrics = http.get("/metrics").text
+            assert 'runbook_runs_total{runbook="slow",status="cancelled"} 1.0' in metrics
+    finally:
+        engine.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from helpers import REDIS_URL
+from helpers import REDIS_URL, wait_until
 from notebook_factory import make_test_notebooks
 from promserver import launch_prometheus, prometheus_config
 from service_support import RunningServer, start_server, stop_server
@@ -44,13 +44,18 @@ def scheduled_runs(engine: Engine) -> list[runs.RunRecord]:
 
 def wait_for_runs(engine: Engine, server: RunningServer, count: int) -> list[runs.RunRecord]:
     """The scheduled runs once ``count`` exist and all have finished (fails at the deadline)."""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
+
+    def finished() -> list[runs.RunRecord] | None:
         found = scheduled_runs(engine)
-        if len(found) >= count and not any(run.active for run in found):
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"{count} scheduled runs did not finish in {DEADLINE}s:\n{server.log()[-3000:]}")
+        return found if len(found) >= count and not any(run.active for run in found) else None
+
+    try:
+        done: list[runs.RunRecord] = wait_until(
+            finished, DEADLINE, f"{count} finished scheduled runs", every=0.5
+        )
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}:\n{server.log()[-3000:]}") from None
+    return done
 
 
 def test_a_one_minute_schedule_runs_once_per_slot_across_two_workers(tmp_path: Path) -> None:

@@ -12,13 +12,13 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from helpers import free_port, make_settings, wait_for_port
+from helpers import free_port, make_settings, wait_for_port, wait_until
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
@@ -194,16 +194,6 @@ def stack_status(data_dir: Path) -> dict[str, dict[str, object]]:
     return {"_stack": payload, **{c["name"]: c for c in payload["components"]}}
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``condition`` until true; return the seconds it took, or fail naming ``what``."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if condition():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout}s")
-
-
 def healthy(url: str, **kwargs: Any) -> bool:
     try:
         return httpx.get(f"{url}/health", timeout=2, **kwargs).status_code == 200
@@ -229,9 +219,12 @@ def test_a_killed_service_comes_back_is_counted_and_prometheus_sees_it_down_then
     try:
         read_until(process, "Ctrl-C stops everything")
         service_url = f"http://127.0.0.1:{ports['service']}"
-        wait_until(lambda: healthy(service_url), 60, "the service answering /health")
+        wait_until(lambda: healthy(service_url), 60, "the service answering /health", every=0.1)
         wait_until(
-            lambda: 1.0 in jamey_up_samples(ports["prometheus"]), 60, "Prometheus scraping the service"
+            lambda: 1.0 in jamey_up_samples(ports["prometheus"]),
+            60,
+            "Prometheus scraping the service",
+            every=0.1,
         )
         before = stack_status(data_dir)["service"]
         assert before["state"] == "running" and before["restarts"] == 0, before
@@ -245,8 +238,8 @@ def test_a_killed_service_comes_back_is_counted_and_prometheus_sees_it_down_then
 
         # The delay before the restart is the supervisor's setting, shown by its log line below
         # ("restarting it in 1 s"); the deadline here only keeps a broken supervisor from hanging.
-        wait_until(restarted, 60, "a new service process after kill -9")
-        wait_until(lambda: healthy(service_url), 60, "the restarted service answering /health")
+        wait_until(restarted, 60, "a new service process after kill -9", every=0.1)
+        wait_until(lambda: healthy(service_url), 60, "the restarted service answering /health", every=0.1)
         after = stack_status(data_dir)["service"]
         assert after["restarts"] == 1 and after["url"] == service_url, after
 
@@ -254,7 +247,7 @@ def test_a_killed_service_comes_back_is_counted_and_prometheus_sees_it_down_then
             samples = jamey_up_samples(ports["prometheus"])
             return 0.0 in samples and samples[-1] == 1.0 and samples.index(0.0) > samples.index(1.0)
 
-        wait_until(down_then_up, 30, "Prometheus recording up == 0 and then up == 1")
+        wait_until(down_then_up, 30, "Prometheus recording up == 0 and then up == 1", every=0.1)
         log = (data_dir / "stack" / "service.log").read_text()
         assert "service exited with code -9; restarting it in 1 s" in log
     finally:
@@ -274,13 +267,18 @@ def test_a_service_that_cannot_start_is_given_up_while_prometheus_and_alertmanag
     process = start_stack(data_dir, ports, None, *fast)
     try:
         read_until(process, "Ctrl-C stops everything")
-        wait_until(lambda: healthy(f"http://127.0.0.1:{ports['service']}"), 60, "the service up")
+        wait_until(lambda: healthy(f"http://127.0.0.1:{ports['service']}"), 60, "the service up", every=0.1)
         # Make the service's part of the data dir unusable: a file where its indexes go.
         (data_dir / "memory").rename(data_dir / "memory.moved")
         (data_dir / "memory").write_text("not a directory")
         os.kill(int(stack_status(data_dir)["service"]["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
 
-        wait_until(lambda: stack_status(data_dir)["service"]["state"] == "failed", 120, "the stack giving up")
+        wait_until(
+            lambda: stack_status(data_dir)["service"]["state"] == "failed",
+            120,
+            "the stack giving up",
+            every=0.1,
+        )
         status = stack_status(data_dir)
         assert status["service"]["restarts"] == 2 and status["service"]["pid"] is None, status
         assert status["prometheus"]["state"] == "running" and status["alertmanager"]["state"] == "running"
@@ -345,7 +343,7 @@ def test_the_tls_stack_serves_the_api_over_tls13_only_and_the_workbench_websocke
         )
         tls13 = ssl.create_default_context(cafile=str(certificate))
         api = f"https://127.0.0.1:{more['https']}"
-        wait_until(lambda: healthy(api, verify=tls13), 60, "/health through nginx over HTTPS")
+        wait_until(lambda: healthy(api, verify=tls13), 60, "/health through nginx over HTTPS", every=0.1)
         response = httpx.get(f"{api}/health", verify=tls13, timeout=5)
         assert response.headers["strict-transport-security"].startswith("max-age=")
         assert response.headers["x-content-type-options"] == "nosniff"
@@ -392,7 +390,12 @@ def test_a_stack_killed_outright_takes_its_processes_with_it_and_reads_as_stoppe
             return True
         return False
 
-    wait_until(lambda: all(closed(p) for p in ports.values()), 30, "every port closed after the stack died")
+    wait_until(
+        lambda: all(closed(p) for p in ports.values()),
+        30,
+        "every port closed after the stack died",
+        every=0.1,
+    )
     status = stack_status(data_dir)
     assert status["_stack"]["state"] == "stopped" and "without stopping cleanly" in status["_stack"]["note"]
     assert status["service"]["state"] == "stopped" and status["service"]["pid"] is None
@@ -415,7 +418,7 @@ def test_the_stacks_processes_use_the_database_the_stack_was_given_by_flag(
     try:
         keys = KEY_PATTERN.findall(read_until(process, "Ctrl-C stops everything"))
         assert len(keys) == 1
-        wait_until(lambda: healthy(f"http://127.0.0.1:{ports['service']}"), 60, "the service up")
+        wait_until(lambda: healthy(f"http://127.0.0.1:{ports['service']}"), 60, "the service up", every=0.1)
         answer = httpx.get(
             f"http://127.0.0.1:{ports['service']}/admin/keys",
             headers={"Authorization": f"Bearer {keys[0]}"},

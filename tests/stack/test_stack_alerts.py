@@ -4,12 +4,11 @@ an owner-only credentials file, and its Alertmanager delivers to its service's w
 from __future__ import annotations
 
 import stat
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
-from helpers import make_settings, wait_for_port
+from helpers import make_settings, wait_for_port, wait_until
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
@@ -20,31 +19,30 @@ from .test_stack import KEY_PATTERN, ports, read_until, start_stack, stop
 __all__ = ["ports"]
 
 
+def _answers_200(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_until_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"{url} not ready within {timeout}s")
+    wait_until(lambda: _answers_200(url), timeout, f"{url} to answer 200", every=0.3)
 
 
 def wait_for_history(data_dir: Path, alertname: str, timeout: float) -> dict[str, object]:
     """The first stored notification of ``alertname`` (Alertmanager's group_wait is 30 s)."""
-    deadline = time.monotonic() + timeout
     engine = Engine(make_settings(data_dir))
+
+    def stored() -> dict[str, object] | None:
+        frame = history_frame(engine.db, utcnow() - timedelta(hours=1), alertname=alertname)
+        return None if frame.empty else dict(frame.iloc[0])
+
     try:
-        while time.monotonic() < deadline:
-            frame = history_frame(engine.db, utcnow() - timedelta(hours=1), alertname=alertname)
-            if not frame.empty:
-                return dict(frame.iloc[0])
-            time.sleep(1)
+        found: dict[str, object] = wait_until(stored, timeout, f"{alertname} delivered", every=1.0)
+        return found
     finally:
         engine.close()
-    raise AssertionError(f"{alertname} was not delivered within {timeout}s")
 
 
 def test_alertmanager_delivers_to_the_webhook_with_an_owner_only_credentials_file(

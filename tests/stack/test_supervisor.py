@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 
 from jamey_engine.stack.supervisor import Component, RestartPolicy, Supervisor
 
@@ -105,3 +108,41 @@ def test_between_an_exit_and_its_restart_the_component_is_restarting_without_a_p
     assert said == ["exiting exited with code 0; restarting it in 30 s"]
     supervisor.stop_all(timeout=5)
     assert exiting.state == "stopped" and changes == ["running", "restarting", "stopped"]
+
+
+STUBBORN = """
+import signal, sys, time
+def ignore(signum, frame):
+    print("got SIGTERM, ignoring it", flush=True)
+signal.signal(signal.SIGTERM, ignore)
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period_and_reported(tmp_path: Path) -> None:
+    said: list[str] = []
+    stubborn = Component(
+        name="stubborn",
+        command=[sys.executable, "-c", STUBBORN],
+        url="",
+        log_path=tmp_path / "stubborn.log",
+    )
+    polite = component(tmp_path, "polite", "exec sleep 60")
+    supervisor = Supervisor([stubborn, polite], FAST, said.append)
+    supervisor.start_all()
+    assert stubborn.process is not None and polite.process is not None
+    wait_until(lambda: "ready" in stubborn.log_path.read_text(), 60, "the stubborn child's SIGTERM handler")
+    grace = 1.0
+    asked = time.monotonic()
+    supervisor.stop_all(timeout=grace)
+    # A lower bound only (a loaded machine can make it later, never earlier): it had its grace.
+    assert time.monotonic() - asked >= grace
+    assert stubborn.process.returncode == -signal.SIGKILL, "SIGKILL ended it"
+    assert "got SIGTERM, ignoring it" in stubborn.log_path.read_text(), "SIGTERM came first"
+    assert polite.process.returncode == -signal.SIGTERM, "a child that obeys SIGTERM is not killed"
+    report = f"stubborn did not stop within {grace:g} s of SIGTERM: killed it (SIGKILL)"
+    assert said == [report], said  # on the terminal, for the stubborn one only
+    assert report in stubborn.log_path.read_text() and "SIGKILL" not in polite.log_path.read_text()
+    assert stubborn.state == "stopped" and polite.state == "stopped"

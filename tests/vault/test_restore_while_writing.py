@@ -8,11 +8,10 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from helpers import free_port, wait_until_listening
+from helpers import free_port, wait_until, wait_until_listening
 
 from jamey_engine.engine import Engine
 
@@ -138,11 +137,18 @@ def test_writes_through_a_running_jamey_serve_after_the_switch_survive_the_resto
     try:
         wait_until_listening(server, port, timeout=30)
         thread.start()
-        _wait_until(lambda: len(acknowledged) >= 5, server)
+        wait_until(
+            lambda: _alive(server) and len(acknowledged) >= 5, 60, "five acknowledged writes", every=0.02
+        )
         plan = engine.vault.restore(backup.id)
         assert plan.switched_at is not None
         switched_at = plan.switched_at
-        _wait_until(lambda: sum(1 for _, t in acknowledged if t > switched_at) >= 10, server)
+        wait_until(
+            lambda: _alive(server) and sum(1 for _, t in acknowledged if t > switched_at) >= 10,
+            60,
+            "ten acknowledged writes after the switch",
+            every=0.02,
+        )
     finally:
         stop.set()
         if thread.is_alive():
@@ -155,9 +161,7 @@ def test_writes_through_a_running_jamey_serve_after_the_switch_survive_the_resto
         assert engine.memory.get("episodic", memory_id).content.startswith("served write")
 
 
-def _wait_until(condition: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert process.poll() is None, "the service process died"
-        assert time.monotonic() < deadline, "the condition did not hold within 60 s"
-        time.sleep(0.02)
+def _alive(process: subprocess.Popen[bytes]) -> bool:
+    """True while ``process`` runs; fails the wait at once when it died."""
+    assert process.poll() is None, "the service process died"
+    return True

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from amserver import AmServer, alert, start_alertmanager, wait_until
+from amserver import AmServer, alert, start_alertmanager
+from helpers import wait_until
 from streamlit.testing.v1 import AppTest
 
 from jamey_engine.durations import utcnow
@@ -37,7 +38,9 @@ def test_an_alert_is_acknowledged_from_the_page_until_it_resolves(
     am: AmServer, admin_app: AppTest, engine: Engine
 ) -> None:
     am.post_alerts(alert("JameyBackupFailed", "critical"))
-    held = wait_until(lambda: AlertmanagerClient(am.url).alerts(), what="Alertmanager holds the alert")
+    held = wait_until(
+        lambda: AlertmanagerClient(am.url).alerts(), message="Alertmanager holds the alert", every=0.2
+    )
     target = held[0]
     assert target.starts_at is not None
     delivered = Notification(target.fingerprint, "firing", target.labels, {}, target.starts_at, None)

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from amserver import alert, start_alertmanager, wait_until
-from helpers import CHROMIUM, CHROMIUM_ARGS, free_port
+from amserver import alert, start_alertmanager
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port, wait_until
 from playwright.sync_api import expect, sync_playwright
 
 from jamey_engine.config import Settings
@@ -44,7 +44,9 @@ def test_the_alert_link_opens_its_evidence_in_the_browser(tmp_path: Path, artifa
     try:
         key = engine.keys.create("browser-admin", scopes=("admin",), actor="test").key
         am.post_alerts(alert("JameyBackupFailed", "critical"))
-        held = wait_until(lambda: AlertmanagerClient(am.url).alerts(), what="Alertmanager holds the alert")[0]
+        held = wait_until(
+            lambda: AlertmanagerClient(am.url).alerts(), message="Alertmanager holds the alert", every=0.2
+        )[0]
         notification = Notification(
             held.fingerprint,
             "firing",

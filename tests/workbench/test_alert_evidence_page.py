@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from amserver import AmServer, alert, start_alertmanager, wait_until
+from amserver import AmServer, alert, start_alertmanager
+from helpers import wait_until
 from promserver import PromServer
 from streamlit.testing.v1 import AppTest
 
@@ -44,7 +45,9 @@ def am(tmp_path: Path, wb_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def diagnosed(am: AmServer, engine: Engine) -> str:
     """JameyBackupFailed firing in Alertmanager, delivered to the history and diagnosed; its fingerprint."""
     am.post_alerts(alert("JameyBackupFailed", "critical"))
-    held = wait_until(lambda: AlertmanagerClient(am.url).alerts(), what="Alertmanager holds the alert")[0]
+    held = wait_until(
+        lambda: AlertmanagerClient(am.url).alerts(), message="Alertmanager holds the alert", every=0.2
+    )[0]
     notification = Notification(
         held.fingerprint,
         "firing",

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from amserver import AmServer, alert, start_alertmanager, wait_until
-from helpers import CHROMIUM, CHROMIUM_ARGS, closed_port
+from amserver import AmServer, alert, start_alertmanager
+from helpers import CHROMIUM, CHROMIUM_ARGS, closed_port, wait_until
 from playwright.sync_api import expect, sync_playwright
 
 from jamey_engine.config import Settings
@@ -53,7 +53,7 @@ def test_an_operator_silences_a_firing_alert_from_the_page(
     url, key, am = alerts_workbench
     am.post_alerts(alert("JameyBackupFailed", "critical", layer="working"))
     client = AlertmanagerClient(am.url)
-    wait_until(lambda: client.alerts(), what="the alert reaches Alertmanager")
+    wait_until(lambda: client.alerts(), message="the alert reaches Alertmanager", every=0.2)
     expect.set_options(timeout=30_000)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -78,7 +78,8 @@ def test_an_operator_silences_a_firing_alert_from_the_page(
             expect(page.get_by_text("Silenced 1 alert(s) until")).to_be_visible()
             wait_until(
                 lambda: [a for a in client.alerts() if a.state == "suppressed"],
-                what="suppressed in Alertmanager",
+                message="suppressed in Alertmanager",
+                every=0.2,
             )
             page.get_by_test_id("stSidebar").get_by_role(
                 "link", name="Alerts", exact=True

@@ -9,7 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from amserver import AmServer, alert, start_alertmanager, wait_until
+from amserver import AmServer, alert, start_alertmanager
+from helpers import wait_until
 from streamlit.testing.v1 import AppTest
 
 from jamey_engine import oplog
@@ -32,7 +33,9 @@ def am(tmp_path: Path, wb_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def firing(am: AmServer, *alerts: dict[str, object]) -> None:
     am.post_alerts(*alerts)
     wait_until(
-        lambda: len(AlertmanagerClient(am.url).alerts()) >= len(alerts), what="Alertmanager holds the alerts"
+        lambda: len(AlertmanagerClient(am.url).alerts()) >= len(alerts),
+        message="Alertmanager holds the alerts",
+        every=0.2,
     )
 
 
@@ -57,7 +60,8 @@ def test_an_alert_is_silenced_from_the_page(am: AmServer, admin_app: AppTest, en
         lambda: [
             a for a in client.alerts() if a.alertname == "JameyBackupFailed" and a.state == "suppressed"
         ],
-        what="the alert is suppressed",
+        message="the alert is suppressed",
+        every=0.2,
     )
     silence = client.silence(silenced[0].silenced_by[0])
     assert silence.created_by == "ops-admin" and silence.comment == "restore in progress"

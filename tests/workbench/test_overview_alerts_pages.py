@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import listening_socket, wait_for_port
+from helpers import listening_socket, wait_for_port, wait_until
 from promserver import PromServer
 from streamlit.testing.v1 import AppTest
 
@@ -49,12 +49,9 @@ def healthy_service(wb_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
 
 
 def wait_for_alert(server: PromServer, name: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.query(f'ALERTS{{alertname="{name}"}}'):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{name} never became pending or firing")
+    wait_until(
+        lambda: server.query(f'ALERTS{{alertname="{name}"}}'), timeout, f"{name} pending or firing", every=0.5
+    )
 
 
 def test_overview_shows_health_and_headline_numbers_colored(

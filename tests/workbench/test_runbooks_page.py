@@ -127,3 +127,57 @@ def test_a_viewer_sees_the_catalog_but_cannot_run(engine: Engine, wb_env: Path, 
     at.button(key="FormSubmitter:rb_form_dedupe_memories-Dry run").click().run()
     assert "lacks the scope 'ops:write'" in texts(at)
     assert runs.list_runs(engine.db) == []
+
+
+@pytest.fixture
+def test_notebooks(wb_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The small test notebooks as the app's catalog (set before the app first runs)."""
+    from notebook_factory import make_test_notebooks
+
+    folder = make_test_notebooks(tmp_path / "notebooks")
+    monkeypatch.setenv("JAMEY_NOTEBOOKS_DIR", str(folder))
+    return folder
+
+
+def test_cancel_on_the_run_view_stops_a_running_run(
+    engine: Engine, wb_env: Path, test_notebooks: Path, admin_app: AppTest
+) -> None:
+    """Started from the form, followed cell by cell, then Cancel: the run ends ``cancelled``,
+    its kernel gone, and the page says so."""
+    import psutil
+
+    at = _open(admin_app)
+    assert not at.exception, at.exception
+    at.selectbox(key="rb_choice").select("slow").run()
+    at.number_input(key="rb_slow_seconds").set_value(300.0)
+    at.button(key="FormSubmitter:rb_form_slow-Run").click().run()
+    assert not at.exception, at.exception
+    [started] = runs.list_runs(engine.db)
+    assert started.runbook == "slow" and started.actor == "ops-admin"
+
+    def sleeping(a: AppTest) -> bool:
+        run = runs.get_run(engine.db, started.id)
+        assert run.active, run
+        return (
+            run.status == "running"
+            and (run.cell_index or 0) >= 3
+            and any(b.key == "rb_cancel" for b in a.button)
+        )
+
+    _until(at, sleeping, "the sleeping cell with a Cancel button")
+    running = runs.get_run(engine.db, started.id)
+    assert running.pid is not None
+    kernels = psutil.Process(running.pid).children(recursive=True)
+    assert kernels
+    at.button(key="rb_cancel").click().run()
+    assert not at.exception, at.exception
+    assert f"Cancelling {started.id}" in texts(at)
+
+    _until(at, lambda a: not runs.get_run(engine.db, started.id).active, "the cancelled run to finish")
+    done = runs.get_run(engine.db, started.id)
+    assert done.status == "cancelled" and done.error == "cancelled: the kernel was stopped", done
+    _gone, alive = psutil.wait_procs(kernels, timeout=30)
+    assert not alive, "the kernel was stopped"
+    at.run()
+    assert not any(b.key == "rb_cancel" for b in at.button), "a finished run has no Cancel button"
+    assert at.dataframe[0].value["status"][0] == "cancelled"
