@@ -33,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench import wrk
 from bench.common import Row, percentile, row
 
@@ -62,6 +64,58 @@ WORDS = [
 ]
 
 
+class GcTimer:
+    """Counts and times the collector's runs in the serving process (a ``gc.callbacks`` timer).
+
+    ``GET /bench/gc`` (bench servers only) answers the counts and pauses since the last call, by
+    generation, and starts over: the benchmark reads it before and after a load run.
+    """
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def install(self) -> None:
+        import gc
+
+        if self._callback not in gc.callbacks:
+            gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self.started)
+
+    def report(self) -> dict[str, Any]:
+        import collections
+        import gc
+
+        pauses, counts = self.pauses, gc.get_count()
+        self.reset()
+        objects = gc.get_objects()
+        types = collections.Counter(type(o).__qualname__ for o in objects).most_common(12)
+        return {
+            f"gen{gen}": {
+                "count": len(times),
+                "total_ms": sum(times) * 1000,
+                "max_ms": max(times, default=0.0) * 1000,
+            }
+            for gen, times in pauses.items()
+        } | {
+            "tracked_objects": len(objects),
+            "top_types": dict(types),
+            "counts": list(counts),
+            "frozen": gc.get_freeze_count(),
+        }
+
+
+GC_TIMER = GcTimer()
+
+
 def bench_app() -> Any:
     """uvicorn factory: the real service app plus ``/bench/open``, /whoami's twin without a key."""
     from fastapi.routing import APIRoute
@@ -85,6 +139,10 @@ def bench_app() -> Any:
         include_in_schema=False,
         route_class_override=APIRoute,
     )
+    service_app.keyed.add_api_route(
+        "/bench/gc", GC_TIMER.report, methods=["GET"], include_in_schema=False, route_class_override=APIRoute
+    )
+    GC_TIMER.install()
     # JAMEY_BENCH_FAST_PATH=0: the same app answering every request through its FastAPI routes,
     # the baseline of what the fast path saves (service/fastpath.py).
     return create_app(Engine(), fast_path=os.environ.get("JAMEY_BENCH_FAST_PATH", "1") != "0")
@@ -133,12 +191,20 @@ class Load:
 
 
 class Server:
-    """``uvicorn bench.bench_service:bench_app --factory`` on a free port, one worker."""
+    """One worker of ``bench.bench_service:bench_app`` (a factory) on a free port, under uvicorn
+    or granian (``server``), with ``env`` added to its environment."""
 
-    def __init__(self, data_dir: Path, fast_path: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        fast_path: bool = True,
+        server: str = "uvicorn",
+        env: dict[str, str] | None = None,
+    ) -> None:
         from tests.helpers import free_port
 
         self.port = free_port()
+        self.server = server
         self.env = {
             **os.environ,
             "JAMEY_BENCH_FAST_PATH": "1" if fast_path else "0",
@@ -146,31 +212,45 @@ class Server:
             "JAMEY_GLOBAL_RATE_LIMIT": GLOBAL_LIMIT,
             "JAMEY_LOG_LEVEL": "warning",
             "JAMEY_MAX_CONTENT_BYTES": "65536",
+            **(env or {}),
         }
-        self.log = (data_dir.parent / "server.log").open("wb")
+        self.log = (data_dir.parent / "server.log").open("ab")
+        target = "bench.bench_service:bench_app"
+        common = [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        if server == "granian":
+            command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", *common,
+                       "--loop", "uvloop", "--workers", "1", target]  # fmt: skip
+        else:
+            command = [sys.executable, "-m", "uvicorn", target, "--factory", *common]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.bench_service:bench_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            env=self.env,
-            cwd=ROOT,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            command, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
         )
         from tests.helpers import wait_for_port
 
         wait_for_port(self.port, timeout=60)
+        # granian binds before its worker has built the app: wait for an answer, not the port.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/bench/gc", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{server} did not answer on port {self.port}")
+            time.sleep(0.2)
+
+    def gc_stats(self) -> dict[str, Any]:
+        """The serving process's collections since the last call (``GET /bench/gc``)."""
+        return dict(httpx.get(f"http://127.0.0.1:{self.port}/bench/gc", timeout=30).json())
 
     def stop(self) -> None:
         self.process.terminate()
