@@ -18,10 +18,17 @@ When the counter storage (Redis) cannot be reached, ``settings.rate_limit_failur
 Either way ``storage_failures`` counts it (the service exports it as a metric). After a failure
 the storage is not tried again for ``RETRY_AFTER_FAILURE`` seconds, so an outage does not add a
 connection attempt to every request.
+
+On the event loop: ``await limiter.ahit(...)`` decides without a thread. With Redis counters it
+sends the same script (``ACQUIRE_PAIR_LUA``) through an asyncio Redis client (``redis.asyncio``,
+one per event loop), so a service request with a cached key never hops to a worker thread for
+its rate-limit decision; in memory it is the same call as ``hit``. Same decisions, same
+failure modes, same timeouts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -29,7 +36,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import limits
@@ -45,6 +52,10 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "jamey"
 RETRY_AFTER_FAILURE = 1.0
 REDIS_TIMEOUT_SECONDS = 0.5
+# ahit's asyncio Redis connections per event loop, and how long a decision waits for a free one
+# (a wait that ends unserved is a storage failure, decided by the failure mode).
+ASYNC_CONNECTIONS = 16
+ASYNC_POOL_WAIT_SECONDS = 5.0
 _COUNTER_KEY_CACHE = 100_000
 
 # What SteadyMemoryStorage.acquire_pair does, in Redis, atomically: one EVALSHA per decision.
@@ -306,6 +317,15 @@ class RateLimiter:
             self._acquire_pair = redis.get_connection().register_script(ACQUIRE_PAIR_LUA.encode())
             self._redis_errors = redis.base_exceptions
             self._global_redis_key = redis.prefixed_key(self._global_counter)
+        # The asyncio clients of ahit, one per event loop (a client's connections belong to the
+        # loop that opened them); None when the URL's scheme has no asyncio client here.
+        self._async_url = self._asyncio_url(storage_url) if self._memory is None else None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._async_errors: tuple[type[Exception], ...] = (OSError, asyncio.TimeoutError)
+        if self._memory is None:
+            from redis.exceptions import RedisError
+
+            self._async_errors += (RedisError,)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -331,6 +351,65 @@ class RateLimiter:
         else:
             return SteadyMemoryStorage(url, wrap_exceptions=True)
         return cast(Storage, storage_from_string(url, wrap_exceptions=True, **options))
+
+    @staticmethod
+    def _asyncio_url(url: str) -> str | None:
+        """The URL for ``redis.asyncio.from_url`` (as limits maps it for the blocking client)."""
+        scheme = urlsplit(url).scheme
+        if scheme in ("redis", "rediss", "unix"):
+            return url
+        if scheme == "redis+unix":
+            return url.replace("redis+unix", "unix", 1)
+        return None  # redis+sentinel and others: ahit runs hit in a worker thread
+
+    def _async_script(self) -> Any:
+        loop = asyncio.get_running_loop()
+        script = self._async.get(loop)
+        if script is None:
+            import redis.asyncio
+
+            # At most ASYNC_CONNECTIONS decisions in flight, the others queue for a connection
+            # (as the blocking path queues for one of the key-check threads): a burst of
+            # requests does not open a connection each.
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                cast(str, self._async_url),
+                max_connections=ASYNC_CONNECTIONS,
+                timeout=ASYNC_POOL_WAIT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+            client = redis.asyncio.Redis(connection_pool=pool)
+            script = self._async[loop] = client.register_script(ACQUIRE_PAIR_LUA.encode())
+        return script
+
+    async def ahit(self, key_id: str, limit: str) -> Decision:
+        """``hit`` for the event loop: the same decision, without blocking it on Redis.
+
+        Redis counters are decided over an asyncio connection (one round trip, the same script);
+        memory counters as ``hit`` decides them (a lock held for microseconds). A storage URL
+        with no asyncio client here (Sentinel) is decided by ``hit`` in a worker thread.
+        """
+        if self._memory is not None:
+            return self.hit(key_id, limit)
+        if self._async_url is None:
+            import anyio.to_thread
+
+            return await anyio.to_thread.run_sync(self.hit, key_id, limit)
+        item = self._limit(limit)
+        if self._failed_until and time.monotonic() < self._failed_until:
+            return self._storage_failed(item, None)
+        counter = self._counter_key(item, limit, key_id)
+        glob = self.global_limit
+        try:
+            verdict, start, used = await self._async_script()(
+                [self._redis.prefixed_key(counter), self._global_redis_key],
+                [time.time(), item.amount, item.get_expiry(), glob.amount, self._global_expiry],
+            )
+        except self._async_errors as err:
+            return self._storage_failed(item, limits.errors.StorageError(err))
+        if verdict == 0 and self._failed_until:
+            self._failed_until = 0.0
+        return self._decision(item, int(verdict), float(start), int(used))
 
     @property
     def storage_name(self) -> str:
@@ -443,7 +522,15 @@ class RateLimiter:
         self._strategy.clear(self._limit(limit), "key", key_id)
 
     def close(self) -> None:
-        """Release the storage's connections."""
+        """Release the storage's connections (the asyncio clients' with their event loops)."""
         close = getattr(getattr(self._storage, "storage", None), "close", None)
         if callable(close) and self._memory is None:
             close()
+        self._async.clear()
+
+    async def aclose(self) -> None:
+        """Close this event loop's asyncio Redis client (an app's shutdown, on its loop)."""
+        loop = asyncio.get_running_loop()
+        script = self._async.pop(loop, None)
+        if script is not None:
+            await script.registered_client.aclose(close_connection_pool=True)

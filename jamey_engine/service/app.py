@@ -214,6 +214,9 @@ def create_app(
                 await run_in_threadpool(schedule.stop)
             if service_metrics.mirror is not None:
                 _mark_dead()
+            limiter = engine.__dict__.get("limiter")
+            if limiter is not None:
+                await limiter.aclose()  # this loop's asyncio Redis connections
             if frozen:
                 heap.unsettle()
             if owns_engine:
