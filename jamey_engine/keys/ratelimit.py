@@ -29,6 +29,7 @@ failure modes, same timeouts.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import threading
@@ -52,10 +53,6 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "jamey"
 RETRY_AFTER_FAILURE = 1.0
 REDIS_TIMEOUT_SECONDS = 0.5
-# ahit's asyncio Redis connections per event loop, and how long a decision waits for a free one
-# (a wait that ends unserved is a storage failure, decided by the failure mode).
-ASYNC_CONNECTIONS = 16
-ASYNC_POOL_WAIT_SECONDS = 5.0
 _COUNTER_KEY_CACHE = 100_000
 
 # What SteadyMemoryStorage.acquire_pair does, in Redis, atomically: one EVALSHA per decision.
@@ -266,6 +263,73 @@ def _sweep_forever(ref: weakref.ReferenceType[SteadyMemoryStorage]) -> None:
         del storage
 
 
+class PipelinedDecisions:
+    """The decisions of one event loop, sent to Redis as pipelines over one connection.
+
+    A decision joins the batch being gathered; one task sends the batch as a pipeline of
+    EVALSHAs (``ACQUIRE_PAIR_LUA``, one per decision) and hands each reply back, while the next
+    batch gathers. Redis runs each script whole, one at a time, so every decision is as atomic
+    as one sent alone: only the socket round trips are shared (at 32 connections a request
+    paid ~200 µs of CPU for its own write, read and connection-pool bookkeeping). A server that
+    lost the script (a restart) is sent it once and the batch again.
+    """
+
+    SHA = hashlib.sha1(ACQUIRE_PAIR_LUA.encode()).hexdigest()  # noqa: S324 (Redis names scripts so)
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._pending: list[tuple[tuple[str, str], tuple[float, ...], asyncio.Future[Any]]] = []
+        self._sending = False
+        self.batches = 0
+
+    async def decide(self, keys: tuple[str, str], args: tuple[float, ...]) -> Any:
+        """The script's reply for one decision (raises the batch's or this reply's error)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, args, future))
+        if not self._sending:
+            self._sending = True
+            asyncio.get_running_loop().create_task(self._send())
+        return await future
+
+    async def _send(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    replies = await self._execute(batch)
+                except Exception as err:  # the connection: every decision of the batch fails
+                    replies = [err] * len(batch)
+                for (_, _, future), reply in zip(batch, replies, strict=True):
+                    if future.done():  # the request went away (cancelled)
+                        continue
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        finally:
+            self._sending = False
+
+    async def _execute(self, batch: list[Any]) -> list[Any]:
+        from redis.exceptions import NoScriptError
+
+        self.batches += 1
+        replies: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for index in todo:
+                keys, args, _ = batch[index]
+                pipe.evalsha(self.SHA, 2, *keys, *args)
+            for index, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                replies[index] = reply
+            # NOSCRIPT: that decision did not run; it is sent again once the script is loaded.
+            todo = [index for index in todo if isinstance(replies[index], NoScriptError)]
+            if not todo or attempt == 2:
+                break
+            await self.client.script_load(ACQUIRE_PAIR_LUA)
+        return replies
+
+
 def parse_limit(text: str, *, field: str = "rate limit") -> limits.RateLimitItem:
     """Parse ``60/minute``-style text into one limit.
 
@@ -362,25 +426,19 @@ class RateLimiter:
             return url.replace("redis+unix", "unix", 1)
         return None  # redis+sentinel and others: ahit runs hit in a worker thread
 
-    def _async_script(self) -> Any:
+    def _batcher(self) -> PipelinedDecisions:
         loop = asyncio.get_running_loop()
-        script = self._async.get(loop)
-        if script is None:
+        batcher = self._async.get(loop)
+        if batcher is None:
             import redis.asyncio
 
-            # At most ASYNC_CONNECTIONS decisions in flight, the others queue for a connection
-            # (as the blocking path queues for one of the key-check threads): a burst of
-            # requests does not open a connection each.
-            pool = redis.asyncio.BlockingConnectionPool.from_url(
+            client = redis.asyncio.from_url(
                 cast(str, self._async_url),
-                max_connections=ASYNC_CONNECTIONS,
-                timeout=ASYNC_POOL_WAIT_SECONDS,
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
             )
-            client = redis.asyncio.Redis(connection_pool=pool)
-            script = self._async[loop] = client.register_script(ACQUIRE_PAIR_LUA.encode())
-        return script
+            batcher = self._async[loop] = PipelinedDecisions(client)
+        return batcher
 
     async def ahit(self, key_id: str, limit: str) -> Decision:
         """``hit`` for the event loop: the same decision, without blocking it on Redis.
@@ -401,9 +459,9 @@ class RateLimiter:
         counter = self._counter_key(item, limit, key_id)
         glob = self.global_limit
         try:
-            verdict, start, used = await self._async_script()(
-                [self._redis.prefixed_key(counter), self._global_redis_key],
-                [time.time(), item.amount, item.get_expiry(), glob.amount, self._global_expiry],
+            verdict, start, used = await self._batcher().decide(
+                (self._redis.prefixed_key(counter), self._global_redis_key),
+                (time.time(), item.amount, item.get_expiry(), glob.amount, self._global_expiry),
             )
         except self._async_errors as err:
             return self._storage_failed(item, limits.errors.StorageError(err))
@@ -530,7 +588,6 @@ class RateLimiter:
 
     async def aclose(self) -> None:
         """Close this event loop's asyncio Redis client (an app's shutdown, on its loop)."""
-        loop = asyncio.get_running_loop()
-        script = self._async.pop(loop, None)
-        if script is not None:
-            await script.registered_client.aclose(close_connection_pool=True)
+        batcher = self._async.pop(asyncio.get_running_loop(), None)
+        if batcher is not None:
+            await batcher.client.aclose()

@@ -17,11 +17,14 @@ import time
 import pytest
 from helpers import REDIS_URL
 from limits.storage import RedisStorage
+from private_servers import PrivateRedis
 
 from jamey_engine.errors import Unavailable
 from jamey_engine.keys.ratelimit import REDIS_TIMEOUT_SECONDS, Decision, RateLimiter, parse_limit
 
-from .test_ratelimit import unique_global_limit, unique_key
+from .test_ratelimit import private_redis, unique_global_limit, unique_key
+
+__all__ = ["private_redis"]  # the fixture, shared with test_ratelimit
 
 
 async def race(limiter: RateLimiter, key_id: str, limit: str, requests: int) -> list[Decision]:
@@ -151,7 +154,7 @@ def test_a_redis_that_never_answers_times_out_on_the_loop() -> None:
 
         async def decide() -> Decision:
             try:
-                options = limiter._async_script().registered_client.connection_pool.connection_kwargs
+                options = limiter._batcher().client.connection_pool.connection_kwargs
                 assert options["socket_timeout"] == options["socket_connect_timeout"] == REDIS_TIMEOUT_SECONDS
                 return await limiter.ahit(unique_key(), "5/minute")
             finally:
@@ -159,4 +162,43 @@ def test_a_redis_that_never_answers_times_out_on_the_loop() -> None:
 
         decision = asyncio.run(decide())
         assert decision.allowed and decision.degraded and limiter.storage_failures == 1
+        limiter.close()
+
+
+@pytest.mark.redis
+def test_racing_decisions_share_pipelined_round_trips() -> None:
+    limiter = RateLimiter(REDIS_URL, "100000/minute")
+
+    async def burst() -> tuple[list[Decision], int]:
+        try:
+            decisions = await asyncio.gather(*(limiter.ahit(unique_key(), "5/minute") for _ in range(100)))
+            return list(decisions), limiter._batcher().batches
+        finally:
+            await limiter.aclose()
+
+    decisions, batches = asyncio.run(burst())
+    limiter.close()
+    assert all(d.allowed and d.remaining == 4 for d in decisions)
+    assert 1 <= batches < 100  # the first decision goes alone, the rest join batches
+
+
+@pytest.mark.redis
+def test_a_redis_that_lost_the_script_is_sent_it_and_decides(private_redis: PrivateRedis) -> None:
+    import redis
+
+    limiter = RateLimiter(private_redis.url, "100000/minute", "closed")
+    key_id = unique_key()
+
+    async def decide(count: int) -> list[Decision]:
+        try:
+            return list(await asyncio.gather(*(limiter.ahit(key_id, "3/minute") for _ in range(count))))
+        finally:
+            await limiter.aclose()
+
+    try:
+        assert sum(d.allowed for d in asyncio.run(decide(2))) == 2
+        redis.Redis.from_url(private_redis.url).script_flush()
+        later = asyncio.run(decide(3))  # NOSCRIPT: loaded again, each decision made exactly once
+        assert sum(d.allowed for d in later) == 1 and limiter.storage_failures == 0
+    finally:
         limiter.close()
