@@ -30,9 +30,12 @@ BIG = 8_000_000  # far over the limit, and far more than the socket buffers hold
 EXPECTED = {"error": f"body: larger than the {LIMIT}-byte limit (JAMEY_MAX_BODY_BYTES)", "status": 413}
 
 
-@pytest.fixture
-def limited(serve: Callable[..., RunningServer]) -> tuple[RunningServer, dict[str, str]]:
-    server = serve(JAMEY_MAX_BODY_BYTES=str(LIMIT))
+@pytest.fixture(params=["uvicorn", "granian"])
+def limited(
+    serve: Callable[..., RunningServer], request: pytest.FixtureRequest
+) -> tuple[RunningServer, dict[str, str]]:
+    # Under either server `jamey serve` can run (JAMEY_SERVER): the bound is the app's.
+    server = serve(JAMEY_MAX_BODY_BYTES=str(LIMIT), JAMEY_SERVER=request.param)
     key = cli_key(server, "big-sender", "memory:read", "memory:write")
     headers = {"X-API-Key": key["key"], "Content-Type": "application/json"}
     return server, headers

@@ -32,11 +32,12 @@ def cli_key(
     return dict(json.loads(result.stdout))
 
 
+@pytest.mark.parametrize("http_server", ["uvicorn", "granian"])
 def test_serve_answers_health_and_keyed_requests_on_the_flag_port(
-    serve: Callable[..., RunningServer],
+    serve: Callable[..., RunningServer], http_server: str
 ) -> None:
     other_port = closed_port()
-    server = serve(JAMEY_PORT=str(other_port))  # --port wins over JAMEY_PORT
+    server = serve(JAMEY_PORT=str(other_port), JAMEY_SERVER=http_server)  # --port wins over JAMEY_PORT
     health = httpx.get(f"{server.url}/health", timeout=10)
     assert health.status_code == 200, health.text
     assert health.json()["status"] == "ok"
@@ -56,6 +57,10 @@ def test_serve_answers_health_and_keyed_requests_on_the_flag_port(
     log = server.log()
     assert key["key"] not in log and key["key"].split("_")[2] not in log
     assert "key=serve-writer" in log  # the access log names the key instead
+    # Both answered by the fast path, and counted in the metrics (shared files under granian).
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    for route in ("/memories", "/memories/search"):
+        assert f'http_fastpath_requests_total{{route="{route}"}} 1.0' in metrics, metrics
 
 
 def test_a_revocation_by_another_process_takes_effect_within_the_cache_bound(
