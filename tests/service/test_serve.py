@@ -144,7 +144,9 @@ def test_a_down_mqtt_broker_never_blocks_or_fails_requests(serve: Callable[..., 
         assert "mqtt_connected 0.0" in client.get("/metrics").text
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--port", "abc"), ("--port", "70000")])
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--port", "abc"), ("--port", "70000"), ("--server", "hypercorn")]
+)
 def test_a_bad_flag_is_one_line_naming_the_flag(tmp_path: Path, flag: str, value: str) -> None:
     from click.testing import CliRunner
 
