@@ -1,6 +1,6 @@
 """Load from Debian's `wrk`: one C thread, so it leaves the cores to the server it measures.
 
-``run`` returns requests/s, the request count, p50/p99 latency and, given the server's pid, the
+``run`` returns requests/s, the request count, p50/p99 latency (and p99.9 with a script) and, given the server's pid, the
 server's CPU per request (from /proc, user + system, all of its threads). Any non-2xx answer or
 socket error makes the run fail loudly: a benchmark of refusals measures nothing.
 ``requests_script`` writes a Lua script that cycles through prepared requests (paths or bodies),
@@ -60,12 +60,16 @@ def parse(out: str) -> dict[str, Any]:
     p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)
     if not (count and p50 and p99):
         raise RuntimeError(f"wrk's report not understood:\n{out}")
-    return {
+    result = {
         "rps": parse_rate(out),
         "requests": int(count.group(1)),
         "p50_ms": _ms(p50.group(1)),
         "p99_ms": _ms(p99.group(1)),
     }
+    p999 = re.search(r"^p99\.9_us: (\d+)", out, re.MULTILINE)  # from requests_script's done()
+    if p999 is not None:
+        result["p999_ms"] = int(p999.group(1)) / 1000
+    return result
 
 
 def run(
@@ -109,6 +113,10 @@ def requests_script(path: Path, method: str, targets: list[str], bodies: list[st
         "  n = n + 1",
         f"  local body = {'bodies[(n % #bodies) + 1]' if bodies is not None else 'nil'}",
         f"  return wrk.format({_lua(method)}, targets[(n % #targets) + 1], nil, body)",
+        "end",
+        # wrk's --latency report stops at p99; the tail beyond it is printed here.
+        "done = function(summary, latency, requests)",
+        '  io.write(string.format("p99.9_us: %d\\n", latency:percentile(99.9)))',
         "end",
     ]
     path.write_text("\n".join(lines) + "\n")

@@ -79,6 +79,12 @@ def _cores_or_positive_int(value: str) -> int:
     return _positive_int(value)
 
 
+def _optional_positive_int(value: str) -> int | None:
+    if not value.strip():
+        return None
+    return _positive_int(value)
+
+
 def _positive_float(value: str) -> float:
     rule = "must be a number above zero"
     try:
@@ -351,6 +357,27 @@ SETTINGS: tuple[Setting, ...] = (
         "1",
         "Service worker processes `jamey serve` runs on one port (more than 1 needs redis:// rate-limit storage).",
         _positive_int,
+    ),
+    Setting(
+        "JAMEY_SERVER",
+        "server",
+        "uvicorn",
+        "HTTP server `jamey serve` runs the service under: uvicorn or granian (docs/benchmarks.md compares them).",
+        _choice("uvicorn", "granian"),
+    ),
+    Setting(
+        "JAMEY_GC_FREEZE",
+        "gc_freeze",
+        "1",
+        "1 moves the objects a service worker holds once started (modules, the app, caches) out of the garbage collector's reach after start-up, so its full collections walk only what requests create (docs/benchmarks.md, the GC pauses).",
+        _flag,
+    ),
+    Setting(
+        "JAMEY_GC_THRESHOLD",
+        "gc_threshold",
+        "",
+        "Allocations between the service worker's young-generation collections (Python's gc threshold0); empty keeps Python's default.",
+        _optional_positive_int,
     ),
     Setting(
         "JAMEY_DEFAULT_RATE_LIMIT",
@@ -706,6 +733,9 @@ class Settings:
     host: str
     port: int
     workers: int
+    server: str
+    gc_freeze: bool
+    gc_threshold: int | None
     default_rate_limit: str
     global_rate_limit: str
     rate_limit_storage: str

@@ -1,4 +1,6 @@
-"""``jamey serve``: run the HTTP service under uvicorn, in one process or several workers.
+"""``jamey serve``: run the HTTP service under uvicorn (or granian), in one process or several workers.
+
+``--server granian`` (or JAMEY_SERVER) serves under granian instead: see ``serve_granian``.
 
 One worker (the default) serves from this process. With ``--workers N`` (or JAMEY_WORKERS)
 above 1, uvicorn's supervisor runs N worker processes on one socket, each a full service on the
@@ -36,7 +38,15 @@ log = logging.getLogger(__name__)
 # must cover a worker's start (imports and app build take several seconds on a loaded 2-core
 # machine; uvicorn's default of 5 s killed every worker there before it could answer).
 WORKER_HEALTHCHECK_SECONDS = 60
-FLAG_VARIABLES = {"JAMEY_HOST": "--host", "JAMEY_PORT": "--port", "JAMEY_WORKERS": "--workers"}
+FLAG_VARIABLES = {
+    "JAMEY_HOST": "--host",
+    "JAMEY_PORT": "--port",
+    "JAMEY_WORKERS": "--workers",
+    "JAMEY_SERVER": "--server",
+}
+# A granian worker that does not stop within this long after SIGTERM is killed (uvicorn's
+# timeout_graceful_shutdown, below, is the same bound).
+GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
 def _uvicorn_options() -> dict[str, Any]:
@@ -45,7 +55,7 @@ def _uvicorn_options() -> dict[str, Any]:
         "access_log": False,  # our access log names the key, never its secret
         "server_header": False,
         "proxy_headers": False,
-        "timeout_graceful_shutdown": 10,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
 
 
@@ -84,7 +94,12 @@ def fresh_metrics_dir(data_dir: Path) -> Path:
     metavar="N",
     help="Worker processes; more than 1 needs redis:// rate-limit storage [env: JAMEY_WORKERS; default 1]",
 )
-def group(host: str | None, port: str | None, workers: str | None) -> None:
+@click.option(
+    "--server",
+    metavar="NAME",
+    help="HTTP server: uvicorn or granian [env: JAMEY_SERVER; default uvicorn]",
+)
+def group(host: str | None, port: str | None, workers: str | None, server: str | None) -> None:
     """Serve the Jamey HTTP API (memories, keys, /health, /metrics) until interrupted."""
     import uvicorn
 
@@ -92,12 +107,13 @@ def group(host: str | None, port: str | None, workers: str | None) -> None:
     from jamey_engine.service import create_app
 
     engine = get_engine()
-    if host is not None or port is not None or workers is not None:
+    if host is not None or port is not None or workers is not None or server is not None:
         # Parse the flags exactly as the variables they override (same validation, same errors).
         raw = {
             "JAMEY_HOST": host or engine.settings.host,
             "JAMEY_PORT": port or str(engine.settings.port),
             "JAMEY_WORKERS": workers or str(engine.settings.workers),
+            "JAMEY_SERVER": server or engine.settings.server,
         }
         try:
             flags = Settings.from_env(raw)
@@ -105,7 +121,7 @@ def group(host: str | None, port: str | None, workers: str | None) -> None:
             flag = FLAG_VARIABLES.get(err.variable, "--host")
             raise InvalidInput(f"{flag} {err.value!r} is invalid: {err.message.split(': ', 1)[-1]}") from None
         engine.settings = engine.settings.with_overrides(
-            host=flags.host, port=flags.port, workers=flags.workers
+            host=flags.host, port=flags.port, workers=flags.workers, server=flags.server
         )
     settings = engine.settings
     assert isinstance(engine, Engine)
@@ -113,6 +129,9 @@ def group(host: str | None, port: str | None, workers: str | None) -> None:
     check_workers(settings)
     supervise_flusher(engine)
     settings = engine.settings
+    if settings.server == "granian":
+        serve_granian(settings)
+        return
     if settings.workers == 1:
         uvicorn.Server(
             uvicorn.Config(
@@ -123,20 +142,7 @@ def group(host: str | None, port: str | None, workers: str | None) -> None:
             )
         ).run()
         return
-    # Every worker parses the same settings: pass the effective ones (flags included) on.
-    os.environ.update(
-        {
-            "JAMEY_DATA_DIR": str(settings.data_dir),
-            "JAMEY_DATABASE_URL": settings.database_url,
-            "JAMEY_BACKUP_DIR": str(settings.backup_dir),
-            "JAMEY_HOST": settings.host,
-            "JAMEY_PORT": str(settings.port),
-            "JAMEY_WORKERS": str(settings.workers),
-        }
-    )
-    metrics_dir = fresh_metrics_dir(settings.data_dir)
-    # Before any worker imports prometheus_client, so their counters go to shared files.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    metrics_dir = worker_environment(settings)
     log.info("serving with %d workers on %s:%d", settings.workers, settings.host, settings.port)
     try:
         uvicorn.run(
@@ -148,6 +154,61 @@ def group(host: str | None, port: str | None, workers: str | None) -> None:
             timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
             **_uvicorn_options(),
         )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def worker_environment(settings: Settings) -> Path:
+    """Put the effective settings (flags included) and a fresh shared-metrics directory into the
+    environment the worker processes inherit; returns that directory (removed at the end)."""
+    os.environ.update(
+        {
+            "JAMEY_DATA_DIR": str(settings.data_dir),
+            "JAMEY_DATABASE_URL": settings.database_url,
+            "JAMEY_BACKUP_DIR": str(settings.backup_dir),
+            "JAMEY_HOST": settings.host,
+            "JAMEY_PORT": str(settings.port),
+            "JAMEY_WORKERS": str(settings.workers),
+            "JAMEY_SERVER": settings.server,
+        }
+    )
+    metrics_dir = fresh_metrics_dir(settings.data_dir)
+    # Before any worker imports prometheus_client, so their counters go to shared files.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    return metrics_dir
+
+
+def serve_granian(settings: Settings) -> None:
+    """Serve under granian (``JAMEY_SERVER=granian``): its Rust HTTP layer, ASGI interface.
+
+    granian runs every worker in a process of its own, one worker included, so each builds its
+    service from the environment (``app_from_env``) as uvicorn's workers do, and the metrics
+    always go through the shared directory. It respawns a worker that dies, and on SIGTERM or
+    Ctrl-C stops the workers, killing one that takes over ``GRACEFUL_SHUTDOWN_SECONDS``.
+    """
+    from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    metrics_dir = worker_environment(settings)
+    log.info(
+        "serving under granian with %d worker(s) on %s:%d", settings.workers, settings.host, settings.port
+    )
+    level = settings.log_level.lower()
+    try:
+        Server(
+            "jamey_engine.service.asgi:app_from_env",
+            address=settings.host,
+            port=settings.port,
+            interface=Interfaces.ASGI,
+            workers=settings.workers,
+            loop=Loops.uvloop,
+            factory=True,
+            log_access=False,  # our access log names the key, never its secret
+            log_level=LogLevels(level if level in LogLevels._value2member_map_ else "warning"),
+            respawn_failed_workers=True,
+            workers_kill_timeout=GRACEFUL_SHUTDOWN_SECONDS,
+        ).serve()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 

@@ -18,10 +18,18 @@ When the counter storage (Redis) cannot be reached, ``settings.rate_limit_failur
 Either way ``storage_failures`` counts it (the service exports it as a metric). After a failure
 the storage is not tried again for ``RETRY_AFTER_FAILURE`` seconds, so an outage does not add a
 connection attempt to every request.
+
+On the event loop: ``await limiter.ahit(...)`` decides without a thread. With Redis counters it
+sends the same script (``ACQUIRE_PAIR_LUA``) through an asyncio Redis client (``redis.asyncio``,
+one per event loop), so a service request with a cached key never hops to a worker thread for
+its rate-limit decision; in memory it is the same call as ``hit``. Same decisions, same
+failure modes, same timeouts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 import math
 import threading
@@ -29,7 +37,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import limits
@@ -260,6 +268,73 @@ def _sweep_forever(ref: weakref.ReferenceType[SteadyMemoryStorage]) -> None:
         del storage
 
 
+class PipelinedDecisions:
+    """The decisions of one event loop, sent to Redis as pipelines over one connection.
+
+    A decision joins the batch being gathered; one task sends the batch as a pipeline of
+    EVALSHAs (``ACQUIRE_PAIR_LUA``, one per decision) and hands each reply back, while the next
+    batch gathers. Redis runs each script whole, one at a time, so every decision is as atomic
+    as one sent alone: only the socket round trips are shared (at 32 connections a request
+    paid ~200 µs of CPU for its own write, read and connection-pool bookkeeping). A server that
+    lost the script (a restart) is sent it once and the batch again.
+    """
+
+    SHA = hashlib.sha1(ACQUIRE_PAIR_LUA.encode()).hexdigest()  # noqa: S324 (Redis names scripts so)
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._pending: list[tuple[tuple[str, str], tuple[float, ...], asyncio.Future[Any]]] = []
+        self._sending = False
+        self.batches = 0
+
+    async def decide(self, keys: tuple[str, str], args: tuple[float, ...]) -> Any:
+        """The script's reply for one decision (raises the batch's or this reply's error)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, args, future))
+        if not self._sending:
+            self._sending = True
+            asyncio.get_running_loop().create_task(self._send())
+        return await future
+
+    async def _send(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    replies = await self._execute(batch)
+                except Exception as err:  # the connection: every decision of the batch fails
+                    replies = [err] * len(batch)
+                for (_, _, future), reply in zip(batch, replies, strict=True):
+                    if future.done():  # the request went away (cancelled)
+                        continue
+                    if isinstance(reply, Exception):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+        finally:
+            self._sending = False
+
+    async def _execute(self, batch: list[Any]) -> list[Any]:
+        from redis.exceptions import NoScriptError
+
+        self.batches += 1
+        replies: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for index in todo:
+                keys, args, _ = batch[index]
+                pipe.evalsha(self.SHA, 2, *keys, *args)
+            for index, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
+                replies[index] = reply
+            # NOSCRIPT: that decision did not run; it is sent again once the script is loaded.
+            todo = [index for index in todo if isinstance(replies[index], NoScriptError)]
+            if not todo or attempt == 2:
+                break
+            await self.client.script_load(ACQUIRE_PAIR_LUA)
+        return replies
+
+
 def parse_limit(text: str, *, field: str = "rate limit", most: int | None = None) -> limits.RateLimitItem:
     """Parse ``60/minute``-style text into one limit.
 
@@ -316,6 +391,15 @@ class RateLimiter:
             self._acquire_pair = redis.get_connection().register_script(ACQUIRE_PAIR_LUA.encode())
             self._redis_errors = redis.base_exceptions
             self._global_redis_key = redis.prefixed_key(self._global_counter)
+        # The asyncio clients of ahit, one per event loop (a client's connections belong to the
+        # loop that opened them); None when the URL's scheme has no asyncio client here.
+        self._async_url = self._asyncio_url(storage_url) if self._memory is None else None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._async_errors: tuple[type[Exception], ...] = (OSError, asyncio.TimeoutError)
+        if self._memory is None:
+            from redis.exceptions import RedisError
+
+            self._async_errors += (RedisError,)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
@@ -341,6 +425,59 @@ class RateLimiter:
         else:
             return SteadyMemoryStorage(url, wrap_exceptions=True)
         return cast(Storage, storage_from_string(url, wrap_exceptions=True, **options))
+
+    @staticmethod
+    def _asyncio_url(url: str) -> str | None:
+        """The URL for ``redis.asyncio.from_url`` (as limits maps it for the blocking client)."""
+        scheme = urlsplit(url).scheme
+        if scheme in ("redis", "rediss", "unix"):
+            return url
+        if scheme == "redis+unix":
+            return url.replace("redis+unix", "unix", 1)
+        return None  # redis+sentinel and others: ahit runs hit in a worker thread
+
+    def _batcher(self) -> PipelinedDecisions:
+        loop = asyncio.get_running_loop()
+        batcher = self._async.get(loop)
+        if batcher is None:
+            import redis.asyncio
+
+            client = redis.asyncio.from_url(
+                cast(str, self._async_url),
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+            batcher = self._async[loop] = PipelinedDecisions(client)
+        return batcher
+
+    async def ahit(self, key_id: str, limit: str) -> Decision:
+        """``hit`` for the event loop: the same decision, without blocking it on Redis.
+
+        Redis counters are decided over an asyncio connection (one round trip, the same script);
+        memory counters as ``hit`` decides them (a lock held for microseconds). A storage URL
+        with no asyncio client here (Sentinel) is decided by ``hit`` in a worker thread.
+        """
+        if self._memory is not None:
+            return self.hit(key_id, limit)
+        if self._async_url is None:
+            import anyio.to_thread
+
+            return await anyio.to_thread.run_sync(self.hit, key_id, limit)
+        item = self._limit(limit)
+        if self._failed_until and time.monotonic() < self._failed_until:
+            return self._storage_failed(item, None)
+        counter = self._counter_key(item, limit, key_id)
+        glob = self.global_limit
+        try:
+            verdict, start, used = await self._batcher().decide(
+                (self._redis.prefixed_key(counter), self._global_redis_key),
+                (time.time(), item.amount, item.get_expiry(), glob.amount, self._global_expiry),
+            )
+        except self._async_errors as err:
+            return self._storage_failed(item, limits.errors.StorageError(err))
+        if verdict == 0 and self._failed_until:
+            self._failed_until = 0.0
+        return self._decision(item, int(verdict), float(start), int(used))
 
     @property
     def storage_name(self) -> str:
@@ -457,7 +594,14 @@ class RateLimiter:
         self._strategy.clear(self._limit(limit), "key", key_id)
 
     def close(self) -> None:
-        """Release the storage's connections."""
+        """Release the storage's connections (the asyncio clients' with their event loops)."""
         close = getattr(getattr(self._storage, "storage", None), "close", None)
         if callable(close) and self._memory is None:
             close()
+        self._async.clear()
+
+    async def aclose(self) -> None:
+        """Close this event loop's asyncio Redis client (an app's shutdown, on its loop)."""
+        batcher = self._async.pop(asyncio.get_running_loop(), None)
+        if batcher is not None:
+            await batcher.client.aclose()

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from jamey_engine import __version__
 from jamey_engine.observability.metrics import build_metrics
+from jamey_engine.service import heap
 from jamey_engine.service.auth import (
     SECURITY_SCHEMES,
     Authenticator,
@@ -200,6 +201,8 @@ def create_app(
 
         await run_in_threadpool(_warm_up, engine)
         running = await run_in_threadpool(_start_schedules, engine) if schedules else []
+        # Last of the start-up: everything built so far lives as long as the worker.
+        frozen = heap.settle(engine.settings)
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(flush_in_background, engine, LAST_USED_FLUSH_EVERY, service_metrics)
@@ -211,6 +214,11 @@ def create_app(
                 await run_in_threadpool(schedule.stop)
             if service_metrics.mirror is not None:
                 _mark_dead()
+            limiter = engine.__dict__.get("limiter")
+            if limiter is not None:
+                await limiter.aclose()  # this loop's asyncio Redis connections
+            if frozen:
+                heap.unsettle()
             if owns_engine:
                 await run_in_threadpool(engine.close)
 

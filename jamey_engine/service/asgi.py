@@ -19,9 +19,15 @@ log = logging.getLogger(__name__)
 
 def app_from_env() -> FastAPI:
     """A full service app on ``Settings.from_env()``, owning its engine and its schedules."""
+    from prometheus_client import values
+
     from jamey_engine.engine import Engine
     from jamey_engine.service import create_app
 
+    # granian forks its workers from a process that imported prometheus_client before
+    # PROMETHEUS_MULTIPROC_DIR was set: choose the value class again, so this worker's metrics
+    # go to the shared files (uvicorn's spawned workers import it afresh and need nothing).
+    values.ValueClass = values.get_value_class()
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     return create_app(Engine(settings), schedules=True, owns_engine=True)

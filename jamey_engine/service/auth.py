@@ -55,9 +55,9 @@ class Authenticator:
     """Verifies keys and charges rate limits for one app, counting both in the metrics.
 
     A worker-thread hop costs more than the check itself (~100 us against ~30 us), so when the
-    KeyManager's cache can answer alone (``verify_cached``: no database) and the limiter counts
-    in memory, the check runs on the event loop. Every other case (first use, an expired cache
-    entry, Redis counters) runs in a worker thread, under the key-check limiter of its own
+    KeyManager's cache can answer alone (``verify_cached``: no database), the check runs on the
+    event loop: the limiter decides in memory, or with Redis counters over an asyncio connection
+    (``RateLimiter.ahit``). The other cases (first use, an expired cache entry) run in a worker thread, under the key-check limiter of its own
     (service/pools.py), so it never waits behind busy routes. The batched last-used write is kept off the
     event loop by ``flush_in_background``.
     """
@@ -68,7 +68,6 @@ class Authenticator:
         self.engine = engine
         self.metrics = metrics
         self.limiters = limiters or ServiceLimiters()
-        self.inline_limiter = engine.settings.rate_limit_storage.startswith("memory")
         self._ok = metrics.key_verifications.labels("ok")
 
     def _cached(self, token: str) -> VerifiedKey | None:
@@ -102,9 +101,10 @@ class Authenticator:
         except KeyRejected as err:
             self.metrics.key_verifications.labels(err.reason).inc()
             raise
-        cached = self._cached(token) if self.inline_limiter else None
+        cached = self._cached(token)
         if cached is not None:
-            key, decision = cached, self.engine.limiter.hit(cached.id, cached.rate_limit)
+            # On the loop: in memory a lock held for microseconds, with Redis one asyncio round trip.
+            key, decision = cached, await self.engine.limiter.ahit(cached.id, cached.rate_limit)
         else:
             # Under its own limiter: never queued behind routes holding the shared threads.
             key, decision = await anyio.to_thread.run_sync(

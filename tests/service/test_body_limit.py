@@ -30,9 +30,12 @@ BIG = 8_000_000  # far over the limit, and far more than the socket buffers hold
 EXPECTED = {"error": f"body: larger than the {LIMIT}-byte limit (JAMEY_MAX_BODY_BYTES)", "status": 413}
 
 
-@pytest.fixture
-def limited(serve: Callable[..., RunningServer]) -> tuple[RunningServer, dict[str, str]]:
-    server = serve(JAMEY_MAX_BODY_BYTES=str(LIMIT))
+@pytest.fixture(params=["uvicorn", "granian"])
+def limited(
+    serve: Callable[..., RunningServer], request: pytest.FixtureRequest
+) -> tuple[RunningServer, dict[str, str]]:
+    # Under either server `jamey serve` can run (JAMEY_SERVER): the bound is the app's.
+    server = serve(JAMEY_MAX_BODY_BYTES=str(LIMIT), JAMEY_SERVER=request.param)
     key = cli_key(server, "big-sender", "memory:read", "memory:write")
     headers = {"X-API-Key": key["key"], "Content-Type": "application/json"}
     return server, headers
@@ -103,6 +106,15 @@ def test_every_stock_client_reads_the_413_and_nothing_is_stored(
             send = {"urllib": send_with_urllib, "requests": send_with_requests, "httpx": send_with_httpx}[
                 client
             ]
+            if client == "urllib" and server.env.get("JAMEY_SERVER") == "granian":
+                # granian closes on the unread body once the 413 is sent, whatever the app drains:
+                # urllib (which reads only after sending it all) sees the connection reset. What
+                # holds under granian too is that nothing over the limit is stored (below).
+                try:
+                    status, answer = send(server.url, headers, body)
+                except urllib.error.URLError as err:
+                    assert isinstance(err.reason, (ConnectionResetError, BrokenPipeError)), err
+                    continue
             status, answer = send(server.url, headers, body)
         assert (status, answer) == (413, EXPECTED)
     assert stored(server, headers) == 0

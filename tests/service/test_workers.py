@@ -45,8 +45,10 @@ def wait_until_healthy(server: RunningServer, timeout: float = 90) -> None:
 
 
 def worker_pids(server: RunningServer) -> set[int]:
-    """The supervisor's live child processes that serve (uvicorn spawns them)."""
+    """The supervisor's live child processes that serve (uvicorn spawns them through
+    multiprocessing, beside its resource tracker; granian forks them, and nothing else)."""
     parent = server.process.pid
+    granian = server.env.get("JAMEY_SERVER") == "granian"
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -57,13 +59,16 @@ def worker_pids(server: RunningServer) -> set[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+        serving = granian or (b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline)
+        if ppid == parent and serving:
             pids.add(int(entry.name))
     return pids
 
 
-@pytest.fixture(scope="module")
-def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+@pytest.fixture(scope="module", params=["uvicorn", "granian"])
+def workers(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RunningServer]:
     base = tmp_path_factory.mktemp("workers")
     data_dir = base / "data"
     data_dir.mkdir()
@@ -74,6 +79,7 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
         JAMEY_RATE_LIMIT_STORAGE=REDIS_URL,
         JAMEY_BACKUP_INTERVAL=f"{int(BACKUP_EVERY)}s",
         JAMEY_BACKUP_KEEP="0",
+        JAMEY_SERVER=request.param,
     )
     try:
         wait_until_healthy(server)
@@ -221,6 +227,13 @@ def test_a_revocation_reaches_both_workers_within_the_cache_bound(workers: Runni
     assert set(statuses) == {401}, statuses
 
 
+def died(server: RunningServer, pid: int) -> bool:
+    """Has the supervisor logged the death of worker ``pid``?"""
+    if server.env.get("JAMEY_SERVER") == "granian":  # granian names workers by number, not pid
+        return "Unexpected exit from worker" in server.log() and "Respawning worker" in server.log()
+    return f"Child process [{pid}] died" in server.log()
+
+
 def test_a_dead_worker_is_replaced_and_the_log_says_so(workers: RunningServer) -> None:
     pids = worker_pids(workers)
     assert len(pids) == 2, pids
@@ -229,19 +242,24 @@ def test_a_dead_worker_is_replaced_and_the_log_says_so(workers: RunningServer) -
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         current = worker_pids(workers)
-        if f"Child process [{victim}] died" in workers.log() and len(current) == 2 and victim not in current:
+        if died(workers, victim) and len(current) == 2 and victim not in current:
             break
         time.sleep(0.3)
-    assert f"Child process [{victim}] died" in workers.log()
+    assert died(workers, victim), workers.log()
     assert len(worker_pids(workers)) == 2
     wait_until_healthy(workers)
 
 
-def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("http_server", ["uvicorn", "granian"])
+def test_sigterm_stops_every_worker(tmp_path: Path, http_server: str) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     server = start_server(
-        data_dir, tmp_path / "serve.log", JAMEY_WORKERS="2", JAMEY_RATE_LIMIT_STORAGE=REDIS_URL
+        data_dir,
+        tmp_path / "serve.log",
+        JAMEY_WORKERS="2",
+        JAMEY_RATE_LIMIT_STORAGE=REDIS_URL,
+        JAMEY_SERVER=http_server,
     )
     try:
         wait_until_healthy(server)
@@ -251,7 +269,8 @@ def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
         assert server.process.wait(timeout=30) == 0
         for pid in children:  # joined by the supervisor before it exited
             assert not Path(f"/proc/{pid}").exists()
-        assert "Application shutdown complete" in server.log()
+        done = "Application shutdown complete" if http_server == "uvicorn" else "Granian shutdown completed"
+        assert done in server.log()
         assert not list((data_dir / "run").glob("metrics-*"))  # the shared metrics are cleaned up
     finally:
         if server.process.poll() is None:
