@@ -115,7 +115,8 @@ def test_every_stock_client_reads_the_413_and_nothing_is_stored(
                 except urllib.error.URLError as err:
                     assert isinstance(err.reason, (ConnectionResetError, BrokenPipeError)), err
                     continue
-            status, answer = send(server.url, headers, body)
+            else:
+                status, answer = send(server.url, headers, body)
         assert (status, answer) == (413, EXPECTED)
     assert stored(server, headers) == 0
     assert "Traceback" not in server.log()

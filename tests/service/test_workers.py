@@ -46,7 +46,8 @@ def wait_until_healthy(server: RunningServer, timeout: float = 90) -> None:
 
 def worker_pids(server: RunningServer) -> set[int]:
     """The supervisor's live child processes that serve (uvicorn spawns them through
-    multiprocessing, beside its resource tracker; granian forks them, and nothing else)."""
+    multiprocessing, beside its resource tracker; granian forks them), not the log's flusher
+    (`jamey serve` starts it too, as ``python -m jamey_engine.memory.flusher``)."""
     parent = server.process.pid
     granian = server.env.get("JAMEY_SERVER") == "granian"
     pids = set()
@@ -59,6 +60,8 @@ def worker_pids(server: RunningServer) -> set[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if b"jamey_engine.memory.flusher" in cmdline:
+            continue
         serving = granian or (b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline)
         if ppid == parent and serving:
             pids.add(int(entry.name))
