@@ -98,6 +98,23 @@ def _lock_new_file_by_name(path: Path) -> int:
     return fd
 
 
+def try_lease(path: Path, mode: int = 0o644) -> int | None:
+    """Take the lease ``path`` (an exclusive flock on it, never blocking) and write this process's
+    pid into it, for people asking who holds it; the open descriptor holds the lease until it is
+    closed (or the process dies), None when another process holds it. Raises OSError when the
+    file cannot be opened."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def is_held(path: Path) -> bool:
     """True when some live process holds a flock (shared or exclusive) on ``path``; False if
     unlocked or missing."""

@@ -16,7 +16,6 @@ holds the layer's flush lock), only wasteful.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
@@ -29,6 +28,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from jamey_engine.errors import JameyError
+from jamey_engine.fsutil import try_lease
 from jamey_engine.memory.layers import LAYERS
 from jamey_engine.memory.store import MemoryStore
 
@@ -53,17 +53,8 @@ class FlusherLease:
         """Take the lease if it is free; True if this process holds it now."""
         if self._fd is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-        return True
+        self._fd = try_lease(self.path)
+        return self._fd is not None
 
     def acquire(self, keep_waiting: Callable[[], bool]) -> bool:
         """Wait for the lease while ``keep_waiting()``; True once held."""

@@ -1,11 +1,14 @@
 """The names the plan contract shares with every door and with the settings: actions and statuses.
 
-Kept free of imports so that ``jamey_engine.config`` can check ``JAMEY_APPROVALS`` against it.
+Each is declared once, as the Literal type the HTTP schemas use, with its tuple of values derived
+from it. Kept free of engine imports so that ``jamey_engine.config`` can check ``JAMEY_APPROVALS`` against it.
 """
 
 from __future__ import annotations
 
-ACTIONS: tuple[str, ...] = (
+from typing import Literal, get_args
+
+ActionName = Literal[
     "prune",
     "dedupe",
     "retention",
@@ -15,8 +18,9 @@ ACTIONS: tuple[str, ...] = (
     "key-rotate",
     "backup",
     "memory-flush",
-)
-STATUSES: tuple[str, ...] = (
+]
+ACTIONS: tuple[str, ...] = get_args(ActionName)
+StatusName = Literal[
     "planned",
     "pending_approval",
     "approved",
@@ -26,6 +30,7 @@ STATUSES: tuple[str, ...] = (
     "failed",
     "expired",
     "stale",
-)
+]
+STATUSES: tuple[str, ...] = get_args(StatusName)
 # A plan in one of these may still be approved or applied; past its expiry it becomes ``expired``.
 OPEN_STATUSES: tuple[str, ...] = ("planned", "pending_approval", "approved")

@@ -16,7 +16,7 @@ from jamey_engine.plans import store
 from jamey_engine.plans.actors import Actor
 from jamey_engine.plans.applying import claim, run_claimed
 from jamey_engine.plans.approvals import approve, reject
-from jamey_engine.plans.names import ACTIONS, STATUSES
+from jamey_engine.plans.names import ActionName, StatusName
 from jamey_engine.plans.planning import plan
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
 from jamey_engine.service.contract import DURATION_PATTERN, NOT_BLANK_PATTERN
@@ -25,21 +25,6 @@ from jamey_engine.service.errors import ERROR_RESPONSES, error_responses
 log = logging.getLogger(__name__)
 
 PlanId = Annotated[str, Path(min_length=1, max_length=40, description="The plan's id.")]
-ActionName = Literal[
-    "prune",
-    "dedupe",
-    "retention",
-    "restore",
-    "backup-delete",
-    "key-revoke",
-    "key-rotate",
-    "backup",
-    "memory-flush",
-]
-StatusName = Literal[
-    "planned", "pending_approval", "approved", "rejected", "applying", "applied", "failed", "expired", "stale"
-]
-assert set(ActionName.__args__) == set(ACTIONS) and set(StatusName.__args__) == set(STATUSES)  # type: ignore[attr-defined]
 
 # Timestamps as the engine writes them (ISO 8601), so the API's plan JSON is the CLI's, byte for byte.
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]

@@ -9,7 +9,6 @@ here is also logged, and the loop tries again after a shorter delay.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jamey_engine.durations import utcnow
+from jamey_engine.fsutil import try_lease
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -57,20 +57,11 @@ class SchedulerLease:
             if self._fd is not None:
                 return True
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._fd = try_lease(self.path, 0o600)
             except OSError as err:
                 log.warning("cannot open the %s lease %s: %s", self.name, self.path, err)
                 return False
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                return False
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())  # for people: who holds it
-            self._fd = fd
-            return True
+            return self._fd is not None
 
     def release(self) -> None:
         """Give the lease up (closing the file drops the lock)."""
@@ -219,21 +210,11 @@ class RetentionScheduler:
 
     def take_lock(self) -> bool:
         """Take the schedule lock if no other process holds it; True when this process holds it."""
-        import fcntl
-        import os
-
         if self._lock_fd is not None:
             return True
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        self._lock_fd = try_lease(self.lock_path)
+        if self._lock_fd is None:
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._lock_fd = fd
         log.info("this process runs the retention schedule (every %s)", self.interval)
         return True
 
