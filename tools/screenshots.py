@@ -6,8 +6,9 @@ On every page it also checks what a person would notice, and fails naming the pa
 - a Markdown icon code shown as text (":material/check_circle:" in a table cell);
 - a raw ISO timestamp with "+00:00" where the pages show "2026-12-06 14:03:07 UTC".
 
-The data: a fresh data dir with keys, memories in three layers and two backups, and the test
-suite's Prometheus with 7 days of backfilled metrics (tests/promserver.py).
+The data: a fresh data dir with keys, memories in three layers and two backups, the test suite's
+Prometheus with 7 days of backfilled metrics (tests/promserver.py), and a real Alertmanager
+with two alerts firing and one silenced (tests/amserver.py).
 
 Usage: python tools/screenshots.py [--out DIR]   (`make screenshots` writes docs/tour/)
 """
@@ -87,6 +88,33 @@ def seed(data_dir: Path) -> str:
         engine.close()
 
 
+def alert_scene(alertmanager: Any) -> None:
+    """What the Alerts page shows on a bad morning: two alerts firing in a real Alertmanager (as
+    Prometheus posts them) and a third one silenced by the on-call person."""
+    from datetime import UTC, datetime
+
+    from amserver import alert
+
+    alertmanager.post_alerts(
+        alert("JameyBackupFailed", "critical"),
+        alert("JameyMemoryIndexTooLarge", "warning", layer="episodic"),
+        alert("JameyApiKeyExpiringSoon", "warning", key="ingest-app"),
+    )
+    now = datetime.now(UTC)
+    alertmanager.api(
+        "/api/v2/silences",
+        {
+            "matchers": [
+                {"name": "alertname", "value": "JameyApiKeyExpiringSoon", "isRegex": False, "isEqual": True}
+            ],
+            "startsAt": now.isoformat(),
+            "endsAt": (now + timedelta(hours=4)).isoformat(),
+            "createdBy": "tour-admin",
+            "comment": "rotation planned for this afternoon",
+        },
+    )
+
+
 def problems_on(page_name: str, text: str) -> list[Finding]:
     found = []
     if "Traceback" in text or "StreamlitAPIException" in text:
@@ -102,6 +130,7 @@ def problems_on(page_name: str, text: str) -> list[Finding]:
 def live_workbench(days: float = 7) -> Iterator[tuple[str, str]]:
     """A real workbench on loopback over a seeded data dir, a running `jamey serve` and the test
     suite's Prometheus with ``days`` of backfilled metrics; yields (workbench URL, admin key)."""
+    from amserver import start_alertmanager
     from helpers import free_port, wait_for_port
     from promserver import start_prometheus
     from workbench.conftest import running_workbench
@@ -113,11 +142,13 @@ def live_workbench(days: float = 7) -> Iterator[tuple[str, str]]:
         key = seed(data)
         prometheus = start_prometheus(work / "prometheus", days=days)
         service_port = free_port()
+        alertmanager = start_alertmanager(work / "alertmanager")
+        alert_scene(alertmanager)
         env = {
             **os.environ,
             "JAMEY_DATA_DIR": str(data),
             "PROMETHEUS_URL": prometheus.url,
-            "ALERTMANAGER_URL": f"http://127.0.0.1:{free_port()}",
+            "ALERTMANAGER_URL": alertmanager.url,
             "JAMEY_SERVICE_URL": f"http://127.0.0.1:{service_port}",
         }
         for name in (
@@ -140,6 +171,7 @@ def live_workbench(days: float = 7) -> Iterator[tuple[str, str]]:
             service.terminate()
             service.wait(timeout=30)
             prometheus.stop()
+            alertmanager.stop()
 
 
 def sign_in(page: Any, url: str, key: str) -> None:
