@@ -128,14 +128,14 @@ def _duration(value: str) -> timedelta:
 
 def _rate_limit_at_most(most: str) -> Callable[[str], str]:
     """A parser of one rate limit such as 60/minute, allowing at most the ``most`` constant of
-    keys/ratelimit.py per window (its moving window keeps one entry per request)."""
+    limit_text.py per window (its moving window keeps one entry per request)."""
 
     def parse(value: str) -> str:
-        from jamey_engine.keys import ratelimit
+        from jamey_engine import limit_text
 
-        cap = int(getattr(ratelimit, most))
+        cap = int(getattr(limit_text, most))
         try:
-            item = ratelimit.parse_limit(value)
+            item = limit_text.parse_limit(value)
         except InvalidInput:
             raise ValueError("not a rate limit such as 60/minute or 10/second") from None
         if item.amount > cap:

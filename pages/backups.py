@@ -153,7 +153,7 @@ with ui.shown_errors("Retention"):
     st.subheader("Retention")
     retention_scope = get_action("backup-delete").scope
     if not ui.can(retention_scope):
-        st.caption(f"Applying backup retention needs the {retention_scope} scope.")
+        st.caption(f"Changing backup retention needs the {retention_scope} scope.")
         ui.stop_section()
     current = ui.settings()
     st.caption(

@@ -46,6 +46,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
+from jamey_engine.limit_text import MAX_GLOBAL_LIMIT, MAX_KEY_LIMIT, parse_limit  # re-exported
 from jamey_engine.redact import redact_url
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,6 @@ KEY_PREFIX = "jamey"
 RETRY_AFTER_FAILURE = 1.0
 REDIS_TIMEOUT_SECONDS = 0.5
 _COUNTER_KEY_CACHE = 100_000
-#: Most requests one key's limit may allow per window (the moving window keeps one entry per
-#: request): a key's own limit and JAMEY_DEFAULT_RATE_LIMIT.
-MAX_KEY_LIMIT = 100_000
-#: Most requests JAMEY_GLOBAL_RATE_LIMIT may allow per window (one entry per request too).
-MAX_GLOBAL_LIMIT = 1_000_000
 
 # What SteadyMemoryStorage.acquire_pair does, in Redis, atomically: one EVALSHA per decision.
 # The counters are limits' own moving-window lists (acquire_moving_window.lua with amount 1:
@@ -333,31 +329,6 @@ class PipelinedDecisions:
                 break
             await self.client.script_load(ACQUIRE_PAIR_LUA)
         return replies
-
-
-def parse_limit(text: str, *, field: str = "rate limit", most: int | None = None) -> limits.RateLimitItem:
-    """Parse ``60/minute``-style text into one limit.
-
-    Raises InvalidInput naming ``field`` and the value when it is not exactly one limit with an
-    amount above zero, or (with ``most``) when it allows more than ``most`` requests per window.
-    """
-    raw = str(text).strip()
-    try:
-        items = limits.parse_many(raw)
-    except ValueError:
-        items = []
-    if len(items) != 1:
-        raise InvalidInput(
-            f"{field} {text!r} is not a rate limit; use an amount and a period, e.g. 60/minute or 10/second"
-        )
-    if items[0].amount <= 0:
-        raise InvalidInput(f"{field} {text!r} must allow at least one request")
-    if most is not None and items[0].amount > most:
-        raise InvalidInput(
-            f"{field} {raw!r}: at most {most:,} requests per window"
-            " (the moving window keeps one entry per request)"
-        )
-    return items[0]
 
 
 class RateLimiter:

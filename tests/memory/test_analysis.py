@@ -65,6 +65,7 @@ def test_memories_frame_pages_through_many_memories_in_the_same_second(
         store.store_batch(
             "semantic", [{"content": f"same second {batch}-{i}", "timestamp": START} for i in range(50)]
         )
+        store.flush()  # one commit each (the log would otherwise index all five in one)
     frame = analysis.memories_frame("semantic", chunk=40)
     assert len(frame) == 250 and frame["id"].is_unique
     store.store_batch("short_term", [("later", START + timedelta(microseconds=900)), ("sooner", START)])

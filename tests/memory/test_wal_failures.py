@@ -21,7 +21,7 @@ from helpers import copies_of_each_id, wait_until
 
 from jamey_engine.errors import Busy, LogCorrupt
 from jamey_engine.memory import MemoryStore
-from jamey_engine.memory.wal import APPEND_LOCK, FLUSH_LOCK, HEAD, encode_add, frame
+from jamey_engine.memory.wal import FLUSH_LOCK, HEAD, encode_add, frame
 
 LAYER = "working"
 
@@ -148,27 +148,6 @@ def test_an_unreadable_record_between_good_ones_is_a_clear_error_and_nothing_is_
 
 
 # -- the lock timeout ---------------------------------------------------------------------------
-def test_an_append_lock_held_past_the_timeout_is_busy_and_stores_nothing(memory_root: Path) -> None:
-    store = _unflushed(memory_root, lock_timeout=0.5)
-    try:
-        kept = store.store(LAYER, "stored before the lock was taken").id
-        segment = _active_segment(memory_root)
-        size = segment.stat().st_size
-        with held_by_another_process(memory_root / LAYER / APPEND_LOCK):
-            with pytest.raises(Busy) as caught:
-                store.store(LAYER, "refused while another process appends")
-            message = str(caught.value)
-            assert f"layer '{LAYER}'" in message and "busy in another process" in message, message
-            assert caught.value.status == 503
-            assert segment.stat().st_size == size, "no byte of the refused memory reached the log"
-            assert [m.id for m in store.search(LAYER, "*")] == [kept]
-        # The lock is free again: the same store writes, and the refused memory never appears.
-        later = store.store(LAYER, "stored after the lock was released").id
-        assert copies_of_each_id(store, LAYER) == {kept: 1, later: 1}
-    finally:
-        store.close()
-
-
 def test_a_flush_lock_held_past_the_timeout_is_busy_and_the_log_keeps_the_records(
     memory_root: Path,
 ) -> None:

@@ -23,7 +23,7 @@ PLOTLY = "application/vnd.plotly.v1+json"
     [
         ("JameyHighErrorRate", {"severity": "warning"}, "8.0% of API requests fail with 5xx", None),
         ("JameyMemoryIndexTooLarge", {"layer": "semantic"}, "Layer semantic's index is", "prune_memories"),
-        ("JameyBackupTooOld", {}, "The last successful backup is", None),
+        ("JameyBackupTooOld", {}, "The last successful backup is", "take_backup"),
     ],
 )
 def test_the_notebook_returns_the_family_s_verdict_evidence_and_charts(

@@ -12,8 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
+from jamey_engine.plans.store import list_plans
 
-from .conftest import open_page, texts
+from .conftest import open_page
 
 
 @pytest.fixture
@@ -25,10 +26,11 @@ def short_locks(monkeypatch: pytest.MonkeyPatch, wb_env: Path) -> None:
 def test_a_busy_index_stops_the_prune_with_a_message(engine: Engine, admin_app: AppTest) -> None:
     engine.memory.store_batch("working", [{"content": "old", "timestamp": utcnow() - timedelta(days=90)}])
     open_page(admin_app, "memory")
-    admin_app.button(key="FormSubmitter:prune-Dry run").click().run()
-    assert "**1 documents**" in texts(admin_app)
+    admin_app.button(key="FormSubmitter:prune-Plan the prune").click().run()
+    (plan,) = list_plans(engine.db)
+    admin_app.text_input(key="plan_phrase_memory_prune").input(plan.confirm_phrase)
     with engine.memory.generations.exclusive("a restore held by the test", timeout=5):
-        admin_app.button(key="prune_confirm").click().run()
+        admin_app.button(key="FormSubmitter:plan_apply_memory_prune-Apply").click().run()
     assert not admin_app.exception, admin_app.exception
     errors = [e.value for e in admin_app.error]
     assert len(errors) == 1 and "being switched to a new generation by another process" in errors[0], errors

@@ -63,7 +63,7 @@ def test_overview_shows_health_and_headline_numbers_colored(
     assert admin_app.success[0].value == f"Service healthy at {healthy_service}/health (HTTP 200, status ok)."
     page = texts(admin_app)
     cards = [m.value for m in admin_app.markdown if m.value.startswith("### ")]
-    assert len(cards) == 4, cards
+    assert len(cards) == 8, cards  # four headline numbers, then four cards of the backups off-site
     assert cards[0] == "### :red[8.00%]", "8% errors is over the 5% threshold"
     assert cards[1] == "### :green[750 ms]", "p95 0.75 s is under 80% of the 1 s threshold"
     # The scenario backs up daily at 03:00 UTC, so the age (and its color) depends on the hour.
@@ -124,7 +124,12 @@ def test_overview_with_everything_down_says_so_and_still_renders(admin_app: AppT
     assert errors[0].count("http://") == 1, "the URL is said once"
     assert "jamey serve" in errors[0]
     assert sum("Prometheus unreachable at" in e for e in errors) == 2, errors  # headline and alerts
-    assert [s.value for s in admin_app.subheader] == ["Headline numbers", "Firing alerts", "Installation"]
+    assert [s.value for s in admin_app.subheader] == [
+        "Headline numbers",
+        "Backups off-site",
+        "Firing alerts",
+        "Installation",
+    ]
 
 
 def test_alerts_page_shows_labels_annotations_and_links(prom_env: PromServer, admin_app: AppTest) -> None:
