@@ -77,12 +77,23 @@ class RestoreParameters(BaseModel):
 
 class BackupDeleteParameters(BaseModel):
     model_config = STRICT
-    backup_id: str | None = Field(
-        default=None, pattern=BACKUP_ID_PATTERN, description="The backup to delete (or retention: true)."
+    backup_id: str = Field(pattern=BACKUP_ID_PATTERN, description="The backup to delete.")
+
+
+class BackupRetentionParameters(BaseModel):
+    model_config = STRICT
+    retention: Literal[True] = Field(
+        description="Delete what the tiered backup retention drops, local and remote (JAMEY_BACKUP_KEEP_*)."
     )
-    retention: bool = Field(
-        default=False,
-        description="Delete what the tiered backup retention drops, local and remote (instead of backup_id).",
+    keep_last: int | None = Field(
+        default=None,
+        ge=1,
+        description="Instead of the settings' policy: keep only the newest N local backups.",
+    )
+    keep_days: int | None = Field(
+        default=None,
+        ge=0,
+        description="Instead of the settings' policy: also keep local backups younger than D days.",
     )
 
 
@@ -128,7 +139,7 @@ class RestorePlanBody(BaseModel):
 class BackupDeletePlanBody(BaseModel):
     model_config = STRICT
     action: Literal["backup-delete"]
-    parameters: BackupDeleteParameters
+    parameters: BackupDeleteParameters | BackupRetentionParameters  # one backup, or the retention
 
 
 class KeyRevokePlanBody(BaseModel):
