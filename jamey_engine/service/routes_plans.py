@@ -88,11 +88,13 @@ class BackupRetentionParameters(BaseModel):
     keep_last: int | None = Field(
         default=None,
         ge=1,
+        strict=True,
         description="Instead of the settings' policy: keep only the newest N local backups.",
     )
     keep_days: int | None = Field(
         default=None,
         ge=0,
+        strict=True,
         description="Instead of the settings' policy: also keep local backups younger than D days.",
     )
 
