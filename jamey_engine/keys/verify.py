@@ -22,6 +22,10 @@
   :meth:`KeyVerifier.forget_unknown`); one created (or brought back by a restore) in ANOTHER
   process works here at most ``key_negative_cache_seconds`` after its commit, and at once
   unless this process was told it was unknown, or was flooded, in that time.
+* Random secrets presented with a KNOWN lookup id (the id is not secret: it shows in lists and
+  logs) are refused from the stored hash of that id's row, remembered for ``key_cache_seconds``
+  from when it was read (a bounded LRU of ``CACHE_MAX_ENTRIES`` ids): such a flood costs one
+  query per id per cache period, not one per guess, and never touches the positive cache.
 * Last-used times are kept in memory and written in one batch at most every
   ``LAST_USED_FLUSH_SECONDS`` (from a thread of its own: a key check never waits for a
   write) and when the database closes: never a write per request.
@@ -115,6 +119,9 @@ class KeyVerifier:
         self._known_ids: frozenset[str] = frozenset()
         self._known_ids_until = 0.0  # time.monotonic(): when the id list must be reloaded
         self._unknown_generation = 0  # bumped by forget_unknown: a list read before is stale
+        # lookup id -> (the row's stored hash, time.monotonic() until which it is trusted): a
+        # wrong secret for a known id is refused from here without a query; least recent first.
+        self._id_hashes: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._legacy_rows: dict[str, str] = {}  # hash -> key id of imported legacy keys
         self._legacy_fresh_until = 0.0
         self._pending_last_used: dict[str, datetime] = {}
@@ -137,6 +144,8 @@ class KeyVerifier:
     def forget(self) -> None:
         """Drop every cached answer (after a change made by this process)."""
         self._cache.clear()
+        with self._unknown_lock:
+            self._id_hashes.clear()
         self._legacy_fresh_until = 0.0
         self.forget_unknown()
 
@@ -182,7 +191,12 @@ class KeyVerifier:
         cache_key = hashlib.sha256(plaintext.encode()).digest()
         entry = self._cache.get(cache_key)
         if entry is None or time.monotonic() >= entry.fresh_until:
-            if self._known_unknown(plaintext, cache_key, time.monotonic()):
+            now = time.monotonic()
+            if self._known_unknown(plaintext, cache_key, now):
+                return self._reject("unknown", cached=True)
+            token = keyformat.parse_token(plaintext) if keyformat.looks_like_token(plaintext) else None
+            if token is not None and self._wrong_secret_for_known_id(token.lookup_id, plaintext, now):
+                self._remember_unknown(cache_key, now)
                 return self._reject("unknown", cached=True)
             return None
         if entry.key is None:
@@ -196,6 +210,9 @@ class KeyVerifier:
     def _verify_token(self, plaintext: str, lookup_id: str, cache_key: bytes) -> VerifiedKey:
         asked_at = time.monotonic()
         if self._known_unknown(plaintext, cache_key, asked_at):
+            return self._reject("unknown", cached=True)
+        if self._wrong_secret_for_known_id(lookup_id, plaintext, asked_at):
+            self._remember_unknown(cache_key, asked_at)
             return self._reject("unknown", cached=True)
         if self._flooded(asked_at) and lookup_id not in self._key_ids(asked_at):
             self._remember_unknown(b"id:" + lookup_id.encode(), asked_at)
@@ -225,6 +242,26 @@ class KeyVerifier:
                     return True
                 del self._unknown[name]
         return False
+
+    def _wrong_secret_for_known_id(self, lookup_id: str, plaintext: str, now: float) -> bool:
+        """True when ``lookup_id``'s row was read within ``key_cache_seconds`` and its stored
+        hash is not this key's (a guessed secret for a known id: refused without a query)."""
+        with self._unknown_lock:
+            known = self._id_hashes.get(lookup_id)
+            if known is None:
+                return False
+            if now >= known[1]:
+                del self._id_hashes[lookup_id]
+                return False
+            self._id_hashes.move_to_end(lookup_id)
+        return not hmac.compare_digest(known[0], self.hash_key(plaintext))
+
+    def _remember_id_hash(self, lookup_id: str, secret_hash: str, asked_at: float) -> None:
+        with self._unknown_lock:
+            self._id_hashes[lookup_id] = (secret_hash, asked_at + self.cache_seconds)
+            self._id_hashes.move_to_end(lookup_id)
+            while len(self._id_hashes) > CACHE_MAX_ENTRIES:
+                self._id_hashes.popitem(last=False)
 
     def _remember_unknown(self, name: bytes, asked_at: float) -> None:
         with self._unknown_lock:
@@ -283,6 +320,8 @@ class KeyVerifier:
     def _judge(
         self, row: Any, plaintext: str, cache_key: bytes, asked_at: float, *, legacy: bool
     ) -> VerifiedKey:
+        if row is not None and not legacy:
+            self._remember_id_hash(row.id, row.secret_hash, asked_at)
         if row is None or not hmac.compare_digest(row.secret_hash, self.hash_key(plaintext)):
             self._remember_unknown(cache_key, asked_at)
             return self._reject("unknown")

@@ -155,3 +155,34 @@ def test_a_key_created_in_another_process_works_within_the_negative_cache_bound(
     monkeypatch.undo()
     sleep_until(cached_by + settings.key_negative_cache_seconds)  # ...so this is past the bound
     assert here.verify(plaintext).id == created.id
+
+
+def test_random_secrets_for_a_known_key_id_cost_one_query_per_cache_period(db_engine: Engine) -> None:
+    """The lookup id is public (lists, logs): guessing secrets for it must not cost a query each.
+
+    Seen failing before the per-id hash cache: 1,000 guesses for one known id took 1,000 queries."""
+    settings = db_engine.settings.with_overrides(key_cache_seconds=600.0)
+    keys = KeyManager(db_engine.db, settings)
+    real = keys.create("real", scopes=("memory:read",))
+    guesses = [keyformat.new_token(real.id)[0] for _ in range(1000)]
+    assert all(keyformat.parse_token(guess).lookup_id == real.id for guess in guesses)  # type: ignore[union-attr]
+    with counted_queries(db_engine.db) as statements:
+        reasons = {refused(keys, guess) for guess in guesses}
+        # the event loop's cache-only check refuses a new guess too, without the database
+        with pytest.raises(KeyRejected):
+            keys.verify_cached(keyformat.new_token(real.id)[0])
+    assert reasons == {"unknown"}
+    assert len(statements) <= 1, len(statements)  # the id's row, read once
+    assert keys.verify(real.key).id == real.id  # the real secret still gets in
+
+
+def test_a_known_id_hash_is_trusted_only_for_the_cache_period(db_engine: Engine) -> None:
+    settings = db_engine.settings.with_overrides(key_cache_seconds=0.3)
+    keys = KeyManager(db_engine.db, settings)
+    real = keys.create("real", scopes=("memory:read",))
+    refused(keys, keyformat.new_token(real.id)[0])
+    read_at = time.monotonic()
+    sleep_until(read_at + settings.key_cache_seconds)
+    with counted_queries(db_engine.db) as statements:
+        refused(keys, keyformat.new_token(real.id)[0])
+    assert len(statements) == 1  # past the period, the row is read again
