@@ -20,6 +20,7 @@ is refused with a one-line InvalidInput.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -74,8 +75,20 @@ class Schedule:
 
     @property
     def period(self) -> timedelta:
-        """The gap between its next two slots after now (a day for a daily schedule)."""
-        first, second = next_run_times(self.cron, self.timezone, utcnow(), 2)
+        """The gap between its next two slots after now (a day for a daily schedule).
+
+        /metrics asks this of every schedule at every scrape, and walking a cron expression costs
+        up to milliseconds (hundreds of schedules made a scrape take seconds), so the walk is
+        memoised on a moment that names the same two slots: the stored ``next_run_at`` while it
+        is ahead (the slots from it on), else the current minute (cron slots are whole minutes,
+        so every moment within a minute has the same slots strictly after it)."""
+        now = utcnow()
+        upcoming = self.next_run_at
+        if upcoming is not None and upcoming > now:
+            after = upcoming - timedelta(microseconds=1)
+        else:
+            after = now.replace(second=0, microsecond=0)
+        first, second = _next_two(self.cron, self.timezone, after)
         return second - first
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +155,12 @@ def next_run_times(cron: str, timezone: str, after: datetime, count: int = PREVI
         return [walker.get_next(datetime).astimezone(after.tzinfo or zone) for _ in range(count)]
     except CroniterError:
         raise InvalidInput(f"cron {cron!r} never runs (no such date, such as February 31)") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _next_two(cron: str, timezone: str, after: datetime) -> tuple[datetime, datetime]:
+    first, second = next_run_times(cron, timezone, after, 2)
+    return first, second
 
 
 # --- records ------------------------------------------------------------------------------------

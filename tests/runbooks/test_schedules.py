@@ -220,6 +220,37 @@ def test_metrics_show_an_active_schedule_period_and_nothing_missed_while_paused(
     assert key not in _gauges(sched_engine, "runbook_schedule_active_since_timestamp_seconds")
 
 
+def test_the_period_is_the_gap_between_the_next_two_slots_and_scrapes_reuse_it(
+    sched_engine: Engine, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """/metrics asks every schedule's period at every scrape: a fuzz run's hundreds of schedules
+    made one scrape take seconds. The walk is memoised, so a second scrape walks no cron, and the
+    figure is still the gap between the next two slots (a month's length varies)."""
+    frozen = time_machine.travel(utcnow(), tick=False)  # the slots compared are those of one moment
+    frozen.start()
+    request.addfinalizer(frozen.stop)
+    crons = ["0 0 1 * *", "0 0 29 2 *", "30 6 * * 1-5", "*/7 * * * *"]
+    added = [schedules.add_schedule(sched_engine, "ok", cron, created_by="test") for cron in crons]
+    added += [
+        schedules.add_schedule(sched_engine, "ok", f"{n % 60} {n % 24} * * *", created_by="test")
+        for n in range(60)
+    ]
+    periods = _gauges(sched_engine, "runbook_schedule_period_seconds")
+    for schedule in added:
+        first, second = schedules.next_run_times(schedule.cron, schedule.timezone, utcnow(), 2)
+        assert periods[str(schedule.id)] == (second - first).total_seconds(), schedule.cron
+    walks: list[str] = []
+    real = schedules.next_run_times
+
+    def counted(cron: str, *args: object, **kwargs: object) -> object:
+        walks.append(cron)
+        return real(cron, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(schedules, "next_run_times", counted)
+    assert _gauges(sched_engine, "runbook_schedule_period_seconds") == periods
+    assert walks == []  # seen failing before the memo: 64 walks, one per schedule per scrape
+
+
 def test_due_schedules_wait_while_the_cap_of_scheduled_runs_is_active(sched_engine: Engine) -> None:
     added = schedules.add_schedule(sched_engine, "ok", "* * * * *", created_by="test")
     for _ in range(schedules.MAX_ACTIVE_SCHEDULED_RUNS):  # queued runs owned by this live process

@@ -72,11 +72,6 @@ def test_schemathesis_finds_nothing_with_every_check(
             str(MAX_EXAMPLES),
             "--request-timeout",
             "30",
-            # A response over 10 s fails the run by default; one GET /metrics went over it while
-            # the stateful phase ran prunes and restores (an open finding: /metrics should never
-            # wait that long). Bounded at the request timeout until that is found and fixed.
-            "--max-response-time",
-            "30",
             "--no-color",
         ],
         capture_output=True,
