@@ -38,9 +38,10 @@ run: system-or-warn $(STAMP)
 ##       then the date-sensitive modules again with the clock moved (test-dates)
 ##       on one pytest-xdist worker per logical core (-n auto would count physical cores: 1 on
 ##       many VMs), a module per worker at a time (module fixtures start their servers once), in
-##       file order (`pytest -p randomly` shuffles; repeat a run with --randomly-seed=N)
+##       file order (`pytest -p randomly` shuffles; repeat a run with --randomly-seed=N); the
+##       40 slowest tests are listed at the end, to see where the wall time goes
 test: system $(STAMP) $(NOTEBOOKS_STAMP) $(DOCS_STAMP)
-	$(BIN)/pytest -n logical --dist loadfile
+	$(BIN)/pytest -n logical --dist loadfile --durations=40
 	$(MAKE) --no-print-directory test-dates
 
 ## test-dates: the modules whose outcome depends on today's date (windows around "now", ages,

@@ -132,7 +132,20 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
-    """In CI a skipped test is a failure: say so loudly."""
+    """In CI a skipped test is a failure: say so loudly. Then the modules that took longest
+    (set-up, call and teardown summed): with one module per worker at a time, the wall time is
+    set by them, so this is where to look first to make the suite faster."""
+    per_module: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            nodeid, duration = getattr(report, "nodeid", ""), getattr(report, "duration", None)
+            if nodeid and isinstance(duration, float):
+                module = nodeid.split("::", 1)[0]
+                per_module[module] = per_module.get(module, 0.0) + duration
+    if len(per_module) > 1:
+        terminalreporter.write_sep("=", "slowest modules (seconds, set-up + call + teardown)")
+        for module, seconds in sorted(per_module.items(), key=lambda item: -item[1])[:25]:
+            terminalreporter.write_line(f"{seconds:8.1f}  {module}")
     skipped = terminalreporter.stats.get("skipped", [])
     if os.environ.get("CI") == "true" and skipped:
         terminalreporter.write_line(
