@@ -72,6 +72,11 @@ def test_schemathesis_finds_nothing_with_every_check(
             str(MAX_EXAMPLES),
             "--request-timeout",
             "30",
+            # Hypothesis's "too slow" health check times the data generation itself, so on a
+            # loaded 2-core machine it fails runs for the machine's load, not for the API (seen:
+            # POST /memories/batch under load 13). The other health checks stay on.
+            "--suppress-health-check",
+            "too_slow",
             "--no-color",
         ],
         capture_output=True,
@@ -93,6 +98,7 @@ def test_schemathesis_finds_nothing_with_every_check(
         for line in result.stdout.splitlines()
         if line.startswith(("___", "- ST", "[", "    `", "    Expected", "    Hint", "    curl"))
         or "SUMMARY" in line
+        or "health check" in line.lower()
     )
     summary += result.stdout[-1500:]
     assert result.returncode == 0, summary + result.stderr[-2000:]
