@@ -1,8 +1,8 @@
 """API keys: their format, scopes, verification, management, and the rate limits charged to them.
 
 Modules: ``keyformat`` (the token shape and checksum), ``scopes`` (what a key may do, one rule for
-every front door), ``verify`` (the per-request hot path), ``manager`` (create, rotate, revoke,
-audit) and ``ratelimit`` (per-key and global limits).
+every front door), ``verify`` (the per-request hot path), ``status`` (a key's status and hygiene),
+``manager`` (create, rotate, revoke: the lifecycle), ``audit`` (the trail of every change) and ``ratelimit`` (per-key and global limits).
 """
 
 from jamey_engine.keys.manager import STATUSES, CreatedKey, KeyInfo, KeyManager, normalize_scopes
