@@ -14,7 +14,7 @@ import streamlit as st
 import workbench_ui as ui
 from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput
-from jamey_engine.keys import SCOPE_DESCRIPTIONS, SCOPES, STATUSES
+from jamey_engine.keys import ACCEPTED_STATUSES, SCOPE_DESCRIPTIONS, SCOPES, STATUSES
 from jamey_engine.keys.scopes import DEFAULT_SCOPES
 from jamey_engine.keys.usage import FLAGS, hourly_counts, usage_series
 from workbench_ui import plans
@@ -208,7 +208,7 @@ def _rotated(result: dict) -> None:
     )
 
 
-live = [k for k in keys if k.status not in ("revoked", "expired")]
+live = [k for k in keys if k.status in ACCEPTED_STATUSES]
 if live:
     st.subheader("Rotate or revoke")
     with ui.shown_errors("Planning the action"):

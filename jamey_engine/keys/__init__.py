@@ -5,15 +5,18 @@ every front door), ``verify`` (the per-request hot path), ``status`` (a key's st
 ``manager`` (create, rotate, revoke: the lifecycle), ``audit`` (the trail of every change) and ``ratelimit`` (per-key and global limits).
 """
 
-from jamey_engine.keys.manager import STATUSES, CreatedKey, KeyInfo, KeyManager, normalize_scopes
+from jamey_engine.keys.manager import CreatedKey, KeyInfo, KeyManager, normalize_scopes
 from jamey_engine.keys.scopes import ADMIN, SCOPE_DESCRIPTIONS, SCOPES, Scope, has_scope, require_scope
+from jamey_engine.keys.status import ACCEPTED_STATUSES, STATUSES, WORKING_STATUSES
 from jamey_engine.keys.verify import VerifiedKey
 
 __all__ = [
+    "ACCEPTED_STATUSES",
     "ADMIN",
     "SCOPES",
     "SCOPE_DESCRIPTIONS",
     "STATUSES",
+    "WORKING_STATUSES",
     "CreatedKey",
     "KeyInfo",
     "KeyManager",

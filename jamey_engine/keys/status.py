@@ -21,6 +21,9 @@ STATUSES: tuple[KeyStatus, ...] = get_args(KeyStatus)
 #: Keys in use: they may be rotated, they hold their name (no second key in use may take it),
 #: and the hygiene flags (stale, due for rotation) are about them.
 WORKING_STATUSES: tuple[KeyStatus, ...] = ("active", "expiring")
+#: Keys that still authenticate: the working ones and a rotated one inside its grace period.
+#: Revoking stops any of them; ``expired`` and ``revoked`` are final.
+ACCEPTED_STATUSES: tuple[KeyStatus, ...] = (*WORKING_STATUSES, "rotating")
 EXPIRING_WITHIN = thresholds.KEY_EXPIRING_WITHIN
 
 
