@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pandas as pd
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import Table
 
 from jamey_engine.db import Database
-from jamey_engine.durations import utcnow
+from jamey_engine.durations import as_utc, utcnow
 from jamey_engine.models import AlertNotification
 from jamey_engine.observability.alert_store import PRUNE_EVERY_SECONDS as PRUNE_EVERY_SECONDS
 from jamey_engine.observability.alert_store import notification_counts as notification_counts
@@ -63,12 +63,6 @@ INTERVAL_COLUMNS = ["alertname", "severity", "layer", "fingerprint", "start", "e
 STATS_COLUMNS = ["alertname", "fired", "resolved", "mean_resolve_seconds", "longest_resolve_seconds"]
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def history_frame(
     db: Database,
     since: datetime,
@@ -88,9 +82,9 @@ def history_frame(
         table.c.received_at, table.c.alertname, table.c.severity, table.c.layer, table.c.status,
         table.c.starts_at, table.c.ends_at, table.c.fingerprint, table.c.annotations, table.c.receiver,
         table.c.diagnosis_run,
-    ).where(table.c.received_at >= _utc(since))  # fmt: skip
+    ).where(table.c.received_at >= as_utc(since))  # fmt: skip
     if until is not None:
-        query = query.where(table.c.received_at <= _utc(until))
+        query = query.where(table.c.received_at <= as_utc(until))
     for column, value in (("alertname", alertname), ("severity", severity), ("layer", layer)):
         if value:
             query = query.where(table.c[column] == value)
@@ -102,13 +96,13 @@ def history_frame(
         notes = json.loads(row.annotations or "{}")
         records.append(
             {
-                "received_at": _utc(row.received_at),
+                "received_at": as_utc(row.received_at),
                 "alertname": row.alertname,
                 "severity": row.severity or "",
                 "layer": row.layer or "",
                 "status": row.status,
-                "starts_at": _utc(row.starts_at),
-                "ends_at": _utc(row.ends_at),
+                "starts_at": as_utc(row.starts_at),
+                "ends_at": as_utc(row.ends_at),
                 "fingerprint": row.fingerprint,
                 "summary": str(notes.get("summary", "")),
                 "receiver": row.receiver or "",
@@ -138,8 +132,8 @@ def intervals(
 
     Reads only rows of the range: started or ended in it, or firing into it having started at
     most ``lookback`` before it; at most MAX_ROWS of them, the latest starts first."""
-    end_of_range = _utc(until) or utcnow()
-    start_of_range = _utc(since)
+    end_of_range = as_utc(until) or utcnow()
+    start_of_range = as_utc(since)
     assert start_of_range is not None
     table = _TABLE
     resolved = table.alias("resolved")
@@ -172,7 +166,7 @@ def intervals(
     query = query.order_by(table.c.starts_at.desc()).limit(MAX_ROWS)
     with db.connect() as conn:
         for row in conn.execute(query):
-            start = _utc(row.starts_at)
+            start = as_utc(row.starts_at)
             assert start is not None
             item = found.setdefault(
                 (row.fingerprint, start),
@@ -188,7 +182,7 @@ def intervals(
             )
             if row.status == "resolved":
                 item["resolved"] = True
-                item["end"] = _utc(row.ends_at) or start
+                item["end"] = as_utc(row.ends_at) or start
     records = []
     for item in found.values():
         if item["resolved"] and item["end"] < start_of_range:
