@@ -55,11 +55,12 @@ class ConfigError(InvalidInput):
 
 class KeyRejected(JameyError):
     """Authentication failed. ``reason`` is one of REJECT_REASONS: missing, malformed, unknown,
-    expired, revoked."""
+    expired, revoked; or ``idle``: a workbench session signed out for inactivity (its key is
+    fine, so that is never a key verification's result)."""
 
     status = 401
 
-    def __init__(self, reason: RejectReason, message: str | None = None) -> None:
+    def __init__(self, reason: RejectReason | Literal["idle"], message: str | None = None) -> None:
         super().__init__(message or f"API key rejected: {reason}")
         self.reason = reason
 
