@@ -25,7 +25,7 @@ BULK_SLOT = "keys_bulk_revoke"
 RANGES = {"24 hours": 1, "7 days": 7, "30 days": 30}
 NEW_SECRET = "keys_new_secret"  # noqa: S105 -- a session-state key; (label, plaintext) to show once after a rerun
 
-session = ui.require_session("admin")
+session = ui.require_page("keys")
 st.title("API keys")
 engine = ui.engine()
 
