@@ -81,7 +81,7 @@ class OperationSummary:
 def record_operation(
     db: Database,
     kind: str,
-    status: str,
+    status: OperationStatus,
     duration_seconds: float,
     size_bytes: int | None = None,
     layer: str | None = None,
@@ -128,7 +128,7 @@ def record(
     db: Database,
     events: EventSink | None,
     kind: str,
-    status: str,
+    status: OperationStatus,
     duration_seconds: float,
     *,
     rows: Sequence[Mapping[str, Any]] | None = None,

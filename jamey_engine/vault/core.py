@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from jamey_engine import oplog
 from jamey_engine.config import Settings
 from jamey_engine.errors import NotFound
+from jamey_engine.oplog import OperationStatus
 from jamey_engine.progress import Progress
 from jamey_engine.vault import create as create_steps
 from jamey_engine.vault import offsite
@@ -57,7 +58,7 @@ class Vault:
         self.catalog = Catalog(settings.backup_dir, settings.data_dir)
 
     # -- bookkeeping ---------------------------------------------------------------------------
-    def record(self, kind: str, status: str, started: float, **fields: Any) -> None:
+    def record(self, kind: str, status: OperationStatus, started: float, **fields: Any) -> None:
         """Record one vault operation (backup, restore, delete) that began at ``started``
         (monotonic seconds) in the operation log, and publish its event; best effort."""
         oplog.record(self.db, self.events, kind, status, time.monotonic() - started, **fields)
