@@ -1,9 +1,9 @@
 """The Jamey ops workbench: `streamlit run app.py` (or `make run`).
 
 Every page but sign-in needs a key with ``ops:read`` (view), ``ops:write`` (view and operate)
-or ``admin`` (everything): each page starts with ``workbench_ui.require_session(scope)``, which
-shows the sign-in form until a key is entered, and says which scope the page needs when the key
-lacks it. The menu lists only the pages the key may open; a deep link to another still resolves,
+or ``admin`` (everything), as ``workbench_ui/menu.py`` declares once: each page starts with
+``workbench_ui.require_page(name)``, which shows the sign-in form until a key is entered, and
+says which scope the page needs when the key lacks it. The menu lists only the pages the key may open; a deep link to another still resolves,
 to that message. The session signs out after JAMEY_WORKBENCH_IDLE_TIMEOUT without activity, and
 each action checks the key and its scope again.
 """
@@ -24,6 +24,7 @@ import streamlit as st  # noqa: E402
 import workbench_ui as ui  # noqa: E402
 from jamey_engine.errors import JameyError  # noqa: E402
 from jamey_engine.privacy import check_data_dir, set_private_umask  # noqa: E402
+from workbench_ui import menu  # noqa: E402
 
 set_private_umask()  # before the workbench creates anything
 ui.prepare_run()
@@ -51,20 +52,14 @@ try:
 except JameyError:  # the page's own guard says what failed; the menu simply stays hidden
     session = None
 signin = _page("signin", "Sign in", ":material/login:", default=session is None)
-# (page, the scope it needs) by menu section; the pages check the same scope themselves.
+# (page, the scope it needs) by menu section, as workbench_ui.menu declares them; the pages ask
+# for the same scope themselves (ui.require_page).
 sections: dict[str, list[tuple[st.Page, str]]] = {
-    "Operations": [
-        (_page("overview", "Overview", ":material/monitor_heart:", default=session is not None), "ops:read"),
-        (_page("dashboards", "Dashboards", ":material/monitoring:"), "ops:read"),
-        (_page("alerts", "Alerts", ":material/notifications_active:"), "ops:read"),
-        (_page("runbooks", "Runbooks", ":material/play_circle:"), "ops:read"),
-        (_page("approvals", "Approvals", ":material/approval:"), "ops:write"),
-    ],
-    "Administration": [
-        (_page("keys", "API keys", ":material/key:"), "admin"),
-        (_page("memory", "Memory", ":material/database:"), "ops:read"),
-        (_page("backups", "Backups", ":material/backup:"), "ops:read"),
-    ],
+    title: [
+        (_page(p.name, p.title, p.icon, default=session is not None and p.name == menu.HOME), p.needs)
+        for p in entries
+    ]
+    for title, entries in menu.SECTIONS.items()
 }
 every_page = [signin, *(page for pages in sections.values() for page, _ in pages)]
 # Every page is registered (so any deep link resolves to its page, whose guard explains), and

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jamey_engine import ports
+from jamey_engine import ports, sizes
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import ConfigError, InvalidInput
 
@@ -459,7 +459,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JAMEY_MAX_BODY_BYTES",
         "max_body_bytes",
-        "4194304",
+        str(sizes.MAX_BODY_BYTES),
         "Largest HTTP request body the service reads.",
         _positive_int,
     ),

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from jamey_engine.config import Settings
+from jamey_engine.durations import as_utc
 from jamey_engine.errors import Busy, InvalidInput, StorageCorrupt, Unavailable
 from jamey_engine.models import TABLES, ApiKey, Base, KeyEvent, Operation, UTCDateTime
 from jamey_engine.redact import redact_url
@@ -359,4 +360,4 @@ def _parse_iso(text: str, field: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInput(f"{field} {text!r} is not an ISO 8601 timestamp") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return as_utc(parsed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 from jamey_engine.errors import InvalidInput
 
@@ -99,6 +100,24 @@ def format_size(value: int) -> str:
     return f"{value}B"
 
 
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+@overload
+def as_utc(moment: datetime | None) -> datetime | None: ...
+def as_utc(moment: datetime | None) -> datetime | None:
+    """``moment`` as an aware UTC datetime (None stays None). A naive moment is taken as UTC, as
+    everywhere in Jamey: the database, the stored memories and every API keep UTC, and a time
+    without a zone was written by one of them. The one place that rule is written."""
+    if moment is None:
+        return None
+    zone = moment.tzinfo
+    if zone is None:
+        return moment.replace(tzinfo=UTC)
+    return moment if zone is UTC else moment.astimezone(UTC)
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC. The one clock the engine reads."""
     return datetime.now(UTC)
@@ -107,9 +126,7 @@ def utcnow() -> datetime:
 def format_moment(moment: datetime) -> str:
     """A moment as people read it on every page: ``2026-12-06 14:03:07 UTC`` (a naive moment is
     taken as UTC, as everywhere in Jamey)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    return f"{as_utc(moment):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def parse_timestamp(value: str | datetime | None, *, field: str = "timestamp") -> datetime:
@@ -131,6 +148,4 @@ def parse_timestamp(value: str | datetime | None, *, field: str = "timestamp") -
             raise InvalidInput(
                 f"{field} {value!r} is not an ISO 8601 timestamp, e.g. 2026-01-31T12:00:00Z"
             ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return as_utc(parsed)

@@ -9,6 +9,12 @@ print them plainly.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, get_args
+
+#: Why a presented API key is refused: the ``reason`` of :class:`KeyRejected`, and (with ``ok``)
+#: the ``result`` label of ``api_key_verifications_total``.
+RejectReason = Literal["missing", "malformed", "unknown", "expired", "revoked"]
+REJECT_REASONS: tuple[RejectReason, ...] = get_args(RejectReason)
 
 
 class JameyError(Exception):
@@ -48,11 +54,13 @@ class ConfigError(InvalidInput):
 
 
 class KeyRejected(JameyError):
-    """Authentication failed. ``reason`` is one of missing, malformed, unknown, expired, revoked."""
+    """Authentication failed. ``reason`` is one of REJECT_REASONS: missing, malformed, unknown,
+    expired, revoked; or ``idle``: a workbench session signed out for inactivity (its key is
+    fine, so that is never a key verification's result)."""
 
     status = 401
 
-    def __init__(self, reason: str, message: str | None = None) -> None:
+    def __init__(self, reason: RejectReason | Literal["idle"], message: str | None = None) -> None:
         super().__init__(message or f"API key rejected: {reason}")
         self.reason = reason
 

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from jamey_engine import ports
+from jamey_engine import ports, sizes
 from jamey_engine.errors import InvalidInput
 from jamey_engine.security_headers import WORKBENCH_CSP
 
@@ -44,7 +44,7 @@ class NginxSettings:
     workbench_upstream: str = f"{ports.LOCALHOST}:{ports.WORKBENCH}"
     rate: str = "10r/s"
     burst: int = 20
-    max_body: str = "4m"
+    max_body: str = f"{sizes.MAX_BODY_BYTES // sizes.MiB}m"  # JAMEY_MAX_BODY_BYTES's default
     metrics_allow: tuple[str, ...] = INTERNAL_NETWORKS
 
     def validate(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import sqlalchemy as sa
 
@@ -41,7 +41,22 @@ KINDS = (
     "offsite",
     "drill",
 )
-STATUSES = ("success", "failure")
+#: How an operation ended: the ``status`` column and the ``status`` label of every
+#: ``*_operations_total`` counter (and so of the alert rules and dashboards that read them).
+OperationStatus = Literal["success", "failure"]
+STATUSES: tuple[OperationStatus, ...] = get_args(OperationStatus)
+#: A runbook run's final status (``runbooks.runs.STATUSES``: succeeded, failed, cancelled,
+#: interrupted) as the operation it is recorded as. Runs keep their own vocabulary because a run
+#: has states an operation never has (queued, running, and two ways of ending unfinished) and
+#: its statuses are stored in ``runbook_runs`` and shown by every door; operations keep theirs
+#: because it is the label the metrics, alert rules and dashboards already query. So the two
+#: meet here, once: only a run that succeeded is a successful operation.
+RUN_OPERATION_STATUS: Mapping[str, OperationStatus] = {
+    "succeeded": "success",
+    "failed": "failure",
+    "cancelled": "failure",
+    "interrupted": "failure",
+}
 _DETAIL_LIMIT = 2000
 
 
@@ -56,7 +71,7 @@ class OperationSummary:
     successful prunes, summed.
     """
 
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    counts: dict[tuple[str, OperationStatus], int] = field(default_factory=dict)
     last_success_timestamp: dict[str, float | None] = field(default_factory=dict)
     last_duration_seconds: dict[str, float | None] = field(default_factory=dict)
     last_size_bytes: dict[str, int | None] = field(default_factory=dict)
@@ -66,7 +81,7 @@ class OperationSummary:
 def record_operation(
     db: Database,
     kind: str,
-    status: str,
+    status: OperationStatus,
     duration_seconds: float,
     size_bytes: int | None = None,
     layer: str | None = None,
@@ -113,7 +128,7 @@ def record(
     db: Database,
     events: EventSink | None,
     kind: str,
-    status: str,
+    status: OperationStatus,
     duration_seconds: float,
     *,
     rows: Sequence[Mapping[str, Any]] | None = None,

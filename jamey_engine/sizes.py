@@ -7,6 +7,10 @@ from collections.abc import Iterable
 from typing import Protocol
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+MiB = 1024 * 1024
+#: The largest HTTP request body, by default: the service's JAMEY_MAX_BODY_BYTES and nginx's
+#: ``client_max_body_size`` (``nginxconf``), so that what nginx passes the service accepts.
+MAX_BODY_BYTES = 4 * MiB
 
 
 def format_bytes(value: float) -> str:

@@ -40,7 +40,7 @@ from workbench_ui import charts, untrusted
 from workbench_ui.acknowledgements import show_acknowledgement, show_acknowledgement_history
 from workbench_ui.alert_evidence import render_evidence
 
-session = ui.require_session("ops:read")
+session = ui.require_page("alerts")
 can_write = session.can("ops:write")
 st.title("Alerts")
 DURATIONS = ("30m", "1h", "2h", "4h", "1d", "custom")

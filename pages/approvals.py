@@ -13,7 +13,7 @@ from workbench_ui import plans
 
 FLASH = "approvals_flash"
 
-session = ui.require_session("ops:write")
+session = ui.require_page("approvals")
 st.title("Approvals")
 flash = st.session_state.pop(FLASH, None)
 if flash:

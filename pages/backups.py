@@ -23,7 +23,7 @@ RESTORE_SLOT = "backups_restore"  # the plan component's slots (workbench_ui.pla
 DELETE_SLOT = "backups_delete"
 RETENTION_SLOT = "backups_retention"
 
-ui.require_session("ops:read")
+ui.require_page("backups")
 st.title("Backups")
 engine = ui.engine()
 

@@ -14,7 +14,7 @@ import streamlit as st
 import workbench_ui as ui
 from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput
-from jamey_engine.keys import SCOPE_DESCRIPTIONS, SCOPES, STATUSES
+from jamey_engine.keys import ACCEPTED_STATUSES, SCOPE_DESCRIPTIONS, SCOPES, STATUSES
 from jamey_engine.keys.scopes import DEFAULT_SCOPES
 from jamey_engine.keys.usage import FLAGS, hourly_counts, usage_series
 from workbench_ui import plans
@@ -25,7 +25,7 @@ BULK_SLOT = "keys_bulk_revoke"
 RANGES = {"24 hours": 1, "7 days": 7, "30 days": 30}
 NEW_SECRET = "keys_new_secret"  # noqa: S105 -- a session-state key; (label, plaintext) to show once after a rerun
 
-session = ui.require_session("admin")
+session = ui.require_page("keys")
 st.title("API keys")
 engine = ui.engine()
 
@@ -208,7 +208,7 @@ def _rotated(result: dict) -> None:
     )
 
 
-live = [k for k in keys if k.status not in ("revoked", "expired")]
+live = [k for k in keys if k.status in ACCEPTED_STATUSES]
 if live:
     st.subheader("Rotate or revoke")
     with ui.shown_errors("Planning the action"):

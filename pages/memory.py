@@ -24,7 +24,7 @@ PRUNE_SLOT = "memory_prune"  # the plan component's slots (workbench_ui.plans)
 DEDUPE_SLOT = "memory_dedupe"
 RETENTION_SLOT = "memory_retention"
 
-ui.require_session("ops:read")
+ui.require_page("memory")
 st.title("Memory")
 engine = ui.engine()
 

@@ -17,7 +17,7 @@ from jamey_engine.vault.safety import backup_safety, safety_cards
 from workbench_ui import charts
 from workbench_ui.health import check_health
 
-ui.require_session("ops:read")
+ui.require_page("overview")
 st.title("Overview")
 current = ui.settings()
 

@@ -29,7 +29,7 @@ PLAN = "runbooks_plan"  # (runbook, parameters, run id) of the last successful d
 STEPS = "runbooks_steps"  # {run id: [cell lines seen]}
 FLOW = ("dry_run", "confirm", "plan_id")  # parameters the flow sets, not the form
 
-viewer = ui.require_session("ops:read")
+viewer = ui.require_page("runbooks")
 st.title("Runbooks")
 engine = ui.engine()
 query = st.query_params

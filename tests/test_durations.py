@@ -1,8 +1,15 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from jamey_engine.durations import format_duration, format_size, parse_duration, parse_size, parse_timestamp
+from jamey_engine.durations import (
+    as_utc,
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_size,
+    parse_timestamp,
+)
 from jamey_engine.errors import InvalidInput
 
 
@@ -69,3 +76,13 @@ def test_format_size_round_trips() -> None:
     for value in (1024**3, 3 * 1024**2, 1536, 1000, 7):
         assert parse_size(format_size(value)) == value
     assert format_size(1024**3) == "1GiB"
+
+
+def test_as_utc_reads_a_naive_moment_as_utc_and_converts_an_aware_one() -> None:
+    naive = datetime(2026, 3, 1, 12, 0)
+    assert as_utc(naive) == datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    assert as_utc(naive).tzinfo is UTC
+    east = datetime(2026, 3, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    converted = as_utc(east)
+    assert converted.tzinfo is UTC and converted.hour == 12
+    assert as_utc(None) is None

@@ -25,6 +25,7 @@ from jamey_engine.keys.scopes import SCOPE_DESCRIPTIONS, require_scope
 from jamey_engine.observability.promql import PromQuery
 from jamey_engine.progress import Progress
 from workbench_ui import untrusted
+from workbench_ui.menu import PAGE_SCOPES
 from workbench_ui.session import ADMIN_SCOPE, SessionExpired, WorkbenchSession
 
 log = logging.getLogger(__name__)
@@ -199,6 +200,12 @@ def require_session(needs: str | None = None) -> WorkbenchSession:
             sign_out("Signed out.")
             st.rerun()
     return session
+
+
+def require_page(name: str) -> WorkbenchSession:
+    """:func:`require_session` with the scope ``workbench_ui.menu`` declares for page ``name``
+    (the file name in ``pages/`` without ``.py``)."""
+    return require_session(PAGE_SCOPES[name])
 
 
 def can(scope: str) -> bool:

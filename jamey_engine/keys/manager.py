@@ -1,4 +1,7 @@
-"""API keys: create, list, verify, rotate, revoke, limit, and the audit trail of all of it.
+"""API keys: create, list, verify, rotate, revoke, limit: the lifecycle of a key.
+
+What a key's status is (and its hygiene) is :mod:`jamey_engine.keys.status`; the audit trail
+each change writes is :mod:`jamey_engine.keys.audit`. Both are re-exported here.
 
 * Tokens look like ``jmy_<lookup id>_<secret>_<checksum>`` (see :mod:`jamey_engine.keys.keyformat`);
   a malformed token or a failed checksum is rejected before any database query.
@@ -20,24 +23,29 @@ import builtins
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from jamey_engine import thresholds
 from jamey_engine.config import Settings
 from jamey_engine.db import Database
 from jamey_engine.durations import format_duration, utcnow
 from jamey_engine.errors import Conflict, InvalidInput, NotFound
 from jamey_engine.keys import keyformat
+from jamey_engine.keys.audit import EVENTS as EVENTS
+from jamey_engine.keys.audit import audit_events, record_event, record_expiries
 from jamey_engine.keys.ratelimit import MAX_KEY_LIMIT, parse_limit
 from jamey_engine.keys.scopes import DEFAULT_SCOPES, SCOPES
-from jamey_engine.keys.usage import UsageRecorder, hygiene_flags, usage_by_key
+from jamey_engine.keys.status import STATUSES as STATUSES
+from jamey_engine.keys.status import WORKING_STATUSES, working_hygiene
+from jamey_engine.keys.status import CreatedKey as CreatedKey
+from jamey_engine.keys.status import KeyInfo as KeyInfo
+from jamey_engine.keys.status import key_status as key_status
+from jamey_engine.keys.usage import UsageRecorder, usage_by_key
 from jamey_engine.keys.verify import LEGACY_SCOPES, KeyVerifier, VerifiedKey
-from jamey_engine.models import ApiKey, KeyEvent
+from jamey_engine.models import ApiKey
 
 __all__ = [
     "SCOPES",
@@ -52,9 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("active", "expiring", "rotating", "expired", "revoked")
-EVENTS = ("created", "rotated", "revoked", "expired", "rate_limit_changed", "legacy_imported")
-EXPIRING_WITHIN = thresholds.KEY_EXPIRING_WITHIN
 NAME_MAX = 100
 # Characters a key name may not contain: C0 and C1 controls, line and paragraph separators,
 # invisible format characters (zero-width, bidirectional overrides and isolates, BOM). Names
@@ -71,46 +76,6 @@ class EventSink(Protocol):
     """What KeyManager needs from jamey_engine.events.EventPublisher."""
 
     def publish(self, kind: str, payload: dict[str, Any]) -> None: ...
-
-
-@dataclass(frozen=True)
-class KeyInfo:
-    """What may be shown about a key: never its secret or hash.
-
-    ``status`` is one of active, expiring (expires within 7 days), rotating (replaced, still
-    accepted until ``grace_until``), expired, revoked. ``revoked_at`` is when it stopped working
-    (a rotated key's grace end, once passed). ``rate_limit`` is the effective limit.
-    """
-
-    id: str
-    name: str
-    scopes: tuple[str, ...]
-    rate_limit: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    last_used_at: datetime | None
-    status: str
-    rotated_to: str | None
-    rotated_from: str | None = None
-    grace_until: datetime | None = None
-    custom_rate_limit: bool = False
-    legacy: bool = False
-
-
-@dataclass(frozen=True)
-class CreatedKey:
-    """A new key: ``key`` is the plaintext, shown once and never again."""
-
-    key: str
-    info: KeyInfo
-
-    @property
-    def id(self) -> str:
-        return self.info.id
-
-    def __repr__(self) -> str:  # never let the plaintext reach a log line by accident
-        return f"CreatedKey(key=<hidden>, info={self.info!r})"
 
 
 def normalize_scopes(scopes: Iterable[str] | str) -> tuple[str, ...]:
@@ -136,21 +101,6 @@ def _clean_name(name: str, field: str = "key name") -> str:
     if _NAME_FORBIDDEN.search(text):
         raise InvalidInput(f"{field} {text!r} contains control characters")
     return text
-
-
-def key_status(row: ApiKey, now: datetime) -> str:
-    """The status of ``row`` at ``now`` (see KeyInfo)."""
-    if (row.revoked_at is not None and row.revoked_at <= now) or (
-        row.grace_until is not None and row.grace_until <= now
-    ):
-        return "revoked"
-    if row.expires_at is not None and row.expires_at <= now:
-        return "expired"
-    if row.grace_until is not None:
-        return "rotating"
-    if row.expires_at is not None and row.expires_at - now <= EXPIRING_WITHIN:
-        return "expiring"
-    return "active"
 
 
 class KeyManager:
@@ -257,25 +207,11 @@ class KeyManager:
         ``jamey_engine.keys.usage.FLAGS``), stale after ``stale_days`` (default
         JAMEY_KEY_STALE_DAYS) and due for rotation after JAMEY_KEY_ROTATE_DAYS. ``infos``: keys
         the caller already listed (default: :meth:`list`)."""
-        moment = now or utcnow()
         days = self.settings.key_stale_days if stale_days is None else stale_days
         if days < 1:
             raise InvalidInput(f"the stale period must be at least 1 day, not {days}")
-        return [
-            (
-                info,
-                hygiene_flags(
-                    info.created_at,
-                    info.last_used_at,
-                    info.expires_at,
-                    moment,
-                    days,
-                    self.settings.key_rotate_days,
-                ),
-            )
-            for info in (self.list() if infos is None else infos)
-            if info.status in ("active", "expiring")
-        ]
+        listed = self.list() if infos is None else infos
+        return working_hygiene(listed, now or utcnow(), days, self.settings.key_rotate_days)
 
     def stale(
         self, unused_for: timedelta | None = None, now: datetime | None = None
@@ -305,24 +241,7 @@ class KeyManager:
 
         Each is dict(at, event, key_id, key_name, actor, detail).
         """
-        if limit <= 0:
-            raise InvalidInput(f"audit limit {limit!r} must be above zero")
-        self._record_expiries()
-        query = sa.select(KeyEvent).order_by(KeyEvent.id.desc()).limit(limit)
-        if key_id is not None:
-            query = query.where(KeyEvent.key_id == key_id)
-        with self.db.session() as session:
-            return [
-                {
-                    "at": event.at,
-                    "event": event.event,
-                    "key_id": event.key_id,
-                    "key_name": event.key_name,
-                    "actor": event.actor,
-                    "detail": event.detail,
-                }
-                for event in session.scalars(query)
-            ]
+        return audit_events(self.db, limit, key_id)
 
     def _get(self, session: Session, key_id: str) -> ApiKey:
         row = session.get(ApiKey, str(key_id).strip())
@@ -369,7 +288,7 @@ class KeyManager:
             detail = f"scopes={','.join(scope_tuple)} rate_limit={limit_text or 'default'}"
             if row.expires_at:
                 detail += f" expires_at={row.expires_at.isoformat()}"
-            self._event(session, now, "created", row, actor, detail)
+            record_event(session, now, "created", row, actor, detail)
             info = self._info(row, now)
         self.verifier.forget_unknown()  # had it been presented before, it works here at once
         log.info("API key %s (%s) created by %s", info.id, info.name, actor)
@@ -389,7 +308,7 @@ class KeyManager:
         with self.db.session() as session:
             old = self._get(session, key_id)
             status = key_status(old, now)
-            if status not in ("active", "expiring"):
+            if status not in WORKING_STATUSES:
                 raise Conflict(f"API key {old.id} is {status}; only an active key can be rotated")
             plaintext, token = self._fresh_token(session)
             new = ApiKey(
@@ -411,8 +330,8 @@ class KeyManager:
             else:
                 old.grace_until = now + grace
                 stops = f"at {old.grace_until.isoformat()} (grace {format_duration(grace)})"
-            self._event(session, now, "rotated", old, actor, f"replaced by {new.id}; old key stops {stops}")
-            self._event(session, now, "created", new, actor, f"rotation of {old.id}")
+            record_event(session, now, "rotated", old, actor, f"replaced by {new.id}; old key stops {stops}")
+            record_event(session, now, "created", new, actor, f"rotation of {old.id}")
             info = self._info(new, now)
             old_info = self._info(old, now)
         self.forget_cache()
@@ -429,7 +348,7 @@ class KeyManager:
             if key_status(row, now) == "revoked":
                 raise Conflict(f"API key {row.id} is already revoked")
             row.revoked_at = now
-            self._event(session, now, "revoked", row, actor, None)
+            record_event(session, now, "revoked", row, actor, None)
             info = self._info(row, now)
         self.forget_cache()
         log.info("API key %s (%s) revoked by %s", info.id, info.name, actor)
@@ -450,7 +369,7 @@ class KeyManager:
                 raise Conflict(f"API key {row.id} is revoked; its limit can no longer change")
             before = row.rate_limit or f"default ({self.settings.default_rate_limit})"
             row.rate_limit = text
-            self._event(session, now, "rate_limit_changed", row, actor, f"{before} -> {text}")
+            record_event(session, now, "rate_limit_changed", row, actor, f"{before} -> {text}")
             info = self._info(row, now)
         self.forget_cache()
         log.info("API key %s rate limit set to %s by %s", info.id, text, actor)
@@ -487,7 +406,7 @@ class KeyManager:
                 legacy=True,
             )
             session.add(row)
-            self._event(
+            record_event(
                 session, now, "legacy_imported", row, actor, "hash of API_KEY moved into the database"
             )
             info = self._info(row, now)
@@ -506,7 +425,7 @@ class KeyManager:
 
     def _check_name_free(self, session: Session, name: str, now: datetime) -> None:
         for row in session.scalars(sa.select(ApiKey).where(ApiKey.name == name)):
-            if key_status(row, now) in ("active", "expiring"):
+            if key_status(row, now) in WORKING_STATUSES:
                 raise Conflict(f"an active API key named {name!r} already exists ({row.id})")
 
     def _fresh_token(self, session: Session) -> tuple[str, keyformat.Token]:
@@ -514,13 +433,6 @@ class KeyManager:
             plaintext, token = keyformat.new_token()
             if session.get(ApiKey, token.lookup_id) is None:
                 return plaintext, token
-
-    def _event(
-        self, session: Session, now: datetime, event: str, row: ApiKey, actor: str, detail: str | None
-    ) -> None:
-        session.add(
-            KeyEvent(at=now, event=event, key_id=row.id, key_name=row.name, actor=actor, detail=detail)
-        )
 
     def _changed(self, action: str, info: KeyInfo, actor: str, **extra: Any) -> None:
         if self.events is None:
@@ -541,22 +453,4 @@ class KeyManager:
             log.warning("publishing the key event failed", exc_info=True)
 
     def _record_expiries(self) -> None:
-        """Write one "expired" audit event per key whose expiry has passed (once, across processes)."""
-        now = utcnow()
-        with self.db.session() as session:
-            due = session.scalars(
-                sa.select(ApiKey).where(
-                    ApiKey.expires_at <= now,
-                    ApiKey.expiry_recorded_at.is_(None),
-                    ApiKey.revoked_at.is_(None),
-                )
-            ).all()
-            for row in due:
-                claimed = session.execute(
-                    sa.update(ApiKey)
-                    .where(ApiKey.id == row.id, ApiKey.expiry_recorded_at.is_(None))
-                    .values(expiry_recorded_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-                if claimed.rowcount == 1:  # type: ignore[attr-defined]
-                    self._event(session, now, "expired", row, "system", f"expired at {row.expires_at}")
+        record_expiries(self.db)

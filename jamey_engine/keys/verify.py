@@ -53,7 +53,7 @@ import sqlalchemy as sa
 from jamey_engine.config import Settings
 from jamey_engine.db import Database
 from jamey_engine.durations import utcnow
-from jamey_engine.errors import KeyRejected
+from jamey_engine.errors import KeyRejected, RejectReason
 from jamey_engine.keys import keyformat
 from jamey_engine.models import TABLES, ApiKey
 
@@ -91,7 +91,7 @@ class _CacheEntry:
     fresh_until: float  # time.monotonic(): when the database must be asked again
     stops_at: float | None  # time.time(): the key's own expiry or grace end
     key: VerifiedKey | None
-    reason: str  # why it is refused when key is None
+    reason: RejectReason | None  # why it is refused (set exactly when key is None)
 
 
 class KeyVerifier:
@@ -171,6 +171,7 @@ class KeyVerifier:
             if entry.key is not None and (entry.stops_at is None or time.time() < entry.stops_at):
                 return self._accept(entry.key, cached=True)
             if entry.key is None:
+                assert entry.reason is not None  # set exactly when key is None
                 return self._reject(entry.reason, cached=True)
         if keyformat.looks_like_token(plaintext):
             token = keyformat.parse_token(plaintext)
@@ -200,6 +201,7 @@ class KeyVerifier:
                 return self._reject("unknown", cached=True)
             return None
         if entry.key is None:
+            assert entry.reason is not None  # set exactly when key is None
             return self._reject(entry.reason, cached=True)
         if entry.stops_at is not None and time.time() >= entry.stops_at:
             return None
@@ -313,7 +315,7 @@ class KeyVerifier:
                 rate_limit=self.settings.default_rate_limit,
                 legacy=True,
             )
-            self._remember(cache_key, asked_at, key, None, "")
+            self._remember(cache_key, asked_at, key, None, None)
             return self._accept(key, cached=False, record=False)
         return self._reject("malformed")
 
@@ -327,6 +329,7 @@ class KeyVerifier:
             return self._reject("unknown")
         now = utcnow()
         stops = [t for t in (row.expires_at, row.grace_until) if t is not None]
+        reason: RejectReason
         if (row.revoked_at is not None and row.revoked_at <= now) or (
             row.grace_until is not None and row.grace_until <= now
         ):
@@ -343,7 +346,7 @@ class KeyVerifier:
             )
             if legacy:
                 _warn_legacy()
-            self._remember(cache_key, asked_at, key, min(stops).timestamp() if stops else None, "")
+            self._remember(cache_key, asked_at, key, min(stops).timestamp() if stops else None, None)
             return self._accept(key, cached=False)
         self._remember(cache_key, asked_at, None, None, reason)
         if reason == "expired" and row.expiry_recorded_at is None and self.on_expired is not None:
@@ -351,7 +354,12 @@ class KeyVerifier:
         return self._reject(reason)
 
     def _remember(
-        self, cache_key: bytes, asked_at: float, key: VerifiedKey | None, stops_at: float | None, reason: str
+        self,
+        cache_key: bytes,
+        asked_at: float,
+        key: VerifiedKey | None,
+        stops_at: float | None,
+        reason: RejectReason | None,
     ) -> None:
         if len(self._cache) >= CACHE_MAX_ENTRIES:
             try:
@@ -376,7 +384,7 @@ class KeyVerifier:
         self._last_flush = time.monotonic()  # one flush thread per period
         threading.Thread(target=self.flush_last_used, name="jamey-last-used-flush").start()
 
-    def _reject(self, reason: str, *, cached: bool = False) -> VerifiedKey:
+    def _reject(self, reason: RejectReason, *, cached: bool = False) -> VerifiedKey:
         self.verification_counts[reason] += 1
         raise KeyRejected(reason)
 

@@ -10,9 +10,9 @@ import os
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from jamey_engine.durations import parse_timestamp
+from jamey_engine.durations import as_utc, parse_timestamp
 from jamey_engine.errors import InvalidInput, PayloadTooLarge
 from jamey_engine.memory.layers import ORDERS
 
@@ -200,11 +200,7 @@ def quick_timestamp(value: object) -> datetime | None:
         parsed = value
     else:
         return None
-    zone = parsed.tzinfo
-    if zone is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    elif zone is not UTC:
-        parsed = parsed.astimezone(UTC)
+    parsed = as_utc(parsed)
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         return None
     return parsed

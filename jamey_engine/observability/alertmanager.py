@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from jamey_engine import ports
-from jamey_engine.durations import utcnow
+from jamey_engine.durations import as_utc, utcnow
 from jamey_engine.errors import InvalidInput, NotFound, Unavailable
 from jamey_engine.observability.matchers import Matcher as Matcher
 from jamey_engine.observability.matchers import check_silence_matchers
@@ -137,7 +137,7 @@ def _time(value: Any) -> datetime | None:
         return None
     if parsed.year <= 1:  # Go's zero time: "not set"
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return as_utc(parsed)
 
 
 def _iso(moment: datetime) -> str:

@@ -14,22 +14,18 @@ alert (``dashboards.annotations_for_chart``); a notebook can draw the same frame
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pandas as pd
 import sqlalchemy as sa
 
 from jamey_engine.db import Database
-from jamey_engine.durations import utcnow
+from jamey_engine.durations import as_utc, utcnow
 from jamey_engine.models import KeyEvent, Operation
 from jamey_engine.observability.alert_history import intervals
 
 COLUMNS = ["kind", "start", "end", "what", "who", "result", "alertname", "text"]
 KEY_EVENTS = ("rotated", "revoked")
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _operation_what(kind: str, layer: str | None, count: int | None) -> str:
@@ -47,7 +43,7 @@ def chart_annotations(
     """Operations, key rotations and revocations in ``[start, end]`` as markers and (with
     ``alerts``) alert firing intervals overlapping it as bands; columns COLUMNS, by start.
     Raises Busy/Unavailable from the database."""
-    since, until = _utc(start), _utc(end) if end is not None else utcnow()
+    since, until = as_utc(start), as_utc(end) if end is not None else utcnow()
     records: list[dict[str, object]] = []
     ops = Operation.__table__
     events = KeyEvent.__table__

@@ -37,14 +37,17 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from jamey_engine.errors import REJECT_REASONS
+from jamey_engine.oplog import STATUSES as OPERATION_STATUSES
+
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
 
 log = logging.getLogger(__name__)
 
-VERIFICATION_RESULTS = ("ok", "missing", "malformed", "unknown", "expired", "revoked")
+#: The ``result`` label of ``api_key_verifications_total``: accepted, or why it was refused.
+VERIFICATION_RESULTS = ("ok", *REJECT_REASONS)
 RATE_LIMIT_SCOPES = ("key", "global")
-OPERATION_STATUSES = ("success", "failure")
 # Buckets from 5 ms to 10 s: the seed's p95 alert threshold (1 s) sits inside the range.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

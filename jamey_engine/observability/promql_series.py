@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from jamey_engine.durations import as_utc
 from jamey_engine.errors import InvalidInput
 
 #: At most this many points per series in a range query.
@@ -147,4 +148,4 @@ def utc(value: datetime, field: str) -> datetime:
     """``value`` in UTC (a naive one is read as UTC); InvalidInput naming ``field`` for a non-datetime."""
     if not isinstance(value, datetime):
         raise InvalidInput(f"{field} must be a datetime, got {value!r}")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)

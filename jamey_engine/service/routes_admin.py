@@ -16,8 +16,10 @@ from pydantic import BaseModel, Field
 
 from jamey_engine.durations import parse_duration
 from jamey_engine.keys import KeyManager
+from jamey_engine.keys.audit import EventName
 from jamey_engine.keys.manager import NAME_MAX, NAME_PATTERN
 from jamey_engine.keys.scopes import DEFAULT_SCOPES, SCOPE_DESCRIPTIONS, SCOPES, Scope
+from jamey_engine.keys.status import KeyStatus
 from jamey_engine.plans.actors import Actor
 from jamey_engine.plans.applying import plan_and_apply
 from jamey_engine.service.auth import KeyedRoute, current_key, engine_of, needs
@@ -76,7 +78,7 @@ class KeyOut(BaseModel):
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
-    status: str
+    status: KeyStatus
     rotated_to: str | None = None
 
 
@@ -90,7 +92,7 @@ class KeyList(BaseModel):
 
 class AuditEntry(BaseModel):
     at: datetime
-    event: str
+    event: EventName
     key_id: str | None = None
     key_name: str | None = None
     actor: str | None = None

@@ -11,7 +11,7 @@ client unchanged through the one error handler.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,6 +20,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from jamey_engine.durations import as_utc
 from jamey_engine.errors import InvalidInput
 from jamey_engine.memory.layers import MAX_QUERY_CHARS, Layer, Order
 from jamey_engine.memory.model import DEFAULT_LIMIT, MAX_LIMIT
@@ -98,13 +99,6 @@ class SizesOut(BaseModel):
     total_documents: int
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """Naive timestamps are taken as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def _json(payload: Any, status: int = 200) -> Response:
     """The answer as JSON (orjson: Memory dataclasses and datetimes natively, their fields in
     order: id, layer, content, timestamp, score), skipping FastAPI's re-validation of the
@@ -129,7 +123,7 @@ async def store_one(memory: MemoryStore, layer: str, content: str, timestamp: da
     """The answer to a valid single store (this route's and the fast path's, service/fastpath.py)."""
     # Queued from the loop and awaited, not run in a worker thread: 32 concurrent stores would
     # otherwise park 32 threads on one commit and fight over the GIL when it wakes them.
-    stored, committed = memory.store_nowait(layer, content, timestamp=_aware(timestamp))
+    stored, committed = memory.store_nowait(layer, content, timestamp=as_utc(timestamp))
     await completion_of(committed)
     return _json({"id": stored.id}, 201)
 
@@ -150,8 +144,8 @@ async def search_results(
         q,
         limit=limit,
         order=order,
-        since=_aware(since),
-        until=_aware(until),
+        since=as_utc(since),
+        until=as_utc(until),
         lenient=True,
     )
     # A small search on a warm layer runs on the event loop: it costs less than the hop to a
@@ -175,7 +169,7 @@ async def store_memory(body: StoreBody, request: Request) -> Response:
 async def store_batch(body: BatchBody, request: Request) -> Response:
     """Store many memories in one layer, all or none; ids in the order given."""
     _check_length(request, [item.content for item in body.items])
-    items = [{"content": item.content, "timestamp": _aware(item.timestamp)} for item in body.items]
+    items = [{"content": item.content, "timestamp": as_utc(item.timestamp)} for item in body.items]
     ids = await run_in_threadpool(engine_of(request).memory.store_batch, body.layer, items)
     return _json({"ids": list(ids)}, 201)
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import JameyError, NotFound
+from jamey_engine.oplog import OperationStatus
 
 if TYPE_CHECKING:
     from jamey_engine.vault.core import Vault
@@ -120,6 +121,6 @@ def run_drill(vault: Vault, backup_id: str = "", *, actor: str | None = None) ->
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report.seconds = time.monotonic() - started
-    status = "success" if report.passed else "failure"
+    status: OperationStatus = "success" if report.passed else "failure"
     vault.record("drill", status, started, detail=report.summary(), actor=actor)
     return report

@@ -89,3 +89,13 @@ def test_an_operation_names_who_ran_it(db: Database) -> None:
     logged = [(op["kind"], op["actor"]) for op in recent_operations(db)]
     assert logged == [("prune", None), ("delete", "schedule"), ("backup", "ops-admin")]
     assert operation_summary(db).counts[("delete", "success")] == 1
+
+
+def test_every_way_a_runbook_run_ends_is_one_operation_status() -> None:
+    from jamey_engine import oplog
+    from jamey_engine.runbooks.runs import STATUSES as RUN_STATUSES
+
+    unfinished = {"queued", "running"}
+    assert set(oplog.RUN_OPERATION_STATUS) == set(RUN_STATUSES) - unfinished
+    assert set(oplog.RUN_OPERATION_STATUS.values()) == set(oplog.STATUSES)
+    assert [s for s, o in oplog.RUN_OPERATION_STATUS.items() if o == "success"] == ["succeeded"]

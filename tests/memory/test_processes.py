@@ -7,10 +7,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 
 from jamey_engine.errors import Busy
 from jamey_engine.fsutil import is_held
@@ -58,13 +58,6 @@ def test_a_commit_by_another_process_is_visible_to_a_reader_at_once(
     assert [m.id for m in store.search("working", "elsewhere")] == [memory_id]
 
 
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
-        time.sleep(0.01)
-
-
 def test_a_writer_held_by_another_process_makes_store_wait_then_fail_busy(
     memory_root: Path, tmp_path: Path
 ) -> None:
@@ -78,7 +71,7 @@ def test_a_writer_held_by_another_process_makes_store_wait_then_fail_busy(
     )
     holder.start()
     try:
-        _wait_for(ready.exists, "the other process taking the writer lock")
+        wait_until(ready.exists, 30.0, "the other process taking the writer lock", every=0.01)
         started = time.monotonic()
         with pytest.raises(Busy, match="layer 'working' is being written by another process; try again"):
             store.store("working", "refused")
@@ -103,7 +96,7 @@ def test_with_the_log_a_writer_held_elsewhere_fails_only_the_flush_busy(
     )
     holder.start()
     try:
-        _wait_for(ready.exists, "the other process taking the writer lock")
+        wait_until(ready.exists, 30.0, "the other process taking the writer lock", every=0.01)
         kept = store.store("working", "acknowledged while the index writer is held elsewhere")
         with pytest.raises(Busy, match="layer 'working' is being written by another process; try again"):
             store.flush_layer("working")
@@ -127,11 +120,16 @@ def test_a_store_waits_for_a_short_lock_and_then_succeeds(memory_root: Path, tmp
     holder.start()
     stored: list[str] = []
     try:
-        _wait_for(ready.exists, "the other process taking the writer lock")
+        wait_until(ready.exists, 30.0, "the other process taking the writer lock", every=0.01)
         thread = threading.Thread(target=lambda: stored.append(store.store("working", "waited").id))
         thread.start()
         # The store is now queued behind the other process: it says so on the waiting flag.
-        _wait_for(lambda: waiting.exists() and is_held(waiting), "the store flagging that it waits")
+        wait_until(
+            lambda: waiting.exists() and is_held(waiting),
+            30.0,
+            "the store flagging that it waits",
+            every=0.01,
+        )
         assert thread.is_alive() and stored == []
         release.touch()
         thread.join(timeout=60)

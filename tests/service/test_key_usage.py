@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from helpers import wait_until
 from promserver import launch_prometheus, prometheus_config
 from service_support import RunningServer
 from test_serve import cli_key
@@ -26,15 +26,6 @@ def _usage(server: RunningServer) -> dict[str, dict[str, object]]:
     result = server.jamey("keys", "usage", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     return {row["name"]: row for row in json.loads(result.stdout)}
-
-
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_usage_counts_each_keys_requests_429s_and_errors(
@@ -83,7 +74,7 @@ def test_usage_counts_each_keys_requests_429s_and_errors(
             for name, want in expected.items()
         )
 
-    _wait_for(counted, "the service to flush the usage counts")  # flushed every 2 s
+    wait_until(counted, 30.0, "the service to flush the usage counts", every=0.25)  # flushed every 2 s
     usage = _usage(server)
     assert all(usage[name]["last_used_at"] for name in expected)
     assert writer["key"] not in json.dumps(usage)
@@ -108,7 +99,7 @@ def test_usage_counts_each_keys_requests_429s_and_errors(
             totals = {r["metric"]["key_id"]: float(r["value"][1]) for r in answer["data"]["result"]}
             return totals.get(writer["id"]) == 10 and totals.get(throttled["id"]) == 7
 
-        _wait_for(scraped, "Prometheus to scrape the per-key totals")
+        wait_until(scraped, 30.0, "Prometheus to scrape the per-key totals", every=0.25)
     finally:
         process.terminate()
         process.wait(timeout=20)

@@ -4,11 +4,11 @@ key, apply in the background with its progress on GET, and the existing endpoint
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from datetime import timedelta
 
 from click.testing import CliRunner
+from helpers import wait_until
 from service_support import TestClient, make_persona
 
 from jamey_engine.cli import cli
@@ -27,12 +27,13 @@ def _old_memories(engine: Engine) -> None:
 
 
 def _wait_for(client: TestClient, plan_id: str, headers: dict[str, str]) -> dict[str, object]:
-    deadline = time.monotonic() + 60
-    while True:
-        body = client.get(f"/admin/plans/{plan_id}", headers=headers).json()
-        if body["status"] not in ("applying",) or time.monotonic() > deadline:
-            return body
-        time.sleep(0.05)
+
+    def applied() -> dict[str, object] | None:
+        body: dict[str, object] = client.get(f"/admin/plans/{plan_id}", headers=headers).json()
+        return body if body["status"] != "applying" else None
+
+    done: dict[str, object] = wait_until(applied, 60, f"plan {plan_id} to finish applying")
+    return done
 
 
 def test_a_plan_made_over_http_is_the_same_json_the_cli_shows_and_applies_in_the_background(

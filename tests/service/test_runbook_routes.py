@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,15 @@ DEADLINE = 180.0
 
 
 def _finished(client: TestClient, run_id: str, headers: dict[str, str]) -> dict[str, Any]:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
+
+    def finished() -> dict[str, Any] | None:
         answer = client.get(f"/admin/runbooks/runs/{run_id}", headers=headers)
         assert answer.status_code == 200, answer.text
-        run = answer.json()
-        if run["status"] not in ("queued", "running"):
-            return run
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} did not finish within {DEADLINE}s")
+        run: dict[str, Any] = answer.json()
+        return run if run["status"] not in ("queued", "running") else None
+
+    done: dict[str, Any] = wait_until(finished, DEADLINE, f"run {run_id} to finish", every=0.2)
+    return done
 
 
 def _documents(engine: Engine, layer: str) -> int:

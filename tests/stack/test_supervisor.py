@@ -22,15 +22,15 @@ def component(tmp_path: Path, name: str, script: str) -> Component:
 
 
 def poll_until(supervisor: Supervisor, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def polled() -> bool:
         supervisor.poll()
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(
-        f"condition not met within {timeout}s: {[(c.name, c.state) for c in supervisor.components]}"
-    )
+        return condition()
+
+    try:
+        wait_until(polled, timeout, "the condition", every=0.02)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}: {[(c.name, c.state) for c in supervisor.components]}") from None
 
 
 def test_the_delay_doubles_from_one_second_up_to_thirty() -> None:

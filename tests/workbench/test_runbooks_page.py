@@ -3,11 +3,11 @@ needs the phrase typed by hand, and the run history and run view show what ran."
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 from seed_data import NEW_PER_LAYER, OLD_PER_LAYER, seed_memories
 from streamlit.testing.v1 import AppTest
 
@@ -22,14 +22,17 @@ DRY = "FormSubmitter:rb_form_prune_memories-Dry run"
 
 
 def _until(at: AppTest, done: Callable[[AppTest], bool], what: str) -> AppTest:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
+
+    def rerun() -> bool:
         at.run()
         assert not at.exception, at.exception
-        if done(at):
-            return at
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}: {texts(at)}")
+        return done(at)
+
+    try:
+        wait_until(rerun, DEADLINE, what, every=0.3)
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}: {texts(at)}") from None
+    return at
 
 
 @pytest.fixture
