@@ -17,9 +17,9 @@ import workbench_ui as ui
 from jamey_engine.errors import InvalidInput
 from jamey_engine.keys.scopes import MEMORY_CONTENT
 from jamey_engine.plans import store as plan_store
+from jamey_engine.preflight.checks import confirmation_matches
 from jamey_engine.runbooks import artifacts, launch, runs
 from jamey_engine.runbooks.catalog import Parameter, Runbook
-from jamey_engine.runbooks.common import confirmation_matches
 from workbench_ui import plans, untrusted
 from workbench_ui.notebook_view import show_notebook
 from workbench_ui.schedules import show_schedules

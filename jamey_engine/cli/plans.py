@@ -19,7 +19,7 @@ from jamey_engine.plans.approvals import approve, reject
 from jamey_engine.plans.names import STATUSES
 from jamey_engine.plans.planning import plan
 from jamey_engine.plans.store import PlanRecord
-from jamey_engine.runbooks.common import normalize_phrase
+from jamey_engine.preflight.checks import normalize_phrase
 
 # Exit code of a command that planned a change which now waits for a second person's approval.
 EXIT_PENDING_APPROVAL = 3

@@ -22,8 +22,8 @@ from jamey_engine.plans import store
 from jamey_engine.plans.actions import Change, get_action
 from jamey_engine.plans.actors import Actor
 from jamey_engine.plans.planning import checks_as_list, digest_of, preview_action
+from jamey_engine.preflight.checks import confirmation_matches, normalize_phrase
 from jamey_engine.progress import Progress
-from jamey_engine.runbooks.common import confirmation_matches, normalize_phrase
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine

@@ -11,7 +11,7 @@ from jamey_engine.models import Plan
 from jamey_engine.plans import store
 from jamey_engine.plans.actions import Action, Preview, get_action
 from jamey_engine.plans.actors import Actor
-from jamey_engine.runbooks.common import Checks
+from jamey_engine.preflight.checks import Checks
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine

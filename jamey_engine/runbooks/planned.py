@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from jamey_engine.errors import Conflict
-from jamey_engine.runbooks.common import ChangingRunbook, Checks, Decision, Say, decide
+from jamey_engine.preflight.checks import Checks, Decision, decide
+from jamey_engine.runbooks.common import ChangingRunbook, Say
 
 if TYPE_CHECKING:
     from jamey_engine.plans.actors import Actor

@@ -1,7 +1,8 @@
-"""The prune runbook: preflight, plan, apply (backup, prune), verify, summarize.
+"""The prune steps: preflight, plan, apply (backup, prune), verify.
 
-``notebooks/prune_memories.ipynb`` calls :class:`PruneRunbook`; the functions below hold the
-rules and raise JameyError subclasses, so the CLI or the workbench can reuse them.
+The plan contract (``plans/``) and ``notebooks/prune_memories.ipynb`` (through
+``runbooks.steps.PruneRunbook``) share them; they hold the rules and raise JameyError
+subclasses, so the CLI or the workbench can reuse them.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import pandas as pd
 from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput, JameyError
 from jamey_engine.memory.model import PruneResult
+from jamey_engine.preflight.checks import Check, Checks, Decision, decide
 from jamey_engine.progress import Progress
-from jamey_engine.runbooks.common import Check, Checks, Decision, decide
 from jamey_engine.sizes import format_bytes
 
 if TYPE_CHECKING:
