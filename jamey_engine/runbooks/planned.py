@@ -97,11 +97,11 @@ def make_plan(
     """The plan a run works on: the stored plan ``plan_id`` (which must be a plan of ``action``),
     else a new plan of ``action`` with ``parameters``. Raises NotFound, Conflict, and the
     errors of :func:`jamey_engine.plans.planning.plan`."""
-    from jamey_engine.plans import store
+    from jamey_engine.plans import recovery
     from jamey_engine.plans.planning import plan
 
     if plan_id:
-        record = store.get(engine.db, plan_id)
+        record = recovery.get(engine, plan_id)
         if record.action != action:
             raise Conflict(f"plan {record.id} is a {record.action} plan; this runbook applies {action} plans")
         return record
