@@ -98,6 +98,12 @@ class Action:
         """Compute exactly what would change; changes nothing."""
         raise NotImplementedError
 
+    def preflight_and_preview(self, engine: Engine, params: dict[str, Any]) -> tuple[Preview, Checks | None]:
+        """The preflight, then the preview (which may complete ``params``); an action whose
+        preview needs what its preflight measured overrides this to measure it once."""
+        checks = self.preflight(engine, params)
+        return self.preview(engine, params), checks
+
     def change(
         self, engine: Engine, params: dict[str, Any], preview: Preview, actor: str, progress: Progress
     ) -> Change:

@@ -51,10 +51,22 @@ class PruneAction(Action):
 
         return prune_preflight(engine, tuple(params["layer"]), backup_first=True)
 
+    def preflight_and_preview(self, engine: Engine, params: dict[str, Any]) -> tuple[Preview, Checks | None]:
+        """The preflight, then the preview on the layer sizes it measured (each layer's
+        directory is walked once per plan, not twice)."""
+        from jamey_engine.preflight.prune_steps import prune_preflight
+
+        measured: dict[str, Any] = {}
+        checks = prune_preflight(engine, tuple(params["layer"]), backup_first=True, measured_sizes=measured)
+        return self._preview(engine, params, measured), checks
+
     def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:
+        return self._preview(engine, params, None)
+
+    def _preview(self, engine: Engine, params: dict[str, Any], sizes: dict[str, Any] | None) -> Preview:
         from jamey_engine.preflight.prune_steps import plan_prune
 
-        plan = plan_prune(engine, tuple(params["layer"]), params["older_than"])
+        plan = plan_prune(engine, tuple(params["layer"]), params["older_than"], sizes)
         layers = [
             {
                 "layer": p.layer,

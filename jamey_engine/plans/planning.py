@@ -33,8 +33,7 @@ def checks_as_list(checks: Checks | None) -> list[dict[str, Any]]:
 
 def preview_action(engine: Engine, action: Action, params: dict[str, Any]) -> tuple[Preview, Checks | None]:
     """The action's preflight and preview on ``params`` (which the preview may complete)."""
-    checks = action.preflight(engine, params)
-    return action.preview(engine, params), checks
+    return action.preflight_and_preview(engine, params)
 
 
 def plan(engine: Engine, action: str, parameters: dict[str, Any] | None, actor: Actor) -> store.PlanRecord:
