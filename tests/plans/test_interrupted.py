@@ -53,7 +53,11 @@ APPLY_AND_STOP = textwrap.dedent(
 
 def _apply_and_kill(settings: Settings, plan_id: str, phrase: str, tmp: Path) -> int:
     marker = tmp / "reached"
-    env = {**os.environ, "JAMEY_DATA_DIR": str(settings.data_dir), "JAMEY_DATABASE_URL": settings.database_url}
+    env = {
+        **os.environ,
+        "JAMEY_DATA_DIR": str(settings.data_dir),
+        "JAMEY_DATABASE_URL": settings.database_url,
+    }
     child = subprocess.Popen(
         [sys.executable, "-c", APPLY_AND_STOP, plan_id, phrase, str(marker)],
         env=env,

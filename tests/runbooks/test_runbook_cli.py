@@ -83,10 +83,11 @@ def test_list_json_names_each_runbooks_scope_and_the_plan_action_it_applies(tmp_
     listed = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "runbook", "list", "--json"])
     assert listed.exit_code == 0, listed.output
     by_name = {item["name"]: item for item in json.loads(listed.stdout)}
-    assert (by_name["restore_backup"]["scope"], by_name["restore_backup"]["plan_action"]) == ("admin", "restore")
-    assert (by_name["prune_memories"]["scope"], by_name["prune_memories"]["plan_action"]) == ("ops:write", "prune")
-    assert (by_name["rotate_key"]["scope"], by_name["rotate_key"]["plan_action"]) == ("admin", "key-rotate")
-    assert (by_name["memory_growth"]["scope"], by_name["memory_growth"]["plan_action"]) == ("ops:write", None)
+    facts = {name: (item["scope"], item["plan_action"]) for name, item in by_name.items()}
+    assert facts["restore_backup"] == ("admin", "restore")
+    assert facts["prune_memories"] == ("ops:write", "prune")
+    assert facts["rotate_key"] == ("admin", "key-rotate")
+    assert facts["memory_growth"] == ("ops:write", None)
     for name, item in by_name.items():
         if item["kind"] == "analysis":
             assert item["plan_action"] is None, name

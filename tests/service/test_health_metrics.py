@@ -199,7 +199,12 @@ def test_runbook_runs_active_and_queued_under_the_caps_are_read_from_the_databas
         limits = runs.RunCaps.from_settings(other.settings)
         started = [
             runs.create_run(
-                other.db, runbook="memory_growth", parameters={}, actor="alice", changes_data=False, caps=limits
+                other.db,
+                runbook="memory_growth",
+                parameters={},
+                actor="alice",
+                changes_data=False,
+                caps=limits,
             )
             for _ in range(3)
         ]
