@@ -307,6 +307,11 @@ class Plan(Base):
     progress: Mapped[str | None] = mapped_column(String(200))
     result: Mapped[str | None] = mapped_column(Text)  # JSON object: the apply's outcome
     error: Mapped[str | None] = mapped_column(Text)
+    # The process applying the plan (fsutil.process_identity tells it from a reused pid): an
+    # apply whose process died is failed by the next reader (plans.recovery).
+    applier_host: Mapped[str | None] = mapped_column(String(255))
+    applier_pid: Mapped[int | None] = mapped_column(Integer)
+    applier_pid_identity: Mapped[str | None] = mapped_column(String(80))
 
 
 class PlanEvent(Base):

@@ -16,10 +16,10 @@ import streamlit as st
 import workbench_ui as ui
 from jamey_engine.errors import InvalidInput
 from jamey_engine.keys.scopes import MEMORY_CONTENT
-from jamey_engine.plans import store as plan_store
+from jamey_engine.plans import recovery as plan_recovery
+from jamey_engine.preflight.checks import confirmation_matches
 from jamey_engine.runbooks import artifacts, launch, runs
 from jamey_engine.runbooks.catalog import Parameter, Runbook
-from jamey_engine.runbooks.common import confirmation_matches
 from workbench_ui import plans, untrusted
 from workbench_ui.notebook_view import show_notebook
 from workbench_ui.schedules import show_schedules
@@ -174,7 +174,7 @@ if plan and not st.session_state.get(CURRENT):
             contract_plan = summary.get("plan_id")
             if isinstance(contract_plan, str) and contract_plan:
                 # The dry run planned through the contract: the same plan view as every page.
-                plans.detail(plan_store.get(engine.db, contract_plan))
+                plans.detail(plan_recovery.get(engine, contract_plan))
             else:
                 st.json(summary, expanded=True)
             if not phrase:

@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 import workbench_ui as ui
-from jamey_engine.plans import store
+from jamey_engine.plans import recovery
 from jamey_engine.plans.actions import get_action
 from jamey_engine.plans.actors import Actor
 from jamey_engine.plans.store import PlanRecord
@@ -145,7 +145,7 @@ def panel(
     if not plan_id:
         return result
     with ui.shown_errors(title):
-        record = store.get(ui.engine().db, plan_id)
+        record = recovery.get(ui.engine(), plan_id)
         st.subheader(title)
         detail(record)
         if record.status not in ("planned", "approved"):
@@ -183,7 +183,7 @@ def waiting_for(actor_name: str, key_id: str | None, scopes: tuple[str, ...]) ->
 
     return [
         record
-        for record in store.list_plans(ui.engine().db, status="pending_approval")
+        for record in recovery.list_plans(ui.engine(), status="pending_approval")
         if record.planned_by != actor_name
         and (record.planned_by_key is None or record.planned_by_key != key_id)
         and has_scope(scopes, get_action(record.action).scope)

@@ -12,14 +12,14 @@ import click
 from jamey_engine.cli.common import emit_json, get_engine, progress_bar
 from jamey_engine.engine import Engine
 from jamey_engine.errors import InvalidInput
-from jamey_engine.plans import store
+from jamey_engine.plans import recovery
 from jamey_engine.plans.actors import Actor
 from jamey_engine.plans.applying import ApplyResult, apply
 from jamey_engine.plans.approvals import approve, reject
 from jamey_engine.plans.names import STATUSES
 from jamey_engine.plans.planning import plan
 from jamey_engine.plans.store import PlanRecord
-from jamey_engine.runbooks.common import normalize_phrase
+from jamey_engine.preflight.checks import normalize_phrase
 
 # Exit code of a command that planned a change which now waits for a second person's approval.
 EXIT_PENDING_APPROVAL = 3
@@ -131,7 +131,7 @@ def group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_command(status: str | None, as_json: bool) -> None:
     """The newest plans, newest first."""
-    records = store.list_plans(get_engine().db, status=status)
+    records = recovery.list_plans(get_engine(), status=status)
     if as_json:
         emit_json([record.as_dict() for record in records])
         return
@@ -148,7 +148,7 @@ def list_command(status: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def show_command(plan_id: str, as_json: bool) -> None:
     """One plan in full."""
-    record = store.get(get_engine().db, plan_id)
+    record = recovery.get(get_engine(), plan_id)
     if as_json:
         emit_json(record.as_dict())
     else:

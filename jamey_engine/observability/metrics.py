@@ -432,6 +432,16 @@ class EngineCollector(Collector):
         for runbook, seconds in sorted(stats.last_duration_seconds.items()):
             duration.add_metric([runbook], seconds)
         yield duration
+        yield GaugeMetricFamily(
+            "runbook_runs_active",
+            "Runbook runs holding a slot under JAMEY_RUNS_MAX_ACTIVE (claimed or running), by any process.",
+            value=float(stats.active),
+        )
+        yield GaugeMetricFamily(
+            "runbook_runs_queued",
+            "Runbook runs waiting for a slot now (at most JAMEY_RUNS_MAX_QUEUED), by any process.",
+            value=float(stats.waiting),
+        )
 
     def _schedules(self) -> Iterator[Metric]:
         from jamey_engine.observability.schedule_metrics import schedule_families

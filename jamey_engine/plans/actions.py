@@ -2,7 +2,7 @@
 
 An action declares its parameters, the scope a key needs to plan, approve, apply or cancel it,
 whether a backup is taken first, and its preflight. It never holds the engine's rules itself:
-each step calls the engine function every door already used (``runbooks.prune.plan_prune``,
+each step calls the engine function every door already used (``preflight.prune_steps.plan_prune``,
 ``Engine.dedupe``, ``run_retention``, ``Vault.restore``, ``KeyManager.revoke``…).
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from jamey_engine.config import FALSE_WORDS, TRUE_WORDS
 from jamey_engine.errors import InvalidInput
-from jamey_engine.runbooks.common import Checks
+from jamey_engine.preflight.checks import Checks
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -97,6 +97,12 @@ class Action:
     def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:
         """Compute exactly what would change; changes nothing."""
         raise NotImplementedError
+
+    def preflight_and_preview(self, engine: Engine, params: dict[str, Any]) -> tuple[Preview, Checks | None]:
+        """The preflight, then the preview (which may complete ``params``); an action whose
+        preview needs what its preflight measured overrides this to measure it once."""
+        checks = self.preflight(engine, params)
+        return self.preview(engine, params), checks
 
     def change(
         self, engine: Engine, params: dict[str, Any], preview: Preview, actor: str, progress: Progress

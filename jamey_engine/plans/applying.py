@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from jamey_engine import oplog
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import Conflict, JameyError, PhraseMismatch
-from jamey_engine.plans import store
+from jamey_engine.fsutil import process_identity
+from jamey_engine.plans import recovery, store
 from jamey_engine.plans.actions import Change, get_action
 from jamey_engine.plans.actors import Actor
 from jamey_engine.plans.planning import checks_as_list, digest_of, preview_action
+from jamey_engine.preflight.checks import confirmation_matches, normalize_phrase
 from jamey_engine.progress import Progress
-from jamey_engine.runbooks.common import confirmation_matches, normalize_phrase
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -77,7 +79,7 @@ def claim(engine: Engine, plan_id: str, confirm: object, actor: Actor) -> store.
     applied or applying), InvalidInput (the phrase does not match). Changes nothing on refusal
     but the audit trail.
     """
-    plan = store.get(engine.db, plan_id)
+    plan = recovery.get(engine, plan_id)
     action = get_action(plan.action)
     try:
         actor.require(action.scope)
@@ -100,6 +102,7 @@ def claim(engine: Engine, plan_id: str, confirm: object, actor: Actor) -> store.
         applied_by=actor.name[:100],
         started_at=utcnow(),
         progress="starting",
+        **recovery.applier_values(os.getpid(), process_identity(os.getpid())),
     )
     if not moved:
         fresh = store.get(engine.db, plan.id)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from jamey_engine.durations import format_duration, parse_duration
 from jamey_engine.errors import Conflict, InvalidInput
 from jamey_engine.plans.actions import Action, Change, Parameter, Preview, parse_text, register
-from jamey_engine.runbooks.common import Check, Checks
+from jamey_engine.preflight.checks import Check, Checks
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from jamey_engine.errors import JameyError
 from jamey_engine.growth import format_bytes
 from jamey_engine.plans.actions import Action, Change, Parameter, Preview, parse_text, register
-from jamey_engine.runbooks.common import Check, Checks
+from jamey_engine.preflight.checks import Check, Checks
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -34,7 +34,7 @@ def _existing(path: Path) -> Path:
 
 
 def _layers(value: Any) -> list[str]:
-    from jamey_engine.runbooks.prune import parse_layers
+    from jamey_engine.preflight.prune_steps import parse_layers
 
     return list(parse_layers(value if isinstance(value, (list, tuple)) else str(value)))
 

@@ -1,5 +1,5 @@
-"""Actions on the memory layers: prune, dedupe and retention (apply), through the runbooks'
-plan, apply and verify functions and the engine's recorded runs."""
+"""Actions on the memory layers: prune, dedupe and retention (apply), through the shared
+plan, apply and verify steps (``preflight/``) and the engine's recorded runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from jamey_engine.durations import parse_duration
 from jamey_engine.plans.actions import Action, Change, Parameter, Preview, register
-from jamey_engine.runbooks.common import Check, Checks, Decision
+from jamey_engine.preflight.checks import Check, Checks, Decision
 from jamey_engine.sizes import total_freed
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ GO = Decision("go", "applied through a plan")
 
 
 def _layers(value: Any) -> list[str]:
-    from jamey_engine.runbooks.prune import parse_layers
+    from jamey_engine.preflight.prune_steps import parse_layers
 
     return list(parse_layers(value if isinstance(value, (list, tuple)) else str(value)))
 
@@ -47,14 +47,26 @@ class PruneAction(Action):
         return checked
 
     def preflight(self, engine: Engine, params: dict[str, Any]) -> Checks:
-        from jamey_engine.runbooks.prune import prune_preflight
+        from jamey_engine.preflight.prune_steps import prune_preflight
 
         return prune_preflight(engine, tuple(params["layer"]), backup_first=True)
 
-    def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:
-        from jamey_engine.runbooks.prune import plan_prune
+    def preflight_and_preview(self, engine: Engine, params: dict[str, Any]) -> tuple[Preview, Checks | None]:
+        """The preflight, then the preview on the layer sizes it measured (each layer's
+        directory is walked once per plan, not twice)."""
+        from jamey_engine.preflight.prune_steps import prune_preflight
 
-        plan = plan_prune(engine, tuple(params["layer"]), params["older_than"])
+        measured: dict[str, Any] = {}
+        checks = prune_preflight(engine, tuple(params["layer"]), backup_first=True, measured_sizes=measured)
+        return self._preview(engine, params, measured), checks
+
+    def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:
+        return self._preview(engine, params, None)
+
+    def _preview(self, engine: Engine, params: dict[str, Any], sizes: dict[str, Any] | None) -> Preview:
+        from jamey_engine.preflight.prune_steps import plan_prune
+
+        plan = plan_prune(engine, tuple(params["layer"]), params["older_than"], sizes)
         layers = [
             {
                 "layer": p.layer,
@@ -95,7 +107,7 @@ class PruneAction(Action):
         return Change(result, run)
 
     def verify(self, engine: Engine, params: dict[str, Any], preview: Preview, change: Change) -> Checks:
-        from jamey_engine.runbooks.prune import PruneOutcome, verify_prune
+        from jamey_engine.preflight.prune_steps import PruneOutcome, verify_prune
 
         outcome = PruneOutcome(GO, preview.native, None, tuple(change.native.results), change.native.duration)
         return verify_prune(engine, outcome)
@@ -115,12 +127,12 @@ class DedupeAction(Action):
         return checked
 
     def preflight(self, engine: Engine, params: dict[str, Any]) -> Checks:
-        from jamey_engine.runbooks.prune import prune_preflight
+        from jamey_engine.preflight.prune_steps import prune_preflight
 
         return prune_preflight(engine, tuple(params["layer"]), backup_first=True)
 
     def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:
-        from jamey_engine.runbooks.dedupe import plan_dedupe
+        from jamey_engine.preflight.dedupe_steps import plan_dedupe
 
         for layer in params["layer"]:
             engine.memory.flush_layer(layer)  # unflushed writes count like the others
@@ -164,7 +176,7 @@ class DedupeAction(Action):
         return Change(result, run)
 
     def verify(self, engine: Engine, params: dict[str, Any], preview: Preview, change: Change) -> Checks:
-        from jamey_engine.runbooks.dedupe import DedupeOutcome, verify_dedupe
+        from jamey_engine.preflight.dedupe_steps import DedupeOutcome, verify_dedupe
 
         outcome = DedupeOutcome(
             GO, preview.native, None, tuple(change.native.results), change.native.duration

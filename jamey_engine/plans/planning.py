@@ -11,7 +11,7 @@ from jamey_engine.models import Plan
 from jamey_engine.plans import store
 from jamey_engine.plans.actions import Action, Preview, get_action
 from jamey_engine.plans.actors import Actor
-from jamey_engine.runbooks.common import Checks
+from jamey_engine.preflight.checks import Checks
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -33,8 +33,7 @@ def checks_as_list(checks: Checks | None) -> list[dict[str, Any]]:
 
 def preview_action(engine: Engine, action: Action, params: dict[str, Any]) -> tuple[Preview, Checks | None]:
     """The action's preflight and preview on ``params`` (which the preview may complete)."""
-    checks = action.preflight(engine, params)
-    return action.preview(engine, params), checks
+    return action.preflight_and_preview(engine, params)
 
 
 def plan(engine: Engine, action: str, parameters: dict[str, Any] | None, actor: Actor) -> store.PlanRecord:

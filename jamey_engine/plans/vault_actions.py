@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from jamey_engine.errors import InvalidInput, NotFound
 from jamey_engine.plans.actions import Action, Change, Parameter, Preview, parse_flag, parse_text, register
-from jamey_engine.runbooks.common import Check, Checks
+from jamey_engine.preflight.checks import Check, Checks
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -92,7 +92,7 @@ class RestoreAction(Action):
 
     def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:
         from jamey_engine.keys.security_state import merge_keys
-        from jamey_engine.runbooks.restore import choose_backup
+        from jamey_engine.preflight.restore_steps import choose_backup
 
         if params["backup_id"]:  # a backup only on the remote is pulled (and verified) first
             engine.vault.ensure_local(params["backup_id"], trust_unsigned=params["trust_unsigned"])

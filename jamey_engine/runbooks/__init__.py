@@ -14,27 +14,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jamey_engine.runbooks.common import (
+    from jamey_engine.preflight.checks import (
         Check,
         Checks,
         Decision,
-        NotebookRunbook,
         confirmation_matches,
         decide,
-        engine_for,
         normalize_phrase,
     )
-    from jamey_engine.runbooks.dedupe import (
+    from jamey_engine.preflight.dedupe_steps import (
         DedupeOutcome,
         DedupePlan,
-        DedupeRunbook,
         apply_dedupe,
         plan_dedupe,
         verify_dedupe,
     )
-    from jamey_engine.runbooks.explore import MemoryExplorer
-    from jamey_engine.runbooks.growth_report import GrowthReport
-    from jamey_engine.runbooks.prune import (
+    from jamey_engine.preflight.prune_steps import (
         LayerPlan,
         PruneOutcome,
         PrunePlan,
@@ -44,7 +39,7 @@ if TYPE_CHECKING:
         prune_preflight,
         verify_prune,
     )
-    from jamey_engine.runbooks.restore import (
+    from jamey_engine.preflight.restore_steps import (
         RestoreOutcome,
         RestoreRunPlan,
         apply_restore,
@@ -53,42 +48,46 @@ if TYPE_CHECKING:
         plan_restore,
         verify_restore,
     )
+    from jamey_engine.runbooks.common import NotebookRunbook, engine_for
+    from jamey_engine.runbooks.dedupe import DedupeRunbook
+    from jamey_engine.runbooks.explore import MemoryExplorer
+    from jamey_engine.runbooks.growth_report import GrowthReport
     from jamey_engine.runbooks.steps import PruneRunbook, RestoreRunbook
 
 _WHERE: dict[str, str] = {
-    "Check": "jamey_engine.runbooks.common",
-    "Checks": "jamey_engine.runbooks.common",
-    "Decision": "jamey_engine.runbooks.common",
-    "DedupeOutcome": "jamey_engine.runbooks.dedupe",
-    "DedupePlan": "jamey_engine.runbooks.dedupe",
+    "Check": "jamey_engine.preflight.checks",
+    "Checks": "jamey_engine.preflight.checks",
+    "Decision": "jamey_engine.preflight.checks",
+    "DedupeOutcome": "jamey_engine.preflight.dedupe_steps",
+    "DedupePlan": "jamey_engine.preflight.dedupe_steps",
     "DedupeRunbook": "jamey_engine.runbooks.dedupe",
     "GrowthReport": "jamey_engine.runbooks.growth_report",
-    "LayerPlan": "jamey_engine.runbooks.prune",
+    "LayerPlan": "jamey_engine.preflight.prune_steps",
     "MemoryExplorer": "jamey_engine.runbooks.explore",
     "NotebookRunbook": "jamey_engine.runbooks.common",
-    "PruneOutcome": "jamey_engine.runbooks.prune",
-    "PrunePlan": "jamey_engine.runbooks.prune",
+    "PruneOutcome": "jamey_engine.preflight.prune_steps",
+    "PrunePlan": "jamey_engine.preflight.prune_steps",
     "PruneRunbook": "jamey_engine.runbooks.steps",
-    "RestoreOutcome": "jamey_engine.runbooks.restore",
-    "RestoreRunPlan": "jamey_engine.runbooks.restore",
+    "RestoreOutcome": "jamey_engine.preflight.restore_steps",
+    "RestoreRunPlan": "jamey_engine.preflight.restore_steps",
     "RestoreRunbook": "jamey_engine.runbooks.steps",
-    "apply_dedupe": "jamey_engine.runbooks.dedupe",
-    "apply_prune": "jamey_engine.runbooks.prune",
-    "apply_restore": "jamey_engine.runbooks.restore",
-    "backups_frame": "jamey_engine.runbooks.restore",
-    "choose_backup": "jamey_engine.runbooks.restore",
-    "confirmation_matches": "jamey_engine.runbooks.common",
-    "decide": "jamey_engine.runbooks.common",
+    "apply_dedupe": "jamey_engine.preflight.dedupe_steps",
+    "apply_prune": "jamey_engine.preflight.prune_steps",
+    "apply_restore": "jamey_engine.preflight.restore_steps",
+    "backups_frame": "jamey_engine.preflight.restore_steps",
+    "choose_backup": "jamey_engine.preflight.restore_steps",
+    "confirmation_matches": "jamey_engine.preflight.checks",
+    "decide": "jamey_engine.preflight.checks",
     "engine_for": "jamey_engine.runbooks.common",
-    "normalize_phrase": "jamey_engine.runbooks.common",
-    "parse_layers": "jamey_engine.runbooks.prune",
-    "plan_dedupe": "jamey_engine.runbooks.dedupe",
-    "plan_prune": "jamey_engine.runbooks.prune",
-    "plan_restore": "jamey_engine.runbooks.restore",
-    "prune_preflight": "jamey_engine.runbooks.prune",
-    "verify_dedupe": "jamey_engine.runbooks.dedupe",
-    "verify_prune": "jamey_engine.runbooks.prune",
-    "verify_restore": "jamey_engine.runbooks.restore",
+    "normalize_phrase": "jamey_engine.preflight.checks",
+    "parse_layers": "jamey_engine.preflight.prune_steps",
+    "plan_dedupe": "jamey_engine.preflight.dedupe_steps",
+    "plan_prune": "jamey_engine.preflight.prune_steps",
+    "plan_restore": "jamey_engine.preflight.restore_steps",
+    "prune_preflight": "jamey_engine.preflight.prune_steps",
+    "verify_dedupe": "jamey_engine.preflight.dedupe_steps",
+    "verify_prune": "jamey_engine.preflight.prune_steps",
+    "verify_restore": "jamey_engine.preflight.restore_steps",
 }
 
 

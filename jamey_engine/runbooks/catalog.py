@@ -106,13 +106,17 @@ class Runbook:
         return PLAN_ACTIONS.get(self.name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The runbook as JSON-friendly data (the CLI's and the API's shape)."""
+        """The runbook as JSON-friendly data (the CLI's and the API's shape): ``scope`` is the
+        scope a key needs to run it (its dry run included), ``plan_action`` the plan action it
+        applies (None for a read-only one)."""
         return {
             "name": self.name,
             "kind": self.kind,
             "title": self.title,
             "description": self.description,
             "notebook": self.path.name,
+            "scope": self.scope_for({}),
+            "plan_action": self.plan_action,
             "parameters": [p.to_dict() for p in self.parameters],
         }
 

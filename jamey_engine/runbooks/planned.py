@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from jamey_engine.errors import Conflict
-from jamey_engine.runbooks.common import ChangingRunbook, Checks, Decision, Say, decide
+from jamey_engine.preflight.checks import Checks, Decision, decide
+from jamey_engine.runbooks.common import ChangingRunbook, Say
 
 if TYPE_CHECKING:
     from jamey_engine.plans.actors import Actor
@@ -96,11 +97,11 @@ def make_plan(
     """The plan a run works on: the stored plan ``plan_id`` (which must be a plan of ``action``),
     else a new plan of ``action`` with ``parameters``. Raises NotFound, Conflict, and the
     errors of :func:`jamey_engine.plans.planning.plan`."""
-    from jamey_engine.plans import store
+    from jamey_engine.plans import recovery
     from jamey_engine.plans.planning import plan
 
     if plan_id:
-        record = store.get(engine.db, plan_id)
+        record = recovery.get(engine, plan_id)
         if record.action != action:
             raise Conflict(f"plan {record.id} is a {record.action} plan; this runbook applies {action} plans")
         return record

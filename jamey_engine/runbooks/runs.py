@@ -486,11 +486,14 @@ def apply_retention(db: Database, settings: Settings) -> list[str]:
 
 @dataclass(frozen=True)
 class RunStats:
-    """What the metrics need: runs per (runbook, status), and each runbook's last finished
-    run's duration in seconds."""
+    """What the metrics need: runs per (runbook, status), each runbook's last finished run's
+    duration in seconds, and the runs holding a slot under the caps (``active``) and waiting
+    for one (``waiting``)."""
 
     counts: dict[tuple[str, str], int]
     last_duration_seconds: dict[str, float]
+    active: int = 0
+    waiting: int = 0
 
 
 def run_stats(db: Database, *, reap_dead: bool = True) -> RunStats:
@@ -520,4 +523,5 @@ def run_stats(db: Database, *, reap_dead: bool = True) -> RunStats:
             )
         ):
             durations[row.runbook] = max(0.0, (row.finished_at - row.started_at).total_seconds())
-    return RunStats(counts, durations)
+        active, _, waiting = _slots_taken(conn)
+    return RunStats(counts, durations, active, waiting)

@@ -2,7 +2,7 @@
 
 ``notebooks/prune_memories.ipynb`` drives :class:`PruneRunbook` and
 ``notebooks/restore_backup.ipynb`` drives :class:`RestoreRunbook`; the rules they follow live in
-``runbooks.prune`` and ``runbooks.restore``.
+``preflight.prune_steps`` and ``preflight.restore_steps``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,25 @@ import pandas as pd
 
 from jamey_engine.durations import parse_duration
 from jamey_engine.errors import JameyError
-from jamey_engine.runbooks.common import ChangingRunbook, Checks, Decision, Say, check_bool
+from jamey_engine.preflight.checks import Checks, Decision
+from jamey_engine.preflight.prune_steps import (
+    PruneOutcome,
+    PrunePlan,
+    apply_prune,
+    parse_layers,
+    plan_prune,
+    prune_preflight,
+    verify_prune,
+)
+from jamey_engine.preflight.restore_steps import (
+    RestoreOutcome,
+    RestoreRunPlan,
+    apply_restore,
+    backups_frame,
+    plan_restore,
+    verify_restore,
+)
+from jamey_engine.runbooks.common import ChangingRunbook, Say, check_bool
 from jamey_engine.runbooks.planned import (
     apply_hint,
     apply_plan,
@@ -25,23 +43,6 @@ from jamey_engine.runbooks.planned import (
     make_plan,
     plan_step_actor,
     scheduled_confirm,
-)
-from jamey_engine.runbooks.prune import (
-    PruneOutcome,
-    PrunePlan,
-    apply_prune,
-    parse_layers,
-    plan_prune,
-    prune_preflight,
-    verify_prune,
-)
-from jamey_engine.runbooks.restore import (
-    RestoreOutcome,
-    RestoreRunPlan,
-    apply_restore,
-    backups_frame,
-    plan_restore,
-    verify_restore,
 )
 from jamey_engine.sizes import format_bytes
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from jamey_engine.errors import Conflict
-from jamey_engine.plans import store
+from jamey_engine.plans import recovery, store
 from jamey_engine.plans.actors import Actor
 from jamey_engine.plans.applying import claim, run_claimed
 from jamey_engine.plans.approvals import approve, reject
@@ -238,14 +238,14 @@ def list_plans(
 ) -> PlanList:
     """The newest plans first."""
     return PlanList(
-        plans=[_out(r) for r in store.list_plans(engine_of(request).db, status=status, limit=limit)]
+        plans=[_out(r) for r in recovery.list_plans(engine_of(request), status=status, limit=limit)]
     )
 
 
 @router.get("/{plan_id}", response_model=PlanOut, openapi_extra=READ)
 def show_plan(request: Request, plan_id: PlanId) -> PlanOut:
     """One plan, with its approval, progress and result."""
-    return _out(store.get(engine_of(request).db, plan_id))
+    return _out(recovery.get(engine_of(request), plan_id))
 
 
 @router.post("/{plan_id}/approve", response_model=PlanOut, openapi_extra=WRITE)

@@ -77,6 +77,25 @@ def test_list_and_show_name_the_runbooks_and_their_parameters(jamey) -> None:  #
     assert missing.stderr.startswith("error: runbook 'nope' does not exist; the runbooks are:")
 
 
+def test_list_json_names_each_runbooks_scope_and_the_plan_action_it_applies(tmp_path: Path) -> None:
+    from jamey_engine.plans.actions import get_action
+
+    listed = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "runbook", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    by_name = {item["name"]: item for item in json.loads(listed.stdout)}
+    facts = {name: (item["scope"], item["plan_action"]) for name, item in by_name.items()}
+    assert facts["restore_backup"] == ("admin", "restore")
+    assert facts["prune_memories"] == ("ops:write", "prune")
+    assert facts["rotate_key"] == ("admin", "key-rotate")
+    assert facts["memory_growth"] == ("ops:write", None)
+    for name, item in by_name.items():
+        if item["kind"] == "analysis":
+            assert item["plan_action"] is None, name
+        else:  # a runbook that changes data does so through a plan, and needs that plan's scope
+            assert item["plan_action"] is not None, name
+            assert item["scope"] == get_action(item["plan_action"]).scope, name
+
+
 def test_prune_dry_run_changes_nothing_and_the_apply_with_its_phrase_prunes_and_frees_disk(
     jamey,  # type: ignore[no-untyped-def]
     seeded_dir: Path,

@@ -182,3 +182,39 @@ def test_prune_and_backup_run_by_the_cli_show_in_metrics(
     assert samples[("backup_operations_total", (("status", "success"),))] == 2  # the prune backs up first
     assert samples[("backup_size_bytes", ())] > 0
     assert ("backup_last_success_timestamp_seconds", ()) in samples
+
+
+def test_runbook_runs_active_and_queued_under_the_caps_are_read_from_the_database_at_scrape_time(
+    make_client: Callable[..., tuple[TestClient, Engine]], database_url: str
+) -> None:
+    from jamey_engine.durations import utcnow
+    from jamey_engine.runbooks import runs
+
+    caps = {"JAMEY_RUNS_MAX_ACTIVE": "1", "JAMEY_RUNS_MAX_PER_ACTOR": "1", "JAMEY_RUNS_MAX_QUEUED": "5"}
+    client, engine = make_client(JAMEY_DATABASE_URL=database_url, **caps)
+    other = Engine(engine.settings)  # another front door (the CLI, a notebook) on the same database
+    try:
+        samples = scrape(client)
+        assert (samples[("runbook_runs_active", ())], samples[("runbook_runs_queued", ())]) == (0, 0)
+        limits = runs.RunCaps.from_settings(other.settings)
+        started = [
+            runs.create_run(
+                other.db,
+                runbook="memory_growth",
+                parameters={},
+                actor="alice",
+                changes_data=False,
+                caps=limits,
+            )
+            for _ in range(3)
+        ]
+        assert [run.waiting for run in started] == [False, True, True]
+        samples = scrape(client)
+        assert (samples[("runbook_runs_active", ())], samples[("runbook_runs_queued", ())]) == (1, 2)
+        runs.update_run(other.db, started[0].id, status="succeeded", finished_at=utcnow())
+        assert runs.claim_waiting(other.db, limits) == [started[1].id]
+        samples = scrape(client)
+        assert (samples[("runbook_runs_active", ())], samples[("runbook_runs_queued", ())]) == (1, 1)
+        assert samples[("runbook_runs_total", (("runbook", "memory_growth"), ("status", "queued")))] == 2
+    finally:
+        other.close()

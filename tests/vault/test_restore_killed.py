@@ -22,6 +22,7 @@ from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.memory import LAYERS
 from jamey_engine.oplog import operation_summary
+from jamey_engine.plans import recovery, store
 from jamey_engine.vault.restore_journal import journal_path, read_journal
 
 from .support import change_everything, fill, restored_to, state
@@ -62,7 +63,8 @@ STEPS = [
 ]
 
 
-def _kill_at(settings: Settings, step: str, backup_id: str, tmp: Path) -> None:
+def _kill_at(settings: Settings, step: str, backup_id: str, tmp: Path) -> int:
+    """Run the restore plan's apply in a child process, SIGKILL it at ``step``; its pid."""
     marker = tmp / f"reached-{step}"
     env = {
         **os.environ,
@@ -87,6 +89,7 @@ def _kill_at(settings: Settings, step: str, backup_id: str, tmp: Path) -> None:
     finally:
         out, _ = child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL and "finished" not in out
+    return child.pid
 
 
 def _generation_dirs(memory_dir: Path, layer: str) -> set[str]:
@@ -107,7 +110,7 @@ def test_a_restore_killed_at_each_step_comes_back_whole_on_one_side(
     finally:
         engine.close()
 
-    _kill_at(db_settings, step, backup.id, tmp_path)
+    pid = _kill_at(db_settings, step, backup.id, tmp_path)
     memory_dir = db_settings.memory_dir
     journal = read_journal(memory_dir)
     if step != "safety-backup":
@@ -143,6 +146,22 @@ def test_a_restore_killed_at_each_step_comes_back_whole_on_one_side(
         again.vault.verify(backup.id)
         safety = [info for info in again.vault.list() if info.label.startswith("safety backup")]
         assert len(safety) == 1
+        # The plan says which side the restore ended on, once a reader settles it.
+        [stored] = [r for r in store.list_plans(again.db) if r.action == "restore"]
+        assert stored.status == "applying", "the killed apply left its plan applying"
+        [plan] = [r for r in recovery.list_plans(again) if r.action == "restore"]
+        if side == "before":
+            assert plan.status == "failed"
+            assert plan.error == (
+                f"apply interrupted: process {pid} died before the restore committed; "
+                "the restore was rolled back, nothing changed"
+            )
+        else:
+            assert plan.status == "applied" and plan.error is None
+            assert plan.result is not None and plan.result["recovered"] == "forward"
+            assert plan.result["note"].startswith(f"apply interrupted: process {pid} died after the restore")
+        assert plan.finished_at is not None and plan.progress is None
+        assert [e["event"] for e in store.events(again.db, plan.id)][-1] == plan.status
     finally:
         again.close()
 

@@ -1,7 +1,8 @@
-"""The prune runbook: preflight, plan, apply (backup, prune), verify, summarize.
+"""The prune steps: preflight, plan, apply (backup, prune), verify.
 
-``notebooks/prune_memories.ipynb`` calls :class:`PruneRunbook`; the functions below hold the
-rules and raise JameyError subclasses, so the CLI or the workbench can reuse them.
+The plan contract (``plans/``) and ``notebooks/prune_memories.ipynb`` (through
+``runbooks.steps.PruneRunbook``) share them; they hold the rules and raise JameyError
+subclasses, so the CLI or the workbench can reuse them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import pandas as pd
 
 from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput, JameyError
-from jamey_engine.memory.model import PruneResult
+from jamey_engine.memory.model import LayerSize, PruneResult
+from jamey_engine.preflight.checks import Check, Checks, Decision, decide
 from jamey_engine.progress import Progress
-from jamey_engine.runbooks.common import Check, Checks, Decision, decide
 from jamey_engine.sizes import format_bytes
 
 if TYPE_CHECKING:
@@ -181,14 +182,20 @@ def _switch_lock_check(engine: Engine, wait: float) -> Check:
 
 
 def prune_preflight(
-    engine: Engine, layers: tuple[str, ...], *, backup_first: bool = True, lock_wait: float = 2.0
+    engine: Engine,
+    layers: tuple[str, ...],
+    *,
+    backup_first: bool = True,
+    lock_wait: float = 2.0,
+    measured_sizes: dict[str, LayerSize] | None = None,
 ) -> Checks:
     """Check, changing nothing, that a prune of ``layers`` can run now.
 
     Each index opens and answers a count; the disk holding the indexes has room for a rewrite
     of the layers (their size now), and the backup disk room for a backup (the total index size)
     when ``backup_first``; no writer holds the store's switch lock for longer than ``lock_wait``.
-    Problems become failed checks, not exceptions.
+    Problems become failed checks, not exceptions. ``measured_sizes``, when given, receives the
+    size of each of ``layers`` that opened (for :func:`plan_prune`, which then measures none again).
     """
     checks: list[Check] = []
     sizes: dict[str, int] = {}
@@ -205,6 +212,8 @@ def prune_preflight(
             checks.append(Check(f"{layer}: index opens", False, err.message))
             continue
         sizes[layer] = size.bytes
+        if measured_sizes is not None:
+            measured_sizes[layer] = size
         checks.append(
             Check(
                 f"{layer}: index opens",
@@ -238,17 +247,24 @@ def prune_preflight(
     return Checks("Preflight", tuple(checks))
 
 
-def plan_prune(engine: Engine, layers: tuple[str, ...], older_than: str) -> PrunePlan:
+def plan_prune(
+    engine: Engine,
+    layers: tuple[str, ...],
+    older_than: str,
+    sizes: dict[str, LayerSize] | None = None,
+) -> PrunePlan:
     """What a prune of memories older than ``older_than`` in ``layers`` would remove; changes nothing.
 
-    Raises InvalidInput for a bad duration (field ``older_than``); StorageCorrupt or Busy from the store.
+    ``sizes`` are layer sizes the caller measured just before (the preflight's); a layer not in
+    them is measured here. Raises InvalidInput for a bad duration (field ``older_than``);
+    StorageCorrupt or Busy from the store.
     """
     delta = parse_duration(older_than, field="older_than")
     cutoff = utcnow() - delta
     results = {r.layer: r for r in engine.memory.prune(delta, list(layers), dry_run=True)}
     plans = []
     for layer in layers:
-        size = engine.memory.layer_size(layer)
+        size = (sizes or {}).get(layer) or engine.memory.layer_size(layer)
         result = results.get(layer)
         to_delete = result.deleted if result else 0
         if result and result.bytes_after < result.bytes_before:

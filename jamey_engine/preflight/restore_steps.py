@@ -1,6 +1,7 @@
-"""The restore runbook: list and verify backups, diff against now, restore when confirmed, verify.
+"""The restore steps: list and verify backups, diff against now, restore when confirmed, verify.
 
-``notebooks/restore_backup.ipynb`` calls :class:`RestoreRunbook`. The vault's restore takes the
+``notebooks/restore_backup.ipynb`` uses them through ``runbooks.steps.RestoreRunbook``, and the
+plan contract's restore action picks its backup with :func:`choose_backup`. The vault's restore takes the
 safety backup itself; this module decides whether to call it and checks the result.
 """
 
@@ -13,8 +14,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from jamey_engine.errors import BackupCorrupt, NotFound
+from jamey_engine.preflight.checks import Check, Checks, Decision, decide
 from jamey_engine.progress import Progress
-from jamey_engine.runbooks.common import Check, Checks, Decision, decide
 from jamey_engine.sizes import format_bytes
 
 if TYPE_CHECKING:
