@@ -22,14 +22,14 @@ import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
 
-from jamey_engine.durations import parse_timestamp, utcnow
+from jamey_engine.durations import as_utc, parse_timestamp, utcnow
 from jamey_engine.errors import InvalidInput, JameyError
 from jamey_engine.observability.evidence_queries import EvidenceQuery, queries_for
 from jamey_engine.runbooks.links import links_for_alert, runbook_for_alert
@@ -189,7 +189,7 @@ def _operations(diagnosis: Diagnosis, engine: Engine, now: datetime) -> None:
     from jamey_engine import oplog
 
     since = now - timedelta(hours=OPERATION_HOURS)
-    rows = [row for row in oplog.recent_operations(engine.db, limit=500) if _aware(row["at"]) >= since]  # type: ignore[arg-type]
+    rows = [row for row in oplog.recent_operations(engine.db, limit=500) if as_utc(row["at"]) >= since]  # type: ignore[call-overload]
     frame = pd.DataFrame(
         rows, columns=["at", "kind", "status", "duration_seconds", "layer", "count", "detail", "actor"]
     )
@@ -200,10 +200,6 @@ def _operations(diagnosis: Diagnosis, engine: Engine, now: datetime) -> None:
         of_kind = frame[frame["kind"] == kind] if not frame.empty else frame
         if not of_kind.empty and of_kind.iloc[0]["status"] == "failure":
             diagnosis.evidence[fact] = str(of_kind.iloc[0]["detail"] or "no detail recorded")[:300]
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _log_lines(diagnosis: Diagnosis, engine: Engine, now: datetime) -> None:

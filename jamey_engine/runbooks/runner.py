@@ -305,7 +305,7 @@ def _record(engine: Engine, run: runs.RunRecord, status: str, seconds: float, er
         engine.db,
         engine.events,
         "runbook",
-        "success" if status == "succeeded" else "failure",
+        oplog.RUN_OPERATION_STATUS.get(status, "failure"),
         seconds,
         detail=detail,
         actor=run.actor,

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 
-from jamey_engine.durations import utcnow
+from jamey_engine.durations import as_utc, utcnow
 from jamey_engine.errors import InvalidInput, NotFound
 from jamey_engine.keys.scopes import require_scope
 from jamey_engine.models import RunbookRun, RunbookSchedule
@@ -210,15 +210,9 @@ def _record(row: Any) -> Schedule:
     )
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """A joined column bypasses the UTCDateTime type on SQLite: put the zone back."""
-    from datetime import UTC
-
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _utc(value: datetime | str | None) -> datetime | None:
+    """A stored moment as aware UTC (SQLite hands back naive datetimes or, via raw SQL, text)."""
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
 
 
 def list_schedules(db: Database) -> list[Schedule]:
