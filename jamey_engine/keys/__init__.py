@@ -2,12 +2,18 @@
 
 Modules: ``keyformat`` (the token shape and checksum), ``scopes`` (what a key may do, one rule for
 every front door), ``verify`` (the per-request hot path), ``manager`` (create, rotate, revoke,
-audit) and ``ratelimit`` (per-key and global limits).
+audit), ``ratelimit`` (per-key and global limits) and ``ratelimit_storage`` (where their counters
+live: memory or Redis). The limiter's names are re-exported lazily (``limits`` is imported on
+first use, not with every key check).
 """
+
+from typing import Any
 
 from jamey_engine.keys.manager import STATUSES, CreatedKey, KeyInfo, KeyManager, normalize_scopes
 from jamey_engine.keys.scopes import ADMIN, SCOPE_DESCRIPTIONS, SCOPES, Scope, has_scope, require_scope
 from jamey_engine.keys.verify import VerifiedKey
+
+_RATELIMIT_NAMES = ("Decision", "RateLimiter", "SteadyMemoryStorage")
 
 __all__ = [
     "ADMIN",
@@ -15,11 +21,22 @@ __all__ = [
     "SCOPE_DESCRIPTIONS",
     "STATUSES",
     "CreatedKey",
+    "Decision",
     "KeyInfo",
     "KeyManager",
+    "RateLimiter",
     "Scope",
+    "SteadyMemoryStorage",
     "VerifiedKey",
     "has_scope",
     "normalize_scopes",
     "require_scope",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RATELIMIT_NAMES:
+        from jamey_engine.keys import ratelimit
+
+        return getattr(ratelimit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
