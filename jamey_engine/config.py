@@ -408,6 +408,13 @@ SETTINGS: tuple[Setting, ...] = (
         _choice("open", "closed"),
     ),
     Setting(
+        "JAMEY_RATE_LIMIT_LEASE",
+        "rate_limit_lease",
+        "100",
+        "With redis:// counters: hits a process may reserve per lease and admit without a round trip (the lease shrinks near the limit, so no more than the limit is ever admitted); 0 asks Redis on every request.",
+        _non_negative_int,
+    ),
+    Setting(
         "JAMEY_KEY_PEPPER",
         "key_pepper",
         "",
@@ -740,6 +747,7 @@ class Settings:
     global_rate_limit: str
     rate_limit_storage: str
     rate_limit_failure: str
+    rate_limit_lease: int
     key_pepper: str
     key_cache_seconds: float
     key_negative_cache_seconds: float

@@ -44,6 +44,15 @@ from limits.strategies import MovingWindowRateLimiter
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
+from jamey_engine.keys.ratelimit_lease import (
+    LEASE_LUA,
+    LEASE_SHARE,
+    RELEASE_LUA,
+    Lease,
+    LeaseBook,
+    lease_seconds,
+    release_args,
+)
 from jamey_engine.keys.ratelimit_storage import (  # re-exported
     ACQUIRE_PAIR_LUA,
     PipelinedDecisions,
@@ -70,6 +79,10 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "jamey"
 RETRY_AFTER_FAILURE = 1.0
 REDIS_TIMEOUT_SECONDS = 0.5
+#: Hits a process may reserve per lease of a Redis counter (JAMEY_RATE_LIMIT_LEASE's default).
+DEFAULT_LEASE = 100
+#: How often the releaser thread hands back the unspent hits of ended leases (seconds).
+RELEASE_EVERY = 0.05
 _COUNTER_KEY_CACHE = 100_000
 
 
@@ -110,9 +123,13 @@ class RateLimiter:
     Thread-safe. Build with :meth:`from_settings`.
     """
 
-    def __init__(self, storage_url: str, global_limit: str, failure_mode: str = "open") -> None:
+    def __init__(
+        self, storage_url: str, global_limit: str, failure_mode: str = "open", lease: int = DEFAULT_LEASE
+    ) -> None:
         if failure_mode not in ("open", "closed"):
             raise InvalidInput(f"rate-limit failure mode {failure_mode!r} must be open or closed")
+        if isinstance(lease, bool) or not isinstance(lease, int) or lease < 0:
+            raise InvalidInput(f"rate-limit lease {lease!r} must be a whole number, zero or above")
         self.storage_url = storage_url
         self.failure_mode = failure_mode
         self.global_limit = parse_limit(global_limit, field="global rate limit", most=MAX_GLOBAL_LIMIT)
@@ -135,6 +152,15 @@ class RateLimiter:
             self._acquire_pair = redis.get_connection().register_script(ACQUIRE_PAIR_LUA.encode())
             self._redis_errors = redis.base_exceptions
             self._global_redis_key = redis.prefixed_key(self._global_counter)
+            self._lease_script = redis.get_connection().register_script(LEASE_LUA.encode())
+            self._release_script = redis.get_connection().register_script(RELEASE_LUA.encode())
+            self._global_lease_keys = self._lease_keys(self._global_counter)
+        # Leases of Redis counters (see ratelimit_lease): None in memory or with lease 0, where
+        # every decision is ACQUIRE_PAIR_LUA's.
+        self.lease = lease
+        self._book = LeaseBook() if self._memory is None and lease > 0 else None
+        self._releaser: threading.Thread | None = None
+        self._closed = False
         # The asyncio clients of ahit, one per event loop (a client's connections belong to the
         # loop that opened them); None when the URL's scheme has no asyncio client here.
         self._async_url = self._asyncio_url(storage_url) if self._memory is None else None
@@ -148,7 +174,12 @@ class RateLimiter:
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
         """A limiter on ``settings.rate_limit_storage`` with the global limit and failure mode."""
-        return cls(settings.rate_limit_storage, settings.global_rate_limit, settings.rate_limit_failure)
+        return cls(
+            settings.rate_limit_storage,
+            settings.global_rate_limit,
+            settings.rate_limit_failure,
+            settings.rate_limit_lease,
+        )
 
     @staticmethod
     def _make_storage(url: str) -> Storage:
@@ -191,7 +222,8 @@ class RateLimiter:
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
             )
-            batcher = self._async[loop] = PipelinedDecisions(client)
+            script = ACQUIRE_PAIR_LUA if self._book is None else LEASE_LUA
+            batcher = self._async[loop] = PipelinedDecisions(client, script)
         return batcher
 
     async def ahit(self, key_id: str, limit: str) -> Decision:
@@ -211,6 +243,20 @@ class RateLimiter:
         if self._failed_until and time.monotonic() < self._failed_until:
             return self._storage_failed(item, None)
         counter = self._counter_key(item, limit, key_id)
+        if self._book is not None:
+            decision = self._spend_lease(item, counter)
+            if decision is not None:
+                return decision
+            try:
+                for force in (False, True):
+                    keys, args, ask = self._lease_request(item, counter, force)
+                    reply = await self._batcher().decide(tuple(keys), tuple(args))
+                    decision = self._leased(item, counter, ask, reply)
+                    if decision is not None:
+                        return decision
+            except self._async_errors as err:
+                return self._storage_failed(item, limits.errors.StorageError(err))
+            raise AssertionError("a forced lease request always decides")  # pragma: no cover
         glob = self.global_limit
         try:
             verdict, start, used = await self._batcher().decide(
@@ -266,6 +312,8 @@ class RateLimiter:
         if self._memory is not None:
             return self._decide_in_memory(self._memory, item, counter)
         try:
+            if self._book is not None:
+                return self._decide_leased(item, counter)
             return self._decide(item, counter)
         except limits.errors.StorageError as err:
             return self._storage_failed(item, err)
@@ -303,6 +351,163 @@ class RateLimiter:
             self._failed_until = 0.0
         return self._decision(item, int(verdict), float(start), int(used))
 
+    # -- leases (Redis counters with lease > 0; see ratelimit_lease) --------------------------
+
+    def _lease_keys(self, counter: str) -> tuple[str, str]:
+        """A counter's lease set and total in Redis (apart from limits' own lists)."""
+        name = self._redis.prefixed_key(f"lease:{counter}")
+        return name, f"{name}:n"
+
+    def _spend_lease(self, item: limits.RateLimitItem, counter: str) -> Decision | None:
+        """A hit of this process's live leases of both counters, without Redis; None without."""
+        book = cast(LeaseBook, self._book)
+        now = time.time()
+        name = self._lease_keys(counter)[0]
+        with book.lock:
+            lease = book.spend(name, now)
+            if lease is None:
+                return None
+            if book.spend(self._global_lease_keys[0], now) is None:
+                book.refund(lease)
+                return None
+        return self._admitted(item, lease)
+
+    @staticmethod
+    def _admitted(item: limits.RateLimitItem, lease: Lease) -> Decision:
+        # Remaining: the counter's room at the grant, plus what this lease has not spent yet.
+        remaining = max(0, item.amount - lease.used_after + lease.left)
+        return Decision(True, None, item.amount, remaining, lease.reset_at, 0)
+
+    def _lease_request(
+        self, item: limits.RateLimitItem, counter: str, force: bool
+    ) -> tuple[list[str], list[float | str], tuple[str, int, int, float, float]]:
+        """LEASE_LUA's keys and arguments: a lease of each counter this process has none of
+        (of both with ``force``); and what ``_leased`` needs to read the reply."""
+        book = cast(LeaseBook, self._book)
+        now = time.time()
+        key_keys, glob_keys = self._lease_keys(counter), self._global_lease_keys
+        expiry, glob = item.get_expiry(), self.global_limit
+        with book.lock:
+            want_key = self.lease if force or not book.has(key_keys[0], now) else 0
+            want_glob = self.lease if force or not book.has(glob_keys[0], now) else 0
+        ends, glob_ends = now + lease_seconds(expiry), now + lease_seconds(self._global_expiry)
+        lease_id = book.next_id()
+        args: list[float | str] = [now, lease_id]
+        args += [item.amount, expiry, want_key, LEASE_SHARE, ends]
+        args += [glob.amount, self._global_expiry, want_glob, LEASE_SHARE, glob_ends]
+        return [*key_keys, *glob_keys], args, (lease_id, want_key, want_glob, ends, glob_ends)
+
+    def _leased(
+        self,
+        item: limits.RateLimitItem,
+        counter: str,
+        ask: tuple[str, int, int, float, float],
+        reply: Any,
+    ) -> Decision | None:
+        """The decision from LEASE_LUA's reply; None when a lease this process held when it
+        asked ran out meanwhile (ask again, for both)."""
+        lease_id, want_key, want_glob, ends, glob_ends = ask
+        (key_granted, key_oldest, key_used), (glob_granted, glob_oldest, glob_used) = reply
+        book = cast(LeaseBook, self._book)
+        key_keys, glob_keys = self._lease_keys(counter), self._global_lease_keys
+        expiry, glob = item.get_expiry(), self.global_limit
+        now = time.time()
+
+        def new_lease(
+            keys: tuple[str, str], granted: Any, used: Any, oldest: Any, end: float, exp: int
+        ) -> Lease:
+            granted = int(granted)
+            end = end if granted > 1 else now  # a grant of one is this hit's, counted from now
+            return Lease(
+                f"{lease_id}:{granted}", keys, granted, granted - 1, end, int(used), float(oldest) + exp
+            )
+
+        with book.lock:
+            # Asked and granted nothing: that counter is full (the key's is checked first).
+            key_full = want_key and not int(key_granted) and int(key_used) >= item.amount
+            if key_full or (want_glob and not int(glob_granted) and int(glob_used) >= glob.amount):
+                # Another request of this process may have leased what Redis refused this one.
+                key_lease = book.spend(key_keys[0], now)
+                if key_lease is not None:
+                    if book.spend(glob_keys[0], now) is not None:
+                        return self._admitted(item, key_lease)
+                    book.refund(key_lease)
+                if key_full:
+                    return self._refused(item, "key", float(key_oldest))
+                return self._refused(glob, "global", float(glob_oldest))
+            if int(key_granted):
+                key_lease: Lease | None = new_lease(key_keys, key_granted, key_used, key_oldest, ends, expiry)
+                book.add(key_keys[0], cast(Lease, key_lease))
+            else:
+                key_lease = book.spend(key_keys[0], now)
+            if int(glob_granted):
+                glob_lease: Lease | None = new_lease(
+                    glob_keys, glob_granted, glob_used, glob_oldest, glob_ends, self._global_expiry
+                )
+                book.add(glob_keys[0], cast(Lease, glob_lease))
+            else:
+                glob_lease = book.spend(glob_keys[0], now)
+            if key_lease is None or glob_lease is None:
+                # A lease held when asking ran out meanwhile: give back what was taken, ask again.
+                for taken in (key_lease, glob_lease):
+                    if taken is not None:
+                        book.refund(taken)
+                self._start_releaser()
+                return None
+        self._start_releaser()
+        if self._failed_until:
+            self._failed_until = 0.0
+        return self._admitted(item, key_lease)
+
+    def _refused(self, refused: limits.RateLimitItem, scope: str, oldest: float) -> Decision:
+        reset_at = oldest + refused.get_expiry()
+        return Decision(False, scope, refused.amount, 0, reset_at, max(1, math.ceil(reset_at - time.time())))
+
+    def _decide_leased(self, item: limits.RateLimitItem, counter: str) -> Decision:
+        decision = self._spend_lease(item, counter)
+        if decision is not None:
+            return decision
+        for force in (False, True):
+            keys, args, ask = self._lease_request(item, counter, force)
+            try:
+                reply = self._lease_script(keys, args)
+            except self._redis_errors as err:
+                raise limits.errors.StorageError(err) from err
+            decision = self._leased(item, counter, ask, reply)
+            if decision is not None:
+                return decision
+        raise AssertionError("a forced lease request always decides")  # pragma: no cover
+
+    def _start_releaser(self) -> None:
+        if self._releaser is None and not self._closed:
+            with self._lock:
+                if self._releaser is None:
+                    self._releaser = threading.Thread(
+                        target=_release_forever,
+                        args=(weakref.ref(self),),
+                        name="jamey-ratelimit-leases",
+                        daemon=True,
+                    )
+                    self._releaser.start()
+
+    def release_leases(self, everything: bool = False) -> int:
+        """Hand back to Redis the unspent hits of this process's ended leases (of all its
+        leases with ``everything``); returns how many leases had hits to hand back. A Redis
+        error leaves them to expire with their window."""
+        if self._book is None:
+            return 0
+        unspent = [lease for lease in self._book.ended(time.time(), everything) if lease.left > 0]
+        for lease in unspent:
+            keys, args = release_args(lease)
+            try:
+                self._release_script(keys, args)
+            except self._redis_errors as err:
+                log.debug(
+                    "rate-limit lease release failed (%s); it expires with its window", type(err).__name__
+                )
+                break
+        return len(unspent)
+
     def _decision(self, item: limits.RateLimitItem, verdict: int, start: float, used: int) -> Decision:
         """The Decision for an acquire_pair verdict and the deciding window's (start, used).
 
@@ -335,10 +540,29 @@ class RateLimiter:
 
     def reset(self, key_id: str, limit: str) -> None:
         """Forget ``key_id``'s counted requests under ``limit`` (tests and admin tools)."""
-        self._strategy.clear(self._limit(limit), "key", key_id)
+        item = self._limit(limit)
+        self._strategy.clear(item, "key", key_id)
+        self._forget_leases(self._counter_key(item, limit, key_id))
+
+    def reset_global(self) -> None:
+        """Forget every counted request of the global limit (tests and admin tools)."""
+        self._strategy.clear(self.global_limit, "global")
+        self._forget_leases(self._global_counter)
+
+    def _forget_leases(self, counter: str) -> None:
+        if self._memory is None:
+            keys = self._lease_keys(counter)
+            cast(Any, self._redis.get_connection()).delete(*keys)
+            if self._book is not None:
+                self._book.forget(keys[0])
 
     def close(self) -> None:
         """Release the storage's connections (the asyncio clients' with their event loops)."""
+        self._closed = True
+        try:
+            self.release_leases(everything=True)
+        except Exception:  # closing: what is not handed back expires with its window
+            log.debug("rate-limit leases not released on close", exc_info=True)
         close = getattr(getattr(self._storage, "storage", None), "close", None)
         if callable(close) and self._memory is None:
             close()
@@ -349,3 +573,16 @@ class RateLimiter:
         batcher = self._async.pop(asyncio.get_running_loop(), None)
         if batcher is not None:
             await batcher.client.aclose()
+
+
+def _release_forever(ref: weakref.ReferenceType[RateLimiter]) -> None:
+    while True:
+        time.sleep(RELEASE_EVERY)
+        limiter = ref()
+        if limiter is None or limiter._closed:
+            return
+        try:
+            limiter.release_leases()
+        except Exception:  # a daemon must not die: unreleased hits expire anyway
+            log.debug("rate-limit lease release failed", exc_info=True)
+        del limiter

@@ -198,7 +198,7 @@ class PipelinedDecisions:
     """The decisions of one event loop, sent to Redis as pipelines over one connection.
 
     A decision joins the batch being gathered; one task sends the batch as a pipeline of
-    EVALSHAs (``ACQUIRE_PAIR_LUA``, one per decision) and hands each reply back, while the next
+    EVALSHAs (``ACQUIRE_PAIR_LUA`` by default, or the lease script: one per decision) and hands each reply back, while the next
     batch gathers. Redis runs each script whole, one at a time, so every decision is as atomic
     as one sent alone: only the socket round trips are shared (at 32 connections a request
     paid ~200 µs of CPU for its own write, read and connection-pool bookkeeping). A server that
@@ -207,13 +207,15 @@ class PipelinedDecisions:
 
     SHA = hashlib.sha1(ACQUIRE_PAIR_LUA.encode()).hexdigest()  # noqa: S324 (Redis names scripts so)
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, script: str = ACQUIRE_PAIR_LUA) -> None:
         self.client = client
-        self._pending: list[tuple[tuple[str, str], tuple[float, ...], asyncio.Future[Any]]] = []
+        self.script = script
+        self.sha = hashlib.sha1(script.encode()).hexdigest()  # noqa: S324 (Redis names scripts so)
+        self._pending: list[tuple[tuple[str, ...], tuple[float | str, ...], asyncio.Future[Any]]] = []
         self._sending = False
         self.batches = 0
 
-    async def decide(self, keys: tuple[str, str], args: tuple[float, ...]) -> Any:
+    async def decide(self, keys: tuple[str, ...], args: tuple[float | str, ...]) -> Any:
         """The script's reply for one decision (raises the batch's or this reply's error)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((keys, args, future))
@@ -250,12 +252,12 @@ class PipelinedDecisions:
             pipe = self.client.pipeline(transaction=False)
             for index in todo:
                 keys, args, _ = batch[index]
-                pipe.evalsha(self.SHA, 2, *keys, *args)
+                pipe.evalsha(self.sha, len(keys), *keys, *args)
             for index, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
                 replies[index] = reply
             # NOSCRIPT: that decision did not run; it is sent again once the script is loaded.
             todo = [index for index in todo if isinstance(replies[index], NoScriptError)]
             if not todo or attempt == 2:
                 break
-            await self.client.script_load(ACQUIRE_PAIR_LUA)
+            await self.client.script_load(self.script)
         return replies
