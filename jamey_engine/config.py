@@ -128,7 +128,7 @@ def _duration(value: str) -> timedelta:
 
 def _rate_limit_at_most(most: str) -> Callable[[str], str]:
     """A parser of one rate limit such as 60/minute, allowing at most the ``most`` constant of
-    limit_text.py per window (its moving window keeps one entry per request)."""
+    limit_text.py per window."""
 
     def parse(value: str) -> str:
         from jamey_engine import limit_text
@@ -140,7 +140,7 @@ def _rate_limit_at_most(most: str) -> Callable[[str], str]:
             raise ValueError("not a rate limit such as 60/minute or 10/second") from None
         if item.amount > cap:
             raise ValueError(
-                f"at most {cap:,} requests per window (the moving window keeps one entry per request)"
+                f"at most {cap:,} requests per window"
             )
         return value
 

@@ -2,8 +2,9 @@
 
 Modules: ``keyformat`` (the token shape and checksum), ``scopes`` (what a key may do, one rule for
 every front door), ``verify`` (the per-request hot path), ``manager`` (create, rotate, revoke,
-audit), ``ratelimit`` (per-key and global limits) and ``ratelimit_storage`` (where their counters
-live: memory or Redis). The limiter's names are re-exported lazily (``limits`` is imported on
+audit), ``ratelimit`` (per-key and global limits), ``ratelimit_decision`` (its outcome),
+``ratelimit_storage`` (where the counters live: memory or Redis), ``ratelimit_lease`` and
+``ratelimit_leased`` (leases of Redis counters, spent without a round trip). The limiter's names are re-exported lazily (``limits`` is imported on
 first use, not with every key check).
 """
 

@@ -4,9 +4,14 @@ Strategy: the **moving window** (``MovingWindowRateLimiter``). It keeps one time
 admitted request and admits a request only when fewer than N were admitted in the last window,
 so "5/minute" never lets 10 through across a window edge, as a fixed window can. A decision
 checks and charges the key's limit and then the global limit in one atomic step (one lock in
-memory, one Lua script and so one round trip in Redis: ``ACQUIRE_PAIR_LUA``), so 100 racing
-threads, or several processes sharing Redis, admit exactly 5. It costs O(limit) memory per
-key, which is fine for API-key limits of up to a few thousand per window.
+memory, one Lua script in Redis), so 100 racing threads, or several processes sharing Redis,
+admit exactly 5. In memory a limit above ``EXACT_UP_TO`` per window counts in fixed sub-buckets
+(``SlidingBuckets``: bounded memory, never more than the limit in a window).
+
+In Redis, each process admits most requests from **leases**: hits reserved in Redis in one
+script call and spent locally (``ratelimit_lease`` says why this stays exact, and
+``ratelimit_leased`` holds the limiter's side). ``JAMEY_RATE_LIMIT_LEASE=0`` decides every
+request in Redis with ``ACQUIRE_PAIR_LUA`` (one round trip each) on limits' own lists.
 
 When the counter storage (Redis) cannot be reached, ``settings.rate_limit_failure`` decides:
 
@@ -34,7 +39,6 @@ import math
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -44,15 +48,9 @@ from limits.strategies import MovingWindowRateLimiter
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
-from jamey_engine.keys.ratelimit_lease import (
-    LEASE_LUA,
-    LEASE_SHARE,
-    RELEASE_LUA,
-    Lease,
-    LeaseBook,
-    lease_seconds,
-    release_args,
-)
+from jamey_engine.keys.ratelimit_decision import Decision
+from jamey_engine.keys.ratelimit_lease import LEASE_LUA, RELEASE_LUA, LeaseBook
+from jamey_engine.keys.ratelimit_leased import LeaseDecisions
 from jamey_engine.keys.ratelimit_storage import (  # re-exported
     ACQUIRE_PAIR_LUA,
     PipelinedDecisions,
@@ -81,43 +79,10 @@ RETRY_AFTER_FAILURE = 1.0
 REDIS_TIMEOUT_SECONDS = 0.5
 #: Hits a process may reserve per lease of a Redis counter (JAMEY_RATE_LIMIT_LEASE's default).
 DEFAULT_LEASE = 100
-#: How often the releaser thread hands back the unspent hits of ended leases (seconds).
-RELEASE_EVERY = 0.05
 _COUNTER_KEY_CACHE = 100_000
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of one request's check, with what the response headers need.
-
-    ``scope`` names the limit that refused ("key" or "global"), None when admitted.
-    ``limit``/``remaining``/``reset_at`` describe the key's limit when admitted, the refusing
-    limit otherwise; ``reset_at`` is epoch seconds; ``retry_after`` is whole seconds (0 when
-    admitted). ``degraded`` is True when the storage failed and the request was admitted
-    anyway (fail open).
-    """
-
-    allowed: bool
-    scope: str | None
-    limit: int
-    remaining: int
-    reset_at: float
-    retry_after: int
-    degraded: bool = False
-
-    def headers(self) -> dict[str, str]:
-        """The conventional ``X-RateLimit-*`` (and, when refused, ``Retry-After``) headers."""
-        headers = {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
-        }
-        if not self.allowed:
-            headers["Retry-After"] = str(self.retry_after)
-        return headers
-
-
-class RateLimiter:
+class RateLimiter(LeaseDecisions):
     """Checks each request against its key's limit, then the global limit.
 
     Thread-safe. Build with :meth:`from_settings`.
@@ -351,163 +316,6 @@ class RateLimiter:
             self._failed_until = 0.0
         return self._decision(item, int(verdict), float(start), int(used))
 
-    # -- leases (Redis counters with lease > 0; see ratelimit_lease) --------------------------
-
-    def _lease_keys(self, counter: str) -> tuple[str, str]:
-        """A counter's lease set and total in Redis (apart from limits' own lists)."""
-        name = self._redis.prefixed_key(f"lease:{counter}")
-        return name, f"{name}:n"
-
-    def _spend_lease(self, item: limits.RateLimitItem, counter: str) -> Decision | None:
-        """A hit of this process's live leases of both counters, without Redis; None without."""
-        book = cast(LeaseBook, self._book)
-        now = time.time()
-        name = self._lease_keys(counter)[0]
-        with book.lock:
-            lease = book.spend(name, now)
-            if lease is None:
-                return None
-            if book.spend(self._global_lease_keys[0], now) is None:
-                book.refund(lease)
-                return None
-        return self._admitted(item, lease)
-
-    @staticmethod
-    def _admitted(item: limits.RateLimitItem, lease: Lease) -> Decision:
-        # Remaining: the counter's room at the grant, plus what this lease has not spent yet.
-        remaining = max(0, item.amount - lease.used_after + lease.left)
-        return Decision(True, None, item.amount, remaining, lease.reset_at, 0)
-
-    def _lease_request(
-        self, item: limits.RateLimitItem, counter: str, force: bool
-    ) -> tuple[list[str], list[float | str], tuple[str, int, int, float, float]]:
-        """LEASE_LUA's keys and arguments: a lease of each counter this process has none of
-        (of both with ``force``); and what ``_leased`` needs to read the reply."""
-        book = cast(LeaseBook, self._book)
-        now = time.time()
-        key_keys, glob_keys = self._lease_keys(counter), self._global_lease_keys
-        expiry, glob = item.get_expiry(), self.global_limit
-        with book.lock:
-            want_key = self.lease if force or not book.has(key_keys[0], now) else 0
-            want_glob = self.lease if force or not book.has(glob_keys[0], now) else 0
-        ends, glob_ends = now + lease_seconds(expiry), now + lease_seconds(self._global_expiry)
-        lease_id = book.next_id()
-        args: list[float | str] = [now, lease_id]
-        args += [item.amount, expiry, want_key, LEASE_SHARE, ends]
-        args += [glob.amount, self._global_expiry, want_glob, LEASE_SHARE, glob_ends]
-        return [*key_keys, *glob_keys], args, (lease_id, want_key, want_glob, ends, glob_ends)
-
-    def _leased(
-        self,
-        item: limits.RateLimitItem,
-        counter: str,
-        ask: tuple[str, int, int, float, float],
-        reply: Any,
-    ) -> Decision | None:
-        """The decision from LEASE_LUA's reply; None when a lease this process held when it
-        asked ran out meanwhile (ask again, for both)."""
-        lease_id, want_key, want_glob, ends, glob_ends = ask
-        (key_granted, key_oldest, key_used), (glob_granted, glob_oldest, glob_used) = reply
-        book = cast(LeaseBook, self._book)
-        key_keys, glob_keys = self._lease_keys(counter), self._global_lease_keys
-        expiry, glob = item.get_expiry(), self.global_limit
-        now = time.time()
-
-        def new_lease(
-            keys: tuple[str, str], granted: Any, used: Any, oldest: Any, end: float, exp: int
-        ) -> Lease:
-            granted = int(granted)
-            end = end if granted > 1 else now  # a grant of one is this hit's, counted from now
-            return Lease(
-                f"{lease_id}:{granted}", keys, granted, granted - 1, end, int(used), float(oldest) + exp
-            )
-
-        with book.lock:
-            # Asked and granted nothing: that counter is full (the key's is checked first).
-            key_full = want_key and not int(key_granted) and int(key_used) >= item.amount
-            if key_full or (want_glob and not int(glob_granted) and int(glob_used) >= glob.amount):
-                # Another request of this process may have leased what Redis refused this one.
-                key_lease = book.spend(key_keys[0], now)
-                if key_lease is not None:
-                    if book.spend(glob_keys[0], now) is not None:
-                        return self._admitted(item, key_lease)
-                    book.refund(key_lease)
-                if key_full:
-                    return self._refused(item, "key", float(key_oldest))
-                return self._refused(glob, "global", float(glob_oldest))
-            if int(key_granted):
-                key_lease: Lease | None = new_lease(key_keys, key_granted, key_used, key_oldest, ends, expiry)
-                book.add(key_keys[0], cast(Lease, key_lease))
-            else:
-                key_lease = book.spend(key_keys[0], now)
-            if int(glob_granted):
-                glob_lease: Lease | None = new_lease(
-                    glob_keys, glob_granted, glob_used, glob_oldest, glob_ends, self._global_expiry
-                )
-                book.add(glob_keys[0], cast(Lease, glob_lease))
-            else:
-                glob_lease = book.spend(glob_keys[0], now)
-            if key_lease is None or glob_lease is None:
-                # A lease held when asking ran out meanwhile: give back what was taken, ask again.
-                for taken in (key_lease, glob_lease):
-                    if taken is not None:
-                        book.refund(taken)
-                self._start_releaser()
-                return None
-        self._start_releaser()
-        if self._failed_until:
-            self._failed_until = 0.0
-        return self._admitted(item, key_lease)
-
-    def _refused(self, refused: limits.RateLimitItem, scope: str, oldest: float) -> Decision:
-        reset_at = oldest + refused.get_expiry()
-        return Decision(False, scope, refused.amount, 0, reset_at, max(1, math.ceil(reset_at - time.time())))
-
-    def _decide_leased(self, item: limits.RateLimitItem, counter: str) -> Decision:
-        decision = self._spend_lease(item, counter)
-        if decision is not None:
-            return decision
-        for force in (False, True):
-            keys, args, ask = self._lease_request(item, counter, force)
-            try:
-                reply = self._lease_script(keys, args)
-            except self._redis_errors as err:
-                raise limits.errors.StorageError(err) from err
-            decision = self._leased(item, counter, ask, reply)
-            if decision is not None:
-                return decision
-        raise AssertionError("a forced lease request always decides")  # pragma: no cover
-
-    def _start_releaser(self) -> None:
-        if self._releaser is None and not self._closed:
-            with self._lock:
-                if self._releaser is None:
-                    self._releaser = threading.Thread(
-                        target=_release_forever,
-                        args=(weakref.ref(self),),
-                        name="jamey-ratelimit-leases",
-                        daemon=True,
-                    )
-                    self._releaser.start()
-
-    def release_leases(self, everything: bool = False) -> int:
-        """Hand back to Redis the unspent hits of this process's ended leases (of all its
-        leases with ``everything``); returns how many leases had hits to hand back. A Redis
-        error leaves them to expire with their window."""
-        if self._book is None:
-            return 0
-        unspent = [lease for lease in self._book.ended(time.time(), everything) if lease.left > 0]
-        for lease in unspent:
-            keys, args = release_args(lease)
-            try:
-                self._release_script(keys, args)
-            except self._redis_errors as err:
-                log.debug(
-                    "rate-limit lease release failed (%s); it expires with its window", type(err).__name__
-                )
-                break
-        return len(unspent)
-
     def _decision(self, item: limits.RateLimitItem, verdict: int, start: float, used: int) -> Decision:
         """The Decision for an acquire_pair verdict and the deciding window's (start, used).
 
@@ -573,16 +381,3 @@ class RateLimiter:
         batcher = self._async.pop(asyncio.get_running_loop(), None)
         if batcher is not None:
             await batcher.client.aclose()
-
-
-def _release_forever(ref: weakref.ReferenceType[RateLimiter]) -> None:
-    while True:
-        time.sleep(RELEASE_EVERY)
-        limiter = ref()
-        if limiter is None or limiter._closed:
-            return
-        try:
-            limiter.release_leases()
-        except Exception:  # a daemon must not die: unreleased hits expire anyway
-            log.debug("rate-limit lease release failed", exc_info=True)
-        del limiter

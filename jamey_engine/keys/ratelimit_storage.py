@@ -79,6 +79,49 @@ return {0, redis.call('lindex', KEYS[1], oldest), oldest + 1}
 
 
 SWEEP_EVERY = 5.0
+#: Limits of at most this many hits per window keep one entry per hit (exact); larger ones count
+#: in ``SlidingBuckets`` (at most ``BUCKETS + 1`` entries a key, whatever the limit).
+EXACT_UP_TO = 20_000
+BUCKETS = 100
+
+
+class SlidingBuckets:
+    """A moving window of ``BUCKETS`` fixed sub-buckets: bounded memory for large limits.
+
+    Hits are counted per sub-bucket of ``expiry / BUCKETS`` seconds, and a sub-bucket leaves the
+    window only once its **end** is ``expiry`` seconds old. So every admitted hit is counted for
+    at least ``expiry`` seconds: no span of ``expiry`` seconds ever holds more than the limit,
+    as with the exact log. The price: a hit is counted up to ``expiry / BUCKETS`` seconds (1% of
+    the window) longer than the exact log counts it, so a request arriving in that margin may be
+    refused where the exact log would admit it; ``Reset`` is when the oldest sub-bucket leaves.
+    """
+
+    __slots__ = ("counts", "expiry", "total", "width")
+
+    def __init__(self, expiry: float) -> None:
+        self.expiry = expiry
+        self.width = expiry / BUCKETS
+        self.counts: deque[list[int]] = deque()  # [sub-bucket number, hits], oldest first
+        self.total = 0
+
+    def trim(self, now: float) -> None:
+        """Drop the sub-buckets whose end is a whole window ago."""
+        floor = (now - self.expiry) / self.width
+        counts = self.counts
+        while counts and counts[0][0] + 1 <= floor:
+            self.total -= counts.popleft()[1]
+
+    def oldest(self, now: float) -> float:
+        """The time that, plus ``expiry``, is when the oldest sub-bucket leaves (``now`` if none)."""
+        return (self.counts[0][0] + 1) * self.width if self.counts else now
+
+    def add(self, now: float, amount: int = 1) -> None:
+        number = int(now // self.width)
+        if self.counts and self.counts[-1][0] == number:
+            self.counts[-1][1] += amount
+        else:
+            self.counts.append([number, amount])
+        self.total += amount
 
 
 class SteadyMemoryStorage(MemoryStorage):
@@ -92,11 +135,16 @@ class SteadyMemoryStorage(MemoryStorage):
     a hit trims the expired head and appends, both O(1), and one daemon thread drops idle keys
     every ``SWEEP_EVERY`` seconds. The decisions are the stock moving window's: admit when fewer
     than ``limit`` hits fall within the last ``expiry`` seconds. (Added by the service helper.)
+
+    A limit above ``EXACT_UP_TO`` hits per window counts in ``SlidingBuckets`` instead: memory
+    bounded by the number of sub-buckets, never more than the limit in a window, and a hit
+    remembered up to 1% of the window longer than the exact log would.
     """
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
         self.windows: dict[str, tuple[float, deque[float]]] = {}  # key -> (expiry, hit times)
+        self.buckets: dict[str, SlidingBuckets] = {}  # the keys of limits above EXACT_UP_TO
         self._windows_lock = threading.Lock()
         # A live thread in ``timer`` also stops the stock class from starting timers of its own.
         self.timer = threading.Thread(  # type: ignore[assignment]
@@ -109,6 +157,13 @@ class SteadyMemoryStorage(MemoryStorage):
         if amount > limit:
             return False
         now = time.time()
+        if limit > EXACT_UP_TO:
+            with self._windows_lock:
+                used = self._trimmed(key, limit, expiry, now)[1]
+                if used + amount > limit:
+                    return False
+                self._add(key, limit, now, amount)
+                return True
         with self._windows_lock:
             window = self.windows.get(key)
             if window is None:
@@ -133,6 +188,8 @@ class SteadyMemoryStorage(MemoryStorage):
         calls and a ``get_moving_window`` do, for the service's per-request decision.
         """
         now = time.time()
+        if limit > EXACT_UP_TO or other_limit > EXACT_UP_TO:
+            return self._acquire_pair_any(key, limit, expiry, other, other_limit, other_expiry, now)
         with self._windows_lock:
             windows = self.windows
             first = windows.get(key)
@@ -156,9 +213,54 @@ class SteadyMemoryStorage(MemoryStorage):
             other_hits.append(now)
             return 0, hits[0], len(hits)
 
+    def _trimmed(self, key: str, limit: int, expiry: int, now: float) -> tuple[float, int]:
+        """(oldest, hits) of ``key``'s window, exact or in sub-buckets; under the lock."""
+        if limit > EXACT_UP_TO:
+            buckets = self.buckets.get(key)
+            if buckets is None:
+                buckets = self.buckets[key] = SlidingBuckets(float(expiry))
+            buckets.trim(now)
+            return buckets.oldest(now), buckets.total
+        window = self.windows.get(key)
+        if window is None:
+            window = self.windows[key] = (float(expiry), deque())
+        hits = window[1]
+        floor = now - expiry
+        while hits and hits[0] <= floor:
+            hits.popleft()
+        return (hits[0] if hits else now), len(hits)
+
+    def _add(self, key: str, limit: int, now: float, amount: int = 1) -> None:
+        if limit > EXACT_UP_TO:
+            self.buckets[key].add(now, amount)
+        else:
+            self.windows[key][1].extend([now] * amount)
+
+    def _acquire_pair_any(
+        self, key: str, limit: int, expiry: int, other: str, other_limit: int, other_expiry: int, now: float
+    ) -> tuple[int, float, int]:
+        """``acquire_pair`` when either limit counts in sub-buckets (the same rules)."""
+        with self._windows_lock:
+            start, used = self._trimmed(key, limit, expiry, now)
+            if used >= limit:
+                return 1, start, used
+            other_start, other_used = self._trimmed(other, other_limit, other_expiry, now)
+            if other_used >= other_limit:
+                return 2, other_start, other_used
+            self._add(key, limit, now)
+            self._add(other, other_limit, now)
+            start, used = self._trimmed(key, limit, expiry, now)
+            return 0, start, used
+
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        """(time of the oldest hit still in the window, hits in the window); (now, 0) when none."""
+        """(time of the oldest hit still in the window, hits in the window); (now, 0) when none.
+
+        For a limit counted in sub-buckets, the "oldest hit" is the end of the oldest sub-bucket.
+        """
         now = time.time()
+        if limit > EXACT_UP_TO:
+            with self._windows_lock:
+                return self._trimmed(key, limit, expiry, now)
         with self._windows_lock:
             window = self.windows.get(key)
             if window is None:
@@ -173,6 +275,7 @@ class SteadyMemoryStorage(MemoryStorage):
         """Forget every hit of ``key``."""
         with self._windows_lock:
             self.windows.pop(key, None)
+            self.buckets.pop(key, None)
         super().clear(key)
 
     def sweep(self) -> None:
@@ -182,6 +285,10 @@ class SteadyMemoryStorage(MemoryStorage):
             for key, (expiry, hits) in list(self.windows.items()):
                 if not hits or hits[-1] <= now - expiry:
                     del self.windows[key]
+            for key, buckets in list(self.buckets.items()):
+                buckets.trim(now)
+                if not buckets.total:
+                    del self.buckets[key]
 
 
 def _sweep_forever(ref: weakref.ReferenceType[SteadyMemoryStorage]) -> None:
