@@ -106,10 +106,11 @@ class SlidingBuckets:
 
     def trim(self, now: float) -> None:
         """Drop the sub-buckets whose end is a whole window ago."""
-        floor = (now - self.expiry) / self.width
         counts = self.counts
-        while counts and counts[0][0] + 1 <= floor:
-            self.total -= counts.popleft()[1]
+        if counts and counts[0][0] + 1 <= (now - self.expiry) / self.width:
+            floor = (now - self.expiry) / self.width
+            while counts and counts[0][0] + 1 <= floor:
+                self.total -= counts.popleft()[1]
 
     def oldest(self, now: float) -> float:
         """The time that, plus ``expiry``, is when the oldest sub-bucket leaves (``now`` if none)."""
@@ -249,8 +250,9 @@ class SteadyMemoryStorage(MemoryStorage):
                 return 2, other_start, other_used
             self._add(key, limit, now)
             self._add(other, other_limit, now)
-            start, used = self._trimmed(key, limit, expiry, now)
-            return 0, start, used
+            if not used:  # the window starts with this hit (or its sub-bucket)
+                start = self.buckets[key].oldest(now) if limit > EXACT_UP_TO else now
+            return 0, start, used + 1
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(time of the oldest hit still in the window, hits in the window); (now, 0) when none.
