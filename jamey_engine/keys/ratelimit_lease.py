@@ -36,6 +36,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 #: A lease lives a tenth of its counter's window, and at most this long (seconds).
@@ -158,6 +159,11 @@ class LeaseBook:
     _ids: itertools.count[int] = field(default_factory=itertools.count)
     _token: str = field(default_factory=lambda: f"{os.getpid()}.{secrets.token_hex(4)}")
 
+    def __post_init__(self) -> None:
+        # A forked child must not spend its parent's leases (the parent spends them too).
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forked(ref))
+
     def next_id(self) -> str:
         """A lease id no other process or lease shares."""
         return f"{self._token}.{next(self._ids)}"
@@ -202,6 +208,14 @@ class LeaseBook:
 
     def __len__(self) -> int:
         return sum(len(leases) for leases in self.leases.values())
+
+
+def _forked(ref: weakref.ReferenceType[LeaseBook]) -> None:
+    book = ref()
+    if book is not None:
+        book.leases = {}
+        book.lock = threading.Lock()
+        book._token = f"{os.getpid()}.{secrets.token_hex(4)}"
 
 
 def release_args(lease: Lease) -> tuple[list[str], list[str | int | float]]:

@@ -171,9 +171,10 @@ class LeaseDecisions:
         raise AssertionError("a forced lease request always decides")  # pragma: no cover
 
     def _start_releaser(self) -> None:
-        if self._releaser is None and not self._closed:
+        # Not alive: this process was forked from one whose releaser it did not inherit.
+        if (self._releaser is None or not self._releaser.is_alive()) and not self._closed:
             with self._lock:
-                if self._releaser is None:
+                if self._releaser is None or not self._releaser.is_alive():
                     self._releaser = threading.Thread(
                         target=_release_forever,
                         args=(weakref.ref(self),),

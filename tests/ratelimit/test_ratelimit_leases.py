@@ -245,3 +245,16 @@ def test_a_negative_lease_is_refused_with_its_name() -> None:
 
     with pytest.raises(InvalidInput, match="lease -1"):
         RateLimiter(REDIS_URL, "10/second", lease=-1)
+
+
+def test_a_forked_child_does_not_spend_its_parents_leases(limiter: RateLimiter) -> None:
+    key_id = unique_key()
+    assert limiter.hit(key_id, "800/minute").allowed  # the parent holds a lease
+    assert len(limiter._book or ()) == 2  # the key's and the global's
+    pid = os.fork()
+    if pid == 0:  # the child: no lease of the parent's, then one of its own from Redis
+        inherited = len(limiter._book or ())
+        admitted = limiter.hit(key_id, "800/minute").allowed
+        os._exit(0 if inherited == 0 and admitted and len(limiter._book or ()) == 2 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
