@@ -139,9 +139,7 @@ def _rate_limit_at_most(most: str) -> Callable[[str], str]:
         except InvalidInput:
             raise ValueError("not a rate limit such as 60/minute or 10/second") from None
         if item.amount > cap:
-            raise ValueError(
-                f"at most {cap:,} requests per window"
-            )
+            raise ValueError(f"at most {cap:,} requests per window")
         return value
 
     return parse

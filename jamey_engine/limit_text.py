@@ -37,7 +37,6 @@ def parse_limit(text: str, *, field: str = "rate limit", most: int | None = None
         raise InvalidInput(f"{field} {text!r} must allow at least one request")
     if most is not None and items[0].amount > most:
         raise InvalidInput(
-            f"{field} {raw!r}: at most {most:,} requests per window"
-            " (the counters of one window stay bounded)"
+            f"{field} {raw!r}: at most {most:,} requests per window (the counters of one window stay bounded)"
         )
     return items[0]
