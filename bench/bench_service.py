@@ -22,7 +22,9 @@ cores to the server; see bench/wrk.py).
 7. The fast path against the FastAPI routes (the same app with it off).
 
 Keys carry per-second limits sized not to refuse (the limiter still does all its work).
-Run alone: ``.venv/bin/python -m bench.bench_service [--quick]``.
+Run alone: ``.venv/bin/python -m bench.bench_service [--quick]``. With
+``JAMEY_BENCH_SERVICE_ONLY=redis`` only benchmark 6 runs, with its own baseline (one worker on
+``memory://``, the same stores, measured just before): the default run is unchanged.
 """
 
 from __future__ import annotations
@@ -533,8 +535,66 @@ def bench_search(
     ]  # fmt: skip
 
 
+def redis_rows(
+    data_dir: Path,
+    work: Path,
+    key: str,
+    texts: list[str],
+    seconds: float,
+    repeats: int,
+    stores: list[dict[str, Any]],
+) -> list[Row]:
+    """Benchmark 6: stores on one and two workers on Redis counters against ``stores`` (one
+    worker on memory://)."""
+    rows: list[Row] = []
+    redis_env = {"JAMEY_RATE_LIMIT_STORAGE": REDIS_URL}
+    for workers in (1, 2):
+        server = Server(data_dir, env=redis_env, workers=workers)
+        try:
+            on_redis = store_runs(Load(server, work), key, texts, seconds, repeats)
+        finally:
+            server.stop()
+        name = f"service: stores over HTTP, {workers} worker(s) on redis:// vs 1 worker on memory://"
+        rate = median_of(on_redis, "rps")
+        baseline = median_of(stores, "rps")
+        rows.append(
+            row(
+                name, "stores/s (32 conns)", rate, baseline=baseline,
+                target=">= 1.2x" if workers == 2 else "", met=rate >= 1.2 * baseline if workers == 2 else None,
+            )
+        )  # fmt: skip
+        rows.append(
+            row(name, "server CPU us/store", median_of(on_redis, "cpu_us"), baseline=median_of(stores, "cpu_us"),
+                higher_is_better=False)
+        )  # fmt: skip
+    return rows
+
+
+def main_redis_only(quick: bool = False) -> list[Row]:
+    """Benchmark 6 alone (``JAMEY_BENCH_SERVICE_ONLY=redis``): its memory:// baseline, then Redis."""
+    seconds = 2.0 if quick else 6.0
+    repeats = 1 if quick else 3
+    work = Path(tempfile.mkdtemp(prefix="jamey-bench-service-"))
+    data_dir = work / "data"
+    data_dir.mkdir()
+    try:
+        seed_memories(data_dir, 2_000)
+        keys = make_keys(data_dir)
+        texts = [_random_text(random.Random(n)) for n in range(1000)]
+        server = Server(data_dir)
+        try:
+            stores = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
+        finally:
+            server.stop()
+        return redis_rows(data_dir, work, keys["writer"], texts, seconds, repeats, stores)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(quick: bool = False) -> list[Row]:
     """Run the three service benchmarks on one server; rows as bench/common.row builds them."""
+    if os.environ.get("JAMEY_BENCH_SERVICE_ONLY", "") == "redis":
+        return main_redis_only(quick)
     seconds = 2.0 if quick else 6.0
     repeats = 1 if quick else 3
     auth_seconds, auth_repeats = (1.0, 1) if quick else (4.0, 5)
@@ -603,26 +663,7 @@ def main(quick: bool = False) -> list[Row]:
         rows += server_rows("keyed search", granian_search, uvicorn_search)
         rows += server_rows("store", granian_store, stores)
         # Redis counters (what several workers need): one worker, then two, against one in memory.
-        redis_env = {"JAMEY_RATE_LIMIT_STORAGE": REDIS_URL}
-        for workers in (1, 2):
-            server = Server(data_dir, env=redis_env, workers=workers)
-            try:
-                on_redis = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
-            finally:
-                server.stop()
-            name = f"service: stores over HTTP, {workers} worker(s) on redis:// vs 1 worker on memory://"
-            rate = median_of(on_redis, "rps")
-            baseline = median_of(stores, "rps")
-            rows.append(
-                row(
-                    name, "stores/s (32 conns)", rate, baseline=baseline,
-                    target=">= 1.2x" if workers == 2 else "", met=rate >= 1.2 * baseline if workers == 2 else None,
-                )
-            )  # fmt: skip
-            rows.append(
-                row(name, "server CPU us/store", median_of(on_redis, "cpu_us"), baseline=median_of(stores, "cpu_us"),
-                    higher_is_better=False)
-            )  # fmt: skip
+        rows += redis_rows(data_dir, work, keys["writer"], texts, seconds, repeats, stores)
         # The same requests through the FastAPI routes (the fast path off): what it saves.
         server = Server(data_dir, fast_path=False)
         try:

@@ -128,7 +128,7 @@ def _duration(value: str) -> timedelta:
 
 def _rate_limit_at_most(most: str) -> Callable[[str], str]:
     """A parser of one rate limit such as 60/minute, allowing at most the ``most`` constant of
-    limit_text.py per window (its moving window keeps one entry per request)."""
+    limit_text.py per window."""
 
     def parse(value: str) -> str:
         from jamey_engine import limit_text
@@ -139,9 +139,7 @@ def _rate_limit_at_most(most: str) -> Callable[[str], str]:
         except InvalidInput:
             raise ValueError("not a rate limit such as 60/minute or 10/second") from None
         if item.amount > cap:
-            raise ValueError(
-                f"at most {cap:,} requests per window (the moving window keeps one entry per request)"
-            )
+            raise ValueError(f"at most {cap:,} requests per window")
         return value
 
     return parse
@@ -406,6 +404,13 @@ SETTINGS: tuple[Setting, ...] = (
         "open",
         "When the counter storage is unreachable: open (admit, and count it) or closed (refuse with 503).",
         _choice("open", "closed"),
+    ),
+    Setting(
+        "JAMEY_RATE_LIMIT_LEASE",
+        "rate_limit_lease",
+        "100",
+        "With redis:// counters: hits a process may reserve per lease and admit without a round trip (the lease shrinks near the limit, so no more than the limit is ever admitted); 0 asks Redis on every request.",
+        _non_negative_int,
     ),
     Setting(
         "JAMEY_KEY_PEPPER",
@@ -740,6 +745,7 @@ class Settings:
     global_rate_limit: str
     rate_limit_storage: str
     rate_limit_failure: str
+    rate_limit_lease: int
     key_pepper: str
     key_cache_seconds: float
     key_negative_cache_seconds: float

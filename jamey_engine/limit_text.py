@@ -10,10 +10,11 @@ import limits
 
 from jamey_engine.errors import InvalidInput
 
-#: Most requests one key's limit may allow per window (the moving window keeps one entry per
-#: request): a key's own limit and JAMEY_DEFAULT_RATE_LIMIT.
+#: Most requests one key's limit may allow per window: a key's own limit and
+#: JAMEY_DEFAULT_RATE_LIMIT. (In memory, limits above keys.ratelimit_storage.EXACT_UP_TO count in
+#: fixed sub-buckets, bounded memory; in Redis, leases keep about limit / lease entries.)
 MAX_KEY_LIMIT = 100_000
-#: Most requests JAMEY_GLOBAL_RATE_LIMIT may allow per window (one entry per request too).
+#: Most requests JAMEY_GLOBAL_RATE_LIMIT may allow per window.
 MAX_GLOBAL_LIMIT = 1_000_000
 
 
@@ -36,7 +37,6 @@ def parse_limit(text: str, *, field: str = "rate limit", most: int | None = None
         raise InvalidInput(f"{field} {text!r} must allow at least one request")
     if most is not None and items[0].amount > most:
         raise InvalidInput(
-            f"{field} {raw!r}: at most {most:,} requests per window"
-            " (the moving window keeps one entry per request)"
+            f"{field} {raw!r}: at most {most:,} requests per window (the counters of one window stay bounded)"
         )
     return items[0]

@@ -417,7 +417,7 @@ class KeyManager:
 
     def _check_limit(self, limit: str) -> str:
         item = parse_limit(limit)
-        if item.amount > MAX_KEY_LIMIT:  # the moving window keeps one entry per request
+        if item.amount > MAX_KEY_LIMIT:  # the cap of limit_text
             raise InvalidInput(
                 f"rate limit {str(limit).strip()!r}: at most {MAX_KEY_LIMIT:,} requests per window for one key"
             )

@@ -4,9 +4,14 @@ Strategy: the **moving window** (``MovingWindowRateLimiter``). It keeps one time
 admitted request and admits a request only when fewer than N were admitted in the last window,
 so "5/minute" never lets 10 through across a window edge, as a fixed window can. A decision
 checks and charges the key's limit and then the global limit in one atomic step (one lock in
-memory, one Lua script and so one round trip in Redis: ``ACQUIRE_PAIR_LUA``), so 100 racing
-threads, or several processes sharing Redis, admit exactly 5. It costs O(limit) memory per
-key, which is fine for API-key limits of up to a few thousand per window.
+memory, one Lua script in Redis), so 100 racing threads, or several processes sharing Redis,
+admit exactly 5. In memory a limit above ``EXACT_UP_TO`` per window counts in fixed sub-buckets
+(``SlidingBuckets``: bounded memory, never more than the limit in a window).
+
+In Redis, each process admits most requests from **leases**: hits reserved in Redis in one
+script call and spent locally (``ratelimit_lease`` says why this stays exact, and
+``ratelimit_leased`` holds the limiter's side). ``JAMEY_RATE_LIMIT_LEASE=0`` decides every
+request in Redis with ``ACQUIRE_PAIR_LUA`` (one round trip each) on limits' own lists.
 
 When the counter storage (Redis) cannot be reached, ``settings.rate_limit_failure`` decides:
 
@@ -29,317 +34,67 @@ failure modes, same timeouts.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import math
 import threading
 import time
 import weakref
-from collections import deque
-from dataclasses import dataclass
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import limits
-from limits.storage import MemoryStorage, RedisStorage, Storage, storage_from_string
+from limits.storage import RedisStorage, Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from jamey_engine.config import Settings
 from jamey_engine.errors import InvalidInput, Unavailable
+from jamey_engine.keys.ratelimit_decision import Decision
+from jamey_engine.keys.ratelimit_lease import LEASE_LUA, RELEASE_LUA, LeaseBook
+from jamey_engine.keys.ratelimit_leased import LeaseDecisions
+from jamey_engine.keys.ratelimit_storage import (  # re-exported
+    ACQUIRE_PAIR_LUA,
+    PipelinedDecisions,
+    SteadyMemoryStorage,
+)
 from jamey_engine.limit_text import MAX_GLOBAL_LIMIT, MAX_KEY_LIMIT, parse_limit  # re-exported
 from jamey_engine.redact import redact_url
+
+__all__ = [
+    "ACQUIRE_PAIR_LUA",
+    "MAX_GLOBAL_LIMIT",
+    "MAX_KEY_LIMIT",
+    "REDIS_TIMEOUT_SECONDS",
+    "RETRY_AFTER_FAILURE",
+    "Decision",
+    "PipelinedDecisions",
+    "RateLimiter",
+    "SteadyMemoryStorage",
+    "parse_limit",
+]
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "jamey"
 RETRY_AFTER_FAILURE = 1.0
 REDIS_TIMEOUT_SECONDS = 0.5
+#: Hits a process may reserve per lease of a Redis counter (JAMEY_RATE_LIMIT_LEASE's default).
+DEFAULT_LEASE = 100
 _COUNTER_KEY_CACHE = 100_000
 
-# What SteadyMemoryStorage.acquire_pair does, in Redis, atomically: one EVALSHA per decision.
-# The counters are limits' own moving-window lists (acquire_moving_window.lua with amount 1:
-# hit times, newest first, trimmed to the limit, expiring after the window), so limits'
-# get_moving_window and clear (RateLimiter.reset) work on them unchanged.
-# KEYS: the key's counter, the global counter (both prefixed as limits prefixes them).
-# ARGV: now (the client's time.time(), as limits passes it), key limit, key expiry (s),
-#       global limit, global expiry (s).
-# Reply: {verdict, start, used}: verdict 0 admitted (both charged), 1 refused by the key's
-# limit (nothing charged), 2 refused by the global limit (the key's hit stays counted);
-# start and used are the deciding window's oldest hit time (a string, as stored) and hit
-# count: the key's window when admitted, the refusing limit's otherwise.
-ACQUIRE_PAIR_LUA = """
-local now = tonumber(ARGV[1])
-local limit, expiry = tonumber(ARGV[2]), tonumber(ARGV[3])
-local global_limit, global_expiry = tonumber(ARGV[4]), tonumber(ARGV[5])
 
--- The limit-th newest hit when it is still in the window (the counter is full), else nil.
-local function full(key, limit, expiry)
-    local entry = redis.call('lindex', key, limit - 1)
-    if entry and tonumber(entry) >= now - expiry then
-        return entry
-    end
-    return nil
-end
-
-local function record(key, limit, expiry)
-    redis.call('lpush', key, now)
-    redis.call('ltrim', key, 0, limit - 1)
-    redis.call('expire', key, expiry)
-end
-
--- Both checked before either counts: a request refused by one limit is charged to neither.
-local refused = full(KEYS[1], limit, expiry)
-if refused then
-    return {1, refused, limit}
-end
-refused = full(KEYS[2], global_limit, global_expiry)
-if refused then
-    return {2, refused, global_limit}
-end
-record(KEYS[1], limit, expiry)
-record(KEYS[2], global_limit, global_expiry)
-
--- The key's window after the hit: its oldest hit at or after now - expiry, found by the
--- binary search of limits' moving_window.lua (hits are newest first).
-local low, high, oldest = 0, limit - 1, nil
-local floor = now - expiry
-while low <= high do
-    local mid = math.floor((low + high) / 2)
-    local value = tonumber(redis.call('lindex', KEYS[1], mid))
-    if value and value >= floor then
-        oldest = mid
-        low = mid + 1
-    else
-        high = mid - 1
-    end
-end
-return {0, redis.call('lindex', KEYS[1], oldest), oldest + 1}
-"""
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of one request's check, with what the response headers need.
-
-    ``scope`` names the limit that refused ("key" or "global"), None when admitted.
-    ``limit``/``remaining``/``reset_at`` describe the key's limit when admitted, the refusing
-    limit otherwise; ``reset_at`` is epoch seconds; ``retry_after`` is whole seconds (0 when
-    admitted). ``degraded`` is True when the storage failed and the request was admitted
-    anyway (fail open).
-    """
-
-    allowed: bool
-    scope: str | None
-    limit: int
-    remaining: int
-    reset_at: float
-    retry_after: int
-    degraded: bool = False
-
-    def headers(self) -> dict[str, str]:
-        """The conventional ``X-RateLimit-*`` (and, when refused, ``Retry-After``) headers."""
-        headers = {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
-        }
-        if not self.allowed:
-            headers["Retry-After"] = str(self.retry_after)
-        return headers
-
-
-SWEEP_EVERY = 5.0
-
-
-class SteadyMemoryStorage(MemoryStorage):
-    """limits' MemoryStorage with a leaner moving window, and no timer threads on the request path.
-
-    The stock class keeps each key's entries in a newest-first list (an insert at the front per
-    hit, a bisect with a Python key function per check) and starts a new 10 ms
-    ``threading.Timer`` whenever the last one has ended, so about every 10 ms under traffic;
-    ``Thread.start`` blocks the caller until the new thread runs (milliseconds on a busy
-    machine, on the service's event loop). Here each key has a deque of hit times, oldest first:
-    a hit trims the expired head and appends, both O(1), and one daemon thread drops idle keys
-    every ``SWEEP_EVERY`` seconds. The decisions are the stock moving window's: admit when fewer
-    than ``limit`` hits fall within the last ``expiry`` seconds. (Added by the service helper.)
-    """
-
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str) -> None:
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        self.windows: dict[str, tuple[float, deque[float]]] = {}  # key -> (expiry, hit times)
-        self._windows_lock = threading.Lock()
-        # A live thread in ``timer`` also stops the stock class from starting timers of its own.
-        self.timer = threading.Thread(  # type: ignore[assignment]
-            target=_sweep_forever, args=(weakref.ref(self),), name="jamey-ratelimit-sweep", daemon=True
-        )
-        self.timer.start()
-
-    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        """Record ``amount`` hits of ``key`` if that keeps it within ``limit`` per ``expiry`` s."""
-        if amount > limit:
-            return False
-        now = time.time()
-        with self._windows_lock:
-            window = self.windows.get(key)
-            if window is None:
-                window = self.windows[key] = (float(expiry), deque())
-            hits = window[1]
-            floor = now - expiry
-            while hits and hits[0] <= floor:
-                hits.popleft()
-            if len(hits) + amount > limit:
-                return False
-            hits.extend([now] * amount)
-            return True
-
-    def acquire_pair(
-        self, key: str, limit: int, expiry: int, other: str, other_limit: int, other_expiry: int
-    ) -> tuple[int, float, int]:
-        """One hit of ``key`` and then of ``other`` (the global counter), under one lock.
-
-        Returns (0 when both admitted it, 1 when ``key``'s limit refused it, 2 when ``other``'s
-        did) and the window of the counter that decided:
-        (oldest hit time, hits), as ``get_moving_window`` gives it. What two ``acquire_entry``
-        calls and a ``get_moving_window`` do, for the service's per-request decision.
-        """
-        now = time.time()
-        with self._windows_lock:
-            windows = self.windows
-            first = windows.get(key)
-            if first is None:
-                first = windows[key] = (float(expiry), deque())
-            second = windows.get(other)
-            if second is None:
-                second = windows[other] = (float(other_expiry), deque())
-            hits, other_hits = first[1], second[1]
-            floor = now - expiry
-            while hits and hits[0] <= floor:
-                hits.popleft()
-            if len(hits) >= limit:
-                return 1, hits[0], len(hits)
-            floor = now - other_expiry
-            while other_hits and other_hits[0] <= floor:
-                other_hits.popleft()
-            if len(other_hits) >= other_limit:  # not charged to the key either, as in Redis
-                return 2, other_hits[0], len(other_hits)
-            hits.append(now)
-            other_hits.append(now)
-            return 0, hits[0], len(hits)
-
-    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        """(time of the oldest hit still in the window, hits in the window); (now, 0) when none."""
-        now = time.time()
-        with self._windows_lock:
-            window = self.windows.get(key)
-            if window is None:
-                return now, 0
-            hits = window[1]
-            floor = now - expiry
-            while hits and hits[0] <= floor:
-                hits.popleft()
-            return (hits[0], len(hits)) if hits else (now, 0)
-
-    def clear(self, key: str) -> None:
-        """Forget every hit of ``key``."""
-        with self._windows_lock:
-            self.windows.pop(key, None)
-        super().clear(key)
-
-    def sweep(self) -> None:
-        """Drop keys with no hit inside their window (idle keys), so memory stays bounded."""
-        now = time.time()
-        with self._windows_lock:
-            for key, (expiry, hits) in list(self.windows.items()):
-                if not hits or hits[-1] <= now - expiry:
-                    del self.windows[key]
-
-
-def _sweep_forever(ref: weakref.ReferenceType[SteadyMemoryStorage]) -> None:
-    while True:
-        time.sleep(SWEEP_EVERY)
-        storage = ref()
-        if storage is None:
-            return
-        storage.sweep()
-        del storage
-
-
-class PipelinedDecisions:
-    """The decisions of one event loop, sent to Redis as pipelines over one connection.
-
-    A decision joins the batch being gathered; one task sends the batch as a pipeline of
-    EVALSHAs (``ACQUIRE_PAIR_LUA``, one per decision) and hands each reply back, while the next
-    batch gathers. Redis runs each script whole, one at a time, so every decision is as atomic
-    as one sent alone: only the socket round trips are shared (at 32 connections a request
-    paid ~200 µs of CPU for its own write, read and connection-pool bookkeeping). A server that
-    lost the script (a restart) is sent it once and the batch again.
-    """
-
-    SHA = hashlib.sha1(ACQUIRE_PAIR_LUA.encode()).hexdigest()  # noqa: S324 (Redis names scripts so)
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self._pending: list[tuple[tuple[str, str], tuple[float, ...], asyncio.Future[Any]]] = []
-        self._sending = False
-        self.batches = 0
-
-    async def decide(self, keys: tuple[str, str], args: tuple[float, ...]) -> Any:
-        """The script's reply for one decision (raises the batch's or this reply's error)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, future))
-        if not self._sending:
-            self._sending = True
-            asyncio.get_running_loop().create_task(self._send())
-        return await future
-
-    async def _send(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    replies = await self._execute(batch)
-                except Exception as err:  # the connection: every decision of the batch fails
-                    replies = [err] * len(batch)
-                for (_, _, future), reply in zip(batch, replies, strict=True):
-                    if future.done():  # the request went away (cancelled)
-                        continue
-                    if isinstance(reply, Exception):
-                        future.set_exception(reply)
-                    else:
-                        future.set_result(reply)
-        finally:
-            self._sending = False
-
-    async def _execute(self, batch: list[Any]) -> list[Any]:
-        from redis.exceptions import NoScriptError
-
-        self.batches += 1
-        replies: list[Any] = [None] * len(batch)
-        todo = list(range(len(batch)))
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            for index in todo:
-                keys, args, _ = batch[index]
-                pipe.evalsha(self.SHA, 2, *keys, *args)
-            for index, reply in zip(todo, await pipe.execute(raise_on_error=False), strict=True):
-                replies[index] = reply
-            # NOSCRIPT: that decision did not run; it is sent again once the script is loaded.
-            todo = [index for index in todo if isinstance(replies[index], NoScriptError)]
-            if not todo or attempt == 2:
-                break
-            await self.client.script_load(ACQUIRE_PAIR_LUA)
-        return replies
-
-
-class RateLimiter:
+class RateLimiter(LeaseDecisions):
     """Checks each request against its key's limit, then the global limit.
 
     Thread-safe. Build with :meth:`from_settings`.
     """
 
-    def __init__(self, storage_url: str, global_limit: str, failure_mode: str = "open") -> None:
+    def __init__(
+        self, storage_url: str, global_limit: str, failure_mode: str = "open", lease: int = DEFAULT_LEASE
+    ) -> None:
         if failure_mode not in ("open", "closed"):
             raise InvalidInput(f"rate-limit failure mode {failure_mode!r} must be open or closed")
+        if isinstance(lease, bool) or not isinstance(lease, int) or lease < 0:
+            raise InvalidInput(f"rate-limit lease {lease!r} must be a whole number, zero or above")
         self.storage_url = storage_url
         self.failure_mode = failure_mode
         self.global_limit = parse_limit(global_limit, field="global rate limit", most=MAX_GLOBAL_LIMIT)
@@ -362,6 +117,15 @@ class RateLimiter:
             self._acquire_pair = redis.get_connection().register_script(ACQUIRE_PAIR_LUA.encode())
             self._redis_errors = redis.base_exceptions
             self._global_redis_key = redis.prefixed_key(self._global_counter)
+            self._lease_script = redis.get_connection().register_script(LEASE_LUA.encode())
+            self._release_script = redis.get_connection().register_script(RELEASE_LUA.encode())
+            self._global_lease_keys = self._lease_keys(self._global_counter)
+        # Leases of Redis counters (see ratelimit_lease): None in memory or with lease 0, where
+        # every decision is ACQUIRE_PAIR_LUA's.
+        self.lease = lease
+        self._book = LeaseBook() if self._memory is None and lease > 0 else None
+        self._releaser: threading.Thread | None = None
+        self._closed = False
         # The asyncio clients of ahit, one per event loop (a client's connections belong to the
         # loop that opened them); None when the URL's scheme has no asyncio client here.
         self._async_url = self._asyncio_url(storage_url) if self._memory is None else None
@@ -375,7 +139,12 @@ class RateLimiter:
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
         """A limiter on ``settings.rate_limit_storage`` with the global limit and failure mode."""
-        return cls(settings.rate_limit_storage, settings.global_rate_limit, settings.rate_limit_failure)
+        return cls(
+            settings.rate_limit_storage,
+            settings.global_rate_limit,
+            settings.rate_limit_failure,
+            settings.rate_limit_lease,
+        )
 
     @staticmethod
     def _make_storage(url: str) -> Storage:
@@ -418,7 +187,8 @@ class RateLimiter:
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
             )
-            batcher = self._async[loop] = PipelinedDecisions(client)
+            script = ACQUIRE_PAIR_LUA if self._book is None else LEASE_LUA
+            batcher = self._async[loop] = PipelinedDecisions(client, script)
         return batcher
 
     async def ahit(self, key_id: str, limit: str) -> Decision:
@@ -438,6 +208,20 @@ class RateLimiter:
         if self._failed_until and time.monotonic() < self._failed_until:
             return self._storage_failed(item, None)
         counter = self._counter_key(item, limit, key_id)
+        if self._book is not None:
+            decision = self._spend_lease(item, counter)
+            if decision is not None:
+                return decision
+            try:
+                for force in (False, True):
+                    keys, args, ask = self._lease_request(item, counter, force)
+                    reply = await self._batcher().decide(tuple(keys), tuple(args))
+                    decision = self._leased(item, counter, ask, reply)
+                    if decision is not None:
+                        return decision
+            except self._async_errors as err:
+                return self._storage_failed(item, limits.errors.StorageError(err))
+            raise AssertionError("a forced lease request always decides")  # pragma: no cover
         glob = self.global_limit
         try:
             verdict, start, used = await self._batcher().decide(
@@ -493,6 +277,8 @@ class RateLimiter:
         if self._memory is not None:
             return self._decide_in_memory(self._memory, item, counter)
         try:
+            if self._book is not None:
+                return self._decide_leased(item, counter)
             return self._decide(item, counter)
         except limits.errors.StorageError as err:
             return self._storage_failed(item, err)
@@ -562,10 +348,29 @@ class RateLimiter:
 
     def reset(self, key_id: str, limit: str) -> None:
         """Forget ``key_id``'s counted requests under ``limit`` (tests and admin tools)."""
-        self._strategy.clear(self._limit(limit), "key", key_id)
+        item = self._limit(limit)
+        self._strategy.clear(item, "key", key_id)
+        self._forget_leases(self._counter_key(item, limit, key_id))
+
+    def reset_global(self) -> None:
+        """Forget every counted request of the global limit (tests and admin tools)."""
+        self._strategy.clear(self.global_limit, "global")
+        self._forget_leases(self._global_counter)
+
+    def _forget_leases(self, counter: str) -> None:
+        if self._memory is None:
+            keys = self._lease_keys(counter)
+            cast(Any, self._redis.get_connection()).delete(*keys)
+            if self._book is not None:
+                self._book.forget(keys[0])
 
     def close(self) -> None:
         """Release the storage's connections (the asyncio clients' with their event loops)."""
+        self._closed = True
+        try:
+            self.release_leases(everything=True)
+        except Exception:  # closing: what is not handed back expires with its window
+            log.debug("rate-limit leases not released on close", exc_info=True)
         close = getattr(getattr(self._storage, "storage", None), "close", None)
         if callable(close) and self._memory is None:
             close()

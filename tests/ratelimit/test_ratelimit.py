@@ -151,7 +151,7 @@ def test_keys_have_separate_counters(storage_url: str) -> None:
 
 def test_the_global_limit_applies_after_the_key_limit(storage_url: str) -> None:
     limiter = RateLimiter(storage_url, "3/hour")
-    limiter._strategy.clear(limiter.global_limit, "global")  # Redis outlives earlier runs
+    limiter.reset_global()  # Redis outlives earlier runs
     try:
         keys = [unique_key() for _ in range(4)]
         decisions = [limiter.hit(key_id, "10/minute") for key_id in keys]
@@ -164,7 +164,7 @@ def test_the_global_limit_applies_after_the_key_limit(storage_url: str) -> None:
 def test_memory_and_redis_agree_on_what_a_refusal_counts(storage_url: str) -> None:
     # Refused by its key: counted nowhere. Refused by the global limit: counted nowhere either.
     limiter = RateLimiter(storage_url, "2/hour")
-    limiter._strategy.clear(limiter.global_limit, "global")  # Redis outlives earlier runs
+    limiter.reset_global()  # Redis outlives earlier runs
     first, second = unique_key(), unique_key()
     try:
         assert limiter.hit(first, "1/hour").allowed
@@ -172,7 +172,7 @@ def test_memory_and_redis_agree_on_what_a_refusal_counts(storage_url: str) -> No
         assert limiter.hit(second, "2/hour").allowed
         refused = limiter.hit(second, "2/hour")
         assert (refused.allowed, refused.scope) == (False, "global")
-        limiter._strategy.clear(limiter.global_limit, "global")
+        limiter.reset_global()
         assert limiter.hit(second, "2/hour").allowed, "the globally refused hit used its key's second slot"
         assert limiter.hit(second, "2/hour").scope == "key"
     finally:
@@ -345,12 +345,12 @@ def redis_commands(limiter: RateLimiter) -> Iterator[list[str]]:
 
 
 @pytest.mark.redis
-def test_a_redis_decision_is_one_round_trip_whatever_the_verdict() -> None:
-    limiter = RateLimiter(REDIS_URL, unique_global_limit(2))
+def test_without_leases_a_redis_decision_is_one_round_trip_whatever_the_verdict() -> None:
+    limiter = RateLimiter(REDIS_URL, unique_global_limit(2), lease=0)
     busy, other = unique_key(), unique_key()
     try:
         limiter.hit(unique_key(), "10/minute")  # loads the script if this Redis lacks it; global 1/2
-        limiter._strategy.clear(limiter.global_limit, "global")
+        limiter.reset_global()
         with redis_commands(limiter) as sent:
             verdicts = []
             for key_id in (busy, busy, busy, other):  # admitted, admitted, key, global
@@ -360,17 +360,17 @@ def test_a_redis_decision_is_one_round_trip_whatever_the_verdict() -> None:
                 assert sent[before:] == ["EVALSHA"], (decision, sent[before:])
         assert verdicts == ["admitted", "admitted", "key", "global"]
     finally:
-        limiter._strategy.clear(limiter.global_limit, "global")
+        limiter.reset_global()
         limiter.close()
 
 
 @pytest.mark.redis
-def test_redis_decisions_match_the_three_call_path_and_limits_own_view() -> None:
+def test_without_leases_redis_decisions_match_the_three_call_path_and_limits_own_view() -> None:
     # The same requests on the same counter names, once through the script and once through the
     # calls it replaced on counters of their own (another key prefix): the verdicts, limits and
     # remaining counts match, and the reset times too (up to the moments each took the time).
     global_limit = unique_global_limit(5)
-    limiter = RateLimiter(REDIS_URL, global_limit)
+    limiter = RateLimiter(REDIS_URL, global_limit, lease=0)
     twin = cast(RedisStorage, storage_from_string(REDIS_URL, key_prefix=f"jamey-twin-{uuid.uuid4().hex}"))
     item = parse_limit("3/minute")
     names = [unique_key() for _ in range(3)]
@@ -402,7 +402,7 @@ def test_redis_decisions_match_the_three_call_path_and_limits_own_view() -> None
                 assert used == 3 and ours.reset_at == pytest.approx(start + 60, abs=1e-3)
         assert verdicts == expected
     finally:
-        limiter._strategy.clear(limiter.global_limit, "global")
+        limiter.reset_global()
         twin.clear(parse_limit(global_limit).key_for("global"))
         for key_id in names:
             limiter.reset(key_id, "3/minute")
@@ -453,7 +453,7 @@ def test_two_processes_sharing_redis_admit_exactly_the_global_limit_between_them
             totals = [totals[0] + allowed, totals[1] + by_key, totals[2] + by_global]
     finally:
         limiter = RateLimiter(REDIS_URL, global_limit)
-        limiter._strategy.clear(limiter.global_limit, "global")
+        limiter.reset_global()
         limiter.close()
     # Exactly the global limit is admitted across the two processes. Which limit refuses the
     # other 71 depends on arrival order: a request the global limit refuses charges neither
@@ -471,7 +471,10 @@ def test_a_redis_error_from_the_script_takes_the_failure_mode() -> None:
     storage = closed._storage
     assert isinstance(storage, RedisStorage)
     counter = storage.prefixed_key(parse_limit("5/minute").key_for("key", key_id))
+    # Both the list of the path without leases and the lease set of the leased one.
+    leases = storage.prefixed_key("lease:" + parse_limit("5/minute").key_for("key", key_id))
     storage.get_connection().set(counter, "not a list")
+    storage.get_connection().set(leases, "not a sorted set")
     try:
         with pytest.raises(Unavailable):
             closed.hit(key_id, "5/minute")
@@ -481,7 +484,7 @@ def test_a_redis_error_from_the_script_takes_the_failure_mode() -> None:
         assert decision.allowed and decision.degraded and opened.storage_failures == 1
         opened.close()
     finally:
-        storage.get_connection().delete(counter)
+        storage.get_connection().delete(counter, leases)
         closed.close()
 
 

@@ -102,7 +102,7 @@ def test_two_processes_deciding_on_their_loops_admit_exactly_the_global_limit() 
             admitted += allowed
     finally:
         limiter = RateLimiter(REDIS_URL, global_limit)
-        limiter._strategy.clear(limiter.global_limit, "global")
+        limiter.reset_global()
         limiter.close()
     assert admitted == 9
 
@@ -130,7 +130,10 @@ def test_a_redis_error_reply_on_the_loop_takes_the_failure_mode() -> None:
     storage = limiter._storage
     assert isinstance(storage, RedisStorage)
     counter = storage.prefixed_key(parse_limit("5/minute").key_for("key", key_id))
-    storage.get_connection().set(counter, "not a list")  # WRONGTYPE for the script
+    # Both the list of the path without leases and the lease set of the leased one.
+    leases = storage.prefixed_key("lease:" + parse_limit("5/minute").key_for("key", key_id))
+    storage.get_connection().set(counter, "not a list")
+    storage.get_connection().set(leases, "not a sorted set")  # WRONGTYPE for the script
 
     async def decide() -> None:
         try:
@@ -143,7 +146,7 @@ def test_a_redis_error_reply_on_the_loop_takes_the_failure_mode() -> None:
             asyncio.run(decide())
         assert limiter.storage_failures == 1
     finally:
-        storage.get_connection().delete(counter)
+        storage.get_connection().delete(counter, leases)
         limiter.close()
 
 
