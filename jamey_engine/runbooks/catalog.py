@@ -10,6 +10,7 @@ its first markdown cell, and its parameters (name, type, default, help) from pap
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import threading
 from collections.abc import Mapping
@@ -156,11 +157,18 @@ def load_runbook(path: Path) -> Runbook | None:
     import nbformat
     import papermill
 
+    # inspect_notebook logs "Input Notebook: <path>" at INFO for every notebook: listing the
+    # runbooks is not running them, so that line is kept out of `jamey runbook list`'s output.
+    papermill_log = logging.getLogger("papermill")
+    level = papermill_log.level
+    papermill_log.setLevel(max(level, logging.WARNING))
     try:
         notebook = nbformat.read(path, as_version=4)
         found = papermill.inspect_notebook(str(path))
     except Exception as err:
         raise InvalidInput(f"notebook {path.name!r} cannot be read: {err}") from None
+    finally:
+        papermill_log.setLevel(level)
     has_parameters = any("parameters" in cell.get("metadata", {}).get("tags", []) for cell in notebook.cells)
     if not has_parameters:
         return None

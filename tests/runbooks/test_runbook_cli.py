@@ -77,6 +77,23 @@ def test_list_and_show_name_the_runbooks_and_their_parameters(jamey) -> None:  #
     assert missing.stderr.startswith("error: runbook 'nope' does not exist; the runbooks are:")
 
 
+def test_listing_the_runbooks_prints_no_papermill_lines(tmp_path: Path) -> None:
+    """Seen before: one "INFO papermill: Input Notebook: ..." line per notebook on stderr."""
+    import subprocess
+    import sys
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "jamey_engine", "--data-dir", str(tmp_path), "runbook", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)
+    assert "papermill" not in listed.stderr, listed.stderr
+
+
 def test_list_json_names_each_runbooks_scope_and_the_plan_action_it_applies(tmp_path: Path) -> None:
     from jamey_engine.plans.actions import get_action
 
