@@ -10,7 +10,10 @@ each action checks the key and its scope again.
 
 from __future__ import annotations
 
+import gc
+import json
 import sys
+import threading
 from pathlib import Path
 
 # `streamlit run` puts the app's directory on sys.path; do the same for other runners
@@ -27,6 +30,64 @@ from jamey_engine.privacy import check_data_dir, set_private_umask  # noqa: E402
 
 set_private_umask()  # before the workbench creates anything
 ui.prepare_run()
+
+# --- warm-up: what the first visit to a chart page would otherwise wait for -----------------
+# Streamlit loads an element's JavaScript on its first use in a tab: plotly's chunk is ~4.7 MB,
+# and evaluating it (with the chart pages' widgets) was most of the Dashboards page's first
+# paint. Once signed in, the browser imports these while the page is idle: no script run going
+# and no change on the page for BROWSER_WARM_UP_QUIET_MS (a failed import is left to the page
+# that needs the chunk, which loads it as before).
+BROWSER_WARM_UP = ("PlotlyChart", "ButtonGroup", "Selectbox", "Checkbox", "DownloadButton", "LinkButton")
+BROWSER_WARM_UP_QUIET_MS = 500
+BROWSER_WARM_UP_JS = """(() => {
+  if (window.__jameyWarmUp) return;
+  window.__jameyWarmUp = true;
+  const index = document.querySelector('script[type=module][src*="/static/js/index."]');
+  if (!index) return;
+  const chunks = CHUNKS;
+  let last = performance.now();
+  const observer = new MutationObserver(() => { last = performance.now(); });
+  observer.observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+  const timer = setInterval(() => {
+    if (performance.now() - last < QUIET || document.querySelector('[data-testid=stStatusWidget]')) return;
+    clearInterval(timer);
+    observer.disconnect();
+    for (const name of chunks) import(new URL(name, index.src).href).catch(() => {});
+  }, 100);
+})();"""
+
+
+def _warm_up_imports() -> None:
+    """Import the chart pages' libraries, then freeze what the imports made: Streamlit's
+    collection after every script run (runner.postScriptGC) then skips ~180,000 long-lived
+    objects (tens of ms a run)."""
+    import pandas  # noqa: F401
+    import plotly.graph_objects as go
+
+    import workbench_ui.charts  # noqa: F401
+
+    go.Figure(go.Scatter(x=[0], y=[0])).to_plotly_json()  # loads plotly's validators
+    gc.freeze()
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up() -> str:
+    """Once per server process: the imports in a background thread (the first page does not
+    wait), and the browser's import script, naming Streamlit's hashed chunk files."""
+    from streamlit import config
+
+    if not config.get_option("global.appTest"):  # a test process keeps its own collector
+        threading.Thread(target=_warm_up_imports, name="warm-up", daemon=True).start()
+    static = Path(st.__file__).parent / "static" / "static" / "js"
+    chunks = [path.name for name in BROWSER_WARM_UP for path in sorted(static.glob(f"{name}.*.js"))[:1]]
+    script = BROWSER_WARM_UP_JS.replace("CHUNKS", json.dumps(chunks)).replace(
+        "QUIET", str(BROWSER_WARM_UP_QUIET_MS)
+    )
+    return f"<script>{script}</script>"
+
+
+warm_up_script = _warm_up()
+
 # A local favicon: a ":material/..." icon would be fetched from fonts.gstatic.com, which the
 # workbench's CSP blocks (it must work on a closed network).
 st.set_page_config(
@@ -78,5 +139,6 @@ if session is not None:
                 st.caption(title)
                 for page in allowed:
                     st.page_link(page)
+        st.html(warm_up_script, unsafe_allow_javascript=True)
 
 navigation.run()
