@@ -25,6 +25,7 @@ if str(_HERE) not in sys.path:
 import streamlit as st  # noqa: E402
 
 import workbench_ui as ui  # noqa: E402
+from jamey_engine.config import Settings  # noqa: E402
 from jamey_engine.errors import JameyError  # noqa: E402
 from jamey_engine.privacy import check_data_dir, set_private_umask  # noqa: E402
 
@@ -58,16 +59,22 @@ BROWSER_WARM_UP_JS = """(() => {
 
 
 def _warm_up_imports() -> None:
-    """Import the chart pages' libraries, then freeze what the imports made: Streamlit's
+    """Import the chart pages' libraries, then freeze what the process holds: Streamlit's full
     collection after every script run (runner.postScriptGC) then skips ~180,000 long-lived
-    objects (tens of ms a run)."""
+    objects (50-180 ms a run on this loaded 2-core machine)."""
     import pandas  # noqa: F401
     import plotly.graph_objects as go
 
     import workbench_ui.charts  # noqa: F401
 
     go.Figure(go.Scatter(x=[0], y=[0])).to_plotly_json()  # loads plotly's validators
-    gc.freeze()
+    try:
+        freeze = Settings.from_env().gc_freeze  # JAMEY_GC_FREEZE, as in the service's workers
+    except JameyError:  # a bad setting: the pages say so; the warm-up just does not freeze
+        return
+    if freeze:
+        gc.collect()  # the start-up's garbage is collected now, not frozen with the rest
+        gc.freeze()
 
 
 @st.cache_resource(show_spinner=False)
