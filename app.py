@@ -36,19 +36,26 @@ ui.prepare_run()
 # Streamlit loads an element's JavaScript on its first use in a tab: plotly's chunk is ~4.7 MB,
 # and evaluating it (with the chart pages' widgets) was most of the Dashboards page's first
 # paint (2.0 s against 0.83 s on the second visit). Every tab starts at the sign-in form, so the
-# browser imports these there, once the form is drawn, while the key is typed. (A failed import
-# is left to the page that needs the chunk, which loads it as before.)
+# browser imports these there, once the form is drawn and still, while the key is typed. (A
+# failed import is left to the page that needs the chunk, which loads it as before.)
 BROWSER_WARM_UP = ("PlotlyChart", "ButtonGroup", "Selectbox", "Checkbox", "DownloadButton", "LinkButton")
+BROWSER_WARM_UP_QUIET_MS = 250
 BROWSER_WARM_UP_JS = """(() => {
   if (window.__jameyWarmUp) return;
   window.__jameyWarmUp = true;
   const index = document.querySelector('script[type=module][src*="/static/js/index."]');
   if (!index) return;
-  const start = () => {
+  // once the form's script run has ended and the page has been still for a moment, so the
+  // imports never hold up the form's own drawing
+  let last = performance.now();
+  const observer = new MutationObserver(() => { last = performance.now(); });
+  observer.observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+  const timer = setInterval(() => {
+    if (performance.now() - last < QUIET_MS || document.querySelector('[data-testid=stStatusWidget]')) return;
+    clearInterval(timer);
+    observer.disconnect();
     for (const name of CHUNKS) import(new URL(name, index.src).href).catch(() => {});
-  };
-  if (window.requestIdleCallback) requestIdleCallback(start, {timeout: 1000});
-  else setTimeout(start, 100);
+  }, 50);
 })();"""
 # The element holding the script takes no room on the page.
 BROWSER_WARM_UP_STYLE = "<style>[data-testid=stElementContainer]:has(#jamey-warm-up) {display: none}</style>"
@@ -83,7 +90,9 @@ def _warm_up() -> str:
         threading.Thread(target=_warm_up_imports, name="warm-up", daemon=True).start()
     static = Path(st.__file__).parent / "static" / "static" / "js"
     chunks = [path.name for name in BROWSER_WARM_UP for path in sorted(static.glob(f"{name}.*.js"))[:1]]
-    script = BROWSER_WARM_UP_JS.replace("CHUNKS", json.dumps(chunks))
+    script = BROWSER_WARM_UP_JS.replace("CHUNKS", json.dumps(chunks)).replace(
+        "QUIET_MS", str(BROWSER_WARM_UP_QUIET_MS)
+    )
     return f'<span id="jamey-warm-up"></span>{BROWSER_WARM_UP_STYLE}<script>{script}</script>'
 
 
