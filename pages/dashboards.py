@@ -7,6 +7,7 @@ shared."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -164,7 +165,7 @@ def _render_chart(
         if frame is not None:
             left.download_button(
                 "Download CSV",
-                data=charts.to_csv(frame),
+                data=functools.partial(charts.to_csv, frame),  # built on a click, not every run
                 file_name=f"{spec.name}_{window.start:%Y%m%dT%H%M}_{window.end:%Y%m%dT%H%M}.csv",
                 mime="text/csv",
                 key=f"csv_{spec.name}",
