@@ -367,7 +367,7 @@ SETTINGS: tuple[Setting, ...] = (
         "JAMEY_GC_FREEZE",
         "gc_freeze",
         "1",
-        "1 moves the objects a service worker holds once started (modules, the app, caches) out of the garbage collector's reach after start-up, so its full collections walk only what requests create (docs/benchmarks.md, the GC pauses).",
+        "1 moves the objects a service worker holds once started (modules, the app, caches) out of the garbage collector's reach after start-up, so its full collections walk only what requests create (docs/benchmarks.md, the GC pauses); the workbench does the same once its background import of plotly and pandas is done.",
         _flag,
     ),
     Setting(

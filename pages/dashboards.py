@@ -29,7 +29,7 @@ REFRESH_CHOICES = ("off", "10s", "30s", "1m", "5m")
 FIGURE_TTL_SECONDS = 60
 CHART_SPECS = chart_specs()
 
-ui.require_session("ops:read")
+ui.require_page("dashboards")
 st.title("Dashboards")
 params = st.query_params
 
