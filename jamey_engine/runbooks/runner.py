@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 KERNEL = "python3"
 POLL_SECONDS = 1.0
+KERNEL_EXIT_SECONDS = 5.0  # how long a finished run waits for its kernel to exit before killing it
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -131,6 +132,22 @@ class _Stopper:
         for child in psutil.Process(os.getpid()).children(recursive=True):
             with contextlib.suppress(psutil.Error):
                 child.kill()
+
+
+def _kernel_gone(grace: float = KERNEL_EXIT_SECONDS) -> None:
+    """Wait up to ``grace`` seconds for this runner's children (the kernel papermill asked to
+    shut down) to exit, then kill any left and reap them: the run's slot is freed only once its
+    kernel is gone, so the runs' caps bound the kernels alive, not just the rows (seen: a third
+    kernel of one key, still exiting, beside the two its caps allow)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        children = psutil.Process(os.getpid()).children(recursive=True)
+        _, alive = psutil.wait_procs(children, timeout=grace)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        psutil.wait_procs(alive, timeout=grace)
 
 
 def _parameters_for(runbook: Runbook, run: runs.RunRecord, engine: Engine) -> dict[str, Any]:
@@ -279,6 +296,7 @@ def execute(engine: Engine, run_id: str) -> runs.RunRecord:
         status = "succeeded"
     if status != "failed":
         error_cell = None
+    _kernel_gone()
     # The operation log first: whoever sees the run finished also finds it there.
     _record(engine, run, status, time.monotonic() - started, error)
     runs.finish_if_active(db, run_id, status, error=error, error_cell=error_cell, summary=summary)

@@ -74,17 +74,30 @@ def capped(data_dir: Path, tmp_path: Path, database_url: str) -> Iterator[Engine
 
 def _kernels(run_ids: set[str]) -> int:
     """Jupyter kernels alive now under the runners of these runs (other engineers' runs on this
-    host are not counted). A runner that freed its slot may take a moment more to exit, but its
-    kernel is shut down before it records the run's end."""
-    found = 0
-    for process in psutil.process_iter(["cmdline"]):
+    host are not counted). A runner frees its slot only once its kernel has exited.
+
+    One pass over the process table (pid, parent, command line), then the descendants worked
+    out from it: asking each runner for its children walks the whole table again per runner, and
+    under load such a sample spanned long enough to count a finished run's kernel and its
+    successor's as alive together."""
+    table: dict[int, tuple[int, str]] = {}
+    for process in psutil.process_iter(["ppid", "cmdline"]):
         line = process.info.get("cmdline") or []
-        if "jamey_engine.runbooks.runner" in line and line[-1] in run_ids:
-            try:
-                children = process.children(recursive=True)
-                found += sum(1 for child in children if "ipykernel" in " ".join(child.cmdline()))
-            except psutil.Error:
-                continue
+        table[process.pid] = (process.info.get("ppid") or 0, " ".join(line))
+    runners = {
+        pid
+        for pid, (_, line) in table.items()
+        if "jamey_engine.runbooks.runner" in line and line.rsplit(" ", 1)[-1] in run_ids
+    }
+    found = 0
+    for parent, line in table.values():
+        if "ipykernel" not in line:
+            continue
+        seen: set[int] = set()
+        while parent and parent not in runners and parent not in seen:
+            seen.add(parent)
+            parent = table.get(parent, (0, ""))[0]
+        found += parent in runners
     return found
 
 
