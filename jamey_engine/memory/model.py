@@ -15,6 +15,7 @@ from datetime import datetime
 from jamey_engine.durations import as_utc, parse_timestamp
 from jamey_engine.errors import InvalidInput, PayloadTooLarge
 from jamey_engine.memory.layers import ORDERS
+from jamey_engine.text import is_blank
 
 MAX_LIMIT = 1000  # most results of one search, at every front door
 DEFAULT_LIMIT = 10  # results of a search that names no limit
@@ -71,7 +72,7 @@ def check_content(content: object, max_bytes: int, *, field: str = "content") ->
     """Return ``content`` if it is non-blank text of at most ``max_bytes`` UTF-8 bytes."""
     if not isinstance(content, str):
         raise InvalidInput(f"{field} must be text, not {type(content).__name__}")
-    if not content.strip():
+    if is_blank(content):
         raise InvalidInput(f"{field} must not be empty")
     try:
         size = len(content.encode("utf-8"))

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from jamey_engine.durations import utcnow
 from jamey_engine.errors import Conflict, InvalidInput, NotFound
 from jamey_engine.models import AlertAcknowledgement, AlertNotification
+from jamey_engine.text import WHITESPACE
 
 if TYPE_CHECKING:
     from jamey_engine.db import Database
@@ -81,9 +82,8 @@ def acknowledge(db: Database, fingerprint: str, comment: str, *, actor: str) -> 
     comment; NotFound when the history holds no firing notification of that fingerprint; and
     Conflict when that instance has already resolved. Nothing is recorded then.
     """
-    # Blank means only ASCII white space: what the API schema's NOT_BLANK pattern refuses is
-    # refused here too, and nothing it accepts is refused here.
-    text = str(comment or "").strip(" \t\n\r\f\v")
+    # Blank as the API schema's NOT_BLANK pattern means it (jamey_engine.text).
+    text = str(comment or "").strip(WHITESPACE)
     if not _FINGERPRINT.fullmatch(str(fingerprint)):
         raise InvalidInput(
             f"fingerprint {fingerprint!r} is not an alert fingerprint (hexadecimal, as Alertmanager gives)"

@@ -10,6 +10,7 @@ from jamey_engine.errors import Conflict, Forbidden, InvalidInput, JameyError
 from jamey_engine.plans import store
 from jamey_engine.plans.actions import get_action
 from jamey_engine.plans.actors import Actor
+from jamey_engine.text import WHITESPACE, is_blank
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
@@ -37,9 +38,11 @@ def _check_decider(plan: store.PlanRecord, actor: Actor, verb: str) -> None:
 
 def _decide(engine: Engine, plan_id: str, actor: Actor, comment: str, approve: bool) -> store.PlanRecord:
     verb = "approved" if approve else "rejected"
-    text = " ".join(str(comment or "").split())
-    if not text:
+    raw = str(comment or "")
+    if is_blank(raw):
         raise InvalidInput(f"comment is required: say why the plan is {verb}")
+    # Runs of white space become one space; a comment of other characters is kept as given.
+    text = " ".join(raw.split()) or raw.strip(WHITESPACE)
     if len(text) > COMMENT_MAX:
         raise InvalidInput(f"comment is {len(text)} characters; at most {COMMENT_MAX}")
     plan = store.get(engine.db, plan_id)

@@ -41,7 +41,7 @@ MAX_BYTES_PATTERN = (
 )
 # An ISO 8601 date-time in the years the index stores (1970 to 2261).
 TIMESTAMP_PATTERN = rf"^{STORED_YEARS_PATTERN}-"
-# Text with at least one character that is not white space.
+# Text with at least one character that is not white space (jamey_engine.text says what blank is).
 NOT_BLANK_PATTERN = r"\S"
 
 
