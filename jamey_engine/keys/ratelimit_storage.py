@@ -166,13 +166,7 @@ class SteadyMemoryStorage(MemoryStorage):
                 self._add(key, limit, now, amount)
                 return True
         with self._windows_lock:
-            window = self.windows.get(key)
-            if window is None:
-                window = self.windows[key] = (float(expiry), deque())
-            hits = window[1]
-            floor = now - expiry
-            while hits and hits[0] <= floor:
-                hits.popleft()
+            hits = self._live_hits(key, expiry, now)
             if len(hits) + amount > limit:
                 return False
             hits.extend([now] * amount)
@@ -222,6 +216,11 @@ class SteadyMemoryStorage(MemoryStorage):
                 buckets = self.buckets[key] = SlidingBuckets(float(expiry))
             buckets.trim(now)
             return buckets.oldest(now), buckets.total
+        hits = self._live_hits(key, expiry, now)
+        return (hits[0] if hits else now), len(hits)
+
+    def _live_hits(self, key: str, expiry: int, now: float) -> deque[float]:
+        """``key``'s moving window (made when missing), its hits older than ``expiry`` dropped."""
         window = self.windows.get(key)
         if window is None:
             window = self.windows[key] = (float(expiry), deque())
@@ -229,7 +228,7 @@ class SteadyMemoryStorage(MemoryStorage):
         floor = now - expiry
         while hits and hits[0] <= floor:
             hits.popleft()
-        return (hits[0] if hits else now), len(hits)
+        return hits
 
     def _add(self, key: str, limit: int, now: float, amount: int = 1) -> None:
         if limit > EXACT_UP_TO:
