@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -268,3 +269,23 @@ def threads_started_by_this_thread() -> Iterator[list[threading.Thread]]:
         yield started
     finally:
         threading.Thread.start = original  # type: ignore[method-assign]
+
+
+def kill_at_marker(args: list[str], env: dict[str, str], marker: Path, what: str) -> int:
+    """Run ``args`` (a child that creates ``marker`` at the moment to kill it, and prints
+    "finished" if it ever gets past), SIGKILL it once ``marker`` exists, and return its pid.
+    Fails the test when the child ended before the marker, never reached it in 240 s, or was
+    not the one killed. ``what`` names the moment, for the failure messages."""
+    child = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            if child.poll() is not None:
+                raise AssertionError(f"the child ended before {what}: {child.communicate()}")
+            assert time.monotonic() < deadline, f"the child never reached {what}"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        out, _ = child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL and "finished" not in out
+    return child.pid

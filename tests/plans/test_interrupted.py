@@ -7,12 +7,11 @@ tests/vault/test_restore_killed.py.)"""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
+
+from helpers import kill_at_marker
 
 from jamey_engine import plans
 from jamey_engine.config import Settings
@@ -58,25 +57,9 @@ def _apply_and_kill(settings: Settings, plan_id: str, phrase: str, tmp: Path) ->
         "JAMEY_DATA_DIR": str(settings.data_dir),
         "JAMEY_DATABASE_URL": settings.database_url,
     }
-    child = subprocess.Popen(
-        [sys.executable, "-c", APPLY_AND_STOP, plan_id, phrase, str(marker)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return kill_at_marker(
+        [sys.executable, "-c", APPLY_AND_STOP, plan_id, phrase, str(marker)], env, marker, "the prune"
     )
-    try:
-        deadline = time.monotonic() + 240
-        while not marker.exists():
-            if child.poll() is not None:
-                raise AssertionError(f"the apply ended before the prune started: {child.communicate()}")
-            assert time.monotonic() < deadline, "the apply never reached the prune"
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        out, _ = child.communicate(timeout=60)
-    assert child.returncode == -signal.SIGKILL and "finished" not in out
-    return child.pid
 
 
 def test_a_prune_apply_killed_mid_apply_is_failed_by_the_next_reader_and_the_data_is_whole(

@@ -9,14 +9,13 @@ the commit on it rolls forward: memories and keys from the backup. Never a mix, 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from helpers import kill_at_marker
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
@@ -71,25 +70,9 @@ def _kill_at(settings: Settings, step: str, backup_id: str, tmp: Path) -> int:
         "JAMEY_DATA_DIR": str(settings.data_dir),
         "JAMEY_DATABASE_URL": settings.database_url,
     }
-    child = subprocess.Popen(
-        [sys.executable, "-c", APPLY_AND_STOP, step, str(marker), backup_id],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    return kill_at_marker(
+        [sys.executable, "-c", APPLY_AND_STOP, step, str(marker), backup_id], env, marker, f"step {step}"
     )
-    try:
-        deadline = time.monotonic() + 240
-        while not marker.exists():
-            if child.poll() is not None:
-                raise AssertionError(f"the restore ended before step {step}: {child.communicate()}")
-            assert time.monotonic() < deadline, f"the restore never reached step {step}"
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-    finally:
-        out, _ = child.communicate(timeout=60)
-    assert child.returncode == -signal.SIGKILL and "finished" not in out
-    return child.pid
 
 
 def _generation_dirs(memory_dir: Path, layer: str) -> set[str]:
