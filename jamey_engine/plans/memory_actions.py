@@ -192,10 +192,11 @@ class RetentionAction(Action):
 
     def preflight(self, engine: Engine, params: dict[str, Any]) -> Checks | None:
         """A retention run in progress (here or in another process) is a Conflict at once, before
-        the plan's backup: 45 parallel applies took 45 backups only to find the lock held."""
+        the plan's backup: 45 parallel applies took 45 backups only to find the lock held. Asked
+        shared, so parallel applies' questions never collide with one another."""
         from jamey_engine.retention.runs import run_lock
 
-        with run_lock(engine, wait=False):
+        with run_lock(engine, wait=False, probe=True):
             return None
 
     def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:

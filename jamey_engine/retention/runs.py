@@ -95,29 +95,37 @@ class RetentionRun:
         }
 
 
+#: How long an exclusive try (``wait`` False) retries while the lock is held: a probe holds it
+#: shared for microseconds, a run for its whole length.
+PROBE_GRACE_SECONDS = 0.5
+
+
 @contextmanager
-def run_lock(engine: Engine, *, wait: bool = True) -> Iterator[None]:
+def run_lock(engine: Engine, *, wait: bool = True, probe: bool = False) -> Iterator[None]:
     """Hold the retention run lock of the data dir (one run at a time across processes).
 
-    Waits up to the lock timeout, then raises Busy; with ``wait`` False, tries once and raises
-    Conflict at once (a caller that must not hold a thread waiting, as the service). The kernel
-    frees it if the holder dies.
+    Waits up to the lock timeout, then raises Busy; with ``wait`` False, raises Conflict at once
+    when a run holds it (a caller that must not hold a thread waiting, as the service). With
+    ``probe``, holds it shared: "is a run in progress?" asked by many requests at once never makes
+    one of them see the others' question as a run (parallel applies' preflights did), while a run
+    (exclusive) still refuses every probe at once. The kernel frees it if the holder dies.
     """
     root = engine.settings.memory_dir
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + engine.settings.lock_timeout
+    now = time.monotonic()
+    deadline = now + (engine.settings.lock_timeout if wait else PROBE_GRACE_SECONDS)
     try:
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if probe else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if not wait:
+                if not wait and (probe or time.monotonic() >= deadline):
                     raise Conflict("a retention run is in progress; try again when it ends") from None
                 if time.monotonic() >= deadline:
                     raise Busy("a retention run is in progress in another process; try again") from None
-                time.sleep(0.05)
+                time.sleep(0.005 if not wait else 0.05)
         yield
     finally:
         os.close(fd)

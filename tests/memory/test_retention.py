@@ -12,7 +12,7 @@ from helpers import make_settings
 
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
-from jamey_engine.errors import Busy, InvalidInput, JameyError
+from jamey_engine.errors import Busy, Conflict, InvalidInput, JameyError
 from jamey_engine.memory.retention import MAX_PASSES, TARGET_FRACTION, keep_newest_cutoff
 from jamey_engine.observability.metrics import build_registry
 from jamey_engine.oplog import recent_operations
@@ -190,6 +190,23 @@ def test_a_run_while_another_holds_the_run_lock_is_busy_and_recorded_nowhere(dat
         assert engine.apply_retention(actor="bob").layers[0].deleted > 0, "the lock is free again"
     finally:
         engine.close()
+
+
+def test_parallel_applies_asking_whether_a_run_is_in_progress_never_see_one_another(engine: Engine) -> None:
+    """The apply's preflight asks with the lock held shared: 40 applies from one key asked at the
+    same moment, and one of them was told "a run is in progress" by another's question (the CI
+    failure of the load-authentication test). A run still refuses every question at once."""
+    with run_lock(engine, wait=False, probe=True), run_lock(engine, wait=False, probe=True):
+        pass  # two questions at once: neither is a run
+    refused = pytest.raises(Conflict, match="a retention run is in progress")
+    with run_lock(engine, wait=False), refused, run_lock(engine, wait=False, probe=True):
+        pass
+    refused = pytest.raises(Conflict, match="a retention run is in progress")
+    # a question outlasting the grace is refused to the run
+    with run_lock(engine, wait=False, probe=True), refused, run_lock(engine, wait=False):
+        pass
+    with run_lock(engine, wait=False):
+        pass  # and nothing is left held
 
 
 def test_consecutive_failures_count_failed_runs_since_the_last_success_for_the_alert(engine: Engine) -> None:
