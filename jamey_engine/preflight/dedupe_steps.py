@@ -16,7 +16,7 @@ import pandas as pd
 from jamey_engine.errors import JameyError
 from jamey_engine.memory.dedupe import DedupeResult, DuplicateScan, duplicates_frame, find_duplicates
 from jamey_engine.preflight.checks import Check, Checks, decide
-from jamey_engine.preflight.prune_steps import RewriteOutcome
+from jamey_engine.preflight.prune_steps import RewriteOutcome, RewritePlan
 from jamey_engine.progress import Progress
 from jamey_engine.sizes import total_freed
 
@@ -47,26 +47,14 @@ class LayerDedupePlan:
 
 
 @dataclass(frozen=True)
-class DedupePlan:
+class DedupePlan(RewritePlan[LayerDedupePlan]):
     """The duplicates a dedupe would delete, per layer, and the phrase that confirms it."""
 
     layers: tuple[LayerDedupePlan, ...]
 
     @property
-    def layer_names(self) -> tuple[str, ...]:
-        return tuple(plan.layer for plan in self.layers)
-
-    @property
-    def total_to_delete(self) -> int:
-        return sum(plan.to_delete for plan in self.layers)
-
-    @property
     def total_groups(self) -> int:
         return sum(len(plan.scan.groups) for plan in self.layers)
-
-    @property
-    def total_bytes_to_free(self) -> int:
-        return sum(plan.bytes_to_free for plan in self.layers)
 
     @property
     def phrase(self) -> str:
@@ -75,10 +63,6 @@ class DedupePlan:
 
         where = "all layers" if set(self.layer_names) == set(LAYERS) else ", ".join(self.layer_names)
         return f"dedupe {self.total_to_delete} duplicate memories in {where}"
-
-    @property
-    def nothing_to_do(self) -> bool:
-        return self.total_to_delete == 0
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer: documents, duplicate groups, to delete, bytes now, bytes to free (est.)."""

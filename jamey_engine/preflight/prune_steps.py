@@ -52,25 +52,25 @@ def parse_layers(layer: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(parts))
 
 
-@dataclass(frozen=True)
-class LayerPlan:
-    """What a prune would do to one layer."""
+class _LayerChange(Protocol):
+    """What a rewrite plan knows of one layer (a LayerPlan or a LayerDedupePlan)."""
 
-    layer: str
-    documents: int
-    bytes: int
-    to_delete: int
-    bytes_to_free: int
+    @property
+    def layer(self) -> str: ...
+    @property
+    def to_delete(self) -> int: ...
+    @property
+    def bytes_to_free(self) -> int: ...
 
 
-@dataclass(frozen=True)
-class PrunePlan:
-    """The documents and bytes a prune would remove, and the phrase that confirms it."""
+LayerT = TypeVar("LayerT", bound=_LayerChange)
 
-    older_than: str
-    older_than_delta: timedelta
-    cutoff: datetime
-    layers: tuple[LayerPlan, ...]
+
+class RewritePlan(Generic[LayerT]):
+    """What a plan that rewrites layers (a prune, a dedupe) shares: its per-layer plans and
+    their totals. A frozen dataclass below declares ``layers`` and the phrase."""
+
+    layers: tuple[LayerT, ...]
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -85,13 +85,34 @@ class PrunePlan:
         return sum(plan.bytes_to_free for plan in self.layers)
 
     @property
+    def nothing_to_do(self) -> bool:
+        return self.total_to_delete == 0
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What a prune would do to one layer."""
+
+    layer: str
+    documents: int
+    bytes: int
+    to_delete: int
+    bytes_to_free: int
+
+
+@dataclass(frozen=True)
+class PrunePlan(RewritePlan[LayerPlan]):
+    """The documents and bytes a prune would remove, and the phrase that confirms it."""
+
+    older_than: str
+    older_than_delta: timedelta
+    cutoff: datetime
+    layers: tuple[LayerPlan, ...]
+
+    @property
     def phrase(self) -> str:
         """The exact text ``confirm`` must hold to apply this plan."""
         return f"prune {self.total_to_delete} memories older than {self.older_than}"
-
-    @property
-    def nothing_to_do(self) -> bool:
-        return self.total_to_delete == 0
 
     def to_frame(self) -> pd.DataFrame:
         """One row per layer: documents now, to delete, bytes now, bytes to free (an estimate)."""
