@@ -41,8 +41,9 @@ import tantivy
 
 from jamey_engine.errors import InvalidInput
 from jamey_engine.memory.generations import Generations
+from jamey_engine.memory.log_writer import LogWriter
 from jamey_engine.memory.schema import ID, SCHEMA
-from jamey_engine.memory.tier import Epoch, LogWriter, Tier
+from jamey_engine.memory.tier import Epoch, Tier
 from jamey_engine.memory.wal import FLUSHED, LayerLog
 from jamey_engine.memory.writer import BulkSink, LayerWriter
 

@@ -1,30 +1,23 @@
-"""The in-memory tier of one layer, and the group-commit thread that appends to its log.
+"""The in-memory tier of one layer.
 
 A process that writes a layer keeps what it logged but was not yet flushed into the on-disk
 index in RAM tantivy indexes, one per log segment (an *epoch*), so a flush drops whole
 epochs. Deletes are kept as tombstones until flushed, and filter the on-disk results.
-
-``LogWriter`` is the write path: callers queue records and wait on a future; one thread per
-layer and process takes everything queued, appends it in one write and one fdatasync
-(group commit), puts the memories into the tier, then resolves the futures. So a caller
-returns only once its memory is durable and visible to its own process.
+``memory/log_writer.py`` puts each durable group of writes here before its callers return.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import tantivy
 
-from jamey_engine.errors import JameyError
 from jamey_engine.memory.schema import ID, SCHEMA, make_document
-from jamey_engine.memory.wal import Doc, LayerLog, encode_add, encode_delete
+from jamey_engine.memory.wal import Doc
 
 log = logging.getLogger("jamey_engine.memory")
 
@@ -119,106 +112,3 @@ class Tier:
             if found is not None:
                 return found
         return None
-
-
-@dataclass
-class _Op:
-    data: bytes
-    apply: Callable[[int], None]
-    future: Future[None] = field(default_factory=Future)
-
-
-class LogWriter:
-    """One layer's group-commit appender in this process (see the module docstring)."""
-
-    def __init__(self, wal: LayerLog, tier: Tier, on_written: Callable[[], None]) -> None:
-        self.wal = wal
-        self.tier = tier
-        self.on_written = on_written
-        self.appends = 0
-        self._queue: list[_Op] = []
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-
-    def add(self, docs: list[Doc], added: int) -> Future[None]:
-        """Log ``docs``; the future resolves once they are durable and in the tier."""
-
-        def apply(seq: int) -> None:
-            self.tier.add(seq, docs, added)
-
-        return self._submit(_Op(encode_add(docs), apply))
-
-    def delete(self, memory_id: str, on_disk: bool) -> Future[None]:
-        """Log the deletion of ``memory_id``; the future resolves once it is durable and applied."""
-
-        def apply(seq: int) -> None:
-            self.tier.delete(seq, memory_id, on_disk)
-
-        return self._submit(_Op(encode_delete(memory_id), apply))
-
-    def _submit(self, op: _Op) -> Future[None]:
-        with self._cond:
-            if self._stopping:
-                raise JameyError(f"layer {self.wal.layer!r}: the memory store is closed")
-            self._queue.append(op)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name=f"jamey-memory-log-{self.wal.layer}", daemon=True
-                )
-                self._thread.start()
-            if len(self._queue) == 1:
-                self._cond.notify()
-        return op.future
-
-    def drain(self) -> None:
-        """Wait until everything queued before this call is appended (or failed)."""
-        done: Future[None] = Future()
-        with self._cond:
-            if self._thread is None:
-                return
-            self._queue.append(_Op(b"", lambda seq: None, done))
-            self._cond.notify()
-        done.result()
-
-    def close(self) -> None:
-        """Append what is queued and stop the thread."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                ops, self._queue = self._queue, []
-            self._process(ops)
-
-    def _process(self, ops: list[_Op]) -> None:
-        ops = [op for op in ops if op.future.set_running_or_notify_cancel()]
-        if not ops:
-            return
-        data = b"".join(op.data for op in ops)
-        try:
-            seq = self.wal.append(data) if data else 0
-            if data:
-                self.appends += 1
-                with self.tier.lock:
-                    for op in ops:
-                        op.apply(seq)
-        except BaseException as err:
-            for op in ops:
-                op.future.set_exception(err)
-            if not isinstance(err, Exception):
-                raise
-            return
-        for op in ops:
-            op.future.set_result(None)
-        if data:
-            self.on_written()

@@ -1,4 +1,5 @@
-"""Group commit: one writer thread per layer and process, sharing each commit among callers.
+"""Group commit into the index: one writer thread per layer and process, sharing each commit
+among callers (the queue is ``memory/group_commit.py``'s, shared with the log's appender).
 
 Callers queue operations (add documents, delete an id, or a bulk job) and wait on a future.
 The thread takes everything queued, and under the SHARED switch lock resolves the layer's
@@ -18,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -29,9 +29,10 @@ from typing import Any
 
 import tantivy
 
-from jamey_engine.errors import Busy, JameyError
+from jamey_engine.errors import Busy
 from jamey_engine.fsutil import is_held
 from jamey_engine.memory.generations import Generations
+from jamey_engine.memory.group_commit import GroupCommitQueue
 from jamey_engine.memory.schema import ID, make_document, open_index
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class _Op:
     small: bool = False  # a bulk job with the group commits' modest arena (a log flush)
 
 
-class LayerWriter:
+class LayerWriter(GroupCommitQueue[_Op]):
     """The per-process writer of one layer (see the module docstring)."""
 
     def __init__(
@@ -133,7 +134,7 @@ class LayerWriter:
         lock_timeout: float,
         idle_close: float = 0.3,
     ) -> None:
-        self.layer = layer
+        super().__init__(layer, f"jamey-memory-writer-{layer}")
         self.generations = generations
         self.lock_timeout = lock_timeout
         self.idle_close = idle_close
@@ -141,31 +142,16 @@ class LayerWriter:
         self._last_batch = 0
         self._yield_until = 0.0
         self._waiting = generations.root / f".{layer}.writers-waiting"
-        self._queue: list[_Op] = []
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
         self._writer: Any = None
         self._writer_mode = ""
         self._generation = ""
         self._index: tantivy.Index | None = None
 
     # -- callers ----------------------------------------------------------------------
-    def _submit(self, op: _Op) -> Future[Any]:
-        with self._cond:
-            if self._stopping:
-                raise JameyError(f"layer {self.layer!r}: the memory store is closed")
-            self._queue.append(op)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name=f"jamey-memory-writer-{self.layer}", daemon=True
-                )
-                self._thread.start()
-            # Wake the thread for the first operation and once a batch is as big as the last
-            # one; in between it polls (see _coalesce), so 32 callers do not wake it 32 times.
-            if len(self._queue) == 1 or len(self._queue) >= self._last_batch or op.kind != "add":
-                self._cond.notify()
-        return op.future
+    def _wake(self, op: _Op) -> bool:
+        # Wake the thread for the first operation and once a batch is as big as the last one;
+        # in between it polls (see _coalesce), so 32 callers do not wake it 32 times.
+        return len(self._queue) == 1 or len(self._queue) >= self._last_batch or op.kind != "add"
 
     def add(self, docs: list[tuple[str, str, datetime]]) -> Future[Any]:
         """Queue documents (id, content, timestamp); the future resolves once they are committed."""
@@ -182,18 +168,8 @@ class LayerWriter:
 
     def flush(self) -> None:
         """Wait until everything queued before this call is committed (or failed)."""
-        if self._thread is None:
-            return
-        self._submit(_Op("flush")).result()
-
-    def close(self) -> None:
-        """Commit what is queued, release the tantivy writer and stop the thread."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
+        if self.started:
+            self._submit(_Op("flush")).result()
 
     # -- the thread ---------------------------------------------------------------------
     def _take(self) -> list[_Op] | None:
@@ -235,22 +211,14 @@ class LayerWriter:
                 return
             seen = len(self._queue)
 
-    def _run(self) -> None:
-        while True:
-            ops = self._take()
-            if ops is None:
-                break
-            if ops:
-                self._process(ops)
-            else:
-                self._release_writer()
+    def _idle(self) -> None:
+        self._release_writer()
+
+    def _stopped(self) -> None:
         self._release_writer()
 
     def _process(self, ops: list[_Op]) -> None:
-        # A caller may have given up on its future (an event loop cancels the future it awaits
-        # when its request is cancelled): skip those operations, and make the others running,
-        # so a late cancel() can no longer turn set_result into InvalidStateError here.
-        ops = [op for op in ops if op.future.set_running_or_notify_cancel()]
+        ops = self._claim(ops)
         if not ops:
             return
         bulk = ops[0].kind == "bulk"
@@ -279,11 +247,7 @@ class LayerWriter:
                 self._last_batch = len(ops)
         except BaseException as err:
             self._discard_writer()
-            for op in ops:
-                if not op.future.done():
-                    op.future.set_exception(err)
-            if not isinstance(err, Exception):
-                raise
+            self._fail(ops, err)
             return
         for op in ops:
             op.future.set_result(result if bulk else None)
