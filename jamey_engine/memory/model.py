@@ -58,7 +58,7 @@ class PruneResult:
     """What a prune removed (or, with ``dry_run``, would remove) from one layer.
 
     On a dry run ``bytes_after`` is an estimate: the current size scaled by the share of
-    documents that would stay.
+    documents that would stay. ``documents_before`` is the layer's count the prune saw.
     """
 
     layer: str
@@ -66,6 +66,7 @@ class PruneResult:
     bytes_before: int
     bytes_after: int
     dry_run: bool
+    documents_before: int
 
 
 def check_content(content: object, max_bytes: int, *, field: str = "content") -> str:

@@ -104,7 +104,7 @@ def prune_layer(
     if dry_run or doomed == 0:
         total = int(searcher.num_docs)
         estimate = bytes_before if not doomed else round(bytes_before * (total - doomed) / total)
-        return PruneResult(layer, doomed, bytes_before, estimate, dry_run)
+        return PruneResult(layer, doomed, bytes_before, estimate, dry_run, total)
 
     def young(doc: tantivy.Document) -> bool:
         when = doc.get_first(TIMESTAMP)
@@ -178,7 +178,7 @@ def _compact(
     gens.remove_generation(layer, generation)
     gens.sweep(layer)
     report(1, 1, "switched")
-    return PruneResult(layer, before - after, bytes_before, dir_size(new_path), False)
+    return PruneResult(layer, before - after, bytes_before, dir_size(new_path), False, before)
 
 
 def _copy(snapshot: Any, new_path: Any, selection: Selection, t0: int, report: Progress) -> set[str]:

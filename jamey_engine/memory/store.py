@@ -467,6 +467,16 @@ class MemoryStore:
             ) from None
         return LayerSize(layer, dir_size(path), live_documents(meta), len(meta.get("segments", [])))
 
+    def layer_bytes(self, layers: Sequence[str] | None = None) -> dict[str, int]:
+        """Bytes on disk of each of ``layers`` (every layer by default): a directory listing
+        each, without flushing the log or reading the index's meta (cheaper than layer_size,
+        for an estimate such as a backup's free-space check)."""
+        current = self.generations.ensure()
+        return {
+            layer: dir_size(self.generations.layer_path(layer, current[layer]))
+            for layer in check_layers(layers)
+        }
+
     def sizes(self) -> Sizes:
         """Disk use of every layer and the totals (the seed's get_all_index_sizes)."""
         layers = {layer: self.layer_size(layer) for layer in LAYERS}

@@ -12,6 +12,7 @@ from jamey_engine.sizes import total_freed
 
 if TYPE_CHECKING:
     from jamey_engine.engine import Engine
+    from jamey_engine.preflight.prune_steps import PrunePlan
     from jamey_engine.progress import Progress
 
 GO = Decision("go", "applied through a plan")
@@ -52,21 +53,20 @@ class PruneAction(Action):
         return prune_preflight(engine, tuple(params["layer"]), backup_first=True)
 
     def preflight_and_preview(self, engine: Engine, params: dict[str, Any]) -> tuple[Preview, Checks | None]:
-        """The preflight, then the preview on the layer sizes it measured (each layer's
-        directory is walked once per plan, not twice)."""
-        from jamey_engine.preflight.prune_steps import prune_preflight
+        """The preview (the prune's dry run), then the preflight on what that dry run measured:
+        each layer is opened, counted and measured once per plan, not two or three times."""
+        from jamey_engine.preflight.prune_steps import plan_prune, prune_preflight
 
-        measured: dict[str, Any] = {}
-        checks = prune_preflight(engine, tuple(params["layer"]), backup_first=True, measured_sizes=measured)
-        return self._preview(engine, params, measured), checks
+        plan = plan_prune(engine, tuple(params["layer"]), params["older_than"])
+        checks = prune_preflight(engine, tuple(params["layer"]), backup_first=True, planned=plan)
+        return self._preview(plan), checks
 
     def preview(self, engine: Engine, params: dict[str, Any]) -> Preview:
-        return self._preview(engine, params, None)
-
-    def _preview(self, engine: Engine, params: dict[str, Any], sizes: dict[str, Any] | None) -> Preview:
         from jamey_engine.preflight.prune_steps import plan_prune
 
-        plan = plan_prune(engine, tuple(params["layer"]), params["older_than"], sizes)
+        return self._preview(plan_prune(engine, tuple(params["layer"]), params["older_than"]))
+
+    def _preview(self, plan: PrunePlan) -> Preview:
         layers = [
             {
                 "layer": p.layer,

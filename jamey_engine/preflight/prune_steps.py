@@ -14,13 +14,14 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import pandas as pd
 
 from jamey_engine.durations import parse_duration, utcnow
 from jamey_engine.errors import InvalidInput, JameyError
-from jamey_engine.memory.model import LayerSize, PruneResult
+from jamey_engine.memory.layers import LAYERS
+from jamey_engine.memory.model import PruneResult
 from jamey_engine.preflight.checks import Check, Checks, Decision, decide
 from jamey_engine.progress import Progress
 from jamey_engine.sizes import format_bytes
@@ -208,33 +209,38 @@ def prune_preflight(
     *,
     backup_first: bool = True,
     lock_wait: float = 2.0,
-    measured_sizes: dict[str, LayerSize] | None = None,
+    planned: PrunePlan | None = None,
 ) -> Checks:
     """Check, changing nothing, that a prune of ``layers`` can run now.
 
     Each index opens and answers a count; the disk holding the indexes has room for a rewrite
-    of the layers (their size now), and the backup disk room for a backup (the total index size)
-    when ``backup_first``; no writer holds the store's switch lock for longer than ``lock_wait``.
-    Problems become failed checks, not exceptions. ``measured_sizes``, when given, receives the
-    size of each of ``layers`` that opened (for :func:`plan_prune`, which then measures none again).
+    of the layers (their size now), and the backup disk room for a backup (every layer's index
+    size) when ``backup_first``; no writer holds the store's switch lock for longer than
+    ``lock_wait``. Problems become failed checks, not exceptions. ``planned``, a plan made just
+    before (whose dry run opened and counted each layer), is taken as the count and the size of
+    its layers, which are then not measured again (the plan contract plans first).
     """
     checks: list[Check] = []
     sizes: dict[str, int] = {}
-    # Every layer's size once (the backup needs the total): each is a walk of its directory.
-    measured: dict[str, Any] = {}
-    if backup_first:
-        with contextlib.suppress(JameyError):
-            measured = dict(engine.memory.sizes().layers)
+    for layer_plan in planned.layers if planned is not None else ():
+        sizes[layer_plan.layer] = layer_plan.bytes
+        checks.append(
+            Check(
+                f"{layer_plan.layer}: index opens",
+                True,
+                f"{layer_plan.documents} documents, {format_bytes(layer_plan.bytes)}: it answered the plan's count",
+            )
+        )
     for layer in layers:
+        if layer in sizes:
+            continue
         try:
             engine.memory.count(layer)  # opens the index and a searcher, not just its meta.json
-            size = measured.get(layer) or engine.memory.layer_size(layer)
+            size = engine.memory.layer_size(layer)
         except JameyError as err:
             checks.append(Check(f"{layer}: index opens", False, err.message))
             continue
         sizes[layer] = size.bytes
-        if measured_sizes is not None:
-            measured_sizes[layer] = size
         checks.append(
             Check(
                 f"{layer}: index opens",
@@ -253,7 +259,11 @@ def prune_preflight(
 
     need(settings.memory_dir, sum(sizes.values()), "rewriting the pruned layers")
     if backup_first:
-        total = sum(size.bytes for size in measured.values()) if measured else sum(sizes.values())
+        # The backup copies every layer: the others' bytes on disk (a directory listing each).
+        others = [layer for layer in LAYERS if layer not in sizes]
+        total = sum(sizes.values())
+        with contextlib.suppress(JameyError):  # a damaged layer fails its own check above
+            total += sum(engine.memory.layer_bytes(others).values()) if others else 0
         need(settings.backup_dir, total, "the backup taken first")
     for where, amount, why in needs.values():
         free = shutil.disk_usage(where).free
@@ -268,32 +278,27 @@ def prune_preflight(
     return Checks("Preflight", tuple(checks))
 
 
-def plan_prune(
-    engine: Engine,
-    layers: tuple[str, ...],
-    older_than: str,
-    sizes: dict[str, LayerSize] | None = None,
-) -> PrunePlan:
+def plan_prune(engine: Engine, layers: tuple[str, ...], older_than: str) -> PrunePlan:
     """What a prune of memories older than ``older_than`` in ``layers`` would remove; changes nothing.
 
-    ``sizes`` are layer sizes the caller measured just before (the preflight's); a layer not in
-    them is measured here. Raises InvalidInput for a bad duration (field ``older_than``);
-    StorageCorrupt or Busy from the store.
+    One dry run of the prune per layer: its count of the old memories, the layer's documents and
+    bytes, and the bytes it would free (the size scaled by the share that goes). Raises
+    InvalidInput for a bad duration (field ``older_than``); StorageCorrupt or Busy from the store.
     """
     delta = parse_duration(older_than, field="older_than")
     cutoff = utcnow() - delta
-    results = {r.layer: r for r in engine.memory.prune(delta, list(layers), dry_run=True)}
-    plans = []
-    for layer in layers:
-        size = (sizes or {}).get(layer) or engine.memory.layer_size(layer)
-        result = results.get(layer)
-        to_delete = result.deleted if result else 0
-        if result and result.bytes_after < result.bytes_before:
-            to_free = result.bytes_before - result.bytes_after
-        else:
-            to_free = round(size.bytes * to_delete / size.documents) if size.documents else 0
-        plans.append(LayerPlan(layer, size.documents, size.bytes, to_delete, to_free))
-    return PrunePlan(str(older_than).strip().lower(), delta, cutoff, tuple(plans))
+    results = engine.memory.prune(delta, list(layers), dry_run=True)
+    plans = tuple(
+        LayerPlan(
+            r.layer,
+            r.documents_before,
+            r.bytes_before,
+            r.deleted,
+            max(0, r.bytes_before - r.bytes_after),
+        )
+        for r in results
+    )
+    return PrunePlan(str(older_than).strip().lower(), delta, cutoff, plans)
 
 
 def apply_prune(
