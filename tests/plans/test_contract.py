@@ -15,6 +15,7 @@ from jamey_engine.errors import Conflict, Forbidden, InvalidInput, PhraseMismatc
 from jamey_engine.models import Plan
 from jamey_engine.oplog import recent_operations
 from jamey_engine.plans import Actor, store
+from jamey_engine.sizes import format_bytes
 
 from .conftest import actor_of, add_memories
 
@@ -36,6 +37,27 @@ def test_a_prune_plan_is_stored_with_what_it_will_change_and_changes_nothing(db_
     assert planned.expires_at - planned.created_at == db_engine.settings.plan_ttl
     assert db_engine.memory.count("working") == 8
     assert plans.get_plan(db_engine.db, planned.id).as_dict() == planned.as_dict()
+
+
+def test_a_prune_plans_preflight_asks_room_for_the_rewrite_and_a_backup_of_every_layer(
+    db_engine: Engine,
+) -> None:
+    """The preflight takes the pruned layer's size from the plan's dry run and lists the other
+    layers' directories for the backup: the room it asks is the pruned layer once for the rewrite
+    and every layer once for the backup taken first (one disk here holds both)."""
+    add_memories(db_engine, layer="working")
+    add_memories(db_engine, old=50, new=50, layer="episodic")
+    db_engine.memory.flush()
+    sizes = db_engine.memory.sizes()
+    planned = plans.plan(db_engine, "prune", {"older_than": "30d", "layer": "working"}, CLI)
+
+    room = [check for check in planned.summary["preflight"] if check["name"].startswith("free disk at")]
+    assert len(room) == 1, planned.summary["preflight"]
+    needed = sizes.layers["working"].bytes + sizes.total_bytes
+    assert sizes.layers["episodic"].bytes > 0 and f"{format_bytes(needed)} needed for" in room[0]["detail"]
+    assert room[0]["detail"].endswith("rewriting the pruned layers and the backup taken first")
+    opened = next(check for check in planned.summary["preflight"] if check["name"] == "working: index opens")
+    assert opened["ok"] and opened["detail"].startswith("8 documents, ")
 
 
 def test_apply_needs_the_phrase_then_backs_up_prunes_verifies_and_records_one_plan_operation(
