@@ -157,6 +157,17 @@ def bench_app() -> Any:
         "/bench/gc", GC_TIMER.report, methods=["GET"], include_in_schema=False, route_class_override=APIRoute
     )
     GC_TIMER.install()
+    if os.environ.get("JAMEY_BENCH_STAGES") == "1":  # bench/bench_tail.py: per-stage timestamps
+        from bench.stage_trace import STAGE_TRACE
+
+        STAGE_TRACE.install()
+        service_app.keyed.add_api_route(
+            "/bench/stages",
+            STAGE_TRACE.report,
+            methods=["GET"],
+            include_in_schema=False,
+            route_class_override=APIRoute,
+        )
     # JAMEY_BENCH_FAST_PATH=0: the same app answering every request through its FastAPI routes,
     # the baseline of what the fast path saves (service/fastpath.py).
     return create_app(Engine(), fast_path=os.environ.get("JAMEY_BENCH_FAST_PATH", "1") != "0")
