@@ -7,7 +7,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from jamey_engine.durations import utcnow
-from jamey_engine.models import Plan
 from jamey_engine.plans import store
 from jamey_engine.plans.actions import Action, Preview, get_action
 from jamey_engine.plans.actors import Actor
@@ -52,18 +51,18 @@ def plan(engine: Engine, action: str, parameters: dict[str, Any] | None, actor: 
     summary = {**preview.summary, "preflight": checks_as_list(checks), "backup_first": chosen.backup_first}
     now = utcnow()
     requires = chosen.name in engine.settings.approvals
-    row = Plan(
-        id=store.new_plan_id(now),
-        action=chosen.name,
-        parameters=json.dumps(params, sort_keys=True),
-        status="pending_approval" if requires else "planned",
-        summary=json.dumps(summary, sort_keys=True, default=str),
-        digest=digest_of(chosen.name, params, preview),
-        confirm_phrase=preview.phrase,
-        requires_approval=requires,
-        planned_by=actor.name[:100],
-        planned_by_key=actor.key_id,
-        created_at=now,
-        expires_at=now + engine.settings.plan_ttl,
-    )
+    row = {
+        "id": store.new_plan_id(now),
+        "action": chosen.name,
+        "parameters": json.dumps(params, sort_keys=True),
+        "status": "pending_approval" if requires else "planned",
+        "summary": json.dumps(summary, sort_keys=True, default=str),
+        "digest": digest_of(chosen.name, params, preview),
+        "confirm_phrase": preview.phrase,
+        "requires_approval": requires,
+        "planned_by": actor.name[:100],
+        "planned_by_key": actor.key_id,
+        "created_at": now,
+        "expires_at": now + engine.settings.plan_ttl,
+    }
     return store.insert(engine.db, row)
