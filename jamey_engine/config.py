@@ -101,6 +101,13 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 
+def _switch_interval_ms(value: str) -> float:
+    number = _positive_float(value)
+    if number > 100:
+        raise ValueError("must be at most 100 (ms)")
+    return number
+
+
 def _flag(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in TRUE_WORDS:
@@ -376,6 +383,13 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "Allocations between the service worker's young-generation collections (Python's gc threshold0); empty keeps Python's default.",
         _optional_positive_int,
+    ),
+    Setting(
+        "JAMEY_SWITCH_INTERVAL_MS",
+        "switch_interval_ms",
+        "1",
+        "How long a service worker's thread may hold the GIL while another waits for it, in ms (Python's default is 5): 1 halves the durable stores' p99 over HTTP for ~3% of their rate (docs/benchmarks.md, the tail by stage); at most 100.",
+        _switch_interval_ms,
     ),
     Setting(
         "JAMEY_DEFAULT_RATE_LIMIT",
@@ -741,6 +755,7 @@ class Settings:
     server: str
     gc_freeze: bool
     gc_threshold: int | None
+    switch_interval_ms: float
     default_rate_limit: str
     global_rate_limit: str
     rate_limit_storage: str

@@ -217,8 +217,7 @@ def create_app(
             limiter = engine.__dict__.get("limiter")
             if limiter is not None:
                 await limiter.aclose()  # this loop's asyncio Redis connections
-            if frozen:
-                heap.unsettle()
+            heap.unsettle(thaw=frozen)
             if owns_engine:
                 await run_in_threadpool(engine.close)
 
