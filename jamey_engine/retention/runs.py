@@ -113,8 +113,7 @@ def run_lock(engine: Engine, *, wait: bool = True, probe: bool = False) -> Itera
     root = engine.settings.memory_dir
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    now = time.monotonic()
-    deadline = now + (engine.settings.lock_timeout if wait else PROBE_GRACE_SECONDS)
+    deadline = time.monotonic() + (engine.settings.lock_timeout if wait else PROBE_GRACE_SECONDS)
     try:
         while True:
             try:
