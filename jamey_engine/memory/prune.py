@@ -47,7 +47,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COPY_HEAP = 1_000_000_000  # an upper bound: the arena grows only as documents arrive
-COPY_THREADS = 2
+# One indexing thread: the copy writes one segment, in the old index's order. Two threads cut
+# a 90,000-memory rewrite from 1.85 s to 1.43 s (medians of two) but wrote two segments,
+# each with its own term dictionary, 10% larger and unpredictably so: a retention pass that
+# removed 582 memories left its layer 2% larger, so a size cap could not converge.
+COPY_THREADS = 1
 CLOCK_MARGIN_NS = 2_000_000_000
 ATTEMPTS = 3
 PROGRESS_EVERY = 20_000

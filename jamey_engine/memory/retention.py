@@ -30,6 +30,7 @@ from jamey_engine.memory.schema import SCHEMA, TIMESTAMP
 from jamey_engine.progress import Progress, no_progress
 
 if TYPE_CHECKING:
+    from jamey_engine.memory.model import LayerSize, PruneResult
     from jamey_engine.memory.store import MemoryStore
 
 TARGET_FRACTION = 0.9
@@ -196,14 +197,31 @@ def _cut_to_keep(store: MemoryStore, layer: str, keep: int) -> LayerPlan:
     )
 
 
+def later_keep(now: LayerSize, last: PruneResult, target: float) -> int:
+    """How many of the newest memories a later pass keeps, the layer being ``now`` after ``last``.
+
+    The next memories to go are the oldest, like the ones ``last`` removed: their cost is fitted
+    on what it freed per memory (an index's fixed costs do not shrink with it), but never less
+    than half the layer's average, so a pass that freed little (a rewrite packs its documents a
+    little differently each time) cannot read as memories costing nothing and take the whole
+    layer; a cut that falls short is measured and cut again.
+    """
+    average = now.bytes / now.documents
+    freed = (last.bytes_before - now.bytes) / last.deleted if last.deleted else average
+    marginal = min(max(freed, average / 2), average)
+    extra = math.ceil((now.bytes - MARGIN * target) / marginal)
+    return max(now.documents - extra, 0)
+
+
 def apply_layer(
     store: MemoryStore, layer: str, policy: Policy, *, progress: Progress | None = None
 ) -> LayerOutcome:
     """Apply ``policy`` to ``layer`` through ``MemoryStore.prune``, at most MAX_PASSES prunes.
 
     The first cut comes from the layer's bytes per document; a later one (when the layer is
-    still over 90% of its cap) from what the previous prune freed per document removed, since
-    an index's fixed costs do not shrink with it. Guarantees: every memory kept is stamped at or
+    still over 90% of its cap) from what the previous prune freed per document removed (an
+    index's fixed costs do not shrink with it), never less than half the layer's average, so
+    no pass takes more than twice what is still over. Guarantees: every memory kept is stamped at or
     after every memory removed; memories written meanwhile are kept (the prune's catch-up); a
     size-capped layer ends at most 90% of its cap unless three passes did not get it there
     (writes arriving faster than the prune removes). Raises Busy, StorageCorrupt.
@@ -225,11 +243,7 @@ def apply_layer(
         now = store.layer_size(layer)
         if now.bytes <= target or not now.documents:
             break
-        # Fit bytes = fixed + documents * marginal through the layer before and after this pass.
-        removed = result.bytes_before - now.bytes
-        marginal = removed / result.deleted if result.deleted and removed > 0 else now.bytes / now.documents
-        extra = math.ceil((now.bytes - MARGIN * target) / marginal)
-        plan = _cut_to_keep(store, layer, max(now.documents - extra, 0))
+        plan = _cut_to_keep(store, layer, later_keep(now, result, target))
     after = store.layer_size(layer)
     reason = first_reason if passes else "none"
     return LayerOutcome(layer, deleted, bytes_before, after.bytes, after.documents, cutoff, passes, reason)

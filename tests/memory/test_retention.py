@@ -13,7 +13,8 @@ from helpers import make_settings
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.errors import Busy, Conflict, InvalidInput, JameyError
-from jamey_engine.memory.retention import MAX_PASSES, TARGET_FRACTION, keep_newest_cutoff
+from jamey_engine.memory.model import LayerSize, PruneResult
+from jamey_engine.memory.retention import MAX_PASSES, TARGET_FRACTION, keep_newest_cutoff, later_keep
 from jamey_engine.observability.metrics import build_registry
 from jamey_engine.oplog import recent_operations
 from jamey_engine.retention import last_run, retention_summary
@@ -124,6 +125,72 @@ def test_a_size_capped_layer_ends_under_ninety_percent_keeping_the_newest(
 
     again = db_engine.apply_retention(actor="bob")
     assert again.layers[0].deleted == 0, "under the cap: the next run changes nothing"
+
+
+def test_a_cap_over_small_old_and_large_new_memories_cuts_again_without_taking_more_than_needed(
+    engine: Engine,
+) -> None:
+    # The first cut reads the layer's average bytes per memory, which the many small old memories
+    # pull down, so it keeps too many of the large new ones: the later passes must finish the
+    # job from what the layer measures, and not read the small memories' cost as the large ones'.
+    now = utcnow()
+    old = [
+        {
+            "content": f"old {i} " + " ".join(f"o{(i + j) % 997}" for j in range(8)),
+            "timestamp": now - timedelta(days=30, minutes=i),
+        }
+        for i in range(20_000)
+    ]
+    new = [
+        {
+            "content": f"new {i} " + " ".join(f"n{(i * 13 + j) % 4001}" for j in range(300)),
+            "timestamp": now - timedelta(minutes=i + 1),
+        }
+        for i in range(2_000)
+    ]
+    engine.memory.store_batch("working", old)
+    engine.memory.store_batch("working", new)
+    before = engine.memory.layer_size("working")
+    cap = max(MIB, before.bytes // 2)
+    newest = [m.id for m in engine.memory.search("working", "*", limit=500, order="newest")]
+    engine.retention.set("working", max_bytes=cap, actor="carol")
+
+    [done] = engine.apply_retention(actor="carol").layers
+    after = engine.memory.layer_size("working")
+    assert done.passes >= 2, (
+        "the first cut alone reached the target: this test no longer tests later passes",
+        done,
+    )
+    assert after.bytes <= TARGET_FRACTION * cap or done.passes == MAX_PASSES, (after.bytes, cap, done)
+    assert after.bytes <= cap, (after.bytes, cap, done)
+    assert after.bytes >= 0.8 * TARGET_FRACTION * cap, (
+        "far more went than the cap asked",
+        after.bytes,
+        cap,
+        done,
+    )
+    kept = engine.memory.search("working", "*", limit=500, order="newest")
+    assert [m.id for m in kept] == newest, "the newest memories are kept"
+
+
+@pytest.mark.parametrize(
+    "freed, keep",
+    [
+        # What a pass freed per memory removed sets the next cut: 400 bytes each, 400,000 over.
+        (582 * 400, 6_500 - 1_000),
+        # A pass that freed almost nothing (a rewrite packed the rest less tightly) does not read
+        # as memories costing nothing: at most twice what the average says is over goes.
+        (30, 6_500 - 1_300),
+        # Nor one that grew the layer; nor a fit above the average (the fixed costs are positive).
+        (-50_000, 6_500 - 1_300),
+        (582 * 5_000, 6_500 - 650),
+    ],
+)
+def test_a_later_cut_never_takes_more_than_twice_what_is_over(freed: int, keep: int) -> None:
+    target = 3_600_000 / 0.97  # MARGIN: what the cut aims at is 3,600,000 bytes, 400,000 under now
+    now = LayerSize("working", 4_000_000, 6_500, 1)  # 615 bytes per memory on average
+    last = PruneResult("working", 582, 4_000_000 + freed, 4_000_000, False, 6_500 + 582)
+    assert keep - 1 <= later_keep(now, last, target) <= keep  # a float's last digit may take one more
 
 
 def test_the_cut_keeps_at_most_the_asked_number_of_newest(engine: Engine) -> None:
