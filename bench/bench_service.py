@@ -20,6 +20,9 @@ cores to the server; see bench/wrk.py).
 6. Redis counters: stores over HTTP with one and two workers on ``redis://`` against one worker
    on ``memory://`` (target: two workers on Redis >= 1.2x).
 7. The fast path against the FastAPI routes (the same app with it off).
+8. ``jamey serve``'s HTTP protocol, one socket write per answer (service/http_protocol.py),
+   against uvicorn's httptools protocol: keyed search and store, 32 connections, servers
+   alternating (only with ``JAMEY_BENCH_SERVICE_ONLY=writes``).
 
 Keys carry per-second limits sized not to refuse (the limiter still does all its work).
 Run alone: ``.venv/bin/python -m bench.bench_service [--quick]``. With
@@ -256,17 +259,8 @@ class Server:
         if server == "granian":
             command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", *common,
                        "--loop", "uvloop", "--workers", str(workers), target]  # fmt: skip
-        else:
-            command = [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                target,
-                "--factory",
-                *common,
-                "--workers",
-                str(workers),
-            ]
+        else:  # uvicorn as `jamey serve` configures it (JAMEY_BENCH_HTTP picks its protocol)
+            command = [sys.executable, "-m", "bench.uvicorn_main", target, str(self.port), str(workers)]
         self.process = subprocess.Popen(
             command, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -604,10 +598,58 @@ def main_redis_only(quick: bool = False) -> list[Row]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def write_rows(what: str, runs: list[dict[str, Any]], plain: list[dict[str, Any]]) -> list[Row]:
+    """The one-write protocol against uvicorn's httptools protocol, the same requests."""
+    name = f"service: one socket write per answer vs uvicorn's two ({what}, 32 conns)"
+    return [
+        row(name, "req/s", median_of(runs, "rps"), baseline=median_of(plain, "rps")),
+        row(name, "p99 ms", median_of(runs, "p99_ms"), baseline=median_of(plain, "p99_ms"), higher_is_better=False),
+        row(name, "server CPU us/request", median_of(runs, "cpu_us"), baseline=median_of(plain, "cpu_us"),
+            higher_is_better=False),
+    ]  # fmt: skip
+
+
+def main_writes_only(quick: bool = False) -> list[Row]:
+    """Benchmark 8 alone (``JAMEY_BENCH_SERVICE_ONLY=writes``): ``jamey serve``'s HTTP protocol
+    (service/http_protocol.py) against uvicorn's own, servers alternating, ``repeats`` rounds of
+    one keyed-search and one store run each, 32 connections; medians per protocol."""
+    seconds = 2.0 if quick else 6.0
+    rounds = 1 if quick else 3
+    work = Path(tempfile.mkdtemp(prefix="jamey-bench-service-"))
+    data_dir = work / "data"
+    data_dir.mkdir()
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        mode: {"search": [], "store": []} for mode in ("coalescing", "httptools")
+    }
+    try:
+        seed_memories(data_dir, 2_000 if quick else 100_000)
+        keys = make_keys(data_dir)
+        rng = random.Random(3)
+        queries = [rng.choice(WORDS) for _ in range(500)]
+        texts = [_random_text(random.Random(n)) for n in range(1000)]
+        for _ in range(rounds):
+            for mode, got in runs.items():
+                server = Server(data_dir, env={"JAMEY_BENCH_HTTP": mode})
+                try:
+                    load = Load(server, work)
+                    got["search"] += search_runs(load, keys["reader"], queries, seconds, 1, 32)
+                    got["store"] += store_runs(load, keys["writer"], texts, seconds, 1)
+                finally:
+                    server.stop()
+        new, old = runs["coalescing"], runs["httptools"]
+        return write_rows("keyed search", new["search"], old["search"]) + write_rows(
+            "store", new["store"], old["store"]
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main(quick: bool = False) -> list[Row]:
     """Run the three service benchmarks on one server; rows as bench/common.row builds them."""
     if os.environ.get("JAMEY_BENCH_SERVICE_ONLY", "") == "redis":
         return main_redis_only(quick)
+    if os.environ.get("JAMEY_BENCH_SERVICE_ONLY", "") == "writes":
+        return main_writes_only(quick)
     seconds = 2.0 if quick else 6.0
     repeats = 1 if quick else 3
     auth_seconds, auth_repeats = (1.0, 1) if quick else (4.0, 5)

@@ -49,8 +49,12 @@ FLAG_VARIABLES = {
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
-def _uvicorn_options() -> dict[str, Any]:
+def uvicorn_options() -> dict[str, Any]:
+    """How ``jamey serve`` runs uvicorn (bench/uvicorn_main.py serves the benchmarks the same way)."""
+    from jamey_engine.service.http_protocol import CoalescingProtocol
+
     return {
+        "http": CoalescingProtocol,  # one socket write per small answer (service/http_protocol.py)
         "log_config": None,  # keep the CLI's logging setup
         "access_log": False,  # our access log names the key, never its secret
         "server_header": False,
@@ -138,7 +142,7 @@ def group(host: str | None, port: str | None, workers: str | None, server: str |
                 create_app(engine, schedules=True),
                 host=settings.host,
                 port=settings.port,
-                **_uvicorn_options(),
+                **uvicorn_options(),
             )
         ).run()
         return
@@ -152,7 +156,7 @@ def group(host: str | None, port: str | None, workers: str | None, server: str |
             port=settings.port,
             workers=settings.workers,
             timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-            **_uvicorn_options(),
+            **uvicorn_options(),
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,163 @@
+"""``jamey serve``'s HTTP protocol (service/http_protocol.py) under a real uvicorn, over real
+sockets: a small answer leaves in one socket write, and nothing is held back, reordered or lost
+(streamed bodies, large bodies, keep-alive, Connection: close, HEAD)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from helpers import listening_socket, wait_for_port
+
+from jamey_engine.cli.serve import uvicorn_options
+from jamey_engine.service.http_protocol import DIRECT_BYTES, CoalescingProtocol
+
+LARGE = bytes(range(256)) * (3 * DIRECT_BYTES // 256 + 7)  # over the direct-write size, not a multiple of it
+
+
+class CountingTransport:
+    """The socket's transport, counting the writes that reach it (what the kernel is asked to send)."""
+
+    def __init__(self, transport: Any, writes: list[int]) -> None:
+        self._transport = transport
+        self._writes = writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(len(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+written: list[int] = []
+
+
+class CountingProtocol(CoalescingProtocol):
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(CountingTransport(transport, written))
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    path = scope["path"]
+    if path == "/stream":  # three parts with a pause between them: each must leave before the pause
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for part in (b"one,", b"two,", b"three"):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            gate = scope["state"]["gates"].pop(0)
+            await asyncio.wrap_future(gate)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    body = LARGE if path == "/large" else b'{"ok":true}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if path == "/close":
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+gates_open: list[Any] = []
+
+
+async def gated_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "http":
+        scope.setdefault("state", {})["gates"] = gates_open
+    await app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    options = {**uvicorn_options(), "http": CountingProtocol}
+    server = uvicorn.Server(uvicorn.Config(gated_app, log_level="warning", **options))
+    sock = listening_socket()
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for_port(sock.getsockname()[1])
+    yield sock.getsockname()[1]
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _read_answer(conn: socket.socket) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 answer with a Content-Length: (head, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        assert chunk, f"connection closed after {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        assert chunk, "connection closed inside the body"
+        body += chunk
+    return head, body
+
+
+def test_a_small_answer_leaves_in_one_write_and_keep_alive_answers_in_order(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        for path in ("/a", "/large", "/b"):
+            written.clear()
+            conn.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+            head, body = _read_answer(conn)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            if path == "/large":
+                assert body == LARGE, "a large body arrives whole and in order"
+                assert sum(written) == len(head) + 4 + len(LARGE)
+            else:
+                assert body == b'{"ok":true}'
+                answer = len(head) + 4 + len(body)
+                assert written == [answer], "head and body in one write"
+
+
+def test_a_streamed_answer_leaves_each_part_before_the_app_pauses(port: int) -> None:
+    gates_open[:] = [concurrent.futures.Future() for _ in range(3)]
+    gates = list(gates_open)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
+        received = b""
+        for gate, part in zip(gates, (b"one,", b"two,", b"three"), strict=True):
+            # The app now waits on ``gate``: what it sent so far must already be here.
+            while part not in received:
+                chunk = conn.recv(65536)
+                assert chunk, received
+                received += chunk
+            gate.set_result(None)
+        while not received.endswith(b"0\r\n\r\n"):
+            received += conn.recv(65536)
+    head, body = received.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding: chunked" in head.lower()
+    assert body == b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n"
+
+
+def test_connection_close_and_head_answers_are_delivered_whole(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /close HTTP/1.1\r\nhost: x\r\n\r\n")
+        received = b""
+        while chunk := conn.recv(65536):  # the server closes after the answer: read to the end
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 OK") and received.endswith(b'\r\n\r\n{"ok":true}')
+    assert b"connection: close" in received.lower()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        written.clear()
+        conn.sendall(b"HEAD /a HTTP/1.1\r\nhost: x\r\n\r\n")
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += conn.recv(65536)
+        assert received.startswith(b"HTTP/1.1 200 OK") and received.endswith(b"\r\n\r\n"), received
+        assert len(written) == 1, "a HEAD answer has no body write to join, and still leaves"
