@@ -47,10 +47,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COPY_HEAP = 1_000_000_000  # an upper bound: the arena grows only as documents arrive
-# One indexing thread: the copy writes one segment, in the old index's order. Two threads cut
-# a 90,000-memory rewrite from 1.85 s to 1.43 s (medians of two) but wrote two segments,
-# each with its own term dictionary, 10% larger and unpredictably so: a retention pass that
-# removed 582 memories left its layer 2% larger, so a size cap could not converge.
+# One indexing thread: the copy writes one segment, in the old index's order. Two threads copy
+# faster (a 1,000,000-memory size cap applied in 3.84 s against 5.49 s, bench_retention) but
+# write two segments, each with its own term dictionary, and unpredictably sized at small
+# scales: a retention pass that removed 582 of 9,000 memories left its layer 2% larger, so a
+# size cap could not converge (and the fit of a later pass read it as memories costing nothing).
 COPY_THREADS = 1
 CLOCK_MARGIN_NS = 2_000_000_000
 ATTEMPTS = 3
