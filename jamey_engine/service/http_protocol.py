@@ -9,7 +9,8 @@ the profile of a keyed store put among uvicorn's ~90 µs per request (docs/bench
 gathers what is written during one step of the event loop and writes it at the end of that
 step (``loop.call_soon``): the head and body of an answer sent without a pause go out in one
 call. Order is kept, nothing waits for a later event (the write happens before the loop
-polls for I/O again), and a close, an ``eof`` or a large write flushes first.
+polls for I/O again), a close, an ``eof`` or a large write flushes first, and what is gathered
+never exceeds ``DIRECT_BYTES`` (many small writes in one step are sent as they reach it).
 """
 
 from __future__ import annotations
@@ -26,21 +27,26 @@ DIRECT_BYTES = 64 * 1024
 class CoalescingTransport:
     """A transport that joins the writes of one event-loop step into one (see the module)."""
 
-    __slots__ = ("_loop", "_pending", "_transport")
+    __slots__ = ("_loop", "_pending", "_pending_bytes", "_transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self._pending_bytes = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if len(data) >= DIRECT_BYTES:
+        size = len(data)
+        if size >= DIRECT_BYTES:
             self.flush()
             self._transport.write(data)
             return
         if not self._pending:
             self._loop.call_soon(self.flush)
         self._pending.append(bytes(data))
+        self._pending_bytes += size
+        if self._pending_bytes >= DIRECT_BYTES:  # many small writes in one step: no unbounded buffer
+            self.flush()
 
     def flush(self) -> None:
         """Write what was gathered (a no-op when nothing was, or the transport is closing)."""
@@ -48,6 +54,7 @@ class CoalescingTransport:
         if not pending:
             return
         self._pending = []
+        self._pending_bytes = 0
         if not self._transport.is_closing():
             self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
@@ -64,7 +71,7 @@ class CoalescingTransport:
         self._transport.write_eof()
 
     def get_write_buffer_size(self) -> int:
-        return sum(map(len, self._pending)) + self._transport.get_write_buffer_size()
+        return self._pending_bytes + self._transport.get_write_buffer_size()
 
     def __getattr__(self, name: str) -> Any:  # is_closing, abort, get_extra_info, pause_reading...
         return getattr(self._transport, name)

@@ -21,6 +21,9 @@ from jamey_engine.service.http_protocol import DIRECT_BYTES, CoalescingProtocol
 LARGE = bytes(range(256)) * (3 * DIRECT_BYTES // 256 + 7)  # over the direct-write size, not a multiple of it
 
 
+MANY = 2_000  # parts of 100 bytes: 200 kB in all, three times the direct-write size
+
+
 class CountingTransport:
     """The socket's transport, counting the writes that reach it (what the kernel is asked to send)."""
 
@@ -57,6 +60,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": part, "more_body": True})
             gate = scope["state"]["gates"].pop(0)
             await asyncio.wrap_future(gate)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/many":  # many small parts sent without a pause (the loop never gets control)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for n in range(MANY):
+            await send({"type": "http.response.body", "body": b"%05d" % n * 20, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
     body = LARGE if path == "/large" else b'{"ok":true}'
@@ -143,6 +152,21 @@ def test_a_streamed_answer_leaves_each_part_before_the_app_pauses(port: int) -> 
     head, body = received.split(b"\r\n\r\n", 1)
     assert b"transfer-encoding: chunked" in head.lower()
     assert body == b"4\r\none,\r\n4\r\ntwo,\r\n5\r\nthree\r\n0\r\n\r\n"
+
+
+def test_many_small_writes_in_one_step_are_sent_as_they_reach_the_bound_in_order(port: int) -> None:
+    written.clear()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /many HTTP/1.1\r\nhost: x\r\n\r\n")
+        received = b""
+        while not received.endswith(b"\r\n0\r\n\r\n"):
+            chunk = conn.recv(65536)
+            assert chunk, "connection closed inside the body"
+            received += chunk
+    body = received.split(b"\r\n\r\n", 1)[1]
+    parts = [line for n, line in enumerate(body.split(b"\r\n")) if n % 2 == 1 and line]
+    assert parts == [b"%05d" % n * 20 for n in range(MANY)], "every part, in order"
+    assert len(written) >= 3 and max(written) < DIRECT_BYTES + 110, "nothing gathered past the bound"
 
 
 def test_connection_close_and_head_answers_are_delivered_whole(port: int) -> None:
