@@ -502,15 +502,19 @@ def search_runs(
     return [run(seconds) for _ in range(repeats)]
 
 
-def server_rows(what: str, runs: list[dict[str, Any]], uvicorn: list[dict[str, Any]]) -> list[Row]:
-    """granian against uvicorn, the same requests from 32 connections."""
-    name = f"service: granian vs uvicorn ({what}, 32 conns)"
+def comparison_rows(name: str, runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> list[Row]:
+    """Rate, p99 and server CPU of ``runs`` against ``baseline`` (the same requests), medians."""
     return [
-        row(name, "req/s", median_of(runs, "rps"), baseline=median_of(uvicorn, "rps")),
-        row(name, "p99 ms", median_of(runs, "p99_ms"), baseline=median_of(uvicorn, "p99_ms"), higher_is_better=False),
-        row(name, "server CPU us/request", median_of(runs, "cpu_us"), baseline=median_of(uvicorn, "cpu_us"),
+        row(name, "req/s", median_of(runs, "rps"), baseline=median_of(baseline, "rps")),
+        row(name, "p99 ms", median_of(runs, "p99_ms"), baseline=median_of(baseline, "p99_ms"), higher_is_better=False),
+        row(name, "server CPU us/request", median_of(runs, "cpu_us"), baseline=median_of(baseline, "cpu_us"),
             higher_is_better=False),
     ]  # fmt: skip
+
+
+def server_rows(what: str, runs: list[dict[str, Any]], uvicorn: list[dict[str, Any]]) -> list[Row]:
+    """granian against uvicorn, the same requests from 32 connections."""
+    return comparison_rows(f"service: granian vs uvicorn ({what}, 32 conns)", runs, uvicorn)
 
 
 def bench_search(
@@ -600,13 +604,9 @@ def main_redis_only(quick: bool = False) -> list[Row]:
 
 def write_rows(what: str, runs: list[dict[str, Any]], plain: list[dict[str, Any]]) -> list[Row]:
     """The one-write protocol against uvicorn's httptools protocol, the same requests."""
-    name = f"service: one socket write per answer vs uvicorn's two ({what}, 32 conns)"
-    return [
-        row(name, "req/s", median_of(runs, "rps"), baseline=median_of(plain, "rps")),
-        row(name, "p99 ms", median_of(runs, "p99_ms"), baseline=median_of(plain, "p99_ms"), higher_is_better=False),
-        row(name, "server CPU us/request", median_of(runs, "cpu_us"), baseline=median_of(plain, "cpu_us"),
-            higher_is_better=False),
-    ]  # fmt: skip
+    return comparison_rows(
+        f"service: one socket write per answer vs uvicorn's two ({what}, 32 conns)", runs, plain
+    )
 
 
 def main_writes_only(quick: bool = False) -> list[Row]:
