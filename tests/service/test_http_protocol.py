@@ -19,8 +19,6 @@ from jamey_engine.cli.serve import uvicorn_options
 from jamey_engine.service.http_protocol import DIRECT_BYTES, CoalescingProtocol
 
 LARGE = bytes(range(256)) * (3 * DIRECT_BYTES // 256 + 7)  # over the direct-write size, not a multiple of it
-
-
 MANY = 2_000  # parts of 100 bytes: 200 kB in all, three times the direct-write size
 
 
@@ -39,7 +37,8 @@ class CountingTransport:
         return getattr(self._transport, name)
 
 
-written: list[int] = []
+written: list[int] = []  # the sizes of the writes that reached the socket's transport
+gates: list[concurrent.futures.Future[None]] = []  # what /stream waits on after each part
 
 
 class CountingProtocol(CoalescingProtocol):
@@ -58,8 +57,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for part in (b"one,", b"two,", b"three"):
             await send({"type": "http.response.body", "body": part, "more_body": True})
-            gate = scope["state"]["gates"].pop(0)
-            await asyncio.wrap_future(gate)
+            await asyncio.wrap_future(gates.pop(0))
         await send({"type": "http.response.body", "body": b""})
         return
     if path == "/many":  # many small parts sent without a pause (the loop never gets control)
@@ -76,19 +74,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-gates_open: list[Any] = []
-
-
-async def gated_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] == "http":
-        scope.setdefault("state", {})["gates"] = gates_open
-    await app(scope, receive, send)
-
-
 @pytest.fixture(scope="module")
 def port() -> Iterator[int]:
     options = {**uvicorn_options(), "http": CountingProtocol}
-    server = uvicorn.Server(uvicorn.Config(gated_app, log_level="warning", **options))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **options))
     sock = listening_socket()
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -135,12 +124,12 @@ def test_a_small_answer_leaves_in_one_write_and_keep_alive_answers_in_order(port
 
 
 def test_a_streamed_answer_leaves_each_part_before_the_app_pauses(port: int) -> None:
-    gates_open[:] = [concurrent.futures.Future() for _ in range(3)]
-    gates = list(gates_open)
+    gates[:] = [concurrent.futures.Future() for _ in range(3)]
+    opened = list(gates)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(b"GET /stream HTTP/1.1\r\nhost: x\r\n\r\n")
         received = b""
-        for gate, part in zip(gates, (b"one,", b"two,", b"three"), strict=True):
+        for gate, part in zip(opened, (b"one,", b"two,", b"three"), strict=True):
             # The app now waits on ``gate``: what it sent so far must already be here.
             while part not in received:
                 chunk = conn.recv(65536)
