@@ -23,6 +23,9 @@ cores to the server; see bench/wrk.py).
 8. ``jamey serve``'s HTTP protocol, one socket write per answer (service/http_protocol.py),
    against uvicorn's httptools protocol: keyed search and store, 32 connections, servers
    alternating (only with ``JAMEY_BENCH_SERVICE_ONLY=writes``).
+9. Stores served with ``jamey serve``'s flusher process (every server here has it, as deployed)
+   against the flush in the serving process (``JAMEY_FLUSHER=inline``): in the full run, and
+   alternating with the in-process baseline (only with ``JAMEY_BENCH_SERVICE_ONLY=flusher``).
 
 Keys carry per-second limits sized not to refuse (the limiter still does all its work).
 Run alone: ``.venv/bin/python -m bench.bench_service [--quick]``. With
@@ -246,21 +249,9 @@ class Server:
             **(env or {}),
         }
         self.log = (data_dir.parent / "server.log").open("ab")
-        target = "bench.bench_service:bench_app"
-        common = [
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
-        if server == "granian":
-            command = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", *common,
-                       "--loop", "uvloop", "--workers", str(workers), target]  # fmt: skip
-        else:  # uvicorn as `jamey serve` configures it (JAMEY_BENCH_HTTP picks its protocol)
-            command = [sys.executable, "-m", "bench.uvicorn_main", target, str(self.port), str(workers)]
+        # Served as `jamey serve` serves (bench/serve_main.py: its options, the flusher process).
+        command = [sys.executable, "-m", "bench.serve_main", server, "bench.bench_service:bench_app",
+                   str(self.port), str(workers)]  # fmt: skip
         self.process = subprocess.Popen(
             command, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -602,46 +593,67 @@ def main_redis_only(quick: bool = False) -> list[Row]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def write_rows(what: str, runs: list[dict[str, Any]], plain: list[dict[str, Any]]) -> list[Row]:
-    """The one-write protocol against uvicorn's httptools protocol, the same requests."""
-    return comparison_rows(
-        f"service: one socket write per answer vs uvicorn's two ({what}, 32 conns)", runs, plain
-    )
-
-
-def main_writes_only(quick: bool = False) -> list[Row]:
-    """Benchmark 8 alone (``JAMEY_BENCH_SERVICE_ONLY=writes``): ``jamey serve``'s HTTP protocol
-    (service/http_protocol.py) against uvicorn's own, servers alternating, ``repeats`` rounds of
-    one keyed-search and one store run each, 32 connections; medians per protocol."""
+def alternating(
+    modes: dict[str, dict[str, str]], quick: bool, search: bool = True
+) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, Any] | None]:
+    """Servers that differ only by ``modes`` (name: environment added) served the same data dir
+    (100,000 memories) in turn, three rounds of one keyed-search run (when ``search``) and one
+    store run each (6 s, 32 connections): the runs per mode, and (stores only) the in-process
+    store baseline, measured before the first round."""
     seconds = 2.0 if quick else 6.0
     rounds = 1 if quick else 3
     work = Path(tempfile.mkdtemp(prefix="jamey-bench-service-"))
     data_dir = work / "data"
     data_dir.mkdir()
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        mode: {"search": [], "store": []} for mode in ("coalescing", "httptools")
-    }
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {mode: {"search": [], "store": []} for mode in modes}
     try:
         seed_memories(data_dir, 2_000 if quick else 100_000)
         keys = make_keys(data_dir)
         rng = random.Random(3)
         queries = [rng.choice(WORDS) for _ in range(500)]
         texts = [_random_text(random.Random(n)) for n in range(1000)]
+        direct = None if search else direct_store_baseline(work, texts, seconds)
         for _ in range(rounds):
             for mode, got in runs.items():
-                server = Server(data_dir, env={"JAMEY_BENCH_HTTP": mode})
+                server = Server(data_dir, env=modes[mode])
                 try:
                     load = Load(server, work)
-                    got["search"] += search_runs(load, keys["reader"], queries, seconds, 1, 32)
+                    if search:
+                        got["search"] += search_runs(load, keys["reader"], queries, seconds, 1, 32)
                     got["store"] += store_runs(load, keys["writer"], texts, seconds, 1)
                 finally:
                     server.stop()
-        new, old = runs["coalescing"], runs["httptools"]
-        return write_rows("keyed search", new["search"], old["search"]) + write_rows(
-            "store", new["store"], old["store"]
-        )
+        return runs, direct
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main_writes_only(quick: bool = False) -> list[Row]:
+    """Benchmark 8 alone (``JAMEY_BENCH_SERVICE_ONLY=writes``): ``jamey serve``'s HTTP protocol
+    (service/http_protocol.py) against uvicorn's own; medians per protocol."""
+    runs, _ = alternating({"coalescing": {}, "httptools": {"JAMEY_BENCH_HTTP": "httptools"}}, quick)
+    new, old = runs["coalescing"], runs["httptools"]
+    name = "service: one socket write per answer vs uvicorn's two ({}, 32 conns)"
+    return comparison_rows(name.format("keyed search"), new["search"], old["search"]) + comparison_rows(
+        name.format("store"), new["store"], old["store"]
+    )
+
+
+def main_flusher_only(quick: bool = False) -> list[Row]:
+    """Benchmark 9 alone (``JAMEY_BENCH_SERVICE_ONLY=flusher``): stores served as ``jamey serve``
+    serves them (the flusher process) against the flush in the serving process
+    (``JAMEY_FLUSHER=inline``), and both against the in-process stores; medians per mode."""
+    runs, direct = alternating({"process": {}, "inline": {"JAMEY_FLUSHER": "inline"}}, quick, search=False)
+    assert direct is not None
+    process, inline = runs["process"]["store"], runs["inline"]["store"]
+    inline_rate = row(
+        "service: POST /memories, inline flush (32 conns, durable)",
+        "stores/s (vs in-process)",
+        median_of(inline, "rps"),
+        baseline=direct["rps"],
+    )
+    name = "service: flusher process vs inline flush (stores, 32 conns)"
+    return [*comparison_rows(name, process, inline), *bench_store(process, direct), inline_rate]
 
 
 def main(quick: bool = False) -> list[Row]:
@@ -650,6 +662,8 @@ def main(quick: bool = False) -> list[Row]:
         return main_redis_only(quick)
     if os.environ.get("JAMEY_BENCH_SERVICE_ONLY", "") == "writes":
         return main_writes_only(quick)
+    if os.environ.get("JAMEY_BENCH_SERVICE_ONLY", "") == "flusher":
+        return main_flusher_only(quick)
     seconds = 2.0 if quick else 6.0
     repeats = 1 if quick else 3
     auth_seconds, auth_repeats = (1.0, 1) if quick else (4.0, 5)
@@ -688,6 +702,14 @@ def main(quick: bool = False) -> list[Row]:
             rows += store + search
         finally:
             server.stop()
+        # The flush in the serving process (JAMEY_FLUSHER=inline, the library's default) instead
+        # of `jamey serve`'s flusher process: what moving the indexing out of the worker gives.
+        server = Server(data_dir, env={"JAMEY_FLUSHER": "inline"})
+        try:
+            inline = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
+        finally:
+            server.stop()
+        rows += comparison_rows("service: flusher process vs inline flush (stores, 32 conns)", stores, inline)
         # The same collector without the frozen start-up heap (JAMEY_GC_FREEZE=0), the same loads.
         server = Server(data_dir, env={"JAMEY_GC_FREEZE": "0"})
         try:

@@ -50,7 +50,7 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 
 
 def uvicorn_options() -> dict[str, Any]:
-    """How ``jamey serve`` runs uvicorn (bench/uvicorn_main.py serves the benchmarks the same way)."""
+    """How ``jamey serve`` runs uvicorn (bench/serve_main.py serves the benchmarks the same way)."""
     from jamey_engine.service.http_protocol import CoalescingProtocol
 
     return {
