@@ -323,6 +323,17 @@ def make_keys(data_dir: Path) -> dict[str, str]:
         engine.close()
 
 
+def copy_of(data_dir: Path, work: Path) -> Path:
+    """A copy of ``data_dir`` (the seeded memories and the keys) in a new directory under
+    ``work``: each server that stores gets one, so every store run starts on the same empty
+    ``working`` layer instead of on what the servers before it stored (a layer that keeps
+    growing makes each later run pay for larger merges: a comparison with an earlier run
+    would measure the order of the runs)."""
+    copy = Path(tempfile.mkdtemp(prefix="copy-", dir=work)) / "data"
+    shutil.copytree(data_dir, copy)
+    return copy
+
+
 def in_process_rate(call: Callable[[int], Any], threads: int, seconds: float) -> dict[str, Any]:
     """Calls/s, p99 and CPU us per call (this process, all threads) of ``call`` from ``threads``
     threads for ``seconds``."""
@@ -352,16 +363,24 @@ def in_process_rate(call: Callable[[int], Any], threads: int, seconds: float) ->
     }
 
 
-def direct_store_baseline(work: Path, texts: list[str], seconds: float) -> dict[str, Any]:
+def direct_store_baseline(work: Path, texts: list[str], seconds: float, repeats: int) -> dict[str, Any]:
+    """32 threads storing in process, on the schedule of ``store_runs`` (a 1 s warm-up, then
+    ``repeats`` runs of ``seconds`` in the same engine): the median of each figure. The later
+    runs share the cores with the flush of the earlier ones, as the HTTP runs do."""
     from jamey_engine.config import Settings
     from jamey_engine.engine import Engine
 
     data_dir = work / "direct"
     data_dir.mkdir()
     engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir)}))
+
+    def store(n: int) -> Any:
+        return engine.memory.store("working", texts[n % len(texts)])
+
     try:
-        in_process_rate(lambda n: engine.memory.store("working", texts[n % len(texts)]), 32, 1.0)
-        return in_process_rate(lambda n: engine.memory.store("working", texts[n % len(texts)]), 32, seconds)
+        in_process_rate(store, 32, 1.0)
+        runs = [in_process_rate(store, 32, seconds) for _ in range(repeats)]
+        return {field: median_of(runs, field) for field in ("rps", "p99_ms", "cpu_us")}
     finally:
         engine.close()
 
@@ -551,7 +570,7 @@ def redis_rows(
     rows: list[Row] = []
     redis_env = {"JAMEY_RATE_LIMIT_STORAGE": REDIS_URL}
     for workers in (1, 2):
-        server = Server(data_dir, env=redis_env, workers=workers)
+        server = Server(copy_of(data_dir, work), env=redis_env, workers=workers)
         try:
             on_redis = store_runs(Load(server, work), key, texts, seconds, repeats)
         finally:
@@ -583,7 +602,7 @@ def main_redis_only(quick: bool = False) -> list[Row]:
         seed_memories(data_dir, 2_000)
         keys = make_keys(data_dir)
         texts = [_random_text(random.Random(n)) for n in range(1000)]
-        server = Server(data_dir)
+        server = Server(copy_of(data_dir, work))
         try:
             stores = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
         finally:
@@ -612,10 +631,10 @@ def alternating(
         rng = random.Random(3)
         queries = [rng.choice(WORDS) for _ in range(500)]
         texts = [_random_text(random.Random(n)) for n in range(1000)]
-        direct = None if search else direct_store_baseline(work, texts, seconds)
+        direct = None if search else direct_store_baseline(work, texts, seconds, rounds)
         for _ in range(rounds):
             for mode, got in runs.items():
-                server = Server(data_dir, env=modes[mode])
+                server = Server(copy_of(data_dir, work), env=modes[mode])
                 try:
                     load = Load(server, work)
                     if search:
@@ -681,7 +700,8 @@ def main(quick: bool = False) -> list[Row]:
         ]
         texts = [_random_text(random.Random(n)) for n in range(1000)]
         search_direct = direct_search_baseline(data_dir, queries, SEARCH_CONCURRENCY, seconds)
-        store_direct = direct_store_baseline(work, texts, seconds)
+        store_direct = direct_store_baseline(work, texts, seconds, repeats)
+        template = copy_of(data_dir, work)  # before any server stores: see copy_of
 
         server = Server(data_dir)
         try:
@@ -704,14 +724,14 @@ def main(quick: bool = False) -> list[Row]:
             server.stop()
         # The flush in the serving process (JAMEY_FLUSHER=inline, the library's default) instead
         # of `jamey serve`'s flusher process: what moving the indexing out of the worker gives.
-        server = Server(data_dir, env={"JAMEY_FLUSHER": "inline"})
+        server = Server(copy_of(template, work), env={"JAMEY_FLUSHER": "inline"})
         try:
             inline = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
         finally:
             server.stop()
         rows += comparison_rows("service: flusher process vs inline flush (stores, 32 conns)", stores, inline)
         # The same collector without the frozen start-up heap (JAMEY_GC_FREEZE=0), the same loads.
-        server = Server(data_dir, env={"JAMEY_GC_FREEZE": "0"})
+        server = Server(copy_of(template, work), env={"JAMEY_GC_FREEZE": "0"})
         try:
             load = Load(server, work)
             thawed = store_runs(load, keys["writer"], texts, seconds, repeats)
@@ -721,7 +741,7 @@ def main(quick: bool = False) -> list[Row]:
         rows += gc_rows("service: GC, start-up heap frozen vs not (stores, 32 conns)", stores, thawed)
         rows += gc_rows("service: GC, start-up heap frozen vs not (stores, 8 conns)", stores_8, thawed_8)
         # A larger young generation on top of the freeze (JAMEY_GC_THRESHOLD), kept only if it wins.
-        server = Server(data_dir, env={"JAMEY_GC_THRESHOLD": str(GC_THRESHOLD_TRIED)})
+        server = Server(copy_of(template, work), env={"JAMEY_GC_THRESHOLD": str(GC_THRESHOLD_TRIED)})
         try:
             tuned = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
         finally:
@@ -730,7 +750,7 @@ def main(quick: bool = False) -> list[Row]:
             f"service: GC threshold0 {GC_THRESHOLD_TRIED} vs 700, frozen (stores, 32 conns)", tuned, stores
         )
         # granian in place of uvicorn: the fast path's search and store, 32 connections each.
-        server = Server(data_dir, server="granian")
+        server = Server(copy_of(template, work), server="granian")
         try:
             load = Load(server, work)
             granian_search = search_runs(load, keys["reader"], queries, seconds, repeats, 32)
@@ -740,9 +760,9 @@ def main(quick: bool = False) -> list[Row]:
         rows += server_rows("keyed search", granian_search, uvicorn_search)
         rows += server_rows("store", granian_store, stores)
         # Redis counters (what several workers need): one worker, then two, against one in memory.
-        rows += redis_rows(data_dir, work, keys["writer"], texts, seconds, repeats, stores)
+        rows += redis_rows(template, work, keys["writer"], texts, seconds, repeats, stores)
         # The same requests through the FastAPI routes (the fast path off): what it saves.
-        server = Server(data_dir, fast_path=False)
+        server = Server(copy_of(template, work), fast_path=False)
         try:
             load = Load(server, work)
             routed_search = bench_search(
