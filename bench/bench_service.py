@@ -29,8 +29,8 @@ cores to the server; see bench/wrk.py).
 
 Keys carry per-second limits sized not to refuse (the limiter still does all its work).
 Run alone: ``.venv/bin/python -m bench.bench_service [--quick]``. With
-``JAMEY_BENCH_SERVICE_ONLY=redis`` only benchmark 6 runs, with its own baseline (one worker on
-``memory://``, the same stores, measured just before): the default run is unchanged.
+``JAMEY_BENCH_SERVICE_ONLY=redis`` only benchmark 6 runs (its three servers interleaved, round
+by round, on fresh copies of one seeded data dir, as in the full run).
 """
 
 from __future__ import annotations
@@ -556,25 +556,16 @@ def bench_search(
     ]  # fmt: skip
 
 
-def redis_rows(
-    data_dir: Path,
-    work: Path,
-    key: str,
-    texts: list[str],
-    seconds: float,
-    repeats: int,
-    stores: list[dict[str, Any]],
-) -> list[Row]:
-    """Benchmark 6: stores on one and two workers on Redis counters against ``stores`` (one
-    worker on memory://)."""
-    rows: list[Row] = []
+def redis_rows(quick: bool) -> list[Row]:
+    """Benchmark 6: stores on one and two workers on Redis counters against one worker on
+    memory://, the three servers interleaved (``alternating``)."""
     redis_env = {"JAMEY_RATE_LIMIT_STORAGE": REDIS_URL}
+    modes: dict[Any, dict[str, Any]] = {0: {}, 1: {"env": redis_env}, 2: {"env": redis_env, "workers": 2}}
+    runs, _ = alternating(modes, quick, search=False)
+    stores = runs[0]["store"]
+    rows: list[Row] = []
     for workers in (1, 2):
-        server = Server(copy_of(data_dir, work), env=redis_env, workers=workers)
-        try:
-            on_redis = store_runs(Load(server, work), key, texts, seconds, repeats)
-        finally:
-            server.stop()
+        on_redis = runs[workers]["store"]
         name = f"service: stores over HTTP, {workers} worker(s) on redis:// vs 1 worker on memory://"
         rate = median_of(on_redis, "rps")
         baseline = median_of(stores, "rps")
@@ -592,49 +583,35 @@ def redis_rows(
 
 
 def main_redis_only(quick: bool = False) -> list[Row]:
-    """Benchmark 6 alone (``JAMEY_BENCH_SERVICE_ONLY=redis``): its memory:// baseline, then Redis."""
-    seconds = 2.0 if quick else 6.0
-    repeats = 1 if quick else 3
-    work = Path(tempfile.mkdtemp(prefix="jamey-bench-service-"))
-    data_dir = work / "data"
-    data_dir.mkdir()
-    try:
-        seed_memories(data_dir, 2_000)
-        keys = make_keys(data_dir)
-        texts = [_random_text(random.Random(n)) for n in range(1000)]
-        server = Server(copy_of(data_dir, work))
-        try:
-            stores = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
-        finally:
-            server.stop()
-        return redis_rows(data_dir, work, keys["writer"], texts, seconds, repeats, stores)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    """Benchmark 6 alone (``JAMEY_BENCH_SERVICE_ONLY=redis``)."""
+    return redis_rows(quick)
 
 
 def alternating(
-    modes: dict[str, dict[str, str]], quick: bool, search: bool = True
-) -> tuple[dict[str, dict[str, list[dict[str, Any]]]], dict[str, Any] | None]:
-    """Servers that differ only by ``modes`` (name: environment added) served the same data dir
-    (100,000 memories) in turn, three rounds of one keyed-search run (when ``search``) and one
-    store run each (6 s, 32 connections): the runs per mode, and (stores only) the in-process
-    store baseline, measured before the first round."""
+    modes: dict[Any, dict[str, Any]], quick: bool, search: bool = True, direct: bool = False
+) -> tuple[dict[Any, dict[str, list[dict[str, Any]]]], dict[str, Any] | None]:
+    """Servers that differ only by ``modes`` (name: ``Server`` keyword arguments: ``env``,
+    ``workers``...), each on a fresh copy of one seeded data dir (100,000 memories), in turn:
+    three rounds of one keyed-search run (when ``search``) and one store run each (6 s, 32
+    connections). Interleaved, so a drift of the machine (a noisy neighbour, the disk) falls on
+    every mode alike. Returns the runs per mode and, with ``direct``, the in-process store
+    baseline, measured before the first round."""
     seconds = 2.0 if quick else 6.0
     rounds = 1 if quick else 3
     work = Path(tempfile.mkdtemp(prefix="jamey-bench-service-"))
     data_dir = work / "data"
     data_dir.mkdir()
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {mode: {"search": [], "store": []} for mode in modes}
+    runs: dict[Any, dict[str, list[dict[str, Any]]]] = {mode: {"search": [], "store": []} for mode in modes}
     try:
         seed_memories(data_dir, 2_000 if quick else 100_000)
         keys = make_keys(data_dir)
         rng = random.Random(3)
         queries = [rng.choice(WORDS) for _ in range(500)]
         texts = [_random_text(random.Random(n)) for n in range(1000)]
-        direct = None if search else direct_store_baseline(work, texts, seconds, rounds)
+        baseline = direct_store_baseline(work, texts, seconds, rounds) if direct else None
         for _ in range(rounds):
             for mode, got in runs.items():
-                server = Server(copy_of(data_dir, work), env=modes[mode])
+                server = Server(copy_of(data_dir, work), **modes[mode])
                 try:
                     load = Load(server, work)
                     if search:
@@ -642,7 +619,7 @@ def alternating(
                     got["store"] += store_runs(load, keys["writer"], texts, seconds, 1)
                 finally:
                     server.stop()
-        return runs, direct
+        return runs, baseline
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -650,7 +627,7 @@ def alternating(
 def main_writes_only(quick: bool = False) -> list[Row]:
     """Benchmark 8 alone (``JAMEY_BENCH_SERVICE_ONLY=writes``): ``jamey serve``'s HTTP protocol
     (service/http_protocol.py) against uvicorn's own; medians per protocol."""
-    runs, _ = alternating({"coalescing": {}, "httptools": {"JAMEY_BENCH_HTTP": "httptools"}}, quick)
+    runs, _ = alternating({"coalescing": {}, "httptools": {"env": {"JAMEY_BENCH_HTTP": "httptools"}}}, quick)
     new, old = runs["coalescing"], runs["httptools"]
     name = "service: one socket write per answer vs uvicorn's two ({}, 32 conns)"
     return comparison_rows(name.format("keyed search"), new["search"], old["search"]) + comparison_rows(
@@ -662,7 +639,9 @@ def main_flusher_only(quick: bool = False) -> list[Row]:
     """Benchmark 9 alone (``JAMEY_BENCH_SERVICE_ONLY=flusher``): stores served as ``jamey serve``
     serves them (the flusher process) against the flush in the serving process
     (``JAMEY_FLUSHER=inline``), and both against the in-process stores; medians per mode."""
-    runs, direct = alternating({"process": {}, "inline": {"JAMEY_FLUSHER": "inline"}}, quick, search=False)
+    runs, direct = alternating(
+        {"process": {}, "inline": {"env": {"JAMEY_FLUSHER": "inline"}}}, quick, search=False, direct=True
+    )
     assert direct is not None
     process, inline = runs["process"]["store"], runs["inline"]["store"]
     inline_rate = row(
@@ -760,7 +739,7 @@ def main(quick: bool = False) -> list[Row]:
         rows += server_rows("keyed search", granian_search, uvicorn_search)
         rows += server_rows("store", granian_store, stores)
         # Redis counters (what several workers need): one worker, then two, against one in memory.
-        rows += redis_rows(template, work, keys["writer"], texts, seconds, repeats, stores)
+        rows += redis_rows(quick)
         # The same requests through the FastAPI routes (the fast path off): what it saves.
         server = Server(copy_of(template, work), fast_path=False)
         try:
