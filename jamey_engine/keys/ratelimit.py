@@ -212,15 +212,33 @@ class RateLimiter(LeaseDecisions):
             decision = self._spend_lease(item, counter)
             if decision is not None:
                 return decision
+            batcher = self._batcher()
+            asking = batcher.asking.get(counter)
+            if asking is not None:
+                # One lease request per counter at a time: when a lease runs out under load,
+                # the requests that find none wait for the one already asking and spend its
+                # grant, instead of each leasing hits the others will hand back. Waited on, not
+                # awaited, so a cancelled waiter does not cancel the asker's future.
+                await asyncio.wait((asking,))
+                decision = self._spend_lease(item, counter)
+                if decision is not None:
+                    return decision
+            mine = None  # set when this request is the one asking for the counter
+            if counter not in batcher.asking:
+                mine = batcher.asking[counter] = asyncio.get_running_loop().create_future()
             try:
                 for force in (False, True):
                     keys, args, ask = self._lease_request(item, counter, force)
-                    reply = await self._batcher().decide(tuple(keys), tuple(args))
+                    reply = await batcher.decide(tuple(keys), tuple(args))
                     decision = self._leased(item, counter, ask, reply)
                     if decision is not None:
                         return decision
             except self._async_errors as err:
                 return self._storage_failed(item, limits.errors.StorageError(err))
+            finally:
+                if mine is not None:
+                    del batcher.asking[counter]
+                    mine.set_result(None)
             raise AssertionError("a forced lease request always decides")  # pragma: no cover
         glob = self.global_limit
         try:

@@ -322,6 +322,9 @@ class PipelinedDecisions:
         self._pending: list[tuple[tuple[str, ...], tuple[float | str, ...], asyncio.Future[Any]]] = []
         self._sending = False
         self.batches = 0
+        # With leases: the lease request in flight per counter (ratelimit.py's ahit), resolved
+        # when it is answered, so other requests of this loop wait for its grant.
+        self.asking: dict[str, asyncio.Future[None]] = {}
 
     async def decide(self, keys: tuple[str, ...], args: tuple[float | str, ...]) -> Any:
         """The script's reply for one decision (raises the batch's or this reply's error)."""

@@ -206,3 +206,36 @@ def test_a_redis_that_lost_the_script_is_sent_it_and_decides(private_redis: Priv
         assert sum(d.allowed for d in later) == 1 and limiter.storage_failures == 0
     finally:
         limiter.close()
+
+
+@pytest.mark.redis
+def test_racing_requests_that_find_no_lease_wait_for_the_one_asking_for_it(
+    private_redis: PrivateRedis,
+) -> None:
+    # 32 requests of one key arrive when the process holds no lease (a lease ran out under
+    # load): one asks Redis for a lease of each counter and the others spend its grant, instead
+    # of each leasing 100 hits the others hand back.
+    import redis
+
+    limiter = RateLimiter(private_redis.url, "1000000/minute")
+    key_id = unique_key()
+
+    async def burst() -> list[Decision]:
+        try:
+            return list(await asyncio.gather(*(limiter.ahit(key_id, "100000/minute") for _ in range(32))))
+        finally:
+            await limiter.aclose()
+
+    decisions = asyncio.run(burst())
+    client = redis.Redis.from_url(private_redis.url)
+    try:
+        lease_sets = [name for name in client.scan_iter("*lease:*") if client.type(name) == b"zset"]
+        leases = {name: client.zrange(name, 0, -1) for name in lease_sets}
+    finally:
+        client.close()
+        limiter.close()
+    assert all(d.allowed for d in decisions)
+    assert len(leases) == 2  # the key's counter and the global one
+    assert all(len(members) == 1 for members in leases.values()), leases
+    # The one lease of the key's counter served all 32 (its 100 hits less the 32 spent).
+    assert min(d.remaining for d in decisions) == 100000 - 32
