@@ -27,6 +27,12 @@ lease's life, and a key's ``Reset`` is up to a lease's life later than its oldes
 
 A request refused by one limit counts against neither: a key lease taken in the same call
 stays unspent and goes back with its release.
+
+On an event loop (``RateLimiter.ahit``) one request at a time asks for a counter's lease: the
+requests that find none while it asks wait for its answer and spend its grant, and ask Redis
+themselves only if that left them nothing (a grant of one, a refusal). Otherwise every request
+that arrived while a lease was running out would lease hits of its own for the releaser to hand
+back.
 """
 
 from __future__ import annotations
