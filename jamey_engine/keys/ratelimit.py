@@ -223,6 +223,8 @@ class RateLimiter(LeaseDecisions):
                 decision = self._spend_lease(item, counter)
                 if decision is not None:
                     return decision
+                if self._failed_until and time.monotonic() < self._failed_until:
+                    return self._storage_failed(item, None)  # the asker found Redis unreachable
             mine = None  # set when this request is the one asking for the counter
             if counter not in batcher.asking:
                 mine = batcher.asking[counter] = asyncio.get_running_loop().create_future()

@@ -239,3 +239,23 @@ def test_racing_requests_that_find_no_lease_wait_for_the_one_asking_for_it(
     assert all(len(members) == 1 for members in leases.values()), leases
     # The one lease of the key's counter served all 32 (its 100 hits less the 32 spent).
     assert min(d.remaining for d in decisions) == 100000 - 32
+
+
+def test_requests_waiting_for_a_lease_take_the_failure_mode_the_asker_met() -> None:
+    # Redis unreachable while 32 requests need a lease: the one asking meets the failure, and the
+    # 31 waiting for it take the failure mode at once instead of each trying Redis again.
+    limiter = RateLimiter("redis://127.0.0.1:1/0", "100000/minute", "open")
+    key_id = unique_key()
+
+    async def burst() -> tuple[list[Decision], int]:
+        try:
+            decisions = await asyncio.gather(*(limiter.ahit(key_id, "1000/minute") for _ in range(32)))
+            return list(decisions), limiter._batcher().batches
+        finally:
+            await limiter.aclose()
+
+    decisions, batches = asyncio.run(burst())
+    limiter.close()
+    assert all(d.allowed and d.degraded for d in decisions)
+    assert limiter.storage_failures == 32
+    assert batches == 1  # only the asker's request went out
