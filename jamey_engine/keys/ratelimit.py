@@ -205,7 +205,7 @@ class RateLimiter(LeaseDecisions):
 
             return await anyio.to_thread.run_sync(self.hit, key_id, limit)
         item = self._limit(limit)
-        if self._failed_until and time.monotonic() < self._failed_until:
+        if self._storage_down():
             return self._storage_failed(item, None)
         counter = self._counter_key(item, limit, key_id)
         if self._book is not None:
@@ -223,7 +223,7 @@ class RateLimiter(LeaseDecisions):
                 decision = self._spend_lease(item, counter)
                 if decision is not None:
                     return decision
-                if self._failed_until and time.monotonic() < self._failed_until:
+                if self._storage_down():
                     return self._storage_failed(item, None)  # the asker found Redis unreachable
             mine = None  # set when this request is the one asking for the counter
             if counter not in batcher.asking:
@@ -253,6 +253,10 @@ class RateLimiter(LeaseDecisions):
         if verdict == 0 and self._failed_until:
             self._failed_until = 0.0
         return self._decision(item, int(verdict), float(start), int(used))
+
+    def _storage_down(self) -> bool:
+        """Within RETRY_AFTER_FAILURE of a storage failure: decide without trying Redis."""
+        return bool(self._failed_until) and time.monotonic() < self._failed_until
 
     @property
     def storage_name(self) -> str:
@@ -291,7 +295,7 @@ class RateLimiter(LeaseDecisions):
         and the failure mode is ``closed``.
         """
         item = self._limit(limit)
-        if self._failed_until and time.monotonic() < self._failed_until:
+        if self._storage_down():
             return self._storage_failed(item, None)
         counter = self._counter_key(item, limit, key_id)
         if self._memory is not None:
