@@ -16,6 +16,7 @@ from jamey_engine import __version__
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
 from jamey_engine.errors import JameyError
+from jamey_engine.observability.logsink import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def cli(ctx: click.Context, data_dir: str | None, database_url: str | None, back
     except JameyError as err:
         click.echo(f"error: {err.message}", err=True)
         ctx.exit(err.exit_code)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level)
     # `jamey doctor` reports a shared data dir instead of refusing to look at it.
     engine = Engine(settings, check_data_dir=ctx.invoked_subcommand != "doctor")
     ctx.obj = engine

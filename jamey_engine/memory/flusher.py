@@ -31,6 +31,7 @@ from jamey_engine.errors import JameyError
 from jamey_engine.fsutil import try_lease
 from jamey_engine.memory.layers import LAYERS
 from jamey_engine.memory.store import MemoryStore
+from jamey_engine.observability.logsink import setup_logging
 
 if TYPE_CHECKING:
     from jamey_engine.config import Settings
@@ -179,7 +180,7 @@ def main(argv: list[str]) -> int:
     except JameyError as err:
         print(f"error: {err.message}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level)
     parent = int(argv[1]) if len(argv) == 2 and argv[0] == "--parent" and argv[1].isdigit() else None
     run(settings, parent)
     return 0

@@ -28,6 +28,7 @@ from typing import Any
 from jamey_engine.durations import format_duration, utcnow
 from jamey_engine.engine import Engine
 from jamey_engine.errors import NotFound
+from jamey_engine.observability.logsink import setup_logging
 from jamey_engine.runbooks import runs
 from jamey_engine.runbooks.catalog import RUNNER_PARAMETERS, Runbook, load_runbook
 
@@ -347,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m jamey_engine.runbooks.runner RUN_ID", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.WARNING)
     # nbformat imports jsonschema, which imports rfc3987_syntax when present to check IRI formats;
     # that package compiles a grammar at import (0.5 s idle, 3.5 s on a loaded 2-core machine),
     # and no notebook schema uses IRIs. Marking it absent lets jsonschema skip that format.

@@ -13,6 +13,7 @@ import logging
 from fastapi import FastAPI
 
 from jamey_engine.config import Settings
+from jamey_engine.observability.logsink import setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -29,5 +30,5 @@ def app_from_env() -> FastAPI:
     # go to the shared files (uvicorn's spawned workers import it afresh and need nothing).
     values.ValueClass = values.get_value_class()
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level)
     return create_app(Engine(settings), schedules=True, owns_engine=True)
