@@ -258,7 +258,7 @@ def create_app(
         app.fast_path = FastPath(
             app,
             engine,
-            lambda inner: ServiceMiddleware(BodySizeLimit(inner, engine.settings.max_body_bytes), **outer),
+            lambda inner: ServiceMiddleware(inner, **outer),
         )
     _document_security(app, engine.settings.max_content_bytes)
     return app

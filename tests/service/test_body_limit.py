@@ -181,3 +181,14 @@ def _loopback_buffers(sock: socket.socket) -> int:
     megabyte for what uvicorn reads ahead of the app."""
     receive_max = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) + receive_max + 1_000_000
+
+
+def test_a_chunked_store_within_the_limit_is_stored(limited: tuple[RunningServer, dict[str, str]]) -> None:
+    """No length given, so the fast path keeps the body bound (fastpath.body_bounded): a chunked
+    body under the limit is read through it and stored."""
+    server, headers = limited
+    pieces = iter([b'{"layer": "working", ', b'"content": "', b"x" * 50_000, b'"}'])
+    answer = requests.post(f"{server.url}/memories", data=pieces, headers=headers, timeout=30)
+    assert answer.status_code == 201, answer.text
+    kept = httpx.get(f"{server.url}/memories/working/{answer.json()['id']}", headers=headers, timeout=10)
+    assert kept.json()["content"] == "x" * 50_000

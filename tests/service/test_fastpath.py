@@ -20,7 +20,7 @@ from service_support import TestClient, make_persona, sample, service_settings, 
 
 from jamey_engine.engine import Engine
 from jamey_engine.service import create_app
-from jamey_engine.service.fastpath import _search_params, _store_fields
+from jamey_engine.service.fastpath import _search_params, _store_fields, body_bounded
 
 VOLATILE = {"date", "ratelimit-remaining", "ratelimit-reset"}
 
@@ -208,3 +208,18 @@ def test_the_fast_path_takes_only_what_the_route_surely_accepts() -> None:
     assert _store_fields(b'{"layer": "working", "content": "a"}', 10) == ("working", "a")
     assert _store_fields(b'{"layer": "working", "content": "abc"}', 2) is None  # over the length
     assert _store_fields(b'{"layer": "working", "content": "a", "timestamp": null}', 10) is None
+    assert _store_fields('{"layer": "working", "content": "a"}'.encode("utf-16"), 10) is None  # the route's
+    assert _store_fields(b'{"layer": "working", "content": NaN}', 10) is None
+
+
+def test_only_a_body_its_framing_bounds_skips_the_body_limit() -> None:
+    """The fast path leaves BodySizeLimit out only where the HTTP parser already bounds the body
+    (a declared length within the limit, or no body); anything else keeps the bound, and its 413
+    (tests/service/test_body_limit.py sends each kind to a real server)."""
+    assert body_bounded([(b"host", b"x")], 100)  # no body at all
+    assert body_bounded([(b"content-length", b"100")], 100)
+    assert not body_bounded([(b"content-length", b"101")], 100)
+    assert not body_bounded([(b"content-length", b"+10")], 100)
+    assert not body_bounded([(b"content-length", b"10"), (b"content-length", b"10")], 100)
+    assert not body_bounded([(b"transfer-encoding", b"chunked")], 100)
+    assert not body_bounded([(b"content-length", b"10"), (b"transfer-encoding", b"chunked")], 100)
