@@ -57,6 +57,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
+
 from jamey_engine.errors import Busy, LogCorrupt, Unavailable
 from jamey_engine.fsutil import fsync_path, is_no_space, write_durably
 
@@ -127,12 +129,12 @@ def encode_add(docs: list[Doc]) -> bytes:
     """A record adding memories (all or nothing on replay), stamped with the time it is accepted."""
     rows = [[memory_id, content, _micros(when)] for memory_id, content, when in docs]
     body = {"o": "a", "s": time.time_ns(), "d": rows}
-    return frame(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    return frame(orjson.dumps(body))  # compact UTF-8 JSON, as json.dumps(ensure_ascii=False) but ~3x quicker
 
 
 def encode_delete(memory_id: str) -> bytes:
     """A record deleting one memory id, stamped with the time it is accepted."""
-    return frame(json.dumps({"o": "d", "s": time.time_ns(), "i": memory_id}, separators=(",", ":")).encode())
+    return frame(orjson.dumps({"o": "d", "s": time.time_ns(), "i": memory_id}))
 
 
 def _micros(when: datetime) -> int:
@@ -209,7 +211,7 @@ def scan(
 def decode(segment: int, offset: int, payload: bytes, layer: str, where: str, writer: str = "") -> Record:
     """Turn a checked payload into a Record (LogCorrupt if it is not one)."""
     try:
-        body = json.loads(payload)
+        body = orjson.loads(payload)  # orjson.JSONDecodeError is a ValueError
         stamp = int(body.get("s", 0))
         if body["o"] == "a":
             adds = [(str(i), str(c), from_micros(int(m))) for i, c, m in body["d"]]
