@@ -27,6 +27,9 @@ cores to the server; see bench/wrk.py).
    against the flush in the serving process (``JAMEY_FLUSHER=inline``): in the full run, and
    alternating with the in-process baseline (only with ``JAMEY_BENCH_SERVICE_ONLY=flusher``).
 
+10. The access log on (``JAMEY_LOG_LEVEL=info``, the default, as every server here runs)
+    against off (``JAMEY_LOG_LEVEL=warning``): stores, 32 connections.
+
 Keys carry per-second limits sized not to refuse (the limiter still does all its work).
 Run alone: ``.venv/bin/python -m bench.bench_service [--quick]``. With
 ``JAMEY_BENCH_SERVICE_ONLY=redis`` only benchmark 6 runs (its three servers interleaved, round
@@ -244,7 +247,7 @@ class Server:
             "JAMEY_BENCH_FAST_PATH": "1" if fast_path else "0",
             "JAMEY_DATA_DIR": str(data_dir),
             "JAMEY_GLOBAL_RATE_LIMIT": GLOBAL_LIMIT,
-            "JAMEY_LOG_LEVEL": "warning",
+            # JAMEY_LOG_LEVEL as deployed (info): one access-log line per request (benchmark 10).
             "JAMEY_MAX_CONTENT_BYTES": "65536",
             **(env or {}),
         }
@@ -709,6 +712,13 @@ def main(quick: bool = False) -> list[Row]:
         finally:
             server.stop()
         rows += comparison_rows("service: flusher process vs inline flush (stores, 32 conns)", stores, inline)
+        # The access log off (JAMEY_LOG_LEVEL=warning): what its line per request costs.
+        server = Server(copy_of(template, work), env={"JAMEY_LOG_LEVEL": "warning"})
+        try:
+            quiet = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
+        finally:
+            server.stop()
+        rows += comparison_rows("service: access log on (default) vs off (stores, 32 conns)", stores, quiet)
         # The same collector without the frozen start-up heap (JAMEY_GC_FREEZE=0), the same loads.
         server = Server(copy_of(template, work), env={"JAMEY_GC_FREEZE": "0"})
         try:

@@ -100,7 +100,7 @@ def serving_processes(serve_pid: int, memory_dir: Path) -> tuple[list[int], int 
 
 
 def serve(
-    data_dir: Path, workers: int, env: dict[str, str], log_level: str = "warning"
+    data_dir: Path, workers: int, env: dict[str, str], log_level: str = "info"
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(

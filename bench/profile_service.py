@@ -26,7 +26,10 @@ from bench.bench_workers import serve
 
 # A sample goes to the part named by its innermost frame that matches a marker.
 PARTS: list[tuple[str, tuple[str, ...]]] = [
-    ("the access log line", ("Logger.info", "Handler.handle", "StreamHandler")),
+    (
+        "the access log line",
+        ("Logger.info", "Handler.handle", "StreamHandler", "StepBufferedHandler", "direct_sink"),
+    ),
     ("the key check and both rate-limit decisions", ("Authenticator.authenticate",)),
     ("finding the layer's reader (generation, reload, tier)", ("MemoryStore.index", "_sync_tier", "is_warm")),
     ("loading the hits' documents", ("to_memory", "_memory_json", "Searcher.doc", "_search_one.<locals>")),

@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 from jamey_engine.cli.serve import supervise_flusher, uvicorn_options
 from jamey_engine.config import Settings
+from jamey_engine.observability.logsink import setup_logging
 
 
 def serve_uvicorn(target: str, port: int, workers: int) -> None:
@@ -55,7 +56,9 @@ def main() -> None:
     serve = {"uvicorn": serve_uvicorn, "granian": serve_granian}[server]
     # As `jamey serve`: JAMEY_FLUSHER=auto becomes process (in the environment the factory's
     # app reads) and the flusher child starts; stopped at exit.
-    supervise_flusher(SimpleNamespace(settings=Settings.from_env()))
+    settings = Settings.from_env()
+    setup_logging(settings.log_level)  # as the CLI: the access log at JAMEY_LOG_LEVEL (info by default)
+    supervise_flusher(SimpleNamespace(settings=settings))
     serve(target, port, workers)
 
 
