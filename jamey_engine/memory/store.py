@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -261,23 +262,34 @@ class MemoryStore:
         return memory
 
     def store_nowait(
-        self, layer: str, content: str, timestamp: str | datetime | None = None
-    ) -> tuple[Memory, Future[None]]:
+        self,
+        layer: str,
+        content: str,
+        timestamp: str | datetime | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> tuple[Memory, Future[None] | asyncio.Future[None]]:
         """Check and queue one memory without waiting: the memory, and a future that resolves
         once the commit holding it is done (or fails with Busy or the commit's error).
 
-        For an event loop (``await completion_of(committed)``, service/wakeup.py): it blocks only for the
-        queue's lock, so callers need no thread each while the commit runs. Bad input raises
-        here, before anything is queued, as ``store`` does.
+        For an event loop: it blocks only for the queue's lock, so callers need no thread each
+        while the commit runs. Given the running ``loop``, the future is an asyncio future of
+        that loop when the write-ahead log is on (resolved with the rest of its group in one
+        wake-up, memory/log_writer.py); otherwise a concurrent future (await it with
+        ``completion_of``, service/wakeup.py). Bad input raises here, before anything is
+        queued, as ``store`` does.
         """
         check_layer(layer)
         check_content(content, self.max_content_bytes)
         when = check_timestamp(timestamp)
         memory_id = new_ids(1)[0]
-        if self.wal:
-            committed = self.logs.log_writer(layer).add([(memory_id, content, when)], time.time_ns())
+        docs = [(memory_id, content, when)]
+        committed: Future[None] | asyncio.Future[None]
+        if self.wal and loop is not None:
+            committed = self.logs.log_writer(layer).add_waiting(docs, time.time_ns(), loop)
+        elif self.wal:
+            committed = self.logs.log_writer(layer).add(docs, time.time_ns())
         else:
-            committed = self.writer(layer).add([(memory_id, content, when)])
+            committed = self.writer(layer).add(docs)
         return Memory(id=memory_id, layer=layer, content=content, timestamp=when), committed
 
     def store_batch(self, layer: str, items: Sequence[dict[str, Any] | tuple[Any, ...] | str]) -> list[str]:

@@ -11,6 +11,7 @@ client unchanged through the one error handler.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
@@ -123,8 +124,8 @@ async def store_one(memory: MemoryStore, layer: str, content: str, timestamp: da
     """The answer to a valid single store (this route's and the fast path's, service/fastpath.py)."""
     # Queued from the loop and awaited, not run in a worker thread: 32 concurrent stores would
     # otherwise park 32 threads on one commit and fight over the GIL when it wakes them.
-    stored, committed = memory.store_nowait(layer, content, timestamp=as_utc(timestamp))
-    await completion_of(committed)
+    stored, committed = memory.store_nowait(layer, content, as_utc(timestamp), asyncio.get_running_loop())
+    await (committed if isinstance(committed, asyncio.Future) else completion_of(committed))
     return _json({"id": stored.id}, 201)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from jamey_engine.errors import NotFound
 from jamey_engine.memory import MemoryStore
 
 
@@ -66,5 +70,51 @@ def test_a_store_without_the_log_never_flushes(memory_root: Path) -> None:
         store.store("working", "committed at once")
         assert store.flush_layer("working") == 0
         assert store.logs.flushes == 0
+    finally:
+        store.close()
+
+
+def test_stores_from_an_event_loop_are_in_the_log_when_their_waiters_resolve(memory_root: Path) -> None:
+    """A store over HTTP awaits an asyncio future that the log's thread resolves, for a whole
+    group commit, on the loop (log_writer.add_waiting): each resolved store is on disk."""
+    store = MemoryStore(memory_root, flush_interval=3600)  # its records stay in the log
+    try:
+
+        async def store_many() -> list[str]:
+            loop = asyncio.get_running_loop()
+            queued = [store.store_nowait("working", f"memory {n}", loop=loop) for n in range(32)]
+            assert all(isinstance(committed, asyncio.Future) for _, committed in queued)
+            await asyncio.gather(*(committed for _, committed in queued))
+            return [memory.id for memory, _ in queued]
+
+        ids = asyncio.run(store_many())
+        logged = {i for record in store.logs.layer_log("working").read(1 << 62) for i, _, _ in record.adds}
+        assert set(ids) <= logged
+        assert [store.get("working", i).content for i in ids] == [f"memory {n}" for n in range(32)]
+    finally:
+        store.close()
+
+
+def test_a_store_from_an_event_loop_given_up_before_its_commit_is_not_written(memory_root: Path) -> None:
+    store = MemoryStore(memory_root, flush_interval=3600)
+    try:
+        store.store("working", "the log's thread is up")
+        writer = store.logs.log_writer("working")
+
+        async def give_one_up() -> tuple[str, str]:
+            loop = asyncio.get_running_loop()
+            with writer._cond:  # the thread cannot take the queued store until the cancel is done
+                abandoned, committed = store.store_nowait("working", "nobody waits for this one", loop=loop)
+                assert committed.cancel()
+            kept, done = store.store_nowait("working", "stored after the cancelled one", loop=loop)
+            await asyncio.wait_for(done, 30)  # a thread broken by the cancelled waiter never answers
+            return abandoned.id, kept.id
+
+        abandoned, kept = asyncio.run(give_one_up())
+        assert store.get("working", kept).content == "stored after the cancelled one"
+        with pytest.raises(NotFound):
+            store.get("working", abandoned)
+        logged = {i for record in store.logs.layer_log("working").read(1 << 62) for i, _, _ in record.adds}
+        assert kept in logged and abandoned not in logged
     finally:
         store.close()
