@@ -56,7 +56,7 @@ from typing import Any
 import httpx
 
 from bench import wrk
-from bench.common import Row, percentile, row
+from bench.common import Row, copy_of, percentile, row
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY_LIMIT = "50000/second"
@@ -324,17 +324,6 @@ def make_keys(data_dir: Path) -> dict[str, str]:
         }
     finally:
         engine.close()
-
-
-def copy_of(data_dir: Path, work: Path) -> Path:
-    """A copy of ``data_dir`` (the seeded memories and the keys) in a new directory under
-    ``work``: each server that stores gets one, so every store run starts on the same empty
-    ``working`` layer instead of on what the servers before it stored (a layer that keeps
-    growing makes each later run pay for larger merges: a comparison with an earlier run
-    would measure the order of the runs)."""
-    copy = Path(tempfile.mkdtemp(prefix="copy-", dir=work)) / "data"
-    shutil.copytree(data_dir, copy)
-    return copy
 
 
 def in_process_rate(call: Callable[[int], Any], threads: int, seconds: float) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """`jamey serve --workers 2` against one worker, in the same run, driven by wrk (Debian's `wrk`).
 
-Each configuration is a real `jamey serve` process on one data dir (Redis counters for both,
-so the only difference is the number of workers): keyed `GET /memories/search` and keyed
+Each configuration is a real `jamey serve` process on its own copy of one seeded data dir
+(Redis counters for both, so the only difference is the number of workers; the two-worker
+server no longer starts on the layer the one-worker server filled): keyed `GET /memories/search` and keyed
 `GET /whoami` under wrk (1 thread, 8 connections), and durable `POST /memories` to one layer
 under wrk with a Lua body script (32 connections), to one layer and spread over the five.
 wrk is one C thread, so it leaves most of both cores to the server. The keyed /whoami figure is
@@ -25,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from bench import wrk as load
-from bench.common import Row, cli, row
+from bench.common import Row, cli, copy_of, row
 
 REDIS = os.environ.get("JAMEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def serve(
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "jamey_engine", "serve", "--port", str(port), "--workers", str(workers)],
-        env={**env, "JAMEY_LOG_LEVEL": log_level},
+        env={**env, "JAMEY_DATA_DIR": str(data_dir), "JAMEY_LOG_LEVEL": log_level},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
@@ -153,7 +154,8 @@ def main(quick: bool = False) -> list[Row]:
         rates: dict[tuple[int, str], float] = {}
         rss: dict[tuple[int, str], float] = {}
         for workers in (1, 2):
-            process, url = serve(work / "data", workers, env)
+            data_dir = copy_of(work / "data", work)  # each server on the same seeded layer
+            process, url = serve(data_dir, workers, env)
             try:
                 wrk(f"{url}/whoami", key, 2, 8)  # warm both workers' key caches
                 rates[(workers, "search")] = wrk(
@@ -164,7 +166,7 @@ def main(quick: bool = False) -> list[Row]:
                 rates[(workers, "store")] = float(stored["rps"])
                 rates[(workers, "store p99")] = float(stored["p99_ms"])
                 rates[(workers, "five")] = wrk(f"{url}/memories", key, seconds, 32, five)
-                pids, flusher = serving_processes(process.pid, work / "data" / "memory")
+                pids, flusher = serving_processes(process.pid, data_dir / "memory")
                 rss[(workers, "worker")] = max(rss_mib(pid) for pid in pids)
                 rss[(workers, "flusher")] = rss_mib(flusher) if flusher else 0.0
             finally:

@@ -6,9 +6,12 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 Row = dict[str, Any]
@@ -104,3 +107,14 @@ def cli(main: Callable[[bool], list[Row]]) -> None:
     args = parser.parse_args()
     rows = main(args.quick)
     print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+
+
+def copy_of(data_dir: Path, work: Path) -> Path:
+    """A copy of ``data_dir`` (the seeded memories and the keys) in a new directory under
+    ``work``: each server that stores gets one, so every store run starts on the same empty
+    ``working`` layer instead of on what the servers before it stored (a layer that keeps
+    growing makes each later run pay for larger merges: a comparison with an earlier run
+    would measure the order of the runs)."""
+    copy = Path(tempfile.mkdtemp(prefix="copy-", dir=work)) / "data"
+    shutil.copytree(data_dir, copy)
+    return copy
