@@ -7,7 +7,8 @@ cores to the server; see bench/wrk.py).
 2. ``POST /memories`` with 32 connections: durable stores/s (each answer arrives after the
    write that holds it is durable), p99 (target <= 20 ms, issue 31), p99.9 and the server's CPU
    per store (target <= 1.5x in-process). Baseline: 32 threads calling ``MemoryStore.store`` in
-   process (no HTTP), on another data dir. Target: >= 60% of the baseline.
+   process (no HTTP), on another data dir, run round by round with the HTTP runs (in-process,
+   then HTTP, three times). Target: >= 60% of the baseline.
 3. ``GET /memories/search`` at 100,000 memories, 8 connections: requests/s, p99 and the server's
    CPU per request. Baseline: in-process ``MemoryStore.search`` from 8 threads, and its CPU per
    call. Targets (issue 15): >= 60% of the in-process rate; CPU per request <= 1.5 x (in-process
@@ -355,26 +356,43 @@ def in_process_rate(call: Callable[[int], Any], threads: int, seconds: float) ->
     }
 
 
+class DirectStores:
+    """The store row's baseline: 32 threads calling ``MemoryStore.store`` in process, on an
+    engine and data dir of their own; ``run`` once per round."""
+
+    def __init__(self, work: Path, texts: list[str]) -> None:
+        from jamey_engine.config import Settings
+        from jamey_engine.engine import Engine
+
+        data_dir = Path(tempfile.mkdtemp(prefix="direct-", dir=work))
+        self.engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir)}))
+        self.texts = texts
+
+    def _store(self, n: int) -> Any:
+        return self.engine.memory.store("working", self.texts[n % len(self.texts)])
+
+    def run(self, seconds: float) -> dict[str, Any]:
+        return in_process_rate(self._store, 32, seconds)
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median rate, p99 and CPU per call of several runs."""
+    return {field: median_of(runs, field) for field in ("rps", "p99_ms", "cpu_us")}
+
+
 def direct_store_baseline(work: Path, texts: list[str], seconds: float, repeats: int) -> dict[str, Any]:
     """32 threads storing in process, on the schedule of ``store_runs`` (a 1 s warm-up, then
     ``repeats`` runs of ``seconds`` in the same engine): the median of each figure. The later
     runs share the cores with the flush of the earlier ones, as the HTTP runs do."""
-    from jamey_engine.config import Settings
-    from jamey_engine.engine import Engine
-
-    data_dir = work / "direct"
-    data_dir.mkdir()
-    engine = Engine(Settings.from_env({"JAMEY_DATA_DIR": str(data_dir)}))
-
-    def store(n: int) -> Any:
-        return engine.memory.store("working", texts[n % len(texts)])
-
+    direct = DirectStores(work, texts)
     try:
-        in_process_rate(store, 32, 1.0)
-        runs = [in_process_rate(store, 32, seconds) for _ in range(repeats)]
-        return {field: median_of(runs, field) for field in ("rps", "p99_ms", "cpu_us")}
+        direct.run(1.0)
+        return medians([direct.run(seconds) for _ in range(repeats)])
     finally:
-        engine.close()
+        direct.close()
 
 
 def direct_search_baseline(
@@ -436,10 +454,17 @@ def bench_auth_overhead(load: Load, key: str, seconds: float, repeats: int) -> l
 
 
 def store_runs(
-    load: Load, key: str, texts: list[str], seconds: float, repeats: int, connections: int = 32
+    load: Load,
+    key: str,
+    texts: list[str],
+    seconds: float,
+    repeats: int,
+    connections: int = 32,
+    before_each: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """``repeats`` wrk runs of POST /memories (after a 1 s warm-up), each with the serving
-    process's collections during it (``gc``; absent with several workers)."""
+    process's collections during it (``gc``; absent with several workers). ``before_each``
+    runs before each of them (a baseline's run, interleaved with these)."""
     bodies = [json.dumps({"layer": "working", "content": text}) for text in texts]
 
     def run(duration: float) -> dict[str, Any]:
@@ -448,6 +473,8 @@ def store_runs(
     run(1)
     runs = []
     for _ in range(repeats):
+        if before_each is not None:
+            before_each()
         load.server.gc_stats()
         result = run(seconds)
         result["gc"] = load.server.gc_stats()
@@ -671,7 +698,6 @@ def main(quick: bool = False) -> list[Row]:
         ]
         texts = [_random_text(random.Random(n)) for n in range(1000)]
         search_direct = direct_search_baseline(data_dir, queries, SEARCH_CONCURRENCY, seconds)
-        store_direct = direct_store_baseline(work, texts, seconds, repeats)
         template = copy_of(data_dir, work)  # before any server stores: see copy_of
 
         server = Server(data_dir)
@@ -687,7 +713,19 @@ def main(quick: bool = False) -> list[Row]:
                 load, keys["reader"], queries, memories, seconds, repeats, search_direct, whoami_cpu
             )
             uvicorn_search = search_runs(load, keys["reader"], queries, seconds, repeats, 32)
-            stores = store_runs(load, keys["writer"], texts, seconds, repeats)
+            # The in-process baseline round by round with the HTTP stores (in-process, then
+            # HTTP): a drift of this shared machine falls on both alike.
+            direct = DirectStores(work, texts)
+            try:
+                direct.run(1.0)
+                direct_runs: list[dict[str, Any]] = []
+                stores = store_runs(
+                    load, keys["writer"], texts, seconds, repeats,
+                    before_each=lambda: direct_runs.append(direct.run(seconds)),
+                )  # fmt: skip
+            finally:
+                direct.close()
+            store_direct = medians(direct_runs)
             stores_8 = store_runs(load, keys["writer"], texts, seconds, repeats, connections=8)
             store = bench_store(stores, store_direct)
             rows += store + search
