@@ -731,20 +731,21 @@ def main(quick: bool = False) -> list[Row]:
             rows += store + search
         finally:
             server.stop()
+
         # The flush in the serving process (JAMEY_FLUSHER=inline, the library's default) instead
         # of `jamey serve`'s flusher process: what moving the indexing out of the worker gives.
-        server = Server(copy_of(template, work), env={"JAMEY_FLUSHER": "inline"})
-        try:
-            inline = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
-        finally:
-            server.stop()
+        def stores_with(env: dict[str, str]) -> list[dict[str, Any]]:
+            """The stores (32 connections) of a server with ``env``, on a fresh copy."""
+            server = Server(copy_of(template, work), env=env)
+            try:
+                return store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
+            finally:
+                server.stop()
+
+        inline = stores_with({"JAMEY_FLUSHER": "inline"})
         rows += comparison_rows("service: flusher process vs inline flush (stores, 32 conns)", stores, inline)
         # The access log off (JAMEY_LOG_LEVEL=warning): what its line per request costs.
-        server = Server(copy_of(template, work), env={"JAMEY_LOG_LEVEL": "warning"})
-        try:
-            quiet = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
-        finally:
-            server.stop()
+        quiet = stores_with({"JAMEY_LOG_LEVEL": "warning"})
         rows += comparison_rows("service: access log on (default) vs off (stores, 32 conns)", stores, quiet)
         # The same collector without the frozen start-up heap (JAMEY_GC_FREEZE=0), the same loads.
         server = Server(copy_of(template, work), env={"JAMEY_GC_FREEZE": "0"})
@@ -757,11 +758,7 @@ def main(quick: bool = False) -> list[Row]:
         rows += gc_rows("service: GC, start-up heap frozen vs not (stores, 32 conns)", stores, thawed)
         rows += gc_rows("service: GC, start-up heap frozen vs not (stores, 8 conns)", stores_8, thawed_8)
         # A larger young generation on top of the freeze (JAMEY_GC_THRESHOLD), kept only if it wins.
-        server = Server(copy_of(template, work), env={"JAMEY_GC_THRESHOLD": str(GC_THRESHOLD_TRIED)})
-        try:
-            tuned = store_runs(Load(server, work), keys["writer"], texts, seconds, repeats)
-        finally:
-            server.stop()
+        tuned = stores_with({"JAMEY_GC_THRESHOLD": str(GC_THRESHOLD_TRIED)})
         rows += gc_rows(
             f"service: GC threshold0 {GC_THRESHOLD_TRIED} vs 700, frozen (stores, 32 conns)", tuned, stores
         )
