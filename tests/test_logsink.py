@@ -12,6 +12,8 @@ import pytest
 
 from jamey_engine.observability.logsink import FORMAT, StepBufferedHandler, direct_sink
 
+NAME = "jamey_test_logsink"
+
 
 class CountingStream(io.StringIO):
     """A stream that counts its writes."""
@@ -32,7 +34,7 @@ def sink() -> tuple[logging.Logger, StepBufferedHandler, CountingStream]:
     handler = StepBufferedHandler(stream)
     handler.setFormatter(logging.Formatter(FORMAT))
     # A logger of its own, outside the logging tree (and so out of reach of pytest's capture).
-    logger = logging.Logger("jamey_test_logsink", logging.INFO)
+    logger = logging.Logger(NAME, logging.INFO)
     logger.addHandler(handler)
     return logger, handler, stream
 
@@ -43,7 +45,7 @@ def test_lines_given_in_one_loop_step_are_written_together_at_its_end(sink) -> N
 
     async def step() -> None:
         for n in range(5):
-            handler.line(f"INFO jamey_test_logsink: request {n}")
+            handler.line(NAME, logging.INFO, f"request {n}")
         seen_inside.append(stream.getvalue())  # nothing written yet: the step is still running
         await asyncio.sleep(0)  # the loop runs its ready callbacks: the gathered lines go out
 
@@ -58,13 +60,13 @@ def test_a_record_comes_after_the_lines_gathered_before_it_and_is_not_held(sink)
     written_at_once: list[str] = []
 
     async def step() -> None:
-        handler.line("INFO jamey_test_logsink: first, on the loop")
+        handler.line(NAME, logging.INFO, "first, on the loop")
         thread = threading.Thread(target=logger.warning, args=("second, from a thread",))
         thread.start()
         thread.join()
         logger.info("third, a record on the loop")
         written_at_once.append(stream.getvalue())
-        handler.line("INFO jamey_test_logsink: fourth, on the loop")
+        handler.line(NAME, logging.INFO, "fourth, on the loop")
         await asyncio.sleep(0)
 
     asyncio.run(step())
@@ -81,7 +83,7 @@ def test_lines_gathered_on_a_loop_that_stopped_are_written_by_flush_or_the_next_
     _, handler, stream = sink
 
     async def log_and_stop() -> None:
-        handler.line("INFO jamey_test_logsink: last line of a stopping loop")
+        handler.line(NAME, logging.INFO, "last line of a stopping loop")
         # The loop closes after this coroutine returns: its flush callback may never run.
 
     loop = asyncio.new_event_loop()
@@ -93,7 +95,7 @@ def test_lines_gathered_on_a_loop_that_stopped_are_written_by_flush_or_the_next_
     async def on_another_loop() -> None:
         handler._pending.append("INFO jamey_test_logsink: gathered on a loop now gone\n")
         handler._loop = loop
-        handler.line("INFO jamey_test_logsink: on a new loop")
+        handler.line(NAME, logging.INFO, "on a new loop")
         await asyncio.sleep(0)
 
     asyncio.run(on_another_loop())
@@ -105,7 +107,7 @@ def test_lines_gathered_on_a_loop_that_stopped_are_written_by_flush_or_the_next_
 
 def test_off_a_loop_a_line_is_written_at_once(sink) -> None:
     logger, handler, stream = sink
-    handler.line("INFO jamey_test_logsink: from the CLI")
+    handler.line(NAME, logging.INFO, "from the CLI")
     logger.info("and a record")
     assert (
         stream.getvalue() == "INFO jamey_test_logsink: from the CLI\nINFO jamey_test_logsink: and a record\n"
@@ -130,14 +132,16 @@ def test_direct_sink_is_the_handler_only_when_a_record_would_reach_it_alone_unfi
     assert direct_sink(logger, logging.INFO) is None
 
 
-def test_a_direct_line_is_written_as_the_record_would_be(sink) -> None:
+@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING])
+def test_a_direct_line_is_written_as_the_record_would_be(sink, level: int) -> None:
     logger, handler, stream = sink
+    message = '127.0.0.1 "POST /memories" 201 1.5ms key=writer'
 
     async def step() -> None:
-        logger.info("%s", '127.0.0.1 "POST /memories" 201 1.5ms key=writer')
-        found = direct_sink(logger, logging.INFO)
+        logger.log(level, "%s", message)
+        found = direct_sink(logger, level)
         assert found is handler
-        found.line(f"INFO {logger.name}: " + '127.0.0.1 "POST /memories" 201 1.5ms key=writer')
+        found.line(logger.name, level, message)
         await asyncio.sleep(0)
 
     asyncio.run(step())

@@ -3,8 +3,8 @@
 Every request the service answers logs one access-log line (``service/middleware.py``).
 Through ``logging`` that line cost a LogRecord (the caller's frame looked up, the thread and
 process named), a formatter pass, and one ``write`` system call on the event loop's thread,
-which also lets go of the GIL and must win it back from the log's writer thread: with the access
-log on (``JAMEY_LOG_LEVEL=info``, the default) about a sixth of a keyed store's server time.
+which also lets go of the GIL and must win it back from the log's writer thread: 10.7 µs a line
+on the development VM, about a tenth of a store's time inside the app (docs/benchmarks.md).
 
 - ``setup_logging`` installs :class:`StepBufferedHandler` on the root logger with ``FORMAT``,
   and turns off the record fields ``FORMAT`` never shows (the logging HOWTO's "Optimization").
@@ -45,19 +45,21 @@ class StepBufferedHandler(logging.StreamHandler):
         self._write_pending()
         super().emit(record)
 
-    def line(self, text: str) -> None:
-        """Write ``text`` (one formatted line): on a running event loop at the end of the loop's
-        step, with the step's other lines; else at once. For a caller that ``direct_sink`` found
-        this handler for, so that a LogRecord would change nothing."""
+    def line(self, name: str, level: int, message: str) -> None:
+        """Write what a record of logger ``name`` at ``level`` with ``message`` would write under
+        ``FORMAT``, without the record: on a running event loop at the end of the loop's step,
+        with the step's other lines; else at once. For a caller that ``direct_sink`` found this
+        handler for (so that a LogRecord would change nothing)."""
+        text = f"{logging.getLevelName(level)} {name}: {message}{self.terminator}"
         self.acquire()
         try:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 self._write_pending()
-                self._write(text + self.terminator)
+                self._write(text)
                 return
-            self._gather(text + self.terminator, loop)
+            self._gather(text, loop)
         finally:
             self.release()
 
@@ -93,8 +95,7 @@ class StepBufferedHandler(logging.StreamHandler):
 def direct_sink(logger: logging.Logger, level: int) -> StepBufferedHandler | None:
     """The one handler a record of ``logger`` at ``level`` would reach, when it is a
     :class:`StepBufferedHandler` formatting with ``FORMAT`` and nothing on the way filters:
-    then ``f"{levelname} {logger.name}: {message}"`` passed to its ``line`` is exactly what the
-    record would have written. None in any other set-up (a test's capture handler, an embedding
+    then its ``line`` writes exactly what the record would have written. None in any other set-up (a test's capture handler, an embedding
     program's own handlers or filters): log the record then. Check ``isEnabledFor`` first."""
     found: StepBufferedHandler | None = None
     node: logging.Logger | None = logger
@@ -122,8 +123,8 @@ def setup_logging(level: str | int) -> None:
     ``logging.basicConfig``: a test's capture, an embedding program's own set-up).
 
     ``FORMAT`` names no source line, thread or process, so a record need not find them: the
-    logging HOWTO's "Optimization" switches turn that off (with the access log on, the caller's
-    frame walk alone cost a few per cent of a store's time in the serving process).
+    logging HOWTO's "Optimization" switches turn that off (the caller's frame walk is the
+    costliest of the three).
     """
     if logging.root.handlers:
         return

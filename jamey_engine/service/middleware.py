@@ -164,7 +164,7 @@ class ServiceMiddleware:
             )
             sink = direct_sink(access_log, logging.INFO)
             if sink is not None:  # the line the record would make, without making the record
-                sink.line(f"INFO {ACCESS_LOG}: {line}")
+                sink.line(ACCESS_LOG, logging.INFO, line)
             else:
                 access_log.info("%s", line)
 
