@@ -167,8 +167,6 @@ def bench_app() -> Any:
         "/bench/gc", GC_TIMER.report, methods=["GET"], include_in_schema=False, route_class_override=APIRoute
     )
     GC_TIMER.install()
-    if os.environ.get("JAMEY_BENCH_SWITCH_INTERVAL"):  # bench/bench_tail.py: the GIL's hand-over
-        sys.setswitchinterval(float(os.environ["JAMEY_BENCH_SWITCH_INTERVAL"]))
     if os.environ.get("JAMEY_BENCH_STAGES") == "1":  # bench/bench_tail.py: per-stage timestamps
         from bench.stage_trace import STAGE_TRACE
 

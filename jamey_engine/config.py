@@ -387,8 +387,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "JAMEY_SWITCH_INTERVAL_MS",
         "switch_interval_ms",
-        "1",
-        "How long a service worker's thread may hold the GIL while another waits for it, in ms (Python's default is 5): 1 halves the durable stores' p99 over HTTP for ~3% of their rate (docs/benchmarks.md, the tail by stage); at most 100.",
+        "5",
+        "How long a service worker's thread may hold the GIL while another waits for it, in ms (Python's own default, 5): 1 once halved the durable stores' p99 over HTTP, but since a log group wakes the event loop once it costs 4-9% of the CPU per store and leaves the p99 as it is (docs/benchmarks.md, the switch interval again); at most 100.",
         _switch_interval_ms,
     ),
     Setting(

@@ -9,12 +9,13 @@ machine, which is the stores' p99. None of those objects ever becomes garbage.
 so a full collection walks only what requests create. ``JAMEY_GC_FREEZE=0`` turns it off (to
 measure), ``JAMEY_GC_THRESHOLD`` sets the young generation's threshold.
 
-The GIL's switch interval is set here too (``JAMEY_SWITCH_INTERVAL_MS``, default 1 ms against
-Python's 5): the event loop that answers requests shares the GIL with the log's group-commit
-thread, and a thread that wants the GIL waits up to the interval for the holder to let go. Per
-stage (bench/bench_tail.py), the slowest 1% of durable stores sat in the log's queue, its append
-and the wake-up on the loop, 95% of them during an event-loop lag over 2 ms: at 1 ms the stores'
-p99 over HTTP fell from 25-29 ms to 15-16 ms (p99.9 from 37-46 to 22-24 ms) for 3-4% of the rate.
+The GIL's switch interval is set here too (``JAMEY_SWITCH_INTERVAL_MS``, default 5 ms, Python's
+own): the event loop that answers requests shares the GIL with the log's group-commit thread,
+and a thread that wants the GIL waits up to the interval for the holder to let go. While every
+store's completion ran on the log's thread, 1 ms took the stores' p99 over HTTP from 25-29 ms
+to 15-16 ms (bench/bench_tail.py). Since a log group wakes the event loop once (an asyncio
+future per store, resolved on the loop), 1 ms leaves the p99 where 5 ms has it and costs 4-9%
+more CPU per store (three interleaved runs, docs/benchmarks.md), so the default is Python's.
 """
 
 from __future__ import annotations
