@@ -277,11 +277,12 @@ class Server:
         """The serving process's collections since the last call (``GET /bench/gc``)."""
         return dict(httpx.get(f"http://127.0.0.1:{self.port}/bench/gc", timeout=30).json())
 
-    def settle(self, timeout: float = 120.0) -> float:
+    def settle(self, timeout: float = 120.0) -> None:
         """Wait until the flusher has moved every logged store into the index (no segment left),
-        so the index work a run leaves behind does not share the cores with the next run;
-        returns the seconds waited."""
-        return settled(lambda: pending_segments(self.data_dir) == 0, timeout)
+        so the index work a run leaves behind does not share the cores with the next run."""
+        from tests.helpers import wait_until
+
+        wait_until(lambda: pending_segments(self.data_dir) == 0, timeout, "the flusher to catch up")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -297,16 +298,6 @@ def pending_segments(data_dir: Path) -> int:
     from jamey_engine.memory.wal import parse_segment
 
     return sum(1 for path in data_dir.rglob("*") if parse_segment(path.name) is not None)
-
-
-def settled(done: Callable[[], bool], timeout: float) -> float:
-    """Poll ``done`` until it holds; the seconds it took. RuntimeError after ``timeout``."""
-    started = time.monotonic()
-    while not done():
-        if time.monotonic() - started > timeout:
-            raise RuntimeError(f"the index work did not settle within {timeout:.0f} s")
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 # -- the benchmarks -------------------------------------------------------------------------------
@@ -396,12 +387,10 @@ class DirectStores:
     def run(self, seconds: float) -> dict[str, Any]:
         return in_process_rate(self._store, 32, seconds)
 
-    def settle(self) -> float:
+    def settle(self) -> None:
         """Flush what the run logged into the index (in this process: the bench's own cores),
-        so that work does not overlap the HTTP run after it; returns the seconds it took."""
-        started = time.monotonic()
+        so that work does not overlap the HTTP run after it."""
         self.engine.memory.flush()
-        return time.monotonic() - started
 
     def close(self) -> None:
         self.engine.close()
