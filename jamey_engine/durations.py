@@ -123,6 +123,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def days_before(moment: datetime, days: float) -> datetime:
+    """``days`` days before ``moment``, or the earliest time a datetime holds when that is
+    further back (a "keep 100,000,000 days" rule keeps everything instead of overflowing)."""
+    try:
+        return moment - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=moment.tzinfo)
+
+
 def format_moment(moment: datetime) -> str:
     """A moment as people read it on every page: ``2026-12-06 14:03:07 UTC`` (a naive moment is
     taken as UTC, as everywhere in Jamey)."""

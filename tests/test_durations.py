@@ -4,6 +4,7 @@ import pytest
 
 from jamey_engine.durations import (
     as_utc,
+    days_before,
     format_duration,
     format_size,
     parse_duration,
@@ -86,3 +87,12 @@ def test_as_utc_reads_a_naive_moment_as_utc_and_converts_an_aware_one() -> None:
     converted = as_utc(east)
     assert converted.tzinfo is UTC and converted.hour == 12
     assert as_utc(None) is None
+
+
+def test_days_before_counts_back_and_stops_at_the_earliest_date_instead_of_overflowing() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    assert days_before(now, 10) == datetime(2026, 2, 19, 12, 0, tzinfo=UTC)
+    assert days_before(now, 1.5) == datetime(2026, 2, 28, 0, 0, tzinfo=UTC)
+    earliest = datetime.min.replace(tzinfo=UTC)
+    assert days_before(now, 800_000) == earliest  # before year 1
+    assert days_before(now, 10**10) == earliest  # more days than a timedelta holds

@@ -12,7 +12,7 @@ from datetime import timedelta
 import click
 
 from jamey_engine.cli.common import emit_json, get_engine
-from jamey_engine.durations import format_duration, parse_duration, utcnow
+from jamey_engine.durations import days_before, format_duration, parse_duration, utcnow
 from jamey_engine.observability import alert_acks, alert_history
 from jamey_engine.observability.alert_state import current_alerts
 from jamey_engine.observability.alertmanager import (
@@ -138,7 +138,7 @@ def _seconds(value: float) -> str:
 def history(days: int, as_json: bool) -> None:
     """Notifications Alertmanager delivered, and per alert how often it fired and how long it took to resolve."""
     db = get_engine().db
-    since = utcnow() - timedelta(days=days)
+    since = days_before(utcnow(), days)
     frame = alert_history.history_frame(db, since)
     stats = alert_history.resolve_stats(alert_history.intervals(db, since))
     acks = alert_acks.acknowledgements(db, since)

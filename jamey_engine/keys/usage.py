@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from jamey_engine import thresholds
 from jamey_engine.db import Database
+from jamey_engine.durations import days_before
 from jamey_engine.models import ApiKey, KeyUsage
 
 if TYPE_CHECKING:  # pandas is imported where a frame is built: the service starts without it
@@ -112,7 +113,7 @@ class UsageRecorder:
 
 def _window(days: float | None, now: datetime | None) -> tuple[datetime, datetime]:
     end = now or datetime.now(UTC)
-    start = end - timedelta(days=days) if days is not None else datetime(1970, 1, 1, tzinfo=UTC)
+    start = days_before(end, days) if days is not None else datetime(1970, 1, 1, tzinfo=UTC)
     return start, end
 
 
@@ -226,11 +227,11 @@ def hygiene_flags(
     flags = []
     if last_used_at is None:
         flags.append("never_used")
-    if (last_used_at or created_at) < now - timedelta(days=stale_days):
+    if (last_used_at or created_at) < days_before(now, stale_days):
         flags.append("stale")
     if expires_at is not None and now <= expires_at <= now + EXPIRING_WITHIN:
         flags.append("expiring_soon")
-    if created_at < now - timedelta(days=rotate_days):
+    if created_at < days_before(now, rotate_days):
         flags.append("needs_rotation")
     return tuple(flags)
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy import Table
 
 from jamey_engine.db import Database
-from jamey_engine.durations import utcnow
+from jamey_engine.durations import days_before, utcnow
 from jamey_engine.errors import InvalidInput
 from jamey_engine.models import AlertNotification
 from jamey_engine.observability.webhook import MAX_FINGERPRINT, STATUSES, Notification
@@ -52,7 +52,7 @@ def store_notifications(
     its start while firing) is already older than ``keep_days`` is not stored: pruning would
     drop it. Raises Busy/Unavailable from the database."""
     now = utcnow()
-    cutoff = now - timedelta(days=keep_days)
+    cutoff = days_before(now, keep_days)
     rows = [
         {
             "fingerprint": _column(n.fingerprint, MAX_FINGERPRINT),
@@ -101,7 +101,7 @@ def prune_history(db: Database, keep_days: int, *, now: datetime | None = None) 
     alert's own time (its end once resolved, else its start) is that old; return how many."""
     if keep_days <= 0:
         raise InvalidInput(f"alert history days must be above zero, got {keep_days}")
-    cutoff = (now or utcnow()) - timedelta(days=keep_days)
+    cutoff = days_before(now or utcnow(), keep_days)
     table = _TABLE
     old_alert = sa.or_(
         sa.and_(table.c.status == "resolved", table.c.ends_at < cutoff),

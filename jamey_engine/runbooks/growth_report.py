@@ -7,14 +7,13 @@ not an error.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from jamey_engine import growth
-from jamey_engine.durations import utcnow
+from jamey_engine.durations import days_before, utcnow
 from jamey_engine.errors import InvalidInput, JameyError
 from jamey_engine.runbooks.common import NotebookRunbook, Say, engine_for
 from jamey_engine.sizes import format_bytes
@@ -97,7 +96,7 @@ class GrowthReport(NotebookRunbook):
             settings = self._engine.settings
             query = PromQuery(self.prometheus_url or settings.prometheus_url, settings.prometheus_timeout)
             end = self.today
-            start = end - timedelta(days=self.days)
+            start = days_before(end, self.days)
             try:
                 sizes = query.index_size(start, end)
                 documents = query.index_documents(start, end)

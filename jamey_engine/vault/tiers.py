@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from jamey_engine.config import Settings
+from jamey_engine.durations import days_before
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def plan(backups: Sequence[tuple[str, datetime]], policy: Policy, now: datetime)
     for backup_id, _ in ordered[: policy.last]:
         reasons[backup_id].append(f"last {policy.last}")
     if policy.days:
-        cutoff = now - timedelta(days=policy.days)
+        cutoff = days_before(now, policy.days)
         for backup_id, at in ordered:
             if at > cutoff:
                 reasons[backup_id].append(f"within {policy.days} days")

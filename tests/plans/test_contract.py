@@ -171,6 +171,18 @@ def test_backup_delete_plans_names_the_backup_and_removes_it(db_engine: Engine) 
     assert db_engine.vault.list() == []
 
 
+@pytest.mark.parametrize("keep_days", [86_812_570, 10**10])  # past year 1; past what a timedelta holds
+def test_a_retention_plan_keeping_more_days_than_a_date_holds_keeps_every_backup(
+    db_engine: Engine, keep_days: int
+) -> None:
+    # schemathesis found this one: the cutoff overflowed and the plan answered 500.
+    backups = [db_engine.vault.create(), db_engine.vault.create()]
+    planned = plans.plan(db_engine, "backup-delete", {"retention": True, "keep_days": keep_days}, CLI)
+    plans.apply(db_engine, planned.id, planned.confirm_phrase, CLI)
+    assert plans.get_plan(db_engine.db, planned.id).result["deleted_local"] == []
+    assert sorted(info.id for info in db_engine.vault.list()) == sorted(b.id for b in backups)
+
+
 def test_a_restore_plan_names_the_keys_it_keeps_revoked_and_reenable_keys_names_them_to_reenable(
     db_engine: Engine,
 ) -> None:

@@ -73,6 +73,14 @@ def test_a_policy_of_zeros_keeps_everything_and_days_keeps_the_recent() -> None:
     assert recent[1].reasons == ("within 3 days",)
 
 
+def test_a_days_rule_beyond_the_earliest_date_keeps_everything_within_it() -> None:
+    now = utcnow()
+    calendar = [(f"b{n}", now - timedelta(days=400 * n)) for n in range(5)]
+    decisions = plan(calendar, Policy(days=10**10), now)  # 10**10 days: more than a timedelta holds
+    assert all(d.keep for d in decisions)
+    assert all(f"within {10**10} days" in d.reasons for d in decisions)
+
+
 @pytest.fixture
 def tiered(engine: Engine, webdav: PrivateWebdav) -> Iterator[Engine]:  # noqa: F811
     env = {
