@@ -30,6 +30,10 @@ cores to the server; see bench/wrk.py).
 
 10. The access log on (``JAMEY_LOG_LEVEL=info``, the default, as every server here runs)
     against off (``JAMEY_LOG_LEVEL=warning``): stores, 32 connections.
+11. The hot requests answered whole by ``jamey serve``'s protocol (``ServiceProtocol``) against
+    the same protocol running every request as uvicorn's ASGI cycle (``CoalescingProtocol``):
+    keyed search and store, 32 connections, servers alternating, with the in-process store
+    baseline (only with ``JAMEY_BENCH_SERVICE_ONLY=whole``).
 
 Keys carry per-second limits sized not to refuse (the limiter still does all its work).
 Run alone: ``.venv/bin/python -m bench.bench_service [--quick]``. With
@@ -672,6 +676,23 @@ def main_writes_only(quick: bool = False) -> list[Row]:
     )
 
 
+def main_whole_only(quick: bool = False) -> list[Row]:
+    """Benchmark 11 alone (``JAMEY_BENCH_SERVICE_ONLY=whole``): the hot requests answered whole
+    (service/http_protocol.py, ``ServiceProtocol``) against every request as an ASGI cycle;
+    medians per protocol, and the stores against the in-process baseline."""
+    runs, direct = alternating(
+        {"whole": {}, "cycle": {"env": {"JAMEY_BENCH_HTTP": "coalescing"}}}, quick, direct=True
+    )
+    assert direct is not None
+    new, old = runs["whole"], runs["cycle"]
+    name = "service: hot requests answered whole vs as ASGI cycles ({}, 32 conns)"
+    return [
+        *comparison_rows(name.format("keyed search"), new["search"], old["search"]),
+        *comparison_rows(name.format("store"), new["store"], old["store"]),
+        *bench_store(new["store"], direct),
+    ]
+
+
 def main_flusher_only(quick: bool = False) -> list[Row]:
     """Benchmark 9 alone (``JAMEY_BENCH_SERVICE_ONLY=flusher``): stores served as ``jamey serve``
     serves them (the flusher process) against the flush in the serving process
@@ -697,6 +718,8 @@ def main(quick: bool = False) -> list[Row]:
         return main_redis_only(quick)
     if os.environ.get("JAMEY_BENCH_SERVICE_ONLY", "") == "writes":
         return main_writes_only(quick)
+    if os.environ.get("JAMEY_BENCH_SERVICE_ONLY", "") == "whole":
+        return main_whole_only(quick)
     if os.environ.get("JAMEY_BENCH_SERVICE_ONLY", "") == "flusher":
         return main_flusher_only(quick)
     seconds = 2.0 if quick else 6.0

@@ -5,7 +5,9 @@ no access log), with the write-ahead log's flusher as a child process, so the se
 processes only append, answer and search.
 
 ``JAMEY_BENCH_HTTP=httptools`` serves uvicorn with its own httptools protocol instead, the
-baseline of the one-write-per-answer protocol (``jamey_engine.service.http_protocol``).
+baseline of the one-write-per-answer protocol (``jamey_engine.service.http_protocol``);
+``JAMEY_BENCH_HTTP=coalescing`` with that protocol but every request as an ASGI cycle, the
+baseline of the requests answered whole (``ServiceProtocol``).
 ``JAMEY_FLUSHER=inline`` keeps the flush in the serving process (the library's default), the
 baseline of the flusher process. The flusher is this process's child, so a CPU count over the
 process tree (``bench/wrk.py``) includes its indexing.
@@ -28,6 +30,10 @@ def serve_uvicorn(target: str, port: int, workers: int) -> None:
     options = uvicorn_options()
     if os.environ.get("JAMEY_BENCH_HTTP") == "httptools":
         options["http"] = "httptools"
+    elif os.environ.get("JAMEY_BENCH_HTTP") == "coalescing":
+        from jamey_engine.service.http_protocol import CoalescingProtocol
+
+        options["http"] = CoalescingProtocol
     uvicorn.run(
         target, factory=True, host="127.0.0.1", port=port, workers=workers, log_level="warning", **options
     )

@@ -51,10 +51,10 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 
 def uvicorn_options() -> dict[str, Any]:
     """How ``jamey serve`` runs uvicorn (bench/serve_main.py serves the benchmarks the same way)."""
-    from jamey_engine.service.http_protocol import CoalescingProtocol
+    from jamey_engine.service.http_protocol import ServiceProtocol
 
     return {
-        "http": CoalescingProtocol,  # one socket write per small answer (service/http_protocol.py)
+        "http": ServiceProtocol,  # hot requests answered whole, one socket write each (service/http_protocol.py)
         "log_config": None,  # keep the CLI's logging setup
         "access_log": False,  # our access log names the key, never its secret
         "server_header": False,

@@ -18,6 +18,13 @@ encoding, a bad value) is handed to the FastAPI route, which answers it as docum
 errors included. A store the fast path authenticated before reading the body is handed on marked
 as authenticated, so the key is neither checked nor charged twice.
 
+Under ``jamey serve`` the fast path goes one step further: its HTTP protocol
+(service/http_protocol.py, ``ServiceProtocol``) hands it such a request whole, body read, and
+writes the ``Response`` it returns (``FastPath.answer``) in one socket call, without uvicorn's
+ASGI messages and without the middleware's wrappers: the same headers and records come from
+``ServiceMiddleware.answer_headers`` and ``ServiceMiddleware.record``. Any ASGI server (granian,
+the tests' clients) still gets the ASGI fast path below.
+
 Each request the fast path answers itself (its refusals included), and not one it hands on, is
 counted in ``http_fastpath_requests_total{route}``: the proof that a request took this path.
 """
@@ -31,11 +38,13 @@ from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jamey_engine.memory.layers import LAYERS, MAX_QUERY_CHARS, ORDERS
 from jamey_engine.memory.model import DEFAULT_LIMIT, MAX_LIMIT
-from jamey_engine.service.middleware import WRAPPED, BodySizeLimit
+from jamey_engine.service.errors import handle_error
+from jamey_engine.service.middleware import WRAPPED, BodySizeLimit, ServiceMiddleware
 from jamey_engine.service.routes_memory import search_results, store_one
 
 if TYPE_CHECKING:
@@ -60,7 +69,7 @@ class RouteLabel(NamedTuple):
 class FastPath:
     """The fast handlers of one app, each with its FastAPI route (the fallback and the label)."""
 
-    def __init__(self, app: Any, engine: Engine, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+    def __init__(self, app: Any, engine: Engine, wrap: Callable[[ASGIApp], ServiceMiddleware]) -> None:
         self.app = app
         self.engine = engine
         self.routes: dict[tuple[str, str], tuple[RouteLabel, Handler]] = {}
@@ -82,6 +91,44 @@ class FastPath:
         self.max_body_bytes = engine.settings.max_body_bytes
         self.stack = wrap(BodySizeLimit(self._dispatch, self.max_body_bytes))
         self.lean = wrap(self._dispatch)
+        self.middleware = self.lean  # its headers and records, for the answers given whole
+
+    def takes_whole(self, scope: Scope) -> bool:
+        """May the HTTP protocol hand this request over whole (``answer``)? One of the fast
+        routes, with a body its framing bounds (``body_bounded``), so reading it all first
+        reads no more than the body limit allows."""
+        return (scope["method"], scope["path"]) in self.routes and body_bounded(
+            scope["headers"], self.max_body_bytes
+        )
+
+    async def answer(self, scope: Scope, body: bytes) -> Response | None:
+        """The answer to a request ``takes_whole`` took, its ``body`` read: a Response with its
+        whole body (refusals and failures too, as ``handle_error`` words them), or None when
+        the app must answer it (a shape this path leaves to the route; nothing was charged).
+        The caller adds ``self.middleware.answer_headers`` and calls ``self.middleware.record``."""
+        scope["app"] = self.app
+        route, _ = self.routes[(scope["method"], scope["path"])]
+        try:
+            if route.path == "/memories":
+                if _content_type(scope) not in JSON_TYPES:
+                    return None
+                fields = _store_fields(body, self.engine.settings.max_content_bytes)
+                if fields is None:
+                    return None
+                scope[WRAPPED] = True
+                scope["route"] = route
+                self._stores.inc()
+                await self.app.state.authenticator.authenticate(Request(scope), "memory:write")
+                return await store_one(self.engine.memory, fields[0], fields[1], None)
+            params = _search_params(scope["query_string"])
+            if params is None:
+                return None
+            scope[WRAPPED] = True
+            scope["route"] = route
+            self._searches.inc()
+            return await self._searched(scope, params)
+        except Exception as exc:
+            return await handle_error(Request(scope), exc)
 
     def takes(self, scope: Scope) -> bool:
         """Is this a request for a fast handler (and not one it already handed on)?"""
@@ -113,16 +160,18 @@ class FastPath:
             await self._fallback(scope, receive, send)
             return
         self._searches.inc()
-        request = Request(scope, receive)
-        await self.app.state.authenticator.authenticate(request, "memory:read")
-        response = await search_results(
+        response = await self._searched(scope, params)
+        await response(scope, receive, send)
+
+    async def _searched(self, scope: Scope, params: dict[str, str]) -> Response:
+        await self.app.state.authenticator.authenticate(Request(scope), "memory:read")
+        return await search_results(
             self.engine.memory,
             params["layer"],
             params["q"],
             int(params.get("limit", DEFAULT_LIMIT)),
             params.get("order", "score"),
         )
-        await response(scope, receive, send)
 
     async def _store(self, scope: Scope, receive: Receive, send: Send) -> None:
         if _content_type(scope) not in JSON_TYPES:

@@ -112,18 +112,7 @@ class ServiceMiddleware:
             if message["type"] == "http.response.start":
                 state["started"] = True
                 state["status"] = message["status"]
-                request_state = scope.get("state") or {}
-                # Appended raw: the app itself never sets these, and it is cheaper than MutableHeaders.
-                extra = [
-                    *SECURITY_HEADERS,
-                    *rate_limit_headers(request_state.get("ratelimit"), self.defaults),
-                ]
-                if scope["path"].startswith("/admin"):
-                    extra.append((b"cache-control", b"no-store"))
-                key = request_state.get("key")
-                if key is not None and getattr(key, "legacy", False):
-                    extra.append((b"deprecation", b"true"))
-                message["headers"] = [*message.get("headers", ()), *extra]
+                message["headers"] = [*message.get("headers", ()), *self.answer_headers(scope)]
             await send(message)
 
         try:
@@ -134,9 +123,23 @@ class ServiceMiddleware:
             response = await handle_error(Request(scope), exc)
             await response(scope, receive, send_with_headers)
         finally:
-            self._record(scope, state["status"], time.perf_counter() - started)
+            self.record(scope, state["status"], time.perf_counter() - started)
 
-    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+    def answer_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """The headers this layer adds to every answer (raw, after the app's own): security,
+        rate limits, no-store on /admin, Deprecation for a legacy key."""
+        request_state = scope.get("state") or {}
+        # Appended raw: the app itself never sets these, and it is cheaper than MutableHeaders.
+        extra = [*SECURITY_HEADERS, *rate_limit_headers(request_state.get("ratelimit"), self.defaults)]
+        if scope["path"].startswith("/admin"):
+            extra.append((b"cache-control", b"no-store"))
+        key = request_state.get("key")
+        if key is not None and getattr(key, "legacy", False):
+            extra.append((b"deprecation", b"true"))
+        return extra
+
+    def record(self, scope: Scope, status: int, elapsed: float) -> None:
+        """Count and time one answered request, its key's usage, and its access-log line."""
         method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"
         route = route_template(self.fastapi_app, scope)
         children = self._children.get((method, route, status))
