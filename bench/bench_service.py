@@ -629,16 +629,21 @@ def main_redis_only(quick: bool = False) -> list[Row]:
 
 
 def alternating(
-    modes: dict[Any, dict[str, Any]], quick: bool, search: bool = True, direct: bool = False
+    modes: dict[Any, dict[str, Any]],
+    quick: bool,
+    search: bool = True,
+    direct: bool = False,
+    rounds: int | None = None,
 ) -> tuple[dict[Any, dict[str, list[dict[str, Any]]]], dict[str, Any] | None]:
     """Servers that differ only by ``modes`` (name: ``Server`` keyword arguments: ``env``,
     ``workers``...), each on a fresh copy of one seeded data dir (100,000 memories), in turn:
     three rounds of one keyed-search run (when ``search``) and one store run each (6 s, 32
     connections). Interleaved, so a drift of the machine (a noisy neighbour, the disk) falls on
     every mode alike. Returns the runs per mode and, with ``direct``, the in-process store
-    baseline, measured before the first round."""
+    baseline, measured before the first round. ``rounds``: more than the three (one when quick)
+    for a difference within the machine's noise."""
     seconds = 2.0 if quick else 6.0
-    rounds = 1 if quick else 3
+    rounds = rounds or (1 if quick else 3)
     work = Path(tempfile.mkdtemp(prefix="jamey-bench-service-"))
     data_dir = work / "data"
     data_dir.mkdir()
