@@ -46,6 +46,10 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("the fast path's dispatch and parameter checks", ("FastPath.", "_search_params", "_store_fields")),
     ("service middleware (metrics, headers, body bound)", ("ServiceMiddleware", "BodySizeLimit")),
     ("FastAPI and Starlette routing and validation", ("fastapi/", "starlette/")),
+    (
+        "the protocol's whole answers and socket writes (ServiceProtocol)",
+        ("ServiceProtocol.", "CoalescingTransport."),
+    ),
     ("uvicorn: HTTP parsing and socket writes", ("uvicorn/",)),
 ]
 SEARCH = "/memories/search?layer=working&q=deploy+rollback&limit=10"
