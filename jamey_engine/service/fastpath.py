@@ -90,8 +90,9 @@ class FastPath:
         # declared Content-Length, so BodySizeLimit's per-request closures would check nothing.
         self.max_body_bytes = engine.settings.max_body_bytes
         self.stack = wrap(BodySizeLimit(self._dispatch, self.max_body_bytes))
-        self.lean = wrap(self._dispatch)
-        self.middleware = self.lean  # its headers and records, for the answers given whole
+        # The lean stack is the middleware alone: its headers and records also serve the answers
+        # the HTTP protocol writes whole (``answer``).
+        self.middleware = wrap(self._dispatch)
 
     def takes_whole(self, scope: Scope) -> bool:
         """May the HTTP protocol hand this request over whole (``answer``)? One of the fast
@@ -140,7 +141,7 @@ class FastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self.app
-        stack = self.lean if body_bounded(scope["headers"], self.max_body_bytes) else self.stack
+        stack = self.middleware if body_bounded(scope["headers"], self.max_body_bytes) else self.stack
         await stack(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
