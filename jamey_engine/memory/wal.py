@@ -53,9 +53,9 @@ import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -147,9 +147,12 @@ def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
-@dataclass(frozen=True)
-class Record:
-    """One decoded log record: ``adds`` (id, content, timestamp) or one ``delete`` id."""
+class Record(NamedTuple):
+    """One decoded log record: ``adds`` (id, content, timestamp) or one ``delete`` id.
+
+    A NamedTuple, not a frozen dataclass: a flush or a replay decodes one per store, and a
+    frozen dataclass's ``__init__`` (a ``object.__setattr__`` per field) cost 1.7 us of a 6.5 us
+    decode against 0.4 us."""
 
     segment: int
     offset: int
