@@ -2,8 +2,11 @@
 the plan contract and applies only when no approval is required; when one is, the plan waits in
 ``pending_approval`` and the schedule's ``last_status`` says so.
 
-The schedule is added with the CLI (another process); the runs are the repository's notebooks in
-real kernels, started by the service's schedule loop on a one-minute cron.
+The schedules are added with the CLI (another process); the runs are the repository's notebooks
+in real kernels, started by the service's schedule loop. Each schedule's slot is made one already
+passed (as after a restart), so it runs at the loop's next pass, and its cron's next real slot is
+a year away: no later run can join the one under test. (The two are added one after the other:
+data-changing runs go one at a time, and a slot that finds another running is skipped.)
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from service.service_support import RunningServer, start_server, stop_server
+from service.service_support import RunningServer, make_due, start_server, stop_server
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
@@ -23,15 +26,18 @@ from jamey_engine.runbooks.links import REPO_NOTEBOOKS
 
 pytestmark = pytest.mark.slow
 
-DEADLINE = 240.0  # a one-minute slot and a kernel on a loaded 2-core machine
+DEADLINE = 240.0  # a kernel on a loaded 2-core machine
+YEARLY = "0 0 1 1 *"
 
 
-def _add(server: RunningServer, runbook: str) -> dict[str, object]:
+def _add(server: RunningServer, engine: Engine, runbook: str) -> dict[str, object]:
     result = server.jamey(
-        "runbook", "schedule", "add", runbook, "--cron", "* * * * *", "-p", "dry_run", "false", "--json"
+        "runbook", "schedule", "add", runbook, "--cron", YEARLY, "-p", "dry_run", "false", "--json"
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return dict(json.loads(result.stdout))
+    added = dict(json.loads(result.stdout))
+    make_due(engine, added["id"])
+    return added
 
 
 def _first_run(engine: Engine, server: RunningServer, runbook: str) -> runs.RunRecord:
@@ -63,10 +69,8 @@ def test_a_scheduled_change_plans_and_applies_or_waits_for_approval(tmp_path: Pa
     engine = Engine(Settings.from_env(server.env))
     try:
         # No approval required: the run plans, applies its own plan, and the backup exists.
-        backup_schedule = _add(server, "take_backup")
+        backup_schedule = _add(server, engine, "take_backup")
         run = _first_run(engine, server, "take_backup")
-        paused = server.jamey("runbook", "schedule", "pause", str(backup_schedule["id"]))
-        assert paused.returncode == 0, paused.stderr
         assert run.status == "succeeded" and run.actor == "schedule", (run.error, server.log()[-2000:])
         assert run.summary is not None
         assert run.summary["plan_status"] == "applied" and run.summary["verified"] is True, run.summary
@@ -77,9 +81,8 @@ def test_a_scheduled_change_plans_and_applies_or_waits_for_approval(tmp_path: Pa
         assert _listed(server, backup_schedule["id"])["last_status"] == "succeeded"
 
         # Approval required: the run plans, the plan waits, the schedule says so; nothing flushed.
-        flush_schedule = _add(server, "flush_memory_log")
+        flush_schedule = _add(server, engine, "flush_memory_log")
         waiting = _first_run(engine, server, "flush_memory_log")
-        server.jamey("runbook", "schedule", "pause", str(flush_schedule["id"]))
         assert waiting.status == "succeeded", (waiting.error, server.log()[-2000:])
         assert waiting.summary is not None and waiting.summary["plan_status"] == "pending_approval"
         assert waiting.summary["outcome"] == "pending_approval" and waiting.summary["result"] is None

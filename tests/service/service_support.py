@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from jamey_engine.config import Settings
 from jamey_engine.durations import utcnow
 from jamey_engine.engine import Engine
-from jamey_engine.models import ApiKey
+from jamey_engine.models import ApiKey, RunbookSchedule
 from jamey_engine.service import create_app
 
 with warnings.catch_warnings():
@@ -64,6 +64,17 @@ def service_settings(data_dir: Path, **env: str) -> Settings:
 def make_persona(engine: Engine, name: str, scopes: tuple[str, ...], rate_limit: str = BIG_LIMIT) -> Persona:
     created = engine.keys.create(name, scopes=scopes, rate_limit=rate_limit, actor="test")
     return Persona(created.key, created.id, name)
+
+
+def make_due(engine: Engine, schedule_id: object, minutes_ago: int = 1) -> datetime:
+    """Move a runbook schedule's next slot ``minutes_ago`` minutes into the past, as if the service
+    had been down over it: the schedule loop runs it at its next pass (within its 5 s poll) rather
+    than at the next real slot. The slot it was given."""
+    table = RunbookSchedule.__table__
+    missed = utcnow().replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago)
+    with engine.db.begin() as conn:
+        conn.execute(sa.update(table).where(table.c.id == schedule_id).values(next_run_at=missed))
+    return missed
 
 
 def age_key(engine: Engine, key_id: str) -> None:

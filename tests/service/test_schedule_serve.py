@@ -4,6 +4,8 @@ JameyRunbookFailed in a real Prometheus with the project's rules.
 
 The schedules are added with the CLI (another process) and the runs are real notebooks in real
 kernels. Each test waits, with a deadline, for the runs it expects to exist, then counts them.
+A run that needs no real slot starts from a slot already passed (``make_due``: as after a
+restart), so the suite waits for the clock only where the minute boundary is the point.
 """
 
 from __future__ import annotations
@@ -11,25 +13,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from helpers import REDIS_URL, wait_until
 from notebook_factory import make_test_notebooks
 from promserver import launch_prometheus, prometheus_config
-from service_support import RunningServer, start_server, stop_server
+from service_support import RunningServer, make_due, start_server, stop_server
 
 from jamey_engine.config import Settings
 from jamey_engine.engine import Engine
-from jamey_engine.models import RunbookSchedule
 from jamey_engine.runbooks import runs, schedules
 
 pytestmark = pytest.mark.slow
 
 DEADLINE = 240.0  # two one-minute slots and their kernels on a loaded 2-core machine
+# A cron whose real slots are a year apart: the run under test is the one made due now.
+YEARLY = "0 0 1 1 *"
 
 
 def add_schedule(server: RunningServer, *args: str) -> dict[str, object]:
@@ -72,6 +73,9 @@ def test_a_one_minute_schedule_runs_once_per_slot_across_two_workers(tmp_path: P
     engine = Engine(Settings.from_env(server.env))
     try:
         added = add_schedule(server, "ok", "--cron", "* * * * *", "-p", "repeat", "4")
+        # The first slot has passed (both workers see it due at once); the second is the next
+        # real minute boundary.
+        make_due(engine, added["id"])
         found = wait_for_runs(engine, server, 2)
         slots = [run.created_at.replace(second=0, microsecond=0) for run in found]
         assert len(slots) == len(set(slots)), f"two runs in one slot: {[r.created_at for r in found]}"
@@ -101,10 +105,7 @@ def test_a_missed_slot_runs_once_after_a_restart(serve: Callable[..., RunningSer
         added = add_schedule(server, "ok", "--cron", "* * * * *")
         stop_server(server)
         # The service stays down over five slots: its next slot is five minutes gone.
-        table = RunbookSchedule.__table__
-        missed = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
-        with engine.db.begin() as conn:
-            conn.execute(sa.update(table).where(table.c.id == added["id"]).values(next_run_at=missed))
+        make_due(engine, added["id"], minutes_ago=5)
         restarted = start_server(
             server.data_dir, tmp_path / "restarted.log", JAMEY_NOTEBOOKS_DIR=str(notebooks)
         )
@@ -131,7 +132,8 @@ def test_a_failing_scheduled_run_fires_jamey_runbook_failed_in_a_real_prometheus
     port = int(server.url.rsplit(":", 1)[1])
     url, process = launch_prometheus(workdir, prometheus_config(port, instance=None), workdir / "tsdb")
     try:
-        added = add_schedule(server, "fails", "--cron", "* * * * *")
+        added = add_schedule(server, "fails", "--cron", YEARLY)
+        make_due(engine, added["id"])
         (run,) = wait_for_runs(engine, server, 1)
         assert (run.status, run.error) == ("failed", "ValueError: boom at 3")
 
