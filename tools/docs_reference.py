@@ -78,9 +78,10 @@ def _command_section(command: click.Command, path: list[str], level: int) -> lis
             lines.append(f"| {names} | {_cell((option.help or '').strip())} |")
         lines.append("")
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            sub = command.commands[name]
-            if not sub.hidden:
+        context = click.Context(command)
+        for name in command.list_commands(context):
+            sub = command.get_command(context, name)
+            if sub is not None and not sub.hidden:
                 lines += _command_section(sub, [*path, name], min(level + 1, 4))
     return lines
 
