@@ -10,7 +10,10 @@ the service's capacity that the default global rate limit is set from.
 
 ``jamey serve`` runs its write-ahead-log flusher as a child process (JAMEY_FLUSHER=auto means
 process): each worker only appends to its own log stream. After the store load the resident
-memory of each serving worker and of the flusher is reported (no target).
+memory of each serving worker and of the flusher is reported (no target), and for the stores to
+one layer what bounds them: the server's CPU per store (workers and flusher), wrk's, how busy
+the two cores were, and the log's fdatasyncs per second (``memory_wal_fdatasyncs_total``)
+against the disk's limit (4 KiB appends with fdatasync, as bench_wal measures it).
 
 Three rounds, each starting both servers afresh, one worker first then two, then the other way
 round; every figure is the median of its three.
@@ -31,9 +34,11 @@ from pathlib import Path
 import httpx
 
 from bench import wrk as load
+from bench.bench_wal import fdatasync_rate
 from bench.common import Row, cli, copy_of, row
 
 ROUNDS = 3
+SYNC_SECONDS = 2.5  # workers copy their own counts into the shared metrics every 2 s
 REDIS = os.environ.get("JAMEY_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parents[1]
 POST_SCRIPT = """
@@ -68,10 +73,18 @@ def wrk(url: str, key: str, seconds: int, connections: int, script: Path | None 
 
 
 def wrk_run(
-    url: str, key: str, seconds: int, connections: int, script: Path | None = None
+    url: str, key: str, seconds: int, connections: int, script: Path | None = None, pid: int | None = None
 ) -> dict[str, float]:
-    """wrk's figures (rps, p99_ms, ...) for one run."""
-    return load.run(url, seconds, connections, headers={"X-API-Key": key}, script=script)
+    """wrk's figures (rps, p99_ms, machine_busy, ... and cpu_us given the server's pid) for one run."""
+    return load.run(url, seconds, connections, headers={"X-API-Key": key}, script=script, pid=pid)
+
+
+def log_fdatasyncs(url: str) -> float:
+    """The service's ``memory_wal_fdatasyncs_total`` (every worker's, once their 2 s sync ran)."""
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("memory_wal_fdatasyncs_total "):
+            return float(line.split()[1])
+    raise RuntimeError("no memory_wal_fdatasyncs_total on /metrics")
 
 
 def rss_mib(pid: int) -> float:
@@ -139,9 +152,16 @@ def measure(
         wrk(f"{url}/whoami", key, 2, 8)  # warm both workers' key caches
         got["search"] = wrk(f"{url}/memories/search?layer=working&q=delta", key, seconds, 8)
         got["whoami"] = wrk(f"{url}/whoami", key, seconds, 8)
-        stored = wrk_run(f"{url}/memories", key, seconds, 32, script)
+        time.sleep(SYNC_SECONDS)
+        syncs = log_fdatasyncs(url)
+        stored = wrk_run(f"{url}/memories", key, seconds, 32, script, pid=process.pid)
+        time.sleep(SYNC_SECONDS)  # every worker has added its own to the shared counter
         got["store"] = float(stored["rps"])
         got["store p99"] = float(stored["p99_ms"])
+        got["store cpu"] = float(stored["cpu_us"])
+        got["store busy"] = float(stored["machine_busy"]) * 100
+        got["store wrk cpu"] = float(stored["wrk_cpu_us"])
+        got["store syncs"] = (log_fdatasyncs(url) - syncs) / seconds
         got["five"] = wrk(f"{url}/memories", key, seconds, 32, five)
         pids, flusher = serving_processes(process.pid, data_dir / "memory")
         got["worker"] = max(rss_mib(pid) for pid in pids)
@@ -190,6 +210,7 @@ def main(quick: bool = False) -> list[Row]:
                 for name, value in measure(data_dir, workers, env, key, seconds, script, five).items():
                     measured[(workers, name)].append(value)
         rates = {got: statistics.median(values) for got, values in measured.items()}  # RSS too
+        limit, _sync_ms = fdatasync_rate(work)
         return [
             row(
                 "2 workers vs 1, keyed GET /memories/search (wrk, 8 connections)",
@@ -219,6 +240,32 @@ def main(quick: bool = False) -> list[Row]:
                 rates[(2, "store p99")],
                 baseline=rates[(1, "store p99")],
                 higher_is_better=False,
+            ),
+            row(
+                "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)",
+                "server CPU us/store (workers and flusher)",
+                rates[(2, "store cpu")],
+                baseline=rates[(1, "store cpu")],
+                higher_is_better=False,
+            ),
+            row(
+                "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)",
+                "wrk's CPU us/store",
+                rates[(2, "store wrk cpu")],
+                baseline=rates[(1, "store wrk cpu")],
+                higher_is_better=False,
+            ),
+            row(
+                "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)",
+                "machine's cores busy, % (both cores)",
+                rates[(2, "store busy")],
+                baseline=rates[(1, "store busy")],
+            ),
+            row(
+                "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)",
+                f"log fdatasyncs/s (the disk's limit: {limit:,.0f}/s)",
+                rates[(2, "store syncs")],
+                baseline=rates[(1, "store syncs")],
             ),
             row(
                 "2 workers vs 1, durable POST /memories spread over five layers (wrk, 32 connections)",

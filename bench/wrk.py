@@ -1,7 +1,9 @@
 """Load from Debian's `wrk`: one C thread, so it leaves the cores to the server it measures.
 
-``run`` returns requests/s, the request count, p50/p99 latency (and p99.9 with a script) and, given the server's pid, the
-server's CPU per request (from /proc, user + system, all of its threads). Any non-2xx answer or
+``run`` returns requests/s, the request count, p50/p99 latency (and p99.9 with a script), how
+busy the machine's cores were over the run (``machine_busy``, 0-1, from /proc/stat), wrk's own
+CPU per request (``wrk_cpu_us``) and, given the server's pid, the server's CPU per request (from
+/proc, user + system, all of its threads and children). Any non-2xx answer or
 socket error makes the run fail loudly: a benchmark of refusals measures nothing.
 ``requests_script`` writes a Lua script that cycles through prepared requests (paths or bodies),
 so the server sees varied queries and contents, not one cached request.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,18 @@ def tree_cpu_seconds(pid: int) -> float:
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(idle, total) CPU seconds of the whole machine so far, every core (from /proc/stat)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (fields[3] + fields[4]) / tick, sum(fields) / tick
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _ms(text: str) -> float:
@@ -88,10 +103,15 @@ def run(
     if script is not None:
         args += ["-s", str(script)]
     before = tree_cpu_seconds(pid) if pid else 0.0
+    idle_before, total_before = machine_cpu_seconds()
+    load_before = _children_cpu_seconds()
     done = subprocess.run([*args, url], capture_output=True, text=True, timeout=seconds + 60, check=False)
+    idle_after, total_after = machine_cpu_seconds()
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     result = parse(done.stdout)
+    result["machine_busy"] = 1 - (idle_after - idle_before) / max(1e-9, total_after - total_before)
+    result["wrk_cpu_us"] = (_children_cpu_seconds() - load_before) / max(1, result["requests"]) * 1e6
     if pid:
         result["cpu_us"] = (tree_cpu_seconds(pid) - before) / max(1, result["requests"]) * 1e6
     return result

@@ -92,6 +92,17 @@ def test_the_write_ahead_logs_of_any_process_are_read_at_scrape_time(
         other.close()
 
 
+def test_each_group_commit_to_a_log_counts_one_fdatasync(engine: Engine) -> None:
+    registry = build_registry(engine)
+    assert value(registry, "memory_wal_fdatasyncs_total") == 0
+    engine.memory.store("working", "one")  # a store alone is its own group commit
+    engine.memory.store("episodic", "two")
+    engine.memory.store_batch("working", ["three", "four", "five"])  # a batch is one record
+    assert value(registry, "memory_wal_fdatasyncs_total") == 3
+    engine.memory.flush()  # flushing into the index appends nothing
+    assert value(registry, "memory_wal_fdatasyncs_total") == 3
+
+
 def test_operations_recorded_by_another_engine_show_at_the_next_scrape(settings: Settings) -> None:
     service = Engine(settings)
     other = Engine(settings)  # another front door on the same data dir and database

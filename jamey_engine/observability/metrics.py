@@ -57,6 +57,18 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+_FDATASYNCS_HELP = (
+    "Group commits to the memory layers' write-ahead logs by the service: one write and one "
+    "fdatasync each (stores per commit = stored memories / this)."
+)
+
+
+def _log_fdatasyncs(engine: Engine) -> int:
+    """This process's group commits (0 before its memory store is opened: none yet)."""
+    memory = engine.__dict__.get("memory")
+    return memory.logs.fdatasyncs() if memory is not None else 0
+
+
 @dataclass
 class ProcessMirror:
     """Shared (multiprocess) copies of what one worker knows only of itself."""
@@ -75,6 +87,7 @@ class ProcessMirror:
             "mqtt_events_dropped": float(events.dropped),
             "rate_limit_storage_failures": float(getattr(limiter, "storage_failures", 0)),
             "mqtt_connected": 1.0 if events.connected else 0.0,
+            "memory_wal_fdatasyncs": float(_log_fdatasyncs(self.engine)),
         }
         for family in ProcessCollector(registry=None).collect():
             for sample in family.samples:
@@ -171,7 +184,7 @@ class EngineCollector(Collector):
             self._plans,
         ]
         if self.per_process:
-            sources += [self._mqtt, self._limiter]
+            sources += [self._mqtt, self._limiter, self._log_writes]
         yield from self._read(sources)
 
     def _expensive(self) -> Iterator[Metric]:
@@ -465,6 +478,11 @@ class EngineCollector(Collector):
                 value=1.0 if events.connected else 0.0,
             )
 
+    def _log_writes(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "memory_wal_fdatasyncs", _FDATASYNCS_HELP, value=float(_log_fdatasyncs(self.engine))
+        )
+
     def _limiter(self) -> Iterator[Metric]:
         limiter = self.engine.__dict__.get("limiter")  # only once the service has built it
         failures = getattr(limiter, "storage_failures", 0)
@@ -558,6 +576,7 @@ def _process_mirror(engine: Engine) -> ProcessMirror:
         "process_cpu_seconds_total": Counter(
             "process_cpu_seconds", "CPU seconds of every service worker, together.", registry=shadow
         ),
+        "memory_wal_fdatasyncs": Counter("memory_wal_fdatasyncs", _FDATASYNCS_HELP, registry=shadow),
     }
     gauges = {
         "process_resident_memory_bytes": Gauge(

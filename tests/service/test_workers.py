@@ -28,6 +28,7 @@ from jamey_engine.config import Settings
 pytestmark = pytest.mark.slow
 
 BACKUP_EVERY = 2.0
+SYNC_SECONDS = 2.5  # each worker copies its own counts into the shared metrics every 2 s
 
 
 def _healthy(server: RunningServer) -> bool:
@@ -118,9 +119,11 @@ def test_a_key_limit_is_exact_over_both_workers(workers: RunningServer) -> None:
     assert statuses.count(429) == 95
 
 
-def metric(text: str, name: str, labels: str) -> float:
+def metric(text: str, name: str, labels: str = "") -> float:
+    """A sample's value in a /metrics text (``labels`` as written there; "" for a series without)."""
+    series = f"{name}{{{labels}}}" if labels else f"{name} "
     for line in text.splitlines():
-        if line.startswith(f"{name}{{{labels}}}"):
+        if line.startswith(series):
             return float(line.split()[-1])
     return 0.0
 
@@ -141,6 +144,30 @@ def test_metrics_totals_are_the_requests_sent_whichever_worker_answers(workers: 
             >= sent
         )
         assert "process_resident_memory_bytes" in text
+
+
+def test_log_fdatasyncs_are_every_workers_group_commits(workers: RunningServer) -> None:
+    """Each store sent alone is one group commit (one write, one fdatasync) in whichever worker
+    answers it; /metrics sums both workers' (each copies its own count at least every 2 s)."""
+    key = cli_key(workers, "logging", "memory:write")
+
+    def total() -> float:
+        return metric(httpx.get(f"{workers.url}/metrics", timeout=10).text, "memory_wal_fdatasyncs_total")
+
+    time.sleep(SYNC_SECONDS)  # what earlier tests stored has been copied by now
+    before = total()
+    sent = 20
+    for number in range(sent):
+        with httpx.Client(timeout=10) as client:  # fresh connections: both workers take some
+            answer = client.post(
+                f"{workers.url}/memories",
+                json={"layer": "working", "content": f"logged {number}"},
+                headers={"X-API-Key": key["key"]},
+            )
+            assert answer.status_code == 201, answer.text
+    wait_until(lambda: total() == before + sent, 15, f"{sent} more fdatasyncs on /metrics", every=0.5)
+    time.sleep(SYNC_SECONDS)
+    assert total() == before + sent  # and none counted twice
 
 
 def lease_holders(server: RunningServer) -> list[int]:
