@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -211,81 +212,40 @@ def main(quick: bool = False) -> list[Row]:
                     measured[(workers, name)].append(value)
         rates = {got: statistics.median(values) for got, values in measured.items()}  # RSS too
         limit, _sync_ms = fdatasync_rate(work)
+
+        def pair(benchmark: str, metric: str, name: str, **kwargs: Any) -> Row:
+            """Two workers' median of ``name`` against one worker's."""
+            return row(benchmark, metric, rates[(2, name)], baseline=rates[(1, name)], **kwargs)
+
+        def scaled(name: str) -> bool:
+            return rates[(2, name)] >= 1.5 * rates[(1, name)]
+
+        search = "2 workers vs 1, keyed GET /memories/search (wrk, 8 connections)"
+        whoami = "2 workers vs 1, keyed GET /whoami (wrk, 8 connections)"
+        one = "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)"
+        spread = "2 workers vs 1, durable POST /memories spread over five layers (wrk, 32 connections)"
+        lower = {"higher_is_better": False}
         return [
-            row(
-                "2 workers vs 1, keyed GET /memories/search (wrk, 8 connections)",
-                "req/s",
-                rates[(2, "search")],
-                baseline=rates[(1, "search")],
-                target=">= 1.5x",
-                met=rates[(2, "search")] >= 1.5 * rates[(1, "search")],
-            ),
-            row(
-                "2 workers vs 1, keyed GET /whoami (wrk, 8 connections)",
-                "req/s",
-                rates[(2, "whoami")],
-                baseline=rates[(1, "whoami")],
-            ),
-            row(
-                "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)",
-                "stores/s",
-                rates[(2, "store")],
-                baseline=rates[(1, "store")],
-                target=">= 1.5x",
-                met=rates[(2, "store")] >= 1.5 * rates[(1, "store")],
-            ),
-            row(
-                "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)",
-                "p99 ms",
-                rates[(2, "store p99")],
-                baseline=rates[(1, "store p99")],
-                higher_is_better=False,
-            ),
-            row(
-                "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)",
-                "server CPU us/store (workers and flusher)",
-                rates[(2, "store cpu")],
-                baseline=rates[(1, "store cpu")],
-                higher_is_better=False,
-            ),
-            row(
-                "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)",
-                "wrk's CPU us/store",
-                rates[(2, "store wrk cpu")],
-                baseline=rates[(1, "store wrk cpu")],
-                higher_is_better=False,
-            ),
-            row(
-                "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)",
-                "machine's cores busy, % (both cores)",
-                rates[(2, "store busy")],
-                baseline=rates[(1, "store busy")],
-            ),
-            row(
-                "2 workers vs 1, durable POST /memories to one layer (wrk, 32 connections)",
-                f"log fdatasyncs/s (the disk's limit: {limit:,.0f}/s)",
-                rates[(2, "store syncs")],
-                baseline=rates[(1, "store syncs")],
-            ),
-            row(
-                "2 workers vs 1, durable POST /memories spread over five layers (wrk, 32 connections)",
-                "stores/s",
-                rates[(2, "five")],
-                baseline=rates[(1, "five")],
-            ),
-            row(
+            pair(search, "req/s", "search", target=">= 1.5x", met=scaled("search")),
+            pair(whoami, "req/s", "whoami"),
+            pair(one, "stores/s", "store", target=">= 1.5x", met=scaled("store")),
+            pair(one, "p99 ms", "store p99", **lower),
+            pair(one, "server CPU us/store (workers and flusher)", "store cpu", **lower),
+            pair(one, "wrk's CPU us/store", "store wrk cpu", **lower),
+            pair(one, "machine's cores busy, % (both cores)", "store busy"),
+            pair(one, f"log fdatasyncs/s (the disk's limit: {limit:,.0f}/s)", "store syncs"),
+            pair(spread, "stores/s", "five"),
+            pair(
                 "RSS after the store load: largest serving worker, 2 workers (vs 1 worker)",
                 "MiB",
-                rates[(2, "worker")],
-                baseline=rates[(1, "worker")],
-                higher_is_better=False,
+                "worker",
+                **lower,
             ),
-            row(
+            pair(
                 "RSS after the store load: the flusher process, 2 workers (vs 1 worker)",
                 "MiB",
-                rates[(2, "flusher")],
-                baseline=rates[(1, "flusher")],
-                higher_is_better=False,
+                "flusher",
+                **lower,
             ),
         ]
     finally:
